@@ -1,0 +1,192 @@
+"""The ``fanout`` command line: arguments -> Settings -> run. Settings come from ``FANOUT_*`` variables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from fanout import logging as fanout_logging
+from fanout.config import Settings
+from fanout.errors import ConfigError, FanoutError, InvalidMessage
+
+EPILOG = """With no settings at all, every command targets the local stack that `fanout dev` starts.
+Settings are environment variables prefixed FANOUT_ (see the README's Configuration section)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fanout",
+        description="Fan out real-time events from SQS/SNS to API Gateway WebSocket connections.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("dev", help="start the local stack (SQS/SNS, MongoDB, gateway emulator, worker)",
+                   description="Start moto (SQS+SNS), SecantusDB, the gateway emulator and a worker, each as its "
+                   "own process; print the endpoints and a ready line; Ctrl-C stops them all.")
+
+    w = sub.add_parser("worker", help="run the worker pool (the production entry point)",
+                       description="Consume events from SQS and push them to every target connection.")
+    w.add_argument("--processes", type=int, default=None,
+                   help="worker processes to supervise (default: the number of CPUs)")
+
+    g = sub.add_parser("gateway", help="run the local API Gateway WebSocket emulator alone",
+                       description="A real WebSocket server with API Gateway's management API. Faults can "
+                       "also be changed at run time: PUT /_emulator/faults with a JSON object.")
+    for name, what in [("throttle", "429 LimitExceededException"), ("error", "500 errors"),
+                       ("timeout", "posts that deliver and then hang"), ("drop", "sockets dropped without $disconnect")]:
+        g.add_argument(f"--{name}", type=float, default=0.0, metavar="SHARE", help=f"share of posts answered with {what}")
+    g.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every post")
+
+    pub = sub.add_parser("publish", help="publish one event; prints its id",
+                         description="Validate and publish one event to the queue (or topic). Exit code 2 on "
+                         "bad input.")
+    pub.add_argument("type", help="event type, <domain>.<name>[.<name>], e.g. notification.new")
+    pub.add_argument("--user", action="append", default=[], metavar="ID", help="target user id (repeatable)")
+    pub.add_argument("--topic", action="append", default=[], metavar="T", help="target topic (repeatable)")
+    pub.add_argument("--broadcast", action="store_true", help="send to every live connection")
+    pub.add_argument("--exclude", action="append", default=[], metavar="CONNECTION_ID",
+                     help="connection to leave out, e.g. the tab that caused the change (repeatable)")
+    pub.add_argument("--payload", default="{}", metavar="JSON", help="payload, a JSON object (default {})")
+    pub.add_argument("--via", choices=["sqs", "sns"], default="sqs", help="publish to the queue or the topic")
+
+    t = sub.add_parser("token", help="print a signed development token for the local gateway")
+    t.add_argument("user_id")
+    t.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
+
+    sub.add_parser("schema", help="print the JSON Schemas of the queue body and the client envelope")
+
+    dlq = sub.add_parser("dlq", help="inspect or redrive the dead-letter queue")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    ins = dlq_sub.add_parser("inspect", help="list dead-lettered messages and why, without removing them")
+    ins.add_argument("--max", type=int, default=50, help="messages to show at most (default 50)")
+    red = dlq_sub.add_parser("redrive", help="move dead-lettered messages back to the queue")
+    red.add_argument("--reason", default=None, help="only messages dead-lettered for this reason")
+    red.add_argument("--max", type=int, default=1000, help="messages to move at most (default 1000)")
+    return p
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"fanout: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _fail(f"bad setting FANOUT_{str(first['loc'][0]).upper()}: {first['msg']}")
+    fanout_logging.configure(settings.log_level, settings.log_format or "console")
+    try:
+        return int(_COMMANDS[args.command](args, settings) or 0)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except InvalidMessage as exc:
+        return _fail(f"invalid event ({exc.reason}): {exc.detail}")
+    except FanoutError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.dev import LocalStack
+
+    stack = LocalStack(settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    print("fanout dev: starting the local stack", flush=True)
+    try:
+        stack.start()
+        print(f"fanout dev: ready (logs of moto and SecantusDB in {stack.log_dir}); Ctrl-C to stop", flush=True)
+        while (failed := stack.failed()) is None:
+            time.sleep(0.5)
+        print(f"fanout dev: {failed.name} exited unexpectedly; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+        print("fanout dev: stopped", flush=True)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.worker.consumer import Worker
+
+    settings.require_queue()
+    settings.mongo()
+    asyncio.run(Worker(settings).main())
+    return 0
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.gateway.emulator import Faults, serve
+
+    faults = Faults()
+    faults.update({"throttle": args.throttle, "error": args.error, "timeout": args.timeout, "drop": args.drop,
+                   "latency_ms": args.latency_ms})
+    asyncio.run(serve(settings, faults))
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.publish import Publisher, build_event
+
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        return _fail(f"--payload is not JSON: {exc}")
+    if not isinstance(payload, dict):
+        return _fail("--payload must be a JSON object, e.g. '{\"title\":\"hi\"}'")
+    body = build_event(args.type, user_ids=args.user, topics=args.topic, broadcast=args.broadcast,
+                       exclude_connection_ids=args.exclude, payload=payload)
+    try:
+        publisher = Publisher(settings, via=args.via)
+        publisher.send(body)
+        publisher.close()
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: say what and where, without a traceback
+        return _fail(f"could not publish to {settings.sqs_endpoint() or 'AWS'}: {exc}", 1)
+    print(body.id)
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.tokens import sign
+
+    print(sign(args.user_id, settings.jwt_key(), args.ttl, settings.jwt_audience))
+    return 0
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.envelope import json_schemas
+
+    print(json.dumps(json_schemas(), indent=2))
+    return 0
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout import dlq
+
+    if args.dlq_command == "inspect":
+        return dlq.inspect(settings, args.max)
+    return dlq.redrive(settings, args.max, args.reason)
+
+
+_COMMANDS: dict[str, Any] = {
+    "dev": _dev, "worker": _worker, "gateway": _gateway, "publish": _publish, "token": _token,
+    "schema": _schema, "dlq": _dlq,
+}

@@ -1,0 +1,118 @@
+"""Settings: one object built from ``FANOUT_*`` environment variables, then passed down."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fanout.errors import ConfigError
+
+LOCAL_AWS_ENDPOINT = "http://127.0.0.1:9324"
+LOCAL_MONGO_URI = "mongodb://127.0.0.1:27018"
+DEV_JWT_SECRET = "fanout-dev-secret-not-for-production"  # noqa: S105 - a documented local default
+
+
+class Settings(BaseSettings):
+    """Every knob of fanout. Defaults target the local stack that ``fanout dev`` starts.
+
+    With ``FANOUT_ENV=production`` no local default is assumed: the queue, MongoDB and (for the
+    gateway) the JWT secret must be given explicitly.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FANOUT_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "production"] = "dev"
+
+    # AWS (SQS / SNS)
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(None, description="SQS/SNS endpoint; the local moto server in dev")
+    queue_name: str = "fanout-events"
+    queue_url: str | None = None
+    dlq_name: str = "fanout-events-dlq"
+    dlq_url: str | None = None
+    topic_name: str = "fanout-events"
+    topic_arn: str | None = None
+
+    # MongoDB
+    mongo_uri: SecretStr | None = None
+    mongo_db: str = "fanout"
+    connections_collection: str = "websocketconnections"
+    mongo_timeout_ms: int = 5000
+
+    # API Gateway management API
+    management_endpoint: str | None = Field(
+        None, description="Override https://{domainName}/{stage} for every connection (e.g. a VPC endpoint)"
+    )
+    post_timeout_s: float = 5.0
+    post_attempts: int = 4
+    max_posts_in_flight: int = 256
+
+    # Worker
+    receive_wait_s: int = Field(20, ge=0, le=20)
+    visibility_timeout_s: int = Field(30, ge=1, le=43200)
+    max_events_in_flight: int = 64
+    pollers: int = 2
+    shutdown_budget_s: float = 20.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9400
+
+    # Local gateway emulator and lifecycle handlers
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_stage: str = "local"
+    jwt_secret: SecretStr | None = None
+    jwt_audience: str | None = None
+    connection_ttl_s: int = 7200
+
+    # Logs
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] | None = None
+
+    @model_validator(mode="after")
+    def _check_log_format(self) -> Settings:
+        if self.log_format is None:
+            object.__setattr__(self, "log_format", "console" if self.env == "dev" else "json")
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    def sqs_endpoint(self) -> str | None:
+        """The SQS/SNS endpoint: explicit, else moto's local port in dev, else AWS's own."""
+        if self.aws_endpoint_url:
+            return self.aws_endpoint_url
+        return LOCAL_AWS_ENDPOINT if self.is_dev else None
+
+    def mongo(self) -> str:
+        """The MongoDB URI; required in production."""
+        if self.mongo_uri is not None:
+            return self.mongo_uri.get_secret_value()
+        if self.is_dev:
+            return LOCAL_MONGO_URI
+        raise ConfigError("FANOUT_MONGO_URI is required when FANOUT_ENV=production")
+
+    def jwt_key(self) -> str:
+        """The HS256 key for connect tokens; required in production."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if self.is_dev:
+            return DEV_JWT_SECRET
+        raise ConfigError("FANOUT_JWT_SECRET is required when FANOUT_ENV=production")
+
+    def require_queue(self) -> None:
+        """In production the worker must be told which queue to read."""
+        if not self.is_dev and not self.queue_url:
+            raise ConfigError("FANOUT_QUEUE_URL is required when FANOUT_ENV=production")
+
+    def aws_client_kwargs(self) -> dict[str, str]:
+        """Keyword arguments for a boto3/aiobotocore client; dummy credentials against the local stack."""
+        kwargs: dict[str, str] = {"region_name": self.region}
+        endpoint = self.sqs_endpoint()
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        if self.is_dev:
+            kwargs |= {"aws_access_key_id": "fanout-local", "aws_secret_access_key": "fanout-local"}
+        return kwargs

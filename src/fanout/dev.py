@@ -1,0 +1,204 @@
+"""The embedded local stack behind ``fanout dev``: moto (SQS+SNS), SecantusDB, the emulator, a worker.
+
+Each part runs as its own process; the stack waits until each answers, and stops them all on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import boto3
+
+from fanout.config import Settings
+from fanout.errors import ConfigError
+
+MAX_RECEIVE_COUNT = 5  # SQS moves a message that keeps failing to the DLQ after this many receives
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - local http only
+            return bool(response.status < 500)
+    except OSError:
+        return False
+
+
+def _tcp_ok(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+@dataclass
+class Part:
+    name: str
+    endpoint: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    quiet: bool = True  # send its output to a log file rather than the terminal
+    process: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+
+class LocalStack:
+    """Starts and stops the local stack described by a ``Settings`` (dev defaults)."""
+
+    def __init__(self, settings: Settings, log_dir: Path | None = None, echo: Callable[[str], None] = print):
+        self.settings = settings
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fanout-dev-"))
+        self.echo = echo
+        self.parts: list[Part] = []
+        self.env = {**os.environ, "FANOUT_ENV": "dev"}
+
+    def _plan(self) -> list[Part]:
+        s = self.settings
+        py = sys.executable
+        aws = urlsplit(s.sqs_endpoint() or "")
+        parts = [
+            Part(
+                "SQS+SNS (moto)",
+                f"{aws.scheme}://{aws.netloc}",
+                [py, "-m", "moto.server", "-H", aws.hostname or "127.0.0.1", "-p", str(aws.port)],
+                lambda: _http_ok(f"{aws.scheme}://{aws.netloc}/moto-api/"),
+            )
+        ]
+        if s.mongo_uri is None:
+            mongo = urlsplit(s.mongo())
+            parts.append(
+                Part(
+                    "MongoDB (SecantusDB)",
+                    s.mongo(),
+                    [py, "-m", "secantus", "--host", mongo.hostname or "127.0.0.1", "--port", str(mongo.port),
+                     "--storage-path", ":memory:", "--log-level", "WARNING"],
+                    lambda: _tcp_ok(mongo.hostname or "127.0.0.1", mongo.port or 27017),
+                )
+            )
+        gw = f"{s.gateway_host}:{s.gateway_port}"
+        parts.append(
+            Part(
+                "API Gateway (emulator)",
+                f"ws://{gw}/{s.gateway_stage}  management http://{gw}/{s.gateway_stage}/@connections/{{id}}",
+                [py, "-m", "fanout", "gateway"],
+                lambda: _http_ok(f"http://{gw}/_emulator/stats"),
+                quiet=False,
+            )
+        )
+        metrics = f"http://{s.metrics_host}:{s.metrics_port}"
+        parts.append(
+            Part(
+                "worker",
+                f"{metrics}/metrics  {metrics}/healthz  {metrics}/readyz",
+                [py, "-m", "fanout", "worker", "--processes", "1"],
+                lambda: _http_ok(f"{metrics}/readyz"),
+                quiet=False,
+            )
+        )
+        return parts
+
+    def check_ports(self) -> None:
+        """Fail with a clear message when a port the stack needs is taken."""
+        s = self.settings
+        aws = urlsplit(s.sqs_endpoint() or "")
+        wanted = [("SQS/SNS (FANOUT_AWS_ENDPOINT_URL)", aws.hostname or "127.0.0.1", aws.port or 0)]
+        if s.mongo_uri is None:
+            mongo = urlsplit(s.mongo())
+            wanted.append(("MongoDB (FANOUT_MONGO_URI)", mongo.hostname or "127.0.0.1", mongo.port or 0))
+        wanted.append(("gateway (FANOUT_GATEWAY_PORT)", s.gateway_host, s.gateway_port))
+        wanted.append(("worker metrics (FANOUT_METRICS_PORT)", s.metrics_host, s.metrics_port))
+        for what, host, port in wanted:
+            if not _port_free(host, port):
+                raise ConfigError(
+                    f"port {port} on {host} for {what} is already in use; is another `fanout dev` running? "
+                    "Stop it or choose another port with the variable named."
+                )
+
+    def start(self, timeout_s: float = 60) -> None:
+        """Start every part in order, waiting until each answers."""
+        self.check_ports()
+        for part in self._plan():
+            self._start(part, timeout_s)
+            if part.name.startswith("SQS"):
+                self.create_queues()
+
+    def _start(self, part: Part, timeout_s: float) -> None:
+        slug = part.name.split()[0].lower().replace("+", "-")
+        if part.quiet:
+            part.log = open(self.log_dir / f"{slug}.log", "wb")  # noqa: SIM115 - closed in stop()
+        part.process = subprocess.Popen(
+            part.argv, env=self.env, stdout=part.log or sys.stderr, stderr=subprocess.STDOUT if part.log else None,
+            start_new_session=True,
+        )
+        self.parts.append(part)
+        deadline = time.monotonic() + timeout_s
+        while not part.ready():
+            if part.process.poll() is not None:
+                raise ConfigError(f"{part.name} exited with {part.process.returncode}; see {self.log_dir}")
+            if time.monotonic() > deadline:
+                raise ConfigError(f"{part.name} did not answer within {timeout_s:.0f}s; see {self.log_dir}")
+            time.sleep(0.1)
+        self.echo(f"  {part.name:<24} {part.endpoint}")
+
+    def create_queues(self) -> dict[str, str]:
+        """Create the queue, its DLQ (redrive policy) and the topic subscribed to the queue; idempotent."""
+        s = self.settings
+        kwargs: dict[str, Any] = s.aws_client_kwargs()
+        sqs = boto3.client("sqs", **kwargs)
+        sns = boto3.client("sns", **kwargs)
+        dlq_url = sqs.create_queue(QueueName=s.dlq_name)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
+        queue_url = sqs.create_queue(
+            QueueName=s.queue_name,
+            Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(s.visibility_timeout_s)},
+        )["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        sqs.close()
+        sns.close()
+        return {"queue": queue_url, "dlq": dlq_url, "topic": topic_arn}
+
+    def stop(self, timeout_s: float = 15) -> None:
+        """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``."""
+        for part in reversed(self.parts):
+            if part.process and part.process.poll() is None:
+                part.process.terminate()
+        for part in reversed(self.parts):
+            if part.process:
+                try:
+                    part.process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    part.process.kill()
+                    part.process.wait()
+            if part.log:
+                part.log.close()
+        self.parts.clear()
+
+    def failed(self) -> Part | None:
+        """The first part that exited on its own, if any."""
+        return next((p for p in self.parts if p.process and p.process.poll() is not None), None)

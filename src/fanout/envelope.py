@@ -1,0 +1,172 @@
+"""Wire models: the queue body (v1), the client envelope, SNS unwrapping and their JSON Schemas."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from fanout.catalog import DOMAINS, domain_of
+from fanout.errors import InvalidMessage
+
+MAX_BODY_BYTES = 1024 * 1024  # SQS's limit for one message
+MAX_FRAME_BYTES = 128 * 1024  # API Gateway's limit for one WebSocket frame
+
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=128)]
+EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]+$", min_length=1, max_length=128)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Target(_Wire):
+    """Who receives an event: users, topic subscribers, or everyone, less some connections."""
+
+    user_ids: list[Name] = Field(default_factory=list, max_length=100_000)
+    topics: list[Name] = Field(default_factory=list, max_length=1_000)
+    broadcast: bool = False
+    exclude_connection_ids: list[Name] = Field(default_factory=list, max_length=10_000)
+
+    @field_validator("user_ids", "topics", "exclude_connection_ids")
+    @classmethod
+    def _no_duplicates(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("duplicate entries")
+        return values
+
+    def is_empty(self) -> bool:
+        return not (self.user_ids or self.topics or self.broadcast)
+
+
+class Meta(_Wire):
+    """Optional publisher hints; unknown keys are kept for forward compatibility."""
+
+    model_config = ConfigDict(extra="allow")
+
+    source: str | None = None
+    trace_id: str | None = None
+    ordering_key: str | None = None
+    seq: int | None = Field(None, ge=0)
+    expires_at: datetime | None = None
+
+
+def _utc(value: str) -> str:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset, e.g. 2026-02-17T00:00:00.000Z")
+    return value
+
+
+class QueueBody(_Wire):
+    """The queue message body, version 1 (DESIGN.md)."""
+
+    v: Literal[1]
+    id: EventId
+    type: EventType
+    payload: dict[str, Any]
+    sent_at: Annotated[str, StringConstraints(max_length=40)]
+    target: Target
+    meta: Meta = Field(default_factory=Meta)
+
+    _check_sent_at = field_validator("sent_at")(_utc)
+
+    def sent_at_epoch(self) -> float:
+        """``sentAt`` as seconds since the epoch."""
+        return datetime.fromisoformat(self.sent_at).timestamp()
+
+    @cached_property
+    def client_frame(self) -> bytes:
+        """The one text frame every recipient gets; serialized once per event."""
+        envelope: dict[str, Any] = {
+            "v": 1,
+            "id": self.id,
+            "type": self.type,
+            "payload": self.payload,
+            "sentAt": self.sent_at,
+        }
+        if self.meta.seq is not None:
+            envelope["seq"] = self.meta.seq
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def to_json(self) -> str:
+        """The body as published to the queue."""
+        return self.model_dump_json(by_alias=True, exclude_defaults=False)
+
+
+class ClientEnvelope(BaseModel):
+    """What a WebSocket client receives: one text frame per event (documentation and schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1]
+    id: EventId
+    type: EventType
+    payload: dict[str, Any]
+    sentAt: str  # noqa: N815 - the wire name
+    seq: int | None = None
+
+
+def now_iso() -> str:
+    """The current time as ``2026-02-17T00:00:00.000Z``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_body(raw: str | bytes) -> QueueBody:
+    """Parse a queue body, raw or wrapped in an SNS notification; raise ``InvalidMessage`` with a reason."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidMessage("too_large", f"body over {MAX_BODY_BYTES} bytes")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage("not_json", str(exc)[:200]) from None
+    if isinstance(doc, dict) and doc.get("Type") == "Notification" and "TopicArn" in doc:
+        doc = _unwrap_sns(doc)
+    return _validate(doc)
+
+
+def _unwrap_sns(doc: dict[str, Any]) -> Any:
+    message = doc.get("Message")
+    if not isinstance(message, str):
+        raise InvalidMessage("sns_missing_message", "SNS notification without a string Message")
+    for field in ("MessageId", "Timestamp"):
+        if not isinstance(doc.get(field), str):
+            raise InvalidMessage("sns_bad_envelope", f"SNS notification without {field}")
+    try:
+        return json.loads(message)
+    except ValueError as exc:
+        raise InvalidMessage("not_json", f"SNS Message: {str(exc)[:200]}") from None
+
+
+def _validate(doc: Any) -> QueueBody:
+    if not isinstance(doc, dict):
+        raise InvalidMessage("schema", "body is not a JSON object")
+    if doc.get("v") != 1:
+        raise InvalidMessage("unknown_version", f"v={doc.get('v')!r:.40}")
+    try:
+        body = QueueBody.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        reason = "duplicate_target" if "duplicate" in first["msg"] else "schema"
+        raise InvalidMessage(reason, f"{where}: {first['msg']}") from None
+    if domain_of(body.type) not in DOMAINS:
+        raise InvalidMessage("unknown_domain", f"type {body.type!r}")
+    if body.target.is_empty():
+        raise InvalidMessage("empty_target", "no userIds, topics or broadcast")
+    if len(body.client_frame) > MAX_FRAME_BYTES:
+        raise InvalidMessage("too_large", f"client frame over {MAX_FRAME_BYTES} bytes")
+    return body
+
+
+def json_schemas() -> dict[str, Any]:
+    """The JSON Schemas of the queue body and of the client envelope."""
+    return {
+        "queueBody": QueueBody.model_json_schema(by_alias=True),
+        "clientEnvelope": ClientEnvelope.model_json_schema(by_alias=True),
+    }

@@ -1,0 +1,32 @@
+"""The error tree: every error fanout raises on purpose is a ``FanoutError``."""
+
+from __future__ import annotations
+
+
+class FanoutError(Exception):
+    """Base of every error fanout raises on purpose."""
+
+
+class ConfigError(FanoutError, ValueError):
+    """Settings are missing or contradict each other; the process cannot start."""
+
+
+class InvalidMessage(FanoutError, ValueError):
+    """A queue body that can never be delivered; it goes to the dead-letter queue with ``reason``."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class RetryableError(FanoutError):
+    """A dependency failed in a way that may succeed later (throttling, 5xx, timeouts)."""
+
+
+class PermanentError(FanoutError):
+    """A dependency refused in a way that retrying cannot fix (403, 413)."""
+
+
+class AuthError(FanoutError, PermissionError):
+    """A WebSocket client presented a missing, malformed or expired token."""

@@ -1,0 +1,1 @@
+"""API Gateway: the management-API client, the lifecycle handlers and the local emulator."""

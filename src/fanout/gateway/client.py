@@ -1,0 +1,142 @@
+"""A lean client for the API Gateway ``@connections`` API: POST, GET and DELETE over aiohttp.
+
+One keep-alive pool for all endpoints, requests signed with SigV4 (``sigv4.Signer``), and responses
+mapped to the outcomes the API documents. It replaces botocore's generic pipeline on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import ipaddress
+import json
+import random
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from yarl import URL
+
+from fanout.gateway.sigv4 import EMPTY_SHA256, Signer
+from fanout.store import Connection
+
+
+class Outcome(enum.Enum):
+    """What one ``@connections`` call came to; ``value`` is the metric label."""
+
+    OK = "ok"
+    GONE = "gone"  # 410 GoneException: the connection is closed
+    THROTTLED = "throttled"  # 429 LimitExceededException
+    SERVER_ERROR = "server_error"  # 5xx
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"  # connection refused, DNS, reset
+    FORBIDDEN = "forbidden"  # 403: wrong endpoint, stage or permissions
+    TOO_LARGE = "too_large"  # 413 PayloadTooLargeException
+    REJECTED = "rejected"  # any other 4xx
+
+    @property
+    def retryable(self) -> bool:
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset({Outcome.THROTTLED, Outcome.SERVER_ERROR, Outcome.TIMEOUT, Outcome.UNREACHABLE})
+
+
+def outcome_of(status: int) -> Outcome:
+    """Map an HTTP status of the management API to an outcome."""
+    if status < 300:
+        return Outcome.OK
+    if status == 410:
+        return Outcome.GONE
+    if status == 429:
+        return Outcome.THROTTLED
+    if status == 403:
+        return Outcome.FORBIDDEN
+    if status == 413:
+        return Outcome.TOO_LARGE
+    if status >= 500:
+        return Outcome.SERVER_ERROR
+    return Outcome.REJECTED
+
+
+def _is_local(host: str) -> bool:
+    name = urlsplit(f"//{host}").hostname or host
+    if name == "localhost" or name.endswith(".internal"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class ManagementClient:
+    """Posts frames to connections; one instance and one HTTP session per process."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        signer: Signer | None,
+        *,
+        endpoint_override: str | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._session = session
+        self._signer = signer
+        self._override = endpoint_override.rstrip("/") if endpoint_override else None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._bases: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    def _base(self, conn: Connection) -> tuple[str, str, str]:
+        """(origin, host, path prefix) for a connection's API, cached per endpoint."""
+        key = (conn.domain_name, conn.stage)
+        base = self._bases.get(key)
+        if base is None:
+            if self._override:
+                parts = urlsplit(self._override)
+                base = (f"{parts.scheme}://{parts.netloc}", parts.netloc, parts.path.rstrip("/"))
+            else:
+                scheme = "http" if _is_local(conn.domain_name) else "https"
+                base = (f"{scheme}://{conn.domain_name}", conn.domain_name, f"/{conn.stage}")
+            self._bases[key] = base
+        return base
+
+    async def _call(
+        self, method: str, conn: Connection, data: bytes = b"", data_sha256: str = EMPTY_SHA256
+    ) -> tuple[Outcome, bytes]:
+        origin, host, prefix = self._base(conn)
+        path = f"{prefix}/@connections/{quote(conn.connection_id, safe='')}"
+        headers = self._signer.sign(method, host, path, data_sha256) if self._signer else []
+        url = URL(origin + path, encoded=True)
+        try:
+            async with self._session.request(
+                method, url, data=data or None, headers=headers, timeout=self._timeout
+            ) as response:
+                return outcome_of(response.status), await response.read()
+        except TimeoutError:
+            return Outcome.TIMEOUT, b""
+        except aiohttp.ClientError:
+            return Outcome.UNREACHABLE, b""
+
+    async def post(self, conn: Connection, data: bytes, data_sha256: str | None = None) -> Outcome:
+        """Send ``data`` as one text frame; pass ``data_sha256`` when posting one body many times."""
+        digest = data_sha256 or hashlib.sha256(data).hexdigest()
+        outcome, _ = await self._call("POST", conn, data, digest)
+        return outcome
+
+    async def get(self, conn: Connection) -> tuple[Outcome, dict[str, Any] | None]:
+        """``connectedAt``, ``lastActiveAt`` and ``identity`` of an open connection."""
+        outcome, body = await self._call("GET", conn)
+        if outcome is not Outcome.OK:
+            return outcome, None
+        return outcome, json.loads(body)
+
+    async def delete(self, conn: Connection) -> Outcome:
+        """Close a connection from the server side."""
+        outcome, _ = await self._call("DELETE", conn)
+        return outcome
+
+
+async def sleep_backoff(attempt: int, base_s: float = 0.05, cap_s: float = 2.0) -> None:
+    """Exponential backoff with full jitter."""
+    await asyncio.sleep(random.uniform(0, min(cap_s, base_s * 2**attempt)))

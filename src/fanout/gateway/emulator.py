@@ -1,0 +1,260 @@
+"""The local API Gateway WebSocket emulator: a real WebSocket server plus the ``@connections`` API.
+
+WebSocket clients connect at ``ws://HOST:PORT/{stage}``; every lifecycle step is an API-Gateway-shaped
+event handed to the same ``Lifecycle`` a Lambda would run. The management API answers as API Gateway
+does (410 GoneException, 413 PayloadTooLargeException, 403 for a wrong stage or a request without
+SigV4 credentials) and can inject faults for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pymongo import AsyncMongoClient
+
+from fanout.config import Settings
+from fanout.envelope import MAX_FRAME_BYTES
+from fanout.gateway.lifecycle import Lifecycle
+from fanout.logging import get_logger
+from fanout.store import ConnectionStore
+
+log = get_logger("fanout.gateway")
+
+CLIENT_ROUTES = frozenset({"ping", "subscribe", "notification.subscribe"})
+
+
+@dataclass
+class Faults:
+    """Shares of management-API POSTs that fail, and added latency; all zero by default."""
+
+    throttle: float = 0.0  # answer 429 LimitExceededException
+    error: float = 0.0  # answer 500 InternalServerErrorException
+    timeout: float = 0.0  # deliver, then hang for hang_s (the caller's outcome is unknown)
+    drop: float = 0.0  # close the socket abruptly without $disconnect: a stale record stays
+    latency_ms: float = 0.0
+    hang_s: float = 10.0
+
+    def update(self, values: dict[str, Any]) -> None:
+        names = {f.name for f in fields(self)}
+        for key, value in values.items():
+            if key not in names:
+                raise ValueError(f"unknown fault {key!r}; known: {sorted(names)}")
+            number = float(value)
+            if number < 0 or (key not in ("latency_ms", "hang_s") and number > 1):
+                raise ValueError(f"{key} out of range: {value!r}")
+            setattr(self, key, number)
+
+
+@dataclass
+class _Socket:
+    ws: web.WebSocketResponse
+    connected_at: float
+    last_active: float
+    source_ip: str
+    user_agent: str
+    transport: Any
+    dropped: bool = False
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status, headers={"x-amzn-ErrorType": kind})
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Emulator:
+    """Holds the open sockets and serves both the WebSocket and the management API."""
+
+    def __init__(self, lifecycle: Lifecycle, stage: str, domain_name: str, faults: Faults | None = None):
+        self.lifecycle = lifecycle
+        self.stage = stage
+        self.domain_name = domain_name
+        self.faults = faults or Faults()
+        self.sockets: dict[str, _Socket] = {}
+        self.counts: dict[str, int] = {}
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=2 * MAX_FRAME_BYTES)
+        app.router.add_get("/_emulator/faults", self._get_faults)
+        app.router.add_put("/_emulator/faults", self._put_faults)
+        app.router.add_get("/_emulator/stats", self._stats)
+        app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._manage)
+        app.router.add_get("/{stage}", self._websocket)
+        return app
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _event(self, route: str, event_type: str, connection_id: str, request: web.Request) -> dict[str, Any]:
+        now_ms = int(time.time() * 1000)
+        return {
+            "requestContext": {
+                "routeKey": route,
+                "eventType": event_type,
+                "connectionId": connection_id,
+                "domainName": self.domain_name,
+                "stage": self.stage,
+                "apiId": "local",
+                "requestTimeEpoch": now_ms,
+                "connectedAt": now_ms,
+                "identity": {"sourceIp": request.remote or "127.0.0.1"},
+            },
+            "isBase64Encoded": False,
+        }
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["stage"] != self.stage:
+            return _error(403, "ForbiddenException", "Forbidden")
+        connection_id = secrets.token_urlsafe(12)
+        event = self._event("$connect", "CONNECT", connection_id, request)
+        event["queryStringParameters"] = dict(request.query)
+        event["headers"] = dict(request.headers)
+        answer = await self.lifecycle.handle(event)
+        if answer.get("statusCode") != 200:
+            self._count("connect_rejected")
+            return web.Response(status=answer.get("statusCode", 500), text=answer.get("body", ""))
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        now = time.time()
+        self.sockets[connection_id] = _Socket(
+            ws, now, now, request.remote or "127.0.0.1", request.headers.get("User-Agent", ""), request.transport
+        )
+        self._count("connected")
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                self.sockets[connection_id].last_active = time.time()
+                await self._frame(connection_id, msg.data, request, ws)
+        finally:
+            gone = self.sockets.pop(connection_id, None)
+            if gone is None or not gone.dropped:  # a dropped socket leaves its record behind, stale
+                await self.lifecycle.handle(self._event("$disconnect", "DISCONNECT", connection_id, request))
+            self._count("disconnected")
+        return ws
+
+    async def _frame(self, connection_id: str, data: str, request: web.Request, ws: web.WebSocketResponse) -> None:
+        try:
+            action = json.loads(data).get("action")
+        except (ValueError, AttributeError):
+            action = None
+        route = action if action in CLIENT_ROUTES else "$default"
+        event = self._event(route, "MESSAGE", connection_id, request)
+        event["body"] = data
+        answer = await self.lifecycle.handle(event)
+        if answer.get("body") and not ws.closed:
+            await ws.send_str(answer["body"])
+
+    async def _manage(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["stage"] != self.stage:
+            self._count("forbidden")
+            return _error(403, "ForbiddenException", "Forbidden")
+        if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256 "):
+            self._count("forbidden")
+            return _error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        socket = self.sockets.get(request.match_info["connection_id"])
+        if request.method == "POST":
+            return await self._post(socket, request)
+        if socket is None:
+            return _error(410, "GoneException", "Gone")
+        if request.method == "GET":
+            return web.json_response(
+                {
+                    "connectedAt": _iso(socket.connected_at),
+                    "lastActiveAt": _iso(socket.last_active),
+                    "identity": {"sourceIp": socket.source_ip, "userAgent": socket.user_agent},
+                }
+            )
+        if request.method == "DELETE":
+            await socket.ws.close()
+            return web.Response(status=204)
+        return _error(405, "MethodNotAllowed", "Method Not Allowed")
+
+    async def _post(self, socket: _Socket | None, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if len(body) > MAX_FRAME_BYTES:
+            self._count("too_large")
+            return _error(413, "PayloadTooLargeException", "Request entity too large")
+        faults = self.faults
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        roll = random.random()
+        if roll < faults.throttle:
+            self._count("throttled")
+            return _error(429, "LimitExceededException", "Rate exceeded")
+        roll -= faults.throttle
+        if roll < faults.error:
+            self._count("server_error")
+            return _error(500, "InternalServerErrorException", "Internal server error")
+        roll -= faults.error
+        if socket is None or socket.dropped or socket.ws.closed:
+            self._count("gone")
+            return _error(410, "GoneException", "Gone")
+        if roll < faults.drop:
+            self._count("dropped")
+            socket.dropped = True
+            if socket.transport is not None:
+                socket.transport.abort()
+            return _error(410, "GoneException", "Gone")
+        roll -= faults.drop
+        try:
+            await socket.ws.send_str(body.decode())
+        except ConnectionError:
+            self._count("gone")
+            return _error(410, "GoneException", "Gone")
+        self._count("delivered")
+        if roll < faults.timeout:
+            self._count("hung")
+            await asyncio.sleep(faults.hang_s)
+        return web.Response(status=200)
+
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(asdict(self.faults))
+
+    async def _put_faults(self, request: web.Request) -> web.Response:
+        try:
+            self.faults.update(await request.json())
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(asdict(self.faults))
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"open": len(self.sockets), "counts": self.counts})
+
+
+async def serve(settings: Settings, faults: Faults | None = None) -> None:
+    """Run the emulator until SIGTERM/SIGINT."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        settings.mongo(), tz_aware=True, serverSelectionTimeoutMS=settings.mongo_timeout_ms
+    )
+    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
+    await store.ensure_indexes()
+    domain = f"{settings.gateway_host}:{settings.gateway_port}"
+    emulator = Emulator(Lifecycle(store, settings), settings.gateway_stage, domain, faults)
+    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=2)
+    await runner.setup()
+    await web.TCPSite(runner, settings.gateway_host, settings.gateway_port, reuse_address=True).start()
+    log.info("gateway_started", websocket=f"ws://{domain}/{settings.gateway_stage}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for entry in list(emulator.sockets.values()):
+            await entry.ws.close(code=1001, message=b"server shutting down")
+        await runner.cleanup()
+        await client.close()
+        log.info("gateway_stopped", counts=emulator.counts)

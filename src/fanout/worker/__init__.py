@@ -1,0 +1,1 @@
+"""The worker: SQS consumer, fan-out of one event, health server and the process pool."""

@@ -1,0 +1,83 @@
+"""SQS helpers for the worker: message attributes it uses, and batched deletes / visibility changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+ATTR_REASON = "fanout-reason"  # why a message is in the DLQ
+ATTR_DETAIL = "fanout-detail"
+ATTR_ROUND = "fanout-round"  # remainder round number
+ATTR_ONLY = "fanout-connections"  # JSON list: deliver to these connection ids only
+ONLY_CHUNK = 4000  # ids per remainder message, well under SQS's size limit
+
+
+def attr(value: str | int) -> dict[str, str]:
+    """An SQS message attribute value."""
+    if isinstance(value, int):
+        return {"DataType": "Number", "StringValue": str(value)}
+    return {"DataType": "String", "StringValue": value}
+
+
+def read_attrs(message: dict[str, Any]) -> tuple[int, list[str] | None, str | None]:
+    """(round, only-these-connections, dlq reason) from a received message."""
+    attrs = message.get("MessageAttributes") or {}
+    round_ = int(attrs.get(ATTR_ROUND, {}).get("StringValue", 0))
+    only_raw = attrs.get(ATTR_ONLY, {}).get("StringValue")
+    only = json.loads(only_raw) if only_raw else None
+    reason = attrs.get(ATTR_REASON, {}).get("StringValue")
+    return round_, only, reason
+
+
+class Batcher:
+    """Groups per-message SQS calls (delete, change visibility) into batches of ten."""
+
+    def __init__(self, sqs: Any, queue_url: str, linger_s: float = 0.02) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+        self._linger = linger_s
+        self._deletes: list[str] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def delete(self, receipt: str) -> None:
+        self._deletes.append(receipt)
+        if len(self._deletes) >= 10:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._linger)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        while self._deletes:
+            batch, self._deletes = self._deletes[:10], self._deletes[10:]
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)]
+            try:
+                await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+            except Exception:  # noqa: BLE001 - the message comes back after its visibility timeout
+                return
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush()
+
+    async def set_visibility(self, receipts: list[str], seconds: int) -> None:
+        """Extend (heartbeat) or release (0) the visibility of received messages."""
+        for start in range(0, len(receipts), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": seconds}
+                for i, r in enumerate(receipts[start : start + 10])
+            ]
+            await self._sqs.change_message_visibility_batch(QueueUrl=self._url, Entries=entries)
