@@ -85,7 +85,7 @@ class LocalStack:
                 lambda: _http_ok(f"{aws.scheme}://{aws.netloc}/moto-api/"),
             )
         ]
-        if s.mongo_uri is None:
+        if self.embedded_mongo():
             mongo = urlsplit(s.mongo())
             parts.append(
                 Part(
@@ -118,12 +118,21 @@ class LocalStack:
         )
         return parts
 
+    def embedded_mongo(self) -> bool:
+        """Start SecantusDB unless FANOUT_MONGO_URI names a MongoDB that already answers (or a remote one)."""
+        if self.settings.mongo_uri is None:
+            return True
+        uri = urlsplit(self.settings.mongo())
+        host = uri.hostname or ""
+        local = host in ("127.0.0.1", "localhost", "::1") and "," not in uri.netloc and uri.scheme == "mongodb"
+        return local and not _tcp_ok(host, uri.port or 27017)
+
     def check_ports(self) -> None:
         """Fail with a clear message when a port the stack needs is taken."""
         s = self.settings
         aws = urlsplit(s.sqs_endpoint() or "")
         wanted = [("SQS/SNS (FANOUT_AWS_ENDPOINT_URL)", aws.hostname or "127.0.0.1", aws.port or 0)]
-        if s.mongo_uri is None:
+        if self.embedded_mongo():
             mongo = urlsplit(s.mongo())
             wanted.append(("MongoDB (FANOUT_MONGO_URI)", mongo.hostname or "127.0.0.1", mongo.port or 0))
         wanted.append(("gateway (FANOUT_GATEWAY_PORT)", s.gateway_host, s.gateway_port))

@@ -1,0 +1,142 @@
+"""Session fixtures: a real local stack (moto server, SecantusDB, the gateway emulator, a worker) on
+free ports, started through `fanout dev` exactly as a developer would, and isolated from any AWS account."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fanout.config import Settings
+
+STARTUP_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolate_aws() -> Iterator[None]:
+    """No test can reach a real AWS account: dummy credentials, no config files, no profile."""
+    saved = dict(os.environ)
+    for key in list(os.environ):
+        if key.startswith(("AWS_", "FANOUT_")):
+            del os.environ[key]
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@dataclass
+class Stack:
+    """A running local stack and the settings that reach it."""
+
+    settings: Settings
+    env: dict[str, str]
+    process: subprocess.Popen[str]
+    log: Path
+
+    @property
+    def ws_url(self) -> str:
+        s = self.settings
+        return f"ws://{s.gateway_host}:{s.gateway_port}/{s.gateway_stage}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}"
+
+
+def stack_env(**overrides: str) -> dict[str, str]:
+    """FANOUT_* variables for a stack on free ports with random queue names."""
+    suffix = secrets.token_hex(4)
+    env = {
+        "FANOUT_ENV": "dev",
+        "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "FANOUT_QUEUE_NAME": f"fanout-events-{suffix}",
+        "FANOUT_DLQ_NAME": f"fanout-events-dlq-{suffix}",
+        "FANOUT_TOPIC_NAME": f"fanout-events-{suffix}",
+        "FANOUT_GATEWAY_PORT": str(free_port()),
+        "FANOUT_METRICS_PORT": str(free_port()),
+        "FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
+        "FANOUT_MONGO_DB": f"fanout_{suffix}",
+        "FANOUT_RECEIVE_WAIT_S": "1",
+        "FANOUT_POST_TIMEOUT_S": "2",
+        "FANOUT_LOG_FORMAT": "json",
+    }
+    env |= overrides
+    return env
+
+
+def start_stack(tmp: Path, env: dict[str, str]) -> Stack:
+    """Run `fanout dev` with ``env`` and wait for its ready line."""
+    full_env = {**os.environ, **env}
+    log = tmp / "stack.log"
+    with log.open("w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fanout", "dev"],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+    assert process.stdout is not None
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "fanout dev: ready" in line:
+            settings = Settings(**{k[len("FANOUT_") :].lower(): v for k, v in env.items() if k.startswith("FANOUT_")})
+            return Stack(settings, env, process, log)
+    process.kill()
+    raise RuntimeError(f"local stack did not start: {''.join(lines)}\n{log.read_text()[-3000:]}")
+
+
+def stop_stack(stack: Stack) -> None:
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGTERM)
+        try:
+            stack.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait()
+    if stack.process.stdout:
+        stack.process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
+    """The shared local stack; tests keep apart by using their own user ids."""
+    env = stack_env()
+    running = start_stack(tmp_path_factory.mktemp("stack"), env)
+    yield running
+    stop_stack(running)
