@@ -115,7 +115,9 @@ def start_stack(tmp: Path, env: dict[str, str]) -> Stack:
             break
         lines.append(line)
         if "fanout dev: ready" in line:
-            settings = Settings(**{k[len("FANOUT_") :].lower(): v for k, v in env.items() if k.startswith("FANOUT_")})
+            settings = Settings(
+                **{k[len("FANOUT_") :].lower(): v for k, v in env.items() if k.startswith("FANOUT_")}
+            )
             return Stack(settings, env, process, log)
     process.kill()
     raise RuntimeError(f"local stack did not start: {''.join(lines)}\n{log.read_text()[-3000:]}")

@@ -53,7 +53,9 @@ async def connect(
     return client
 
 
-async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 15, every: float = 0.05) -> None:
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 15, every: float = 0.05
+) -> None:
     """Poll ``predicate`` until it is true; fail the test with a timeout otherwise."""
     deadline = time.monotonic() + timeout
     while True:
@@ -90,7 +92,8 @@ def drain_queue(settings: Settings, queue_name: str, wait_s: int = 1) -> list[di
             break
         out.extend(messages)
         sqs.delete_message_batch(
-            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
         )
     sqs.close()
     return out

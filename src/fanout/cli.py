@@ -30,32 +30,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("dev", help="start the local stack (SQS/SNS, MongoDB, gateway emulator, worker)",
-                   description="Start moto (SQS+SNS), SecantusDB, the gateway emulator and a worker, each as its "
-                   "own process; print the endpoints and a ready line; Ctrl-C stops them all.")
+    sub.add_parser(
+        "dev",
+        help="start the local stack (SQS/SNS, MongoDB, gateway emulator, worker)",
+        description="Start moto (SQS+SNS), SecantusDB, the gateway emulator and a worker, each as its "
+        "own process; print the endpoints and a ready line; Ctrl-C stops them all.",
+    )
 
-    w = sub.add_parser("worker", help="run the worker pool (the production entry point)",
-                       description="Consume events from SQS and push them to every target connection.")
-    w.add_argument("--processes", type=int, default=None,
-                   help="worker processes to supervise (default: the number of CPUs)")
+    w = sub.add_parser(
+        "worker",
+        help="run the worker pool (the production entry point)",
+        description="Consume events from SQS and push them to every target connection.",
+    )
+    w.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="worker processes to supervise (default: the number of CPUs)",
+    )
 
-    g = sub.add_parser("gateway", help="run the local API Gateway WebSocket emulator alone",
-                       description="A real WebSocket server with API Gateway's management API. Faults can "
-                       "also be changed at run time: PUT /_emulator/faults with a JSON object.")
-    for name, what in [("throttle", "429 LimitExceededException"), ("error", "500 errors"),
-                       ("timeout", "posts that deliver and then hang"), ("drop", "sockets dropped without $disconnect")]:
-        g.add_argument(f"--{name}", type=float, default=0.0, metavar="SHARE", help=f"share of posts answered with {what}")
+    g = sub.add_parser(
+        "gateway",
+        help="run the local API Gateway WebSocket emulator alone",
+        description="A real WebSocket server with API Gateway's management API. Faults can "
+        "also be changed at run time: PUT /_emulator/faults with a JSON object.",
+    )
+    for name, what in [
+        ("throttle", "429 LimitExceededException"),
+        ("error", "500 errors"),
+        ("timeout", "posts that deliver and then hang"),
+        ("drop", "sockets dropped without $disconnect"),
+    ]:
+        g.add_argument(
+            f"--{name}", type=float, default=0.0, metavar="SHARE", help=f"share of posts answered with {what}"
+        )
     g.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every post")
 
-    pub = sub.add_parser("publish", help="publish one event; prints its id",
-                         description="Validate and publish one event to the queue (or topic). Exit code 2 on "
-                         "bad input.")
+    pub = sub.add_parser(
+        "publish",
+        help="publish one event; prints its id",
+        description="Validate and publish one event to the queue (or topic). Exit code 2 on bad input.",
+    )
     pub.add_argument("type", help="event type, <domain>.<name>[.<name>], e.g. notification.new")
     pub.add_argument("--user", action="append", default=[], metavar="ID", help="target user id (repeatable)")
     pub.add_argument("--topic", action="append", default=[], metavar="T", help="target topic (repeatable)")
     pub.add_argument("--broadcast", action="store_true", help="send to every live connection")
-    pub.add_argument("--exclude", action="append", default=[], metavar="CONNECTION_ID",
-                     help="connection to leave out, e.g. the tab that caused the change (repeatable)")
+    pub.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="CONNECTION_ID",
+        help="connection to leave out, e.g. the tab that caused the change (repeatable)",
+    )
     pub.add_argument("--payload", default="{}", metavar="JSON", help="payload, a JSON object (default {})")
     pub.add_argument("--via", choices=["sqs", "sns"], default="sqs", help="publish to the queue or the topic")
 
@@ -112,7 +138,9 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     print("fanout dev: starting the local stack", flush=True)
     try:
         stack.start()
-        print(f"fanout dev: ready (logs of moto and SecantusDB in {stack.log_dir}); Ctrl-C to stop", flush=True)
+        print(
+            f"fanout dev: ready (logs of moto and SecantusDB in {stack.log_dir}); Ctrl-C to stop", flush=True
+        )
         while (failed := stack.failed()) is None:
             time.sleep(0.5)
         print(f"fanout dev: {failed.name} exited unexpectedly; stopping", file=sys.stderr)
@@ -137,8 +165,15 @@ def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.gateway.emulator import Faults, serve
 
     faults = Faults()
-    faults.update({"throttle": args.throttle, "error": args.error, "timeout": args.timeout, "drop": args.drop,
-                   "latency_ms": args.latency_ms})
+    faults.update(
+        {
+            "throttle": args.throttle,
+            "error": args.error,
+            "timeout": args.timeout,
+            "drop": args.drop,
+            "latency_ms": args.latency_ms,
+        }
+    )
     asyncio.run(serve(settings, faults))
     return 0
 
@@ -151,14 +186,20 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         return _fail(f"--payload is not JSON: {exc}")
     if not isinstance(payload, dict):
-        return _fail("--payload must be a JSON object, e.g. '{\"title\":\"hi\"}'")
-    body = build_event(args.type, user_ids=args.user, topics=args.topic, broadcast=args.broadcast,
-                       exclude_connection_ids=args.exclude, payload=payload)
+        return _fail('--payload must be a JSON object, e.g. \'{"title":"hi"}\'')
+    body = build_event(
+        args.type,
+        user_ids=args.user,
+        topics=args.topic,
+        broadcast=args.broadcast,
+        exclude_connection_ids=args.exclude,
+        payload=payload,
+    )
     try:
         publisher = Publisher(settings, via=args.via)
         publisher.send(body)
         publisher.close()
-    except Exception as exc:  # noqa: BLE001 - botocore's errors: say what and where, without a traceback
+    except Exception as exc:
         return _fail(f"could not publish to {settings.sqs_endpoint() or 'AWS'}: {exc}", 1)
     print(body.id)
     return 0
@@ -187,6 +228,11 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 _COMMANDS: dict[str, Any] = {
-    "dev": _dev, "worker": _worker, "gateway": _gateway, "publish": _publish, "token": _token,
-    "schema": _schema, "dlq": _dlq,
+    "dev": _dev,
+    "worker": _worker,
+    "gateway": _gateway,
+    "publish": _publish,
+    "token": _token,
+    "schema": _schema,
+    "dlq": _dlq,
 }

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     post_timeout_s: float = 5.0
     post_attempts: int = 4
     max_posts_in_flight: int = 256
+    max_posts_per_s: float | None = Field(
+        None, gt=0, description="Per-process post rate cap; adaptive on 429s"
+    )
 
     # Worker
     receive_wait_s: int = Field(20, ge=0, le=20)

@@ -91,8 +91,19 @@ class LocalStack:
                 Part(
                     "MongoDB (SecantusDB)",
                     s.mongo(),
-                    [py, "-m", "secantus", "--host", mongo.hostname or "127.0.0.1", "--port", str(mongo.port),
-                     "--storage-path", ":memory:", "--log-level", "WARNING"],
+                    [
+                        py,
+                        "-m",
+                        "secantus",
+                        "--host",
+                        mongo.hostname or "127.0.0.1",
+                        "--port",
+                        str(mongo.port),
+                        "--storage-path",
+                        ":memory:",
+                        "--log-level",
+                        "WARNING",
+                    ],
                     lambda: _tcp_ok(mongo.hostname or "127.0.0.1", mongo.port or 27017),
                 )
             )
@@ -124,7 +135,9 @@ class LocalStack:
             return True
         uri = urlsplit(self.settings.mongo())
         host = uri.hostname or ""
-        local = host in ("127.0.0.1", "localhost", "::1") and "," not in uri.netloc and uri.scheme == "mongodb"
+        local = (
+            host in ("127.0.0.1", "localhost", "::1") and "," not in uri.netloc and uri.scheme == "mongodb"
+        )
         return local and not _tcp_ok(host, uri.port or 27017)
 
     def check_ports(self) -> None:
@@ -157,7 +170,10 @@ class LocalStack:
         if part.quiet:
             part.log = open(self.log_dir / f"{slug}.log", "wb")  # noqa: SIM115 - closed in stop()
         part.process = subprocess.Popen(
-            part.argv, env=self.env, stdout=part.log or sys.stderr, stderr=subprocess.STDOUT if part.log else None,
+            part.argv,
+            env=self.env,
+            stdout=part.log or sys.stderr,
+            stderr=subprocess.STDOUT if part.log else None,
             start_new_session=True,
         )
         self.parts.append(part)
@@ -177,7 +193,9 @@ class LocalStack:
         sqs = boto3.client("sqs", **kwargs)
         sns = boto3.client("sns", **kwargs)
         dlq_url = sqs.create_queue(QueueName=s.dlq_name)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
         queue_url = sqs.create_queue(
             QueueName=s.queue_name,

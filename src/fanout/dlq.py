@@ -45,8 +45,12 @@ def _summary(message: dict[str, Any]) -> dict[str, Any]:
 
 def _receive(sqs: Any, dlq: str, visibility: int) -> list[dict[str, Any]]:
     reply = sqs.receive_message(
-        QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=visibility,
-        MessageAttributeNames=["All"], MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        QueueUrl=dlq,
+        MaxNumberOfMessages=10,
+        WaitTimeSeconds=1,
+        VisibilityTimeout=visibility,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
     )
     return list(reply.get("Messages", []))
 
@@ -66,20 +70,25 @@ def inspect(settings: Settings, limit: int) -> int:
             print(json.dumps(seen[message["MessageId"]]))
     # Put them back at once: inspect only looks.
     for start in range(0, len(handles), 10):
-        entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                   for i, h in enumerate(handles[start : start + 10])]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+            for i, h in enumerate(handles[start : start + 10])
+        ]
         sqs.change_message_visibility_batch(QueueUrl=dlq, Entries=entries)
     reasons: dict[str, int] = {}
     for item in seen.values():
         reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
     total = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
-    print(f"{len(seen)} shown of about {total['Attributes']['ApproximateNumberOfMessages']} in the DLQ; "
-          f"by reason: {json.dumps(reasons)}", file=sys.stderr)
+    print(
+        f"{len(seen)} shown of about {total['Attributes']['ApproximateNumberOfMessages']} in the DLQ; "
+        f"by reason: {json.dumps(reasons)}",
+        file=sys.stderr,
+    )
     return 0
 
 
 def redrive(settings: Settings, limit: int, reason: str | None) -> int:
-    """Send messages back to the queue (keeping a remainder's connection list) and delete them from the DLQ."""
+    """Move messages back to the queue, keeping a remainder's connection list."""
     sqs, queue, dlq = _clients(settings)
     moved = skipped = 0
     skipped_handles: list[str] = []

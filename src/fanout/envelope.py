@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -16,7 +16,9 @@ from fanout.errors import InvalidMessage
 MAX_BODY_BYTES = 1024 * 1024  # SQS's limit for one message
 MAX_FRAME_BYTES = 128 * 1024  # API Gateway's limit for one WebSocket frame
 
-EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=128)]
+EventType = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=128)
+]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]+$", min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
@@ -72,7 +74,7 @@ class QueueBody(_Wire):
     payload: dict[str, Any]
     sent_at: Annotated[str, StringConstraints(max_length=40)]
     target: Target
-    meta: Meta = Field(default_factory=Meta)
+    meta: Meta = Meta()
 
     _check_sent_at = field_validator("sent_at")(_utc)
 
@@ -108,7 +110,7 @@ class ClientEnvelope(BaseModel):
     id: EventId
     type: EventType
     payload: dict[str, Any]
-    sentAt: str  # noqa: N815 - the wire name
+    sentAt: str
     seq: int | None = None
 
 

@@ -68,9 +68,10 @@ class Publisher:
         client = boto3.client(via, **self.settings.aws_client_kwargs())  # type: ignore[call-overload]
         self._client: Any = client
         if via == "sqs":
-            self._dest = self.settings.queue_url or client.get_queue_url(QueueName=self.settings.queue_name)[
-                "QueueUrl"
-            ]
+            self._dest = (
+                self.settings.queue_url
+                or client.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
+            )
         else:
             self._dest = _topic_arn(self.settings, client.create_topic)
 
@@ -105,9 +106,10 @@ class AsyncPublisher:
         self._client = await self._cm.__aenter__()
         try:
             if self.via == "sqs":
-                self._dest = self.settings.queue_url or (
-                    await self._client.get_queue_url(QueueName=self.settings.queue_name)
-                )["QueueUrl"]
+                self._dest = (
+                    self.settings.queue_url
+                    or (await self._client.get_queue_url(QueueName=self.settings.queue_name))["QueueUrl"]
+                )
             elif self.settings.topic_arn:
                 self._dest = self.settings.topic_arn
             elif self.settings.is_dev:

@@ -50,7 +50,9 @@ class ConnectionStore:
         self._col = collection
 
     @classmethod
-    def from_client(cls, client: AsyncMongoClient[dict[str, Any]], db: str, collection: str) -> ConnectionStore:
+    def from_client(
+        cls, client: AsyncMongoClient[dict[str, Any]], db: str, collection: str
+    ) -> ConnectionStore:
         return cls(client[db][collection])
 
     async def ensure_indexes(self) -> None:
@@ -104,14 +106,15 @@ class ConnectionStore:
         """Yield the live connections among ``connection_ids`` (a remainder round), in batches."""
         now = _now()
         for start in range(0, len(connection_ids), USER_CHUNK):
-            query = {"connectionId": {"$in": connection_ids[start : start + USER_CHUNK]}, "expiresAt": {"$gt": now}}
+            query = {
+                "connectionId": {"$in": connection_ids[start : start + USER_CHUNK]},
+                "expiresAt": {"$gt": now},
+            }
             found = [_to_connection(d) for d in await self._col.find(query, _PROJECTION).to_list(None)]
             if found:
                 yield found
 
-    async def put(
-        self, connection_id: str, user_id: str, domain_name: str, stage: str, ttl_s: int
-    ) -> None:
+    async def put(self, connection_id: str, user_id: str, domain_name: str, stage: str, ttl_s: int) -> None:
         """Store a new connection record (the ``$connect`` route)."""
         now = _now()
         await self._col.update_one(

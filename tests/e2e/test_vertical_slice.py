@@ -21,7 +21,7 @@ def _uid(name: str) -> str:
 
 @pytest.mark.parametrize("via", ["sqs", "sns"])
 async def test_event_reaches_every_connection_of_its_user_only(stack: Stack, via: str) -> None:
-    """Both of user A's clients receive exactly the client envelope; B gets nothing; A's stale record is pruned."""
+    """Both clients of user A get exactly the client envelope, B gets nothing, a stale record is pruned."""
     settings = stack.settings
     user_a, user_b = _uid("a"), _uid("b")
     mongo, store = open_store(settings)
@@ -87,7 +87,10 @@ async def test_malformed_body_is_dead_lettered_and_next_event_still_delivered(st
 
         def in_dlq() -> bool:
             reply = sqs.receive_message(
-                QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=0,
+                QueueUrl=dlq,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=0,
                 MessageAttributeNames=["All"],
             )
             for m in reply.get("Messages", []):

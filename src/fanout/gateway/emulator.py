@@ -128,7 +128,12 @@ class Emulator:
         await ws.prepare(request)
         now = time.time()
         self.sockets[connection_id] = _Socket(
-            ws, now, now, request.remote or "127.0.0.1", request.headers.get("User-Agent", ""), request.transport
+            ws,
+            now,
+            now,
+            request.remote or "127.0.0.1",
+            request.headers.get("User-Agent", ""),
+            request.transport,
         )
         self._count("connected")
         try:
@@ -144,7 +149,9 @@ class Emulator:
             self._count("disconnected")
         return ws
 
-    async def _frame(self, connection_id: str, data: str, request: web.Request, ws: web.WebSocketResponse) -> None:
+    async def _frame(
+        self, connection_id: str, data: str, request: web.Request, ws: web.WebSocketResponse
+    ) -> None:
         try:
             action = json.loads(data).get("action")
         except (ValueError, AttributeError):

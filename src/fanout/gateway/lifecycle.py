@@ -81,7 +81,9 @@ class Lifecycle:
             return _reply("ping.pong")
         if action in ("subscribe", "notification.subscribe"):
             topics = body.get("topics", [])
-            if not (isinstance(topics, list) and all(isinstance(t, str) and 0 < len(t) <= 256 for t in topics)):
+            if not (
+                isinstance(topics, list) and all(isinstance(t, str) and 0 < len(t) <= 256 for t in topics)
+            ):
                 return _reply("system.error", {"code": "bad_topics"})
             if len(topics) > MAX_TOPICS:
                 return _reply("system.error", {"code": "too_many_topics", "max": MAX_TOPICS})

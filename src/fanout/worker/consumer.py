@@ -16,10 +16,10 @@ from typing import Any
 
 import aiohttp
 import botocore.session
-from aiohttp import web
-from botocore.credentials import Credentials
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from aiohttp import web
+from botocore.credentials import Credentials
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
@@ -34,7 +34,17 @@ from fanout.metrics import Metrics
 from fanout.store import ConnectionStore
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.health import Readiness, health_app
-from fanout.worker.sqs import ATTR_DETAIL, ATTR_ONLY, ATTR_REASON, ATTR_ROUND, ONLY_CHUNK, Batcher, attr, read_attrs
+from fanout.worker.limiter import AdaptiveLimiter
+from fanout.worker.sqs import (
+    ATTR_DETAIL,
+    ATTR_ONLY,
+    ATTR_REASON,
+    ATTR_ROUND,
+    ONLY_CHUNK,
+    Batcher,
+    attr,
+    read_attrs,
+)
 
 log = get_logger("fanout.worker")
 
@@ -100,7 +110,9 @@ class Worker:
             stack.push_async_callback(mongo.close)
             store = ConnectionStore.from_client(mongo, s.mongo_db, s.connections_collection)
             http = await stack.enter_async_context(
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=s.max_posts_in_flight, ttl_dns_cache=300))
+                aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=s.max_posts_in_flight, ttl_dns_cache=300)
+                )
             )
             credentials = self._credentials()
             client = ManagementClient(
@@ -110,7 +122,12 @@ class Worker:
                 timeout_s=s.post_timeout_s,
             )
             self.deliverer = Deliverer(
-                store, client, self.metrics, max_posts_in_flight=s.max_posts_in_flight, attempts=s.post_attempts
+                store,
+                client,
+                self.metrics,
+                max_posts_in_flight=s.max_posts_in_flight,
+                attempts=s.post_attempts,
+                limiter=AdaptiveLimiter(s.max_posts_per_s),
             )
             await self._serve_health(stack)
             await self._connect(store, mongo)
@@ -155,13 +172,15 @@ class Worker:
         delay = 0.5
         while not self._stop.is_set():
             try:
-                self.queue_url = s.queue_url or (await self.sqs.get_queue_url(QueueName=s.queue_name))["QueueUrl"]
+                self.queue_url = (
+                    s.queue_url or (await self.sqs.get_queue_url(QueueName=s.queue_name))["QueueUrl"]
+                )
                 self.dlq_url = s.dlq_url or (await self.sqs.get_queue_url(QueueName=s.dlq_name))["QueueUrl"]
                 self.readiness.sqs = True
                 await store.ensure_indexes()
                 self.readiness.mongo = True
                 return
-            except Exception as exc:  # noqa: BLE001 - dependencies not up yet: wait and try again
+            except Exception as exc:
                 log.warning("dependencies_unavailable", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -173,7 +192,7 @@ class Worker:
             try:
                 await mongo.admin.command("ping")
                 self.readiness.mongo = True
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.readiness.mongo = False
             self.metrics.ready.set(1 if self.readiness.ready else 0)
             await asyncio.sleep(2)
@@ -197,7 +216,7 @@ class Worker:
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - SQS unreachable: report not ready and retry
+            except Exception as exc:
                 self.readiness.sqs = False
                 log.warning("receive_failed", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
@@ -225,9 +244,10 @@ class Worker:
                 self.metrics.events.labels(OTHER, "invalid").inc()
                 log.warning("invalid_message", message_id=message.get("MessageId"), reason=exc.reason)
                 await self._dead_letter(message, exc.reason, exc.detail)
+                self.batcher.delete(receipt)
                 return
             await self._fan_out(message, body)
-        except Exception as exc:  # noqa: BLE001 - never die on one message: release it for another try
+        except Exception as exc:
             log.exception("handle_failed", message_id=message.get("MessageId"), error=type(exc).__name__)
             await self._release([receipt])
         finally:
@@ -240,7 +260,11 @@ class Worker:
         policy = policy_for(body.type)
         round_, only, _ = read_attrs(message)
         now = time.time()
-        expires = body.meta.expires_at.timestamp() if body.meta.expires_at else body.sent_at_epoch() + policy.max_age_s
+        expires = (
+            body.meta.expires_at.timestamp()
+            if body.meta.expires_at
+            else body.sent_at_epoch() + policy.max_age_s
+        )
         if now > expires:
             self.tally.expired += 1
             self.metrics.events.labels(label, "expired").inc()
@@ -251,22 +275,34 @@ class Worker:
         self._count(result)
         outcome = result.event_outcome()
         self.metrics.events.labels(label, outcome).inc()
-        log.info("event_done", event_id=body.id, event_type=body.type, outcome=outcome, posts=result.attempted,
-                 failed=len(result.failed), round=round_)
-        if result.permanent is not None and not result.failed:
-            await self._dead_letter(message, result.permanent.value, "management API refused the post")
-        elif result.failed and round_ < policy.rounds:
+        log.info(
+            "event_done",
+            event_id=body.id,
+            event_type=body.type,
+            outcome=outcome,
+            posts=result.attempted,
+            failed=len(result.failed),
+            round=round_,
+        )
+        if result.too_large:
+            await self._dead_letter(message, "too_large", "management API answered 413")
+            self.batcher.delete(message["ReceiptHandle"])
+            return
+        if result.refused:
+            await self._dead_letter(message, "forbidden", "management API answered 403", result.refused)
+        if result.failed and round_ < policy.rounds:
             await self._remainder(message, result.failed, round_ + 1)
             self.metrics.remainders.labels(label).inc()
             self.tally.remainders += 1
-            self.batcher.delete(message["ReceiptHandle"])
         elif result.failed:
-            await self._dead_letter(message, "retries_exhausted", f"{len(result.failed)} connections", result.failed)
-        else:
-            self.batcher.delete(message["ReceiptHandle"])
+            await self._dead_letter(
+                message, "retries_exhausted", f"{len(result.failed)} connections", result.failed
+            )
+        self.batcher.delete(message["ReceiptHandle"])
 
     def _count(self, result: FanoutResult) -> None:
         self.tally.delivered += result.outcomes[Outcome.OK]
+        self.tally.retried += result.retries
         self.tally.gone += result.outcomes[Outcome.GONE]
 
     async def _remainder(self, message: dict[str, Any], failed: list[str], round_: int) -> None:
@@ -287,8 +323,9 @@ class Worker:
         attrs = {ATTR_REASON: attr(reason), ATTR_DETAIL: attr(detail[:512] or reason)}
         if only:
             attrs[ATTR_ONLY] = attr(json.dumps(only[:ONLY_CHUNK]))
-        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message["Body"], MessageAttributes=attrs)
-        self.batcher.delete(message["ReceiptHandle"])
+        await self.sqs.send_message(
+            QueueUrl=self.dlq_url, MessageBody=message["Body"], MessageAttributes=attrs
+        )
         self.metrics.dead_lettered.labels(reason).inc()
         self.tally.dead_lettered += 1
 
@@ -296,7 +333,7 @@ class Worker:
         try:
             await self.batcher.set_visibility(receipts, 0)
             self.tally.released += len(receipts)
-        except Exception as exc:  # noqa: BLE001 - it comes back after its visibility timeout anyway
+        except Exception as exc:
             log.warning("release_failed", error=type(exc).__name__)
 
     async def _keep_visible(self) -> None:
@@ -312,13 +349,13 @@ class Worker:
                     for r in old:
                         if r in self._in_flight:
                             self._in_flight[r] = time.monotonic()
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.warning("heartbeat_failed", error=type(exc).__name__)
 
     async def _drain(self) -> None:
         """Wait for in-flight events within the budget, then cancel and release the rest."""
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_budget_s)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_budget_s)
             unfinished = list(self._in_flight)
             for task in pending:
                 task.cancel()

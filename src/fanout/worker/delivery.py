@@ -15,8 +15,12 @@ from fanout.gateway.client import ManagementClient, Outcome, sleep_backoff
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
 from fanout.store import Connection, ConnectionStore
+from fanout.worker.limiter import AdaptiveLimiter
 
 log = get_logger("fanout.delivery")
+
+#: A 410 this soon after $connect may be API Gateway's documented connect race: confirm before pruning.
+CONNECT_GRACE_S = 5.0
 
 
 @dataclass
@@ -24,8 +28,10 @@ class FanoutResult:
     """What happened to one event's posts."""
 
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    failed: list[str] = field(default_factory=list)  # connection ids worth another round
-    permanent: Outcome | None = None  # a 413 or 403 that no retry fixes
+    failed: list[str] = field(default_factory=list)  # still failing after retries: worth another round
+    refused: list[str] = field(default_factory=list)  # 403: misconfigured endpoint or permissions
+    too_large: bool = False  # 413: no retry fixes the frame
+    retries: int = 0
 
     @property
     def attempted(self) -> int:
@@ -35,13 +41,13 @@ class FanoutResult:
         """The ``fanout_events_total`` outcome label."""
         if not self.attempted:
             return "no_connections"
-        if not self.failed and self.permanent is None:
+        if not (self.failed or self.refused or self.too_large):
             return "delivered"
         return "partial" if self.outcomes[Outcome.OK] else "failed"
 
 
 class Deliverer:
-    """Posts events to connections with bounded concurrency and per-post retries."""
+    """Posts events to connections with bounded concurrency, paced retries and safe pruning."""
 
     def __init__(
         self,
@@ -51,12 +57,14 @@ class Deliverer:
         *,
         max_posts_in_flight: int,
         attempts: int,
+        limiter: AdaptiveLimiter | None = None,
     ) -> None:
         self._store = store
         self._client = client
         self._metrics = metrics
         self._slots = asyncio.BoundedSemaphore(max_posts_in_flight)
         self._attempts = attempts
+        self.limiter = limiter or AdaptiveLimiter()
 
     async def connections(self, body: QueueBody, only: list[str] | None) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids."""
@@ -98,29 +106,46 @@ class Deliverer:
         m = self._metrics
         m.posts_in_flight.inc()
         try:
-            attempt = 0
-            while True:
-                started = time.perf_counter()
-                outcome = await self._client.post(conn, frame, digest)
-                m.post_latency.labels(label).observe(time.perf_counter() - started)
-                m.deliveries.labels(label, outcome.value).inc()
-                attempt += 1
-                if not outcome.retryable or attempt >= self._attempts or time.monotonic() >= deadline:
-                    break
-                m.retries.labels(label).inc()
-                await sleep_backoff(attempt)
+            outcome = await self._post_with_retries(conn, frame, digest, label, deadline, result)
             result.outcomes[outcome] += 1
             if outcome is Outcome.OK:
                 m.delivery_latency.labels(label).observe(max(0.0, time.time() - sent_at))
             elif outcome is Outcome.GONE:
-                if await self._store.prune(conn):
+                # Still gone after the grace retries of a young connection: leave it to the TTL.
+                if not self._young(conn) and await self._store.prune(conn):
                     m.pruned.inc()
             elif outcome.retryable:
                 result.failed.append(conn.connection_id)
-            else:
-                result.permanent = outcome
-                if outcome is Outcome.FORBIDDEN:
-                    log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
+            elif outcome is Outcome.FORBIDDEN:
+                result.refused.append(conn.connection_id)
+                log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
+            elif outcome is Outcome.TOO_LARGE:
+                result.too_large = True
         finally:
             m.posts_in_flight.dec()
             self._slots.release()
+
+    async def _post_with_retries(
+        self, conn: Connection, frame: bytes, digest: str, label: str, deadline: float, result: FanoutResult
+    ) -> Outcome:
+        m = self._metrics
+        attempt = 0
+        while True:
+            await self.limiter.acquire()
+            started = time.perf_counter()
+            outcome = await self._client.post(conn, frame, digest)
+            m.post_latency.labels(label).observe(time.perf_counter() - started)
+            m.deliveries.labels(label, outcome.value).inc()
+            attempt += 1
+            if outcome is Outcome.THROTTLED:
+                self.limiter.throttled()
+            retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
+            if not retry or attempt >= self._attempts or time.monotonic() >= deadline:
+                return outcome
+            m.retries.labels(label).inc()
+            result.retries += 1
+            await sleep_backoff(attempt)
+
+    @staticmethod
+    def _young(conn: Connection) -> bool:
+        return conn.connected_at is not None and time.time() - conn.connected_at.timestamp() < CONNECT_GRACE_S

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -51,10 +52,8 @@ class Batcher:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._linger)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush()
 
@@ -64,7 +63,7 @@ class Batcher:
             entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)]
             try:
                 await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
-            except Exception:  # noqa: BLE001 - the message comes back after its visibility timeout
+            except Exception:
                 return
 
     async def close(self) -> None:
