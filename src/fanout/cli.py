@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -30,11 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser(
+    dev = sub.add_parser(
         "dev",
         help="start the local stack (SQS/SNS, MongoDB, gateway emulator, worker)",
         description="Start moto (SQS+SNS), SecantusDB, the gateway emulator and a worker, each as its "
         "own process; print the endpoints and a ready line; Ctrl-C stops them all.",
+    )
+    dev.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="start everything but the worker (run `fanout worker` yourself)",
     )
 
     w = sub.add_parser(
@@ -133,7 +139,7 @@ def _interrupt(*_: object) -> None:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.dev import LocalStack
 
-    stack = LocalStack(settings)
+    stack = LocalStack(settings, worker=not args.no_worker)
     signal.signal(signal.SIGTERM, _interrupt)
     print("fanout dev: starting the local stack", flush=True)
     try:
@@ -153,12 +159,19 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from fanout.worker.consumer import Worker
-
     settings.require_queue()
     settings.mongo()
-    asyncio.run(Worker(settings).main())
-    return 0
+    processes = args.processes or os.cpu_count() or 1
+    if processes < 1:
+        return _fail("--processes must be at least 1")
+    if processes == 1:
+        from fanout.worker.consumer import Worker
+
+        asyncio.run(Worker(settings).main())
+        return 0
+    from fanout.worker.pool import Pool
+
+    return asyncio.run(Pool(settings, processes).main())
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:

@@ -66,8 +66,16 @@ class Part:
 class LocalStack:
     """Starts and stops the local stack described by a ``Settings`` (dev defaults)."""
 
-    def __init__(self, settings: Settings, log_dir: Path | None = None, echo: Callable[[str], None] = print):
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path | None = None,
+        echo: Callable[[str], None] = print,
+        *,
+        worker: bool = True,
+    ) -> None:
         self.settings = settings
+        self.worker = worker
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fanout-dev-"))
         self.echo = echo
         self.parts: list[Part] = []
@@ -117,6 +125,8 @@ class LocalStack:
                 quiet=False,
             )
         )
+        if not self.worker:
+            return parts
         metrics = f"http://{s.metrics_host}:{s.metrics_port}"
         parts.append(
             Part(

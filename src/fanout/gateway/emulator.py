@@ -9,6 +9,7 @@ SigV4 credentials) and can inject faults for tests and benchmarks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import secrets
@@ -19,12 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pymongo import AsyncMongoClient
 
 from fanout.config import Settings
 from fanout.envelope import MAX_FRAME_BYTES
 from fanout.gateway.lifecycle import Lifecycle
 from fanout.logging import get_logger
+from fanout.metrics import GatewayMetrics
 from fanout.store import ConnectionStore
 
 log = get_logger("fanout.gateway")
@@ -83,18 +86,22 @@ class Emulator:
         self.faults = faults or Faults()
         self.sockets: dict[str, _Socket] = {}
         self.counts: dict[str, int] = {}
+        self.metrics = GatewayMetrics(CollectorRegistry())
+        self.metrics.open_connections.set_function(lambda: len(self.sockets))
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=2 * MAX_FRAME_BYTES)
         app.router.add_get("/_emulator/faults", self._get_faults)
         app.router.add_put("/_emulator/faults", self._put_faults)
         app.router.add_get("/_emulator/stats", self._stats)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._manage)
         app.router.add_get("/{stage}", self._websocket)
         return app
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
+        self.metrics.count(key)
 
     def _event(self, route: str, event_type: str, connection_id: str, request: web.Request) -> dict[str, Any]:
         now_ms = int(time.time() * 1000)
@@ -145,7 +152,10 @@ class Emulator:
         finally:
             gone = self.sockets.pop(connection_id, None)
             if gone is None or not gone.dropped:  # a dropped socket leaves its record behind, stale
-                await self.lifecycle.handle(self._event("$disconnect", "DISCONNECT", connection_id, request))
+                with contextlib.suppress(Exception):  # best effort, as API Gateway's own $disconnect is
+                    await self.lifecycle.handle(
+                        self._event("$disconnect", "DISCONNECT", connection_id, request)
+                    )
             self._count("disconnected")
         return ws
 
@@ -159,7 +169,13 @@ class Emulator:
         route = action if action in CLIENT_ROUTES else "$default"
         event = self._event(route, "MESSAGE", connection_id, request)
         event["body"] = data
-        answer = await self.lifecycle.handle(event)
+        try:
+            answer = await self.lifecycle.handle(event)
+        except (
+            Exception
+        ) as exc:  # as API Gateway does when an integration fails: tell the client, keep the socket
+            log.warning("route_failed", route=route, error=type(exc).__name__)
+            answer = {"statusCode": 500, "body": json.dumps({"message": "Internal server error"})}
         if answer.get("body") and not ws.closed:
             await ws.send_str(answer["body"])
 
@@ -235,6 +251,10 @@ class Emulator:
         except (ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(self.faults))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _stats(self, request: web.Request) -> web.Response:
         return web.json_response({"open": len(self.sockets), "counts": self.counts})

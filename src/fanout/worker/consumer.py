@@ -22,14 +22,16 @@ from aiohttp import web
 from botocore.credentials import Credentials
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from fanout.catalog import OTHER, metric_label, policy_for
 from fanout.config import Settings
+from fanout.emf import EmfEmitter
 from fanout.envelope import QueueBody, parse_body
 from fanout.errors import ConfigError, InvalidMessage
 from fanout.gateway.client import ManagementClient, Outcome
 from fanout.gateway.sigv4 import Signer
-from fanout.logging import get_logger
+from fanout.logging import bind_event, get_logger
 from fanout.metrics import Metrics
 from fanout.store import ConnectionStore
 from fanout.worker.delivery import Deliverer, FanoutResult
@@ -69,8 +71,11 @@ class Tally:
 class Worker:
     """One worker process: SQS consumer, fan-out, health server."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry | None = None, *, serve_health: bool = True
+    ) -> None:
         self.settings = settings
+        self.serve_health = serve_health
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.readiness = Readiness()
@@ -129,7 +134,8 @@ class Worker:
                 attempts=s.post_attempts,
                 limiter=AdaptiveLimiter(s.max_posts_per_s),
             )
-            await self._serve_health(stack)
+            if self.serve_health:
+                await self._serve_health(stack)
             await self._connect(store, mongo)
             self.batcher = Batcher(self.sqs, self.queue_url)
             self.batcher.start()
@@ -137,6 +143,12 @@ class Worker:
             background = [asyncio.create_task(self._poll()) for _ in range(s.pollers)]
             background.append(asyncio.create_task(self._keep_visible()))
             background.append(asyncio.create_task(self._probe(mongo)))
+            if s.cloudwatch_emf:
+                emf = EmfEmitter(
+                    self.registry, namespace=s.cloudwatch_namespace, interval_s=s.cloudwatch_interval_s
+                )
+                stack.callback(emf.flush)  # runs after the drain, so the last events are counted too
+                background.append(asyncio.create_task(emf.run()))
             log.info("worker_started", queue=s.queue_name, pollers=s.pollers)
             await self._stop.wait()
             # Phase 1: stop picking up work. Phase 2: let in-flight events finish within the budget,
@@ -203,6 +215,9 @@ class Worker:
         while True:
             await self._slots.acquire()
             self._slots.release()
+            if not self.readiness.mongo:
+                await asyncio.sleep(1)  # receiving now would only burn the messages' receive counts
+                continue
             try:
                 reply = await self.sqs.receive_message(
                     QueueUrl=self.queue_url,
@@ -247,15 +262,23 @@ class Worker:
                 self.batcher.delete(receipt)
                 return
             await self._fan_out(message, body)
-        except Exception as exc:
-            log.exception("handle_failed", message_id=message.get("MessageId"), error=type(exc).__name__)
-            await self._release([receipt])
+        except Exception as exc:  # never die on one message: release it for a later try
+            if isinstance(exc, PyMongoError):
+                self.readiness.mongo = False  # pollers pause until the probe sees MongoDB again
+                log.warning(
+                    "mongo_unavailable", message_id=message.get("MessageId"), error=type(exc).__name__
+                )
+            else:
+                log.exception("handle_failed", message_id=message.get("MessageId"), error=type(exc).__name__)
+            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+            await self._release([receipt], min(60, 2**receives))
         finally:
             self._in_flight.pop(receipt, None)
             self.metrics.events_in_flight.dec()
             self._slots.release()
 
     async def _fan_out(self, message: dict[str, Any], body: QueueBody) -> None:
+        bind_event(body.id, body.type)  # this task's own context: its posts' log lines name the event too
         label = metric_label(body.type)
         policy = policy_for(body.type)
         round_, only, _ = read_attrs(message)
@@ -329,9 +352,10 @@ class Worker:
         self.metrics.dead_lettered.labels(reason).inc()
         self.tally.dead_lettered += 1
 
-    async def _release(self, receipts: list[str]) -> None:
+    async def _release(self, receipts: list[str], after_s: int = 0) -> None:
+        """Make messages visible again now (shutdown) or after a backoff (a failed attempt)."""
         try:
-            await self.batcher.set_visibility(receipts, 0)
+            await self.batcher.set_visibility(receipts, after_s)
             self.tally.released += len(receipts)
         except Exception as exc:
             log.warning("release_failed", error=type(exc).__name__)

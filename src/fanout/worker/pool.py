@@ -1,0 +1,182 @@
+"""The worker pool: N worker processes under one supervisor with one ``/metrics`` for all of them.
+
+Each child is a fresh interpreter (spawn: pymongo and aiohttp are not fork-safe) that builds its own
+clients. The supervisor restarts a crashed child with backoff, forwards SIGTERM, and serves
+``/metrics`` (prometheus-client multiprocess mode), ``/healthz`` and ``/readyz`` for the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+from aiohttp import web
+
+from fanout.config import Settings
+from fanout.logging import get_logger
+
+log = get_logger("fanout.pool")
+
+MAX_BACKOFF_S = 30.0
+
+
+def _child_main(settings: Settings) -> None:
+    """Entry point of one worker process."""
+    from fanout import logging as fanout_logging
+    from fanout.worker.consumer import Worker
+
+    fanout_logging.configure(settings.log_level, settings.log_format or "json")
+    asyncio.run(Worker(settings, serve_health=False).main())
+
+
+class _PoolCollector:
+    """Supervisor-side figures that no child can write: restarts and live children."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        yield CounterMetricFamily(
+            "fanout_process_restarts", "Worker processes restarted", value=self._pool.restarts
+        )
+        yield GaugeMetricFamily("fanout_processes", "Live worker processes", value=self._pool.alive())
+
+
+class Pool:
+    """Supervises ``processes`` workers until SIGTERM/SIGINT."""
+
+    def __init__(self, settings: Settings, processes: int) -> None:
+        self.settings = settings
+        self.processes = processes
+        self.restarts = 0
+        self.children: list[SpawnProcess | None] = [None] * processes
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop = asyncio.Event()
+
+    def alive(self) -> int:
+        return sum(1 for c in self.children if c is not None and c.is_alive())
+
+    def _spawn(self, slot: int) -> None:
+        child = self._ctx.Process(target=_child_main, args=(self.settings,), name=f"fanout-worker-{slot}")
+        child.start()
+        self.children[slot] = child
+        log.info("worker_process_started", slot=slot, pid=child.pid)
+
+    async def main(self) -> int:
+        """Run the pool; returns the exit code."""
+        self.settings.require_queue()
+        self.settings.mongo()
+        metrics_dir = tempfile.mkdtemp(prefix="fanout-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by every spawned child
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        runner = await self._serve(metrics_dir)
+        try:
+            for slot in range(self.processes):
+                self._spawn(slot)
+            await self._supervise()
+        finally:
+            await self._terminate()
+            await runner.cleanup()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.info("pool_stopped", restarts=self.restarts)
+        return 0
+
+    async def _supervise(self) -> None:
+        """Restart children that die: after 1 s, doubling up to 30 s; a minute of uptime resets it."""
+        from prometheus_client import multiprocess
+
+        backoff = [1.0] * self.processes
+        started = [time.monotonic()] * self.processes
+        due: dict[int, float] = {}
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for slot, child in enumerate(self.children):
+                if child is None or child.is_alive():
+                    continue
+                if child.pid is not None:
+                    multiprocess.mark_process_dead(child.pid)  # type: ignore[no-untyped-call]
+                if now - started[slot] > 60:
+                    backoff[slot] = 1.0
+                log.error("worker_process_died", slot=slot, exitcode=child.exitcode, restart_in=backoff[slot])
+                self.children[slot] = None
+                due[slot] = now + backoff[slot]
+                backoff[slot] = min(MAX_BACKOFF_S, backoff[slot] * 2)
+            for slot, when in list(due.items()):
+                if now >= when:
+                    del due[slot]
+                    self.restarts += 1
+                    self._spawn(slot)
+                    started[slot] = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.5)
+
+    async def _terminate(self) -> None:
+        """Forward SIGTERM; kill what has not stopped within the shutdown budget plus a margin."""
+        live = [c for c in self.children if c is not None and c.is_alive()]
+        for child in live:
+            child.terminate()
+        deadline = time.monotonic() + self.settings.shutdown_budget_s + 5
+        while any(c.is_alive() for c in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        for child in live:
+            if child.is_alive():
+                log.error("worker_process_killed", pid=child.pid)
+                child.kill()
+            child.join(1)
+
+    def _registry(self, metrics_dir: str) -> Any:
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+        registry.register(_PoolCollector(self))
+        return registry
+
+    def ready(self, registry: Any) -> bool:
+        """Every child is alive and each reports SQS and MongoDB reachable."""
+        if self.alive() < self.processes:
+            return False
+        for family in registry.collect():
+            if family.name == "fanout_ready":
+                values = [s.value for s in family.samples]
+                return bool(values) and min(values) >= 1
+        return False
+
+    async def _serve(self, metrics_dir: str) -> web.AppRunner:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        async def metrics(_: web.Request) -> web.Response:
+            body = generate_latest(self._registry(metrics_dir))
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def healthz(_: web.Request) -> web.Response:
+            ok = self.alive() > 0
+            return web.json_response({"ok": ok, "processes": self.alive()}, status=200 if ok else 503)
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready = self.ready(self._registry(metrics_dir))
+            body = {"ready": ready, "processes": self.alive(), "wanted": self.processes}
+            return web.json_response(body, status=200 if ready else 503)
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        s = self.settings
+        await web.TCPSite(runner, s.metrics_host, s.metrics_port, reuse_address=True).start()
+        return runner
