@@ -1,9 +1,16 @@
-"""structlog configuration: JSON in production, console locally, secrets and payloads redacted."""
+"""structlog configuration: JSON in production, console locally, secrets and payloads redacted.
+
+Every line goes through ``redact``: payloads, frames, tokens and URLs are dropped by key, token-shaped
+strings (JWTs, ``?token=`` query parameters, bearer credentials) are masked wherever they appear, and
+connection ids are shortened to a digest. Lines about an event carry ``event_id`` and ``event_type``
+(``bind_event``). Standard-library loggers (aiohttp, pymongo, botocore) go through the same pipeline.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -12,8 +19,37 @@ import structlog
 
 #: Keys whose values never reach a log line.
 REDACTED_KEYS = frozenset(
-    {"token", "payload", "body", "authorization", "jwt", "secret", "password", "url", "frame", "message_body"}
+    {
+        "token",
+        "payload",
+        "body",
+        "authorization",
+        "jwt",
+        "secret",
+        "password",
+        "url",
+        "connect_url",
+        "frame",
+        "message_body",
+        "headers",
+        "query",
+        "querystringparameters",
+    }
 )
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "_jwt")
+_CONNECTION_KEYS = frozenset({"connection_id", "connectionid", "connection_ids", "exclude_connection_ids"})
+
+#: Token-shaped text inside any string value: JWTs, token query parameters, bearer credentials.
+_SECRET_TEXT = [
+    (re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*"), "[redacted-jwt]"),
+    (
+        re.compile(r"([?&](?:token|access_token|id_token|jwt|auth)=)[^&\s\"']+", re.IGNORECASE),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"(\bbearer\s+)\S+", re.IGNORECASE), r"\1[redacted]"),
+]
+
+_MAX_DEPTH = 4
 
 
 def short_id(value: str) -> str:
@@ -21,38 +57,98 @@ def short_id(value: str) -> str:
     return hashlib.blake2s(value.encode(), digest_size=4).hexdigest()
 
 
+def scrub(text: str) -> str:
+    """Mask token-shaped substrings of ``text``."""
+    for pattern, replacement in _SECRET_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _clean(key: str, value: Any, depth: int) -> Any:
+    lowered = key.lower()
+    if lowered in REDACTED_KEYS or lowered.endswith(_SECRET_SUFFIXES):
+        return "[redacted]"
+    if lowered in _CONNECTION_KEYS:
+        if isinstance(value, list | tuple | set):
+            return [short_id(str(v)) for v in value]
+        return short_id(str(value))
+    return _clean_value(value, depth)
+
+
+def _clean_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if depth >= _MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: _clean(str(k), v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_value(v, depth + 1) for v in value]
+    return value
+
+
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop secrets and payloads; shorten connection ids."""
+    """Drop secrets and payloads by key, mask token-shaped text anywhere, shorten connection ids."""
     for key in list(event):
-        lowered = key.lower()
-        if lowered in REDACTED_KEYS:
-            event[key] = "[redacted]"
-        elif lowered in ("connection_id", "connectionid"):
-            event[key] = short_id(str(event[key]))
+        event[key] = _clean(key, event[key], 0)
     return event
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure`` installs on the root logger (replaced, never duplicated, on reconfigure)."""
+
+
 def configure(level: str = "INFO", fmt: str = "console") -> None:
-    """Configure structlog once per process."""
+    """Configure structlog (and the standard-library loggers underneath) once per process."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
+            timestamper,
             structlog.processors.format_exc_info,
+            redact,  # after format_exc_info, so tracebacks are scrubbed too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    # Libraries log through the standard library: same format, same redaction, warnings and up only.
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))
+
+
+def bind_event(event_id: str, event_type: str) -> None:
+    """Name the event on every later log line of the current task (and of the tasks it starts)."""
+    structlog.contextvars.bind_contextvars(event_id=event_id, event_type=event_type)
 
 
 def get_logger(name: str) -> Any:
+    """A structlog logger; ``configure`` decides how its lines look."""
     return structlog.get_logger(name)

@@ -1,4 +1,8 @@
-"""Metric definitions. A ``Metrics`` takes its ``CollectorRegistry``; tests pass a fresh one."""
+"""Metric definitions. A ``Metrics`` takes its ``CollectorRegistry``; tests pass a fresh one.
+
+Label values stay bounded: ``event_type`` goes through ``fanout.catalog.metric_label`` (unknown types fold
+into ``other``), outcomes and reasons are closed sets, and no user or connection id is ever a label.
+"""
 
 from __future__ import annotations
 
@@ -34,10 +38,14 @@ class Metrics:
             buckets=POST_BUCKETS,
             registry=registry,
         )
-        self.pruned = Counter("fanout_connections_pruned", "Gone connection records deleted", registry=registry)
+        self.pruned = Counter(
+            "fanout_connections_pruned", "Gone connection records deleted", registry=registry
+        )
         self.retries = Counter("fanout_post_retries", "Posts retried", ["event_type"], registry=registry)
         self.remainders = Counter(
-            "fanout_remainders", "Events re-enqueued for the connections that still failed", ["event_type"],
+            "fanout_remainders",
+            "Events re-enqueued for the connections that still failed",
+            ["event_type"],
             registry=registry,
         )
         self.dead_lettered = Counter(
@@ -50,18 +58,82 @@ class Metrics:
             registry=registry,
         )
         self.lookup_latency = Histogram(
-            "fanout_lookup_latency_seconds", "MongoDB connection lookups", buckets=POST_BUCKETS, registry=registry
+            "fanout_lookup_latency_seconds",
+            "MongoDB connection lookups",
+            buckets=POST_BUCKETS,
+            registry=registry,
         )
         self.events_in_flight = Gauge(
-            "fanout_events_in_flight", "Events being fanned out", registry=registry, multiprocess_mode="livesum"
+            "fanout_events_in_flight",
+            "Events being fanned out",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.posts_in_flight = Gauge(
-            "fanout_posts_in_flight", "Posts awaiting an answer", registry=registry, multiprocess_mode="livesum"
+            "fanout_posts_in_flight",
+            "Posts awaiting an answer",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.throttle_wait = Counter(
-            "fanout_throttle_wait_seconds", "Time spent waiting on the rate limiter", registry=registry
+            "fanout_throttle_wait_seconds",
+            "Time spent backing off after 429 throttling answers",
+            registry=registry,
         )
         self.ready = Gauge(
             "fanout_ready", "1 while SQS and MongoDB answer", registry=registry, multiprocess_mode="livemin"
         )
         self.restarts = Counter("fanout_process_restarts", "Worker processes restarted", registry=registry)
+
+
+#: Emulator count keys (``Emulator.counts``) -> the HTTP status its management API answered.
+_POST_STATUS = {
+    "delivered": "200",
+    "gone": "410",
+    "dropped": "410",
+    "throttled": "429",
+    "server_error": "500",
+    "too_large": "413",
+    "forbidden": "403",
+}
+_CONNECTION_EVENTS = {
+    "connected": "connected",
+    "disconnected": "disconnected",
+    "connect_rejected": "rejected",
+}
+
+
+class GatewayMetrics:
+    """The local gateway emulator's own counters, served at its ``GET /metrics``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.posts = Counter(
+            "fanout_gateway_posts",
+            "Management API requests by HTTP status answered",
+            ["status"],
+            registry=registry,
+        )
+        self.connections = Counter(
+            "fanout_gateway_connections", "WebSocket lifecycle steps", ["event"], registry=registry
+        )
+        self.dropped = Counter(
+            "fanout_gateway_dropped",
+            "Sockets dropped without $disconnect (fault injection)",
+            registry=registry,
+        )
+        self.hung = Counter(
+            "fanout_gateway_hung", "Posts delivered, then left hanging (fault injection)", registry=registry
+        )
+        self.open_connections = Gauge("fanout_gateway_open_connections", "Open WebSockets", registry=registry)
+
+    def count(self, key: str) -> None:
+        """Count one of the emulator's ``counts`` keys in the matching Prometheus series."""
+        if key in _POST_STATUS:
+            self.posts.labels(_POST_STATUS[key]).inc()
+        if key in _CONNECTION_EVENTS:
+            self.connections.labels(_CONNECTION_EVENTS[key]).inc()
+        if key == "dropped":
+            self.dropped.inc()
+        elif key == "hung":
+            self.hung.inc()

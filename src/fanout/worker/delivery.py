@@ -131,8 +131,11 @@ class Deliverer:
         m = self._metrics
         attempt = 0
         while True:
+            paced = time.perf_counter()
             await self.limiter.acquire()
             started = time.perf_counter()
+            if started - paced > 0.001:  # the limiter held this post back (it paces only after 429s)
+                m.throttle_wait.inc(started - paced)
             outcome = await self._client.post(conn, frame, digest)
             m.post_latency.labels(label).observe(time.perf_counter() - started)
             m.deliveries.labels(label, outcome.value).inc()
