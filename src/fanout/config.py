@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] | None = None
 
+    # CloudWatch metrics as Embedded Metric Format lines on stdout (the ECS awslogs driver extracts them)
+    cloudwatch_emf: bool = False
+    cloudwatch_namespace: str = "Fanout"
+    cloudwatch_interval_s: float = Field(60, gt=0)
+
     @model_validator(mode="after")
     def _check_log_format(self) -> Settings:
         if self.log_format is None:
