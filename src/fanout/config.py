@@ -105,7 +105,10 @@ class Settings(BaseSettings):
     def jwt_key(self) -> str:
         """The HS256 key for connect tokens; required in production."""
         if self.jwt_secret is not None:
-            return self.jwt_secret.get_secret_value()
+            key = self.jwt_secret.get_secret_value()
+            if len(key) < 32:
+                raise ConfigError("FANOUT_JWT_SECRET must be at least 32 bytes for HS256")
+            return key
         if self.is_dev:
             return DEV_JWT_SECRET
         raise ConfigError("FANOUT_JWT_SECRET is required when FANOUT_ENV=production")

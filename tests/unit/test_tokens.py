@@ -1,0 +1,27 @@
+"""Connect tokens: HS256 with the user id as subject."""
+
+import jwt
+import pytest
+
+from fanout.errors import AuthError
+from fanout.tokens import sign, verify
+
+K = "k" * 32
+OTHER = "o" * 32
+
+
+def test_round_trip_gives_the_user_id() -> None:
+    """A token signed for u1 verifies to u1."""
+    assert "u1" == verify(sign("u1", K), K)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "not-a-jwt", sign("u1", OTHER), sign("u1", K, ttl_s=-10),
+     jwt.encode({"sub": "u1"}, K, algorithm="HS256"), jwt.encode({"sub": "u1", "exp": 9e9}, K * 2, algorithm="HS384")],
+    ids=["none", "empty", "garbage", "wrong-key", "expired", "no-exp", "wrong-alg"],
+)  # fmt: skip
+def test_bad_tokens_are_refused(token: str | None) -> None:
+    """Missing, forged, expired or differently signed tokens raise AuthError."""
+    with pytest.raises(AuthError):
+        verify(token, K)
