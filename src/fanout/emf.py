@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -90,8 +90,11 @@ class EmfEmitter:
         interval_s: float = 60.0,
         write: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        only: Collection[str] | None = None,
     ) -> None:
         self.registry = registry
+        # e.g. the pool supervisor sends only ProcessRestarts; its children send the rest
+        self.only = frozenset(only) if only is not None else frozenset(CLOUDWATCH_METRICS)
         self.namespace = namespace
         self.interval_s = interval_s
         self._write = write or (lambda line: print(line, file=sys.stdout, flush=True))
@@ -161,7 +164,18 @@ class EmfEmitter:
             "Ready": min((v for (name, _), v in gauges.items() if name == "fanout_ready"), default=0.0),
         }
         docs.append(self._doc(now_ms, scalars, [[]]))
-        return docs
+        return [kept for doc in docs if (kept := self._keep(doc))]
+
+    def _keep(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """``doc`` without the metrics this emitter does not send; None when none is left."""
+        directive = doc["_aws"]["CloudWatchMetrics"][0]
+        dropped = [m["Name"] for m in directive["Metrics"] if m["Name"] not in self.only]
+        if not dropped:
+            return doc
+        directive["Metrics"] = [m for m in directive["Metrics"] if m["Name"] in self.only]
+        for name in dropped:
+            del doc[name]
+        return doc if directive["Metrics"] else None
 
     def _doc(
         self, now_ms: int, metrics: dict[str, Any], dimensions: list[list[str]], **dimension_values: str

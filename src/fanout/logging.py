@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -98,12 +98,13 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``configure`` installs on the root logger (replaced, never duplicated, on reconfigure)."""
 
 
-def configure(level: str = "INFO", fmt: str = "console") -> None:
-    """Configure structlog (and the standard-library loggers underneath) once per process."""
+def configure(level: str = "INFO", fmt: str = "console", stream: TextIO | None = None) -> None:
+    """Configure structlog (and the standard-library loggers underneath) to write to ``stream`` (stderr)."""
+    out = stream or sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
@@ -116,11 +117,11 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     # Libraries log through the standard library: same format, same redaction, warnings and up only.
-    handler = _Handler(sys.stderr)
+    handler = _Handler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

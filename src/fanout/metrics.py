@@ -77,13 +77,14 @@ class Metrics:
         )
         self.throttle_wait = Counter(
             "fanout_throttle_wait_seconds",
-            "Time spent backing off after 429 throttling answers",
+            "Time posts waited on the adaptive rate limiter (it paces after 429s)",
             registry=registry,
         )
         self.ready = Gauge(
             "fanout_ready", "1 while SQS and MongoDB answer", registry=registry, multiprocess_mode="livemin"
         )
-        self.restarts = Counter("fanout_process_restarts", "Worker processes restarted", registry=registry)
+        # fanout_process_restarts_total and fanout_processes come from the pool supervisor
+        # (fanout.worker.pool): a child defining them too would export each family twice.
 
 
 #: Emulator count keys (``Emulator.counts``) -> the HTTP status its management API answered.

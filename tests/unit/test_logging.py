@@ -1,0 +1,117 @@
+"""Log configuration: JSON lines, event ids on every line, secrets, payloads and connection ids redacted."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from fanout import logging as fanout_logging
+from fanout.logging import bind_event, redact, scrub, short_id
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlLXNlY3JldA"
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Any]:
+    """Configure JSON logs onto a buffer; return a reader of the parsed lines."""
+    buffer = io.StringIO()
+    fanout_logging.configure("INFO", "json", buffer)
+
+    def read() -> list[dict[str, Any]]:
+        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+
+    yield read
+    structlog.contextvars.clear_contextvars()
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, fanout_logging._Handler)]:
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+def test_redact_drops_secret_and_payload_keys() -> None:
+    """Payloads, bodies, frames, tokens and URLs are replaced, whatever their case or nesting."""
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "x",
+            "payload": {"text": "hello"},
+            "Token": "abc",
+            "body": "{}",
+            "connect_url": "ws://h/local?token=abc",
+            "refresh_token": "r",
+            "nested": {"frame": "f", "ok": 1},
+        },
+    )
+    assert "[redacted]" == event["payload"]
+    assert "[redacted]" == event["Token"]
+    assert "[redacted]" == event["body"]
+    assert "[redacted]" == event["connect_url"]
+    assert "[redacted]" == event["refresh_token"]
+    assert {"frame": "[redacted]", "ok": 1} == event["nested"]
+
+
+def test_scrub_masks_token_shaped_text_anywhere() -> None:
+    """JWTs, token query parameters and bearer credentials are masked inside any string."""
+    assert "[redacted-jwt]" == scrub(JWT)
+    assert "ws://h/local?token=[redacted]&x=1" == scrub("ws://h/local?token=abc123&x=1")
+    assert "Authorization: Bearer [redacted]" == scrub("Authorization: Bearer abc.def")
+    assert "error near [redacted-jwt] in header" == scrub(f"error near {JWT} in header")
+
+
+def test_connection_ids_are_hashed_singly_and_in_lists() -> None:
+    """Connection ids never appear whole: a stable 8-character digest stands in for each."""
+    event = redact(None, "info", {"connection_id": "AbCdEf123=", "connection_ids": ["a", "b"]})
+    assert short_id("AbCdEf123=") == event["connection_id"]
+    assert 8 == len(event["connection_id"])
+    assert [short_id("a"), short_id("b")] == event["connection_ids"]
+
+
+def test_json_lines_carry_the_bound_event(json_logs: Any) -> None:
+    """After bind_event, every line names the event id and type, and the payload stays out."""
+    log = structlog.get_logger("test")
+    bind_event("evt_1", "chat.message")
+    log.info("posted", payload={"secret": "s3cr3t"}, connection_id="conn-1")
+    (line,) = json_logs()
+    assert "evt_1" == line["event_id"]
+    assert "chat.message" == line["event_type"]
+    assert "posted" == line["event"]
+    assert "s3cr3t" not in json.dumps(line)
+    assert "conn-1" not in json.dumps(line)
+
+
+def test_standard_library_lines_are_json_and_redacted(json_logs: Any) -> None:
+    """Library warnings (aiohttp, pymongo, botocore) come out as the same redacted JSON lines."""
+    logging.getLogger("aiohttp.server").warning("bad request GET /local?token=%s", JWT)
+    logging.getLogger("aiohttp.server").info("too chatty to keep")
+    (line,) = json_logs()
+    assert "warning" == line["level"]
+    assert "aiohttp.server" == line["logger"]
+    assert JWT not in json.dumps(line)
+    assert "token=[redacted]" in line["event"]
+
+
+def test_exception_tracebacks_are_scrubbed(json_logs: Any) -> None:
+    """A traceback whose message holds a token is masked too."""
+    log = structlog.get_logger("test")
+    try:
+        raise ValueError(f"could not verify {JWT}")
+    except ValueError:
+        log.exception("failed")
+    (line,) = json_logs()
+    assert "ValueError" in line["exception"]
+    assert JWT not in line["exception"]
+
+
+def test_reconfiguring_installs_one_handler(json_logs: Any) -> None:
+    """Configuring twice (CLI, then a pool child) leaves one stdlib handler, so no line is doubled."""
+    fanout_logging.configure("INFO", "json", io.StringIO())
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, fanout_logging._Handler)]
+    assert 1 == len(handlers)
