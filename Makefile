@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
+DEPLOY_STAMP := $(VENV)/.installed-deploy
 
-.PHONY: run test lint bench setup clean
+.PHONY: run test lint bench setup clean deploy-synth
 
 setup: $(STAMP)
 
@@ -14,18 +15,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The deploy extra (aws-cdk-lib, cfn-lint, hadolint) is large: only the tests and deploy-synth need it.
+$(DEPLOY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,deploy]'
+	@touch $(DEPLOY_STAMP)
+
 ## Start the local stack, deliver a demo event to a WebSocket client, keep running until Ctrl-C.
 run: $(STAMP)
 	@bash scripts/run.sh
 
 ## The whole suite: unit, integration and end-to-end tests against real local servers.
-test: $(STAMP)
+test: $(DEPLOY_STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples deploy
+	$(VENV)/bin/ruff format --check src tests examples deploy
 	$(VENV)/bin/mypy --strict src
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+
+## Synthesize the CloudFormation template into deploy/cdk.out/ (no AWS account or Docker needed).
+## Parameters as CDK context: make deploy-synth CONTEXT="apiId=a1b2c3d4e5 stage=prod ..."
+deploy-synth: $(DEPLOY_STAMP)
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) deploy/app.py $(foreach c,$(CONTEXT),-c $(c))

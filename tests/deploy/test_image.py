@@ -1,0 +1,147 @@
+"""The Dockerfile: hadolint, its production settings, and the wheel its builder stage makes, installed
+and run as the image would (no Docker engine here, so the image itself is not built)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import REPO_ROOT, tool
+
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+# The builder stage's commands, verbatim; the wheel test runs the same ones with local paths.
+BUILD_WHEEL = "pip wheel --no-deps --wheel-dir /wheels ."
+MAKE_VENV = "python -m venv /opt/venv"
+INSTALL_WHEEL = "/opt/venv/bin/pip install --only-binary=:all: /wheels/fanout-*.whl"
+# What the builder stage copies from the build context.
+CONTEXT = ["pyproject.toml", "README.md", "src"]
+
+
+def stages() -> list[str]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    return re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+
+
+def test_hadolint_is_clean() -> None:
+    """hadolint finds nothing in the Dockerfile."""
+    result = subprocess.run(
+        [tool("hadolint"), str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_production_shape() -> None:
+    """The image is pinned, multi-stage, non-root, and runs the worker with production settings."""
+    text = DOCKERFILE.read_text()
+    builder, runtime = stages()
+    assert builder.startswith("${PYTHON_IMAGE} AS builder") and runtime.startswith(
+        "${PYTHON_IMAGE} AS runtime"
+    )
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base[1])
+    for command in (BUILD_WHEEL, MAKE_VENV, INSTALL_WHEEL):
+        assert command in builder, f"builder stage no longer runs {command!r}: update this test with it"
+    for path in CONTEXT:
+        assert re.search(rf"^COPY .*\b{re.escape(path)}\b", builder, re.MULTILINE)
+    # The runtime stage: no compiler, no build step, no source tree, no dev extras; a non-root user.
+    assert not re.search(r"apt-get|gcc|build-essential|pip install|\[dev", runtime)
+    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
+    user = re.search(r"^USER (\S+)$", runtime, re.MULTILINE)
+    assert user and user[1].split(":")[0] not in ("root", "0")
+    env = dict(re.findall(r"\b([A-Z_]+)=(\S+)", "".join(re.findall(r"^ENV (.*)$", runtime, re.MULTILINE))))
+    assert {
+        k: env.get(k)
+        for k in ("FANOUT_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "FANOUT_METRICS_HOST")
+    } == {
+        "FANOUT_ENV": "production",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "FANOUT_METRICS_HOST": "0.0.0.0",
+    }
+    assert 'ENTRYPOINT ["fanout"]' in runtime and 'CMD ["worker"]' in runtime
+    assert re.search(r"^HEALTHCHECK .*CMD .*http://127\.0\.0\.1:9400/healthz", runtime, re.MULTILINE)
+    assert re.search(r"^STOPSIGNAL SIGTERM$", runtime, re.MULTILINE)
+    assert re.search(r"^EXPOSE 9400$", runtime, re.MULTILINE)
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    """The build context is only what the builder stage copies."""
+    lines = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert lines[0] == "*" or "*" in lines  # everything out, then only what the build needs back in
+    assert {"!pyproject.toml", "!README.md", "!src/"} <= set(lines)
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_runs_without_dev_extras(tmp_path: Path) -> None:
+    """Build the wheel from exactly what the builder stage copies, install it into an empty venv, run it."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in CONTEXT:
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(source, context / name)
+    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
+    started = time.monotonic()
+
+    def run(*argv: str | Path, cwd: Path = context) -> None:
+        subprocess.run(
+            [str(a) for a in argv],
+            cwd=cwd,
+            check=True,
+            timeout=300,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+        )
+
+    # BUILD_WHEEL, MAKE_VENV, INSTALL_WHEEL with local paths
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels, ".")
+    [wheel] = wheels.glob("fanout-*.whl")
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "pip", "install", "--quiet", "--only-binary=:all:", wheel)
+    print(f"wheel built and installed in {time.monotonic() - started:.1f} s")
+
+    installed = subprocess.run(
+        [venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.lower()
+    for dev_only in ("pytest", "moto", "hypothesis", "mypy", "ruff", "secantusdb", "aws-cdk-lib"):
+        assert f"\n{dev_only}==" not in f"\n{installed}", f"{dev_only} got into the runtime install"
+
+    # Only what a container would have: no FANOUT_*/AWS_* settings, not the test venv's PATH.
+    clean = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    helped = subprocess.run(
+        ["fanout", "--help"], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert "worker" in helped.stdout
+
+    worker = subprocess.run(
+        ["fanout", "worker"],
+        env={**clean, "FANOUT_ENV": "production"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode != 0
+    assert "Traceback" not in worker.stderr + worker.stdout
+    assert re.search(
+        r"^fanout: error: FANOUT_\w+ is required when FANOUT_ENV=production$", worker.stderr, re.MULTILINE
+    ), worker.stderr

@@ -1,0 +1,174 @@
+"""Every CloudWatch metric the dashboard and alarms read is one the worker emits, as the worker emits it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.deploy.conftest import Synth
+
+import metrics_contract as contract  # isort: skip - on sys.path through conftest, as app.py puts it
+
+# Namespaces other than the worker's that the stack may read, and what it may read there.
+AWS_METRICS = {
+    "AWS/SQS": {
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateAgeOfOldestMessage",
+    },
+    "ECS/ContainerInsights": {"RunningTaskCount", "DesiredTaskCount"},
+    "AWS/ECS": {"CPUUtilization", "MemoryUtilization"},
+}
+REQUIRED_ALARMS = {
+    "DeliverySuccessLow": "Deliveries",
+    "DeliveryLatencyHigh": "DeliveryLatency",
+    "DeadLetters": "ApproximateNumberOfMessagesVisible",
+    "OldestMessageOld": "ApproximateAgeOfOldestMessage",
+    "DeliveriesThrottled": "Deliveries",
+    "WorkerNotReady": "Ready",
+    "RunningTasksBelowDesired": "RunningTaskCount",
+}
+
+
+def check(namespace: str, name: str, dimensions: dict[str, Any], where: str) -> None:
+    if namespace != contract.NAMESPACE:
+        assert name in AWS_METRICS.get(namespace, set()), f"{where}: unexpected {namespace} {name}"
+        return
+    assert name in contract.METRICS, f"{where}: {name} is not in the metric contract"
+    spec = contract.METRICS[name]
+    assert tuple(sorted(dimensions)) in {tuple(sorted(d)) for d in spec.dimension_sets}, (
+        f"{where}: {name} is not emitted with dimensions {sorted(dimensions)}"
+    )
+    if "Outcome" in dimensions:
+        assert dimensions["Outcome"] in spec.outcomes, (
+            f"{where}: {name} has no outcome {dimensions['Outcome']}"
+        )
+
+
+def alarm_metrics(s: Synth) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(alarm id, namespace, metric name, dimensions) for every metric of every alarm."""
+    found = []
+    for alarm_id, alarm in s.resources("AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        if "MetricName" in props:
+            dims = {d["Name"]: d["Value"] for d in props.get("Dimensions", [])}
+            found.append((alarm_id, props["Namespace"], props["MetricName"], dims))
+        for query in props.get("Metrics", []):
+            if "MetricStat" in query:
+                metric = query["MetricStat"]["Metric"]
+                dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+                found.append((alarm_id, metric["Namespace"], metric["MetricName"], dims))
+    return found
+
+
+def dashboard_metrics(s: Synth) -> list[tuple[str, str, dict[str, Any]]]:
+    _, dashboard = s.one("AWS::CloudWatch::Dashboard")
+    body = dashboard["Properties"]["DashboardBody"]
+    text = (
+        "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+        if isinstance(body, dict)
+        else body
+    )
+    found = []
+    for widget in json.loads(text)["widgets"]:
+        for row in widget["properties"].get("metrics", []):
+            plain = [x for x in row if not isinstance(x, dict)]
+            if not plain:
+                continue  # a math expression; its inputs are rows of their own
+            namespace, name, *dims = plain
+            assert "." not in (namespace, name), "shorthand rows are not expected from CDK"
+            found.append((namespace, name, dict(zip(dims[::2], dims[1::2], strict=True))))
+    return found
+
+
+def test_alarms_read_only_contract_metrics(default_synth: Synth) -> None:
+    """Every alarm reads a metric the worker emits, with dimensions it emits."""
+    metrics = alarm_metrics(default_synth)
+    assert metrics
+    for alarm_id, namespace, name, dims in metrics:
+        check(namespace, name, dims, alarm_id)
+
+
+def test_required_alarms_exist(default_synth: Synth) -> None:
+    """Each alarm the runbook names exists, reads its metric and notifies someone."""
+    alarms = default_synth.resources("AWS::CloudWatch::Alarm")
+    by_name = {a["Properties"].get("AlarmName"): k for k, a in alarms.items()}
+    read = {
+        alarm_id: {name for a, _, name, _ in alarm_metrics(default_synth) if a == alarm_id}
+        for alarm_id in alarms
+    }
+    for name, metric in REQUIRED_ALARMS.items():
+        alarm_id = by_name.get(f"fanout-{name}")
+        assert alarm_id, f"alarm {name} missing"
+        assert metric in read[alarm_id], f"alarm {name} does not read {metric}"
+        assert alarms[alarm_id]["Properties"]["AlarmActions"], f"alarm {name} notifies nobody"
+
+
+def test_alarm_thresholds(default_synth: Synth) -> None:
+    """The alarms fire at the thresholds the README states."""
+    alarms = {
+        a["Properties"].get("AlarmName"): a["Properties"]
+        for a in default_synth.resources("AWS::CloudWatch::Alarm").values()
+    }
+    success = alarms["fanout-DeliverySuccessLow"]
+    assert (success["Threshold"], success["ComparisonOperator"], success["EvaluationPeriods"]) == (
+        99,
+        "LessThanThreshold",
+        5,
+    )
+    [expr] = [m["Expression"] for m in success["Metrics"] if "Expression" in m]
+    assert expr.startswith("100 * (FILL(ok, 0)) /")
+    latency = alarms["fanout-DeliveryLatencyHigh"]
+    assert (latency["ExtendedStatistic"], latency["Threshold"], latency["Namespace"]) == (
+        "p95",
+        1000,
+        "Fanout",
+    )
+    dlq = alarms["fanout-DeadLetters"]
+    assert (dlq["Threshold"], dlq["ComparisonOperator"], dlq["Namespace"]) == (
+        0,
+        "GreaterThanThreshold",
+        "AWS/SQS",
+    )
+    oldest = alarms["fanout-OldestMessageOld"]
+    assert (oldest["Threshold"], oldest["MetricName"]) == (60, "ApproximateAgeOfOldestMessage")
+    ready = alarms["fanout-WorkerNotReady"]
+    assert (ready["Threshold"], ready["ComparisonOperator"], ready["TreatMissingData"]) == (
+        1,
+        "LessThanThreshold",
+        "breaching",
+    )
+
+
+def test_dashboard_reads_only_contract_metrics(default_synth: Synth) -> None:
+    """The dashboard shows every contract metric and nothing the worker does not emit."""
+    metrics = dashboard_metrics(default_synth)
+    for namespace, name, dims in metrics:
+        check(namespace, name, dims, "dashboard")
+    shown = {name for namespace, name, _ in metrics if namespace == contract.NAMESPACE}
+    assert shown == set(contract.METRICS), f"not on the dashboard: {sorted(set(contract.METRICS) - shown)}"
+
+
+def test_contract_matches_the_worker_emitter() -> None:
+    """The contract's names and units are the ones src/fanout/emf.py emits."""
+    try:
+        from fanout import emf
+    except ModuleNotFoundError:
+        pytest.skip("src/fanout/emf.py does not exist yet: nothing to compare the contract with")
+    assert emf.CLOUDWATCH_METRICS == contract.UNITS
+
+
+def test_delivery_outcomes_match_the_gateway_client() -> None:
+    """The Deliveries outcomes are the gateway client's."""
+    from fanout.gateway.client import Outcome
+
+    assert set(contract.DELIVERY_OUTCOMES) == {o.value for o in Outcome}
+
+
+def test_namespace_matches_the_settings_default() -> None:
+    """The namespace is FANOUT_CLOUDWATCH_NAMESPACE's default."""
+    from fanout.config import Settings
+
+    assert Settings.model_fields["cloudwatch_namespace"].default == contract.NAMESPACE

@@ -1,0 +1,317 @@
+"""The synthesized CloudFormation template: queues, topic, service, least privilege, scaling, cfn-lint."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from fanout.config import Settings
+from tests.deploy.conftest import EXISTING, Synth, synth, tool
+
+import fanout_stack as fs  # isort: skip - on sys.path through conftest, as app.py puts it
+
+
+def render(value: Any) -> str:
+    """A CloudFormation string expression as text: Ref/GetAtt become ${...}, Fn::Join is joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Ref":
+            return f"${{{arg}}}"
+        if fn == "Fn::GetAtt":
+            return f"${{{'.'.join(arg)}}}"
+        if fn == "Fn::Join":
+            return arg[0].join(render(part) for part in arg[1])
+        if fn == "Fn::Sub":
+            return arg if isinstance(arg, str) else arg[0]
+    raise AssertionError(f"cannot render {value!r}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_statements(s: Synth, role_id: str) -> list[dict[str, Any]]:
+    """Every Allow statement that reaches a role: inline policies, attached AWS::IAM::Policy resources."""
+    role = s.template["Resources"][role_id]["Properties"]
+    assert not role.get("ManagedPolicyArns"), "no managed policy may be attached to the task role"
+    statements = [st for pol in role.get("Policies", []) for st in pol["PolicyDocument"]["Statement"]]
+    for policy in s.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"].get("Roles", []):
+            statements += policy["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def container(s: Synth) -> dict[str, Any]:
+    _, task = s.one("AWS::ECS::TaskDefinition")
+    [definition] = task["Properties"]["ContainerDefinitions"]
+    return definition
+
+
+def env_of(s: Synth) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in container(s)["Environment"]}
+
+
+def logical_id(s: Synth, type_: str, prefix: str) -> str:
+    [found] = [k for k in s.resources(type_) if k.startswith(prefix)]
+    return found
+
+
+# ---- queues and topic ---------------------------------------------------------------------------------
+
+
+def test_queue_has_an_encrypted_dlq_with_redrive(default_synth: Synth) -> None:
+    """The events queue redrives to an encrypted DLQ after 5 receives, with the worker's visibility timeout."""
+    queue_id = logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")
+    dlq_id = logical_id(default_synth, "AWS::SQS::Queue", "DeadLetterQueue")
+    queue = default_synth.template["Resources"][queue_id]["Properties"]
+    dlq = default_synth.template["Resources"][dlq_id]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+        "maxReceiveCount": fs.MAX_RECEIVE_COUNT,
+    }
+    assert fs.MAX_RECEIVE_COUNT == 5
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 4 * 86400
+    assert dlq["MessageRetentionPeriod"] == 14 * 86400
+    assert queue["VisibilityTimeout"] == fs.VISIBILITY_TIMEOUT_S == 30
+    assert int(env_of(default_synth)["FANOUT_VISIBILITY_TIMEOUT_S"]) == queue["VisibilityTimeout"]
+    assert (queue["QueueName"], dlq["QueueName"]) == ("fanout-events", "fanout-events-dlq")
+
+
+def test_topic_delivers_raw_to_the_queue(default_synth: Synth) -> None:
+    """The topic delivers to the queue without the SNS envelope."""
+    _, sub = default_synth.one("AWS::SNS::Subscription")
+    queue_id = logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")
+    topic_id = logical_id(default_synth, "AWS::SNS::Topic", "EventsTopic")
+    assert sub["Properties"]["Protocol"] == "sqs"
+    assert sub["Properties"]["RawMessageDelivery"] is True
+    assert sub["Properties"]["Endpoint"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert sub["Properties"]["TopicArn"] == {"Ref": topic_id}
+
+
+# ---- the task role: least privilege -------------------------------------------------------------------
+
+CONNECTIONS = re.compile(
+    r"^arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+    r"(?P<api>[a-z0-9]{10})/(?P<stage>[^/*]+)/(?P<method>POST|GET|DELETE)/@connections/\*$"
+)
+
+
+@pytest.mark.parametrize("which", ["default", "existing"])
+def test_task_role_has_no_wildcard_beyond_connections(
+    which: str, default_synth: Synth, existing_synth: Synth
+) -> None:
+    """The task role grants exactly the worker's calls, with no wildcard but the @connections/* path."""
+    s = default_synth if which == "default" else existing_synth
+    api, stage = (
+        ("abcdef1234", "production") if which == "default" else (EXISTING["apiId"], EXISTING["stage"])
+    )
+    role_id = logical_id(s, "AWS::IAM::Role", "TaskRole")
+    statements = role_statements(s, role_id)
+    assert statements
+    granted: dict[str, set[str]] = {}
+    for st in statements:
+        assert st["Effect"] == "Allow"
+        assert "NotAction" not in st and "NotResource" not in st
+        for action in as_list(st["Action"]):
+            assert "*" not in action, f"wildcard action {action}"
+            for resource in as_list(st["Resource"]):
+                text = render(resource)
+                if "*" in text:
+                    m = CONNECTIONS.match(text)
+                    assert m, f"wildcard resource {text} for {action}"
+                    assert (m["api"], m["stage"]) == (api, stage)
+                    assert action == "execute-api:ManageConnections"
+                granted.setdefault(action, set()).add(text)
+    queue = "${" + logical_id(s, "AWS::SQS::Queue", "EventsQueue") + ".Arn}"
+    dlq = "${" + logical_id(s, "AWS::SQS::Queue", "DeadLetterQueue") + ".Arn}"
+    assert granted == {
+        "execute-api:ManageConnections": {
+            f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:{api}/{stage}/{m}/@connections/*"
+            for m in ("POST", "GET", "DELETE")
+        },
+        "sqs:ReceiveMessage": {queue},
+        "sqs:DeleteMessage": {queue},
+        "sqs:ChangeMessageVisibility": {queue},
+        "sqs:GetQueueAttributes": {queue},
+        "sqs:GetQueueUrl": {queue},
+        "sqs:SendMessage": {queue, dlq},
+    }
+
+
+def test_execution_role_reads_only_the_mongo_secret(existing_synth: Synth) -> None:
+    """ECS's execution role reads only the Mongo secret and injects the URI from its JSON key."""
+    role_id = logical_id(existing_synth, "AWS::IAM::Role", "WorkerTaskExecutionRole")
+    for st in role_statements(existing_synth, role_id):
+        for action in as_list(st["Action"]):
+            assert "*" not in action
+            for resource in as_list(st["Resource"]):
+                if render(resource) == "*":
+                    assert action == "ecr:GetAuthorizationToken"  # the one ECR call that takes no resource
+                if action.startswith("secretsmanager:"):
+                    assert render(resource) == EXISTING["mongoSecretArn"]
+    [secret] = container(existing_synth)["Secrets"]
+    assert secret == {"Name": "FANOUT_MONGO_URI", "ValueFrom": EXISTING["mongoSecretArn"] + ":uri::"}
+
+
+def test_publisher_policy(default_synth: Synth) -> None:
+    """Publishers get send on the queue and publish on the topic, and the stack outputs both."""
+    _, policy = default_synth.one("AWS::IAM::ManagedPolicy")
+    queue_id = logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")
+    topic_id = logical_id(default_synth, "AWS::SNS::Topic", "EventsTopic")
+    assert policy["Properties"]["ManagedPolicyName"] == "FanoutPublisherPolicy"
+    assert "Roles" not in policy["Properties"]  # domain services attach it to their own roles
+    statements = {
+        (action, json.dumps(st["Resource"], sort_keys=True))
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in as_list(st["Action"])
+    }
+    assert statements == {
+        ("sqs:SendMessage", json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})),
+        ("sqs:GetQueueUrl", json.dumps({"Fn::GetAtt": [queue_id, "Arn"]})),
+        ("sns:Publish", json.dumps({"Ref": topic_id})),
+    }
+    outputs = default_synth.template["Outputs"]
+    assert {"QueueUrl", "TopicArn", "PublisherPolicyArn"} <= set(outputs)
+
+
+# ---- the service ----------------------------------------------------------------------------------------
+
+
+def test_container_health_check_and_stop_timeout(default_synth: Synth) -> None:
+    """The container checks /healthz and gets the shutdown budget plus 10 s to stop."""
+    c = container(default_synth)
+    assert c["StopTimeout"] == fs.SHUTDOWN_BUDGET_S + 10 == fs.STOP_TIMEOUT_S <= 120
+    assert env_of(default_synth)["FANOUT_SHUTDOWN_BUDGET_S"] == str(fs.SHUTDOWN_BUDGET_S)
+    check = c["HealthCheck"]
+    assert check["Command"][0] == "CMD"
+    assert f"http://127.0.0.1:{fs.METRICS_PORT}/healthz" in check["Command"][-1]
+    assert check["Retries"] >= 2 and check["StartPeriod"] > 0
+    assert c["LogConfiguration"]["LogDriver"] == "awslogs"
+    assert c["Essential"] is True
+
+
+def test_worker_settings(default_synth: Synth, existing_synth: Synth) -> None:
+    """The container runs the production worker with settings that Settings knows."""
+    env = env_of(default_synth)
+    assert env["FANOUT_ENV"] == "production"
+    assert env["FANOUT_METRICS_HOST"] == "0.0.0.0"
+    assert env["FANOUT_CLOUDWATCH_EMF"] == "true"
+    assert env["FANOUT_CLOUDWATCH_NAMESPACE"] == fs.NAMESPACE
+    assert env["FANOUT_REGION"] == {"Ref": "AWS::Region"}
+    assert env["FANOUT_QUEUE_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")}
+    assert env["FANOUT_DLQ_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "DeadLetterQueue")}
+    assert container(default_synth)["Command"] == ["worker"]
+    assert container(existing_synth)["Command"] == ["worker", "--processes", "2"]
+    # Settings ignores unknown FANOUT_* variables: a misspelt one here would be silently dropped.
+    for which in (default_synth, existing_synth):
+        names = set(env_of(which)) | {s["Name"] for s in container(which).get("Secrets", [])}
+        unknown = {n for n in names if n.removeprefix("FANOUT_").lower() not in Settings.model_fields}
+        assert not unknown, f"not fanout settings: {sorted(unknown)}"
+
+
+def test_default_creates_vpc_and_cluster_and_builds_the_image(default_synth: Synth) -> None:
+    """With no parameters the stack makes its own VPC and cluster and builds the Dockerfile."""
+    assert default_synth.resources("AWS::EC2::VPC")
+    _, cluster = default_synth.one("AWS::ECS::Cluster")
+    assert {"Name": "containerInsights", "Value": "enabled"} in cluster["Properties"]["ClusterSettings"]
+    image = render(container(default_synth)["Image"])
+    assert "container-assets" in image  # the Dockerfile as a CDK image asset, built at deploy time
+    _, service = default_synth.one("AWS::ECS::Service")
+    network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    assert service["Properties"]["DeploymentConfiguration"]["DeploymentCircuitBreaker"]["Rollback"] is True
+
+
+def test_existing_vpc_cluster_and_image(existing_synth: Synth) -> None:
+    """Given a VPC, subnets, cluster, image and alarm topic, the stack uses them and creates none."""
+    assert not existing_synth.resources("AWS::EC2::VPC")
+    assert not existing_synth.resources("AWS::ECS::Cluster")
+    assert not existing_synth.resources("AWS::SNS::Topic").keys() - {
+        logical_id(existing_synth, "AWS::SNS::Topic", "EventsTopic")
+    }
+    _, service = existing_synth.one("AWS::ECS::Service")
+    assert service["Properties"]["Cluster"] == "platform"
+    network = service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["Subnets"] == ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
+    assert container(existing_synth)["Image"] == EXISTING["image"]
+    for alarm in existing_synth.resources("AWS::CloudWatch::Alarm").values():
+        if str(alarm["Properties"].get("AlarmName", "")).startswith("fanout-"):  # not the scaling ones
+            assert alarm["Properties"]["AlarmActions"] == [EXISTING["alarmTopicArn"]]
+
+
+# ---- autoscaling ------------------------------------------------------------------------------------------
+
+
+def test_scaling_on_backlog_per_task_and_oldest_message_age(default_synth: Synth) -> None:
+    """The service scales on backlog per task and on the age of the oldest message."""
+    _, target = default_synth.one("AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (1, 10)
+    policies = default_synth.resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+    tracking = [
+        p["Properties"] for p in policies.values() if p["Properties"]["PolicyType"] == "TargetTrackingScaling"
+    ]
+    [tt] = tracking
+    spec = tt["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
+    assert set(spec) == {"Metrics"}  # metric math only: CloudFormation rejects a mix with MetricName
+    stats = {m["Id"]: m["MetricStat"]["Metric"]["MetricName"] for m in spec["Metrics"] if "MetricStat" in m}
+    assert stats == {"visible": "ApproximateNumberOfMessagesVisible", "running": "RunningTaskCount"}
+    [expr] = [m for m in spec["Metrics"] if m.get("ReturnData")]
+    assert "visible /" in expr["Expression"] and "running" in expr["Expression"]
+    assert tt["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 200
+    steps = {k: p for k, p in policies.items() if p["Properties"]["PolicyType"] == "StepScaling"}
+    assert steps
+    step_alarms = [
+        a["Properties"]
+        for a in default_synth.resources("AWS::CloudWatch::Alarm").values()
+        if any(act.get("Ref") in steps for act in a["Properties"].get("AlarmActions", []))
+    ]
+    assert [a["MetricName"] for a in step_alarms] == ["ApproximateAgeOfOldestMessage"]
+
+
+# ---- parameters ---------------------------------------------------------------------------------------------
+
+
+def test_dummy_defaults_are_flagged(default_synth: Synth) -> None:
+    """Synthesis warns about every required parameter left at its dummy value."""
+    from aws_cdk.assertions import Annotations, Match
+
+    annotations = Annotations.from_stack(default_synth.stack)
+    annotations.has_warning("*", Match.string_like_regexp("apiId.*dummy"))
+    annotations.has_warning("*", Match.string_like_regexp("mongoSecretArn.*dummy"))
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"apiId": "not-an-id"}, "apiId"),
+        ({"vpcId": "vpc-0123456789abcdef0"}, "subnetIds"),
+        ({"cpu": "lots"}, "cpu"),
+        ({"logRetentionDays": "31"}, "logRetentionDays"),
+    ],
+)
+def test_bad_parameters_are_refused(tmp_path: Any, context: dict[str, str], message: str) -> None:
+    """A malformed parameter stops synthesis with a message naming it."""
+    with pytest.raises(Exception, match=message):
+        synth(tmp_path, context)
+
+
+# ---- cfn-lint ----------------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_is_clean(default_synth: Synth, existing_synth: Synth) -> None:
+    """cfn-lint finds nothing in either template."""
+    result = subprocess.run(
+        [tool("cfn-lint"), "--", str(default_synth.path), str(existing_synth.path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
