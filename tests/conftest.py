@@ -93,13 +93,13 @@ def stack_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_stack(tmp: Path, env: dict[str, str]) -> Stack:
-    """Run `fanout dev` with ``env`` and wait for its ready line."""
+def start_stack(tmp: Path, env: dict[str, str], *args: str) -> Stack:
+    """Run `fanout dev [ARGS]` with ``env`` and wait for its ready line."""
     full_env = {**os.environ, **env}
     log = tmp / "stack.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fanout", "dev"],
+            [sys.executable, "-m", "fanout", "dev", *args],
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=err,

@@ -140,8 +140,7 @@ class Deliverer:
             m.post_latency.labels(label).observe(time.perf_counter() - started)
             m.deliveries.labels(label, outcome.value).inc()
             attempt += 1
-            if outcome is Outcome.THROTTLED:
-                self.limiter.throttled()
+            self.limiter.record(outcome is Outcome.THROTTLED)
             retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
             if not retry or attempt >= self._attempts or time.monotonic() >= deadline:
                 return outcome

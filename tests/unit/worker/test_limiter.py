@@ -1,22 +1,41 @@
-"""The adaptive limiter paces posts only after throttling, and backs off on 429s."""
+"""The adaptive limiter paces posts only when 429s pile up, and recovers when they stop."""
 
 import time
 
 from fanout.worker.limiter import AdaptiveLimiter
 
 
-async def test_unlimited_until_throttled_then_halves() -> None:
-    """No configured rate: free until a 429, then about half the observed rate; repeated 429s halve again."""
+def _window(limiter: AdaptiveLimiter, posts: int, throttled: int) -> None:
+    for i in range(posts):
+        limiter.record(i < throttled)
+    limiter._window_start -= limiter.window  # close the window now
+    limiter.record(False)
+
+
+def test_a_storm_of_429s_halves_the_rate_and_stray_ones_do_not() -> None:
+    """3% 429s leave posting unpaced; 30% pace it at about half the observed rate, then again half."""
     limiter = AdaptiveLimiter(floor=1)
-    for _ in range(200):
-        await limiter.acquire()
+    _window(limiter, 1000, 30)
     assert limiter.rate is None
-    limiter.throttled()
+    _window(limiter, 1000, 300)
     first = limiter.rate
-    assert first is not None and first >= 1
-    limiter._last_cut -= 1  # a later, separate throttling signal
-    limiter.throttled()
-    assert limiter.rate is not None and limiter.rate <= first / 2 + 1e-9
+    assert first is not None
+    assert first >= 1
+    _window(limiter, 1000, 300)
+    assert limiter.rate is not None
+    assert limiter.rate <= first / 2 + 1e-9
+
+
+def test_rate_recovers_without_throttling() -> None:
+    """With no 429 in a window the pace rises again."""
+    limiter = AdaptiveLimiter(50, recovery_per_s=100)
+    _window(limiter, 100, 50)
+    cut = limiter.rate
+    assert cut is not None
+    _window(limiter, 100, 0)
+    assert limiter.rate is not None
+    assert limiter.rate > cut
+    assert limiter.rate <= 50
 
 
 async def test_configured_rate_paces_posts() -> None:
