@@ -90,12 +90,17 @@ def inspect(settings: Settings, limit: int) -> int:
 def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     """Move messages back to the queue, keeping a remainder's connection list."""
     sqs, queue, dlq = _clients(settings)
+    # Only what is there now: a message that fails again while we run comes back with a new id.
+    present = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    limit = min(limit, int(present["Attributes"]["ApproximateNumberOfMessages"]))
     moved = skipped = 0
+    seen = 0
     skipped_handles: list[str] = []
-    while moved < limit:
+    while moved < limit and seen < limit:
         batch = _receive(sqs, dlq, 60)
         if not batch:
             break
+        seen += len(batch)
         for message in batch:
             summary = _summary(message)
             if moved >= limit or (reason and summary["reason"] != reason):
