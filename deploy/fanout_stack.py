@@ -85,7 +85,7 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
     "publisherPolicyName": ("FanoutPublisherPolicy", "name of the managed policy publishers attach"),
     "cpu": ("1024", "task vCPU units (1024 = 1 vCPU)"),
     "memory": ("2048", "task memory, MiB"),
-    "processes": (None, "worker processes per task (`fanout worker --processes`); default one per vCPU"),
+    "processes": (None, "worker processes per task (`fanout worker --processes`); default cpu / 1024"),
     "minTasks": ("1", "autoscaling minimum task count"),
     "maxTasks": ("10", "autoscaling maximum task count"),
     "backlogPerTask": ("200", "target visible messages per running task (size it from `make bench`)"),
@@ -329,9 +329,9 @@ class FanoutStack(Stack):
         }
         if p.get("managementEndpoint"):
             environment["FANOUT_MANAGEMENT_ENDPOINT"] = p.req("managementEndpoint")
-        command = ["worker"]
-        if p.get("processes"):
-            command += ["--processes", str(p.integer("processes"))]
+        # Explicit: inside a Fargate task os.cpu_count() can report the host's CPUs, not the task's share.
+        processes = p.integer("processes") if p.get("processes") else max(1, p.integer("cpu") // 1024)
+        command = ["worker", "--processes", str(processes)]
         self.container = task.add_container(
             "worker",
             image=image,

@@ -207,7 +207,7 @@ def test_worker_settings(default_synth: Synth, existing_synth: Synth) -> None:
     assert env["FANOUT_REGION"] == {"Ref": "AWS::Region"}
     assert env["FANOUT_QUEUE_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")}
     assert env["FANOUT_DLQ_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "DeadLetterQueue")}
-    assert container(default_synth)["Command"] == ["worker"]
+    assert container(default_synth)["Command"] == ["worker", "--processes", "1"]  # one per vCPU
     assert container(existing_synth)["Command"] == ["worker", "--processes", "2"]
     # Settings ignores unknown FANOUT_* variables: a misspelt one here would be silently dropped.
     for which in (default_synth, existing_synth):
