@@ -82,5 +82,6 @@ MALFORMED: list[tuple[str, str, str]] = [
         "sns_bad_envelope",
     ),
     ("sns Message not json", _sns("not json"), "not_json"),
+    ("sns unknown signature version", _sns("{}", SignatureVersion="9", Signature="x"), "sns_bad_envelope"),
     ("sns Message invalid body", _sns(json.dumps(valid(v=3))), "unknown_version"),
 ]

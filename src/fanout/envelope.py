@@ -139,6 +139,8 @@ def _unwrap_sns(doc: dict[str, Any]) -> Any:
     for field in ("MessageId", "Timestamp"):
         if not isinstance(doc.get(field), str):
             raise InvalidMessage("sns_bad_envelope", f"SNS notification without {field}")
+    if doc.get("SignatureVersion", "1") not in ("1", "2") or not isinstance(doc.get("Signature", ""), str):
+        raise InvalidMessage("sns_bad_envelope", "SNS notification with an unknown signature version")
     try:
         return json.loads(message)
     except ValueError as exc:

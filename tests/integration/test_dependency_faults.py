@@ -1,8 +1,9 @@
-"""Dependency faults: MongoDB goes away and comes back; the worker reports it and loses nothing."""
+"""Dependency faults: MongoDB or the management API goes away and comes back; nothing is lost."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import subprocess
 import sys
@@ -81,3 +82,78 @@ async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stac
 
 async def _is(stack: Stack, status: int) -> bool:
     return status == await _ready(stack)
+
+
+class Proxy:
+    """A TCP proxy in front of the management API that can refuse connections, like an endpoint outage."""
+
+    def __init__(self, port: int, upstream: int) -> None:
+        self.port, self.upstream = port, upstream
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        self.writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers -= {writer, up_writer}
+
+
+async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: Path) -> None:
+    """Posts refused at the socket: /readyz 503, events wait; when the API is back, all are delivered."""
+    proxy_port = free_port()
+    env = stack_env()
+    stack = start_stack(tmp_path, env, "--no-worker")
+    proxy = Proxy(proxy_port, stack.settings.gateway_port)
+    worker_env = {
+        **os.environ, **env,
+        "FANOUT_MANAGEMENT_ENDPOINT": f"http://127.0.0.1:{proxy_port}/{stack.settings.gateway_stage}",
+        "FANOUT_POST_TIMEOUT_S": "1",
+    }  # fmt: skip
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "fanout", "worker", "--processes", "1"], env=worker_env,
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    user = f"refused-{secrets.token_hex(4)}"
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+            client = await connect(es, http, stack.ws_url, stack.settings, user)
+            await wait_for(lambda: _is(stack, 200), timeout=30)
+            publisher = Publisher(stack.settings)
+            ids = {
+                publisher.publish("notification.new", user_ids=[user], payload={"n": i}) for i in range(10)
+            }
+            await wait_for(lambda: _is(stack, 503), timeout=30)
+            assert [] == client.events()
+            await proxy.start()
+            await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
+            await wait_for(lambda: _is(stack, 200), timeout=30)
+            late = publisher.publish("notification.new", user_ids=[user])
+            publisher.close()
+            await wait_for(lambda: late in {e["id"] for e in client.events()}, timeout=30)
+            await proxy.stop()
+        assert [] == drain_queue(stack.settings, stack.settings.dlq_name, wait_s=0)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        stop_stack(stack)

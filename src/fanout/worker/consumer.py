@@ -50,6 +50,8 @@ from fanout.worker.sqs import (
 
 log = get_logger("fanout.worker")
 
+OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection
+
 
 @dataclass
 class Tally:
@@ -313,7 +315,17 @@ class Worker:
             return
         if result.refused:
             await self._dead_letter(message, "forbidden", "management API answered 403", result.refused)
-        if result.failed and round_ < policy.rounds:
+        if result.outcomes[Outcome.OK] or result.outcomes[Outcome.GONE]:
+            self.readiness.gateway_up()
+        if result.failed and result.endpoint_down():
+            # The management API refused every connection: an outage, not this event's fault. Keep the
+            # round and try again later; the event's own expiry bounds how long.
+            self.readiness.gateway_down()
+            log.warning("gateway_unreachable", event_id=body.id, connections=len(result.failed))
+            await self._remainder(message, result.failed, round_, delay_s=OUTAGE_DELAY_S)
+            self.metrics.remainders.labels(label).inc()
+            self.tally.remainders += 1
+        elif result.failed and round_ < policy.rounds:
             await self._remainder(message, result.failed, round_ + 1)
             self.metrics.remainders.labels(label).inc()
             self.tally.remainders += 1
@@ -328,14 +340,16 @@ class Worker:
         self.tally.retried += result.retries
         self.tally.gone += result.outcomes[Outcome.GONE]
 
-    async def _remainder(self, message: dict[str, Any], failed: list[str], round_: int) -> None:
+    async def _remainder(
+        self, message: dict[str, Any], failed: list[str], round_: int, delay_s: int | None = None
+    ) -> None:
         """Re-enqueue the event for the connections that still failed, with a growing delay."""
         for start in range(0, len(failed), ONLY_CHUNK):
             chunk = failed[start : start + ONLY_CHUNK]
             await self.sqs.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=message["Body"],
-                DelaySeconds=min(900, 2**round_),
+                DelaySeconds=delay_s if delay_s is not None else min(900, 2**round_),
                 MessageAttributes={ATTR_ROUND: attr(round_), ATTR_ONLY: attr(json.dumps(chunk))},
             )
 

@@ -37,6 +37,10 @@ class FanoutResult:
     def attempted(self) -> int:
         return sum(self.outcomes.values())
 
+    def endpoint_down(self) -> bool:
+        """Every post was refused at the socket: the management API itself is unreachable."""
+        return bool(self.attempted) and self.outcomes[Outcome.UNREACHABLE] == self.attempted
+
     def event_outcome(self) -> str:
         """The ``fanout_events_total`` outcome label."""
         if not self.attempted:

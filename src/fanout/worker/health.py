@@ -10,16 +10,27 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 class Readiness:
-    """Whether SQS and MongoDB answered on their last try."""
+    """Whether SQS, MongoDB and the management API answered on their last try."""
 
     def __init__(self) -> None:
         self.sqs = False
         self.mongo = False
+        self.gateway_down_until = 0.0  # monotonic; set when the management API refuses every post
         self.heartbeat = time.monotonic()
 
     @property
+    def gateway(self) -> bool:
+        return time.monotonic() >= self.gateway_down_until
+
+    def gateway_down(self, for_s: float = 30.0) -> None:
+        self.gateway_down_until = time.monotonic() + for_s
+
+    def gateway_up(self) -> None:
+        self.gateway_down_until = 0.0
+
+    @property
     def ready(self) -> bool:
-        return self.sqs and self.mongo
+        return self.sqs and self.mongo and self.gateway
 
 
 def health_app(registry_factory: Callable[[], CollectorRegistry], readiness: Readiness) -> web.Application:
@@ -35,7 +46,7 @@ def health_app(registry_factory: Callable[[], CollectorRegistry], readiness: Rea
         return web.json_response({"ok": not stalled}, status=503 if stalled else 200)
 
     async def readyz(_: web.Request) -> web.Response:
-        body = {"sqs": readiness.sqs, "mongo": readiness.mongo}
+        body = {"sqs": readiness.sqs, "mongo": readiness.mongo, "gateway": readiness.gateway}
         return web.json_response(body, status=200 if readiness.ready else 503)
 
     app = web.Application()
