@@ -136,6 +136,7 @@ def _all_received(clients: list[Client], ids: set[str]) -> bool:
     return all(ids <= {e["id"] for e in c.events()} for c in clients)
 
 
+@pytest.mark.timeout(480)  # 100,000 posts through a 2-core machine
 async def test_every_client_gets_every_event_under_injected_faults(
     fault_stack: Stack, pool: WorkerPool
 ) -> None:
@@ -160,6 +161,7 @@ async def test_every_client_gets_every_event_under_injected_faults(
     assert 0 == pool.terminate()
 
 
+@pytest.mark.timeout(360)
 async def test_sigterm_mid_load_then_restart_loses_nothing(fault_stack: Stack, pool: WorkerPool) -> None:
     """SIGTERM to the pool while it fans out, then a new pool: every event still reaches every client."""
     await _faults(fault_stack, latency_ms=5)
