@@ -244,3 +244,40 @@ async def test_malformed_messages_are_dead_lettered_with_reasons_and_valid_ones_
     assert reasons_wanted == Counter(m["MessageAttributes"]["fanout-reason"]["StringValue"] for m in dead)
     assert all(m["MessageAttributes"]["fanout-detail"]["StringValue"] for m in dead)
     assert len(MALFORMED) <= len(delivered_wanted)
+
+
+def _children(pid: int) -> list[int]:
+    """The pool's worker processes (not multiprocessing's resource tracker)."""
+    pids = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [p for p in pids if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+async def test_pool_restarts_a_crashed_worker_and_keeps_delivering(
+    fault_stack: Stack, pool: WorkerPool
+) -> None:
+    """SIGKILL one worker process: the pool restarts it, counts the restart, and events still arrive."""
+    pool.start()
+    await pool.ready()
+    assert pool.process is not None
+    before = _children(pool.process.pid)
+    assert 2 == len(before)
+    os.kill(before[0], signal.SIGKILL)
+
+    async def restarted() -> bool:
+        async with aiohttp.ClientSession() as http, http.get(f"{fault_stack.metrics_url}/metrics") as r:
+            text = await r.text()
+        return "fanout_process_restarts_total 1.0" in text
+
+    await wait_for(restarted, timeout=30)
+    await pool.ready()
+    assert pool.process is not None
+    after = _children(pool.process.pid)
+    assert 2 == len(after)
+    assert before[0] not in after
+    user = f"restart-{secrets.token_hex(4)}"
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        [client] = await _clients(es, http, fault_stack, [user])
+        bodies = [build_event("notification.new", user_ids=[user], payload={"n": i}) for i in range(40)]
+        await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
+        await wait_for(lambda: {b.id for b in bodies} <= {e["id"] for e in client.events()}, timeout=60)
+    assert 0 == pool.terminate()
