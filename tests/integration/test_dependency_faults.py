@@ -157,3 +157,40 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: P
         worker.terminate()
         worker.wait(30)
         stop_stack(stack)
+
+
+async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
+    """SQS refusing connections: the worker stays up, /readyz 503; when SQS is back, queued events arrive."""
+    proxy_port = free_port()
+    env = stack_env()
+    stack = start_stack(tmp_path, env, "--no-worker")
+    sqs_port = int(env["FANOUT_AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    proxy = Proxy(proxy_port, sqs_port)
+    await proxy.start()
+    worker_env = {**os.environ, **env, "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy_port}"}
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "fanout", "worker", "--processes", "1"], env=worker_env,
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    user = f"nosqs-{secrets.token_hex(4)}"
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+            client = await connect(es, http, stack.ws_url, stack.settings, user)
+            await wait_for(lambda: _is(stack, 200), timeout=30)
+            await proxy.stop()
+            await wait_for(lambda: _is(stack, 503), timeout=60)
+            publisher = Publisher(stack.settings)  # straight to SQS, which the worker cannot reach
+            ids = {
+                publisher.publish("notification.new", user_ids=[user], payload={"n": i}) for i in range(10)
+            }
+            publisher.close()
+            await asyncio.sleep(2)
+            assert [] == client.events()
+            assert worker.poll() is None
+            await proxy.start()
+            await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
+            await wait_for(lambda: _is(stack, 200), timeout=30)
+            await proxy.stop()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        stop_stack(stack)
