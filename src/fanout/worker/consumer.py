@@ -253,7 +253,7 @@ class Worker:
         self.metrics.events_in_flight.inc()
         try:
             sent = message.get("Attributes", {}).get("SentTimestamp")
-            if sent:
+            if sent and ATTR_ROUND not in message.get("MessageAttributes", {}):  # remainders wait on purpose
                 self.metrics.queue_lag.observe(max(0.0, time.time() - int(sent) / 1000))
             try:
                 body = parse_body(message["Body"])
@@ -272,6 +272,7 @@ class Worker:
                 )
             else:
                 log.exception("handle_failed", message_id=message.get("MessageId"), error=type(exc).__name__)
+            self.metrics.events.labels(OTHER, "released").inc()
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
             await self._release([receipt], min(60, 2**receives))
         finally:
