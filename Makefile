@@ -33,6 +33,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests examples deploy
 	$(VENV)/bin/mypy --strict src
 
+## The benchmark, full mode: table on stdout, figures in bench/results/latest.json (several minutes).
+bench: $(STAMP)
+	$(PY) -m fanout bench --json bench/results/latest.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 

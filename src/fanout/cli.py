@@ -104,6 +104,30 @@ def _parser() -> argparse.ArgumentParser:
     red = dlq_sub.add_parser("redrive", help="move dead-lettered messages back to the queue")
     red.add_argument("--reason", default=None, help="only messages dead-lettered for this reason")
     red.add_argument("--max", type=int, default=1000, help="messages to move at most (default 1000)")
+
+    b = sub.add_parser(
+        "bench",
+        help="benchmark the worker against the inline design and the HTTP floor",
+        description="Start a local stack on free ports with real WebSocket clients, measure "
+        "throughput, CPU per post, latency and publish time beside the baselines; print a "
+        "table and write a JSON file.",
+    )
+    b.add_argument(
+        "--quick", action="store_true", help="small counts (under two minutes): checks the harness"
+    )
+    b.add_argument(
+        "--json",
+        default="bench/results/latest.json",
+        metavar="PATH",
+        help="where to write the results (default bench/results/latest.json)",
+    )
+    b.add_argument(
+        "--soak-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of sustained load for the worker's RSS trend (full mode default 60)",
+    )
     return p
 
 
@@ -240,7 +264,16 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return dlq.redrive(settings, args.max, args.reason)
 
 
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from fanout.bench import run
+
+    return run(args.quick, Path(args.json), args.soak_s)
+
+
 _COMMANDS: dict[str, Any] = {
+    "bench": _bench,
     "dev": _dev,
     "worker": _worker,
     "gateway": _gateway,

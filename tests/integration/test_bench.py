@@ -1,0 +1,62 @@
+"""The benchmark harness works end to end (`fanout bench --quick`); it checks shape, not speed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REQUIRED = (
+    "machine",
+    "posts_per_s",
+    "worker_cpu_us_per_post",
+    "inline_cpu_us_per_post",
+    "aiobotocore_cpu_us_per_post",
+    "floor_cpu_us_per_post",
+    "latency_ms",
+    "publish_ms",
+    "rss_mb",
+)
+
+
+def _numbers(value: Any, where: str) -> list[tuple[str, float]]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [(where, float(value))]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() for n in _numbers(v, f"{where}.{k}")]
+    return []
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fanout", "bench", "--quick", "--json", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Targets" in proc.stdout and "floor" in proc.stdout
+    r = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert key in r, key
+    assert {"cpu", "cores", "python", "date"} <= set(r["machine"])
+    assert set(r["latency_ms"]) == {"p50", "p95", "p99"}
+    assert set(r["publish_ms"]) == {"1", "100", "1000"}
+    assert all("p99" in v for v in r["publish_ms"].values())
+    figures = [n for key in REQUIRED[1:] for n in _numbers(r[key], key)]
+    assert figures
+    assert all(v > 0 for _, v in figures), [f for f in figures if f[1] <= 0]
+    for phase, check in r["checks"].items():
+        assert check["received"] >= check["expected"] > 0, phase
+    assert r["received_all"] is True
