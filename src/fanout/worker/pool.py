@@ -83,12 +83,18 @@ class Pool:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         runner = await self._serve(metrics_dir)
+        emf = self._emf()
+        emf_task = asyncio.create_task(emf.run()) if emf else None
         try:
             for slot in range(self.processes):
                 self._spawn(slot)
             await self._supervise()
         finally:
             await self._terminate()
+            if emf and emf_task:
+                emf_task.cancel()
+                await asyncio.gather(emf_task, return_exceptions=True)
+                emf.flush()
             await runner.cleanup()
             shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("pool_stopped", restarts=self.restarts)
@@ -136,6 +142,24 @@ class Pool:
                 log.error("worker_process_killed", pid=child.pid)
                 child.kill()
             child.join(1)
+
+    def _emf(self) -> Any:
+        """CloudWatch gets the restarts from here: the children cannot see them."""
+        if not self.settings.cloudwatch_emf:
+            return None
+        from prometheus_client import CollectorRegistry
+
+        from fanout.emf import EmfEmitter
+
+        registry = CollectorRegistry()
+        registry.register(_PoolCollector(self))
+        s = self.settings
+        return EmfEmitter(
+            registry,
+            namespace=s.cloudwatch_namespace,
+            interval_s=s.cloudwatch_interval_s,
+            only={"ProcessRestarts"},
+        )
 
     def _registry(self, metrics_dir: str) -> Any:
         from prometheus_client import CollectorRegistry, multiprocess
