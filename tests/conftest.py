@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fanout.config import Settings
+from fanout.dev import die_with_parent
 
 STARTUP_TIMEOUT_S = 120
 
@@ -105,6 +106,7 @@ def start_stack(tmp: Path, env: dict[str, str], *args: str) -> Stack:
             stderr=err,
             text=True,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # a killed test run leaves no stack behind
         )
     assert process.stdout is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT_S

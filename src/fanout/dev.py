@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,15 @@ from fanout.config import Settings
 from fanout.errors import ConfigError
 
 MAX_RECEIVE_COUNT = 5  # SQS moves a message that keeps failing to the DLQ after this many receives
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, so no child outlives a killed stack."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -185,6 +195,7 @@ class LocalStack:
             stdout=part.log or sys.stderr,
             stderr=subprocess.STDOUT if part.log else None,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # fanout dev is single-threaded when it starts children
         )
         self.parts.append(part)
         deadline = time.monotonic() + timeout_s

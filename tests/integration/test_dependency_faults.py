@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from fanout import Publisher
+from fanout.dev import die_with_parent
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import connect, drain_queue, wait_for
 
@@ -31,7 +32,7 @@ class Mongo:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port),
              "--storage-path", str(self.path), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -133,7 +134,7 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: P
     }  # fmt: skip
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "fanout", "worker", "--processes", "1"], env=worker_env,
-                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                  stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
     user = f"refused-{secrets.token_hex(4)}"
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
@@ -170,7 +171,7 @@ async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
     worker_env = {**os.environ, **env, "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy_port}"}
     with (tmp_path / "worker.log").open("wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "fanout", "worker", "--processes", "1"], env=worker_env,
-                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                                  stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
     user = f"nosqs-{secrets.token_hex(4)}"
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from fanout.dev import die_with_parent
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
 from fanout.publish import build_event
@@ -46,6 +47,7 @@ class WorkerPool:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     async def ready(self) -> None:

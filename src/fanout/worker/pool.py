@@ -32,8 +32,10 @@ MAX_BACKOFF_S = 30.0
 def _child_main(settings: Settings) -> None:
     """Entry point of one worker process."""
     from fanout import logging as fanout_logging
+    from fanout.dev import die_with_parent
     from fanout.worker.consumer import Worker
 
+    die_with_parent()  # a supervisor killed with SIGKILL takes its workers with it
     fanout_logging.configure(settings.log_level, settings.log_format or "json")
     asyncio.run(Worker(settings, serve_health=False).main())
 
