@@ -71,7 +71,10 @@ def _is_local(host: str) -> bool:
 
 
 class ManagementClient:
-    """Posts frames to connections; one instance and one HTTP session per process."""
+    """Posts frames to connections; one instance and one HTTP session per process.
+
+    The session carries the timeout (``aiohttp.ClientTimeout``) and the connection pool.
+    """
 
     def __init__(
         self,
@@ -79,12 +82,10 @@ class ManagementClient:
         signer: Signer | None,
         *,
         endpoint_override: str | None = None,
-        timeout_s: float = 5.0,
     ) -> None:
         self._session = session
         self._signer = signer
         self._override = endpoint_override.rstrip("/") if endpoint_override else None
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._bases: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def _base(self, conn: Connection) -> tuple[str, str, str]:
@@ -109,9 +110,7 @@ class ManagementClient:
         headers = self._signer.sign(method, host, path, data_sha256) if self._signer else []
         url = URL(origin + path, encoded=True)
         try:
-            async with self._session.request(
-                method, url, data=data or None, headers=headers, timeout=self._timeout
-            ) as response:
+            async with self._session.request(method, url, data=data or None, headers=headers) as response:
                 return outcome_of(response.status), await response.read()
         except TimeoutError:
             return Outcome.TIMEOUT, b""

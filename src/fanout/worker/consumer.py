@@ -118,7 +118,9 @@ class Worker:
             store = ConnectionStore.from_client(mongo, s.mongo_db, s.connections_collection)
             http = await stack.enter_async_context(
                 aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=s.max_posts_in_flight, ttl_dns_cache=300)
+                    connector=aiohttp.TCPConnector(limit=s.max_posts_in_flight, ttl_dns_cache=300),
+                    timeout=aiohttp.ClientTimeout(total=s.post_timeout_s),
+                    skip_auto_headers=("User-Agent",),
                 )
             )
             credentials = self._credentials()
@@ -126,7 +128,6 @@ class Worker:
                 http,
                 Signer(credentials, s.region),
                 endpoint_override=s.management_endpoint,
-                timeout_s=s.post_timeout_s,
             )
             self.deliverer = Deliverer(
                 store,
@@ -209,6 +210,7 @@ class Worker:
             except Exception:
                 self.readiness.mongo = False
             self.metrics.ready.set(1 if self.readiness.ready else 0)
+            self.metrics.posts_in_flight.set(self.deliverer.in_flight)
             await asyncio.sleep(2)
 
     async def _poll(self) -> None:

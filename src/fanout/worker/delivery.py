@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from fanout.catalog import metric_label
 from fanout.envelope import QueueBody
@@ -32,6 +33,7 @@ class FanoutResult:
     refused: list[str] = field(default_factory=list)  # 403: misconfigured endpoint or permissions
     too_large: bool = False  # 413: no retry fixes the frame
     retries: int = 0
+    attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
 
     @property
     def attempted(self) -> int:
@@ -69,6 +71,8 @@ class Deliverer:
         self._slots = asyncio.BoundedSemaphore(max_posts_in_flight)
         self._attempts = attempts
         self.limiter = limiter or AdaptiveLimiter()
+        self.in_flight = 0  # posts awaiting an answer; the worker samples it into a gauge
+        self._timers: dict[str, tuple[Any, Any]] = {}  # label -> (post latency, delivery latency)
 
     async def connections(self, body: QueueBody, only: list[str] | None) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids."""
@@ -95,7 +99,19 @@ class Deliverer:
                 )
         if tasks:
             await asyncio.gather(*tasks)
+        # Counted once per event rather than once per post: the hot path stays cheap.
+        for outcome, count in result.attempts.items():
+            self._metrics.deliveries.labels(label, outcome.value).inc(count)
+        if result.retries:
+            self._metrics.retries.labels(label).inc(result.retries)
         return result
+
+    def _timers_for(self, label: str) -> tuple[Any, Any]:
+        timers = self._timers.get(label)
+        if timers is None:
+            m = self._metrics
+            timers = self._timers[label] = (m.post_latency.labels(label), m.delivery_latency.labels(label))
+        return timers
 
     async def _post(
         self,
@@ -108,12 +124,12 @@ class Deliverer:
         result: FanoutResult,
     ) -> None:
         m = self._metrics
-        m.posts_in_flight.inc()
+        self.in_flight += 1
         try:
             outcome = await self._post_with_retries(conn, frame, digest, label, deadline, result)
             result.outcomes[outcome] += 1
             if outcome is Outcome.OK:
-                m.delivery_latency.labels(label).observe(max(0.0, time.time() - sent_at))
+                self._timers_for(label)[1].observe(max(0.0, time.time() - sent_at))
             elif outcome is Outcome.GONE:
                 # Still gone after the grace retries of a young connection: leave it to the TTL.
                 if not self._young(conn) and await self._store.prune(conn):
@@ -126,13 +142,14 @@ class Deliverer:
             elif outcome is Outcome.TOO_LARGE:
                 result.too_large = True
         finally:
-            m.posts_in_flight.dec()
+            self.in_flight -= 1
             self._slots.release()
 
     async def _post_with_retries(
         self, conn: Connection, frame: bytes, digest: str, label: str, deadline: float, result: FanoutResult
     ) -> Outcome:
         m = self._metrics
+        post_latency = self._timers_for(label)[0]
         attempt = 0
         while True:
             paced = time.perf_counter()
@@ -141,14 +158,13 @@ class Deliverer:
             if started - paced > 0.001:  # the limiter held this post back (it paces only after 429s)
                 m.throttle_wait.inc(started - paced)
             outcome = await self._client.post(conn, frame, digest)
-            m.post_latency.labels(label).observe(time.perf_counter() - started)
-            m.deliveries.labels(label, outcome.value).inc()
+            post_latency.observe(time.perf_counter() - started)
+            result.attempts[outcome] += 1
             attempt += 1
             self.limiter.record(outcome is Outcome.THROTTLED)
             retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
             if not retry or attempt >= self._attempts or time.monotonic() >= deadline:
                 return outcome
-            m.retries.labels(label).inc()
             result.retries += 1
             await sleep_backoff(attempt)
 
