@@ -129,7 +129,7 @@ def parse_body(raw: str | bytes) -> QueueBody:
         raise InvalidMessage("not_json", str(exc)[:200]) from None
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "TopicArn" in doc:
         doc = _unwrap_sns(doc)
-    return _validate(doc)
+    return validate(doc)
 
 
 def _unwrap_sns(doc: dict[str, Any]) -> Any:
@@ -147,7 +147,8 @@ def _unwrap_sns(doc: dict[str, Any]) -> Any:
         raise InvalidMessage("not_json", f"SNS Message: {str(exc)[:200]}") from None
 
 
-def _validate(doc: Any) -> QueueBody:
+def validate(doc: Any) -> QueueBody:
+    """Validate a decoded body; raise ``InvalidMessage`` with a reason."""
     if not isinstance(doc, dict):
         raise InvalidMessage("schema", "body is not a JSON object")
     if doc.get("v") != 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -11,7 +10,7 @@ from aiobotocore.session import get_session
 from ulid import ULID
 
 from fanout.config import Settings
-from fanout.envelope import QueueBody, now_iso, parse_body
+from fanout.envelope import QueueBody, now_iso, validate
 from fanout.errors import ConfigError
 
 Via = Literal["sqs", "sns"]
@@ -48,7 +47,7 @@ def build_event(
         },
         "meta": dict(meta or {}),
     }
-    return parse_body(json.dumps(doc))
+    return validate(doc)
 
 
 def _topic_arn(settings: Settings, create: Any) -> str:
