@@ -11,7 +11,7 @@ import json
 import signal
 import time
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiohttp
@@ -65,9 +65,6 @@ class Tally:
     dead_lettered: int = 0
     expired: int = 0
     released: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Worker:
@@ -160,7 +157,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._drain()
-        log.info("worker_stopped", **self.tally.as_dict())
+        log.info("worker_stopped", **asdict(self.tally))
         return self.tally
 
     def _credentials(self) -> Any:
