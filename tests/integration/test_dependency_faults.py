@@ -85,6 +85,15 @@ async def _is(stack: Stack, status: int) -> bool:
     return status == await _ready(stack)
 
 
+def _worker(tmp_path: Path, env: dict[str, str], **overrides: str) -> subprocess.Popen[bytes]:
+    """`fanout worker` for the stack in ``env``, with some settings pointed elsewhere."""
+    with (tmp_path / "worker.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fanout", "worker", "--processes", "1"], env={**os.environ, **env, **overrides},
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+
 class Proxy:
     """A TCP proxy in front of the management API that can refuse connections, like an endpoint outage."""
 
@@ -127,14 +136,8 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: P
     env = stack_env()
     stack = start_stack(tmp_path, env, "--no-worker")
     proxy = Proxy(proxy_port, stack.settings.gateway_port)
-    worker_env = {
-        **os.environ, **env,
-        "FANOUT_MANAGEMENT_ENDPOINT": f"http://127.0.0.1:{proxy_port}/{stack.settings.gateway_stage}",
-        "FANOUT_POST_TIMEOUT_S": "1",
-    }  # fmt: skip
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "fanout", "worker", "--processes", "1"], env=worker_env,
-                                  stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+    endpoint = f"http://127.0.0.1:{proxy_port}/{stack.settings.gateway_stage}"
+    worker = _worker(tmp_path, env, FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1")
     user = f"refused-{secrets.token_hex(4)}"
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
@@ -168,10 +171,7 @@ async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
     sqs_port = int(env["FANOUT_AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
     proxy = Proxy(proxy_port, sqs_port)
     await proxy.start()
-    worker_env = {**os.environ, **env, "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy_port}"}
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "fanout", "worker", "--processes", "1"], env=worker_env,
-                                  stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)  # fmt: skip
+    worker = _worker(tmp_path, env, FANOUT_AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy_port}")
     user = f"nosqs-{secrets.token_hex(4)}"
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
