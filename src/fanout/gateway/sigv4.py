@@ -1,22 +1,32 @@
-"""SigV4 for the ``@connections`` API: the AWS Common Runtime's signer, botocore's credentials.
+"""SigV4 for the ``@connections`` API, specialised to its one request shape; botocore's credentials.
 
-awscrt signs in ~16 us against ~120 us for botocore's pure-Python signer. Credentials still come from
-botocore's provider chain, so ECS task-role credentials refresh as usual; the signing configuration is
-rebuilt only when they change, not on every request.
+Every request the worker signs is ``METHOD /{stage}/@connections/{id}`` with no query string and the
+headers ``host`` and ``x-amz-date`` (plus ``x-amz-security-token`` with temporary credentials). For that
+shape, SigV4 is one SHA-256 of the canonical request and one HMAC with a signing key derived once a day.
+Measured in place on the worker's path: ~5 us a request, against ~20 us for awscrt's signer (whose
+asynchronous call costs a thread hand-off per request) and ~120 us for botocore's generic one.
+``tests/unit/gateway/test_sigv4.py`` checks the result against botocore's signer byte for byte.
+
+Credentials still come from botocore's provider chain, so ECS task-role credentials refresh as usual:
+they are re-read every ``RECHECK_S`` and the signing key is derived again when they or the day change.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-
-from awscrt.auth import AwsCredentialsProvider, AwsSigningConfig, aws_sign_request
-from awscrt.http import HttpHeaders, HttpRequest
+from urllib.parse import quote
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 RECHECK_S = 10.0  # how often to ask botocore whether the credentials were refreshed
+SERVICE = "execute-api"
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.digest(key, msg.encode(), "sha256")
 
 
 class Signer:
@@ -25,35 +35,49 @@ class Signer:
     def __init__(self, credentials: Any, region: str) -> None:
         self._credentials = credentials  # botocore Credentials or RefreshableCredentials
         self._region = region
+        self._checked = -RECHECK_S
         self._frozen: Any = None
-        self._config: AwsSigningConfig | None = None
-        self._by_body: dict[str, AwsSigningConfig] = {}  # one event's posts share one body hash
-        self._checked = 0.0
+        self._second = -1  # the whole second _amz_date was formatted for
+        self._amz_date = ""
+        self._day = ""
+        self._key = b""
+        self._scope = ""
+        self._signed_headers = ""
+        self._prefix = ""  # "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature="
+        self._token_header: list[tuple[str, str]] = []
 
-    def _current(self) -> AwsSigningConfig:
+    def _refresh(self, day: str) -> None:
+        """Re-derive the key when the credentials or the day changed."""
         now = time.monotonic()
-        if self._config is None or now - self._checked > RECHECK_S:
+        if now - self._checked >= RECHECK_S:
             self._checked = now
             frozen = self._credentials.get_frozen_credentials()
-            if frozen != self._frozen or self._config is None:
+            if frozen != self._frozen:
                 self._frozen = frozen
-                provider = AwsCredentialsProvider.new_static(
-                    frozen.access_key, frozen.secret_key, frozen.token
-                )
-                self._config = AwsSigningConfig(
-                    credentials_provider=provider, region=self._region, service="execute-api"
-                )
-                self._by_body.clear()
-        return self._config
+                self._day = ""
+        if day == self._day:
+            return
+        frozen = self._frozen
+        key = _hmac(f"AWS4{frozen.secret_key}".encode(), day)
+        for part in (self._region, SERVICE, "aws4_request"):
+            key = _hmac(key, part)
+        self._key, self._day = key, day
+        self._scope = f"{day}/{self._region}/{SERVICE}/aws4_request"
+        self._signed_headers = "host;x-amz-date" + (";x-amz-security-token" if frozen.token else "")
+        self._prefix = (
+            f"AWS4-HMAC-SHA256 Credential={frozen.access_key}/{self._scope}, "
+            f"SignedHeaders={self._signed_headers}, Signature="
+        )
+        self._token_header = [("X-Amz-Security-Token", frozen.token)] if frozen.token else []
 
-    def _config_for(self, body_sha256: str) -> AwsSigningConfig:
-        base = self._current()
-        config = self._by_body.get(body_sha256)
-        if config is None:
-            if len(self._by_body) >= 256:
-                self._by_body.clear()
-            config = self._by_body[body_sha256] = base.replace(signed_body_value=body_sha256)
-        return config
+    def _date(self, date: datetime | None) -> str:
+        if date is not None:
+            return date.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+        return self._amz_date
 
     def sign(
         self,
@@ -64,9 +88,13 @@ class Signer:
         date: datetime | None = None,
     ) -> list[tuple[str, str]]:
         """Headers to add to a request; ``path`` is already percent-encoded once."""
-        config = self._config_for(body_sha256)
-        if date is not None:
-            config = config.replace(date=date)
-        request = HttpRequest(method, path, HttpHeaders([("host", host)]))
-        signed = aws_sign_request(request, config).result()
-        return [(k, v) for k, v in signed.headers if k != "host"]
+        amz_date = self._date(date)
+        self._refresh(amz_date[:8])
+        headers = f"host:{host}\nx-amz-date:{amz_date}\n"
+        if self._token_header:
+            headers += f"x-amz-security-token:{self._token_header[0][1]}\n"
+        # SigV4 encodes the (already encoded) path once more for every service but S3.
+        canonical = f"{method}\n{quote(path, safe='/~')}\n\n{headers}\n{self._signed_headers}\n{body_sha256}"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        signature = _hmac(self._key, f"AWS4-HMAC-SHA256\n{amz_date}\n{self._scope}\n{digest}").hex()
+        return [("Authorization", self._prefix + signature), ("X-Amz-Date", amz_date), *self._token_header]
