@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,11 +45,68 @@ def _to_connection(doc: dict[str, Any]) -> Connection:
     return Connection(doc["connectionId"], doc["userId"], doc["domainName"], doc["stage"], connected)
 
 
+class _UserLookups:
+    """Merges the user-id lookups that concurrent events start in the same loop turn into one query.
+
+    A receive of ten events starts ten fan-outs at once; one ``$in`` query for all their users costs
+    about what one of the ten would, and each event still gets exactly its own users' records.
+    """
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._col = collection
+        self._pending: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
+        self._queries: set[asyncio.Task[None]] = set()
+
+    def find(self, users: list[str]) -> asyncio.Future[list[dict[str, Any]]]:
+        """The live records of ``users`` (at most ``USER_CHUNK`` of them)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((users, future))
+        return future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
+        size = 0
+        for item in pending:
+            if group and size + len(item[0]) > USER_CHUNK:
+                self._start(group)
+                group, size = [], 0
+            group.append(item)
+            size += len(item[0])
+        self._start(group)
+
+    def _start(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
+        task = asyncio.create_task(self._query(group))
+        self._queries.add(task)
+        task.add_done_callback(self._queries.discard)
+
+    async def _query(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
+        users = list({user for wanted, _ in group for user in wanted})
+        query = {"userId": {"$in": users}, "expiresAt": {"$gt": _now()}}
+        try:
+            docs = await self._col.find(query, _PROJECTION).to_list(None)
+        except Exception as exc:
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for doc in docs:
+            by_user[doc["userId"]].append(doc)
+        for wanted, future in group:
+            if not future.done():
+                future.set_result([doc for user in wanted for doc in by_user.get(user, ())])
+
+
 class ConnectionStore:
     """Reads and writes connection records compatible with the ones the existing API writes."""
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         self._col = collection
+        self._users = _UserLookups(collection)
 
     @classmethod
     def from_client(
@@ -91,9 +150,7 @@ class ConnectionStore:
             return
         users = target.user_ids
         for start in range(0, len(users), USER_CHUNK):
-            chunk = users[start : start + USER_CHUNK]
-            query = {"userId": {"$in": chunk}, "expiresAt": {"$gt": now}}
-            found = fresh(await self._col.find(query, _PROJECTION).to_list(None))
+            found = fresh(await self._users.find(users[start : start + USER_CHUNK]))
             if found:
                 yield found
         if target.topics:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from fanout.envelope import Target
 from fanout.store import USER_CHUNK, Connection, ConnectionStore
@@ -72,6 +73,39 @@ async def test_large_user_lists_are_queried_in_chunks(store: ConnectionStore) ->
     batches = [b async for b in store.resolve(Target(user_ids=users))]
     assert len(batches) >= 3
     assert sorted(f"c-{u}" for u in users) == sorted(c.connection_id for b in batches for c in b)
+
+
+async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(stack: Stack) -> None:
+    """Ten events resolved at once cost one find, and each event gets only its own users' records."""
+    finds: list[int] = []
+
+    class Finds(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name == "find":
+                finds.append(len(event.command["filter"]["userId"]["$in"]))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.settings.mongo(), tz_aware=True, event_listeners=[Finds()]
+    )
+    store = ConnectionStore.from_client(client, stack.settings.mongo_db, f"conn_{secrets.token_hex(4)}")
+    try:
+        for i in range(20):
+            await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
+        targets = [Target(user_ids=[f"u{i}", f"u{i + 10}", "nobody"]) for i in range(10)]
+        finds.clear()
+        found = await asyncio.gather(*(_all(store, t) for t in targets))
+        assert [21] == finds  # one query: 20 distinct users plus "nobody", asked once
+        for i, conns in enumerate(found):
+            assert {f"c{i}", f"c{i + 10}"} == {c.connection_id for c in conns}
+    finally:
+        await store._col.drop()
+        await client.close()
 
 
 async def test_topics_and_broadcast_resolve(store: ConnectionStore) -> None:
