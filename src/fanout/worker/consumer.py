@@ -134,6 +134,7 @@ class Worker:
                 attempts=s.post_attempts,
                 limiter=AdaptiveLimiter(s.max_posts_per_s),
             )
+            stack.push_async_callback(self.deliverer.close)  # runs after the drain below
             if self.serve_health:
                 await self._serve_health(stack)
             await self._connect(store, mongo)

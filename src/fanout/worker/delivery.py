@@ -52,8 +52,38 @@ class FanoutResult:
         return "partial" if self.outcomes[Outcome.OK] else "failed"
 
 
+@dataclass(slots=True)
+class _Event:
+    """One event's share of the lanes: what its posts need and how many are still to answer."""
+
+    frame: bytes
+    digest: str
+    label: str
+    sent_at: float
+    deadline: float
+    result: FanoutResult
+    done: asyncio.Future[None]
+    pending: int = 1  # one for deliver() itself until every connection is queued
+    stopped: bool = False  # deliver() was cancelled or failed: skip the posts not yet started
+
+    def finish_one(self) -> None:
+        self.pending -= 1
+        if self.pending == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        self.stopped = True
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
 class Deliverer:
-    """Posts events to connections with bounded concurrency, paced retries and safe pruning."""
+    """Posts events to connections through a fixed set of lanes, with paced retries and safe pruning.
+
+    ``max_posts_in_flight`` lanes take (connection, event) jobs from one bounded queue, so posts in
+    flight are bounded across every event of the process, and a busy worker costs no task, semaphore
+    or wake-up per post: a lane that finds the queue non-empty goes straight on to the next post.
+    """
 
     def __init__(
         self,
@@ -68,11 +98,20 @@ class Deliverer:
         self._store = store
         self._client = client
         self._metrics = metrics
-        self._slots = asyncio.BoundedSemaphore(max_posts_in_flight)
+        self._lanes_wanted = max_posts_in_flight
+        self._jobs: asyncio.Queue[tuple[Connection, _Event]] = asyncio.Queue(max_posts_in_flight)
+        self._lanes: list[asyncio.Task[None]] = []
         self._attempts = attempts
         self.limiter = limiter or AdaptiveLimiter()
         self.in_flight = 0  # posts awaiting an answer; the worker samples it into a gauge
         self._timers: dict[str, tuple[Any, Any]] = {}  # label -> (post latency, delivery latency)
+
+    async def close(self) -> None:
+        """Stop the lanes (after the worker's drain: no event is waiting on them any more)."""
+        for lane in self._lanes:
+            lane.cancel()
+        await asyncio.gather(*self._lanes, return_exceptions=True)
+        self._lanes.clear()
 
     async def connections(self, body: QueueBody, only: list[str] | None) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids."""
@@ -85,25 +124,36 @@ class Deliverer:
 
     async def deliver(self, body: QueueBody, deadline: float, only: list[str] | None = None) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections before ``deadline`` (monotonic)."""
-        result = FanoutResult()
+        if not self._lanes:
+            self._lanes = [asyncio.create_task(self._lane()) for _ in range(self._lanes_wanted)]
         frame = body.client_frame
-        digest = hashlib.sha256(frame).hexdigest()
-        label = metric_label(body.type)
-        sent_at = body.sent_at_epoch()
-        tasks: list[asyncio.Task[None]] = []
-        async for batch in self.connections(body, only):
-            for conn in batch:
-                await self._slots.acquire()  # bounds posts in flight across every event of the process
-                tasks.append(
-                    asyncio.create_task(self._post(conn, frame, digest, label, sent_at, deadline, result))
-                )
-        if tasks:
-            await asyncio.gather(*tasks)
+        event = _Event(
+            frame,
+            hashlib.sha256(frame).hexdigest(),
+            metric_label(body.type),
+            body.sent_at_epoch(),
+            deadline,
+            FanoutResult(),
+            asyncio.get_running_loop().create_future(),
+        )
+        try:
+            async for batch in self.connections(body, only):
+                for conn in batch:
+                    if event.stopped:
+                        break
+                    event.pending += 1
+                    await self._jobs.put((conn, event))  # waits only when every lane is busy
+            event.finish_one()
+            await event.done
+        except BaseException as exc:
+            event.fail(exc)  # the lanes skip what they have not started; started posts finish alone
+            raise
+        result = event.result
         # Counted once per event rather than once per post: the hot path stays cheap.
         for outcome, count in result.attempts.items():
-            self._metrics.deliveries.labels(label, outcome.value).inc(count)
+            self._metrics.deliveries.labels(event.label, outcome.value).inc(count)
         if result.retries:
-            self._metrics.retries.labels(label).inc(result.retries)
+            self._metrics.retries.labels(event.label).inc(result.retries)
         return result
 
     def _timers_for(self, label: str) -> tuple[Any, Any]:
@@ -113,57 +163,58 @@ class Deliverer:
             timers = self._timers[label] = (m.post_latency.labels(label), m.delivery_latency.labels(label))
         return timers
 
-    async def _post(
-        self,
-        conn: Connection,
-        frame: bytes,
-        digest: str,
-        label: str,
-        sent_at: float,
-        deadline: float,
-        result: FanoutResult,
-    ) -> None:
-        m = self._metrics
-        self.in_flight += 1
-        try:
-            outcome = await self._post_with_retries(conn, frame, digest, label, deadline, result)
-            result.outcomes[outcome] += 1
-            if outcome is Outcome.OK:
-                self._timers_for(label)[1].observe(max(0.0, time.time() - sent_at))
-            elif outcome is Outcome.GONE:
-                # Still gone after the grace retries of a young connection: leave it to the TTL.
-                if not self._young(conn) and await self._store.prune(conn):
-                    m.pruned.inc()
-            elif outcome.retryable:
-                result.failed.append(conn.connection_id)
-            elif outcome is Outcome.FORBIDDEN:
-                result.refused.append(conn.connection_id)
-                log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
-            elif outcome is Outcome.TOO_LARGE:
-                result.too_large = True
-        finally:
-            self.in_flight -= 1
-            self._slots.release()
+    async def _lane(self) -> None:
+        jobs = self._jobs
+        while True:
+            conn, event = await jobs.get()
+            if event.stopped:
+                continue
+            self.in_flight += 1
+            try:
+                await self._post(conn, event)
+            except Exception as exc:  # a store error while pruning: the event's handler decides
+                event.fail(exc)
+            finally:
+                self.in_flight -= 1
+                event.finish_one()
 
-    async def _post_with_retries(
-        self, conn: Connection, frame: bytes, digest: str, label: str, deadline: float, result: FanoutResult
-    ) -> Outcome:
-        m = self._metrics
-        post_latency = self._timers_for(label)[0]
+    async def _post(self, conn: Connection, event: _Event) -> None:
+        result = event.result
+        outcome = await self._post_with_retries(conn, event)
+        result.outcomes[outcome] += 1
+        if outcome is Outcome.OK:
+            self._timers_for(event.label)[1].observe(max(0.0, time.time() - event.sent_at))
+        elif outcome is Outcome.GONE:
+            # Still gone after the grace retries of a young connection: leave it to the TTL.
+            if not self._young(conn) and await self._store.prune(conn):
+                self._metrics.pruned.inc()
+        elif outcome.retryable:
+            result.failed.append(conn.connection_id)
+        elif outcome is Outcome.FORBIDDEN:
+            result.refused.append(conn.connection_id)
+            log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
+        elif outcome is Outcome.TOO_LARGE:
+            result.too_large = True
+
+    async def _post_with_retries(self, conn: Connection, event: _Event) -> Outcome:
+        result = event.result
+        limiter = self.limiter
+        post_latency = self._timers_for(event.label)[0]
         attempt = 0
         while True:
-            paced = time.perf_counter()
-            await self.limiter.acquire()
             started = time.perf_counter()
-            if started - paced > 0.001:  # the limiter held this post back (it paces only after 429s)
-                m.throttle_wait.inc(started - paced)
-            outcome = await self._client.post(conn, frame, digest)
+            if limiter.rate is not None:  # pacing only after 429s; the common path skips the await
+                await limiter.acquire()
+                paced, started = started, time.perf_counter()
+                if started - paced > 0.001:
+                    self._metrics.throttle_wait.inc(started - paced)
+            outcome = await self._client.post(conn, event.frame, event.digest)
             post_latency.observe(time.perf_counter() - started)
             result.attempts[outcome] += 1
             attempt += 1
-            self.limiter.record(outcome is Outcome.THROTTLED)
+            limiter.record(outcome is Outcome.THROTTLED)
             retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
-            if not retry or attempt >= self._attempts or time.monotonic() >= deadline:
+            if not retry or attempt >= self._attempts or time.monotonic() >= event.deadline:
                 return outcome
             result.retries += 1
             await sleep_backoff(attempt)
