@@ -173,7 +173,7 @@ async def test_sigterm_mid_load_then_restart_loses_nothing(fault_stack: Stack, p
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             clients = await _clients(es, http, fault_stack, users)
-            bodies = [build_event("chat.message", user_ids=users, payload={"n": i}) for i in range(600)]
+            bodies = [build_event("chat.message", user_ids=users, payload={"n": i}) for i in range(1500)]
             ids = {b.id for b in bodies}
             started = time.monotonic()
             await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
