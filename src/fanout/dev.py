@@ -99,7 +99,7 @@ class LocalStack:
             Part(
                 "SQS+SNS (moto)",
                 f"{aws.scheme}://{aws.netloc}",
-                [py, "-m", "moto.server", "-H", aws.hostname or "127.0.0.1", "-p", str(aws.port)],
+                [py, "-m", "fanout.motoserver", "-H", aws.hostname or "127.0.0.1", "-p", str(aws.port)],
                 lambda: _http_ok(f"{aws.scheme}://{aws.netloc}/moto-api/"),
             )
         ]
