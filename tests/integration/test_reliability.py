@@ -115,8 +115,13 @@ async def _clients(
 
 
 def _dlq_count(stack: Stack) -> int:
+    return _depth(stack, stack.settings.dlq_name)
+
+
+def _depth(stack: Stack, queue_name: str) -> int:
+    """Messages in a queue, visible or not (delayed ones are not counted)."""
     sqs = sqs_client(stack.settings)
-    url = sqs.get_queue_url(QueueName=stack.settings.dlq_name)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
     attrs = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
@@ -168,23 +173,20 @@ async def test_sigterm_mid_load_then_restart_loses_nothing(fault_stack: Stack, p
     """SIGTERM to the pool while it fans out, then a new pool: every event still reaches every client."""
     await _faults(fault_stack, latency_ms=5)
     users = [f"term-{i}-{secrets.token_hex(3)}" for i in range(20)]
-    pool.start()
-    await pool.ready()
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             clients = await _clients(es, http, fault_stack, users)
-            bodies = [build_event("chat.message", user_ids=users, payload={"n": i}) for i in range(1500)]
+            bodies = [build_event("chat.message", user_ids=users, payload={"n": i}) for i in range(500)]
             ids = {b.id for b in bodies}
             started = time.monotonic()
+            # The backlog is queued before the pool starts (a pool as fast as the publisher would
+            # otherwise keep the queue empty), and the stop comes with the first frames.
             await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
-            await wait_for(
-                lambda: sum(len(c.events()) for c in clients) > len(ids) * len(users) // 4, timeout=120
-            )
+            pool.start()
+            await wait_for(lambda: any(c.events() for c in clients), timeout=60)
             assert 0 == await asyncio.to_thread(pool.terminate)
-            partial = sum(len(c.events()) for c in clients)
-            assert partial < len(ids) * len(users), (
-                "the pool finished before SIGTERM; the test proves nothing"
-            )
+            left = await asyncio.to_thread(_depth, fault_stack, fault_stack.settings.queue_name)
+            assert left > 0, "the pool finished before SIGTERM; the test proves nothing"
             pool.start()
             await wait_for(lambda: _all_received(clients, ids), timeout=240, every=0.5)
             _report("sigterm", clients, ids, started)
