@@ -1,7 +1,7 @@
-"""The local stack's moto: a message sent while other messages are deleted is kept.
+"""The local stack's moto: a message sent during deletes is kept, and retention still applies.
 
 moto's request threads are driven directly here, with a short GIL switch interval so that they
-interleave often; without ``fanout.motoserver.patch`` the test fails nearly every run.
+interleave often; without ``fanout.motoserver.patch`` the first test fails nearly every run.
 """
 
 from __future__ import annotations
@@ -60,3 +60,13 @@ def test_a_message_sent_during_deletes_is_kept(backend: Any) -> None:
 
     _run(send, delete(0), delete(1), delete(2))
     assert sorted(m.body for m in queue._messages) == sorted(sent)  # every new one kept, no old one back
+
+
+def test_retention_still_drops_old_messages(backend: Any) -> None:
+    backend.set_queue_attributes("q", {"MessageRetentionPeriod": "60"})
+    backend.send_message("q", "kept")
+    backend.send_message("q", "dropped")
+    kept, dropped = backend.get_queue("q")._messages
+    kept.sent_timestamp -= 30_000
+    dropped.sent_timestamp -= 120_000
+    assert [m.body for m in backend.receive_message("q", 10, 0, 30)] == ["kept"]
