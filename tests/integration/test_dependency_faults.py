@@ -1,4 +1,4 @@
-"""Dependency faults: MongoDB or the management API goes away and comes back; nothing is lost."""
+"""Dependency faults: MongoDB, SQS or the management API goes away and comes back; nothing is lost."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 
 from fanout import Publisher
 from fanout.dev import die_with_parent
+from fanout.worker.sqs import Batcher
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import connect, drain_queue, wait_for
 
@@ -95,7 +98,7 @@ def _worker(tmp_path: Path, env: dict[str, str], **overrides: str) -> subprocess
 
 
 class Proxy:
-    """A TCP proxy in front of the management API that can refuse connections, like an endpoint outage."""
+    """A TCP proxy in front of a server that can refuse connections, like an endpoint outage."""
 
     def __init__(self, port: int, upstream: int) -> None:
         self.port, self.upstream = port, upstream
@@ -194,4 +197,40 @@ async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
     finally:
         worker.terminate()
         worker.wait(30)
+        stop_stack(stack)
+
+
+async def test_deletes_that_fail_are_kept_until_sqs_is_back(tmp_path: Path) -> None:
+    """The worker's batched deletes: a call that fails keeps its receipts, and the next one deletes them."""
+    env = stack_env()
+    stack = start_stack(tmp_path, env, "--no-worker")
+    proxy = Proxy(free_port(), int(env["FANOUT_AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
+    await proxy.start()
+    config = AioConfig(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+    kwargs = {**stack.settings.aws_client_kwargs(), "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
+    try:
+        async with get_session().create_client("sqs", config=config, **kwargs) as sqs:
+            url = (await sqs.get_queue_url(QueueName=stack.settings.queue_name))["QueueUrl"]
+            for i in range(13):
+                await sqs.send_message(QueueUrl=url, MessageBody=str(i))
+            receipts: list[str] = []
+            while len(receipts) < 13:
+                reply = await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
+                receipts += [m["ReceiptHandle"] for m in reply.get("Messages", [])]
+            batcher = Batcher(sqs, url)
+            for receipt in receipts:
+                batcher.delete(receipt)
+            await proxy.stop()
+            await batcher.flush()  # refused: the receipts must stay pending
+            await proxy.start()
+            await batcher.flush()
+            attrs = await sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )
+        assert attrs["Attributes"] == {
+            "ApproximateNumberOfMessages": "0",
+            "ApproximateNumberOfMessagesNotVisible": "0",
+        }
+    finally:
         stop_stack(stack)

@@ -7,10 +7,15 @@ import contextlib
 import json
 from typing import Any
 
+from fanout.logging import get_logger
+
+log = get_logger("fanout.sqs")
+
 ATTR_REASON = "fanout-reason"  # why a message is in the DLQ
 ATTR_DETAIL = "fanout-detail"
 ATTR_ROUND = "fanout-round"  # remainder round number
 ATTR_ONLY = "fanout-connections"  # JSON list: deliver to these connection ids only
+RETRY_S = 1.0  # pause after a failed delete call before the next try
 ONLY_CHUNK = 4000  # ids per remainder message, well under SQS's size limit
 
 
@@ -55,16 +60,25 @@ class Batcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._linger)
             self._wake.clear()
-            await self.flush()
+            if not await self.flush():
+                await asyncio.sleep(RETRY_S)
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Delete what is pending, ten at a time. A failed call keeps its batch for the next flush
+        (and returns False): the messages stay received, and a lost delete would mean a duplicate."""
         while self._deletes:
             batch, self._deletes = self._deletes[:10], self._deletes[10:]
             entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)]
             try:
-                await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
-            except Exception:
-                return
+                reply = await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
+            except Exception as exc:
+                self._deletes[:0] = batch
+                log.warning("delete_failed", error=type(exc).__name__, pending=len(self._deletes))
+                return False
+            if failed := reply.get("Failed"):
+                # An expired receipt: the message is visible again and will be handled twice.
+                log.warning("delete_refused", count=len(failed), code=failed[0].get("Code"))
+        return True
 
     async def close(self) -> None:
         if self._task:
