@@ -3,8 +3,9 @@
 API Gateway's account-wide limit (10,000 requests/s, 5,000 burst) is shared by every API in the
 region, so a worker that keeps retrying at full speed after 429s feeds a retry storm. Each window
 (1 s) the limiter looks at the share of posts answered 429: above ``threshold`` it paces posts at
-half the rate it observed; with none it adds ``recovery_per_s`` back each second, and stops pacing
-once it is past any plausible limit (or at the configured ceiling). A stray 429 changes nothing.
+half the rate it observed; at or below it, it adds ``recovery_per_s`` back each second, and stops
+pacing once it is past any plausible limit (or at the configured ceiling). A stray 429 changes
+nothing, nor does a window too sparse to judge (fewer than ``MIN_POSTS`` posts).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+MIN_POSTS = 20  # a window with fewer posts says too little to cut the rate on
 UNPACED_ABOVE = 10_000.0  # API Gateway's regional limit: pacing beyond it protects nothing
 
 
@@ -63,9 +65,10 @@ class AdaptiveLimiter:
         observed = self._posts / elapsed
         share = self._throttled / self._posts if self._posts else 0.0
         if share > self.threshold:
-            base = observed if self.rate is None else min(self.rate, observed)
-            self.rate = max(self.floor, base / 2)
-        elif share == 0 and self.rate is not None:
+            if self._posts >= MIN_POSTS:
+                base = observed if self.rate is None else min(self.rate, observed)
+                self.rate = max(self.floor, base / 2)
+        elif self.rate is not None:
             grown = self.rate + self.recovery * elapsed
             if self.ceiling is not None:
                 self.rate = min(self.ceiling, grown)

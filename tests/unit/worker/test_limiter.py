@@ -38,6 +38,24 @@ def test_rate_recovers_without_throttling() -> None:
     assert limiter.rate <= 50
 
 
+def test_rate_recovers_under_a_steady_trickle_of_429s() -> None:
+    """3% 429s, under the threshold, do not hold the pace down once a storm has passed."""
+    limiter = AdaptiveLimiter(recovery_per_s=100)
+    _window(limiter, 1000, 300)
+    cut = limiter.rate
+    assert cut is not None
+    _window(limiter, 1000, 30)
+    assert limiter.rate is not None
+    assert limiter.rate > cut
+
+
+def test_a_sparse_window_does_not_cut_the_rate() -> None:
+    """One 429 among three posts is no storm."""
+    limiter = AdaptiveLimiter()
+    _window(limiter, 3, 1)
+    assert limiter.rate is None
+
+
 async def test_configured_rate_paces_posts() -> None:
     """At 100 posts/s, 21 posts take about 0.2 s."""
     limiter = AdaptiveLimiter(100)
