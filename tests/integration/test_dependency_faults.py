@@ -233,4 +233,5 @@ async def test_deletes_that_fail_are_kept_until_sqs_is_back(tmp_path: Path) -> N
             "ApproximateNumberOfMessagesNotVisible": "0",
         }
     finally:
+        await proxy.stop()
         stop_stack(stack)
