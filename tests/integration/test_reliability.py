@@ -33,17 +33,18 @@ from tests.helpers import Client, connect, drain_queue, sqs_client, wait_for
 class WorkerPool:
     """`fanout worker --processes N` as its own process, like ECS runs it."""
 
-    def __init__(self, stack: Stack, log: Path, processes: int = 2) -> None:
+    def __init__(self, stack: Stack, log: Path, processes: int = 2, **env: str) -> None:
         self.stack = stack
         self.log = log
         self.processes = processes
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "fanout", "worker", "--processes", str(self.processes)],
-                env={**os.environ, **self.stack.env},
+                env={**os.environ, **self.stack.env, **self.env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -194,6 +195,32 @@ async def test_sigterm_mid_load_then_restart_loses_nothing(fault_stack: Stack, p
         await _faults(fault_stack, latency_ms=0)
     assert "worker_stopped" in pool.log.read_text()
     assert 0 == _dlq_count(fault_stack)
+
+
+@pytest.mark.timeout(120)
+async def test_a_stopping_worker_leaves_no_event_to_an_abandoned_long_poll(
+    fault_stack: Stack, tmp_path: Path
+) -> None:
+    """SQS still hands messages to a long poll whose caller has gone, and they stay invisible for the
+    visibility timeout. A stopping worker lets its open receives come back, so an event published
+    right after it stops reaches the next worker at once."""
+    first = WorkerPool(fault_stack, tmp_path / "first.log", processes=1, FANOUT_RECEIVE_WAIT_S="8")
+    second = WorkerPool(fault_stack, tmp_path / "second.log", processes=1)
+    user = f"handover-{secrets.token_hex(3)}"
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+            client = await connect(es, http, fault_stack.ws_url, fault_stack.settings, user)
+            first.start()
+            await first.ready()
+            await asyncio.sleep(1)  # both pollers are now waiting in an 8 s long poll
+            assert 0 == await asyncio.to_thread(first.terminate)
+            body = build_event("notification.new", user_ids=[user], payload={"n": 1})
+            await asyncio.to_thread(_publish_many, fault_stack, [body.to_json()])
+            second.start()
+            await wait_for(lambda: body.id in {e["id"] for e in client.events()}, timeout=15)
+    finally:
+        first.kill()
+        second.kill()
 
 
 def _expected(raw: str) -> tuple[str | None, str | None]:

@@ -84,6 +84,7 @@ class Worker:
         self._slots = asyncio.Semaphore(settings.max_events_in_flight)
         self._in_flight: dict[str, float] = {}  # receipt handle -> monotonic receive time
         self._tasks: set[asyncio.Task[None]] = set()
+        self._receiving: list[bool] = []  # per poller: a receive is open at SQS
         self.sqs: Any = None
         self.queue_url = ""
         self.dlq_url = ""
@@ -142,8 +143,9 @@ class Worker:
             self.batcher = Batcher(self.sqs, self.queue_url)
             self.batcher.start()
             stack.push_async_callback(self.batcher.close)
-            background = [asyncio.create_task(self._poll()) for _ in range(s.pollers)]
-            background.append(asyncio.create_task(self._keep_visible()))
+            self._receiving = [False] * s.pollers
+            pollers = [asyncio.create_task(self._poll(i)) for i in range(s.pollers)]
+            background = [asyncio.create_task(self._keep_visible())]
             background.append(asyncio.create_task(self._probe(mongo)))
             if s.cloudwatch_emf:
                 emf = EmfEmitter(
@@ -163,7 +165,7 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._drain()
+            await asyncio.gather(self._stop_pollers(pollers), self._drain())
         log.info("worker_stopped", **asdict(self.tally))
         return self.tally
 
@@ -217,16 +219,30 @@ class Worker:
             self.metrics.posts_in_flight.set(self.deliverer.in_flight)
             await asyncio.sleep(2)
 
-    async def _poll(self) -> None:
+    async def _stop_pollers(self, pollers: list[asyncio.Task[None]]) -> None:
+        """Let receives already at SQS come back, then stop. SQS still hands messages to a long poll
+        whose caller has gone, and they would stay invisible for the visibility timeout; a receive
+        that returns after the stop releases what it brought instead."""
+        for task, receiving in zip(pollers, self._receiving, strict=True):
+            if not receiving:
+                task.cancel()
+        s = self.settings
+        _, late = await asyncio.wait(pollers, timeout=min(s.receive_wait_s + 5, s.shutdown_budget_s))
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
+
+    async def _poll(self, slot: int) -> None:
         s = self.settings
         delay = 0.5
-        while True:
+        while not self._stop.is_set():
             await self._slots.acquire()
             self._slots.release()
             if not self.readiness.mongo:
                 await asyncio.sleep(1)  # receiving now would only burn the messages' receive counts
                 continue
             try:
+                self._receiving[slot] = True
                 reply = await self.sqs.receive_message(
                     QueueUrl=self.queue_url,
                     MaxNumberOfMessages=10,
@@ -245,8 +261,15 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
                 continue
-            for message in reply.get("Messages", []):
+            finally:
+                self._receiving[slot] = False
+            messages = reply.get("Messages", [])
+            for i, message in enumerate(messages):
                 await self._slots.acquire()
+                if self._stop.is_set():  # stopping: hand the rest straight back to the queue
+                    self._slots.release()
+                    await self._release([m["ReceiptHandle"] for m in messages[i:]])
+                    return
                 self._in_flight[message["ReceiptHandle"]] = time.monotonic()
                 task = asyncio.create_task(self._handle(message))
                 self._tasks.add(task)
