@@ -89,7 +89,9 @@ class LocalStack:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fanout-dev-"))
         self.echo = echo
         self.parts: list[Part] = []
-        self.env = {**os.environ, "FANOUT_ENV": "dev"}
+        # A stopping worker waits for its open long poll (SQS would hide what it returns), so a short
+        # poll keeps Ctrl-C quick; a value set by the caller wins.
+        self.env = {"FANOUT_RECEIVE_WAIT_S": "5", **os.environ, "FANOUT_ENV": "dev"}
 
     def _plan(self) -> list[Part]:
         s = self.settings
@@ -232,10 +234,14 @@ class LocalStack:
         return {"queue": queue_url, "dlq": dlq_url, "topic": topic_arn}
 
     def stop(self, timeout_s: float = 15) -> None:
-        """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``."""
+        """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``. The worker goes
+        first, alone, so its open long poll and its releases still reach a live SQS."""
         for part in reversed(self.parts):
             if part.process and part.process.poll() is None:
                 part.process.terminate()
+                if part.name == "worker":
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        part.process.wait(timeout_s)
         for part in reversed(self.parts):
             if part.process:
                 try:

@@ -256,6 +256,8 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stop.is_set():  # the open receive failed after the stop: nothing to release
+                    return
                 self.readiness.sqs = False
                 log.warning("receive_failed", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
