@@ -157,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupt(*_: object) -> None:
+    """The first SIGINT/SIGTERM stops the stack; later ones (make run's trap sends SIGTERM after Ctrl-C)
+    are ignored, so they cannot cut the ordered stop short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -164,7 +168,8 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.dev import LocalStack
 
     stack = LocalStack(settings, worker=not args.no_worker)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     print("fanout dev: starting the local stack", flush=True)
     try:
         stack.start()
@@ -178,6 +183,9 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        print("fanout dev: stopping", flush=True)
         stack.stop()
         print("fanout dev: stopped", flush=True)
 
