@@ -1,7 +1,8 @@
-"""A lean client for the API Gateway ``@connections`` API: POST, GET and DELETE over aiohttp.
+"""A lean client for the API Gateway ``@connections`` API: POST, GET and DELETE.
 
-One keep-alive pool for all endpoints, requests signed with SigV4 (``sigv4.Signer``), and responses
-mapped to the outcomes the API documents. It replaces botocore's generic pipeline on the hot path.
+Keep-alive connections per endpoint (``http.HttpClient``), requests signed with SigV4
+(``sigv4.Signer``), and answers mapped to the outcomes the API documents. It replaces botocore's
+generic pipeline on the hot path.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import hashlib
 import ipaddress
 import json
 import random
+import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
-from yarl import URL
-
+from fanout.gateway.http import HttpClient, Origin, ProtocolError
 from fanout.gateway.sigv4 import EMPTY_SHA256, Signer
+from fanout.logging import get_logger
 from fanout.store import Connection
+
+log = get_logger("fanout.gateway")
 
 
 class Outcome(enum.Enum):
@@ -70,52 +73,72 @@ def _is_local(host: str) -> bool:
         return False
 
 
-class ManagementClient:
-    """Posts frames to connections; one instance and one HTTP session per process.
+#: What a connection record's ``domainName`` and ``stage`` may hold: they go into the request line.
+_DOMAIN = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_STAGE = re.compile(r"[A-Za-z0-9_-]+")
 
-    The session carries the timeout (``aiohttp.ClientTimeout``) and the connection pool.
-    """
+
+class ManagementClient:
+    """Posts frames to connections; one instance and one ``HttpClient`` per process."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: HttpClient,
         signer: Signer | None,
         *,
         endpoint_override: str | None = None,
     ) -> None:
-        self._session = session
+        self._http = http
         self._signer = signer
         self._override = endpoint_override.rstrip("/") if endpoint_override else None
-        self._bases: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._bases: dict[tuple[str, str], tuple[Origin, str, str] | None] = {}
 
-    def _base(self, conn: Connection) -> tuple[str, str, str]:
-        """(origin, host, path prefix) for a connection's API, cached per endpoint."""
+    def _base(self, conn: Connection) -> tuple[Origin, str, str] | None:
+        """(origin, Host header, path prefix) for a connection's API, cached per endpoint.
+
+        None when the record's domain name or stage cannot be a management API's.
+        """
         key = (conn.domain_name, conn.stage)
-        base = self._bases.get(key)
-        if base is None:
-            if self._override:
-                parts = urlsplit(self._override)
-                base = (f"{parts.scheme}://{parts.netloc}", parts.netloc, parts.path.rstrip("/"))
-            else:
-                scheme = "http" if _is_local(conn.domain_name) else "https"
-                base = (f"{scheme}://{conn.domain_name}", conn.domain_name, f"/{conn.stage}")
-            self._bases[key] = base
+        if key in self._bases:
+            return self._bases[key]
+        if self._override:
+            url = urlsplit(self._override)
+            netloc, prefix = url.netloc, url.path.rstrip("/")
+        elif _DOMAIN.fullmatch(conn.domain_name) and _STAGE.fullmatch(conn.stage):
+            url = urlsplit(f"{'http' if _is_local(conn.domain_name) else 'https'}://{conn.domain_name}")
+            netloc, prefix = conn.domain_name, f"/{conn.stage}"
+        else:
+            log.warning("connection_endpoint_invalid", connection=conn.connection_id)
+            self._bases[key] = None
+            return None
+        origin = self._http.origin(url.scheme, url.hostname or "", url.port)
+        base = self._bases[key] = (origin, netloc, prefix)
         return base
 
     async def _call(
         self, method: str, conn: Connection, data: bytes = b"", data_sha256: str = EMPTY_SHA256
     ) -> tuple[Outcome, bytes]:
-        origin, host, prefix = self._base(conn)
+        base = self._base(conn)
+        if base is None:
+            return Outcome.REJECTED, b""
+        origin, host, prefix = base
         path = f"{prefix}/@connections/{quote(conn.connection_id, safe='')}"
-        headers = self._signer.sign(method, host, path, data_sha256) if self._signer else []
-        url = URL(origin + path, encoded=True)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+        if self._signer:
+            signed = self._signer.sign(method, host, path, data_sha256)
+            lines += [f"{name}: {value}" for name, value in signed]
+        if data:
+            lines += ["Content-Type: application/octet-stream", f"Content-Length: {len(data)}"]
+        lines += ["", ""]
         try:
-            async with self._session.request(method, url, data=data or None, headers=headers) as response:
-                return outcome_of(response.status), await response.read()
+            status, body = await origin.request("\r\n".join(lines).encode() + data)
         except TimeoutError:
             return Outcome.TIMEOUT, b""
-        except aiohttp.ClientError:
+        except OSError:
             return Outcome.UNREACHABLE, b""
+        except ProtocolError:
+            return Outcome.SERVER_ERROR, b""
+        return outcome_of(status), body
 
     async def post(self, conn: Connection, data: bytes, data_sha256: str | None = None) -> Outcome:
         """Send ``data`` as one text frame; pass ``data_sha256`` when posting one body many times."""

@@ -15,7 +15,6 @@ from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiohttp
 import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -31,6 +30,7 @@ from fanout.emf import EmfEmitter
 from fanout.envelope import QueueBody, parse_body
 from fanout.errors import ConfigError, InvalidMessage
 from fanout.gateway.client import ManagementClient, Outcome
+from fanout.gateway.http import HttpClient
 from fanout.gateway.sigv4 import Signer
 from fanout.logging import bind_event, get_logger
 from fanout.metrics import Metrics
@@ -115,13 +115,8 @@ class Worker:
             )
             stack.push_async_callback(mongo.close)
             store = ConnectionStore.from_client(mongo, s.mongo_db, s.connections_collection)
-            http = await stack.enter_async_context(
-                aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=s.max_posts_in_flight, ttl_dns_cache=300),
-                    timeout=aiohttp.ClientTimeout(total=s.post_timeout_s),
-                    skip_auto_headers=("User-Agent",),
-                )
-            )
+            http = HttpClient(timeout_s=s.post_timeout_s)  # connections: at most one per lane
+            stack.push_async_callback(http.close)
             credentials = self._credentials()
             client = ManagementClient(
                 http,
