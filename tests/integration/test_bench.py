@@ -18,6 +18,7 @@ REQUIRED = (
     "inline_cpu_us_per_post",
     "aiobotocore_cpu_us_per_post",
     "floor_cpu_us_per_post",
+    "client_floor_cpu_us_per_post",
     "latency_ms",
     "publish_ms",
     "rss_mb",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import boto3
@@ -37,6 +38,7 @@ from fanout.bench import sink
 from fanout.config import Settings
 from fanout.dev import LocalStack
 from fanout.envelope import QueueBody
+from fanout.gateway.http import HttpClient
 from fanout.publish import Publisher, build_event
 
 EVENT_TYPE = "notification.new"
@@ -539,6 +541,30 @@ class Bench:
         self.check("floor", out["posts"], out["received"])
         return out
 
+    async def client_floor_baseline(self, targets: list[str]) -> dict[str, Any]:
+        """(c') the floor's unsigned POST through the worker's own HTTP client, ``fanout.gateway.http``."""
+        url = urlsplit(self.api_url)
+        http = HttpClient(timeout_s=30)
+        origin = http.origin(url.scheme, url.hostname or "", url.port)
+
+        async def post(cid: str, frame: bytes) -> None:
+            head = (
+                f"POST {url.path}/@connections/{cid} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Authorization: {STATIC_AUTH}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Length: {len(frame)}\r\n\r\n"
+            )
+            status, _ = await origin.request(head.encode() + frame)
+            if status != 200:
+                raise RuntimeError(f"client floor post answered {status}")
+
+        try:
+            await post(targets[0], self.frames(1)[0])
+            out = await self._drive(post, targets)
+        finally:
+            await http.close()
+        self.check("client_floor", out["posts"], out["received"])
+        return out
+
     # ---- pool curve
 
     async def restart_worker(self, processes: int) -> bool:
@@ -611,6 +637,12 @@ class Bench:
         self.echo("baseline (c): the floor, bare aiohttp")
         r["floor"] = await self.floor_baseline(targets20)
         r["floor_cpu_us_per_post"] = r["floor"]["cpu_us_per_post"]
+        self.echo("baseline (c'): the floor through the worker's own HTTP client")
+        r["client_floor"] = await self.client_floor_baseline(targets20)
+        r["client_floor_cpu_us_per_post"] = r["client_floor"]["cpu_us_per_post"]
+        # Not a target: how much of the worker's CPU lies outside its own HTTP requests.
+        client_floor = r["client_floor_cpu_us_per_post"]
+        r["worker_over_client_floor"] = round(r["worker_cpu_us_per_post"] / client_floor, 2)
         per_process = rss_mb(self.worker_pid)
         r["rss_mb"] = round(max(per_process), 1)
         r["rss_mb_per_process"] = [round(x, 1) for x in per_process]
@@ -661,6 +693,9 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CLIENT_FLOOR = "(c') floor: fanout's HTTP client"
+
+
 def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
@@ -681,10 +716,13 @@ def table(r: dict[str, Any]) -> str:
         f"  {'worker (fanout worker)':<34} {r['worker_cpu_us_per_post']:>12.1f} {r['posts_per_s']:>10.0f}",
         f"  {'(c) floor: unsigned aiohttp POST':<34} {r['floor']['cpu_us_per_post']:>12.1f} "
         f"{r['floor']['posts_per_s']:>10.0f}",
+        f"  {CLIENT_FLOOR:<34} {r['client_floor']['cpu_us_per_post']:>12.1f} "
+        f"{r['client_floor']['posts_per_s']:>10.0f}",
         f"  {'(b) aiobotocore post_to_connection':<34} {r['aiobotocore']['cpu_us_per_post']:>12.1f} "
         f"{r['aiobotocore']['posts_per_s']:>10.0f}",
         f"  {'(a) inline: pymongo + boto3, serial':<34} {r['inline']['cpu_us_per_post']:>12.1f} "
         f"{r['inline']['posts_per_s']:>10.0f}",
+        f"  worker / (c') = {r['worker_over_client_floor']}: the worker's CPU beyond its HTTP requests",
         "",
         "Request-path time of one publish call, ms",
         f"  {'audience':>8} {'Publisher p50':>14} {'p99':>8} {'inline p50':>12} {'p99':>9}",
