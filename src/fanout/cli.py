@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="S",
-        help="seconds of sustained load for the worker's RSS trend (full mode default 60)",
+        help="seconds of sustained load for the worker's RSS trend (full mode: 600, quick: none)",
     )
     return p
 
