@@ -73,6 +73,11 @@ class Part:
     log: IO[bytes] | None = field(default=None, repr=False)
 
 
+#: Settings the local stack uses unless the caller sets them. A stopping worker waits for its open long
+#: poll (SQS would hide what it returns), so a short poll keeps Ctrl-C quick.
+DEV_DEFAULTS = {"FANOUT_RECEIVE_WAIT_S": "5"}
+
+
 class LocalStack:
     """Starts and stops the local stack described by a ``Settings`` (dev defaults)."""
 
@@ -89,9 +94,7 @@ class LocalStack:
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fanout-dev-"))
         self.echo = echo
         self.parts: list[Part] = []
-        # A stopping worker waits for its open long poll (SQS would hide what it returns), so a short
-        # poll keeps Ctrl-C quick; a value set by the caller wins.
-        self.env = {"FANOUT_RECEIVE_WAIT_S": "5", **os.environ, "FANOUT_ENV": "dev"}
+        self.env = {**DEV_DEFAULTS, **os.environ, "FANOUT_ENV": "dev"}
 
     def _plan(self) -> list[Part]:
         s = self.settings
