@@ -87,6 +87,7 @@ class Origin:
         self._ssl = ssl_context
         self._timeout_s = timeout_s
         self._idle: deque[_Connection] = deque()
+        self._closed = False
 
     async def request(self, data: bytes) -> tuple[int, bytes]:
         """Send one framed request and return ``(status, body)``."""
@@ -107,9 +108,11 @@ class Origin:
             raise
         finally:
             timer.cancel()
-        if conn.open:
+        if conn.open and not self._closed:
             conn.idle_since = loop.time()
             self._idle.append(conn)
+        else:
+            conn.close()
         return answer
 
     def _reuse(self, now: float) -> _Connection | None:
@@ -135,6 +138,8 @@ class Origin:
         return conn
 
     def close(self) -> None:
+        """Close the idle connections now, and the busy ones when their requests end."""
+        self._closed = True
         while self._idle:
             self._idle.pop().close()
 
@@ -162,7 +167,7 @@ class HttpClient:
         return origin
 
     async def close(self) -> None:
-        """Close the idle connections; requests still in flight close theirs when they end."""
+        """Close every connection: idle ones now, busy ones when their requests end."""
         for origin in self._origins.values():
             origin.close()
         self._origins.clear()

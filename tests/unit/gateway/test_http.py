@@ -258,3 +258,18 @@ async def test_a_record_whose_endpoint_cannot_be_a_host_is_rejected_without_a_re
     assert await client.post(connection(domain, stage), b"{}") is Outcome.REJECTED
     assert http._origins == {}
     await http.close()
+
+
+async def test_a_request_that_ends_after_close_does_not_keep_its_connection() -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.2)
+        return web.Response(text="late")
+
+    http = HttpClient(timeout_s=5)
+    async with serving(Server(slow)) as server:
+        origin = http.origin("http", "127.0.0.1", server.port)
+        task = asyncio.create_task(origin.request(request("/")))
+        await asyncio.sleep(0.05)
+        await http.close()
+        assert await task == (200, b"late")
+        assert not origin._idle
