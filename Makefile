@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests examples deploy
 	$(VENV)/bin/mypy --strict src
 
-## The benchmark, full mode: table on stdout, figures in bench/results/latest.json (several minutes).
+## The benchmark, full mode: table on stdout, figures in bench/results/latest.json (about 15 minutes).
 bench: $(STAMP)
 	$(PY) -m fanout bench --json bench/results/latest.json
 
