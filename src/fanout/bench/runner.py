@@ -39,6 +39,7 @@ from fanout.config import Settings
 from fanout.dev import DEV_DEFAULTS, LocalStack
 from fanout.envelope import QueueBody
 from fanout.gateway.http import HttpClient
+from fanout.gateway.http import frame as frame_request
 from fanout.publish import Publisher, build_event
 
 EVENT_TYPE = "notification.new"
@@ -555,14 +556,11 @@ class Bench:
         url = urlsplit(self.api_url)
         http = HttpClient(timeout_s=30)
         origin = http.origin(url.scheme, url.hostname or "", url.port)
+        headers = [("Authorization", STATIC_AUTH), ("Content-Type", "application/octet-stream")]
 
-        async def post(cid: str, frame: bytes) -> None:
-            head = (
-                f"POST {url.path}/@connections/{cid} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                f"Authorization: {STATIC_AUTH}\r\nContent-Type: application/octet-stream\r\n"
-                f"Content-Length: {len(frame)}\r\n\r\n"
-            )
-            status, _ = await origin.request(head.encode() + frame)
+        async def post(cid: str, body: bytes) -> None:
+            path = f"{url.path}/@connections/{cid}"
+            status, _ = await origin.request(frame_request("POST", url.netloc, path, headers, body))
             if status != 200:
                 raise RuntimeError(f"client floor post answered {status}")
 

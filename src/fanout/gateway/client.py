@@ -17,7 +17,7 @@ import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fanout.gateway.http import HttpClient, Origin, ProtocolError
+from fanout.gateway.http import HttpClient, Origin, ProtocolError, frame
 from fanout.gateway.sigv4 import EMPTY_SHA256, Signer
 from fanout.logging import get_logger
 from fanout.store import Connection
@@ -123,15 +123,11 @@ class ManagementClient:
             return Outcome.REJECTED, b""
         origin, host, prefix = base
         path = f"{prefix}/@connections/{quote(conn.connection_id, safe='')}"
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
-        if self._signer:
-            signed = self._signer.sign(method, host, path, data_sha256)
-            lines += [f"{name}: {value}" for name, value in signed]
+        headers = self._signer.sign(method, host, path, data_sha256) if self._signer else []
         if data:
-            lines += ["Content-Type: application/octet-stream", f"Content-Length: {len(data)}"]
-        lines += ["", ""]
+            headers.append(("Content-Type", "application/octet-stream"))
         try:
-            status, body = await origin.request("\r\n".join(lines).encode() + data)
+            status, body = await origin.request(frame(method, host, path, headers, data))
         except TimeoutError:
             return Outcome.TIMEOUT, b""
         except OSError:

@@ -16,11 +16,25 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Iterable
 
 import httptools
 
 #: Close keep-alive connections unused for this long, before the server closes them under a request.
 IDLE_S = 15.0
+
+
+def frame(
+    method: str, host: str, path: str, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+) -> bytes:
+    """One request as bytes: the request line, ``Host``, ``headers``, and a body with its length.
+
+    ``path`` must already be percent-encoded; nothing here may carry a CR or LF.
+    """
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *(f"{name}: {value}" for name, value in headers)]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 class ProtocolError(Exception):

@@ -13,7 +13,7 @@ import trustme
 from aiohttp import web
 
 from fanout.gateway.client import ManagementClient, Outcome
-from fanout.gateway.http import HttpClient, ProtocolError
+from fanout.gateway.http import HttpClient, ProtocolError, frame
 from fanout.store import Connection
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,8 +55,18 @@ async def serving(
 
 
 def request(path: str, body: bytes = b"") -> bytes:
-    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n\r\n"
-    return head.encode() + body
+    return frame("POST", "test", path, body=body)
+
+
+def answer_after(seconds: float, only: str | None = None) -> Handler:
+    """A handler answering with the request's path, after ``seconds`` (for the path ``only``, if given)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if only is None or request.path == only:
+            await asyncio.sleep(seconds)
+        return web.Response(text=request.path)
+
+    return handle
 
 
 async def test_one_connection_carries_sequential_requests_and_each_gets_its_own_answer() -> None:
@@ -71,16 +81,12 @@ async def test_one_connection_carries_sequential_requests_and_each_gets_its_own_
 
 
 async def test_concurrent_requests_open_one_connection_each_and_reuse_them() -> None:
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.05)
-        return web.Response(text="ok")
-
     http = HttpClient(timeout_s=5)
-    async with serving(Server(slow)) as server:
+    async with serving(Server(answer_after(0.05))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
         for _ in range(3):
             answers = await asyncio.gather(*(origin.request(request("/")) for _ in range(8)))
-            assert answers == [(200, b"ok")] * 8
+            assert answers == [(200, b"/")] * 8
         await http.close()
     assert len(set(server.ports)) == 8
 
@@ -109,13 +115,8 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced() -> None:
 
 
 async def test_a_timed_out_request_leaves_no_late_answer_for_the_next() -> None:
-    async def slow_first(request: web.Request) -> web.Response:
-        if request.path == "/slow":
-            await asyncio.sleep(0.5)
-        return web.Response(text=request.path)
-
     http = HttpClient(timeout_s=0.2)
-    async with serving(Server(slow_first)) as server:
+    async with serving(Server(answer_after(0.5, only="/slow"))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
         with pytest.raises(TimeoutError):
             await origin.request(request("/slow"))
@@ -127,12 +128,8 @@ async def test_a_timed_out_request_leaves_no_late_answer_for_the_next() -> None:
 
 
 async def test_a_cancelled_request_closes_its_connection() -> None:
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.3 if request.path == "/slow" else 0)
-        return web.Response(text=request.path)
-
     http = HttpClient(timeout_s=5)
-    async with serving(Server(slow)) as server:
+    async with serving(Server(answer_after(0.3, only="/slow"))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
         task = asyncio.create_task(origin.request(request("/slow")))
         await asyncio.sleep(0.1)
@@ -261,15 +258,11 @@ async def test_a_record_whose_endpoint_cannot_be_a_host_is_rejected_without_a_re
 
 
 async def test_a_request_that_ends_after_close_does_not_keep_its_connection() -> None:
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.2)
-        return web.Response(text="late")
-
     http = HttpClient(timeout_s=5)
-    async with serving(Server(slow)) as server:
+    async with serving(Server(answer_after(0.2))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
         task = asyncio.create_task(origin.request(request("/")))
         await asyncio.sleep(0.05)
         await http.close()
-        assert await task == (200, b"late")
+        assert await task == (200, b"/")
         assert not origin._idle
