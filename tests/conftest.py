@@ -10,14 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fanout.config import Settings
-from fanout.dev import die_with_parent
+from fanout.worker.pool import die_with_parent
 
 STARTUP_TIMEOUT_S = 120
 
@@ -135,6 +136,86 @@ def stop_stack(stack: Stack) -> None:
             stack.process.wait()
     if stack.process.stdout:
         stack.process.stdout.close()
+
+
+def _serve(argv: list[str], ready: Callable[[], bool], log: Path) -> subprocess.Popen[bytes]:
+    """Start one server process and wait until it answers."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{argv[2]} did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+    return process
+
+
+def _tcp_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Server:
+    """One server started alone for the tests that need only it."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """SecantusDB alone, for tests that need only MongoDB."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("mongo") / "secantus.log"
+    argv = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", ":memory:", "--log-level", "WARNING"]  # fmt: skip
+    process = _serve(argv, lambda: _tcp_answers(port), log)
+    yield Server(f"mongodb://127.0.0.1:{port}", process)
+    _stop(process)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Server]:
+    """moto (SQS, SNS, Secrets Manager) alone, for tests that need only AWS APIs."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    argv = [sys.executable, "-m", "fanout.local.motoserver", "-H", "127.0.0.1", "-p", str(port)]
+    process = _serve(argv, lambda: _tcp_answers(port), log)
+    yield Server(f"http://127.0.0.1:{port}", process)
+    _stop(process)
+
+
+def dev_settings(moto: Server | None = None, mongo: Server | None = None, **fields: Any) -> Settings:
+    """Development settings reaching the given servers, with random queue and database names."""
+    suffix = secrets.token_hex(4)
+    values: dict[str, Any] = {
+        "env": "dev",
+        "queue_name": f"fanout-events-{suffix}",
+        "dlq_name": f"fanout-events-dlq-{suffix}",
+        "topic_name": f"fanout-events-{suffix}",
+        "mongo_db": f"fanout_{suffix}",
+    }
+    if moto is not None:
+        values["aws_endpoint_url"] = moto.url
+    if mongo is not None:
+        values["mongo_uri"] = mongo.url
+    return Settings(**(values | fields))
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,7 @@ MALFORMED: list[tuple[str, str, str]] = [
         "empty_target",
     ),
     ("duplicate user ids", json.dumps(valid(target={"userIds": ["u1", "u1"]})), "duplicate_target"),
-    ("duplicate topics", json.dumps(valid(target={"topics": ["t", "t"]})), "duplicate_target"),
+    ("duplicate topics", json.dumps(valid(target={"topics": ["event:1", "event:1"]})), "duplicate_target"),
     ("unknown top-level key", json.dumps(valid(extra=True)), "schema"),
     ("unknown target key", json.dumps(valid(target={"userIds": ["u1"], "groups": ["g"]})), "schema"),
     ("payload over 128 KiB", json.dumps(valid(payload={"blob": "x" * (129 * 1024)})), "too_large"),

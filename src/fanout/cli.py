@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -145,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"bad setting FANOUT_{str(first['loc'][0]).upper()}: {first['msg']}")
     fanout_logging.configure(settings.log_level, settings.log_format or "console")
     try:
+        if args.command in _DEV_ONLY and not settings.is_dev:
+            raise ConfigError(f"`fanout {args.command}` is for the local stack only (FANOUT_ENV=dev)")
+        needs = _NEEDS.get(args.command, ())
+        settings.require(needs)
+        if needs:
+            from fanout import secrets
+
+            settings = secrets.load(settings)
         return int(_COMMANDS[args.command](args, settings) or 0)
     except ConfigError as exc:
         return _fail(str(exc))
@@ -165,7 +173,7 @@ def _interrupt(*_: object) -> None:
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from fanout.dev import LocalStack
+    from fanout.local.stack import LocalStack
 
     stack = LocalStack(settings, worker=not args.no_worker)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -191,8 +199,6 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    settings.require_queue()
-    settings.mongo()
     processes = args.processes or os.cpu_count() or 1
     if processes < 1:
         return _fail("--processes must be at least 1")
@@ -207,7 +213,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
-    from fanout.gateway.emulator import Faults, serve
+    from fanout.local.emulator import Faults, serve
 
     faults = Faults()
     faults.update(
@@ -279,6 +285,14 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
     return run(args.quick, Path(args.json), args.soak_s)
 
+
+#: Commands that only make sense against the local stack.
+_DEV_ONLY = frozenset({"dev", "gateway", "bench"})
+#: What each command needs that production cannot default (checked once, before it runs).
+_NEEDS: dict[str, tuple[Literal["queue", "mongo", "jwt"], ...]] = {
+    "worker": ("queue", "mongo"),
+    "token": ("jwt",),
+}
 
 _COMMANDS: dict[str, Any] = {
     "bench": _bench,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
 
     # MongoDB
     mongo_uri: SecretStr | None = None
+    mongo_secret_arn: str | None = Field(None, description="Secrets Manager secret holding the MongoDB URI")
+    mongo_secret_field: str | None = Field(None, description="JSON key of the URI when the secret is JSON")
     mongo_db: str = "fanout"
     connections_collection: str = "websocketconnections"
     mongo_timeout_ms: int = 5000
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
     max_events_in_flight: int = 64
     pollers: int = 2
     shutdown_budget_s: float = 20.0
+    max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9400
 
@@ -66,7 +70,13 @@ class Settings(BaseSettings):
     gateway_port: int = 8080
     gateway_stage: str = "local"
     jwt_secret: SecretStr | None = None
+    jwt_secret_arn: str | None = Field(
+        None, description="Secrets Manager secret holding the connect-token key"
+    )
     jwt_audience: str | None = None
+    topic_policy: str | None = Field(
+        None, description="package.module:function deciding gated topic kinds (organization, conversation)"
+    )
     connection_ttl_s: int = 7200
 
     # Logs
@@ -79,10 +89,30 @@ class Settings(BaseSettings):
     cloudwatch_interval_s: float = Field(60, gt=0)
 
     @model_validator(mode="after")
-    def _check_log_format(self) -> Settings:
+    def _check(self) -> Settings:
         if self.log_format is None:
             object.__setattr__(self, "log_format", "console" if self.env == "dev" else "json")
+        if self.jwt_secret is not None:
+            key = self.jwt_secret.get_secret_value()
+            if len(key) < 32:
+                raise ValueError("FANOUT_JWT_SECRET must be at least 32 bytes for HS256")
+            if key == DEV_JWT_SECRET and not self.is_dev:
+                raise ValueError("the development key cannot be used outside FANOUT_ENV=dev")
         return self
+
+    def require(self, needs: Iterable[Literal["queue", "mongo", "jwt"]]) -> None:
+        """Fail once, naming every missing setting, when a command needs what production cannot default."""
+        if self.is_dev:
+            return
+        missing = []
+        if "queue" in needs and not self.queue_url:
+            missing.append("FANOUT_QUEUE_URL")
+        if "mongo" in needs and self.mongo_uri is None and not self.mongo_secret_arn:
+            missing.append("FANOUT_MONGO_URI (or FANOUT_MONGO_SECRET_ARN)")
+        if "jwt" in needs and self.jwt_secret is None and not self.jwt_secret_arn:
+            missing.append("FANOUT_JWT_SECRET (or FANOUT_JWT_SECRET_ARN)")
+        if missing:
+            raise ConfigError(f"FANOUT_ENV={self.env} needs {', '.join(missing)}")
 
     @property
     def is_dev(self) -> bool:
@@ -100,23 +130,16 @@ class Settings(BaseSettings):
             return self.mongo_uri.get_secret_value()
         if self.is_dev:
             return LOCAL_MONGO_URI
-        raise ConfigError("FANOUT_MONGO_URI is required when FANOUT_ENV=production")
+        raise ConfigError("FANOUT_MONGO_URI (or FANOUT_MONGO_SECRET_ARN) is required outside FANOUT_ENV=dev")
 
     def jwt_key(self) -> str:
-        """The HS256 key for connect tokens; required in production."""
+        """The HS256 key for connect tokens: configured (or loaded by ``fanout.secrets``), else the
+        development key, which only ``FANOUT_ENV=dev`` may use."""
         if self.jwt_secret is not None:
-            key = self.jwt_secret.get_secret_value()
-            if len(key) < 32:
-                raise ConfigError("FANOUT_JWT_SECRET must be at least 32 bytes for HS256")
-            return key
+            return self.jwt_secret.get_secret_value()
         if self.is_dev:
             return DEV_JWT_SECRET
-        raise ConfigError("FANOUT_JWT_SECRET is required when FANOUT_ENV=production")
-
-    def require_queue(self) -> None:
-        """In production the worker must be told which queue to read."""
-        if not self.is_dev and not self.queue_url:
-            raise ConfigError("FANOUT_QUEUE_URL is required when FANOUT_ENV=production")
+        raise ConfigError("FANOUT_JWT_SECRET (or FANOUT_JWT_SECRET_ARN) is required outside FANOUT_ENV=dev")
 
     def aws_client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for a boto3/aiobotocore client; dummy credentials against the local stack."""

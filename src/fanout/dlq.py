@@ -7,30 +7,37 @@ import sys
 from typing import Any
 
 import boto3
+from pydantic_core import from_json
 
+from fanout import attributes, queues
 from fanout.config import Settings
-from fanout.worker.sqs import ATTR_DETAIL, ATTR_ONLY, ATTR_REASON, ATTR_ROUND
+from fanout.envelope import unwrap_sns
+from fanout.errors import InvalidMessage
 
 
 def _clients(settings: Settings) -> tuple[Any, str, str]:
     sqs = boto3.client("sqs", **settings.aws_client_kwargs())  # type: ignore[call-overload]
-    queue = settings.queue_url or sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
-    dlq = settings.dlq_url or sqs.get_queue_url(QueueName=settings.dlq_name)["QueueUrl"]
-    return sqs, queue, dlq
+    return sqs, queues.url(sqs, settings), queues.url(sqs, settings, dlq=True)
+
+
+def _short(value: Any) -> str | None:
+    """An id or type to show: strings only, cut short (a hostile body can hold anything)."""
+    return value[:128] if isinstance(value, str) else None
 
 
 def _summary(message: dict[str, Any]) -> dict[str, Any]:
-    attrs = message.get("MessageAttributes") or {}
-    reason = attrs.get(ATTR_REASON, {}).get("StringValue", "receive_count_exceeded")
-    detail = attrs.get(ATTR_DETAIL, {}).get("StringValue", "")
+    """What ``inspect`` shows of a message, whatever its body holds; never the payload."""
+    reason, detail = attributes.reason_of(message.get("MessageAttributes"))
+    raw = message.get("Body")
+    body = raw if isinstance(raw, str) else ""
     event_id = event_type = None
     try:
-        doc = json.loads(message["Body"])
+        doc = from_json(body, allow_inf_nan=True)
         if isinstance(doc, dict) and doc.get("Type") == "Notification":
-            doc = json.loads(doc.get("Message", "null"))
+            doc = from_json(unwrap_sns(doc), allow_inf_nan=True)
         if isinstance(doc, dict):
-            event_id, event_type = doc.get("id"), doc.get("type")
-    except ValueError:
+            event_id, event_type = _short(doc.get("id")), _short(doc.get("type"))
+    except (ValueError, InvalidMessage):
         pass
     return {
         "messageId": message["MessageId"],
@@ -38,7 +45,7 @@ def _summary(message: dict[str, Any]) -> dict[str, Any]:
         "detail": detail,
         "eventId": event_id,
         "eventType": event_type,
-        "bytes": len(message["Body"]),
+        "bytes": len(body.encode()),
         "receives": int(message.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
     }
 
@@ -107,8 +114,9 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
                 skipped += 1
                 skipped_handles.append(message["ReceiptHandle"])
                 continue
-            attrs = {k: v for k, v in (message.get("MessageAttributes") or {}).items() if k == ATTR_ONLY}
-            attrs[ATTR_ROUND] = {"DataType": "Number", "StringValue": "0"}
+            kept = message.get("MessageAttributes") or {}
+            attrs = {k: v for k, v in kept.items() if k == attributes.CONNECTIONS}
+            attrs[attributes.ROUND] = attributes.number(0)
             sqs.send_message(QueueUrl=queue, MessageBody=message["Body"], MessageAttributes=attrs)
             sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
             moved += 1

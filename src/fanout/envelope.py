@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import from_json
 
 from fanout.catalog import DOMAINS, domain_of
 from fanout.errors import InvalidMessage
@@ -21,6 +22,9 @@ EventType = Annotated[
 ]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]+$", min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+#: Topics are ``kind:id`` (``user:u1``, ``event:42``, ``organization:7``, ``conversation:c9``).
+TOPIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$"
+Topic = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
 
 
 class _Wire(BaseModel):
@@ -31,7 +35,7 @@ class Target(_Wire):
     """Who receives an event: users, topic subscribers, or everyone, less some connections."""
 
     user_ids: list[Name] = Field(default_factory=list, max_length=100_000)
-    topics: list[Name] = Field(default_factory=list, max_length=1_000)
+    topics: list[Topic] = Field(default_factory=list, max_length=1_000)
     broadcast: bool = False
     exclude_connection_ids: list[Name] = Field(default_factory=list, max_length=10_000)
 
@@ -94,7 +98,13 @@ class QueueBody(_Wire):
         }
         if self.meta.seq is not None:
             envelope["seq"] = self.meta.seq
-        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+        # allow_nan=False: a browser's JSON.parse rejects NaN/Infinity (a float overflow such as 1e400).
+        return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+    def for_users(self, user_ids: set[str]) -> QueueBody:
+        """This event with its user list narrowed to ``user_ids``: what a remainder still needs."""
+        users = [u for u in self.target.user_ids if u in user_ids]
+        return self.model_copy(update={"target": self.target.model_copy(update={"user_ids": users})})
 
     def to_json(self) -> str:
         """The body as published to the queue."""
@@ -120,19 +130,28 @@ def now_iso() -> str:
 
 
 def parse_body(raw: str | bytes) -> QueueBody:
-    """Parse a queue body, raw or wrapped in an SNS notification; raise ``InvalidMessage`` with a reason."""
+    """Parse a queue body, raw or wrapped in an SNS notification; raise ``InvalidMessage`` with a reason.
+
+    The parser is pydantic's (jiter): it refuses ``NaN``/``Infinity``, lone surrogates and nesting over
+    200 levels with a ``ValueError`` instead of exhausting the stack.
+    """
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidMessage("too_large", f"body over {MAX_BODY_BYTES} bytes")
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidMessage("not_json", str(exc)[:200]) from None
+    doc = _json(raw, "body")
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "TopicArn" in doc:
-        doc = _unwrap_sns(doc)
+        doc = _json(unwrap_sns(doc), "SNS Message")
     return validate(doc)
 
 
-def _unwrap_sns(doc: dict[str, Any]) -> Any:
+def _json(raw: str | bytes, what: str) -> Any:
+    try:
+        return from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise InvalidMessage("not_json", f"{what}: {str(exc)[:200]}") from None
+
+
+def unwrap_sns(doc: dict[str, Any]) -> str:
+    """The ``Message`` of an SNS notification; ``InvalidMessage`` when it is not a well-formed one."""
     message = doc.get("Message")
     if not isinstance(message, str):
         raise InvalidMessage("sns_missing_message", "SNS notification without a string Message")
@@ -141,10 +160,7 @@ def _unwrap_sns(doc: dict[str, Any]) -> Any:
             raise InvalidMessage("sns_bad_envelope", f"SNS notification without {field}")
     if doc.get("SignatureVersion", "1") not in ("1", "2") or not isinstance(doc.get("Signature", ""), str):
         raise InvalidMessage("sns_bad_envelope", "SNS notification with an unknown signature version")
-    try:
-        return json.loads(message)
-    except ValueError as exc:
-        raise InvalidMessage("not_json", f"SNS Message: {str(exc)[:200]}") from None
+    return message
 
 
 def validate(doc: Any) -> QueueBody:
@@ -164,7 +180,11 @@ def validate(doc: Any) -> QueueBody:
         raise InvalidMessage("unknown_domain", f"type {body.type!r}")
     if body.target.is_empty():
         raise InvalidMessage("empty_target", "no userIds, topics or broadcast")
-    if len(body.client_frame) > MAX_FRAME_BYTES:
+    try:
+        frame = body.client_frame
+    except ValueError:  # a number JSON cannot carry (1e400 parses as inf)
+        raise InvalidMessage("schema", "payload holds a number out of JSON's range") from None
+    if len(frame) > MAX_FRAME_BYTES:
         raise InvalidMessage("too_large", f"client frame over {MAX_FRAME_BYTES} bytes")
     return body
 

@@ -80,61 +80,13 @@ class Metrics:
             "Time posts waited on the adaptive rate limiter (it paces after 429s)",
             registry=registry,
         )
+        self.records_skipped = Counter(
+            "fanout_records_skipped",
+            "Malformed connection records skipped by lookups (a field missing or of the wrong type)",
+            registry=registry,
+        )
         self.ready = Gauge(
             "fanout_ready", "1 while SQS and MongoDB answer", registry=registry, multiprocess_mode="livemin"
         )
         # fanout_process_restarts_total and fanout_processes come from the pool supervisor
         # (fanout.worker.pool): a child defining them too would export each family twice.
-
-
-#: Emulator count keys (``Emulator.counts``) -> the HTTP status its management API answered.
-_POST_STATUS = {
-    "delivered": "200",
-    "gone": "410",
-    "dropped": "410",
-    "throttled": "429",
-    "server_error": "500",
-    "too_large": "413",
-    "forbidden": "403",
-}
-_CONNECTION_EVENTS = {
-    "connected": "connected",
-    "disconnected": "disconnected",
-    "connect_rejected": "rejected",
-}
-
-
-class GatewayMetrics:
-    """The local gateway emulator's own counters, served at its ``GET /metrics``."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.posts = Counter(
-            "fanout_gateway_posts",
-            "Management API requests by HTTP status answered",
-            ["status"],
-            registry=registry,
-        )
-        self.connections = Counter(
-            "fanout_gateway_connections", "WebSocket lifecycle steps", ["event"], registry=registry
-        )
-        self.dropped = Counter(
-            "fanout_gateway_dropped",
-            "Sockets dropped without $disconnect (fault injection)",
-            registry=registry,
-        )
-        self.hung = Counter(
-            "fanout_gateway_hung", "Posts delivered, then left hanging (fault injection)", registry=registry
-        )
-        self.open_connections = Gauge("fanout_gateway_open_connections", "Open WebSockets", registry=registry)
-
-    def count(self, key: str) -> None:
-        """Count one of the emulator's ``counts`` keys in the matching Prometheus series."""
-        if key in _POST_STATUS:
-            self.posts.labels(_POST_STATUS[key]).inc()
-        if key in _CONNECTION_EVENTS:
-            self.connections.labels(_CONNECTION_EVENTS[key]).inc()
-        if key == "dropped":
-            self.dropped.inc()
-        elif key == "hung":
-            self.hung.inc()

@@ -9,6 +9,7 @@ import boto3
 from aiobotocore.session import get_session
 from ulid import ULID
 
+from fanout import queues
 from fanout.config import Settings
 from fanout.envelope import QueueBody, now_iso, validate
 from fanout.errors import ConfigError
@@ -67,10 +68,7 @@ class Publisher:
         client = boto3.client(via, **self.settings.aws_client_kwargs())  # type: ignore[call-overload]
         self._client: Any = client
         if via == "sqs":
-            self._dest = (
-                self.settings.queue_url
-                or client.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
-            )
+            self._dest = queues.url(client, self.settings)
         else:
             self._dest = _topic_arn(self.settings, client.create_topic)
 
@@ -105,10 +103,7 @@ class AsyncPublisher:
         self._client = await self._cm.__aenter__()
         try:
             if self.via == "sqs":
-                self._dest = (
-                    self.settings.queue_url
-                    or (await self._client.get_queue_url(QueueName=self.settings.queue_name))["QueueUrl"]
-                )
+                self._dest = await queues.aurl(self._client, self.settings)
             elif self.settings.topic_arn:
                 self._dest = self.settings.topic_arn
             elif self.settings.is_dev:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
+from fanout.config import Settings
 from fanout.envelope import Target
 
 USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
@@ -34,15 +35,43 @@ class Connection:
         return f"{self.domain_name}/{self.stage}"
 
 
+def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
+    """A MongoDB client whose every operation has a deadline: a server that accepts connections but
+    answers nothing (frozen, partitioned) fails calls within ``FANOUT_MONGO_TIMEOUT_MS``."""
+    return AsyncMongoClient(
+        settings.mongo(),
+        tz_aware=True,
+        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        timeoutMS=settings.mongo_timeout_ms,
+    )
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _to_connection(doc: dict[str, Any]) -> Connection:
+def _to_connection(doc: dict[str, Any]) -> Connection | None:
+    """The record as a ``Connection``; None when a field is missing or of the wrong type."""
+    cid, user, domain, stage = (
+        doc.get("connectionId"),
+        doc.get("userId"),
+        doc.get("domainName"),
+        doc.get("stage"),
+    )
     connected = doc.get("connectedAt")
-    if connected is not None and connected.tzinfo is None:
-        connected = connected.replace(tzinfo=UTC)
-    return Connection(doc["connectionId"], doc["userId"], doc["domainName"], doc["stage"], connected)
+    if not (isinstance(cid, str) and cid and isinstance(user, str) and user):
+        return None
+    if not (isinstance(domain, str) and isinstance(stage, str)):
+        return None
+    if connected is not None:
+        if not isinstance(connected, datetime):
+            return None
+        if connected.tzinfo is None:
+            connected = connected.replace(tzinfo=UTC)
+    return Connection(cid, user, domain, stage, connected)
+
+
+SkipHook = Callable[[dict[str, Any]], None]
 
 
 class _UserLookups:
@@ -52,8 +81,9 @@ class _UserLookups:
     about what one of the ten would, and each event still gets exactly its own users' records.
     """
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], on_skip: SkipHook | None = None) -> None:
         self._col = collection
+        self._on_skip = on_skip
         self._pending: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
         self._queries: set[asyncio.Task[None]] = set()
 
@@ -84,35 +114,53 @@ class _UserLookups:
         task.add_done_callback(self._queries.discard)
 
     async def _query(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
-        users = list({user for wanted, _ in group for user in wanted})
-        query = {"userId": {"$in": users}, "expiresAt": {"$gt": _now()}}
         try:
+            users = list({user for wanted, _ in group for user in wanted})
+            query = {"userId": {"$in": users}, "expiresAt": {"$gt": _now()}}
             docs = await self._col.find(query, _PROJECTION).to_list(None)
-        except Exception as exc:
+            by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+            for doc in docs:
+                user = doc.get("userId")
+                if isinstance(user, str):
+                    by_user[user].append(doc)
+                elif self._on_skip is not None:  # e.g. an array of ids, which $in matches too
+                    self._on_skip(doc)
+            for wanted, future in group:
+                if not future.done():
+                    future.set_result([doc for user in wanted for doc in by_user.get(user, ())])
+        except BaseException as exc:  # every waiter gets an answer, whatever happened
             for _, future in group:
                 if not future.done():
                     future.set_exception(exc)
-            return
-        by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-        for doc in docs:
-            by_user[doc["userId"]].append(doc)
-        for wanted, future in group:
-            if not future.done():
-                future.set_result([doc for user in wanted for doc in by_user.get(user, ())])
+            if not isinstance(exc, Exception):
+                raise
 
 
 class ConnectionStore:
     """Reads and writes connection records compatible with the ones the existing API writes."""
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], on_skip: SkipHook | None = None) -> None:
         self._col = collection
-        self._users = _UserLookups(collection)
+        self._users = _UserLookups(collection, on_skip)
+        self._on_skip = on_skip  # told of every malformed record a lookup skips
 
     @classmethod
     def from_client(
-        cls, client: AsyncMongoClient[dict[str, Any]], db: str, collection: str
+        cls,
+        client: AsyncMongoClient[dict[str, Any]],
+        db: str,
+        collection: str,
+        on_skip: SkipHook | None = None,
     ) -> ConnectionStore:
-        return cls(client[db][collection])
+        return cls(client[db][collection], on_skip)
+
+    def _connections(self, docs: Iterable[dict[str, Any]]) -> Iterable[Connection]:
+        for doc in docs:
+            conn = _to_connection(doc)
+            if conn is not None:
+                yield conn
+            elif self._on_skip is not None:
+                self._on_skip(doc)
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the record shape needs; safe to call on every start."""
@@ -129,12 +177,12 @@ class ConnectionStore:
 
         def fresh(docs: Iterable[dict[str, Any]]) -> list[Connection]:
             out = []
-            for doc in docs:
-                cid = doc["connectionId"]
+            for conn in self._connections(docs):
+                cid = conn.connection_id
                 if cid in excluded or cid in seen:
                     continue
                 seen.add(cid)
-                out.append(_to_connection(doc))
+                out.append(conn)
             return out
 
         if target.broadcast:
@@ -159,15 +207,17 @@ class ConnectionStore:
             if found:
                 yield found
 
-    async def by_ids(self, connection_ids: list[str]) -> AsyncIterator[list[Connection]]:
-        """Yield the live connections among ``connection_ids`` (a remainder round), in batches."""
+    async def by_ids(self, connection_ids: Iterable[str], target: Target) -> AsyncIterator[list[Connection]]:
+        """Yield the live connections among ``connection_ids`` that ``target`` addresses (a remainder
+        round), in batches. The target check means a connection list can only narrow an audience."""
         now = _now()
-        for start in range(0, len(connection_ids), USER_CHUNK):
-            query = {
-                "connectionId": {"$in": connection_ids[start : start + USER_CHUNK]},
-                "expiresAt": {"$gt": now},
-            }
-            found = [_to_connection(d) for d in await self._col.find(query, _PROJECTION).to_list(None)]
+        ids = [c for c in dict.fromkeys(connection_ids) if c not in set(target.exclude_connection_ids)]
+        scope: dict[str, Any] = {}
+        if not target.broadcast:
+            scope = {"$or": [{"userId": {"$in": target.user_ids}}, {"topics": {"$in": target.topics}}]}
+        for start in range(0, len(ids), USER_CHUNK):
+            query = {"connectionId": {"$in": ids[start : start + USER_CHUNK]}, "expiresAt": {"$gt": now}}
+            found = list(self._connections(await self._col.find(query | scope, _PROJECTION).to_list(None)))
             if found:
                 yield found
 
@@ -189,21 +239,48 @@ class ConnectionStore:
             upsert=True,
         )
 
-    async def touch(self, connection_id: str, ttl_s: int) -> bool:
-        """Refresh ``lastSeenAt``/``expiresAt`` of a live connection; False when it has no record."""
+    async def touch(self, connection_id: str, ttl_s: int) -> str | None:
+        """Refresh ``lastSeenAt``/``expiresAt`` of a live connection; its user id, None without a record."""
         now = _now()
-        result = await self._col.update_one(
-            {"connectionId": connection_id},
+        doc = await self._col.find_one_and_update(
+            {"connectionId": connection_id},  # a frame proves the socket is open, even past expiresAt
             {"$set": {"lastSeenAt": now, "expiresAt": now + timedelta(seconds=ttl_s)}},
+            projection={"_id": 0, "userId": 1},
         )
-        return result.matched_count > 0
+        user = doc.get("userId") if doc else None
+        return user if isinstance(user, str) and user else None
 
-    async def subscribe(self, connection_id: str, topics: list[str]) -> bool:
-        """Add topics to a connection's interests; False when it has no record."""
-        result = await self._col.update_one(
-            {"connectionId": connection_id}, {"$addToSet": {"topics": {"$each": topics}}}
+    async def subscribe(self, connection_id: str, topics: list[str], cap: int) -> list[str] | None:
+        """Add topics to a connection's interests unless that would make more than ``cap`` in total;
+        the resulting list, or None when refused (or the connection has no record). Atomic: the size
+        check and the addition are one update, so concurrent frames cannot pass the cap together."""
+        doc = await self._col.find_one({"connectionId": connection_id}, {"_id": 0, "topics": 1})
+        if doc is None:
+            return None
+        current = doc.get("topics")
+        held: list[str] = list(current) if isinstance(current, list) else []
+        new = [t for t in topics if t not in held]
+        if len(held) + len(new) > cap:
+            return None
+        if not new:
+            return held
+        doc = await self._col.find_one_and_update(
+            {"connectionId": connection_id, f"topics.{cap - len(new)}": {"$exists": False}},
+            {"$addToSet": {"topics": {"$each": new}}},
+            projection={"_id": 0, "topics": 1},
+            return_document=ReturnDocument.AFTER,
         )
-        return result.matched_count > 0
+        return list(doc["topics"]) if doc is not None else None
+
+    async def unsubscribe(self, connection_id: str, topics: list[str]) -> list[str]:
+        """Remove topics from a connection's interests; the resulting list."""
+        doc = await self._col.find_one_and_update(
+            {"connectionId": connection_id},
+            {"$pullAll": {"topics": topics}},
+            projection={"_id": 0, "topics": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return list(doc.get("topics") or []) if doc is not None else []
 
     async def remove(self, connection_id: str) -> bool:
         """Delete a record (the ``$disconnect`` route)."""

@@ -76,7 +76,9 @@ def test_dev_reports_a_taken_port_without_a_traceback() -> None:
 
 
 def test_production_worker_without_settings_is_a_config_error() -> None:
-    """With FANOUT_ENV=production and nothing else, the worker names the missing setting."""
+    """With FANOUT_ENV=production and nothing else, the worker names every missing setting at once."""
     result = _fanout({"FANOUT_ENV": "production"}, "worker", "--processes", "1")
     assert 2 == result.returncode
-    assert "FANOUT_QUEUE_URL is required" in result.stderr
+    assert "FANOUT_QUEUE_URL" in result.stderr
+    assert "FANOUT_MONGO_URI" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from fanout import Publisher
-from fanout.dev import die_with_parent
+from fanout.worker.pool import die_with_parent
 from fanout.worker.sqs import Batcher
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import connect, drain_queue, wait_for

@@ -47,14 +47,14 @@ async def _run(stack: Stack, scenario: dict[str, object]) -> None:
     subscriptions: list[frozenset[int]] = scenario["subscriptions"]  # type: ignore[assignment]
     events: list[Event] = scenario["events"]  # type: ignore[assignment]
     users = [f"iso-{run}-{u}" for u in range(len(per_user))]
-    topic = [f"topic-{run}-{t}" for t in range(4)]
+    topic = [f"event:{run}-{t}" for t in range(4)]
     mongo, store = open_store(stack.settings)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         clients: list[tuple[int, Client, str, frozenset[int]]] = []
         for u, count in enumerate(per_user):
             for _ in range(count):
                 client = await connect(es, http, stack.ws_url, stack.settings, users[u])
-                me = f"self-{secrets.token_hex(6)}"
+                me = f"event:self-{secrets.token_hex(6)}"
                 subs = subscriptions[len(clients)]
                 await client.ws.send_json({"action": "subscribe", "topics": [me, *(topic[t] for t in subs)]})
                 await wait_for(lambda c=client: any(f.get("type") == "subscribe.ok" for f in c.frames))

@@ -21,10 +21,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fanout.dev import die_with_parent
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
 from fanout.publish import build_event
+from fanout.worker.pool import die_with_parent
 from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.corpus import MALFORMED
 from tests.helpers import Client, connect, drain_queue, sqs_client, wait_for

@@ -13,7 +13,8 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fanout.config import Settings
-from fanout.metrics import LATENCY_BUCKETS, GatewayMetrics, Metrics
+from fanout.local.emulator_metrics import GatewayMetrics
+from fanout.metrics import LATENCY_BUCKETS, Metrics
 from fanout.worker.pool import Pool, _PoolCollector
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,13 +13,16 @@ from pymongo import AsyncMongoClient, monitoring
 
 from fanout.envelope import Target
 from fanout.store import USER_CHUNK, Connection, ConnectionStore
-from tests.conftest import Stack
+from tests.conftest import Server
+
+SKIPPED: list[dict[str, Any]] = []
 
 
 @pytest.fixture
-async def store(stack: Stack) -> AsyncIterator[ConnectionStore]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.settings.mongo(), tz_aware=True)
-    store = ConnectionStore.from_client(client, stack.settings.mongo_db, f"conn_{secrets.token_hex(4)}")
+async def store(mongo_server: Server) -> AsyncIterator[ConnectionStore]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
+    SKIPPED.clear()
+    store = ConnectionStore.from_client(client, "fanout", f"conn_{secrets.token_hex(4)}", SKIPPED.append)
     await store.ensure_indexes()
     yield store
     await store._col.drop()
@@ -75,7 +78,7 @@ async def test_large_user_lists_are_queried_in_chunks(store: ConnectionStore) ->
     assert sorted(f"c-{u}" for u in users) == sorted(c.connection_id for b in batches for c in b)
 
 
-async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(stack: Stack) -> None:
+async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(mongo_server: Server) -> None:
     """Ten events resolved at once cost one find, and each event gets only its own users' records."""
     finds: list[int] = []
 
@@ -91,9 +94,9 @@ async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(stack
             pass
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        stack.settings.mongo(), tz_aware=True, event_listeners=[Finds()]
+        mongo_server.url, tz_aware=True, event_listeners=[Finds()]
     )
-    store = ConnectionStore.from_client(client, stack.settings.mongo_db, f"conn_{secrets.token_hex(4)}")
+    store = ConnectionStore.from_client(client, "fanout", f"conn_{secrets.token_hex(4)}")
     try:
         for i in range(20):
             await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
@@ -112,7 +115,7 @@ async def test_topics_and_broadcast_resolve(store: ConnectionStore) -> None:
     """Subscribed topics and broadcast both find live connections."""
     await store.put("t1", "u1", "h", "s", ttl_s=60)
     await store.put("t2", "u2", "h", "s", ttl_s=60)
-    assert await store.subscribe("t1", ["event:42"])
+    assert ["event:42"] == await store.subscribe("t1", ["event:42"], cap=10)
     assert ["t1"] == [c.connection_id for c in await _all(store, Target(topics=["event:42"]))]
     assert {"t1", "t2"} == {c.connection_id for c in await _all(store, Target(broadcast=True))}
 
@@ -136,6 +139,51 @@ async def test_touch_refreshes_expiry(store: ConnectionStore) -> None:
     """A ping moves expiresAt forward; an unknown connection reports False."""
     await store.put("x1", "u1", "h", "s", ttl_s=10)
     before = (await store.get("x1") or {})["expiresAt"]
-    assert await store.touch("x1", ttl_s=3600)
+    assert "u1" == await store.touch("x1", ttl_s=3600)
     assert (await store.get("x1") or {})["expiresAt"] > before
     assert not await store.touch("missing", ttl_s=10)
+
+
+async def test_malformed_records_are_skipped_and_reported(store: ConnectionStore) -> None:
+    """Records with a missing field or a wrong type are skipped and reported; the good ones beside them
+    (same user, and other users sharing the merged query) are all found."""
+    future = datetime.now(UTC) + timedelta(minutes=5)
+    good = {"domainName": "h", "stage": "s", "connectedAt": datetime.now(UTC), "expiresAt": future}
+    await store._col.insert_many(
+        [
+            {"connectionId": "ok1", "userId": "u1", **good},
+            {"connectionId": "ok2", "userId": "u2", **good},
+            {"connectionId": "bad-date", "userId": "u1", **(good | {"connectedAt": "yesterday"})},
+            {"connectionId": "no-stage", "userId": "u1", **{k: v for k, v in good.items() if k != "stage"}},
+            {"connectionId": "bad-domain", "userId": "u2", **(good | {"domainName": 42})},
+            {"connectionId": "user-list", "userId": ["u1", "u2"], **good},
+            {"connectionId": 7, "userId": "u2", **good},
+        ]
+    )
+    found = await asyncio.gather(_all(store, Target(user_ids=["u1"])), _all(store, Target(user_ids=["u2"])))
+    assert [["ok1"], ["ok2"]] == [[c.connection_id for c in conns] for conns in found]
+    assert {"bad-date", "no-stage", "bad-domain", "user-list", 7} == {d["connectionId"] for d in SKIPPED}
+
+
+async def test_a_lookup_error_fails_every_waiter(mongo_server: Server) -> None:
+    """When the merged query fails, every event waiting on it gets the error; none waits forever."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
+    store = ConnectionStore.from_client(client, "fanout", "never-used")
+    await client.close()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(_all(store, Target(user_ids=[f"u{i}"])) for i in range(3)), return_exceptions=True),
+        timeout=10,
+    )
+    assert all(isinstance(r, Exception) for r in results)
+
+
+async def test_a_connection_list_only_narrows_the_target(store: ConnectionStore) -> None:
+    """by_ids returns only listed connections that the body's own target addresses (and not excluded)."""
+    for cid, user in (("a1", "alice"), ("a2", "alice"), ("m1", "mallory"), ("t1", "tom")):
+        await store.put(cid, user, "h", "s", ttl_s=60)
+    await store.subscribe("t1", ["event:9"], cap=10)
+    target = Target(user_ids=["alice"], topics=["event:9"], exclude_connection_ids=["a2"])
+    found = [c.connection_id async for batch in store.by_ids(["a1", "a2", "m1", "t1"], target) for c in batch]
+    assert ["a1", "t1"] == sorted(found)
+    everyone = Target(broadcast=True)
+    assert 4 == len([c async for batch in store.by_ids(["a1", "a2", "m1", "t1"], everyone) for c in batch])

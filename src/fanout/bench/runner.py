@@ -36,10 +36,10 @@ from pymongo import MongoClient
 
 from fanout.bench import sink
 from fanout.config import Settings
-from fanout.dev import DEV_DEFAULTS, LocalStack
 from fanout.envelope import QueueBody
 from fanout.gateway.http import HttpClient
 from fanout.gateway.http import frame as frame_request
+from fanout.local.stack import DEV_DEFAULTS, LocalStack
 from fanout.publish import Publisher, build_event
 
 EVENT_TYPE = "notification.new"
@@ -280,10 +280,10 @@ class Bench:
     @property
     def worker_pid(self) -> int:
         assert self.stack is not None
-        for part in self.stack.parts:
-            if part.name == "worker" and part.process is not None:
-                return part.process.pid
-        raise RuntimeError("no worker process")
+        part = self.stack.worker
+        if part is None or part.process is None:
+            raise RuntimeError("no worker process")
+        return part.process.pid
 
     def audience(self, k: int, size: int) -> list[str]:
         start = (k * size) % len(self.users)
@@ -577,7 +577,8 @@ class Bench:
     async def restart_worker(self, processes: int) -> bool:
         """Replace the stack's worker with ``fanout worker --processes N``; False if that fails."""
         assert self.stack is not None
-        part = next(p for p in self.stack.parts if p.name == "worker")
+        part = self.stack.worker
+        assert part is not None
         assert part.process is not None
         part.process.terminate()
         await asyncio.to_thread(part.process.wait, 30)

@@ -36,7 +36,8 @@ class Outcome(enum.Enum):
     UNREACHABLE = "unreachable"  # connection refused, DNS, reset
     FORBIDDEN = "forbidden"  # 403: wrong endpoint, stage or permissions
     TOO_LARGE = "too_large"  # 413 PayloadTooLargeException
-    REJECTED = "rejected"  # any other 4xx
+    REJECTED = "rejected"  # any other 4xx, or a record whose endpoint is refused without a request
+    EXPIRED = "expired"  # not posted: the event expired while the post waited for a lane
 
     @property
     def retryable(self) -> bool:

@@ -31,22 +31,31 @@ class FanoutResult:
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)  # still failing after retries: worth another round
     refused: list[str] = field(default_factory=list)  # 403: misconfigured endpoint or permissions
+    users: dict[str, str] = field(default_factory=dict)  # user id of each failed or refused connection
     too_large: bool = False  # 413: no retry fixes the frame
     retries: int = 0
     attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
 
     @property
     def attempted(self) -> int:
-        return sum(self.outcomes.values())
+        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED]
+
+    def users_of(self, connection_ids: tuple[str, ...]) -> frozenset[str]:
+        """The users of some failed or refused connections."""
+        return frozenset(self.users[c] for c in connection_ids if c in self.users)
 
     def endpoint_down(self) -> bool:
         """Every post was refused at the socket: the management API itself is unreachable."""
         return bool(self.attempted) and self.outcomes[Outcome.UNREACHABLE] == self.attempted
 
+    def fail(self, conn: Connection, refused: bool = False) -> None:
+        (self.refused if refused else self.failed).append(conn.connection_id)
+        self.users[conn.connection_id] = conn.user_id
+
     def event_outcome(self) -> str:
         """The ``fanout_events_total`` outcome label."""
         if not self.attempted:
-            return "no_connections"
+            return "expired" if self.outcomes[Outcome.EXPIRED] else "no_connections"
         if not (self.failed or self.refused or self.too_large):
             return "delivered"
         return "partial" if self.outcomes[Outcome.OK] else "failed"
@@ -60,7 +69,8 @@ class _Event:
     digest: str
     label: str
     sent_at: float
-    deadline: float
+    deadline: float  # monotonic: no retry after it
+    expires_at: float  # epoch seconds: no post at all after it
     result: FanoutResult
     done: asyncio.Future[None]
     pending: int = 1  # one for deliver() itself until every connection is queued
@@ -113,17 +123,27 @@ class Deliverer:
         await asyncio.gather(*self._lanes, return_exceptions=True)
         self._lanes.clear()
 
-    async def connections(self, body: QueueBody, only: list[str] | None) -> AsyncIterator[list[Connection]]:
+    async def connections(
+        self, body: QueueBody, only: tuple[str, ...] | None
+    ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids."""
         started = time.perf_counter()
-        batches = self._store.by_ids(only) if only is not None else self._store.resolve(body.target)
+        store = self._store
+        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target)
         async for batch in batches:
             self._metrics.lookup_latency.observe(time.perf_counter() - started)
             yield batch
             started = time.perf_counter()
 
-    async def deliver(self, body: QueueBody, deadline: float, only: list[str] | None = None) -> FanoutResult:
-        """Post ``body``'s frame once to each of its connections before ``deadline`` (monotonic)."""
+    async def deliver(
+        self,
+        body: QueueBody,
+        deadline: float,
+        only: tuple[str, ...] | None = None,
+        expires_at: float = float("inf"),
+    ) -> FanoutResult:
+        """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
+        no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work."""
         if not self._lanes:
             self._lanes = [asyncio.create_task(self._lane()) for _ in range(self._lanes_wanted)]
         frame = body.client_frame
@@ -133,6 +153,7 @@ class Deliverer:
             metric_label(body.type),
             body.sent_at_epoch(),
             deadline,
+            expires_at,
             FanoutResult(),
             asyncio.get_running_loop().create_future(),
         )
@@ -180,18 +201,23 @@ class Deliverer:
 
     async def _post(self, conn: Connection, event: _Event) -> None:
         result = event.result
+        if time.time() > event.expires_at:  # it expired while queued behind other posts
+            result.outcomes[Outcome.EXPIRED] += 1
+            result.attempts[Outcome.EXPIRED] += 1
+            return
         outcome = await self._post_with_retries(conn, event)
         result.outcomes[outcome] += 1
         if outcome is Outcome.OK:
             self._timers_for(event.label)[1].observe(max(0.0, time.time() - event.sent_at))
         elif outcome is Outcome.GONE:
-            # Still gone after the grace retries of a young connection: leave it to the TTL.
-            if not self._young(conn) and await self._store.prune(conn):
+            if self._young(conn):  # API Gateway's connect race: try again in a later round, never prune
+                result.fail(conn)
+            elif await self._store.prune(conn):
                 self._metrics.pruned.inc()
         elif outcome.retryable:
-            result.failed.append(conn.connection_id)
+            result.fail(conn)
         elif outcome is Outcome.FORBIDDEN:
-            result.refused.append(conn.connection_id)
+            result.fail(conn, refused=True)
             log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
         elif outcome is Outcome.TOO_LARGE:
             result.too_large = True

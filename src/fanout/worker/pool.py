@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from fanout.config import Settings
+from fanout.health import health_app, serve
 from fanout.logging import get_logger
 
 log = get_logger("fanout.pool")
@@ -29,10 +31,18 @@ log = get_logger("fanout.pool")
 MAX_BACKOFF_S = 30.0
 
 
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, so no child outlives a killed parent."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _child_main(settings: Settings) -> None:
     """Entry point of one worker process."""
     from fanout import logging as fanout_logging
-    from fanout.dev import die_with_parent
     from fanout.worker.consumer import Worker
 
     die_with_parent()  # a supervisor killed with SIGKILL takes its workers with it
@@ -77,8 +87,6 @@ class Pool:
 
     async def main(self) -> int:
         """Run the pool; returns the exit code."""
-        self.settings.require_queue()
-        self.settings.mongo()
         metrics_dir = tempfile.mkdtemp(prefix="fanout-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by every spawned child
         loop = asyncio.get_running_loop()
@@ -182,27 +190,12 @@ class Pool:
         return False
 
     async def _serve(self, metrics_dir: str) -> web.AppRunner:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        def live() -> tuple[bool, dict[str, Any]]:
+            return self.alive() > 0, {"ok": self.alive() > 0, "processes": self.alive()}
 
-        async def metrics(_: web.Request) -> web.Response:
-            body = generate_latest(self._registry(metrics_dir))
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        def ready() -> tuple[bool, dict[str, Any]]:
+            ok = self.ready(self._registry(metrics_dir))
+            return ok, {"ready": ok, "processes": self.alive(), "wanted": self.processes}
 
-        async def healthz(_: web.Request) -> web.Response:
-            ok = self.alive() > 0
-            return web.json_response({"ok": ok, "processes": self.alive()}, status=200 if ok else 503)
-
-        async def readyz(_: web.Request) -> web.Response:
-            ready = self.ready(self._registry(metrics_dir))
-            body = {"ready": ready, "processes": self.alive(), "wanted": self.processes}
-            return web.json_response(body, status=200 if ready else 503)
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/readyz", readyz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        s = self.settings
-        await web.TCPSite(runner, s.metrics_host, s.metrics_port, reuse_address=True).start()
-        return runner
+        app = health_app(lambda: self._registry(metrics_dir), live, ready)
+        return await serve(app, self.settings.metrics_host, self.settings.metrics_port)

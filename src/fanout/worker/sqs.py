@@ -1,39 +1,16 @@
-"""SQS helpers for the worker: message attributes it uses, and batched deletes / visibility changes."""
+"""Batched SQS calls for the worker: deletes and visibility changes, ten at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
 from fanout.logging import get_logger
 
 log = get_logger("fanout.sqs")
 
-ATTR_REASON = "fanout-reason"  # why a message is in the DLQ
-ATTR_DETAIL = "fanout-detail"
-ATTR_ROUND = "fanout-round"  # remainder round number
-ATTR_ONLY = "fanout-connections"  # JSON list: deliver to these connection ids only
 RETRY_S = 1.0  # pause after a failed delete call before the next try
-ONLY_CHUNK = 4000  # ids per remainder message, well under SQS's size limit
-
-
-def attr(value: str | int) -> dict[str, str]:
-    """An SQS message attribute value."""
-    if isinstance(value, int):
-        return {"DataType": "Number", "StringValue": str(value)}
-    return {"DataType": "String", "StringValue": value}
-
-
-def read_attrs(message: dict[str, Any]) -> tuple[int, list[str] | None, str | None]:
-    """(round, only-these-connections, dlq reason) from a received message."""
-    attrs = message.get("MessageAttributes") or {}
-    round_ = int(attrs.get(ATTR_ROUND, {}).get("StringValue", 0))
-    only_raw = attrs.get(ATTR_ONLY, {}).get("StringValue")
-    only = json.loads(only_raw) if only_raw else None
-    reason = attrs.get(ATTR_REASON, {}).get("StringValue")
-    return round_, only, reason
 
 
 class Batcher:

@@ -21,18 +21,18 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pymongo import AsyncMongoClient
 
 from fanout.config import Settings
 from fanout.envelope import MAX_FRAME_BYTES
-from fanout.gateway.lifecycle import Lifecycle
+from fanout.lifecycle import ACTIONS, Lifecycle
+from fanout.local.emulator_metrics import GatewayMetrics
 from fanout.logging import get_logger
-from fanout.metrics import GatewayMetrics
-from fanout.store import ConnectionStore
+from fanout.store import ConnectionStore, mongo_client
 
 log = get_logger("fanout.gateway")
 
-CLIENT_ROUTES = frozenset({"ping", "subscribe", "notification.subscribe"})
+#: Like a deployed API: one route per action the lifecycle handles, everything else on $default.
+CLIENT_ROUTES = frozenset(ACTIONS)
 
 
 @dataclass
@@ -164,7 +164,7 @@ class Emulator:
     ) -> None:
         try:
             action = json.loads(data).get("action")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             action = None
         route = action if action in CLIENT_ROUTES else "$default"
         event = self._event(route, "MESSAGE", connection_id, request)
@@ -262,9 +262,7 @@ class Emulator:
 
 async def serve(settings: Settings, faults: Faults | None = None) -> None:
     """Run the emulator until SIGTERM/SIGINT."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongo(), tz_aware=True, serverSelectionTimeoutMS=settings.mongo_timeout_ms
-    )
+    client = mongo_client(settings)
     store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
     await store.ensure_indexes()
     domain = f"{settings.gateway_host}:{settings.gateway_port}"

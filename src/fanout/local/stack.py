@@ -6,9 +6,7 @@ Each part runs as its own process; the stack waits until each answers, and stops
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,24 +16,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit
-
-import boto3
 
 from fanout.config import Settings
 from fanout.errors import ConfigError
-
-MAX_RECEIVE_COUNT = 5  # SQS moves a message that keeps failing to the DLQ after this many receives
-
-
-def die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies, so no child outlives a killed stack."""
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+from fanout.local.queues import create_queues
+from fanout.worker.pool import die_with_parent
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -64,7 +51,10 @@ def _tcp_ok(host: str, port: int) -> bool:
 
 @dataclass
 class Part:
+    """One child process of the stack: how to start it and how to tell it answers."""
+
     name: str
+    slug: str  # its log file's name
     endpoint: str
     argv: list[str]
     ready: Callable[[], bool]
@@ -79,7 +69,11 @@ DEV_DEFAULTS = {"FANOUT_RECEIVE_WAIT_S": "5"}
 
 
 class LocalStack:
-    """Starts and stops the local stack described by a ``Settings`` (dev defaults)."""
+    """Starts and stops the local stack described by a ``Settings`` (dev defaults).
+
+    Its parts are attributes: ``moto``, ``mongo`` (None when an existing MongoDB is used), ``gateway``
+    and ``worker`` (None with ``worker=False``); ``parts`` lists those started, in order.
+    """
 
     def __init__(
         self,
@@ -90,69 +84,52 @@ class LocalStack:
         worker: bool = True,
     ) -> None:
         self.settings = settings
-        self.worker = worker
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fanout-dev-"))
         self.echo = echo
         self.parts: list[Part] = []
         self.env = {**DEV_DEFAULTS, **os.environ, "FANOUT_ENV": "dev"}
-
-    def _plan(self) -> list[Part]:
-        s = self.settings
+        s = settings
         py = sys.executable
         aws = urlsplit(s.sqs_endpoint() or "")
-        parts = [
-            Part(
-                "SQS+SNS (moto)",
-                f"{aws.scheme}://{aws.netloc}",
-                [py, "-m", "fanout.motoserver", "-H", aws.hostname or "127.0.0.1", "-p", str(aws.port)],
-                lambda: _http_ok(f"{aws.scheme}://{aws.netloc}/moto-api/"),
-            )
-        ]
+        self.moto = Part(
+            "SQS+SNS (moto)",
+            "moto",
+            f"{aws.scheme}://{aws.netloc}",
+            [py, "-m", "fanout.local.motoserver", "-H", aws.hostname or "127.0.0.1", "-p", str(aws.port)],
+            lambda: _http_ok(f"{aws.scheme}://{aws.netloc}/moto-api/"),
+        )
+        self.mongo: Part | None = None
         if self.embedded_mongo():
             mongo = urlsplit(s.mongo())
-            parts.append(
-                Part(
-                    "MongoDB (SecantusDB)",
-                    s.mongo(),
-                    [
-                        py,
-                        "-m",
-                        "secantus",
-                        "--host",
-                        mongo.hostname or "127.0.0.1",
-                        "--port",
-                        str(mongo.port),
-                        "--storage-path",
-                        ":memory:",
-                        "--log-level",
-                        "WARNING",
-                    ],
-                    lambda: _tcp_ok(mongo.hostname or "127.0.0.1", mongo.port or 27017),
-                )
-            )
+            host, port = mongo.hostname or "127.0.0.1", mongo.port or 27017
+            self.mongo = Part(
+                "MongoDB (SecantusDB)",
+                "mongodb",
+                s.mongo(),
+                [py, "-m", "secantus", "--host", host, "--port", str(port), "--storage-path", ":memory:",
+                 "--log-level", "WARNING"],
+                lambda: _tcp_ok(host, port),
+            )  # fmt: skip
         gw = f"{s.gateway_host}:{s.gateway_port}"
-        parts.append(
-            Part(
-                "API Gateway (emulator)",
-                f"ws://{gw}/{s.gateway_stage}  management http://{gw}/{s.gateway_stage}/@connections/{{id}}",
-                [py, "-m", "fanout", "gateway"],
-                lambda: _http_ok(f"http://{gw}/_emulator/stats"),
-                quiet=False,
-            )
+        self.gateway = Part(
+            "API Gateway (emulator)",
+            "gateway",
+            f"ws://{gw}/{s.gateway_stage}  management http://{gw}/{s.gateway_stage}/@connections/{{id}}",
+            [py, "-m", "fanout", "gateway"],
+            lambda: _http_ok(f"http://{gw}/_emulator/stats"),
+            quiet=False,
         )
-        if not self.worker:
-            return parts
-        metrics = f"http://{s.metrics_host}:{s.metrics_port}"
-        parts.append(
-            Part(
+        self.worker: Part | None = None
+        if worker:
+            metrics = f"http://{s.metrics_host}:{s.metrics_port}"
+            self.worker = Part(
+                "worker",
                 "worker",
                 f"{metrics}/metrics  {metrics}/healthz  {metrics}/readyz",
                 [py, "-m", "fanout", "worker", "--processes", "1"],
                 lambda: _http_ok(f"{metrics}/readyz"),
                 quiet=False,
             )
-        )
-        return parts
 
     def embedded_mongo(self) -> bool:
         """Start SecantusDB unless FANOUT_MONGO_URI names a MongoDB that already answers (or a remote one)."""
@@ -185,15 +162,15 @@ class LocalStack:
     def start(self, timeout_s: float = 60) -> None:
         """Start every part in order, waiting until each answers."""
         self.check_ports()
-        for part in self._plan():
-            self._start(part, timeout_s)
-            if part.name.startswith("SQS"):
-                self.create_queues()
+        self._start(self.moto, timeout_s)
+        self.create_queues()
+        for part in (self.mongo, self.gateway, self.worker):
+            if part is not None:
+                self._start(part, timeout_s)
 
     def _start(self, part: Part, timeout_s: float) -> None:
-        slug = part.name.split()[0].lower().replace("+", "-")
         if part.quiet:
-            part.log = open(self.log_dir / f"{slug}.log", "wb")  # noqa: SIM115 - closed in stop()
+            part.log = open(self.log_dir / f"{part.slug}.log", "wb")  # noqa: SIM115 - closed in stop()
         part.process = subprocess.Popen(
             part.argv,
             env=self.env,
@@ -213,28 +190,8 @@ class LocalStack:
         self.echo(f"  {part.name:<24} {part.endpoint}")
 
     def create_queues(self) -> dict[str, str]:
-        """Create the queue, its DLQ (redrive policy) and the topic subscribed to the queue; idempotent."""
-        s = self.settings
-        kwargs: dict[str, Any] = s.aws_client_kwargs()
-        sqs = boto3.client("sqs", **kwargs)
-        sns = boto3.client("sns", **kwargs)
-        dlq_url = sqs.create_queue(QueueName=s.dlq_name)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
-        queue_url = sqs.create_queue(
-            QueueName=s.queue_name,
-            Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(s.visibility_timeout_s)},
-        )["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        sqs.close()
-        sns.close()
-        return {"queue": queue_url, "dlq": dlq_url, "topic": topic_arn}
+        """Create the queue, its DLQ and the topic subscribed to the queue; idempotent."""
+        return create_queues(self.settings)
 
     def stop(self, timeout_s: float = 15) -> None:
         """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``. The worker goes
@@ -242,7 +199,7 @@ class LocalStack:
         for part in reversed(self.parts):
             if part.process and part.process.poll() is None:
                 part.process.terminate()
-                if part.name == "worker":
+                if part is self.worker:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         part.process.wait(timeout_s)
         for part in reversed(self.parts):

@@ -1,7 +1,7 @@
 """The local stack's moto: a message sent during deletes is kept, and retention still applies.
 
 moto's request threads are driven directly here, with a short GIL switch interval so that they
-interleave often; without ``fanout.motoserver.patch`` the first test fails nearly every run.
+interleave often; without ``fanout.local.motoserver.patch`` the first test fails nearly every run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from moto.sqs.models import sqs_backends
 
-from fanout import motoserver
+from fanout.local import motoserver
 
 
 @pytest.fixture

@@ -1,0 +1,142 @@
+"""The message attributes the worker reads and writes: one home for the worker, DLQ tools and publisher.
+
+A publisher sets none of them. The worker writes ``fanout-round`` and ``fanout-connections`` on the
+remainders it puts back on its own queue, and ``fanout-reason``/``fanout-detail`` (plus the connections
+that failed) on what it dead-letters. Because anyone who can send to the queue can also set them, they are
+validated on receipt: a value the worker would not have written makes the message invalid
+(``bad_attribute``), and a ``fanout-connections`` list only ever narrows the body's own target.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fanout.errors import InvalidMessage
+
+REASON = "fanout-reason"  # why a message is in the DLQ
+DETAIL = "fanout-detail"  # a human-readable detail of the reason, at most DETAIL_CHARS
+ROUND = "fanout-round"  # remainder round number
+CONNECTIONS = "fanout-connections"  # JSON list: deliver to these connection ids only
+
+#: SQS's limit for one message, counting the body and every attribute's name, type and value.
+MAX_MESSAGE_BYTES = 1024 * 1024
+MAX_ROUND = 100
+MAX_IDS = 50_000
+DETAIL_CHARS = 512
+#: API Gateway connection ids are short base64-like strings (``L0SM9cOFvHcCIhw=``).
+CONNECTION_ID = re.compile(r"[A-Za-z0-9_=+/.:-]{1,128}")
+
+Attrs = dict[str, dict[str, str]]
+
+
+def string(value: str) -> dict[str, str]:
+    """An SQS String attribute value."""
+    return {"DataType": "String", "StringValue": value}
+
+
+def number(value: int) -> dict[str, str]:
+    """An SQS Number attribute value."""
+    return {"DataType": "Number", "StringValue": str(value)}
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What the worker-owned attributes of a received message say: its round, and whom it is still for."""
+
+    round: int = 0
+    only: tuple[str, ...] | None = None  # a remainder: these connections, within the body's target
+
+    @property
+    def is_remainder(self) -> bool:
+        return self.only is not None
+
+
+def _value(attrs: Mapping[str, Any], name: str, data_type: str) -> str | None:
+    entry = attrs.get(name)
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping) or not str(entry.get("DataType", "")).startswith(data_type):
+        raise InvalidMessage("bad_attribute", f"{name} is not a {data_type} attribute")
+    value = entry.get("StringValue")
+    if not isinstance(value, str):
+        raise InvalidMessage("bad_attribute", f"{name} has no string value")
+    return value
+
+
+def read(attrs: Mapping[str, Any] | None) -> Routing:
+    """The routing of a received message; ``InvalidMessage("bad_attribute")`` for a value the worker
+    would never write (a wrong type, a round out of range, a connection list that is not a list of ids)."""
+    if not attrs:
+        return Routing()
+    round_raw = _value(attrs, ROUND, "Number")
+    round_ = 0
+    if round_raw is not None:
+        if not (round_raw.isascii() and round_raw.isdigit() and len(round_raw) <= 3):
+            raise InvalidMessage("bad_attribute", f"{ROUND} is not a whole number")
+        round_ = int(round_raw)
+        if round_ > MAX_ROUND:
+            raise InvalidMessage("bad_attribute", f"{ROUND} over {MAX_ROUND}")
+    only_raw = _value(attrs, CONNECTIONS, "String")
+    if only_raw is None:
+        return Routing(round_)
+    try:
+        ids = json.loads(only_raw)
+    except (ValueError, RecursionError):
+        raise InvalidMessage("bad_attribute", f"{CONNECTIONS} is not JSON") from None
+    if not isinstance(ids, list) or not 0 < len(ids) <= MAX_IDS:
+        raise InvalidMessage("bad_attribute", f"{CONNECTIONS} is not a list of 1 to {MAX_IDS} ids")
+    if not all(isinstance(i, str) and CONNECTION_ID.fullmatch(i) for i in ids):
+        raise InvalidMessage("bad_attribute", f"{CONNECTIONS} holds a value that is not a connection id")
+    return Routing(round_, tuple(dict.fromkeys(ids)))
+
+
+def reason_of(attrs: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(reason, detail) of a dead-lettered message; SQS's own redrive sets neither."""
+    attrs = attrs or {}
+    reason = attrs.get(REASON, {}).get("StringValue") if isinstance(attrs.get(REASON), Mapping) else None
+    detail = attrs.get(DETAIL, {}).get("StringValue") if isinstance(attrs.get(DETAIL), Mapping) else None
+    return (reason if isinstance(reason, str) else "receive_count_exceeded"), (
+        detail if isinstance(detail, str) else ""
+    )
+
+
+def remainder(round_: int, ids: Sequence[str]) -> Attrs:
+    """The attributes of a remainder message."""
+    return {ROUND: number(round_), CONNECTIONS: string(json.dumps(list(ids), separators=(",", ":")))}
+
+
+def dead_letter(reason: str, detail: str, ids: Sequence[str] = ()) -> Attrs:
+    """The attributes of a dead-lettered message."""
+    attrs = {REASON: string(reason), DETAIL: string(detail[:DETAIL_CHARS] or reason)}
+    if ids:
+        attrs[CONNECTIONS] = string(json.dumps(list(ids), separators=(",", ":")))
+    return attrs
+
+
+def size(body: str, attrs: Mapping[str, Mapping[str, str]]) -> int:
+    """The bytes SQS counts against ``MAX_MESSAGE_BYTES``: the body and each attribute's parts."""
+    total = len(body.encode())
+    for name, value in attrs.items():
+        total += len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+    return total
+
+
+def chunks(ids: Sequence[str], room: int) -> list[list[str]]:
+    """Split ``ids`` into lists whose JSON fits in ``room`` bytes (and ``MAX_IDS``) each; none is lost."""
+    out: list[list[str]] = []
+    current: list[str] = []
+    used = 2  # the brackets
+    for cid in ids:
+        cost = len(cid.encode()) + 3  # quotes and comma
+        if current and (used + cost > room or len(current) >= MAX_IDS):
+            out.append(current)
+            current, used = [], 2
+        current.append(cid)
+        used += cost
+    if current:
+        out.append(current)
+    return out

@@ -1,0 +1,46 @@
+"""``subscribe``, ``notification.subscribe`` and ``unsubscribe``: topic interests on the connection record.
+
+Each is answered with the connection's resulting topic list. A subscription is authorized topic by
+topic (``access.AccessPolicy``); one refused topic refuses the frame, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fanout.lifecycle.access import valid_topic
+from fanout.lifecycle.context import Frame, Services
+from fanout.lifecycle.replies import Response, error, reply
+
+#: Topics one connection may hold in total, over all its frames.
+MAX_TOPICS = 100
+
+
+def _topics(frame: Frame) -> list[str] | None:
+    topics: Any = frame.body.get("topics", [])
+    if not isinstance(topics, list) or len(topics) > MAX_TOPICS or not all(valid_topic(t) for t in topics):
+        return None
+    return list(dict.fromkeys(topics))
+
+
+async def subscribe(services: Services, frame: Frame) -> Response:
+    """Add the frame's ``topics``; answered with ``subscribe.ok`` and the resulting list."""
+    topics = _topics(frame)
+    if topics is None:
+        return error("bad_topics", frame.reply_to, pattern="kind:id", max=MAX_TOPICS)
+    for topic in topics:
+        if not await services.access.allows(frame.user_id, topic):
+            return error("forbidden_topic", frame.reply_to, topic=topic)
+    held = await services.store.subscribe(frame.connection_id, topics, MAX_TOPICS)
+    if held is None:
+        return error("too_many_topics", frame.reply_to, max=MAX_TOPICS)
+    return reply("subscribe.ok", {"topics": held}, frame.reply_to)
+
+
+async def unsubscribe(services: Services, frame: Frame) -> Response:
+    """Remove the frame's ``topics``; answered with ``unsubscribe.ok`` and the resulting list."""
+    topics = _topics(frame)
+    if topics is None:
+        return error("bad_topics", frame.reply_to, pattern="kind:id", max=MAX_TOPICS)
+    held = await services.store.unsubscribe(frame.connection_id, topics)
+    return reply("unsubscribe.ok", {"topics": held}, frame.reply_to)

@@ -1,0 +1,24 @@
+"""Queue URLs: the configured URL wins, else the URL SQS gives for the configured name. One place for
+the worker, the DLQ tools and the publisher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fanout.config import Settings
+
+
+def _wanted(settings: Settings, dlq: bool) -> tuple[str | None, str]:
+    return (settings.dlq_url, settings.dlq_name) if dlq else (settings.queue_url, settings.queue_name)
+
+
+def url(sqs: Any, settings: Settings, *, dlq: bool = False) -> str:
+    """The events queue's URL (or the DLQ's), with a boto3 client."""
+    known, name = _wanted(settings, dlq)
+    return known or str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+
+
+async def aurl(sqs: Any, settings: Settings, *, dlq: bool = False) -> str:
+    """The events queue's URL (or the DLQ's), with an aiobotocore client."""
+    known, name = _wanted(settings, dlq)
+    return known or str((await sqs.get_queue_url(QueueName=name))["QueueUrl"])

@@ -1,0 +1,120 @@
+"""What happens to a message: decided by pure functions from its record, its policy, the fan-out's result
+and the clock. ``worker/settle.py`` carries the decision out; nothing here touches SQS.
+
+Every message ends in one of: delete (done, expired, or after writing what follows), a remainder put
+back for the connections that still failed, a dead letter with its reason, or a release to be received
+again (a dependency failed, or the worker is stopping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fanout.catalog import Policy
+from fanout.worker.delivery import FanoutResult
+from fanout.worker.received import Received
+
+OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection
+MAX_DELAY_S = 900  # SQS's longest DelaySeconds
+MAX_RELEASE_S = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Remainder:
+    """Put the event back for ``ids`` only, as round ``round``, visible after ``delay_s``."""
+
+    ids: tuple[str, ...]
+    users: frozenset[str]  # their users: the remainder's target narrows to them
+    round: int
+    delay_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Copy the message to the DLQ with ``reason`` (and the connections it concerns)."""
+
+    reason: str
+    detail: str
+    ids: tuple[str, ...] = ()
+    users: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Fate:
+    """The decision for one received message."""
+
+    outcome: str  # the fanout_events_total outcome
+    delete: bool = True  # delete it once the remainder and dead letters below are written
+    release_after_s: int | None = None  # instead of deleting: visible again after this long
+    remainder: Remainder | None = None
+    dead_letters: tuple[DeadLetter, ...] = field(default=())
+    outage: bool = False  # every post found the management API unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """Fan the event out: retries may go on for ``budget_s``; no post may start after ``expires_at``."""
+
+    budget_s: float
+    expires_at: float  # epoch seconds
+
+
+def expires_at(msg: Received, policy: Policy) -> float:
+    """When the event stops being worth delivering: ``meta.expiresAt``, else ``sentAt`` + the type's age."""
+    assert msg.body is not None
+    meta = msg.body.meta.expires_at
+    return meta.timestamp() if meta is not None else msg.body.sent_at_epoch() + policy.max_age_s
+
+
+def before(msg: Received, policy: Policy, now: float, visibility_s: float) -> Fate | Deliver:
+    """Before any post: dead-letter what is invalid, drop what has expired, otherwise deliver."""
+    if msg.invalid is not None:
+        return Fate("invalid", dead_letters=(DeadLetter(msg.invalid.reason, msg.invalid.detail),))
+    expiry = expires_at(msg, policy)
+    if now > expiry:
+        return Fate("expired")
+    return Deliver(min(visibility_s * 4, max(1.0, expiry - now)), expiry)
+
+
+def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
+    """After the fan-out: delete, with a remainder for what still failed or dead letters for what cannot."""
+    outcome = result.event_outcome()
+    if result.too_large:
+        return Fate(outcome, dead_letters=(DeadLetter("too_large", "management API answered 413"),))
+    letters: list[DeadLetter] = []
+    if result.refused:
+        refused = tuple(result.refused)
+        letters.append(
+            DeadLetter("forbidden", "management API answered 403", refused, result.users_of(refused))
+        )
+    remainder = None
+    failed = tuple(result.failed)
+    if failed and result.endpoint_down():
+        # An outage, not this event's fault: keep the round; the event's own expiry bounds the tries.
+        remainder = Remainder(failed, result.users_of(failed), msg.round, OUTAGE_DELAY_S)
+    elif failed and msg.round < policy.rounds:
+        nxt = msg.round + 1
+        remainder = Remainder(failed, result.users_of(failed), nxt, min(MAX_DELAY_S, 2**nxt))
+    elif failed:
+        letters.append(
+            DeadLetter("retries_exhausted", f"{len(failed)} connections", failed, result.users_of(failed))
+        )
+    return Fate(
+        outcome,
+        remainder=remainder,
+        dead_letters=tuple(letters),
+        outage=bool(failed) and result.endpoint_down(),
+    )
+
+
+def on_error(msg: Received, error: BaseException, *, stopping: bool, max_receives: int) -> Fate:
+    """The fan-out raised (a dependency failed) or was cancelled: release it to be received again.
+
+    On its last receive before SQS's own redrive it is dead-lettered here instead, with the error as
+    its reason, so no message reaches the DLQ without one.
+    """
+    if stopping:
+        return Fate("released", delete=False, release_after_s=0)
+    if msg.receive_count >= max_receives - 1:
+        return Fate("failed", dead_letters=(DeadLetter("handler_error", type(error).__name__),))
+    return Fate("released", delete=False, release_after_s=min(MAX_RELEASE_S, 2**msg.receive_count))

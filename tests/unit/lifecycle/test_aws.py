@@ -1,0 +1,204 @@
+"""The Lambda entry point fed with the events API Gateway really sends, against a real MongoDB (SecantusDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from pymongo import MongoClient
+
+from fanout.config import DEV_JWT_SECRET
+from fanout.errors import ConfigError
+from fanout.lifecycle import aws
+from fanout.tokens import sign
+from tests.conftest import Server
+from tests.unit.lifecycle import events
+
+KEY = "k" * 40
+
+
+@pytest.fixture
+def handler(
+    mongo_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, MongoClient[dict[str, Any]]]]:
+    """``lambda_handler`` configured as a deployed function; the records collection to look at."""
+    db = f"lc_{secrets.token_hex(4)}"
+    for key, value in {
+        "FANOUT_ENV": "production",
+        "FANOUT_MONGO_URI": mongo_server.url,
+        "FANOUT_MONGO_DB": db,
+        "FANOUT_JWT_SECRET": KEY,
+        "AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle",
+    }.items():
+        monkeypatch.setenv(key, value)
+    mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url, tz_aware=True)
+    yield aws.lambda_handler, mongo
+    mongo.drop_database(db)
+    mongo.close()
+    _reset()
+
+
+def _reset() -> None:
+    if aws._loop is not None and aws._lifecycle is not None:
+        aws._loop.run_until_complete(aws._lifecycle.services.store._col.database.client.close())
+        aws._loop.close()
+    aws._loop = aws._lifecycle = None
+
+
+def _frame(answer: dict[str, Any]) -> dict[str, Any]:
+    assert 200 == answer["statusCode"]
+    return dict(json.loads(answer["body"]))
+
+
+def test_connect_stores_the_user_of_the_token_and_disconnect_removes_it(handler: Any) -> None:
+    """$connect with a valid token stores the record with the token's user; $disconnect deletes it."""
+    call, mongo = handler
+    assert 200 == call(events.connect("c1", token=sign("u1", KEY)), None)["statusCode"]
+    record = mongo[aws._lifecycle.services.settings.mongo_db].websocketconnections.find_one(
+        {"connectionId": "c1"}
+    )
+    assert record is not None
+    assert ("u1", events.DOMAIN, "production") == (record["userId"], record["domainName"], record["stage"])
+    assert 200 == call(events.disconnect("c1"), None)["statusCode"]
+    assert mongo[aws._lifecycle.services.settings.mongo_db].websocketconnections.count_documents({}) == 0
+
+
+def test_connect_accepts_a_bearer_header(handler: Any) -> None:
+    """The token may come as `Authorization: Bearer` instead of the query string."""
+    call, _ = handler
+    assert 200 == call(events.connect("c2", bearer=sign("u2", KEY)), None)["statusCode"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "not-a-jwt", sign("u1", "x" * 40), sign("u1", KEY, ttl_s=-10), sign("u1", DEV_JWT_SECRET)],
+    ids=["missing", "empty", "garbage", "other key", "expired", "development key"],
+)
+def test_connect_without_a_valid_token_is_401(handler: Any, token: str | None) -> None:
+    """A missing, garbage, forged, expired or development-signed token is refused with 401."""
+    call, _ = handler
+    assert 401 == call(events.connect("c3", token=token), None)["statusCode"]
+
+
+def test_frames_are_answered_on_their_route_and_on_default(handler: Any) -> None:
+    """A ping on its own route and on $default is answered with ping.pong echoing the frame's id."""
+    call, _ = handler
+    call(events.connect("c4", token=sign("u4", KEY)), None)
+    on_route = _frame(call(events.message("c4", '{"action":"ping","id":"f1"}', route="ping"), None))
+    assert ("ping.pong", "f1") == (on_route["type"], on_route["replyTo"])
+    on_default = _frame(call(events.message("c4", '{"action":"ping"}'), None))
+    assert "ping.pong" == on_default["type"]
+
+
+MALFORMED_FRAMES = [
+    ("no body", None, "bad_frame"),
+    ("empty body", "", "bad_frame"),
+    ("not json", "hello", "bad_frame"),
+    ("a json array", "[1,2]", "bad_frame"),
+    ("deep nesting", "[" * 100_000 + "]" * 100_000, "bad_frame"),
+    ("nan", '{"action":"ping","x":NaN}', "bad_frame"),
+    ("no action", '{"hello":1}', "unknown_action"),
+    ("action not a string", '{"action":["ping"]}', "unknown_action"),
+    ("unknown action", '{"action":"chat.delete_everything"}', "unknown_action"),
+    ("topics not a list", '{"action":"subscribe","topics":"event:1"}', "bad_topics"),
+    ("topic of no kind", '{"action":"subscribe","topics":["lobby"]}', "bad_topics"),
+    ("another user's topic", '{"action":"subscribe","topics":["user:someone-else"]}', "forbidden_topic"),
+    ("a gated kind", '{"action":"subscribe","topics":["organization:7"]}', "forbidden_topic"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "code"), MALFORMED_FRAMES, ids=[m[0] for m in MALFORMED_FRAMES])
+def test_every_unusable_frame_gets_a_system_error(
+    handler: Any, case: str, body: str | None, code: str
+) -> None:
+    """Frames the lifecycle cannot use are answered with system.error and a code, never an exception."""
+    call, _ = handler
+    call(events.connect("c5", token=sign("u5", KEY)), None)
+    answer = _frame(call(events.message("c5", body), None))
+    assert ("system.error", code) == (answer["type"], answer["payload"]["code"])
+
+
+def test_a_frame_from_an_unknown_connection_is_refused(handler: Any) -> None:
+    """A frame whose connection has no record gets system.error unknown_connection."""
+    call, _ = handler
+    answer = _frame(call(events.message("ghost", '{"action":"ping"}'), None))
+    assert "unknown_connection" == answer["payload"]["code"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"requestContext": None},
+        {"requestContext": {"routeKey": "$connect"}},
+        {"requestContext": {"connectionId": 7}},
+    ],
+    ids=["empty", "context null", "no connection id", "connection id not a string"],
+)
+def test_malformed_events_are_a_400(handler: Any, event: dict[str, Any]) -> None:
+    """An event without a usable requestContext is answered 400, not with an exception."""
+    call, _ = handler
+    assert 400 == call(event, None)["statusCode"]
+
+
+def test_a_deployed_handler_refuses_development_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside Lambda, FANOUT_ENV=dev (and so the development key) is refused, whatever else is set."""
+    monkeypatch.setenv("FANOUT_ENV", "dev")
+    with pytest.raises(ConfigError, match="refuses FANOUT_ENV=dev"):
+        aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+
+
+def test_a_deployed_handler_needs_a_key(monkeypatch: pytest.MonkeyPatch, mongo_server: Server) -> None:
+    """In production without FANOUT_JWT_SECRET or its ARN the handler refuses to start."""
+    monkeypatch.setenv("FANOUT_ENV", "production")
+    monkeypatch.setenv("FANOUT_MONGO_URI", mongo_server.url)
+    with pytest.raises(ConfigError, match="FANOUT_JWT_SECRET"):
+        aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+
+
+def test_the_key_can_come_from_secrets_manager(monkeypatch: pytest.MonkeyPatch, moto_server: Server) -> None:
+    """FANOUT_JWT_SECRET_ARN names a Secrets Manager secret whose value becomes the key."""
+    sm = boto3.client("secretsmanager", endpoint_url=moto_server.url, region_name="us-east-1")
+    arn = sm.create_secret(Name=f"jwt-{secrets.token_hex(4)}", SecretString=KEY)["ARN"]
+    uri = sm.create_secret(
+        Name=f"mongo-{secrets.token_hex(4)}", SecretString=json.dumps({"uri": "mongodb://db:1"})
+    )
+    for key, value in {
+        "FANOUT_ENV": "production",
+        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
+        "FANOUT_JWT_SECRET_ARN": arn,
+        "FANOUT_MONGO_SECRET_ARN": uri["ARN"],
+        "FANOUT_MONGO_SECRET_FIELD": "uri",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+    assert KEY == settings.jwt_key()
+    assert "mongodb://db:1" == settings.mongo()
+
+
+def test_a_development_key_stored_as_a_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch, moto_server: Server
+) -> None:
+    """Even from Secrets Manager, the development key cannot become a production key."""
+    sm = boto3.client("secretsmanager", endpoint_url=moto_server.url, region_name="us-east-1")
+    arn = sm.create_secret(Name=f"jwt-{secrets.token_hex(4)}", SecretString=DEV_JWT_SECRET)["ARN"]
+    for key, value in {
+        "FANOUT_ENV": "production",
+        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
+        "FANOUT_JWT_SECRET_ARN": arn,
+        "FANOUT_MONGO_URI": "mongodb://db:1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match="development key"):
+        aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+
+
+def test_no_event_loop_is_left_running() -> None:
+    """The handler runs its own loop: calling it from a test thread without one is the Lambda situation."""
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()

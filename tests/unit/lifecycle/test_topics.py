@@ -1,0 +1,135 @@
+"""Topic subscriptions: authorized per kind, capped per connection in total, acknowledged with the list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from fanout.lifecycle import Lifecycle
+from fanout.lifecycle.topics import MAX_TOPICS
+from fanout.store import ConnectionStore, mongo_client
+from tests.conftest import Server, dev_settings
+from tests.unit.lifecycle import events
+
+CALLS: list[tuple[str, str]] = []
+
+
+def members_only(user_id: str, topic: str) -> bool:
+    """A product check for tests: organization 7 admits u1; conversations are refused."""
+    CALLS.append((user_id, topic))
+    return topic == "organization:7" and user_id == "u1"
+
+
+async def async_check(user_id: str, topic: str) -> bool:
+    """An asynchronous product check, which may ask another service."""
+    await asyncio.sleep(0)
+    return topic.endswith(":open")
+
+
+@pytest.fixture
+async def lifecycle(mongo_server: Server, request: pytest.FixtureRequest) -> AsyncIterator[Lifecycle]:
+    policy = getattr(request, "param", None)
+    settings = dev_settings(mongo=mongo_server, topic_policy=policy)
+    client = mongo_client(settings)
+    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
+    await store.ensure_indexes()
+    lc = Lifecycle(store, settings)
+    for cid, user in (("c1", "u1"), ("c2", "u2")):
+        await store.put(cid, user, events.DOMAIN, "production", ttl_s=60)
+    yield lc
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+async def _send(lc: Lifecycle, cid: str, frame: dict[str, Any]) -> dict[str, Any]:
+    answer = await lc.handle(events.message(cid, json.dumps(frame)))
+    return dict(json.loads(answer["body"]))
+
+
+async def test_own_user_topic_and_public_kinds_are_allowed(lifecycle: Lifecycle) -> None:
+    """A client may follow user:<own id> and event:<id>; the answer lists what the connection holds."""
+    answer = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["user:u1", "event:42"]})
+    assert ("subscribe.ok", ["user:u1", "event:42"]) == (answer["type"], answer["payload"]["topics"])
+
+
+async def test_a_refusal_names_the_topic_and_stores_nothing(lifecycle: Lifecycle) -> None:
+    """Subscribing to another user's topic is refused with the topic named; the allowed ones are not kept."""
+    answer = await _send(lifecycle, "c2", {"action": "subscribe", "topics": ["event:1", "user:u1"]})
+    assert ("system.error", "forbidden_topic", "user:u1") == (
+        answer["type"],
+        answer["payload"]["code"],
+        answer["payload"]["topic"],
+    )
+    assert "topics" not in (await lifecycle.services.store.get("c2") or {})
+
+
+async def test_the_cap_holds_over_many_frames(lifecycle: Lifecycle) -> None:
+    """Frames of a few topics each cannot together exceed the per-connection total."""
+    for start in range(0, MAX_TOPICS, 10):
+        answer = await _send(
+            lifecycle,
+            "c1",
+            {"action": "subscribe", "topics": [f"event:{i}" for i in range(start, start + 10)]},
+        )
+        assert "subscribe.ok" == answer["type"]
+    over = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["event:one-more"]})
+    assert ("system.error", "too_many_topics") == (over["type"], over["payload"]["code"])
+    again = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["event:0"]})  # already held: fine
+    assert MAX_TOPICS == len(again["payload"]["topics"])
+    assert MAX_TOPICS == len((await lifecycle.services.store.get("c1") or {})["topics"])
+
+
+async def test_concurrent_frames_cannot_pass_the_cap_together(lifecycle: Lifecycle) -> None:
+    """Twenty concurrent frames of ten new topics each leave at most the cap stored."""
+    frames = [
+        _send(lifecycle, "c1", {"action": "subscribe", "topics": [f"event:{k}-{i}" for i in range(10)]})
+        for k in range(20)
+    ]
+    answers = await asyncio.gather(*frames)
+    stored = (await lifecycle.services.store.get("c1") or {})["topics"]
+    assert len(stored) <= MAX_TOPICS
+    assert 10 * sum(a["type"] == "subscribe.ok" for a in answers) == len(stored)
+
+
+async def test_unsubscribe_answers_the_remaining_list(lifecycle: Lifecycle) -> None:
+    """unsubscribe removes topics and acknowledges with what is left."""
+    await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["event:1", "event:2"]})
+    answer = await _send(lifecycle, "c1", {"action": "unsubscribe", "topics": ["event:1"], "id": "u-1"})
+    assert ("unsubscribe.ok", ["event:2"], "u-1") == (
+        answer["type"],
+        answer["payload"]["topics"],
+        answer["replyTo"],
+    )
+
+
+@pytest.mark.parametrize("lifecycle", ["tests.unit.lifecycle.test_topics:members_only"], indirect=True)
+async def test_gated_kinds_ask_the_product_check(lifecycle: Lifecycle) -> None:
+    """Organization and conversation topics go to the configured check; own and public kinds do not."""
+    CALLS.clear()
+    ok = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["organization:7", "event:3"]})
+    refused = await _send(lifecycle, "c2", {"action": "subscribe", "topics": ["organization:7"]})
+    assert "subscribe.ok" == ok["type"]
+    assert "forbidden_topic" == refused["payload"]["code"]
+    assert [("u1", "organization:7"), ("u2", "organization:7")] == CALLS
+
+
+@pytest.mark.parametrize("lifecycle", ["tests.unit.lifecycle.test_topics:async_check"], indirect=True)
+async def test_an_asynchronous_check_is_awaited(lifecycle: Lifecycle) -> None:
+    """A check returning an awaitable is awaited; only True allows."""
+    ok = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["conversation:open"]})
+    refused = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["conversation:c9"]})
+    assert ("subscribe.ok", "forbidden_topic") == (ok["type"], refused["payload"]["code"])
+
+
+def test_an_unloadable_check_is_a_config_error(mongo_server: Server) -> None:
+    """A FANOUT_TOPIC_POLICY that names nothing stops the lifecycle from starting."""
+    from fanout.errors import ConfigError
+
+    settings = dev_settings(mongo=mongo_server, topic_policy=f"no_such_module_{secrets.token_hex(2)}:check")
+    with pytest.raises(ConfigError, match="FANOUT_TOPIC_POLICY"):
+        Lifecycle(ConnectionStore.from_client(mongo_client(settings), "x", "y"), settings)

@@ -1,0 +1,176 @@
+"""The fate of a message, decided from its record, its policy, the fan-out's result and the clock."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from fanout import attributes
+from fanout.catalog import Policy
+from fanout.gateway.client import Outcome
+from fanout.worker import fate
+from fanout.worker.delivery import FanoutResult
+from fanout.worker.fate import DeadLetter, Deliver, Fate, Remainder
+from fanout.worker.received import Received, parse
+from tests.corpus import valid
+
+NOW = 1_800_000_000.0  # 2027-01-15
+SENT = "2027-01-15T07:59:50.000Z"  # ten seconds before NOW
+POLICY = Policy(max_age_s=60, rounds=3)
+
+
+def message(body: str | None = None, round_: int | None = None, receives: int = 1) -> Received:
+    attrs = {attributes.ROUND: attributes.number(round_)} if round_ is not None else {}
+    raw = json.dumps(valid(sentAt=SENT)) if body is None else body
+    return parse(
+        {
+            "ReceiptHandle": "r1",
+            "MessageId": "m1",
+            "Body": raw,
+            "MessageAttributes": attrs,
+            "Attributes": {"ApproximateReceiveCount": str(receives), "SentTimestamp": "1800000000000"},
+        }
+    )
+
+
+@dataclass
+class Posts:
+    """A fan-out result described by what each connection's posts came to."""
+
+    ok: int = 0
+    failed: tuple[str, ...] = ()  # retryable, still failing
+    refused: tuple[str, ...] = ()  # 403
+    unreachable: bool = False  # the failures were refused at the socket
+    too_large: bool = False
+
+    def result(self) -> FanoutResult:
+        result = FanoutResult()
+        result.outcomes[Outcome.OK] = self.ok
+        result.outcomes[Outcome.UNREACHABLE if self.unreachable else Outcome.SERVER_ERROR] = len(self.failed)
+        result.outcomes[Outcome.FORBIDDEN] = len(self.refused)
+        result.failed = list(self.failed)
+        result.refused = list(self.refused)
+        result.users = {c: "u1" for c in (*self.failed, *self.refused)}
+        if self.too_large:
+            result.outcomes[Outcome.TOO_LARGE] += 1
+            result.too_large = True
+        return result
+
+
+BEFORE = [
+    ("deliverable", message(), Deliver(budget_s=50.0, expires_at=NOW + 50)),
+    (
+        "expired by the type's age",
+        message(json.dumps(valid(sentAt="2027-01-15T07:58:00.000Z"))),
+        Fate("expired"),
+    ),
+    (
+        "expired by meta.expiresAt",
+        message(json.dumps(valid(sentAt=SENT, meta={"expiresAt": "2027-01-15T07:59:59.000Z"}))),
+        Fate("expired"),
+    ),
+    ("invalid body", message("not json"), Fate("invalid", dead_letters=(DeadLetter("not_json", ""),))),
+]
+
+
+@pytest.mark.parametrize(("case", "msg", "expected"), BEFORE, ids=[c[0] for c in BEFORE])
+def test_before_the_fan_out(case: str, msg: Received, expected: Fate | Deliver) -> None:
+    """Invalid bodies are dead-lettered, expired events dropped, the rest delivered within their expiry."""
+    decided = fate.before(msg, POLICY, NOW, visibility_s=30)
+    if isinstance(expected, Fate) and expected.dead_letters:
+        assert isinstance(decided, Fate)
+        assert expected.outcome == decided.outcome
+        assert [d.reason for d in expected.dead_letters] == [d.reason for d in decided.dead_letters]
+    else:
+        assert expected == decided
+
+
+AFTER = [
+    ("delivered", 0, Posts(ok=3), Fate("delivered")),
+    ("no connections", 0, Posts(), Fate("no_connections")),
+    (
+        "first remainder",
+        0,
+        Posts(ok=1, failed=("c1",)),
+        Fate("partial", remainder=Remainder(("c1",), frozenset({"u1"}), round=1, delay_s=2)),
+    ),
+    (
+        "growing delay",
+        2,
+        Posts(failed=("c1", "c2")),
+        Fate("failed", remainder=Remainder(("c1", "c2"), frozenset({"u1"}), round=3, delay_s=8)),
+    ),
+    (
+        "rounds exhausted",
+        3,
+        Posts(ok=1, failed=("c1",)),
+        Fate(
+            "partial",
+            dead_letters=(DeadLetter("retries_exhausted", "1 connections", ("c1",), frozenset({"u1"})),),
+        ),
+    ),
+    (
+        "outage keeps the round",
+        2,
+        Posts(failed=("c1", "c2"), unreachable=True),
+        Fate(
+            "failed",
+            remainder=Remainder(("c1", "c2"), frozenset({"u1"}), round=2, delay_s=fate.OUTAGE_DELAY_S),
+            outage=True,
+        ),
+    ),
+    (
+        "403 beside retryable failures",
+        0,
+        Posts(ok=1, failed=("c1",), refused=("c2",)),
+        Fate(
+            "partial",
+            remainder=Remainder(("c1",), frozenset({"u1"}), round=1, delay_s=2),
+            dead_letters=(
+                DeadLetter("forbidden", "management API answered 403", ("c2",), frozenset({"u1"})),
+            ),
+        ),
+    ),
+    (
+        "413",
+        0,
+        Posts(ok=2, too_large=True),
+        Fate("partial", dead_letters=(DeadLetter("too_large", "management API answered 413"),)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "round_", "posts", "expected"), AFTER, ids=[c[0] for c in AFTER])
+def test_after_the_fan_out(case: str, round_: int, posts: Posts, expected: Fate) -> None:
+    """Each fan-out result maps to its delete, remainder (round, delay) and dead letters."""
+    assert expected == fate.after(message(round_=round_), POLICY, posts.result())
+
+
+def test_a_policy_without_rounds_dead_letters_at_once() -> None:
+    """A typing indicator (no rounds) that still fails is dead-lettered, not put back."""
+    decided = fate.after(message(), Policy(max_age_s=5, rounds=0), Posts(failed=("c1",)).result())
+    assert decided.remainder is None
+    assert ["retries_exhausted"] == [d.reason for d in decided.dead_letters]
+
+
+ERRORS = [
+    ("handler error, first receive", 1, False, Fate("released", delete=False, release_after_s=2)),
+    ("handler error, third receive", 3, False, Fate("released", delete=False, release_after_s=8)),
+    (
+        "handler error, last receive before SQS's redrive",
+        4,
+        False,
+        Fate("failed", dead_letters=(DeadLetter("handler_error", "RuntimeError"),)),
+    ),
+    ("shutdown", 4, True, Fate("released", delete=False, release_after_s=0)),
+]
+
+
+@pytest.mark.parametrize(("case", "receives", "stopping", "expected"), ERRORS, ids=[c[0] for c in ERRORS])
+def test_on_error(case: str, receives: int, stopping: bool, expected: Fate) -> None:
+    """A failed fan-out is released with a growing backoff, dead-lettered on its last receive, and
+    handed back at once on shutdown."""
+    msg = message(receives=receives)
+    assert expected == fate.on_error(msg, RuntimeError("boom"), stopping=stopping, max_receives=5)
