@@ -20,13 +20,5 @@ class InvalidMessage(FanoutError, ValueError):
         self.detail = detail
 
 
-class RetryableError(FanoutError):
-    """A dependency failed in a way that may succeed later (throttling, 5xx, timeouts)."""
-
-
-class PermanentError(FanoutError):
-    """A dependency refused in a way that retrying cannot fix (403, 413)."""
-
-
 class AuthError(FanoutError, PermissionError):
     """A WebSocket client presented a missing, malformed or expired token."""

@@ -107,7 +107,7 @@ def test_required_alarms_exist(default_synth: Synth) -> None:
 
 
 def test_alarm_thresholds(default_synth: Synth) -> None:
-    """The alarms fire at the thresholds the README states."""
+    """The alarms fire at the thresholds deploy/README.md states."""
     alarms = {
         a["Properties"].get("AlarmName"): a["Properties"]
         for a in default_synth.resources("AWS::CloudWatch::Alarm").values()

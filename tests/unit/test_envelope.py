@@ -20,7 +20,7 @@ REASONS = {
 
 
 def test_valid_body_parses_with_every_field() -> None:
-    """A DESIGN.md example body parses and keeps the publisher's id and sentAt."""
+    """A v1 body with every field (docs/protocol.md) parses and keeps the publisher's id and sentAt."""
     body = parse_body(json.dumps(valid(meta={"seq": 7, "traceId": "t-1", "custom": "kept"})))
     assert "evt_corpus" == body.id
     assert "2026-02-17T00:00:00.000Z" == body.sent_at

@@ -1,13 +1,96 @@
-"""The README stays true to the code."""
+"""The README and the docs beside it stay true to the code and to each other."""
 
+from __future__ import annotations
+
+import re
 from pathlib import Path
 
+import pytest
+
+from fanout.cli import _parser
 from fanout.config import Settings
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS += [ROOT / "deploy" / "README.md", ROOT / "bench" / "README.md"]
+SOURCES = sorted((ROOT / "src" / "fanout").rglob("*.py"))
+
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+_FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lowercase, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = _FENCE.sub("", path.read_text())
+    return {_slug(m) for m in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def _source_strings(pattern: str) -> set[str]:
+    found: set[str] = set()
+    for path in SOURCES:
+        found.update(re.findall(pattern, path.read_text()))
+    return found
 
 
 def test_every_setting_is_documented() -> None:
-    """Each Settings field appears as its FANOUT_ variable in the README."""
+    """Each Settings field appears as its FANOUT_ variable in the README's Configuration section."""
     missing = [name for name in Settings.model_fields if f"FANOUT_{name.upper()}" not in README]
     assert [] == missing
+
+
+def test_every_command_is_documented() -> None:
+    """Each `fanout` subcommand appears in the README's command table."""
+    [commands] = [a for a in _parser()._actions if a.dest == "command"]
+    names = list(commands.choices or ())
+    assert names
+    assert [] == [name for name in names if f"`fanout {name}" not in README]
+
+
+def test_ci_runs_lint_then_test_as_the_readme_says() -> None:
+    """.ci/run runs `make lint` then `make test` and nothing else, and the README says so."""
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line for line in script if line.startswith("make ")]
+    assert ["make lint", "make test"] == commands
+    assert "`.ci/run`" in README and "`make lint`, then `make test`" in README
+
+
+def test_readme_is_a_short_page() -> None:
+    """The README stays a newcomer's page of at most about 250 lines; reference material lives in docs/."""
+    assert len(README.splitlines()) <= 250
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_links_stay_inside_the_repository_and_resolve(doc: Path) -> None:
+    """Every relative link names a file of this repository and, with #anchor, one of its headings."""
+    text = _FENCE.sub("", doc.read_text())
+    assert "shared/DESIGN.md" not in text
+    broken = []
+    for target in _LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue
+        path_part, _, anchor = target.partition("#")
+        path = (doc.parent / path_part).resolve() if path_part else doc
+        inside = path.is_relative_to(ROOT) and path.exists()
+        if not inside or (anchor and path.suffix == ".md" and anchor not in _anchors(path)):
+            broken.append(target)
+    assert [] == broken
+
+
+def test_protocol_names_every_invalid_body_reason() -> None:
+    """Each reason the body parser gives an invalid message is in docs/protocol.md's reasons table."""
+    reasons = _source_strings(r'InvalidMessage\(\s*"([a-z_]+)"')
+    assert {"not_json", "schema", "unknown_version"} <= reasons
+    assert [] == sorted(r for r in reasons if f"| `{r}` |" not in PROTOCOL)
+
+
+def test_protocol_names_every_worker_message_attribute() -> None:
+    """Each SQS message attribute the worker defines is in docs/protocol.md's attributes table."""
+    attributes = _source_strings(r'ATTR_[A-Z_]+\s*=\s*"([^"]+)"')
+    assert {"fanout-reason", "fanout-connections"} <= attributes
+    assert [] == sorted(a for a in attributes if f"| `{a}` |" not in PROTOCOL)
