@@ -121,6 +121,9 @@ class Worker:
             client = ManagementClient(
                 http,
                 Signer(credentials, s.region),
+                region=s.region,
+                dev=s.is_dev,
+                api_ids=s.api_ids,
                 endpoint_override=s.management_endpoint,
             )
             self.deliverer = Deliverer(
