@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fanout.errors import ConfigError
+from fanout.gateway.endpoints import override_endpoint
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:9324"
 LOCAL_MONGO_URI = "mongodb://127.0.0.1:27018"
 DEV_JWT_SECRET = "fanout-dev-secret-not-for-production"  # noqa: S105 - a documented local default
+_API_ID = re.compile(r"[a-z0-9]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -47,6 +50,9 @@ class Settings(BaseSettings):
     # API Gateway management API
     management_endpoint: str | None = Field(
         None, description="Override https://{domainName}/{stage} for every connection (e.g. a VPC endpoint)"
+    )
+    api_ids: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="API ids that posts may go to, comma-separated; empty: any in the region"
     )
     post_timeout_s: float = 5.0
     post_attempts: int = 4
@@ -113,6 +119,23 @@ class Settings(BaseSettings):
             missing.append("FANOUT_JWT_SECRET (or FANOUT_JWT_SECRET_ARN)")
         if missing:
             raise ConfigError(f"FANOUT_ENV={self.env} needs {', '.join(missing)}")
+
+    @field_validator("management_endpoint")
+    @classmethod
+    def _check_management_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            override_endpoint(value, dev=info.data.get("env", "dev") == "dev")
+        return value
+
+    @field_validator("api_ids", mode="before")
+    @classmethod
+    def _split_api_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        for api_id in value:
+            if not isinstance(api_id, str) or not _API_ID.fullmatch(api_id):
+                raise ValueError(f"{api_id!r} is not an API Gateway API id (lowercase letters and digits)")
+        return value
 
     @property
     def is_dev(self) -> bool:

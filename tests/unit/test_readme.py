@@ -16,6 +16,7 @@ PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DOCS += [ROOT / "deploy" / "README.md", ROOT / "bench" / "README.md"]
 SOURCES = sorted((ROOT / "src" / "fanout").rglob("*.py"))
+ATTRIBUTES = ROOT / "src" / "fanout" / "attributes.py"  # the one home of the worker's message attributes
 
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^```.*?^```", re.M | re.S)
@@ -34,7 +35,7 @@ def _anchors(path: Path) -> set[str]:
 def _source_strings(pattern: str) -> set[str]:
     found: set[str] = set()
     for path in SOURCES:
-        found.update(re.findall(pattern, path.read_text()))
+        found.update(re.findall(pattern, path.read_text(), re.MULTILINE))
     return found
 
 
@@ -91,6 +92,6 @@ def test_protocol_names_every_invalid_body_reason() -> None:
 
 def test_protocol_names_every_worker_message_attribute() -> None:
     """Each SQS message attribute the worker defines is in docs/protocol.md's attributes table."""
-    attributes = _source_strings(r'ATTR_[A-Z_]+\s*=\s*"([^"]+)"')
+    attributes = set(re.findall(r'^[A-Z_]+\s*=\s*"(fanout-[a-z-]+)"', ATTRIBUTES.read_text(), re.MULTILINE))
     assert {"fanout-reason", "fanout-connections"} <= attributes
     assert [] == sorted(a for a in attributes if f"| `{a}` |" not in PROTOCOL)

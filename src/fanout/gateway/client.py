@@ -2,7 +2,8 @@
 
 Keep-alive connections per endpoint (``http.HttpClient``), requests signed with SigV4
 (``sigv4.Signer``), and answers mapped to the outcomes the API documents. It replaces botocore's
-generic pipeline on the hot path.
+generic pipeline on the hot path. Posts go only where ``endpoints.EndpointPolicy`` allows: a record
+naming any other API is refused without a request (``Outcome.REJECTED``, one warning per endpoint).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
-import ipaddress
 import json
 import random
 import re
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from fanout.gateway.endpoints import EndpointPolicy, EndpointRefused
 from fanout.gateway.http import HttpClient, Origin, ProtocolError, frame
 from fanout.gateway.sigv4 import EMPTY_SHA256, Signer
 from fanout.logging import get_logger
@@ -64,56 +66,58 @@ def outcome_of(status: int) -> Outcome:
     return Outcome.REJECTED
 
 
-def _is_local(host: str) -> bool:
-    name = urlsplit(f"//{host}").hostname or host
-    if name == "localhost" or name.endswith(".internal"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-#: What a connection record's ``domainName`` and ``stage`` may hold: they go into the request line.
-_DOMAIN = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
-_STAGE = re.compile(r"[A-Za-z0-9_-]+")
+#: Endpoints remembered per client: far more than a deployment has, few enough that garbage records
+#: cannot grow memory or the log without bound (past it, a refusal is decided again and not logged).
+MAX_ENDPOINTS = 1024
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 
 class ManagementClient:
-    """Posts frames to connections; one instance and one ``HttpClient`` per process."""
+    """Posts frames to connections; one instance and one ``HttpClient`` per process.
+
+    ``region``, ``dev``, ``api_ids`` and ``endpoint_override`` decide where posts may go
+    (``endpoints.EndpointPolicy``); without ``dev`` only execute-api hosts of ``region`` are allowed.
+    """
 
     def __init__(
         self,
         http: HttpClient,
         signer: Signer | None,
         *,
+        region: str,
+        dev: bool = False,
+        api_ids: Iterable[str] = (),
         endpoint_override: str | None = None,
     ) -> None:
         self._http = http
         self._signer = signer
-        self._override = endpoint_override.rstrip("/") if endpoint_override else None
+        self._policy = EndpointPolicy(region=region, dev=dev, api_ids=api_ids, override=endpoint_override)
         self._bases: dict[tuple[str, str], tuple[Origin, str, str] | None] = {}
 
     def _base(self, conn: Connection) -> tuple[Origin, str, str] | None:
         """(origin, Host header, path prefix) for a connection's API, cached per endpoint.
 
-        None when the record's domain name or stage cannot be a management API's.
+        None when posts may not go to the API the record names.
         """
         key = (conn.domain_name, conn.stage)
-        if key in self._bases:
+        try:
             return self._bases[key]
-        if self._override:
-            url = urlsplit(self._override)
-            netloc, prefix = url.netloc, url.path.rstrip("/")
-        elif _DOMAIN.fullmatch(conn.domain_name) and _STAGE.fullmatch(conn.stage):
-            url = urlsplit(f"{'http' if _is_local(conn.domain_name) else 'https'}://{conn.domain_name}")
-            netloc, prefix = conn.domain_name, f"/{conn.stage}"
+        except KeyError:
+            pass
+        base: tuple[Origin, str, str] | None
+        remember = len(self._bases) < MAX_ENDPOINTS
+        try:
+            endpoint = self._policy.resolve(conn.domain_name, conn.stage)
+        except EndpointRefused as exc:
+            base = None
+            if remember:  # the endpoint only: a record's id and user say nothing about where it points
+                endpoint_name = _UNPRINTABLE.sub("?", conn.endpoint[:300])
+                log.warning("connection_endpoint_refused", endpoint=endpoint_name, reason=exc.reason)
         else:
-            log.warning("connection_endpoint_invalid", connection=conn.connection_id)
-            self._bases[key] = None
-            return None
-        origin = self._http.origin(url.scheme, url.hostname or "", url.port)
-        base = self._bases[key] = (origin, netloc, prefix)
+            origin = self._http.origin(endpoint.scheme, endpoint.host, endpoint.port)
+            base = (origin, endpoint.netloc, endpoint.prefix)
+        if remember:
+            self._bases[key] = base
         return base
 
     async def _call(

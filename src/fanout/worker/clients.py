@@ -59,6 +59,11 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, on_skip: SkipH
     http = HttpClient(timeout_s=s.post_timeout_s)  # connections: at most one per lane
     stack.push_async_callback(http.close)
     management = ManagementClient(
-        http, Signer(credentials(s), s.region), endpoint_override=s.management_endpoint
+        http,
+        Signer(credentials(s), s.region),
+        region=s.region,
+        dev=s.is_dev,
+        api_ids=s.api_ids,
+        endpoint_override=s.management_endpoint,
     )
     return Clients(sqs, mongo, store, management)

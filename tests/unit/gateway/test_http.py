@@ -234,7 +234,7 @@ def connection(domain: str, stage: str = "prod") -> Connection:
 async def test_the_management_client_frames_a_post_as_api_gateway_expects() -> None:
     http = HttpClient(timeout_s=5)
     async with serving(Server()) as server:
-        client = ManagementClient(http, None)
+        client = ManagementClient(http, None, region="us-east-1", dev=True)
         assert await client.post(connection(f"127.0.0.1:{server.port}"), b'{"a":1}') is Outcome.OK
         await http.close()
     method, path, headers, body = server.requests[0]
@@ -251,7 +251,7 @@ async def test_a_record_whose_endpoint_cannot_be_a_host_is_rejected_without_a_re
     domain: str, stage: str
 ) -> None:
     http = HttpClient(timeout_s=5)
-    client = ManagementClient(http, None)
+    client = ManagementClient(http, None, region="us-east-1", dev=True)
     assert await client.post(connection(domain, stage), b"{}") is Outcome.REJECTED
     assert http._origins == {}
     await http.close()
