@@ -37,6 +37,7 @@ def _numbers(value: Any, where: str) -> list[tuple[str, float]]:
 
 @pytest.mark.timeout(300)
 def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+    """Quick bench writes every figure."""
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
     proc = subprocess.run(

@@ -14,14 +14,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 
 from fanout import Publisher
 from fanout.worker.pool import die_with_parent
-from fanout.worker.sqs import Batcher
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
-from tests.helpers import connect, drain_queue, wait_for
+from tests.helpers import Proxy, connect, drain_queue, wait_for
 
 
 class Mongo:
@@ -97,42 +94,6 @@ def _worker(tmp_path: Path, env: dict[str, str], **overrides: str) -> subprocess
         )  # fmt: skip
 
 
-class Proxy:
-    """A TCP proxy in front of a server that can refuse connections, like an endpoint outage."""
-
-    def __init__(self, port: int, upstream: int) -> None:
-        self.port, self.upstream = port, upstream
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self.writers):
-            writer.transport.abort()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        self.writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except ConnectionError:
-                pass
-            finally:
-                dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self.writers -= {writer, up_writer}
-
-
 async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: Path) -> None:
     """Posts refused at the socket: /readyz 503, events wait; when the API is back, all are delivered."""
     proxy_port = free_port()
@@ -197,41 +158,4 @@ async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
     finally:
         worker.terminate()
         worker.wait(30)
-        stop_stack(stack)
-
-
-async def test_deletes_that_fail_are_kept_until_sqs_is_back(tmp_path: Path) -> None:
-    """The worker's batched deletes: a call that fails keeps its receipts, and the next one deletes them."""
-    env = stack_env()
-    stack = start_stack(tmp_path, env, "--no-worker")
-    proxy = Proxy(free_port(), int(env["FANOUT_AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))
-    await proxy.start()
-    config = AioConfig(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
-    kwargs = {**stack.settings.aws_client_kwargs(), "endpoint_url": f"http://127.0.0.1:{proxy.port}"}
-    try:
-        async with get_session().create_client("sqs", config=config, **kwargs) as sqs:
-            url = (await sqs.get_queue_url(QueueName=stack.settings.queue_name))["QueueUrl"]
-            for i in range(13):
-                await sqs.send_message(QueueUrl=url, MessageBody=str(i))
-            receipts: list[str] = []
-            while len(receipts) < 13:
-                reply = await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300)
-                receipts += [m["ReceiptHandle"] for m in reply.get("Messages", [])]
-            batcher = Batcher(sqs, url)
-            for receipt in receipts:
-                batcher.delete(receipt)
-            await proxy.stop()
-            await batcher.flush()  # refused: the receipts must stay pending
-            await proxy.start()
-            await batcher.flush()
-            attrs = await sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )
-        assert attrs["Attributes"] == {
-            "ApproximateNumberOfMessages": "0",
-            "ApproximateNumberOfMessagesNotVisible": "0",
-        }
-    finally:
-        await proxy.stop()
         stop_stack(stack)

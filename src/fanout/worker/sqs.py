@@ -22,6 +22,7 @@ class Batcher:
         self._linger = linger_s
         self._deletes: list[str] = []
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -33,11 +34,13 @@ class Batcher:
             self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        # Stopped by a flag, not by cancel(): Python 3.11's wait_for can swallow a cancellation that
+        # lands as its wait completes, and a cancelled delete call would lose its batch.
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._linger)
             self._wake.clear()
-            if not await self.flush():
+            if not self._closing and not await self.flush():
                 await asyncio.sleep(RETRY_S)
 
     async def flush(self) -> bool:
@@ -48,8 +51,10 @@ class Batcher:
             entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)]
             try:
                 reply = await self._sqs.delete_message_batch(QueueUrl=self._url, Entries=entries)
-            except Exception as exc:
+            except BaseException as exc:
                 self._deletes[:0] = batch
+                if not isinstance(exc, Exception):
+                    raise
                 log.warning("delete_failed", error=type(exc).__name__, pending=len(self._deletes))
                 return False
             if failed := reply.get("Failed"):
@@ -58,8 +63,10 @@ class Batcher:
         return True
 
     async def close(self) -> None:
+        """Stop the background task after its current call, then delete what is still pending."""
+        self._closing = True
+        self._wake.set()
         if self._task:
-            self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
 

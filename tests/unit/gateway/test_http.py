@@ -70,6 +70,7 @@ def answer_after(seconds: float, only: str | None = None) -> Handler:
 
 
 async def test_one_connection_carries_sequential_requests_and_each_gets_its_own_answer() -> None:
+    """One connection carries sequential requests and each gets its own answer."""
     http = HttpClient(timeout_s=5)
     async with serving(Server()) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
@@ -81,6 +82,7 @@ async def test_one_connection_carries_sequential_requests_and_each_gets_its_own_
 
 
 async def test_concurrent_requests_open_one_connection_each_and_reuse_them() -> None:
+    """Concurrent requests open one connection each and reuse them."""
     http = HttpClient(timeout_s=5)
     async with serving(Server(answer_after(0.05))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
@@ -92,6 +94,8 @@ async def test_concurrent_requests_open_one_connection_each_and_reuse_them() -> 
 
 
 async def test_a_connection_the_server_closes_is_not_reused() -> None:
+    """A connection the server closes is not reused."""
+
     async def close_after(request: web.Request) -> web.Response:
         return web.Response(text="bye", headers={"Connection": "close"})
 
@@ -104,6 +108,7 @@ async def test_a_connection_the_server_closes_is_not_reused() -> None:
 
 
 async def test_an_idle_connection_closed_by_the_server_is_replaced() -> None:
+    """An idle connection closed by the server is replaced."""
     http = HttpClient(timeout_s=5)
     async with serving(Server(), keepalive_timeout=0.1) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
@@ -115,6 +120,7 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced() -> None:
 
 
 async def test_a_timed_out_request_leaves_no_late_answer_for_the_next() -> None:
+    """A timed out request leaves no late answer for the next."""
     http = HttpClient(timeout_s=0.2)
     async with serving(Server(answer_after(0.5, only="/slow"))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
@@ -128,6 +134,7 @@ async def test_a_timed_out_request_leaves_no_late_answer_for_the_next() -> None:
 
 
 async def test_a_cancelled_request_closes_its_connection() -> None:
+    """A cancelled request closes its connection."""
     http = HttpClient(timeout_s=5)
     async with serving(Server(answer_after(0.3, only="/slow"))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
@@ -142,6 +149,8 @@ async def test_a_cancelled_request_closes_its_connection() -> None:
 
 
 async def test_a_chunked_answer_is_read_whole() -> None:
+    """A chunked answer is read whole."""
+
     async def chunked(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         response.enable_chunked_encoding()
@@ -170,6 +179,8 @@ async def raw_server(answer: Callable[[asyncio.StreamWriter], Awaitable[None]]) 
 
 
 async def test_an_unreadable_answer_is_a_protocol_error() -> None:
+    """An unreadable answer is a protocol error."""
+
     async def garbage(writer: asyncio.StreamWriter) -> None:
         writer.write(b"HELLO THERE\r\n\r\n")
         await writer.drain()
@@ -183,6 +194,8 @@ async def test_an_unreadable_answer_is_a_protocol_error() -> None:
 
 
 async def test_a_close_before_the_answer_is_a_connection_error() -> None:
+    """A close before the answer is a connection error."""
+
     async def nothing(writer: asyncio.StreamWriter) -> None:
         return None
 
@@ -195,6 +208,7 @@ async def test_a_close_before_the_answer_is_a_connection_error() -> None:
 
 
 async def test_a_refused_connection_is_an_os_error(unused_tcp_port: int) -> None:
+    """A refused connection is an OS error."""
     http = HttpClient(timeout_s=5)
     with pytest.raises(ConnectionRefusedError):
         await http.origin("http", "127.0.0.1", unused_tcp_port).request(request("/"))
@@ -202,6 +216,7 @@ async def test_a_refused_connection_is_an_os_error(unused_tcp_port: int) -> None
 
 
 async def test_tls_verifies_the_server_certificate() -> None:
+    """Tls verifies the server certificate."""
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
@@ -232,6 +247,7 @@ def connection(domain: str, stage: str = "prod") -> Connection:
 
 
 async def test_the_management_client_frames_a_post_as_api_gateway_expects() -> None:
+    """The management client frames a post as api gateway expects."""
     http = HttpClient(timeout_s=5)
     async with serving(Server()) as server:
         client = ManagementClient(http, None, region="us-east-1", dev=True)
@@ -250,6 +266,7 @@ async def test_the_management_client_frames_a_post_as_api_gateway_expects() -> N
 async def test_a_record_whose_endpoint_cannot_be_a_host_is_rejected_without_a_request(
     domain: str, stage: str
 ) -> None:
+    """A record whose endpoint cannot be a host is rejected without a request."""
     http = HttpClient(timeout_s=5)
     client = ManagementClient(http, None, region="us-east-1", dev=True)
     assert await client.post(connection(domain, stage), b"{}") is Outcome.REJECTED
@@ -258,6 +275,7 @@ async def test_a_record_whose_endpoint_cannot_be_a_host_is_rejected_without_a_re
 
 
 async def test_a_request_that_ends_after_close_does_not_keep_its_connection() -> None:
+    """A request that ends after close does not keep its connection."""
     http = HttpClient(timeout_s=5)
     async with serving(Server(answer_after(0.2))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)

@@ -38,6 +38,7 @@ def _run(*targets: Callable[[], None]) -> None:
 
 
 def test_a_message_sent_during_deletes_is_kept(backend: Any) -> None:
+    """A message sent during deletes is kept."""
     for i in range(300):
         backend.send_message("q", f"old-{i}")
     queue = backend.get_queue("q")
@@ -63,6 +64,7 @@ def test_a_message_sent_during_deletes_is_kept(backend: Any) -> None:
 
 
 def test_retention_still_drops_old_messages(backend: Any) -> None:
+    """Retention still drops old messages."""
     backend.set_queue_attributes("q", {"MessageRetentionPeriod": "60"})
     backend.send_message("q", "kept")
     backend.send_message("q", "dropped")

@@ -1,0 +1,84 @@
+"""Worker-owned message attributes: validated on receipt, written so every id fits under SQS's limit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from fanout import attributes
+from fanout.attributes import CONNECTIONS, ROUND, Routing
+from fanout.errors import InvalidMessage
+
+S, N = attributes.string, attributes.number
+
+GOOD: list[tuple[str, dict[str, Any] | None, Routing]] = [
+    ("none", None, Routing()),
+    ("other attributes only", {"trace": S("x")}, Routing()),
+    ("a round", {ROUND: N(2)}, Routing(2)),
+    ("a remainder", {ROUND: N(1), CONNECTIONS: S('["c1","c2=="]')}, Routing(1, ("c1", "c2=="))),
+    ("duplicate ids collapse", {CONNECTIONS: S('["c1","c1"]')}, Routing(0, ("c1",))),
+    ("a Number subtype", {ROUND: {"DataType": "Number.int", "StringValue": "3"}}, Routing(3)),
+]
+
+
+@pytest.mark.parametrize(("case", "attrs", "expected"), GOOD, ids=[g[0] for g in GOOD])
+def test_what_the_worker_writes_is_read_back(
+    case: str, attrs: dict[str, Any] | None, expected: Routing
+) -> None:
+    """Attributes as the worker writes them give the round and the connection list."""
+    assert expected == attributes.read(attrs)
+
+
+BAD: list[tuple[str, dict[str, Any]]] = [
+    ("round as a String", {ROUND: S("1")}),
+    ("round negative", {ROUND: N(-1)}),
+    ("round not whole", {ROUND: {"DataType": "Number", "StringValue": "1.5"}}),
+    ("round huge", {ROUND: {"DataType": "Number", "StringValue": "9" * 400}}),
+    ("round over the cap", {ROUND: N(101)}),
+    ("round without value", {ROUND: {"DataType": "Number"}}),
+    ("round not a mapping", {ROUND: "1"}),
+    ("connections as a Number", {CONNECTIONS: N(1)}),
+    ("connections not JSON", {CONNECTIONS: S("c1,c2")}),
+    ("connections deeply nested", {CONNECTIONS: S("[" * 5000 + "]" * 5000)}),
+    ("connections an object", {CONNECTIONS: S('{"c1": true}')}),
+    ("connections empty", {CONNECTIONS: S("[]")}),
+    ("connections with a number", {CONNECTIONS: S('["c1", 2]')}),
+    ("connections with spaces", {CONNECTIONS: S('["c 1"]')}),
+    ("connections with a newline", {CONNECTIONS: S('["c1\\n"]')}),
+    ("too many connections", {CONNECTIONS: S(json.dumps([f"c{i}" for i in range(attributes.MAX_IDS + 1)]))}),
+]
+
+
+@pytest.mark.parametrize(("case", "attrs"), BAD, ids=[b[0] for b in BAD])
+def test_what_the_worker_would_not_write_is_a_bad_attribute(case: str, attrs: dict[str, Any]) -> None:
+    """A worker-owned attribute set to anything the worker would not write makes the message invalid."""
+    with pytest.raises(InvalidMessage) as caught:
+        attributes.read(attrs)
+    assert "bad_attribute" == caught.value.reason
+
+
+def test_chunks_keep_every_id_and_fit_their_room() -> None:
+    """Chunking loses no id, keeps their order, and each chunk's JSON fits the room given."""
+    ids = [f"conn-{i:06d}==" for i in range(10_000)]
+    chunks = attributes.chunks(ids, room=20_000)
+    assert ids == [i for chunk in chunks for i in chunk]
+    assert all(len(json.dumps(chunk, separators=(",", ":")).encode()) <= 20_000 for chunk in chunks)
+    assert len(chunks) > 1
+
+
+def test_size_counts_the_body_and_every_attribute_part() -> None:
+    """The size SQS counts is the body plus each attribute's name, type and value, in bytes."""
+    attrs = attributes.dead_letter("forbidden", "détail", ["c1"])
+    expected = len("body€".encode()) + sum(
+        len(k.encode()) + len(v["DataType"].encode()) + len(v["StringValue"].encode())
+        for k, v in attrs.items()
+    )
+    assert expected == attributes.size("body€", attrs)
+
+
+def test_reason_of_a_message_without_one() -> None:
+    """A message SQS moved by itself has no reason attribute; it reads as receive_count_exceeded."""
+    assert ("receive_count_exceeded", "") == attributes.reason_of({})
+    assert ("too_large", "x") == attributes.reason_of(attributes.dead_letter("too_large", "x"))

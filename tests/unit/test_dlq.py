@@ -1,0 +1,81 @@
+"""`fanout dlq inspect` and `redrive` over every kind of message that can reach the DLQ (real moto server)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from fanout import attributes, dlq
+from fanout.config import Settings
+from tests.conftest import Server, dev_settings
+from tests.corpus import valid
+
+SECRET = "s3cr3t-payload-value"  # noqa: S105 - a marker that must not be printed
+
+#: (body, reason attribute or None for one SQS moved by itself)
+HOSTILE: list[tuple[str, str | None]] = [
+    (json.dumps(valid(payload={"secret": SECRET})), "retries_exhausted"),
+    ("[" * 50_000 + "]" * 50_000, "not_json"),
+    ('{"v":1,"id":' + "[" * 3000 + "]" * 3000 + "}", "not_json"),
+    ('{"id": NaN, "type": Infinity}', "not_json"),
+    ('{"id": "\\ud800", "type": 42}', "schema"),
+    (json.dumps({"Type": "Notification", "TopicArn": "a", "Message": {"v": 1}}), "sns_missing_message"),
+    (json.dumps({"Type": "Notification", "TopicArn": "a", "Message": "[" * 5000}), "not_json"),
+    (json.dumps({"id": "x" * 5000, "type": ["a"]}), "schema"),
+    ("plain text", None),
+]
+
+
+@pytest.fixture
+def queues(moto_server: Server) -> Iterator[tuple[Settings, Any, str, str]]:
+    settings = dev_settings(moto_server)
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    queue = sqs.create_queue(QueueName=settings.queue_name)["QueueUrl"]
+    dlq_url = sqs.create_queue(QueueName=settings.dlq_name)["QueueUrl"]
+    for body, reason in HOSTILE:
+        attrs = attributes.dead_letter(reason, "detail", ["c1", "c2"]) if reason else {}
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=attrs)
+    yield settings, sqs, queue, dlq_url
+    sqs.close()
+
+
+def test_inspect_shows_every_message_without_its_payload(
+    queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each message, however hostile its body, is one JSON line with its reason; no payload is printed."""
+    settings, *_ = queues
+    assert 0 == dlq.inspect(settings, 50)
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(HOSTILE) == len(lines)
+    assert sorted(r or "receive_count_exceeded" for _, r in HOSTILE) == sorted(x["reason"] for x in lines)
+    assert all(x["eventId"] is None or len(x["eventId"]) <= 128 for x in lines)
+    assert SECRET not in out + err
+    assert f"{len(HOSTILE)} shown" in err
+
+
+def test_redrive_moves_each_back_with_its_connections(queues: tuple[Settings, Any, str, str]) -> None:
+    """Redrive sends every message back to the queue with its connection list and round 0, and empties the DLQ."""
+    settings, sqs, queue, dlq_url = queues
+    assert 0 == dlq.redrive(settings, 100, None)
+    back = []
+    while reply := sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages"):
+        back += reply
+        sqs.delete_message_batch(
+            QueueUrl=queue,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(reply)],
+        )
+    assert sorted(b for b, _ in HOSTILE) == sorted(m["Body"] for m in back)
+    with_ids = [m for m in back if attributes.CONNECTIONS in m.get("MessageAttributes", {})]
+    assert len(with_ids) == sum(1 for _, r in HOSTILE if r)
+    assert all(
+        attributes.read(m["MessageAttributes"]) == attributes.Routing(0, ("c1", "c2")) for m in with_ids
+    )
+    depth = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert "0" == depth["Attributes"]["ApproximateNumberOfMessages"]

@@ -1,0 +1,173 @@
+"""Fan-out of one event through the lanes, against the gateway emulator (in process) and a real MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from botocore.credentials import Credentials
+from prometheus_client import CollectorRegistry
+
+from fanout.gateway.client import ManagementClient, Outcome
+from fanout.gateway.http import HttpClient
+from fanout.gateway.sigv4 import Signer
+from fanout.lifecycle import Lifecycle
+from fanout.local.emulator import Emulator
+from fanout.metrics import Metrics
+from fanout.publish import build_event
+from fanout.store import ConnectionStore, mongo_client
+from fanout.tokens import sign
+from fanout.worker.delivery import Deliverer
+from tests.conftest import Server, dev_settings, free_port
+
+
+@dataclass
+class Rig:
+    """An emulator, the store behind it, and a Deliverer posting to it."""
+
+    emulator: Emulator
+    store: ConnectionStore
+    deliverer: Deliverer
+    domain: str
+    ws_url: str
+    key: str
+
+
+@pytest.fixture
+async def rig(mongo_server: Server) -> AsyncIterator[Rig]:
+    settings = dev_settings(mongo=mongo_server)
+    client = mongo_client(settings)
+    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
+    await store.ensure_indexes()
+    port = free_port()
+    domain = f"127.0.0.1:{port}"
+    emulator = Emulator(Lifecycle(store, settings), "local", domain)
+    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    http = HttpClient(timeout_s=2)
+    management = ManagementClient(
+        http, Signer(Credentials("k", "s"), "us-east-1"), region="us-east-1", dev=True
+    )
+    deliverer = Deliverer(store, management, Metrics(CollectorRegistry()), max_posts_in_flight=4, attempts=3)
+    yield Rig(emulator, store, deliverer, domain, f"ws://{domain}/local", settings.jwt_key())
+    await deliverer.close()
+    await http.close()
+    for sock in list(emulator.sockets.values()):
+        await sock.ws.close()
+    await runner.cleanup()
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+async def _clients(
+    rig: Rig, http: aiohttp.ClientSession, user: str, n: int
+) -> list[aiohttp.ClientWebSocketResponse]:
+    out = []
+    for _ in range(n):
+        ws = await http.ws_connect(rig.ws_url, params={"token": sign(user, rig.key)})
+        out.append(ws)
+    return out
+
+
+async def _frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    return dict(json.loads(await ws.receive_str(timeout=5)))
+
+
+async def test_every_connection_of_the_user_gets_the_frame_once(rig: Rig) -> None:
+    """Each open connection of a target user gets the event's frame; the result counts them as ok."""
+    body = build_event("notification.new", user_ids=["u1"], payload={"n": 1})
+    async with aiohttp.ClientSession() as http:
+        sockets = await _clients(rig, http, "u1", 3)
+        result = await rig.deliverer.deliver(body, time.monotonic() + 10)
+        frames = [await _frame(ws) for ws in sockets]
+    assert (3, "delivered") == (result.outcomes[Outcome.OK], result.event_outcome())
+    assert {body.id} == {f["id"] for f in frames}
+
+
+async def test_gone_connections_are_pruned_but_young_ones_go_to_a_later_round(rig: Rig) -> None:
+    """A 410 for an old record prunes it; for a record younger than the connect grace it is a failure
+    to retry in a later round, and the record stays."""
+    now = datetime.now(UTC)
+    await rig.store._col.insert_many(
+        [
+            {"connectionId": cid, "userId": "u2", "domainName": rig.domain, "stage": "local",
+             "connectedAt": connected, "expiresAt": now + timedelta(minutes=5)}
+            for cid, connected in (("old", now - timedelta(minutes=1)), ("young", now))
+        ]
+    )  # fmt: skip
+    result = await rig.deliverer.deliver(
+        build_event("notification.new", user_ids=["u2"]), time.monotonic() + 10
+    )
+    assert ["young"] == result.failed
+    assert {"young": "u2"} == result.users
+    assert await rig.store.get("old") is None
+    assert await rig.store.get("young") is not None
+
+
+async def test_server_errors_are_retried_then_reported_as_failed(rig: Rig) -> None:
+    """Posts answered 500 are retried up to the attempts, then listed for a later round."""
+    async with aiohttp.ClientSession() as http:
+        await _clients(rig, http, "u3", 2)
+        rig.emulator.faults.update({"error": 1.0})
+        result = await rig.deliverer.deliver(
+            build_event("notification.new", user_ids=["u3"]), time.monotonic() + 10
+        )
+    assert 2 == len(result.failed)
+    assert 4 == result.retries  # two connections, three attempts each
+    assert 6 == result.attempts[Outcome.SERVER_ERROR]
+
+
+async def test_a_wrong_stage_is_refused_and_not_retried(rig: Rig) -> None:
+    """A 403 (a record naming the wrong stage) is listed as refused after one attempt."""
+    await rig.store.put("wrong", "u4", rig.domain, "prod", ttl_s=60)
+    result = await rig.deliverer.deliver(
+        build_event("notification.new", user_ids=["u4"]), time.monotonic() + 10
+    )
+    assert (["wrong"], 1) == (result.refused, result.attempts[Outcome.FORBIDDEN])
+
+
+async def test_nothing_is_posted_once_the_event_expired(rig: Rig) -> None:
+    """Posts that would start after the event's expiry are not made; the event counts as expired."""
+    async with aiohttp.ClientSession() as http:
+        sockets = await _clients(rig, http, "u5", 2)
+        body = build_event("notification.new", user_ids=["u5"])
+        result = await rig.deliverer.deliver(body, time.monotonic() + 10, expires_at=time.time() - 1)
+        with pytest.raises(asyncio.TimeoutError):
+            await sockets[0].receive_str(timeout=0.5)
+    assert (2, "expired") == (result.outcomes[Outcome.EXPIRED], result.event_outcome())
+    assert 0 == rig.emulator.counts.get("delivered", 0)
+
+
+async def _maybe(ws: aiohttp.ClientWebSocketResponse) -> str | None:
+    try:
+        return str(json.loads(await ws.receive_str(timeout=1))["id"])
+    except TimeoutError:
+        return None
+
+
+async def test_a_remainder_round_reaches_only_listed_connections_of_the_target(rig: Rig) -> None:
+    """With a connection list, only listed connections that the target addresses get the frame: a listed
+    connection of another user gets nothing."""
+    async with aiohttp.ClientSession() as http:
+        mine = await _clients(rig, http, "u6", 2)
+        theirs = await _clients(rig, http, "intruder", 1)
+        records = await rig.store._col.find({}, {"connectionId": 1, "userId": 1}).to_list(None)
+        by_user: dict[str, list[str]] = {}
+        for r in records:
+            by_user.setdefault(r["userId"], []).append(r["connectionId"])
+        body = build_event("notification.new", user_ids=["u6"])
+        only = (by_user["u6"][0], by_user["intruder"][0])
+        result = await rig.deliverer.deliver(body, time.monotonic() + 10, only=only)
+        got = await asyncio.gather(*(_maybe(ws) for ws in (*mine, *theirs)))
+    assert 1 == result.outcomes[Outcome.OK]
+    assert [body.id] == [g for g in got[:2] if g]
+    assert got[2] is None

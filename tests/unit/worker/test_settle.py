@@ -1,0 +1,102 @@
+"""Carrying out a fate against a real moto server: every id kept, every message under SQS's limit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+from prometheus_client import CollectorRegistry
+
+from fanout import attributes
+from fanout.metrics import Metrics
+from fanout.worker.fate import DeadLetter, Fate, Remainder
+from fanout.worker.received import Received, parse
+from fanout.worker.settle import Settler
+from fanout.worker.sqs import Batcher
+from tests.conftest import Server, dev_settings
+from tests.corpus import valid
+
+
+@pytest.fixture
+async def settler(moto_server: Server) -> AsyncIterator[tuple[Settler, Any, str, str]]:
+    settings = dev_settings(moto_server)
+    async with get_session().create_client("sqs", **settings.aws_client_kwargs()) as sqs:
+        queue = (await sqs.create_queue(QueueName=settings.queue_name))["QueueUrl"]
+        dlq = (await sqs.create_queue(QueueName=settings.dlq_name))["QueueUrl"]
+        batcher = Batcher(sqs, queue)
+        yield Settler(sqs, queue, dlq, batcher, Metrics(CollectorRegistry())), sqs, queue, dlq
+
+
+async def _all(sqs: Any, url: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    while True:
+        reply = await sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+        )
+        if not reply.get("Messages"):
+            return out
+        out += reply["Messages"]
+
+
+def _big_message(users: int) -> Received:
+    """A valid body near SQS's limit: a large audience and a large payload."""
+    body = valid(target={"userIds": [f"user-{i:07d}" for i in range(users)]}, payload={"blob": "x" * 100_000})
+    return parse({"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(body)})
+
+
+def _ids(n: int) -> tuple[str, ...]:
+    return tuple(f"Conn{i:010d}AbCdEf=" for i in range(n))
+
+
+def _size(m: dict[str, Any]) -> int:
+    return attributes.size(m["Body"], m.get("MessageAttributes") or {})
+
+
+async def test_a_remainder_of_a_near_limit_body_keeps_every_id_under_the_limit(
+    settler: tuple[Settler, Any, str, str],
+) -> None:
+    """A body close to 1 MiB with 60,000 failed connections: every id is re-enqueued, each message fits."""
+    s, sqs, queue, _ = settler
+    msg = _big_message(users=54_000)
+    assert len(msg.raw) > 900_000
+    ids = _ids(60_000)
+    await s.apply(
+        msg, Fate("partial", remainder=Remainder(ids, frozenset({"user-0000001"}), round=1, delay_s=0))
+    )
+    sent = await _all(sqs, queue)
+    assert len(sent) > 1
+    assert set(ids) == {
+        i for m in sent for i in json.loads(m["MessageAttributes"]["fanout-connections"]["StringValue"])
+    }
+    assert all(_size(m) <= attributes.MAX_MESSAGE_BYTES for m in sent)
+    assert all(["user-0000001"] == json.loads(m["Body"])["target"]["userIds"] for m in sent)  # narrowed
+
+
+async def test_a_dead_letter_keeps_more_than_4000_ids(settler: tuple[Settler, Any, str, str]) -> None:
+    """A retries_exhausted dead letter for 9,000 connections keeps all of them, over as many messages as needed."""
+    s, sqs, _, dlq = settler
+    msg = _big_message(users=2)
+    ids = _ids(9_000)
+    letter = DeadLetter("retries_exhausted", "9000 connections", ids, frozenset({"user-0000000"}))
+    await s.apply(msg, Fate("failed", dead_letters=(letter,)))
+    sent = await _all(sqs, dlq)
+    got = [i for m in sent for i in json.loads(m["MessageAttributes"]["fanout-connections"]["StringValue"])]
+    assert sorted(ids) == sorted(got)
+    assert {"retries_exhausted"} == {m["MessageAttributes"]["fanout-reason"]["StringValue"] for m in sent}
+    assert all(_size(m) <= attributes.MAX_MESSAGE_BYTES for m in sent)
+
+
+async def test_an_invalid_body_at_the_limit_is_cut_to_fit(settler: tuple[Settler, Any, str, str]) -> None:
+    """An invalid body of SQS's full size still reaches the DLQ, cut to fit its reason, and says so."""
+    s, sqs, _, dlq = settler
+    raw = "x" * (attributes.MAX_MESSAGE_BYTES - 10)
+    msg = parse({"ReceiptHandle": "r", "MessageId": "m", "Body": raw})
+    assert msg.invalid is not None
+    await s.apply(msg, Fate("invalid", dead_letters=(DeadLetter(msg.invalid.reason, msg.invalid.detail),)))
+    [dead] = await _all(sqs, dlq)
+    assert _size(dead) <= attributes.MAX_MESSAGE_BYTES
+    assert dead["MessageAttributes"]["fanout-detail"]["StringValue"].endswith("(body truncated)")
+    assert 1 == s.tally.dead_lettered
