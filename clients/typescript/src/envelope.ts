@@ -1,0 +1,144 @@
+/**
+ * Builds the v1 queue body exactly as `fanout.publish.build_event` does, and refuses what the worker
+ * would dead-letter: the same type pattern, known domains, non-empty and duplicate-free targets, and
+ * API Gateway's 128 KiB frame limit. Errors carry the worker's own reason codes.
+ */
+
+import { Buffer } from "node:buffer";
+import { ulid } from "ulid";
+
+import { InvalidEvent } from "./errors.js";
+import type { EventInput, Meta, PreparedEvent, QueueBody, Target } from "./types.js";
+
+/** The event domains the worker accepts (`fanout.catalog.DOMAINS`). */
+export const DOMAINS: ReadonlySet<string> = new Set([
+  "notification",
+  "chat",
+  "follow",
+  "event",
+  "organization",
+  "activity",
+  "user",
+  "system",
+]);
+/** SQS's limit for one message body. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** API Gateway's limit for one WebSocket frame: the envelope each recipient gets. */
+export const MAX_FRAME_BYTES = 128 * 1024;
+
+const TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
+const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
+const LIST_LIMITS = { userIds: 100_000, topics: 1_000, excludeConnectionIds: 10_000 } as const;
+const KNOWN_META = ["source", "traceId", "orderingKey", "seq", "expiresAt"] as const;
+
+/** A unique, time-sortable event id such as `evt_01JD...`. */
+export function newEventId(): string {
+  return `evt_${ulid()}`;
+}
+
+/** The current time as `2026-02-17T00:00:00.000Z`. */
+export function nowIso(): string {
+  return new Date().toISOString();
+}
+
+/** Build, validate and serialize one event; throws `InvalidEvent` with a reason on bad input. */
+export function buildEvent<T extends string, P extends object>(
+  type: T,
+  input: EventInput<P> = {},
+): PreparedEvent<T, P> {
+  if (typeof type !== "string" || type.length > 128 || !TYPE_PATTERN.test(type)) {
+    throw new InvalidEvent("schema", "type: must be <domain>.<name>[.<name>], lowercase, at most 128");
+  }
+  const id = input.id ?? newEventId();
+  if (typeof id !== "string" || id.length > 128 || !ID_PATTERN.test(id)) {
+    throw new InvalidEvent("schema", "id: 1-128 characters of A-Z a-z 0-9 _ . : -");
+  }
+  const payload = input.payload ?? ({} as P);
+  if (!isPlainObject(payload)) throw new InvalidEvent("schema", "payload: must be a JSON object");
+  const broadcast = input.broadcast ?? false;
+  if (typeof broadcast !== "boolean") throw new InvalidEvent("schema", "target.broadcast: must be a boolean");
+  const target: Target = {
+    userIds: names("userIds", input.userIds),
+    topics: names("topics", input.topics),
+    broadcast,
+    excludeConnectionIds: names("excludeConnectionIds", input.excludeConnectionIds),
+  };
+  const meta = buildMeta(input.meta);
+
+  if (!DOMAINS.has(type.slice(0, type.indexOf(".")))) {
+    throw new InvalidEvent("unknown_domain", `type ${JSON.stringify(type)}`);
+  }
+  if (target.userIds.length === 0 && target.topics.length === 0 && !target.broadcast) {
+    throw new InvalidEvent("empty_target", "no userIds, topics or broadcast");
+  }
+
+  const payloadJson = toJson("payload", payload);
+  const sentAt = nowIso();
+  const head = `{"v":1,"id":${JSON.stringify(id)},"type":${JSON.stringify(type)},"payload":${payloadJson},"sentAt":"${sentAt}"`;
+  const frame = `${head}${meta.seq == null ? "" : `,"seq":${meta.seq}`}}`;
+  if (Buffer.byteLength(frame) > MAX_FRAME_BYTES) {
+    throw new InvalidEvent("too_large", `client frame over ${MAX_FRAME_BYTES} bytes`);
+  }
+  const json = `${head},"target":${JSON.stringify(target)},"meta":${toJson("meta", meta)}}`;
+  const bytes = Buffer.byteLength(json);
+  if (bytes > MAX_BODY_BYTES) throw new InvalidEvent("too_large", `body over ${MAX_BODY_BYTES} bytes`);
+
+  const body: QueueBody<T, P> = { v: 1, id, type, payload, sentAt, target, meta };
+  return { body, json, bytes };
+}
+
+function isPlainObject(value: unknown): value is object {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function names(field: keyof typeof LIST_LIMITS, values: readonly string[] | undefined): string[] {
+  if (values === undefined) return [];
+  if (!Array.isArray(values)) throw new InvalidEvent("schema", `target.${field}: must be an array`);
+  if (values.length > LIST_LIMITS[field]) {
+    throw new InvalidEvent("schema", `target.${field}: at most ${LIST_LIMITS[field]} entries`);
+  }
+  for (const value of values) {
+    // Python counts code points, not UTF-16 units.
+    if (typeof value !== "string" || value.length === 0 || [...value].length > 256) {
+      throw new InvalidEvent("schema", `target.${field}: entries are strings of 1-256 characters`);
+    }
+  }
+  if (new Set(values).size !== values.length) {
+    throw new InvalidEvent("duplicate_target", `target.${field}: duplicate entries`);
+  }
+  return [...values];
+}
+
+/** The meta object in the Python publisher's shape: the known keys first (null when unset), then extras. */
+function buildMeta(given: Meta | undefined): Meta {
+  const source = given ?? {};
+  if (!isPlainObject(source)) throw new InvalidEvent("schema", "meta: must be a JSON object");
+  for (const key of ["source", "traceId", "orderingKey"] as const) {
+    const value = source[key];
+    if (value != null && typeof value !== "string") throw new InvalidEvent("schema", `meta.${key}: must be a string`);
+  }
+  const { seq, expiresAt } = source;
+  if (seq != null && !(Number.isSafeInteger(seq) && seq >= 0)) {
+    throw new InvalidEvent("schema", "meta.seq: must be an integer >= 0");
+  }
+  if (expiresAt != null && (typeof expiresAt !== "string" || Number.isNaN(Date.parse(expiresAt)))) {
+    throw new InvalidEvent("schema", "meta.expiresAt: must be an ISO-8601 date-time");
+  }
+  const meta: Record<string, unknown> = {};
+  for (const key of KNOWN_META) meta[key] = source[key] ?? null;
+  for (const [key, value] of Object.entries(source)) {
+    if (!(KNOWN_META as readonly string[]).includes(key)) meta[key] = value;
+  }
+  return meta as Meta;
+}
+
+function toJson(field: string, value: object): string {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    // BigInt values and cycles cannot travel as JSON.
+    throw new InvalidEvent("schema", `${field}: not JSON-serializable (${(error as Error).message.slice(0, 100)})`);
+  }
+}

@@ -1,0 +1,43 @@
+/** The simple publisher: one `SendMessage` per event, awaited by the caller. */
+
+import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+
+import { buildEvent } from "./envelope.js";
+import { PublisherClosedError } from "./errors.js";
+import { openClient, type SqsOptions } from "./sqs.js";
+import type { AnyPayloads, EventInput, EventPayloads, EventType, PreparedEvent } from "./types.js";
+
+/**
+ * Sends each event at once and resolves with its id when SQS has it. Create one per process and reuse
+ * it; use `BatchPublisher` in request paths, where the send should not add its latency.
+ */
+export class Publisher<P extends EventPayloads = AnyPayloads> {
+  readonly queueUrl: string;
+  private readonly client: SQSClient;
+  private readonly owned: boolean;
+  private closed = false;
+
+  constructor(options: SqsOptions) {
+    this.queueUrl = options.queueUrl;
+    ({ client: this.client, owned: this.owned } = openClient(options));
+  }
+
+  /** Build, validate and send one event; resolves with its id. Throws `InvalidEvent` on bad input. */
+  async publish<T extends EventType<P>>(type: T, input: EventInput<P[T] & object> = {}): Promise<string> {
+    return this.send(buildEvent(type, input));
+  }
+
+  /** Send an event built with `buildEvent`; resolves with its id. */
+  async send(event: PreparedEvent): Promise<string> {
+    if (this.closed) throw new PublisherClosedError("publish after close()");
+    await this.client.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: event.json }));
+    return event.body.id;
+  }
+
+  /** Release the client (unless it was the caller's own). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.owned) this.client.destroy();
+  }
+}

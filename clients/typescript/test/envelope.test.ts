@@ -1,0 +1,91 @@
+/** The v1 body as the Python publisher writes it, the checks before sending, and the one-event publisher. */
+
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, test } from "node:test";
+
+import { buildEvent, InvalidEvent, MAX_FRAME_BYTES, Publisher } from "../src/index.js";
+
+import { endpoint, expectDelivered, expectSameBody, queueUrl, region, userId } from "./support/env.js";
+import { SqsProxy } from "./support/proxy.js";
+
+const ULID_ID = /^evt_[0-9A-HJKMNP-TV-Z]{26}$/;
+const SENT_AT = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+describe("buildEvent", () => {
+  test("builds the v1 body in the Python publisher's shape, with an evt_ ULID id and a UTC sentAt", () => {
+    const before = Date.now();
+    const event = buildEvent("notification.new", {
+      userIds: ["u1", "u2"],
+      payload: { title: "hé", n: 1 },
+      meta: { seq: 7, traceId: "t-1", tenant: "acme" },
+    });
+    const doc = JSON.parse(event.json) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(doc), ["v", "id", "type", "payload", "sentAt", "target", "meta"]);
+    assert.match(event.body.id, ULID_ID);
+    assert.match(event.body.sentAt, SENT_AT);
+    assert.ok(Math.abs(Date.parse(event.body.sentAt) - before) < 5_000);
+    assert.deepEqual(doc.target, { userIds: ["u1", "u2"], topics: [], broadcast: false, excludeConnectionIds: [] });
+    assert.deepEqual(doc.meta, { source: null, traceId: "t-1", orderingKey: null, seq: 7, expiresAt: null, tenant: "acme" });
+    assert.equal(Buffer.byteLength(event.json), event.bytes);
+    assert.deepEqual(JSON.parse(event.json), event.body);
+    expectSameBody(event.json);
+    expectSameBody(buildEvent("system.broadcast", { broadcast: true, excludeConnectionIds: ["c1"] }).json);
+  });
+
+  test("gives every event its own id, and keeps an id the caller chose", () => {
+    const ids = new Set(Array.from({ length: 1000 }, () => buildEvent("chat.message", { topics: ["conversation:c9"] }).body.id));
+    assert.equal(ids.size, 1000);
+    assert.equal(buildEvent("chat.message", { topics: ["conversation:c9"], id: "order-42:v1" }).body.id, "order-42:v1");
+  });
+});
+
+describe("Publisher", () => {
+  let proxy: SqsProxy;
+  let publisher: Publisher;
+  before(async () => {
+    proxy = await SqsProxy.start(endpoint);
+    publisher = new Publisher({ queueUrl, endpoint: proxy.url, region });
+  });
+  beforeEach(() => proxy.reset());
+  after(async () => {
+    publisher.close();
+    await proxy.close();
+  });
+
+  test("refuses bad input with the worker's reason code, and sends nothing", async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const cases: [string, () => Promise<string>, InvalidEvent["reason"]][] = [
+      ["capitals in the type", () => publisher.publish("Notification.New", { userIds: [userId] }), "schema"],
+      ["a type without a name", () => publisher.publish("notification", { userIds: [userId] }), "schema"],
+      ["an unknown domain", () => publisher.publish("billing.paid", { userIds: [userId] }), "unknown_domain"],
+      ["no target", () => publisher.publish("notification.new", { payload: {} }), "empty_target"],
+      ["a user twice", () => publisher.publish("notification.new", { userIds: ["u1", "u1"] }), "duplicate_target"],
+      ["an empty topic", () => publisher.publish("notification.new", { topics: [""] }), "schema"],
+      ["an array payload", () => publisher.publish("notification.new", { userIds: [userId], payload: [1] }), "schema"],
+      ["a BigInt", () => publisher.publish("notification.new", { userIds: [userId], payload: { n: 1n } }), "schema"],
+      ["a cycle", () => publisher.publish("notification.new", { userIds: [userId], payload: cyclic }), "schema"],
+      ["a negative seq", () => publisher.publish("chat.message", { userIds: [userId], meta: { seq: -1 } }), "schema"],
+      ["a bad expiresAt", () => publisher.publish("chat.message", { userIds: [userId], meta: { expiresAt: "soon" } }), "schema"],
+      ["a bad id", () => publisher.publish("notification.new", { userIds: [userId], id: "has space" }), "schema"],
+      [
+        "a frame over 128 KiB",
+        () => publisher.publish("notification.new", { userIds: [userId], payload: { text: "x".repeat(MAX_FRAME_BYTES) } }),
+        "too_large",
+      ],
+    ];
+    for (const [what, publish, reason] of cases) {
+      await assert.rejects(publish, (error: unknown) => error instanceof InvalidEvent && error.reason === reason, what);
+    }
+    assert.deepEqual(proxy.calls, []);
+  });
+
+  test("publish sends one event at once with SendMessage and resolves with its id", async () => {
+    const payload = { title: "from Node", kind: "single" };
+    const id = await publisher.publish("notification.new", { userIds: [userId], payload });
+    assert.match(id, ULID_ID);
+    const [call] = proxy.calls;
+    assert.deepEqual([call?.action, call?.eventIds, call?.status], ["SendMessage", [id], 200]);
+    expectDelivered(id, "notification.new", payload);
+  });
+});
