@@ -23,6 +23,7 @@ DELIVERY_OUTCOMES = (
     "forbidden",
     "too_large",
     "rejected",
+    "expired",
 )
 
 
