@@ -143,5 +143,7 @@ def test_wheel_installs_and_runs_without_dev_extras(tmp_path: Path) -> None:
     assert worker.returncode != 0
     assert "Traceback" not in worker.stderr + worker.stdout
     assert re.search(
-        r"^fanout: error: FANOUT_ENV=production needs FANOUT_QUEUE_URL, FANOUT_MONGO_URI", worker.stderr, re.MULTILINE
+        r"^fanout: error: FANOUT_ENV=production needs FANOUT_QUEUE_URL, FANOUT_MONGO_URI",
+        worker.stderr,
+        re.MULTILINE,
     ), worker.stderr
