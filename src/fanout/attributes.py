@@ -21,6 +21,7 @@ REASON = "fanout-reason"  # why a message is in the DLQ
 DETAIL = "fanout-detail"  # a human-readable detail of the reason, at most DETAIL_CHARS
 ROUND = "fanout-round"  # remainder round number
 CONNECTIONS = "fanout-connections"  # JSON list: deliver to these connection ids only
+SHARD = "fanout-shard"  # JSON [lo, hi]: deliver to the target's connection ids in [lo, hi) only
 
 #: SQS's limit for one message, counting the body and every attribute's name, type and value.
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -49,10 +50,16 @@ class Routing:
 
     round: int = 0
     only: tuple[str, ...] | None = None  # a remainder: these connections, within the body's target
+    shard: tuple[str, str] | None = None  # a shard: the target's connection ids in [lo, hi)
 
     @property
     def is_remainder(self) -> bool:
         return self.only is not None
+
+    @property
+    def is_part(self) -> bool:
+        """Written by the worker from a larger message (a remainder or a shard): never split again."""
+        return self.only is not None or self.shard is not None
 
 
 def _value(attrs: Mapping[str, Any], name: str, data_type: str) -> str | None:
@@ -80,9 +87,10 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
         round_ = int(round_raw)
         if round_ > MAX_ROUND:
             raise InvalidMessage("bad_attribute", f"{ROUND} over {MAX_ROUND}")
+    shard = _shard(_value(attrs, SHARD, "String"))
     only_raw = _value(attrs, CONNECTIONS, "String")
     if only_raw is None:
-        return Routing(round_)
+        return Routing(round_, None, shard)
     try:
         ids = json.loads(only_raw)
     except (ValueError, RecursionError):
@@ -91,7 +99,22 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
         raise InvalidMessage("bad_attribute", f"{CONNECTIONS} is not a list of 1 to {MAX_IDS} ids")
     if not all(isinstance(i, str) and CONNECTION_ID.fullmatch(i) for i in ids):
         raise InvalidMessage("bad_attribute", f"{CONNECTIONS} holds a value that is not a connection id")
-    return Routing(round_, tuple(dict.fromkeys(ids)))
+    return Routing(round_, tuple(dict.fromkeys(ids)), shard)
+
+
+def _shard(raw: str | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    try:
+        bounds = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidMessage("bad_attribute", f"{SHARD} is not JSON") from None
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, str) for b in bounds)):
+        raise InvalidMessage("bad_attribute", f"{SHARD} is not a pair of connection ids")
+    lo, hi = bounds
+    if any(b and not CONNECTION_ID.fullmatch(b) for b in bounds) or (lo and hi and lo >= hi):
+        raise InvalidMessage("bad_attribute", f"{SHARD} is not a range of connection ids")
+    return lo, hi
 
 
 def reason_of(attrs: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -107,6 +130,11 @@ def reason_of(attrs: Mapping[str, Any] | None) -> tuple[str, str]:
 def remainder(round_: int, ids: Sequence[str]) -> Attrs:
     """The attributes of a remainder message."""
     return {ROUND: number(round_), CONNECTIONS: string(json.dumps(list(ids), separators=(",", ":")))}
+
+
+def shard(round_: int, lo: str, hi: str) -> Attrs:
+    """The attributes of a shard message: its round and its range of connection ids."""
+    return {ROUND: number(round_), SHARD: string(json.dumps([lo, hi], separators=(",", ":")))}
 
 
 def dead_letter(reason: str, detail: str, ids: Sequence[str] = ()) -> Attrs:

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     pollers: int = 2
     shutdown_budget_s: float = 20.0
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
+    shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9400
 

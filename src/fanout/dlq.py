@@ -115,7 +115,7 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
                 skipped_handles.append(message["ReceiptHandle"])
                 continue
             kept = message.get("MessageAttributes") or {}
-            attrs = {k: v for k, v in kept.items() if k == attributes.CONNECTIONS}
+            attrs = {k: v for k, v in kept.items() if k in (attributes.CONNECTIONS, attributes.SHARD)}
             attrs[attributes.ROUND] = attributes.number(0)
             sqs.send_message(QueueUrl=queue, MessageBody=message["Body"], MessageAttributes=attrs)
             sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])

@@ -48,6 +48,12 @@ class Metrics:
             ["event_type"],
             registry=registry,
         )
+        self.shards = Counter(
+            "fanout_shards",
+            "Shards a large audience was split into and put back on the queue",
+            ["event_type"],
+            registry=registry,
+        )
         self.dead_lettered = Counter(
             "fanout_dead_lettered", "Messages moved to the dead-letter queue", ["reason"], registry=registry
         )

@@ -16,6 +16,7 @@ from fanout.config import Settings
 from fanout.envelope import Target
 
 USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
+BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
 _PROJECTION = {"_id": 0, "connectionId": 1, "userId": 1, "domainName": 1, "stage": 1, "connectedAt": 1}
 
 
@@ -44,6 +45,22 @@ def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         timeoutMS=settings.mongo_timeout_ms,
     )
+
+
+def _scope(target: Target) -> dict[str, Any]:
+    """The filter a target puts on records: none for a broadcast, else its users or its topics."""
+    if target.broadcast:
+        return {}
+    return {"$or": [{"userId": {"$in": target.user_ids}}, {"topics": {"$in": target.topics}}]}
+
+
+def _range(shard: tuple[str, str] | None) -> dict[str, Any]:
+    """The filter of a shard ``[lo, hi)`` of connection ids; an empty bound is open."""
+    if shard is None:
+        return {}
+    lo, hi = shard
+    bounds = ({"$gte": lo} if lo else {}) | ({"$lt": hi} if hi else {})
+    return {"connectionId": bounds} if bounds else {}
 
 
 def _now() -> datetime:
@@ -169,8 +186,11 @@ class ConnectionStore:
         await self._col.create_index([("topics", ASCENDING)])
         await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
 
-    async def resolve(self, target: Target) -> AsyncIterator[list[Connection]]:
-        """Yield the live connections of a target in batches, each connection once."""
+    async def resolve(
+        self, target: Target, shard: tuple[str, str] | None = None
+    ) -> AsyncIterator[list[Connection]]:
+        """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
+        to the connection ids in ``[lo, hi)`` (an empty bound is open)."""
         now = _now()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
@@ -185,15 +205,9 @@ class ConnectionStore:
                 out.append(conn)
             return out
 
-        if target.broadcast:
-            cursor = self._col.find({"expiresAt": {"$gt": now}}, _PROJECTION, batch_size=1000)
-            batch: list[dict[str, Any]] = []
-            async for doc in cursor:
-                batch.append(doc)
-                if len(batch) >= 1000:
-                    yield fresh(batch)
-                    batch = []
-            if batch:
+        if target.broadcast or shard is not None:
+            query = {"expiresAt": {"$gt": now}} | _scope(target) | _range(shard)
+            async for batch in self._stream(query):
                 yield fresh(batch)
             return
         users = target.user_ids
@@ -202,19 +216,44 @@ class ConnectionStore:
             if found:
                 yield found
         if target.topics:
-            query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}
-            found = fresh(await self._col.find(query, _PROJECTION).to_list(None))
-            if found:
-                yield found
+            async for batch in self._stream({"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}):
+                if found := fresh(batch):
+                    yield found
+
+    async def _stream(self, query: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+        """The records matching ``query`` in batches of ``BATCH``, never loaded whole."""
+        batch: list[dict[str, Any]] = []
+        async for doc in self._col.find(query, _PROJECTION, batch_size=BATCH):
+            batch.append(doc)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def shard_bounds(self, target: Target, size: int) -> list[str]:
+        """Connection ids that split ``target``'s live audience into ranges of about ``size``; empty
+        when it fits in one. One pass over the sorted ids (index-only in MongoDB), never the records."""
+        query = {"expiresAt": {"$gt": _now()}} | _scope(target)
+        bounds: list[str] = []
+        seen = 0
+        cursor = self._col.find(query, {"_id": 0, "connectionId": 1}, batch_size=5000).sort("connectionId", 1)
+        async for doc in cursor:
+            cid = doc.get("connectionId")
+            if not isinstance(cid, str):
+                continue
+            if seen and seen % size == 0:
+                bounds.append(cid)
+            seen += 1
+        return bounds
 
     async def by_ids(self, connection_ids: Iterable[str], target: Target) -> AsyncIterator[list[Connection]]:
         """Yield the live connections among ``connection_ids`` that ``target`` addresses (a remainder
         round), in batches. The target check means a connection list can only narrow an audience."""
         now = _now()
-        ids = [c for c in dict.fromkeys(connection_ids) if c not in set(target.exclude_connection_ids)]
-        scope: dict[str, Any] = {}
-        if not target.broadcast:
-            scope = {"$or": [{"userId": {"$in": target.user_ids}}, {"topics": {"$in": target.topics}}]}
+        excluded = set(target.exclude_connection_ids)
+        ids = [c for c in dict.fromkeys(connection_ids) if c not in excluded]
+        scope = _scope(target)
         for start in range(0, len(ids), USER_CHUNK):
             query = {"connectionId": {"$in": ids[start : start + USER_CHUNK]}, "expiresAt": {"$gt": now}}
             found = list(self._connections(await self._col.find(query | scope, _PROJECTION).to_list(None)))

@@ -82,3 +82,21 @@ def test_reason_of_a_message_without_one() -> None:
     """A message SQS moved by itself has no reason attribute; it reads as receive_count_exceeded."""
     assert ("receive_count_exceeded", "") == attributes.reason_of({})
     assert ("too_large", "x") == attributes.reason_of(attributes.dead_letter("too_large", "x"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [('["a","m"]', ("a", "m")), ('["","m"]', ("", "m")), ('["m",""]', ("m", "")), ('["",""]', ("", ""))],
+)
+def test_a_shard_range_is_read(raw: str, expected: tuple[str, str]) -> None:
+    """A shard's range is a pair of connection ids, either end open."""
+    assert expected == attributes.read({attributes.SHARD: S(raw)}).shard
+
+
+@pytest.mark.parametrize(
+    "raw", ['["m","a"]', '["a","a"]', '["a"]', '["a","b","c"]', "[1,2]", '"a"', "[", '["a b","c"]']
+)
+def test_a_bad_shard_range_is_a_bad_attribute(raw: str) -> None:
+    """A shard attribute the worker would not write (reversed, empty, not ids) makes the message invalid."""
+    with pytest.raises(InvalidMessage, match="fanout-shard"):
+        attributes.read({attributes.SHARD: S(raw)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -187,3 +188,27 @@ async def test_a_connection_list_only_narrows_the_target(store: ConnectionStore)
     assert ["a1", "t1"] == sorted(found)
     everyone = Target(broadcast=True)
     assert 4 == len([c async for batch in store.by_ids(["a1", "a2", "m1", "t1"], everyone) for c in batch])
+
+
+async def test_shards_cover_the_audience_once(store: ConnectionStore) -> None:
+    """Bounds cut a broadcast into ranges of the given size; resolving every range finds each live
+    connection exactly once, and a topic audience is cut the same way within its topic."""
+    now = datetime.now(UTC)
+    await store._col.insert_many(
+        [
+            {"connectionId": f"c{i:04d}", "userId": f"u{i % 7}", "domainName": "h", "stage": "s",
+             "connectedAt": now, "expiresAt": now + timedelta(minutes=5), "topics": ["event:1"] if i % 2 else []}
+            for i in range(1000)
+        ]
+    )  # fmt: skip
+    for target, total in ((Target(broadcast=True), 1000), (Target(topics=["event:1"]), 500)):
+        bounds = await store.shard_bounds(target, 150)
+        assert len(bounds) == (total - 1) // 150
+        found = [
+            c.connection_id
+            for lo, hi in itertools.pairwise(["", *bounds, ""])
+            async for batch in store.resolve(target, (lo, hi))
+            for c in batch
+        ]
+        assert total == len(found) == len(set(found))
+    assert [] == await store.shard_bounds(Target(broadcast=True), 5000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import time
 from contextlib import AsyncExitStack
@@ -55,6 +56,7 @@ class Worker:
         self._held: dict[str, float] = {}  # receipt -> monotonic time its visibility was last set
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiving: list[bool] = []  # per poller: a receive is open at SQS
+        self.pid = os.getpid()
 
     @property
     def tally(self) -> Tally:
@@ -139,12 +141,34 @@ class Worker:
         if isinstance(step, fate.Fate):
             return step
         assert msg.body is not None
+        if split := await self._split(msg):
+            return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
+        bulk = msg.routing.shard is not None or msg.body.target.broadcast
         async with asyncio.timeout(bound):
-            result = await self.deliverer.deliver(msg.body, deadline, msg.only, step.expires_at)
+            result = await self.deliverer.deliver(
+                msg.body, deadline, msg.only, step.expires_at, shard=msg.routing.shard, bulk=bulk
+            )
         self._observe(msg, result)
         return fate.after(msg, policy, result)
+
+    async def _split(self, msg: Received) -> fate.Fate | None:
+        """Shards for an audience larger than ``FANOUT_SHARD_SIZE``: every process of the pool then
+        takes a part, each with its own visibility, retries and outcome."""
+        assert msg.body is not None
+        if msg.routing.is_part:
+            return None
+        target, size = msg.body.target, self.settings.shard_size
+        bounds = (
+            await self.clients.store.shard_bounds(target, size) if target.broadcast or target.topics else []
+        )
+        decided = fate.split(msg, bounds, users_per_shard=size)
+        if decided is not None:
+            log.info(
+                "event_sharded", event_id=msg.body.id, event_type=msg.body.type, shards=len(decided.shards)
+            )
+        return decided
 
     def _observe(self, msg: Received, result: FanoutResult) -> None:
         assert msg.body is not None
@@ -157,6 +181,7 @@ class Worker:
         if result.failed and result.endpoint_down():
             self.readiness.gateway_down()
             log.warning("gateway_unreachable", event_id=msg.body.id, connections=len(result.failed))
+        shard = msg.routing.shard
         log.info(
             "event_done",
             event_id=msg.body.id,
@@ -165,6 +190,10 @@ class Worker:
             posts=result.attempted,
             failed=len(result.failed),
             round=msg.round,
+            shard=f"{short_id(shard[0]) if shard[0] else ''}..{short_id(shard[1]) if shard[1] else ''}"
+            if shard
+            else None,
+            pid=self.pid,
         )
 
     def _log_error(self, msg: Received, exc: Exception) -> None:

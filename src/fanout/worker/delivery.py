@@ -90,9 +90,12 @@ class _Event:
 class Deliverer:
     """Posts events to connections through a fixed set of lanes, with paced retries and safe pruning.
 
-    ``max_posts_in_flight`` lanes take (connection, event) jobs from one bounded queue, so posts in
+    ``max_posts_in_flight`` lanes take (connection, event) jobs from bounded queues, so posts in
     flight are bounded across every event of the process, and a busy worker costs no task, semaphore
-    or wake-up per post: a lane that finds the queue non-empty goes straight on to the next post.
+    or wake-up per post: a lane that finds its queue non-empty goes straight on to the next post.
+
+    Bulk posts (broadcast shards) have a quarter of the lanes and a line of their own, so a broadcast
+    never queues ahead of a typing indicator or a notification: those keep three quarters of the lanes.
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class Deliverer:
         self._store = store
         self._client = client
         self._metrics = metrics
-        self._lanes_wanted = max_posts_in_flight
-        self._jobs: asyncio.Queue[tuple[Connection, _Event]] = asyncio.Queue(max_posts_in_flight)
+        self._bulk_lanes = max(1, max_posts_in_flight // 4)
+        self._fast_lanes = max(1, max_posts_in_flight - self._bulk_lanes)
+        self._jobs: asyncio.Queue[tuple[Connection, _Event]] = asyncio.Queue(self._fast_lanes)
+        self._bulk: asyncio.Queue[tuple[Connection, _Event]] = asyncio.Queue(self._bulk_lanes)
         self._lanes: list[asyncio.Task[None]] = []
         self._attempts = attempts
         self.limiter = limiter or AdaptiveLimiter()
@@ -124,12 +129,13 @@ class Deliverer:
         self._lanes.clear()
 
     async def connections(
-        self, body: QueueBody, only: tuple[str, ...] | None
+        self, body: QueueBody, only: tuple[str, ...] | None, shard: tuple[str, str] | None = None
     ) -> AsyncIterator[list[Connection]]:
-        """The event's live connections in batches; ``only`` narrows a remainder round to its ids."""
+        """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
+        ``shard`` a shard to its range of connection ids."""
         started = time.perf_counter()
         store = self._store
-        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target)
+        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target, shard)
         async for batch in batches:
             self._metrics.lookup_latency.observe(time.perf_counter() - started)
             yield batch
@@ -141,11 +147,17 @@ class Deliverer:
         deadline: float,
         only: tuple[str, ...] | None = None,
         expires_at: float = float("inf"),
+        *,
+        shard: tuple[str, str] | None = None,
+        bulk: bool = False,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
-        no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work."""
+        no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
+        ``bulk`` posts go through the bulk lanes."""
         if not self._lanes:
-            self._lanes = [asyncio.create_task(self._lane()) for _ in range(self._lanes_wanted)]
+            self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
+            self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
+        jobs = self._bulk if bulk else self._jobs
         frame = body.client_frame
         event = _Event(
             frame,
@@ -158,12 +170,12 @@ class Deliverer:
             asyncio.get_running_loop().create_future(),
         )
         try:
-            async for batch in self.connections(body, only):
+            async for batch in self.connections(body, only, shard):
                 for conn in batch:
                     if event.stopped:
                         break
                     event.pending += 1
-                    await self._jobs.put((conn, event))  # waits only when every lane is busy
+                    await jobs.put((conn, event))  # waits only when every lane of its kind is busy
             event.finish_one()
             await event.done
         except BaseException as exc:
@@ -184,8 +196,7 @@ class Deliverer:
             timers = self._timers[label] = (m.post_latency.labels(label), m.delivery_latency.labels(label))
         return timers
 
-    async def _lane(self) -> None:
-        jobs = self._jobs
+    async def _lane(self, jobs: asyncio.Queue[tuple[Connection, _Event]]) -> None:
         while True:
             conn, event = await jobs.get()
             if event.stopped:

@@ -8,6 +8,7 @@ again (a dependency failed, or the worker is stopping).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from fanout.catalog import Policy
@@ -40,6 +41,15 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Shard:
+    """One part of a large audience, put back on the queue for any process of the pool: either the
+    target's connection ids in ``[lo, hi)`` (an empty bound is open), or a slice of its user list."""
+
+    range: tuple[str, str] | None = None
+    users: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Fate:
     """The decision for one received message."""
 
@@ -49,6 +59,7 @@ class Fate:
     remainder: Remainder | None = None
     dead_letters: tuple[DeadLetter, ...] = field(default=())
     outage: bool = False  # every post found the management API unreachable
+    shards: tuple[Shard, ...] = field(default=())  # write these, then delete the message
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,27 @@ def before(msg: Received, policy: Policy, now: float, visibility_s: float) -> Fa
     if now > expiry:
         return Fate("expired")
     return Deliver(min(visibility_s * 4, max(1.0, expiry - now)), expiry)
+
+
+def split(msg: Received, bounds: list[str], users_per_shard: int) -> Fate | None:
+    """Split a large audience into shards: by connection-id ranges when ``bounds`` (from the store) are
+    given, else by slices of a user list longer than ``users_per_shard``. None: deliver it whole.
+
+    A worker-written part (a remainder or a shard) is never split again, and a user list is sliced only
+    when no topic or broadcast could select one connection twice across slices.
+    """
+    assert msg.body is not None
+    if msg.routing.is_part:
+        return None
+    if bounds:
+        ranges = itertools.pairwise(["", *bounds, ""])
+        return Fate("sharded", shards=tuple(Shard(range=pair) for pair in ranges))
+    target = msg.body.target
+    users = target.user_ids
+    if target.broadcast or target.topics or len(users) <= users_per_shard:
+        return None
+    slices = (tuple(users[i : i + users_per_shard]) for i in range(0, len(users), users_per_shard))
+    return Fate("sharded", shards=tuple(Shard(users=part) for part in slices))
 
 
 def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:

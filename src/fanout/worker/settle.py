@@ -14,7 +14,7 @@ from fanout import attributes
 from fanout.catalog import OTHER, metric_label
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
-from fanout.worker.fate import DeadLetter, Fate, Remainder
+from fanout.worker.fate import DeadLetter, Fate, Remainder, Shard
 from fanout.worker.received import Received
 from fanout.worker.sqs import Batcher
 
@@ -22,6 +22,8 @@ log = get_logger("fanout.worker")
 
 #: Bytes kept free for the connection-list attribute's name and type when chunking ids.
 _SLACK = 256
+#: At most this much per SendMessageBatch call (SQS allows 1 MiB per batch).
+_BATCH_BYTES = 900 * 1024
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Tally:
     dead_lettered: int = 0
     expired: int = 0
     released: int = 0
+    shards: int = 0
 
 
 class Settler:
@@ -55,6 +58,10 @@ class Settler:
         self._metrics.events.labels(label, fate.outcome).inc()
         if fate.outcome == "expired":
             self.tally.expired += 1
+        if fate.shards:
+            await self._shards(msg, fate.shards)
+            self._metrics.shards.labels(label).inc(len(fate.shards))
+            self.tally.shards += len(fate.shards)
         if fate.remainder is not None:
             await self._remainder(msg, fate.remainder)
             self._metrics.remainders.labels(label).inc()
@@ -91,10 +98,45 @@ class Settler:
                 MessageAttributes=attributes.remainder(remainder.round, ids),
             )
 
+    async def _shards(self, msg: Received, shards: Sequence[Shard]) -> None:
+        """Put every shard back on the queue, ten (and at most ``_BATCH_BYTES``) per call; a call that
+        fails in part is retried once for what failed, then the whole message fails (and is released)."""
+        assert msg.body is not None
+        whole = msg.body.to_json()
+        entries: list[dict[str, Any]] = []
+        for i, part in enumerate(shards):
+            if part.range is not None:
+                body, attrs = whole, attributes.shard(msg.round, *part.range)
+            else:
+                body, attrs = self._body_for(msg, frozenset(part.users or ())), {}
+            entries.append({"Id": str(i), "MessageBody": body, "MessageAttributes": attrs})
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for entry in entries:
+            cost = attributes.size(entry["MessageBody"], entry["MessageAttributes"])
+            if batch and (len(batch) == 10 or size + cost > _BATCH_BYTES):
+                await self._send_batch(batch)
+                batch, size = [], 0
+            batch.append(entry)
+            size += cost
+        if batch:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, entries: list[dict[str, Any]]) -> None:
+        for _ in range(2):
+            reply = await self._sqs.send_message_batch(QueueUrl=self._queue, Entries=entries)
+            failed = {f["Id"] for f in reply.get("Failed", [])}
+            if not failed:
+                return
+            entries = [e for e in entries if e["Id"] in failed]
+        raise RuntimeError(f"{len(entries)} shards could not be queued")
+
     async def _dead_letter(self, msg: Received, letter: DeadLetter) -> None:
         """Copy the message to the DLQ with its reason; every connection id is kept, in as many
         messages as it takes, and each message stays under SQS's size limit."""
         base = attributes.dead_letter(letter.reason, letter.detail)
+        if msg.routing.shard is not None and not letter.ids:  # redriven, it must stay that shard
+            base |= attributes.shard(0, *msg.routing.shard)
         body = msg.raw
         if letter.ids:
             room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK

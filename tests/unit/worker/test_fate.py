@@ -174,3 +174,48 @@ def test_on_error(case: str, receives: int, stopping: bool, expected: Fate) -> N
     handed back at once on shutdown."""
     msg = message(receives=receives)
     assert expected == fate.on_error(msg, RuntimeError("boom"), stopping=stopping, max_receives=5)
+
+
+def _target(**target: object) -> Received:
+    return message(json.dumps(valid(sentAt=SENT, target=target)))
+
+
+SPLITS = [
+    ("small user list", _target(userIds=["a", "b"]), [], 2, None),
+    ("range bounds", _target(broadcast=True), ["m", "t"], 100, [("", "m"), ("m", "t"), ("t", "")]),
+    ("long user list", _target(userIds=["a", "b", "c", "d", "e"]), [], 2, [("a", "b"), ("c", "d"), ("e",)]),
+    (
+        "users beside topics are never sliced",
+        _target(userIds=["a", "b", "c"], topics=["event:1"]),
+        [],
+        1,
+        None,
+    ),
+    ("a broadcast that fits", _target(broadcast=True), [], 1, None),
+]
+
+
+@pytest.mark.parametrize(("case", "msg", "bounds", "per", "parts"), SPLITS, ids=[c[0] for c in SPLITS])
+def test_split(
+    case: str, msg: Received, bounds: list[str], per: int, parts: list[tuple[str, ...]] | None
+) -> None:
+    """Large audiences become shards by id range (from the store) or by user slices; small ones stay whole."""
+    decided = fate.split(msg, bounds, users_per_shard=per)
+    if parts is None:
+        assert decided is None
+        return
+    assert decided is not None
+    assert "sharded" == decided.outcome
+    assert parts == [s.range if s.range is not None else s.users for s in decided.shards]
+
+
+def test_a_part_is_never_split_again() -> None:
+    """A shard or a remainder carries its own scope: splitting it again could deliver twice."""
+    shard = parse(
+        {
+            "ReceiptHandle": "r",
+            "Body": json.dumps(valid(sentAt=SENT, target={"broadcast": True})),
+            "MessageAttributes": attributes.shard(0, "a", "m"),
+        }
+    )
+    assert fate.split(shard, ["c", "d"], users_per_shard=1) is None
