@@ -28,7 +28,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_RELEASE", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 if str(DEPLOY_DIR) not in sys.path:
-    sys.path.insert(0, str(DEPLOY_DIR))  # as app.py does: fanout_stack, metrics_contract
+    sys.path.insert(0, str(DEPLOY_DIR))  # as app.py does: fanout_stack, fanout_cdk, metrics_contract
 
 
 def pytest_configure(config: pytest.Config) -> None:

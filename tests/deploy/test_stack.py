@@ -12,7 +12,8 @@ import pytest
 from fanout.config import Settings
 from tests.deploy.conftest import EXISTING, Synth, synth, tool
 
-import fanout_stack as fs  # isort: skip - on sys.path through conftest, as app.py puts it
+from fanout_cdk import queues, service  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
+from metrics_contract import NAMESPACE  # isort: skip
 
 
 def render(value: Any) -> str:
@@ -73,13 +74,13 @@ def test_queue_has_an_encrypted_dlq_with_redrive(default_synth: Synth) -> None:
     dlq = default_synth.template["Resources"][dlq_id]["Properties"]
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
-        "maxReceiveCount": fs.MAX_RECEIVE_COUNT,
+        "maxReceiveCount": queues.MAX_RECEIVE_COUNT,
     }
-    assert fs.MAX_RECEIVE_COUNT == 5
+    assert queues.MAX_RECEIVE_COUNT == 5
     assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
     assert queue["MessageRetentionPeriod"] == 4 * 86400
     assert dlq["MessageRetentionPeriod"] == 14 * 86400
-    assert queue["VisibilityTimeout"] == fs.VISIBILITY_TIMEOUT_S == 30
+    assert queue["VisibilityTimeout"] == queues.VISIBILITY_TIMEOUT_S == 30
     assert int(env_of(default_synth)["FANOUT_VISIBILITY_TIMEOUT_S"]) == queue["VisibilityTimeout"]
     assert (queue["QueueName"], dlq["QueueName"]) == ("fanout-events", "fanout-events-dlq")
 
@@ -187,11 +188,11 @@ def test_publisher_policy(default_synth: Synth) -> None:
 def test_container_health_check_and_stop_timeout(default_synth: Synth) -> None:
     """The container checks /healthz and gets the shutdown budget plus 10 s to stop."""
     c = container(default_synth)
-    assert c["StopTimeout"] == fs.SHUTDOWN_BUDGET_S + 10 == fs.STOP_TIMEOUT_S <= 120
-    assert env_of(default_synth)["FANOUT_SHUTDOWN_BUDGET_S"] == str(fs.SHUTDOWN_BUDGET_S)
+    assert c["StopTimeout"] == service.SHUTDOWN_BUDGET_S + 10 == service.STOP_TIMEOUT_S <= 120
+    assert env_of(default_synth)["FANOUT_SHUTDOWN_BUDGET_S"] == str(service.SHUTDOWN_BUDGET_S)
     check = c["HealthCheck"]
     assert check["Command"][0] == "CMD"
-    assert f"http://127.0.0.1:{fs.METRICS_PORT}/healthz" in check["Command"][-1]
+    assert f"http://127.0.0.1:{service.METRICS_PORT}/healthz" in check["Command"][-1]
     assert check["Retries"] >= 2 and check["StartPeriod"] > 0
     assert c["LogConfiguration"]["LogDriver"] == "awslogs"
     assert c["Essential"] is True
@@ -203,7 +204,7 @@ def test_worker_settings(default_synth: Synth, existing_synth: Synth) -> None:
     assert env["FANOUT_ENV"] == "production"
     assert env["FANOUT_METRICS_HOST"] == "0.0.0.0"
     assert env["FANOUT_CLOUDWATCH_EMF"] == "true"
-    assert env["FANOUT_CLOUDWATCH_NAMESPACE"] == fs.NAMESPACE
+    assert env["FANOUT_CLOUDWATCH_NAMESPACE"] == NAMESPACE
     assert env["FANOUT_REGION"] == {"Ref": "AWS::Region"}
     assert env["FANOUT_QUEUE_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")}
     assert env["FANOUT_DLQ_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "DeadLetterQueue")}
