@@ -10,6 +10,7 @@ from metrics_contract import DELIVERY_OUTCOMES, METRICS, NAMESPACE
 # Deliveries outcomes left out of the success ratio's denominator: `gone` (410) is a client that left
 # without a $disconnect; its record is pruned, and no retry or fix on our side could deliver it.
 SUCCESS_RATIO_EXCLUDED_OUTCOMES = ("gone",)
+_MINUTE = Duration.minutes(1)
 
 
 def fanout_metric(
@@ -36,17 +37,36 @@ def fanout_metric(
     )
 
 
-def delivery_ratio(numerator: tuple[str, ...], label: str) -> cw.MathExpression:
-    """Percent of posts (410 gone excluded) whose outcome is one of ``numerator``."""
-    outcomes = [o for o in DELIVERY_OUTCOMES if o not in SUCCESS_RATIO_EXCLUDED_OUTCOMES]
+def delivery_ratio(
+    numerator: tuple[str, ...],
+    label: str,
+    *,
+    with_gone: bool = False,
+    min_per_min: float = 0,
+    otherwise: float = 0,
+) -> cw.MathExpression:
+    """Percent of posts whose outcome is one of ``numerator``, over all posts (410 gone excluded unless
+    ``with_gone``); with ``min_per_min``, minutes with fewer posts read ``otherwise`` instead."""
+    outcomes = [o for o in DELIVERY_OUTCOMES if with_gone or o not in SUCCESS_RATIO_EXCLUDED_OUTCOMES]
     using = {o: fanout_metric("Deliveries", "Sum", {"Outcome": o}) for o in outcomes}
     total = " + ".join(f"FILL({o}, 0)" for o in outcomes)
     part = " + ".join(f"FILL({o}, 0)" for o in numerator)
+    expression = f"100 * ({part}) / ({total})"
+    if min_per_min:
+        expression = f"IF(({total}) >= {min_per_min:g}, {expression}, {otherwise:g})"
     return cw.MathExpression(
-        expression=f"100 * ({part}) / ({total})",
-        using_metrics=using,
-        label=label,
-        period=Duration.minutes(1),
+        expression=expression, using_metrics=using, label=label, period=Duration.minutes(1)
+    )
+
+
+def reconnect_share(label: str, *, min_per_min: float = 0) -> cw.MathExpression:
+    """Percent of connects that were reconnects; with ``min_per_min``, quieter minutes read 0."""
+    using = {"reconnects": fanout_metric("Reconnects", "Sum"), "connects": fanout_metric("Connects", "Sum")}
+    expression = "100 * FILL(reconnects, 0) / connects"
+    if min_per_min:
+        expression = f"IF(FILL(reconnects, 0) >= {min_per_min:g}, {expression}, 0)"
+    return cw.MathExpression(
+        expression=expression, using_metrics=using, label=label, period=Duration.minutes(1)
     )
 
 
@@ -67,4 +87,36 @@ def _task_count(name: str, cluster: ecs.ICluster, service: ecs.FargateService) -
         dimensions_map={"ClusterName": cluster.cluster_name, "ServiceName": service.service_name},
         statistic="Average",
         period=Duration.minutes(1),
+    )
+
+
+# API Gateway's own WebSocket metrics, per API and stage.
+API_GATEWAY_METRICS = ("ConnectCount", "MessageCount", "IntegrationError", "ClientError", "ExecutionError")
+
+
+def api_gateway_metric(name: str, api_id: str, stage: str, label: str | None = None) -> cw.Metric:
+    """One of API Gateway's WebSocket metrics for the API's stage, summed per minute."""
+    if name not in API_GATEWAY_METRICS:
+        raise ValueError(f"{name} is not one of API Gateway's WebSocket metrics read here")
+    return cw.Metric(
+        namespace="AWS/ApiGateway",
+        metric_name=name,
+        dimensions_map={"ApiId": api_id, "Stage": stage},
+        statistic="Sum",
+        period=_MINUTE,
+        label=label or name,
+    )
+
+
+def unauthorized_share(label: str) -> cw.MathExpression:
+    """Percent of connect attempts answered 401."""
+    using = {
+        "unauthorized": fanout_metric("ConnectsUnauthorized", "Sum"),
+        "connects": fanout_metric("Connects", "Sum"),
+    }
+    return cw.MathExpression(
+        expression="100 * FILL(unauthorized, 0) / (FILL(connects, 0) + FILL(unauthorized, 0))",
+        using_metrics=using,
+        label=label,
+        period=_MINUTE,
     )
