@@ -4,7 +4,6 @@ container settings, and autoscaling on backlog per task and on the oldest messag
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from metrics_contract import NAMESPACE
 
 from fanout_cdk.metrics import running_tasks
-from fanout_cdk.parameters import Params
+from fanout_cdk.parameters import COMPLETE_SECRET_ARN, Params
 from fanout_cdk.queues import VISIBILITY_TIMEOUT_S, Queues
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -94,13 +93,19 @@ def build_network(stack: Stack, p: Params) -> Network:
 
 def mongo_secret(stack: Stack, arn: str) -> secretsmanager.ISecret:
     """The MongoDB URI secret by its complete ARN (with the 6-character suffix) or its partial one."""
-    if re.search(r"-[A-Za-z0-9]{6}$", arn):
+    if COMPLETE_SECRET_ARN.search(arn):
         return secretsmanager.Secret.from_secret_complete_arn(stack, "MongoUriSecret", arn)
     return secretsmanager.Secret.from_secret_partial_arn(stack, "MongoUriSecret", arn)
 
 
 def build_worker(
-    stack: Stack, p: Params, prefix: str, queues: Queues, network: Network, task_role: iam.IRole
+    stack: Stack,
+    p: Params,
+    prefix: str,
+    queues: Queues,
+    network: Network,
+    task_role: iam.IRole,
+    management_endpoint: str | None,
 ) -> Worker:
     """The log group, the task definition running ``fanout worker``, and the Fargate service."""
     # The execution role (ECS's own: pull the image, write logs, inject the secret) is made by CDK
@@ -139,7 +144,7 @@ def build_worker(
         image=image,
         command=["worker", "--processes", str(processes)],
         essential=True,
-        environment=worker_environment(p, queues),
+        environment=worker_environment(p, queues, management_endpoint),
         secrets={"FANOUT_MONGO_URI": ecs.Secret.from_secrets_manager(secret, p.get("mongoSecretField"))},
         port_mappings=[ecs.PortMapping(container_port=METRICS_PORT, name="metrics")],
         health_check=ecs.HealthCheck(
@@ -175,8 +180,9 @@ def build_worker(
     return Worker(log_group, container, service)
 
 
-def worker_environment(p: Params, queues: Queues) -> dict[str, str]:
-    """The worker's FANOUT_* settings (the MongoDB URI comes as a secret, not here)."""
+def worker_environment(p: Params, queues: Queues, management_endpoint: str | None) -> dict[str, str]:
+    """The worker's FANOUT_* settings (the MongoDB URI comes as a secret, not here); the management
+    endpoint is the context parameter's, else ``management_endpoint``, else each record's own."""
     environment = {
         "FANOUT_ENV": "production",
         "FANOUT_REGION": Aws.REGION,
@@ -194,8 +200,9 @@ def worker_environment(p: Params, queues: Queues) -> dict[str, str]:
         "FANOUT_CLOUDWATCH_NAMESPACE": NAMESPACE,
         "FANOUT_LOG_FORMAT": "json",
     }
-    if p.get("managementEndpoint"):
-        environment["FANOUT_MANAGEMENT_ENDPOINT"] = p.req("managementEndpoint")
+    endpoint = p.get("managementEndpoint") or management_endpoint
+    if endpoint:
+        environment["FANOUT_MANAGEMENT_ENDPOINT"] = endpoint
     return environment
 
 

@@ -100,7 +100,7 @@ def test_topic_delivers_raw_to_the_queue(default_synth: Synth) -> None:
 
 CONNECTIONS = re.compile(
     r"^arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
-    r"(?P<api>[a-z0-9]{10})/(?P<stage>[^/*]+)/(?P<method>POST|GET|DELETE)/@connections/\*$"
+    r"(?P<api>[a-z0-9]{10}|\$\{WebSocketApi\w+\})/(?P<stage>[^/*]+)/(?P<method>POST|GET|DELETE)/@connections/\*$"
 )
 
 
@@ -111,7 +111,9 @@ def test_task_role_has_no_wildcard_beyond_connections(
     """The task role grants exactly the worker's calls, with no wildcard but the @connections/* path."""
     s = default_synth if which == "default" else existing_synth
     api, stage = (
-        ("abcdef1234", "production") if which == "default" else (EXISTING["apiId"], EXISTING["stage"])
+        ("${" + logical_id(s, "AWS::ApiGatewayV2::Api", "WebSocketApi") + "}", "production")
+        if which == "default"
+        else (EXISTING["apiId"], EXISTING["stage"])
     )
     role_id = logical_id(s, "AWS::IAM::Role", "TaskRole")
     statements = role_statements(s, role_id)
@@ -284,8 +286,16 @@ def test_dummy_defaults_are_flagged(default_synth: Synth) -> None:
     from aws_cdk.assertions import Annotations, Match
 
     annotations = Annotations.from_stack(default_synth.stack)
-    annotations.has_warning("*", Match.string_like_regexp("apiId.*dummy"))
+    annotations.has_warning("*", Match.string_like_regexp("jwtSecretArn.*dummy"))
     annotations.has_warning("*", Match.string_like_regexp("mongoSecretArn.*dummy"))
+    annotations.has_no_warning("*", Match.string_like_regexp("apiId"))
+
+
+def test_worker_alone_needs_no_token_key(existing_synth: Synth) -> None:
+    """With an existing API the stack makes no lifecycle, so it neither reads nor asks for the token key."""
+    from aws_cdk.assertions import Annotations, Match
+
+    Annotations.from_stack(existing_synth.stack).has_no_warning("*", Match.string_like_regexp("dummy"))
 
 
 @pytest.mark.parametrize(
@@ -295,6 +305,9 @@ def test_dummy_defaults_are_flagged(default_synth: Synth) -> None:
         ({"vpcId": "vpc-0123456789abcdef0"}, "subnetIds"),
         ({"cpu": "lots"}, "cpu"),
         ({"logRetentionDays": "31"}, "logRetentionDays"),
+        ({"throttleRate": "fast"}, "throttleRate"),
+        ({"apiGatewayLogsRole": "maybe"}, "apiGatewayLogsRole"),
+        ({"domainName": "ws.example.com"}, "certificateArn"),
     ],
 )
 def test_bad_parameters_are_refused(tmp_path: Any, context: dict[str, str], message: str) -> None:
@@ -306,10 +319,11 @@ def test_bad_parameters_are_refused(tmp_path: Any, context: dict[str, str], mess
 # ---- cfn-lint ----------------------------------------------------------------------------------------------
 
 
-def test_cfn_lint_is_clean(default_synth: Synth, existing_synth: Synth) -> None:
-    """cfn-lint finds nothing in either template."""
+def test_cfn_lint_is_clean(default_synth: Synth, existing_synth: Synth, custom_api_synth: Synth) -> None:
+    """cfn-lint finds nothing in any synthesized template."""
+    paths = [str(s.path) for s in (default_synth, existing_synth, custom_api_synth)]
     result = subprocess.run(
-        [tool("cfn-lint"), "--", str(default_synth.path), str(existing_synth.path)],
+        [tool("cfn-lint"), "--", *paths],
         capture_output=True,
         text=True,
         timeout=120,
