@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import Synth
+from tests.deploy.conftest import REPO_ROOT, Synth
 
 import metrics_contract as contract  # isort: skip - on sys.path through conftest, as app.py puts it
 
@@ -167,3 +167,23 @@ def test_namespace_matches_the_settings_default() -> None:
     from fanout.config import Settings
 
     assert Settings.model_fields["cloudwatch_namespace"].default == contract.NAMESPACE
+
+
+def test_grafana_cloudwatch_panels_read_api_gateway_metrics() -> None:
+    """The Grafana dashboard's CloudWatch panels read API Gateway's five WebSocket metrics for one API and
+    stage, and nothing else."""
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "fanout.json").read_text())
+    read = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("type") != "cloudwatch":
+                continue
+            check(
+                target["namespace"], target["metricName"], target["dimensions"], f"grafana {panel['title']}"
+            )
+            assert target["dimensions"] == {"ApiId": "$api_id", "Stage": "$api_stage"}
+            assert target["statistic"] == "Sum"
+            read.add(target["metricName"])
+    assert read == AWS_METRICS["AWS/ApiGateway"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"cloudwatch", "api_id", "api_stage"} <= variables

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import yaml
 
-from tests.deploy.conftest import Synth
+from tests.deploy.conftest import REPO_ROOT, Synth
 
 import alert_rules  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
 import thresholds as t  # isort: skip
@@ -100,3 +101,19 @@ def test_scaling_steps_start_at_the_oldest_message_threshold(default_synth: Synt
     ]
     assert upper["MetricName"] == "ApproximateAgeOfOldestMessage"
     assert upper["Threshold"] == t.OLDEST_MESSAGE.threshold
+
+
+def test_grafana_threshold_lines_are_the_alarms() -> None:
+    """The Grafana panels of the socket-side alarms draw their line at the alarm's threshold."""
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "fanout.json").read_text())
+    lines = {
+        panel["title"]: [
+            s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"] if s["value"]
+        ]
+        for panel in dashboard["panels"]
+        if "thresholds" in panel.get("fieldConfig", {}).get("defaults", {})
+    }
+    assert lines == {
+        "Reconnect rate": [t.RECONNECT_STORM.threshold / 100],  # a ratio panel (percentunit)
+        "Route errors per minute by route": [t.ROUTE_ERRORS.threshold],
+    }
