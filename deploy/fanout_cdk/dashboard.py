@@ -128,6 +128,8 @@ def _socket_health(dashboard: cw.Dashboard, socket: Socket) -> None:
     """The socket-health rows: the lifecycle's own metrics (when it is ours), then the gauge and the API's."""
     m = fanout_metric
     dashboard.add_widgets(cw.TextWidget(markdown="## Socket health", width=24, height=1))
+    width = 8 if socket.lifecycle else 12
+    last_row: list[cw.IWidget] = []
     if socket.lifecycle:
         dashboard.add_widgets(
             cw.GraphWidget(
@@ -150,26 +152,31 @@ def _socket_health(dashboard: cw.Dashboard, socket: Socket) -> None:
                 title="401 rate (% of connect attempts)", left=[unauthorized_share("401 %")], width=8
             ),
         )
-        route_errors = cw.GraphWidget(
-            title="Route errors (per minute)",
-            left=[
-                m("RouteErrors", "Sum", label="all routes"),
-                *(m("RouteErrors", "Sum", {"Route": route}, label=route) for route in ROUTES),
-            ],
-            left_annotations=[cw.HorizontalAnnotation(value=ROUTE_ERRORS.threshold, label="alarm")],
-            width=8,
+        last_row.append(
+            cw.GraphWidget(
+                title="Route errors (per minute)",
+                left=[
+                    m("RouteErrors", "Sum", label="all routes"),
+                    *(m("RouteErrors", "Sum", {"Route": route}, label=route) for route in ROUTES),
+                ],
+                left_annotations=[cw.HorizontalAnnotation(value=ROUTE_ERRORS.threshold, label="alarm")],
+                width=width,
+            )
         )
-    width = 8 if socket.lifecycle else 12
-    connections = cw.GraphWidget(
-        title="Active connections",
-        left=[m("ActiveConnections", "Maximum", label="active")],
-        right=[m("ConnectionsExpired", "Sum", label="expired by TTL (est.)")],
-        width=width,
+    last_row.append(
+        cw.GraphWidget(
+            title="Active connections",
+            left=[m("ActiveConnections", "Maximum", label="active")],
+            right=[m("ConnectionsExpired", "Sum", label="expired by TTL (est.)")],
+            width=width,
+        )
     )
-    api = cw.GraphWidget(
-        title="API Gateway (per minute)",
-        left=[api_gateway_metric(n, socket.api_id, socket.stage) for n in API_GATEWAY_METRICS[:2]],
-        right=[api_gateway_metric(n, socket.api_id, socket.stage) for n in API_GATEWAY_METRICS[2:]],
-        width=width,
+    last_row.append(
+        cw.GraphWidget(
+            title="API Gateway (per minute)",
+            left=[api_gateway_metric(n, socket.api_id, socket.stage) for n in API_GATEWAY_METRICS[:2]],
+            right=[api_gateway_metric(n, socket.api_id, socket.stage) for n in API_GATEWAY_METRICS[2:]],
+            width=width,
+        )
     )
-    dashboard.add_widgets(*([route_errors] if socket.lifecycle else []), connections, api)
+    dashboard.add_widgets(*last_row)

@@ -152,6 +152,8 @@ class Params:
             self.integer("processes")
         self.retention("logRetentionDays")
         self.flag("apiGatewayLogsRole")
+        if bool(self.get("domainName")) != bool(self.get("certificateArn")):
+            raise ValueError("context parameters 'domainName' and 'certificateArn' go together")
         api_id = self.get("apiId")
         if api_id is not None and not API_ID.fullmatch(api_id):
             raise ValueError(f"apiId {api_id!r} is not an API Gateway id (10 lowercase letters or digits)")

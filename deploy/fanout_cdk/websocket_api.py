@@ -108,10 +108,8 @@ def build_api(stack: Stack, p: Params, prefix: str, handler: lambda_.IFunction) 
 
 def _custom_domain(stack: Stack, p: Params) -> apigw.DomainName | None:
     name, certificate = p.get("domainName"), p.get("certificateArn")
-    if not name and not certificate:
+    if not (name and certificate):  # Params.check() refused one without the other
         return None
-    if not (name and certificate):
-        raise ValueError("context parameters 'domainName' and 'certificateArn' go together")
     return apigw.DomainName(
         stack,
         "WebSocketDomain",

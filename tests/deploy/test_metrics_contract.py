@@ -187,3 +187,16 @@ def test_grafana_cloudwatch_panels_read_api_gateway_metrics() -> None:
     assert read == AWS_METRICS["AWS/ApiGateway"]
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert {"cloudwatch", "api_id", "api_stage"} <= variables
+
+
+def test_worker_only_dashboard_shows_the_existing_api(existing_synth: Synth) -> None:
+    """For an existing API the dashboard reads that API's own metrics and no lifecycle metric of ours."""
+    metrics = dashboard_metrics(existing_synth)
+    for namespace, name, dims in metrics:
+        check(namespace, name, dims, "dashboard")
+    api = [(name, dims) for namespace, name, dims in metrics if namespace == "AWS/ApiGateway"]
+    assert {name for name, _ in api} == AWS_METRICS["AWS/ApiGateway"]
+    assert all(dims == {"ApiId": "a1b2c3d4e5", "Stage": "prod"} for _, dims in api)
+    shown = {name for namespace, name, _ in metrics if namespace == contract.NAMESPACE}
+    lifecycle = {name for name, spec in contract.METRICS.items() if spec.source == "lifecycle"}
+    assert shown == set(contract.METRICS) - lifecycle
