@@ -18,8 +18,7 @@ from pymongo import MongoClient
 
 from fanout import tokens
 from fanout.config import DEV_JWT_SECRET
-from fanout.dev import die_with_parent
-from tests.conftest import free_port
+from tests.conftest import die_with_parent, free_port
 from tests.deploy.conftest import Synth
 
 from fanout_cdk.lifecycle import LAMBDA_HANDLER  # isort: skip - deploy/ is on sys.path through conftest
