@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 DEPLOY_STAMP := $(VENV)/.installed-deploy
 
-.PHONY: run test lint bench setup clean deploy-synth
+.PHONY: run test lint bench setup clean deploy-synth deploy-alerts
 
 setup: $(STAMP)
 
@@ -40,7 +40,14 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 
-## Synthesize the CloudFormation template into deploy/cdk.out/ (no AWS account or Docker needed).
-## Parameters as CDK context: make deploy-synth CONTEXT="apiId=a1b2c3d4e5 stage=prod ..."
+## Synthesize the CloudFormation template into deploy/cdk.out/ (no AWS account or Docker needed; pip
+## bundles the lifecycle Lambda's code). One stack: the WebSocket API, its lifecycle Lambda and the worker,
+## or the worker alone for an existing API. Parameters as CDK context:
+##   make deploy-synth CONTEXT="mongoSecretArn=arn:... jwtSecretArn=arn:..."   # API + Lambda + worker
+##   make deploy-synth CONTEXT="apiId=a1b2c3d4e5 stage=prod mongoSecretArn=arn:..."   # the worker alone
 deploy-synth: $(DEPLOY_STAMP)
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(PY) deploy/app.py $(foreach c,$(CONTEXT),-c $(c))
+
+## Regenerate deploy/prometheus/alerts.yml from deploy/thresholds.py (tests/deploy fails while it is stale).
+deploy-alerts: $(STAMP)
+	$(PY) deploy/alert_rules.py

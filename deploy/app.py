@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""The CDK app: one ``FanoutStack``. Run by the cdk CLI from ``deploy/`` (see cdk.json), or directly:
+"""The CDK app: one ``FanoutStack`` with the whole real-time layer (the WebSocket API, its lifecycle Lambda
+and the worker), or the worker alone with ``-c apiId=...``. Run by the cdk CLI from ``deploy/`` (see
+cdk.json), or directly:
 
     python deploy/app.py [-c key=value ...] [--outdir DIR]
 
 Run directly, it reads cdk.json's context as the CLI would and writes the cloud assembly (the CloudFormation
-template ``<stackName>.template.json``) to ``deploy/cdk.out``. No AWS account or Docker is needed to synth.
+template ``<stackName>.template.json`` and the assets) to ``deploy/cdk.out``. No AWS account or Docker is
+needed to synth: the Lambda's code is bundled by pip from this interpreter (see fanout_cdk/bundling.py).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ def build_app(
         app,
         stack_name,
         env=env,
-        description="fanout: SQS/SNS events fanned out to API Gateway WebSocket connections by ECS workers",
+        description="fanout: SQS/SNS events fanned out to API Gateway WebSocket connections by ECS workers"
+        + ("" if app.node.try_get_context("apiId") else ", the WebSocket API and its lifecycle Lambda"),
     )
     cdk.Tags.of(stack).add("service", "fanout")
     return app, stack

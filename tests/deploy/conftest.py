@@ -1,5 +1,8 @@
 """Fixtures for the deployment tests: the CDK app synthesized (no AWS account, no Docker), the tools.
 
+Each synthesized variant is made once per session; the lifecycle Lambda's code is bundled once per session
+too (``FANOUT_LAMBDA_BUNDLE_CACHE`` points at a session folder) and copied into every variant's assembly.
+
 Nothing here is skipped for a missing tool: the deploy extra (``pip install -e '.[dev,deploy]'``, which
 ``make test`` does) brings aws-cdk-lib, constructs, cfn-lint and hadolint; without it these tests fail
 and say so.
@@ -12,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +32,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_RELEASE", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 if str(DEPLOY_DIR) not in sys.path:
-    sys.path.insert(0, str(DEPLOY_DIR))  # as app.py does: fanout_stack, metrics_contract
+    sys.path.insert(0, str(DEPLOY_DIR))  # as app.py does: fanout_stack, fanout_cdk, metrics_contract
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +48,14 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"`{name}` not found: {INSTALL_HINT}")
     return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bundle_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every synth of this session reuses one bundle of the lifecycle Lambda's code."""
+    os.environ["FANOUT_LAMBDA_BUNDLE_CACHE"] = str(tmp_path_factory.mktemp("lambda-bundles"))
+    yield
+    os.environ.pop("FANOUT_LAMBDA_BUNDLE_CACHE", None)
 
 
 def _load_app() -> ModuleType:
@@ -74,6 +86,12 @@ class Synth:
         assert len(found) == 1, f"expected one {type_}, found {sorted(found)}"
         return next(iter(found.items()))
 
+    def lambda_asset(self) -> Path:
+        """The lifecycle Lambda's bundled code folder in the cloud assembly."""
+        _, function = self.one("AWS::Lambda::Function")
+        key = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+        return self.path.parent / f"asset.{key}"
+
 
 def synth(tmp: Path, context: dict[str, str]) -> Synth:
     app_module = _load_app()
@@ -90,7 +108,8 @@ def app_module() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def default_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """No parameters at all: dummy API id and secret, a new VPC and cluster, the image built from the Dockerfile."""
+    """No parameters at all: a new WebSocket API and lifecycle Lambda, dummy secrets, a new VPC and cluster,
+    the image built from the Dockerfile."""
     return synth(tmp_path_factory.mktemp("cdk-default"), {})
 
 
@@ -110,5 +129,30 @@ EXISTING = {
 
 @pytest.fixture(scope="session")
 def existing_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    """Every parameter given: an existing VPC, subnets, cluster, image, alarm topic."""
+    """Every worker parameter given: an existing API (so the worker alone), VPC, subnets, cluster, image,
+    alarm topic."""
     return synth(tmp_path_factory.mktemp("cdk-existing"), EXISTING)
+
+
+CUSTOM_API = {
+    "stage": "live",
+    "mongoSecretArn": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/fanout/mongo-Zx9Yw8",
+    "mongoSecretField": "uri",
+    "jwtSecretArn": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/fanout/jwt",  # partial ARN
+    "jwtAudience": "realtime",
+    "throttleRate": "300",
+    "throttleBurst": "600",
+    "domainName": "ws.example.com",
+    "certificateArn": "arn:aws:acm:eu-west-1:111122223333:certificate/0a1b2c3d-1111-2222-3333-444455556666",
+    "apiGatewayLogsRole": "false",
+    "vpcId": "vpc-0123456789abcdef0",
+    "subnetIds": "subnet-0aaaaaaaaaaaaaaa1,subnet-0bbbbbbbbbbbbbbb2",
+    "image": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/fanout:1.2.3",
+}
+
+
+@pytest.fixture(scope="session")
+def custom_api_synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    """A new API with every API parameter given: custom domain, throttling, audience, a partial secret ARN,
+    an existing VPC, no account-wide logs role."""
+    return synth(tmp_path_factory.mktemp("cdk-custom-api"), CUSTOM_API)

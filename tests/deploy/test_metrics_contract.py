@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import Synth
+from tests.deploy.conftest import REPO_ROOT, Synth
 
 import metrics_contract as contract  # isort: skip - on sys.path through conftest, as app.py puts it
 
@@ -20,6 +20,7 @@ AWS_METRICS = {
     },
     "ECS/ContainerInsights": {"RunningTaskCount", "DesiredTaskCount"},
     "AWS/ECS": {"CPUUtilization", "MemoryUtilization"},
+    "AWS/ApiGateway": {"ConnectCount", "MessageCount", "IntegrationError", "ClientError", "ExecutionError"},
 }
 REQUIRED_ALARMS = {
     "DeliverySuccessLow": "Deliveries",
@@ -29,6 +30,11 @@ REQUIRED_ALARMS = {
     "DeliveriesThrottled": "Deliveries",
     "WorkerNotReady": "Ready",
     "RunningTasksBelowDesired": "RunningTaskCount",
+    "QueueLagHigh": "QueueLag",
+    "GoneRateSpike": "Deliveries",
+    "ProcessRestarts": "ProcessRestarts",
+    "RouteErrorsHigh": "RouteErrors",
+    "ReconnectStorm": "Reconnects",
 }
 
 
@@ -106,40 +112,27 @@ def test_required_alarms_exist(default_synth: Synth) -> None:
         assert alarms[alarm_id]["Properties"]["AlarmActions"], f"alarm {name} notifies nobody"
 
 
-def test_alarm_thresholds(default_synth: Synth) -> None:
-    """The alarms fire at the thresholds deploy/README.md states."""
+def test_alarm_shapes(default_synth: Synth) -> None:
+    """The alarms read the statistic, namespace and missing-data rule their condition needs."""
     alarms = {
         a["Properties"].get("AlarmName"): a["Properties"]
         for a in default_synth.resources("AWS::CloudWatch::Alarm").values()
     }
     success = alarms["fanout-DeliverySuccessLow"]
-    assert (success["Threshold"], success["ComparisonOperator"], success["EvaluationPeriods"]) == (
-        99,
-        "LessThanThreshold",
-        5,
-    )
     [expr] = [m["Expression"] for m in success["Metrics"] if "Expression" in m]
-    assert expr.startswith("100 * (FILL(ok, 0)) /")
+    assert ", 100 * (FILL(ok, 0)) / (" in expr and "FILL(gone" not in expr
+    assert success["TreatMissingData"] == "notBreaching"
     latency = alarms["fanout-DeliveryLatencyHigh"]
-    assert (latency["ExtendedStatistic"], latency["Threshold"], latency["Namespace"]) == (
-        "p95",
-        1000,
-        "Fanout",
-    )
+    assert (latency["ExtendedStatistic"], latency["Namespace"]) == ("p95", "Fanout")
     dlq = alarms["fanout-DeadLetters"]
-    assert (dlq["Threshold"], dlq["ComparisonOperator"], dlq["Namespace"]) == (
-        0,
-        "GreaterThanThreshold",
-        "AWS/SQS",
-    )
+    assert (dlq["Namespace"], dlq["Statistic"]) == ("AWS/SQS", "Maximum")
     oldest = alarms["fanout-OldestMessageOld"]
-    assert (oldest["Threshold"], oldest["MetricName"]) == (60, "ApproximateAgeOfOldestMessage")
+    assert (oldest["MetricName"], oldest["Namespace"]) == ("ApproximateAgeOfOldestMessage", "AWS/SQS")
     ready = alarms["fanout-WorkerNotReady"]
-    assert (ready["Threshold"], ready["ComparisonOperator"], ready["TreatMissingData"]) == (
-        1,
-        "LessThanThreshold",
-        "breaching",
-    )
+    assert (ready["Statistic"], ready["TreatMissingData"]) == ("Minimum", "breaching")
+    gone = alarms["fanout-GoneRateSpike"]
+    [expr] = [m["Expression"] for m in gone["Metrics"] if "Expression" in m]
+    assert ", 100 * (FILL(gone, 0)) / (" in expr and "FILL(ok, 0) + FILL(gone, 0)" in expr
 
 
 def test_dashboard_reads_only_contract_metrics(default_synth: Synth) -> None:
@@ -152,12 +145,14 @@ def test_dashboard_reads_only_contract_metrics(default_synth: Synth) -> None:
 
 
 def test_contract_matches_the_worker_emitter() -> None:
-    """The contract's names and units are the ones src/fanout/emf.py emits."""
+    """The contract's worker names and units are the ones src/fanout/emf.py emits."""
     try:
         from fanout import emf
     except ModuleNotFoundError:
         pytest.skip("src/fanout/emf.py does not exist yet: nothing to compare the contract with")
-    assert emf.CLOUDWATCH_METRICS == contract.UNITS
+    # A metric the contract names ahead of the worker (issue 15) may still be missing from emf.py.
+    pending = {name for name in contract.PENDING_IN_SRC if name not in emf.CLOUDWATCH_METRICS}
+    assert {k: v for k, v in contract.UNITS.items() if k not in pending} == emf.CLOUDWATCH_METRICS
 
 
 def test_delivery_outcomes_match_the_gateway_client() -> None:
@@ -172,3 +167,36 @@ def test_namespace_matches_the_settings_default() -> None:
     from fanout.config import Settings
 
     assert Settings.model_fields["cloudwatch_namespace"].default == contract.NAMESPACE
+
+
+def test_grafana_cloudwatch_panels_read_api_gateway_metrics() -> None:
+    """The Grafana dashboard's CloudWatch panels read API Gateway's five WebSocket metrics for one API and
+    stage, and nothing else."""
+    dashboard = json.loads((REPO_ROOT / "deploy" / "grafana" / "fanout.json").read_text())
+    read = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            if target.get("datasource", {}).get("type") != "cloudwatch":
+                continue
+            check(
+                target["namespace"], target["metricName"], target["dimensions"], f"grafana {panel['title']}"
+            )
+            assert target["dimensions"] == {"ApiId": "$api_id", "Stage": "$api_stage"}
+            assert target["statistic"] == "Sum"
+            read.add(target["metricName"])
+    assert read == AWS_METRICS["AWS/ApiGateway"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"cloudwatch", "api_id", "api_stage"} <= variables
+
+
+def test_worker_only_dashboard_shows_the_existing_api(existing_synth: Synth) -> None:
+    """For an existing API the dashboard reads that API's own metrics and no lifecycle metric of ours."""
+    metrics = dashboard_metrics(existing_synth)
+    for namespace, name, dims in metrics:
+        check(namespace, name, dims, "dashboard")
+    api = [(name, dims) for namespace, name, dims in metrics if namespace == "AWS/ApiGateway"]
+    assert {name for name, _ in api} == AWS_METRICS["AWS/ApiGateway"]
+    assert all(dims == {"ApiId": "a1b2c3d4e5", "Stage": "prod"} for _, dims in api)
+    shown = {name for namespace, name, _ in metrics if namespace == contract.NAMESPACE}
+    lifecycle = {name for name, spec in contract.METRICS.items() if spec.source == "lifecycle"}
+    assert shown == set(contract.METRICS) - lifecycle

@@ -12,7 +12,8 @@ import pytest
 from fanout.config import Settings
 from tests.deploy.conftest import EXISTING, Synth, synth, tool
 
-import fanout_stack as fs  # isort: skip - on sys.path through conftest, as app.py puts it
+from fanout_cdk import queues, service  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
+from metrics_contract import NAMESPACE  # isort: skip
 
 
 def render(value: Any) -> str:
@@ -73,13 +74,13 @@ def test_queue_has_an_encrypted_dlq_with_redrive(default_synth: Synth) -> None:
     dlq = default_synth.template["Resources"][dlq_id]["Properties"]
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
-        "maxReceiveCount": fs.MAX_RECEIVE_COUNT,
+        "maxReceiveCount": queues.MAX_RECEIVE_COUNT,
     }
-    assert fs.MAX_RECEIVE_COUNT == 5
+    assert queues.MAX_RECEIVE_COUNT == 5
     assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
     assert queue["MessageRetentionPeriod"] == 4 * 86400
     assert dlq["MessageRetentionPeriod"] == 14 * 86400
-    assert queue["VisibilityTimeout"] == fs.VISIBILITY_TIMEOUT_S == 30
+    assert queue["VisibilityTimeout"] == queues.VISIBILITY_TIMEOUT_S == 30
     assert int(env_of(default_synth)["FANOUT_VISIBILITY_TIMEOUT_S"]) == queue["VisibilityTimeout"]
     assert (queue["QueueName"], dlq["QueueName"]) == ("fanout-events", "fanout-events-dlq")
 
@@ -99,7 +100,7 @@ def test_topic_delivers_raw_to_the_queue(default_synth: Synth) -> None:
 
 CONNECTIONS = re.compile(
     r"^arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
-    r"(?P<api>[a-z0-9]{10})/(?P<stage>[^/*]+)/(?P<method>POST|GET|DELETE)/@connections/\*$"
+    r"(?P<api>[a-z0-9]{10}|\$\{WebSocketApi\w+\})/(?P<stage>[^/*]+)/(?P<method>POST|GET|DELETE)/@connections/\*$"
 )
 
 
@@ -110,7 +111,9 @@ def test_task_role_has_no_wildcard_beyond_connections(
     """The task role grants exactly the worker's calls, with no wildcard but the @connections/* path."""
     s = default_synth if which == "default" else existing_synth
     api, stage = (
-        ("abcdef1234", "production") if which == "default" else (EXISTING["apiId"], EXISTING["stage"])
+        ("${" + logical_id(s, "AWS::ApiGatewayV2::Api", "WebSocketApi") + "}", "production")
+        if which == "default"
+        else (EXISTING["apiId"], EXISTING["stage"])
     )
     role_id = logical_id(s, "AWS::IAM::Role", "TaskRole")
     statements = role_statements(s, role_id)
@@ -187,11 +190,11 @@ def test_publisher_policy(default_synth: Synth) -> None:
 def test_container_health_check_and_stop_timeout(default_synth: Synth) -> None:
     """The container checks /healthz and gets the shutdown budget plus 10 s to stop."""
     c = container(default_synth)
-    assert c["StopTimeout"] == fs.SHUTDOWN_BUDGET_S + 10 == fs.STOP_TIMEOUT_S <= 120
-    assert env_of(default_synth)["FANOUT_SHUTDOWN_BUDGET_S"] == str(fs.SHUTDOWN_BUDGET_S)
+    assert c["StopTimeout"] == service.SHUTDOWN_BUDGET_S + 10 == service.STOP_TIMEOUT_S <= 120
+    assert env_of(default_synth)["FANOUT_SHUTDOWN_BUDGET_S"] == str(service.SHUTDOWN_BUDGET_S)
     check = c["HealthCheck"]
     assert check["Command"][0] == "CMD"
-    assert f"http://127.0.0.1:{fs.METRICS_PORT}/healthz" in check["Command"][-1]
+    assert f"http://127.0.0.1:{service.METRICS_PORT}/healthz" in check["Command"][-1]
     assert check["Retries"] >= 2 and check["StartPeriod"] > 0
     assert c["LogConfiguration"]["LogDriver"] == "awslogs"
     assert c["Essential"] is True
@@ -203,7 +206,7 @@ def test_worker_settings(default_synth: Synth, existing_synth: Synth) -> None:
     assert env["FANOUT_ENV"] == "production"
     assert env["FANOUT_METRICS_HOST"] == "0.0.0.0"
     assert env["FANOUT_CLOUDWATCH_EMF"] == "true"
-    assert env["FANOUT_CLOUDWATCH_NAMESPACE"] == fs.NAMESPACE
+    assert env["FANOUT_CLOUDWATCH_NAMESPACE"] == NAMESPACE
     assert env["FANOUT_REGION"] == {"Ref": "AWS::Region"}
     assert env["FANOUT_QUEUE_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")}
     assert env["FANOUT_DLQ_URL"] == {"Ref": logical_id(default_synth, "AWS::SQS::Queue", "DeadLetterQueue")}
@@ -283,8 +286,16 @@ def test_dummy_defaults_are_flagged(default_synth: Synth) -> None:
     from aws_cdk.assertions import Annotations, Match
 
     annotations = Annotations.from_stack(default_synth.stack)
-    annotations.has_warning("*", Match.string_like_regexp("apiId.*dummy"))
+    annotations.has_warning("*", Match.string_like_regexp("jwtSecretArn.*dummy"))
     annotations.has_warning("*", Match.string_like_regexp("mongoSecretArn.*dummy"))
+    annotations.has_no_warning("*", Match.string_like_regexp("apiId"))
+
+
+def test_worker_alone_needs_no_token_key(existing_synth: Synth) -> None:
+    """With an existing API the stack makes no lifecycle, so it neither reads nor asks for the token key."""
+    from aws_cdk.assertions import Annotations, Match
+
+    Annotations.from_stack(existing_synth.stack).has_no_warning("*", Match.string_like_regexp("dummy"))
 
 
 @pytest.mark.parametrize(
@@ -294,6 +305,9 @@ def test_dummy_defaults_are_flagged(default_synth: Synth) -> None:
         ({"vpcId": "vpc-0123456789abcdef0"}, "subnetIds"),
         ({"cpu": "lots"}, "cpu"),
         ({"logRetentionDays": "31"}, "logRetentionDays"),
+        ({"throttleRate": "fast"}, "throttleRate"),
+        ({"apiGatewayLogsRole": "maybe"}, "apiGatewayLogsRole"),
+        ({"domainName": "ws.example.com"}, "certificateArn"),
     ],
 )
 def test_bad_parameters_are_refused(tmp_path: Any, context: dict[str, str], message: str) -> None:
@@ -305,10 +319,11 @@ def test_bad_parameters_are_refused(tmp_path: Any, context: dict[str, str], mess
 # ---- cfn-lint ----------------------------------------------------------------------------------------------
 
 
-def test_cfn_lint_is_clean(default_synth: Synth, existing_synth: Synth) -> None:
-    """cfn-lint finds nothing in either template."""
+def test_cfn_lint_is_clean(default_synth: Synth, existing_synth: Synth, custom_api_synth: Synth) -> None:
+    """cfn-lint finds nothing in any synthesized template."""
+    paths = [str(s.path) for s in (default_synth, existing_synth, custom_api_synth)]
     result = subprocess.run(
-        [tool("cfn-lint"), "--", str(default_synth.path), str(existing_synth.path)],
+        [tool("cfn-lint"), "--", *paths],
         capture_output=True,
         text=True,
         timeout=120,

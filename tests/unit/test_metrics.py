@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,20 @@ from fanout.worker.pool import Pool, _PoolCollector
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "fanout.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def _contract() -> Any:
+    """deploy/metrics_contract.py: the CloudWatch names, the Prometheus series each mirrors, the pending ones."""
+    if "metrics_contract" not in sys.modules:  # tests/deploy may have imported it from deploy/ already
+        spec = importlib.util.spec_from_file_location(
+            "metrics_contract", ROOT / "deploy" / "metrics_contract.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["metrics_contract"] = module  # dataclasses resolve their annotations through it
+        spec.loader.exec_module(module)
+    return sys.modules["metrics_contract"]
+
 
 # Names in PromQL that are not metrics.
 _KEYWORDS = frozenset(
@@ -80,7 +96,8 @@ def _dashboard_exprs() -> Iterator[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
-            yield f"panel {panel['title']!r}", target["expr"]
+            if "expr" in target:  # a Prometheus query; CloudWatch panels are checked in tests/deploy
+                yield f"panel {panel['title']!r}", target["expr"]
     for variable in dashboard["templating"]["list"]:
         query = variable.get("query")
         text = query.get("query") if isinstance(query, dict) else None
@@ -129,13 +146,18 @@ def test_every_dashboard_and_alert_metric_is_exported(where: str, expr: str) -> 
     """Each metric a Grafana panel, variable or alert rule reads is exported by the code, suffix included."""
     used = metric_names(expr)
     assert used, f"{where}: no metric found in {expr!r}"
-    assert set() == used - exported_series().keys(), f"{where} uses metrics the code does not export"
+    missing = used - exported_series().keys()
+    # Socket-health series the contract names ahead of the code (issue 15): allowed until src exports them.
+    assert set() == missing - _contract().PENDING_PROMETHEUS, f"{where} uses metrics the code does not export"
 
 
 def test_dashboard_and_rules_cover_the_design_metrics() -> None:
-    """The documented core metrics, queue lag and readiness all appear on the dashboard and in the rules."""
+    """The DESIGN.md metrics, queue lag, readiness and the socket-health metrics appear on the dashboard, and
+    the rules cover the alarms."""
     used_dashboard = {name for _, expr in _dashboard_exprs() for name in metric_names(expr)}
-    families = {exported_series()[name] for name in used_dashboard}
+    pending = _contract().PENDING_PROMETHEUS
+    assert pending <= used_dashboard, "the socket-health row shows every socket metric"
+    families = {exported_series()[name] for name in used_dashboard - pending}
     for family in (
         "fanout_events",
         "fanout_deliveries",
@@ -162,13 +184,26 @@ def test_dashboard_and_rules_cover_the_design_metrics() -> None:
 
 
 def test_every_alert_has_a_summary_and_a_runbook() -> None:
-    """Each rule names its severity and points at a runbook section of docs/operations.md."""
-    runbooks = (ROOT / "docs" / "operations.md").read_text().lower()
+    """Each rule names its severity and points at a section of a repository document that says what to do."""
     for rule in _alert_rules():
         assert rule["labels"]["severity"] in ("page", "ticket")
         assert rule["annotations"]["summary"]
-        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
-        assert f"#### {anchor}" in runbooks, f"docs/operations.md has no '#### {rule['alert']}' section"
+        path, anchor = rule["annotations"]["runbook"].split("#", 1)
+        doc = (ROOT / path).read_text().lower()
+        assert f"#### {anchor}" in doc, f"{path} has no '#### {rule['alert']}' section"
+
+
+def test_metrics_contract_names_exported_series() -> None:
+    """Each CloudWatch metric of the deploy contract mirrors a series the code exports, and a name waiting
+    for the code (PENDING_PROMETHEUS) leaves that list once the code exports it."""
+    contract = _contract()
+    families = set(exported_series().values())
+    for name, spec in contract.METRICS.items():
+        family = spec.prometheus.removesuffix("_total")
+        if spec.prometheus in contract.PENDING_PROMETHEUS:
+            assert family not in families, f"{spec.prometheus} is exported now: drop it from PENDING_IN_SRC"
+        else:
+            assert family in families, f"{name}: {spec.prometheus} is not exported"
 
 
 def test_each_family_is_exported_once() -> None:

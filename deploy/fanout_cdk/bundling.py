@@ -1,0 +1,109 @@
+"""The lifecycle Lambda's code, bundled at synth time without Docker.
+
+Local bundling builds the ``fanout`` wheel from this repository and pip-installs it with its runtime
+dependencies for the Lambda's platform (``--platform manylinux2014_* --only-binary=:all:
+--python-version 3.11``) into the asset folder, so the same source runs in the worker image and in the
+Lambda, and no Docker engine is needed. The asset's hash is the hash of what goes into it (``src/fanout``,
+``pyproject.toml``, the platform), so an unchanged source is not bundled again into the same output.
+With ``FANOUT_LAMBDA_BUNDLE_CACHE`` set to a folder, a bundle is also kept there by hash and copied from it
+(the tests bundle once per session this way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PYTHON_VERSION = "3.11"
+PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+CACHE_ENV = "FANOUT_LAMBDA_BUNDLE_CACHE"
+_BUNDLER_VERSION = "1"  # bump when the bundle's recipe changes, so old bundles are not reused
+
+
+class BundlingError(RuntimeError):
+    """pip could not build or install the Lambda's code; its output says why."""
+
+
+def source_hash(architecture: str) -> str:
+    """The hash of everything the bundle is made from."""
+    digest = hashlib.sha256(f"{_BUNDLER_VERSION}|{PYTHON_VERSION}|{PLATFORMS[architecture]}".encode())
+    files = [REPO_ROOT / "pyproject.toml", *sorted((REPO_ROOT / "src" / "fanout").rglob("*"))]
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def bundle(out: Path, architecture: str) -> None:
+    """Fill ``out`` with the fanout package and its runtime dependencies for the Lambda's platform."""
+    cache_root = os.environ.get(CACHE_ENV)
+    cached = Path(cache_root) / source_hash(architecture) if cache_root else None
+    if cached is not None and cached.is_dir():
+        shutil.copytree(cached, out, dirs_exist_ok=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="fanout-wheel-") as wheels:
+        _pip("wheel", "--no-deps", "--wheel-dir", wheels, str(REPO_ROOT))
+        [wheel] = Path(wheels).glob("fanout-*.whl")
+        _pip(
+            "install",
+            "--target",
+            str(out),
+            "--platform",
+            PLATFORMS[architecture],
+            "--implementation",
+            "cp",
+            "--python-version",
+            PYTHON_VERSION,
+            "--only-binary=:all:",
+            str(wheel),
+        )
+    shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts pointing at this machine's interpreter
+    if cached is not None:
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cached.parent))
+        shutil.copytree(out, partial, dirs_exist_ok=True)
+        partial.rename(cached)  # atomic: a concurrent reader sees a whole bundle or none
+
+
+def _pip(*args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BundlingError(f"pip {args[0]} failed:\n{result.stdout}{result.stderr}")
+
+
+@jsii.implements(ILocalBundling)
+class _LocalBundling:
+    def __init__(self, architecture: str) -> None:
+        self._architecture = architecture
+
+    def try_bundle(self, output_dir: str, options: Any) -> bool:  # options: the BundlingOptions
+        bundle(Path(output_dir), self._architecture)
+        return True  # never fall back to Docker: a failure raises with pip's own message
+
+
+def lifecycle_code(architecture: str) -> lambda_.Code:
+    """The lifecycle Lambda's code asset, bundled locally for ``architecture``."""
+    return lambda_.Code.from_asset(
+        str(REPO_ROOT / "src"),
+        asset_hash=source_hash(architecture),
+        asset_hash_type=AssetHashType.CUSTOM,
+        bundling=BundlingOptions(
+            image=lambda_.Runtime.PYTHON_3_11.bundling_image,  # required by the API, never run
+            local=_LocalBundling(architecture),
+        ),
+    )
