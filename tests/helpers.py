@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import boto3
@@ -16,6 +21,10 @@ from pymongo import AsyncMongoClient
 from fanout.config import Settings
 from fanout.store import ConnectionStore
 from fanout.tokens import sign
+from fanout.worker.pool import die_with_parent
+
+if TYPE_CHECKING:
+    from tests.conftest import Stack
 
 
 class Client:
@@ -133,3 +142,48 @@ class Proxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self.writers -= {writer, up_writer}
+
+
+class WorkerPool:
+    """`fanout worker --processes N` as its own process, like ECS runs it."""
+
+    def __init__(self, stack: Stack, log: Path, processes: int = 2, **env: str) -> None:
+        self.stack = stack
+        self.log = log
+        self.processes = processes
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "fanout", "worker", "--processes", str(self.processes)],
+                env={**os.environ, **self.stack.env, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+
+    async def ready(self) -> None:
+        async def answers() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"{self.stack.metrics_url}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(answers, timeout=60, every=0.2)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None

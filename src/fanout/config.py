@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(None, description="SQS/SNS endpoint; the local moto server in dev")
     queue_name: str = "fanout-events"
     queue_url: str | None = None
+    bulk_queue_name: str = "fanout-events-bulk"
+    bulk_queue_url: str | None = Field(None, description="queue of broadcast shards; none: the events queue")
     dlq_name: str = "fanout-events-dlq"
     dlq_url: str | None = None
     topic_name: str = "fanout-events"
@@ -69,6 +71,7 @@ class Settings(BaseSettings):
     shutdown_budget_s: float = 20.0
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
+    bulk_in_flight: int = Field(2, ge=1, description="shards one process delivers at once")
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9400
 

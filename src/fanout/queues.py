@@ -22,3 +22,13 @@ async def aurl(sqs: Any, settings: Settings, *, dlq: bool = False) -> str:
     """The events queue's URL (or the DLQ's), with an aiobotocore client."""
     known, name = _wanted(settings, dlq)
     return known or str((await sqs.get_queue_url(QueueName=name))["QueueUrl"])
+
+
+async def abulk(sqs: Any, settings: Settings) -> str | None:
+    """The bulk queue's URL (broadcast shards), or None where none is configured: production without
+    ``FANOUT_BULK_QUEUE_URL`` puts shards on the events queue."""
+    if settings.bulk_queue_url:
+        return settings.bulk_queue_url
+    if not settings.is_dev:
+        return None
+    return str((await sqs.get_queue_url(QueueName=settings.bulk_queue_name))["QueueUrl"])

@@ -47,6 +47,16 @@ def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
     )
 
 
+_LIVE_PROJECTION = _PROJECTION | {"expiresAt": 1}
+
+
+def _live(doc: dict[str, Any], now: datetime) -> bool:
+    expires = doc.get("expiresAt")
+    if not isinstance(expires, datetime):
+        return False
+    return (expires if expires.tzinfo else expires.replace(tzinfo=UTC)) > now
+
+
 def _scope(target: Target) -> dict[str, Any]:
     """The filter a target puts on records: none for a broadcast, else its users or its topics."""
     if target.broadcast:
@@ -205,9 +215,14 @@ class ConnectionStore:
                 out.append(conn)
             return out
 
-        if target.broadcast or shard is not None:
-            query = {"expiresAt": {"$gt": now}} | _scope(target) | _range(shard)
-            async for batch in self._stream(query):
+        if shard is not None:
+            # The id range is the selective part: expiry is checked here rather than in the query, so
+            # no server can prefer the expiresAt index (every record matches it) over the range.
+            async for batch in self._stream(_scope(target) | _range(shard), _LIVE_PROJECTION):
+                yield fresh(d for d in batch if _live(d, now))
+            return
+        if target.broadcast:
+            async for batch in self._stream({"expiresAt": {"$gt": now}}):
                 yield fresh(batch)
             return
         users = target.user_ids
@@ -220,10 +235,12 @@ class ConnectionStore:
                 if found := fresh(batch):
                     yield found
 
-    async def _stream(self, query: dict[str, Any]) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _stream(
+        self, query: dict[str, Any], projection: dict[str, int] = _PROJECTION
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """The records matching ``query`` in batches of ``BATCH``, never loaded whole."""
         batch: list[dict[str, Any]] = []
-        async for doc in self._col.find(query, _PROJECTION, batch_size=BATCH):
+        async for doc in self._col.find(query, projection, batch_size=BATCH):
             batch.append(doc)
             if len(batch) >= BATCH:
                 yield batch

@@ -9,8 +9,6 @@ import os
 import random
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,55 +22,9 @@ import pytest
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
 from fanout.publish import build_event
-from fanout.worker.pool import die_with_parent
 from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.corpus import MALFORMED
-from tests.helpers import Client, connect, drain_queue, sqs_client, wait_for
-
-
-class WorkerPool:
-    """`fanout worker --processes N` as its own process, like ECS runs it."""
-
-    def __init__(self, stack: Stack, log: Path, processes: int = 2, **env: str) -> None:
-        self.stack = stack
-        self.log = log
-        self.processes = processes
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "fanout", "worker", "--processes", str(self.processes)],
-                env={**os.environ, **self.stack.env, **self.env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-
-    async def ready(self) -> None:
-        async def answers() -> bool:
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"{self.stack.metrics_url}/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await wait_for(answers, timeout=60, every=0.2)
-
-    def terminate(self, timeout: float = 60) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        self.process = None
-        return code
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+from tests.helpers import Client, WorkerPool, connect, drain_queue, sqs_client, wait_for
 
 
 @pytest.fixture(scope="module")

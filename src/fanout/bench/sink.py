@@ -26,16 +26,22 @@ class Sink:
         self.latencies_ms: list[float] = []
         self.ids: dict[str, int] = {}
         self.track_ids = False
+        self.repeats = 0  # frames a client got for an event it already had (with track_ids)
+        self._had: list[set[str]] = []
         self.clients: list[aiohttp.ClientWebSocketResponse] = []
         self.readers: list[asyncio.Task[None]] = []
         self._arrived = asyncio.Event()
 
-    def frame(self, data: str) -> None:
+    def frame(self, data: str, client: int = 0) -> None:
         now = time.time()
         doc = json.loads(data)
         event_id = doc.get("id")
         if event_id is None:  # a route reply such as ping.pong
             return
+        if self.track_ids:
+            had = self._had[client]
+            self.repeats += event_id in had
+            had.add(event_id)
         self.total += 1
         self.last_at = now
         self.latencies_ms.append((now - datetime.fromisoformat(doc["sentAt"]).timestamp()) * 1000)
@@ -43,10 +49,10 @@ class Sink:
             self.ids[event_id] = self.ids.get(event_id, 0) + 1
         self._arrived.set()
 
-    async def read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def read(self, ws: aiohttp.ClientWebSocketResponse, client: int) -> None:
         async for msg in ws:
             if msg.type is aiohttp.WSMsgType.TEXT:
-                self.frame(msg.data)
+                self.frame(msg.data, client)
 
     async def connect(self, http: aiohttp.ClientSession, url: str, key: str, users: list[str]) -> int:
         slots = asyncio.Semaphore(32)
@@ -55,7 +61,8 @@ class Sink:
             async with slots:
                 ws = await http.ws_connect(url, params={"token": sign(user, key, 7200)}, heartbeat=None)
                 self.clients.append(ws)
-                self.readers.append(asyncio.create_task(self.read(ws)))
+                self._had.append(set())
+                self.readers.append(asyncio.create_task(self.read(ws, len(self.clients) - 1)))
 
         await asyncio.gather(*(one(u) for u in users))
         return len(self.clients)
@@ -75,6 +82,7 @@ class Sink:
             out["latencies_ms"] = self.latencies_ms
         if self.track_ids:
             out["ids"] = self.ids
+            out["repeats"] = self.repeats
         return out
 
     def reset(self, track_ids: bool) -> None:
@@ -83,6 +91,8 @@ class Sink:
         self.latencies_ms = []
         self.ids = {}
         self.track_ids = track_ids
+        self.repeats = 0
+        self._had = [set() for _ in self.clients]
 
 
 async def _serve(pipe: Connection, url: str, key: str) -> None:

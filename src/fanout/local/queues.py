@@ -13,7 +13,8 @@ MAX_RECEIVE_COUNT = 5  # SQS moves a message that keeps failing to the DLQ after
 
 
 def create_queues(settings: Settings) -> dict[str, str]:
-    """Create the queue, its DLQ (redrive policy) and the topic subscribed to the queue; idempotent."""
+    """Create the events queue, the bulk queue of broadcast shards, their DLQ (redrive policy) and the
+    topic subscribed to the events queue; idempotent."""
     s = settings
     kwargs: dict[str, Any] = s.aws_client_kwargs()
     sqs = boto3.client("sqs", **kwargs)
@@ -24,10 +25,12 @@ def create_queues(settings: Settings) -> dict[str, str]:
             "QueueArn"
         ]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
-        queue_url = sqs.create_queue(
-            QueueName=s.queue_name,
-            Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(s.visibility_timeout_s)},
-        )["QueueUrl"]
+        attributes: dict[Any, str] = {
+            "RedrivePolicy": redrive,
+            "VisibilityTimeout": str(s.visibility_timeout_s),
+        }
+        queue_url = sqs.create_queue(QueueName=s.queue_name, Attributes=attributes)["QueueUrl"]
+        bulk_url = sqs.create_queue(QueueName=s.bulk_queue_name, Attributes=attributes)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
@@ -36,4 +39,4 @@ def create_queues(settings: Settings) -> dict[str, str]:
     finally:
         sqs.close()
         sns.close()
-    return {"queue": queue_url, "dlq": dlq_url, "topic": topic_arn}
+    return {"queue": queue_url, "bulk": bulk_url, "dlq": dlq_url, "topic": topic_arn}

@@ -12,8 +12,9 @@ import gc
 import os
 import signal
 import time
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -40,6 +41,19 @@ log = get_logger("fanout.worker")
 PROBE_S = 2.0  # readiness probe interval
 
 
+@dataclass(eq=False)
+class Line:
+    """A queue the worker polls: the events queue, or the bulk queue of broadcast shards. Each has its
+    own slots (events at once), receive size and pollers, so a process takes one shard at a time from
+    the bulk queue and leaves the others to the rest of the pool."""
+
+    url: str
+    batcher: Batcher
+    slots: asyncio.Semaphore
+    per_receive: int
+    receiving: list[bool]  # per poller: a receive is open at SQS
+
+
 class Worker:
     """One worker process: SQS consumer, fan-out, health server."""
 
@@ -52,10 +66,9 @@ class Worker:
         self.metrics = Metrics(self.registry)
         self.readiness = Readiness()
         self._stop = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.max_events_in_flight)
-        self._held: dict[str, float] = {}  # receipt -> monotonic time its visibility was last set
+        self._lines: dict[str, Line] = {}  # by queue URL
+        self._held: dict[str, tuple[Line, float]] = {}  # receipt -> its line, when its visibility was set
         self._tasks: set[asyncio.Task[None]] = set()
-        self._receiving: list[bool] = []  # per poller: a receive is open at SQS
         self.pid = os.getpid()
 
     @property
@@ -85,13 +98,19 @@ class Worker:
             if self.serve_health:
                 app = health_app(lambda: self.registry, self.readiness.live, self.readiness.check)
                 stack.push_async_callback((await serve(app, s.metrics_host, s.metrics_port)).cleanup)
-            queue_url, dlq_url = await self._connect(clients)
-            self.batcher = Batcher(clients.sqs, queue_url)
-            self.batcher.start()
-            stack.push_async_callback(self.batcher.close)
-            self.settler = Settler(clients.sqs, queue_url, dlq_url, self.batcher, self.metrics)
-            self._receiving = [False] * s.pollers
-            pollers = [asyncio.create_task(self._poll(queue_url, i)) for i in range(s.pollers)]
+            queue_url, bulk_url, dlq_url = await self._connect(clients)
+            self._line(stack, queue_url, s.max_events_in_flight, 10, s.pollers)
+            if bulk_url:
+                self._line(stack, bulk_url, s.bulk_in_flight, 1, 1)
+            batchers = {url: line.batcher for url, line in self._lines.items()}
+            self.settler = Settler(
+                clients.sqs, batchers, dlq_url, self.metrics, queue_url=queue_url, bulk_url=bulk_url
+            )
+            pollers = [
+                asyncio.create_task(self._poll(line, i))
+                for line in self._lines.values()
+                for i in range(len(line.receiving))
+            ]
             heartbeat = asyncio.create_task(self._keep_visible())
             background = [asyncio.create_task(self._probe(clients, queue_url))]
             if s.cloudwatch_emf:
@@ -114,6 +133,12 @@ class Worker:
         log.info("worker_stopped", **asdict(self.tally))
         return self.tally
 
+    def _line(self, stack: AsyncExitStack, url: str, slots: int, per_receive: int, pollers: int) -> None:
+        batcher = Batcher(self.clients.sqs, url)
+        batcher.start()
+        stack.push_async_callback(batcher.close)
+        self._lines[url] = Line(url, batcher, asyncio.Semaphore(slots), per_receive, [False] * pollers)
+
     # ---- one message
 
     async def _handle(self, msg: Received) -> None:
@@ -128,7 +153,7 @@ class Worker:
         finally:
             self._held.pop(msg.receipt, None)
             self.metrics.events_in_flight.dec()
-            self._slots.release()
+            self._lines[msg.queue_url].slots.release()
 
     async def _decide(self, msg: Received) -> fate.Fate:
         if msg.body is None:
@@ -213,7 +238,7 @@ class Worker:
 
     # ---- the loops
 
-    async def _connect(self, clients: Clients) -> tuple[str, str]:
+    async def _connect(self, clients: Clients) -> tuple[str, str | None, str]:
         """Resolve queue URLs and create indexes, retrying with backoff until both answer (or stop).
 
         The heartbeat ticks meanwhile: waiting for a slow dependency is alive (``/healthz``) but not ready.
@@ -224,11 +249,12 @@ class Worker:
             self.readiness.heartbeat = time.monotonic()
             try:
                 queue = await queues.aurl(clients.sqs, s)
+                bulk = await queues.abulk(clients.sqs, s)
                 dlq = await queues.aurl(clients.sqs, s, dlq=True)
                 self.readiness.sqs = True
                 await clients.store.ensure_indexes()
                 self.readiness.mongo = True
-                return queue, dlq
+                return queue, bulk, dlq
             except Exception as exc:
                 if self._stop.is_set():
                     raise
@@ -256,20 +282,20 @@ class Worker:
             self.metrics.posts_in_flight.set(self.deliverer.in_flight)
             await asyncio.sleep(PROBE_S)
 
-    async def _poll(self, queue_url: str, slot: int) -> None:
+    async def _poll(self, line: Line, slot: int) -> None:
         s = self.settings
         delay = 0.5
         while not self._stop.is_set():
-            await self._slots.acquire()
-            self._slots.release()
+            await line.slots.acquire()  # receive only what a free slot can start
+            line.slots.release()
             if not (self.readiness.mongo and self.readiness.sqs):
                 await asyncio.sleep(1)  # receiving now would only burn the messages' receive counts
                 continue
             try:
-                self._receiving[slot] = True
+                line.receiving[slot] = True
                 reply = await self.clients.sqs.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=10,
+                    QueueUrl=line.url,
+                    MaxNumberOfMessages=line.per_receive,
                     WaitTimeSeconds=s.receive_wait_s,
                     VisibilityTimeout=s.visibility_timeout_s,
                     MessageAttributeNames=["All"],
@@ -287,24 +313,24 @@ class Worker:
                 delay = min(delay * 2, 10)
                 continue
             finally:
-                self._receiving[slot] = False
-            await self._start_all([received.parse(m) for m in reply.get("Messages", [])])
+                line.receiving[slot] = False
+            await self._start_all(line, [received.parse(m, line.url) for m in reply.get("Messages", [])])
 
-    async def _start_all(self, messages: list[Received]) -> None:
+    async def _start_all(self, line: Line, messages: list[Received]) -> None:
         """Hold every received message (its visibility is kept from now on), then start each in a slot."""
         now = time.monotonic()
         for msg in messages:
-            self._held[msg.receipt] = now
-            if msg.sent_at is not None and not msg.routing.is_remainder:  # remainders wait on purpose
+            self._held[msg.receipt] = (line, now)
+            if msg.sent_at is not None and not msg.routing.is_part:  # worker-written parts wait on purpose
                 self.metrics.queue_lag.observe(max(0.0, time.time() - msg.sent_at))
         for i, msg in enumerate(messages):
-            await self._slots.acquire()
+            await line.slots.acquire()
             if self._stop.is_set():  # stopping: hand the rest straight back to the queue
-                self._slots.release()
+                line.slots.release()
                 rest = [m.receipt for m in messages[i:]]
                 for receipt in rest:
                     self._held.pop(receipt, None)
-                await self.settler.release(rest)
+                await self.settler.release(line.url, rest)
                 return
             self.settler.tally.received += 1
             self.metrics.events_in_flight.inc()
@@ -316,8 +342,9 @@ class Worker:
         """Let receives already at SQS come back, then stop. SQS still hands messages to a long poll
         whose caller has gone, and they would stay invisible for the visibility timeout; a receive
         that returns after the stop releases what it brought instead."""
-        for task, receiving in zip(pollers, self._receiving, strict=True):
-            if not receiving:
+        receiving = [r for line in self._lines.values() for r in line.receiving]
+        for task, open_ in zip(pollers, receiving, strict=True):
+            if not open_:
                 task.cancel()
         s = self.settings
         _, late = await asyncio.wait(pollers, timeout=min(s.receive_wait_s + 5, s.shutdown_budget_s))
@@ -330,27 +357,34 @@ class Worker:
         while True:
             await asyncio.sleep(max(0.5, vis / 4))
             cutoff = time.monotonic() - vis / 2
-            old = [r for r, t in self._held.items() if t < cutoff]
-            if not old:
-                continue
-            try:
-                await self.batcher.set_visibility(old, vis)
-                now = time.monotonic()
-                for r in old:
-                    if r in self._held:
-                        self._held[r] = now
-            except Exception as exc:
-                log.warning("heartbeat_failed", error=type(exc).__name__)
+            for line, old in _by_line((r, held) for r, held in self._held.items() if held[1] < cutoff):
+                try:
+                    await line.batcher.set_visibility(old, vis)
+                    now = time.monotonic()
+                    for r in old:
+                        if r in self._held:
+                            self._held[r] = (line, now)
+                except Exception as exc:
+                    log.warning("heartbeat_failed", error=type(exc).__name__)
 
     async def _drain(self) -> None:
         """Wait for in-flight events within the budget, then cancel and release the rest."""
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_budget_s)
-            unfinished = list(self._held)
+            unfinished = _by_line(list(self._held.items()))
             await _cancel(list(pending))
-            if unfinished:
-                await self.settler.release(unfinished)
-        await self.batcher.flush()
+            for line, receipts in unfinished:
+                await self.settler.release(line.url, receipts)
+        for line in self._lines.values():
+            await line.batcher.flush()
+
+
+def _by_line(held: Iterable[tuple[str, tuple[Line, float]]]) -> list[tuple[Line, list[str]]]:
+    """Receipts grouped by the line they came from."""
+    groups: dict[int, tuple[Line, list[str]]] = {}
+    for receipt, (line, _) in held:
+        groups.setdefault(id(line), (line, []))[1].append(receipt)
+    return list(groups.values())
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -23,6 +23,7 @@ class Received:
     routing: attributes.Routing
     sent_at: float | None  # SQS SentTimestamp, seconds since the epoch
     receive_count: int
+    queue_url: str = ""  # the queue it came from: deletes, releases and remainders go back there
 
     @property
     def round(self) -> int:
@@ -40,7 +41,7 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
-def parse(message: dict[str, Any]) -> Received:
+def parse(message: dict[str, Any], queue_url: str = "") -> Received:
     """Parse a ``ReceiveMessage`` entry. Never raises: anything wrong with the body or the worker-owned
     attributes ends up in ``invalid``."""
     system = message.get("Attributes") or {}
@@ -66,4 +67,5 @@ def parse(message: dict[str, Any]) -> Received:
         routing=routing,
         sent_at=sent / 1000 if sent else None,
         receive_count=_int(system.get("ApproximateReceiveCount"), 1),
+        queue_url=queue_url,
     )

@@ -44,13 +44,26 @@ class Tally:
 class Settler:
     """Applies fates: one instance per worker process."""
 
-    def __init__(self, sqs: Any, queue_url: str, dlq_url: str, batcher: Batcher, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        batchers: dict[str, Batcher],
+        dlq_url: str,
+        metrics: Metrics,
+        *,
+        queue_url: str,
+        bulk_url: str | None = None,
+    ) -> None:
         self._sqs = sqs
+        self._batchers = batchers  # per queue URL
         self._queue = queue_url
+        self._bulk = bulk_url or queue_url  # where shards go
         self._dlq = dlq_url
-        self._batcher = batcher
         self._metrics = metrics
         self.tally = Tally()
+
+    def _home(self, msg: Received) -> str:
+        return msg.queue_url or self._queue
 
     async def apply(self, msg: Received, fate: Fate) -> None:
         """Write the remainder and dead letters, then delete or release the message."""
@@ -69,14 +82,14 @@ class Settler:
         for letter in fate.dead_letters:
             await self._dead_letter(msg, letter)
         if fate.release_after_s is not None:
-            await self.release([msg.receipt], fate.release_after_s)
+            await self.release(self._home(msg), [msg.receipt], fate.release_after_s)
         elif fate.delete:
-            self._batcher.delete(msg.receipt)
+            self._batchers[self._home(msg)].delete(msg.receipt)
 
-    async def release(self, receipts: Sequence[str], after_s: int = 0) -> None:
-        """Make messages visible again now (shutdown) or after a backoff (a failed attempt)."""
+    async def release(self, queue_url: str, receipts: Sequence[str], after_s: int = 0) -> None:
+        """Make messages of a queue visible again now (shutdown) or after a backoff (a failed attempt)."""
         try:
-            await self._batcher.set_visibility(list(receipts), after_s)
+            await self._batchers[queue_url].set_visibility(list(receipts), after_s)
             self.tally.released += len(receipts)
         except Exception as exc:  # they come back on their own when their visibility runs out
             log.warning("release_failed", error=type(exc).__name__)
@@ -92,7 +105,7 @@ class Settler:
         room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK
         for ids in attributes.chunks(remainder.ids, room):
             await self._sqs.send_message(
-                QueueUrl=self._queue,
+                QueueUrl=self._home(msg),
                 MessageBody=body,
                 DelaySeconds=remainder.delay_s,
                 MessageAttributes=attributes.remainder(remainder.round, ids),
@@ -124,7 +137,7 @@ class Settler:
 
     async def _send_batch(self, entries: list[dict[str, Any]]) -> None:
         for _ in range(2):
-            reply = await self._sqs.send_message_batch(QueueUrl=self._queue, Entries=entries)
+            reply = await self._sqs.send_message_batch(QueueUrl=self._bulk, Entries=entries)
             failed = {f["Id"] for f in reply.get("Failed", [])}
             if not failed:
                 return

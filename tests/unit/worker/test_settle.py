@@ -27,7 +27,8 @@ async def settler(moto_server: Server) -> AsyncIterator[tuple[Settler, Any, str,
         queue = (await sqs.create_queue(QueueName=settings.queue_name))["QueueUrl"]
         dlq = (await sqs.create_queue(QueueName=settings.dlq_name))["QueueUrl"]
         batcher = Batcher(sqs, queue)
-        yield Settler(sqs, queue, dlq, batcher, Metrics(CollectorRegistry())), sqs, queue, dlq
+        settler = Settler(sqs, {queue: batcher}, dlq, Metrics(CollectorRegistry()), queue_url=queue)
+        yield settler, sqs, queue, dlq
 
 
 async def _all(sqs: Any, url: str) -> list[dict[str, Any]]:
