@@ -108,9 +108,9 @@ def near_valid(draw: st.DrawFn) -> str:
 def _dates() -> st.SearchStrategy[Any]:
     """Date-like values for sentAt and meta.expiresAt: any datetime with or without an offset (year 1 to
     9999, where conversions overflow), dates, epoch numbers and odd strings."""
-    offsets = st.none() | st.timedeltas(-timedelta(hours=23, minutes=59), timedelta(hours=23, minutes=59)).map(
-        lambda d: timezone(timedelta(minutes=d // timedelta(minutes=1)))
-    )
+    offsets = st.none() | st.timedeltas(
+        -timedelta(hours=23, minutes=59), timedelta(hours=23, minutes=59)
+    ).map(lambda d: timezone(timedelta(minutes=d // timedelta(minutes=1))))
     stamps = st.datetimes(timezones=offsets).map(lambda d: d.isoformat())
     odd = st.sampled_from(["2026-02-17T00:00:00+24:00", "yesterday", "1970-01-01", 0, -1, 1e10, 253402300800])
     return stamps | st.dates().map(str) | odd | st.integers(-(2**40), 2**40)
