@@ -88,9 +88,16 @@ class _Event:
             self.done.set_result(None)
 
     def fail(self, exc: BaseException) -> None:
+        """A lane's post raised: ``deliver()``, awaiting ``done``, raises it."""
         self.stopped = True
         if not self.done.done():
             self.done.set_exception(exc)
+
+    def stop(self) -> None:
+        """``deliver()`` itself raised or was cancelled: nothing awaits ``done`` any more, so it is
+        cancelled rather than given the error (asyncio would log it as never retrieved)."""
+        self.stopped = True
+        self.done.cancel()
 
 
 class Deliverer:
@@ -172,8 +179,8 @@ class Deliverer:
                     await self._jobs.put((conn, event))  # waits only when every lane is busy
             event.finish_one()
             await event.done
-        except BaseException as exc:
-            event.fail(exc)  # the lanes skip what they have not started; started posts finish alone
+        except BaseException:
+            event.stop()  # the lanes skip what they have not started; started posts finish alone
             raise
         result = event.result
         # Counted once per event rather than once per post: the hot path stays cheap.
