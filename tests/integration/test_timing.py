@@ -100,7 +100,7 @@ async def test_sigterm_mid_fan_out_with_a_budget_longer_than_the_visibility_drai
         await wait_for(lambda: all(ids <= set(_ids(c)) for c in clients), timeout=40, every=0.2)
         await asyncio.sleep(2.5)  # time for a duplicate to show
     assert all(Counter(_ids(c)) == dict.fromkeys(ids, 1) for c in clients), "duplicate frames"
-    assert drained_s > 1.5, "the drain waited for the fan-out in flight"
+    assert drained_s > 1.0, "the drain waited for the fan-out in flight"
     assert "worker_stopped" in first.log.read_text()
     assert 0 == second.terminate()
 
