@@ -373,6 +373,41 @@ async def test_subscriptions_beyond_a_clients_rights_are_refused_on_a_real_socke
     assert [mine.id] == _ids(me)
 
 
+#: Client frames the lifecycle cannot use, each with the system.error code it must answer.
+BAD_FRAMES = [
+    ("[" * 10_000 + "]" * 10_000, "bad_frame"),  # nesting past the parser's limit
+    ('{"action": "ping", "n": NaN}', "bad_frame"),
+    ('{"action": "ping", "s": "\\ud800"}', "bad_frame"),  # a lone surrogate escape
+    ('["ping"]', "bad_frame"),
+    ("not json", "bad_frame"),
+    (json.dumps({"action": "ping", "pad": "x" * 33_000}), "bad_frame"),  # over 32 KiB
+    ('{"action": 7}', "unknown_action"),
+    ('{"action": "chat.nuke"}', "unknown_action"),
+    ('{"action": "subscribe", "topics": "event:1"}', "bad_topics"),
+    ('{"action": "subscribe", "topics": ["no-kind"]}', "bad_topics"),
+    ('{"action": "subscribe", "topics": [["event:1"]]}', "bad_topics"),
+    ('{"action": "unsubscribe", "topics": {"$in": ["event:1"]}}', "bad_topics"),
+]
+
+
+async def test_every_unusable_client_frame_is_answered_with_system_error(hostile_stack: Stack) -> None:
+    """Frames that break a naive parser or name nothing usable each get system.error with a code, never
+    the gateway's internal error, and the socket stays usable."""
+    stack = hostile_stack
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        client = await connect(es, http, stack.ws_url, stack.settings, f"frames-{secrets.token_hex(4)}")
+        codes = []
+        for frame, _ in BAD_FRAMES:
+            seen = len(client.frames)
+            await client.ws.send_str(frame)
+            await wait_for(lambda n=seen: len(client.frames) > n, timeout=10)
+            answer = client.frames[-1]
+            codes.append((answer.get("type"), answer.get("payload", {}).get("code")))
+        await client.ws.send_json({"action": "ping", "id": "after"})
+        await wait_for(lambda: any(f.get("replyTo") == "after" for f in client.frames), timeout=10)
+    assert [("system.error", code) for _, code in BAD_FRAMES] == codes
+
+
 async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_ready(
     hostile_stack: Stack,
 ) -> None:
