@@ -22,15 +22,12 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fanout import attributes
-from fanout.envelope import now_iso
 from fanout.publish import build_event
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
-from tests.corpus import MALFORMED, valid
+from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import Client, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-Attrs = dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -39,80 +36,6 @@ def hostile_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) 
     stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env())
     yield stack
     stop_stack(stack)
-
-
-def _body(user: str, secret: str, **changes: Any) -> str:
-    """A valid body for ``user`` with a fresh id; ``secret`` in its payload must never be printed."""
-    doc = valid(id=f"evt_{secrets.token_hex(8)}", sentAt=now_iso(), payload={"secret": secret}, **changes)
-    doc["target"] = {"userIds": [user]}
-    return json.dumps(doc)
-
-
-def _sns(message: Any, **extra: Any) -> str:
-    return json.dumps({"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:1:t",
-                       "Timestamp": "2026-02-17T00:00:00.000Z", "Message": message, **extra})  # fmt: skip
-
-
-def _splice(body: str, token: str) -> str:
-    """``body`` with its payload's secret replaced by a raw JSON token."""
-    doc = json.loads(body)
-    return body.replace(json.dumps(doc["payload"]["secret"]), token)
-
-
-def _hostile(user: str, secret: str) -> list[tuple[str, str, Attrs, str]]:
-    """(kind, body, attributes, reason) of every hostile message; attribute cases carry a valid body
-    for ``user``, which must therefore never reach that user's client."""
-    b = lambda: _body(user, secret)  # noqa: E731 - a fresh id each time
-    deep = "[" * 50_000 + "]" * 50_000
-    bodies = [
-        ("deep array, raw", deep, "not_json"),
-        ("deep object, raw", '{"a":' * 20_000 + "1" + "}" * 20_000, "not_json"),
-        ("deep payload", _splice(b(), "[" * 1000 + "]" * 1000), "not_json"),
-        ("deep body inside an SNS Message", _sns(deep), "not_json"),
-        ("deep payload inside an SNS Message", _sns(_splice(b(), "[" * 500 + "]" * 500)), "not_json"),
-        ("deep SNS field", _sns(b()).replace('"Type"', '"Subject": ' + "[" * 400 + "]" * 400 + ', "Type"'), "not_json"),
-        ("NaN", _splice(b(), "NaN"), "not_json"),
-        ("Infinity", _splice(b(), "Infinity"), "not_json"),
-        ("-Infinity", _splice(b(), "-Infinity"), "not_json"),
-        ("NaN inside an SNS Message", _sns(_splice(b(), "NaN")), "not_json"),
-        ("1e400", _splice(b(), "1e400"), "schema"),
-        ("-1e400 inside an SNS Message", _sns(_splice(b(), "-1e400")), "schema"),
-        ("an integer of 5,000 digits", _splice(b(), "1" + "0" * 5000), "not_json"),
-        ("lone high surrogate", _splice(b(), '"\\ud800"'), "not_json"),
-        ("lone low surrogate in a key", b().replace('"secret"', '"\\udc00"'), "not_json"),
-        ("lone surrogate inside an SNS Message", _sns(_splice(b(), '"\\udbff"')), "not_json"),
-        ("lone surrogate as the SNS Message", _sns("x").replace('"x"', '"\\ud800"'), "not_json"),
-        ("SNS Message a number", _sns(1), "sns_missing_message"),
-        ("SNS Message null", _sns(None), "sns_missing_message"),
-        ("SNS Message a list", _sns([b()]), "sns_missing_message"),
-    ]  # fmt: skip
-    out = [(kind, raw, {}, reason) for kind, raw, reason in bodies]
-    # moto, like SQS, refuses a body over 1 MiB itself; the unit tests cover that entry
-    out += [(f"corpus: {n}", raw, {}, reason) for n, raw, reason in MALFORMED if len(raw) < 1024 * 1024]
-    s, n = attributes.string, lambda v: {"DataType": "Number", "StringValue": v}
-    bad_attrs: list[tuple[str, Attrs]] = [
-        ("round a String", {attributes.ROUND: s("1")}),
-        ("round not a number", {attributes.ROUND: n("one")}),
-        ("round negative", {attributes.ROUND: n("-1")}),
-        ("round over 100", {attributes.ROUND: n("101")}),
-        ("round a fraction", {attributes.ROUND: n("1.5")}),
-        ("round in exponent form", {attributes.ROUND: n("1e2")}),
-        ("round Binary", {attributes.ROUND: {"DataType": "Binary", "BinaryValue": b"\x01"}}),
-        ("connections not JSON", {attributes.CONNECTIONS: s('["c1"')}),
-        ("connections an object", {attributes.CONNECTIONS: s('{"c1": true}')}),
-        ("connections a string", {attributes.CONNECTIONS: s('"c1"')}),
-        ("connections empty", {attributes.CONNECTIONS: s("[]")}),
-        ("connections numbers", {attributes.CONNECTIONS: s("[1, 2]")}),
-        ("connections with a space", {attributes.CONNECTIONS: s('["a b"]')}),
-        ("connections id too long", {attributes.CONNECTIONS: s(json.dumps(["x" * 129]))}),
-        ("connections nested", {attributes.CONNECTIONS: s('[["c1"]]')}),
-        ("connections deep", {attributes.CONNECTIONS: s("[" * 100_000 + "]" * 100_000)}),
-        ("connections over 50,000", {attributes.CONNECTIONS: s(json.dumps([f"c{i}" for i in range(50_001)]))}),
-        ("connections a Number", {attributes.CONNECTIONS: n("5")}),
-        ("round fine, connections NaN", {attributes.ROUND: n("1"), attributes.CONNECTIONS: s("[NaN]")}),
-    ]  # fmt: skip
-    out += [(f"attribute: {kind}", b(), attrs, "bad_attribute") for kind, attrs in bad_attrs]
-    return out
 
 
 def _send(stack: Stack, messages: list[tuple[str, Attrs]]) -> None:
@@ -152,10 +75,10 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
     receive; valid events among them arrive; /readyz stays ready; dlq inspect and redrive handle them all."""
     stack = hostile_stack
     user, secret = f"hostile-{secrets.token_hex(4)}", secrets.token_hex(12)
-    hostile = _hostile(user, secret)
+    hostile = hostile_messages(user, secret)
     assert len({kind for kind, *_ in hostile}) >= 60
-    valid_bodies = [_body(user, secret) for _ in hostile]
-    expired = _body(user, secret, meta={"expiresAt": "0001-01-01T00:00:00"})  # no offset: UTC, long past
+    valid_bodies = [event_body(user, secret) for _ in hostile]
+    expired = event_body(user, secret, meta={"expiresAt": "0001-01-01T00:00:00"})  # no offset: UTC, long past
     messages = [
         m
         for (_, raw, attrs, _), ok in zip(hostile, valid_bodies, strict=True)
@@ -257,11 +180,11 @@ async def test_a_forged_connection_list_cannot_reach_another_user(hostile_stack:
         await wait_for(lambda: any(f.get("type") == "subscribe.ok" for f in other.frames))
         [mine] = await _connection_ids(col, target.user_id)
         [theirs] = await _connection_ids(col, other.user_id)
-        to_topic = json.loads(_body(target.user_id, "s"))
+        to_topic = json.loads(event_body(target.user_id, "s"))
         to_topic["target"] = {"topics": [f"event:{run}-none"]}  # a topic no one follows
         forged = [
-            (_body(target.user_id, "s"), [theirs]),  # only the other user's connection
-            (_body(target.user_id, "s"), [mine, theirs]),  # both: the target's own is kept
+            (event_body(target.user_id, "s"), [theirs]),  # only the other user's connection
+            (event_body(target.user_id, "s"), [mine, theirs]),  # both: the target's own is kept
             (json.dumps(to_topic), [theirs]),
         ]
         before = await _outcomes(stack)
@@ -373,23 +296,6 @@ async def test_subscriptions_beyond_a_clients_rights_are_refused_on_a_real_socke
     assert [mine.id] == _ids(me)
 
 
-#: Client frames the lifecycle cannot use, each with the system.error code it must answer.
-BAD_FRAMES = [
-    ("[" * 10_000 + "]" * 10_000, "bad_frame"),  # nesting past the parser's limit
-    ('{"action": "ping", "n": NaN}', "bad_frame"),
-    ('{"action": "ping", "s": "\\ud800"}', "bad_frame"),  # a lone surrogate escape
-    ('["ping"]', "bad_frame"),
-    ("not json", "bad_frame"),
-    (json.dumps({"action": "ping", "pad": "x" * 33_000}), "bad_frame"),  # over 32 KiB
-    ('{"action": 7}', "unknown_action"),
-    ('{"action": "chat.nuke"}', "unknown_action"),
-    ('{"action": "subscribe", "topics": "event:1"}', "bad_topics"),
-    ('{"action": "subscribe", "topics": ["no-kind"]}', "bad_topics"),
-    ('{"action": "subscribe", "topics": [["event:1"]]}', "bad_topics"),
-    ('{"action": "unsubscribe", "topics": {"$in": ["event:1"]}}', "bad_topics"),
-]
-
-
 async def test_every_unusable_client_frame_is_answered_with_system_error(hostile_stack: Stack) -> None:
     """Frames that break a naive parser or name nothing usable each get system.error with a code, never
     the gateway's internal error, and the socket stays usable."""
@@ -397,7 +303,7 @@ async def test_every_unusable_client_frame_is_answered_with_system_error(hostile
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, f"frames-{secrets.token_hex(4)}")
         codes = []
-        for frame, _ in BAD_FRAMES:
+        for frame, _ in CLIENT_FRAMES:
             seen = len(client.frames)
             await client.ws.send_str(frame)
             await wait_for(lambda n=seen: len(client.frames) > n, timeout=10)
@@ -405,7 +311,7 @@ async def test_every_unusable_client_frame_is_answered_with_system_error(hostile
             codes.append((answer.get("type"), answer.get("payload", {}).get("code")))
         await client.ws.send_json({"action": "ping", "id": "after"})
         await wait_for(lambda: any(f.get("replyTo") == "after" for f in client.frames), timeout=10)
-    assert [("system.error", code) for _, code in BAD_FRAMES] == codes
+    assert [("system.error", code) for _, code in CLIENT_FRAMES] == codes
 
 
 async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_ready(
