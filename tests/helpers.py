@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import boto3
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from fanout.config import Settings
@@ -187,3 +188,59 @@ class WorkerPool:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+
+
+class Scrape:
+    """One scrape of a worker's /metrics, summed over the samples that match a name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def value(self, name: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+
+async def scrape(metrics_url: str) -> Scrape:
+    async with aiohttp.ClientSession() as http, http.get(f"{metrics_url}/metrics") as r:
+        return Scrape(await r.text())
+
+
+class ReadyWatch:
+    """Polls /readyz in the background and keeps every status it saw (0: no answer), with its time."""
+
+    def __init__(self, metrics_url: str, every: float = 0.1) -> None:
+        self.url = f"{metrics_url}/readyz"
+        self.every = every
+        self.seen: list[tuple[float, int]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ReadyWatch:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while True:
+                try:
+                    async with http.get(self.url) as r:
+                        status = r.status
+                except (aiohttp.ClientError, TimeoutError):
+                    status = 0
+                self.seen.append((time.monotonic(), status))
+                await asyncio.sleep(self.every)
+
+    def statuses(self) -> set[int]:
+        return {status for _, status in self.seen}
+
+    def first(self, status: int, since: float) -> float | None:
+        """When ``status`` was first seen at or after ``since`` (monotonic), if it was."""
+        return next((at for at, s in self.seen if at >= since and s == status), None)

@@ -61,6 +61,12 @@ class Meta(_Wire):
     seq: int | None = Field(None, ge=0)
     expires_at: datetime | None = None
 
+    @field_validator("expires_at")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        # Without an offset it is UTC: read as local time, 0001-01-01 had no timestamp and broke the worker.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
 
 def _utc(value: str) -> str:
     parsed = datetime.fromisoformat(value)

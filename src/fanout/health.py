@@ -16,28 +16,56 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 #: ``/healthz`` fails when the worker loop has not ticked for this long: it is wedged.
 STALL_S = 60.0
+#: How long an endpoint's last answer counts: unreachable for a while, reachable for longer (an API
+#: that is idle between events is still up).
+DOWN_S = 30.0
+UP_S = 600.0
+#: Endpoints remembered: connection records name them, so garbage records cannot grow this without bound.
+MAX_ENDPOINTS = 1024
 
 Check = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class Readiness:
-    """Whether SQS, MongoDB and the management API answered on their last try."""
+    """Whether SQS, MongoDB and the management API answered on their last try.
 
-    def __init__(self) -> None:
+    The management API is tracked per endpoint (``{domainName}/{stage}`` of the records posted to): it
+    is not ready only while every endpoint seen recently is unreachable, so one record naming a dead
+    endpoint cannot mark the gateway down for the others.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.sqs = False
         self.mongo = False
-        self.gateway_down_until = 0.0  # monotonic; set when the management API refuses every post
-        self.heartbeat = time.monotonic()
+        self._clock = clock
+        self._endpoints: dict[str, tuple[bool, float]] = {}  # endpoint -> (answered, when)
+        self.heartbeat = time.monotonic()  # the worker loop sets it
+
+    def endpoint_seen(self, endpoint: str, *, reachable: bool) -> None:
+        """Record that posts to ``endpoint`` got an HTTP answer, or found it unreachable."""
+        now = self._clock()
+        if endpoint not in self._endpoints and len(self._endpoints) >= MAX_ENDPOINTS:
+            self._endpoints = {e: v for e, v in self._endpoints.items() if self._counts(v, now)}
+            if len(self._endpoints) >= MAX_ENDPOINTS:  # all recent: forget the oldest half
+                kept = sorted(self._endpoints.items(), key=lambda item: item[1][1])[MAX_ENDPOINTS // 2 :]
+                self._endpoints = dict(kept)
+        self._endpoints[endpoint] = (reachable, now)
+
+    @staticmethod
+    def _counts(state: tuple[bool, float], now: float) -> bool:
+        reachable, at = state
+        return now - at < (UP_S if reachable else DOWN_S)
 
     @property
     def gateway(self) -> bool:
-        return time.monotonic() >= self.gateway_down_until
-
-    def gateway_down(self, for_s: float = 30.0) -> None:
-        self.gateway_down_until = time.monotonic() + for_s
-
-    def gateway_up(self) -> None:
-        self.gateway_down_until = 0.0
+        now = self._clock()
+        down = False
+        for state in self._endpoints.values():
+            if self._counts(state, now):
+                if state[0]:
+                    return True
+                down = True
+        return not down
 
     @property
     def ready(self) -> bool:

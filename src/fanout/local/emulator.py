@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from fanout.attributes import CONNECTION_ID
 from fanout.config import Settings
 from fanout.envelope import MAX_FRAME_BYTES
 from fanout.lifecycle import ACTIONS, Lifecycle
@@ -33,6 +34,9 @@ log = get_logger("fanout.gateway")
 
 #: Like a deployed API: one route per action the lifecycle handles, everything else on $default.
 CLIENT_ROUTES = frozenset(ACTIONS)
+#: A query parameter by which a test chooses its socket's connection id (API Gateway assigns ids itself),
+#: e.g. to open the socket of a record written beforehand.
+CHOSEN_ID = "_emulatorConnectionId"
 
 
 @dataclass
@@ -123,9 +127,11 @@ class Emulator:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
             return _error(403, "ForbiddenException", "Forbidden")
-        connection_id = secrets.token_urlsafe(12)
+        connection_id = request.query.get(CHOSEN_ID) or secrets.token_urlsafe(12)
+        if not CONNECTION_ID.fullmatch(connection_id) or connection_id in self.sockets:
+            return _error(409, "ConflictException", "connection id invalid or in use")
         event = self._event("$connect", "CONNECT", connection_id, request)
-        event["queryStringParameters"] = dict(request.query)
+        event["queryStringParameters"] = {k: v for k, v in request.query.items() if k != CHOSEN_ID}
         event["headers"] = dict(request.headers)
         answer = await self.lifecycle.handle(event)
         if answer.get("statusCode") != 200:

@@ -201,10 +201,11 @@ class Worker:
         tally.delivered += result.outcomes[Outcome.OK]
         tally.retried += result.retries
         tally.gone += result.outcomes[Outcome.GONE]
-        if result.outcomes[Outcome.OK] or result.outcomes[Outcome.GONE]:
-            self.readiness.gateway_up()
+        for endpoint in result.reachable:
+            self.readiness.endpoint_seen(endpoint, reachable=True)
+        for endpoint in result.unreachable - result.reachable:
+            self.readiness.endpoint_seen(endpoint, reachable=False)
         if result.failed and result.endpoint_down():
-            self.readiness.gateway_down()
             log.warning("gateway_unreachable", event_id=msg.body.id, connections=len(result.failed))
         shard = msg.routing.shard
         log.info(

@@ -22,6 +22,10 @@ log = get_logger("fanout.delivery")
 
 #: A 410 this soon after $connect may be API Gateway's documented connect race: confirm before pruning.
 CONNECT_GRACE_S = 5.0
+#: Outcomes that prove an endpoint answers (a timeout or a refusal by policy says nothing about it).
+_ANSWERED = frozenset(
+    {Outcome.OK, Outcome.GONE, Outcome.THROTTLED, Outcome.SERVER_ERROR, Outcome.FORBIDDEN, Outcome.TOO_LARGE}
+)
 
 
 @dataclass
@@ -35,6 +39,8 @@ class FanoutResult:
     too_large: bool = False  # 413: no retry fixes the frame
     retries: int = 0
     attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
+    reachable: set[str] = field(default_factory=set)  # endpoints that answered a post over HTTP
+    unreachable: set[str] = field(default_factory=set)  # endpoints where a post ended refused at the socket
 
     @property
     def attempted(self) -> int:
@@ -82,9 +88,16 @@ class _Event:
             self.done.set_result(None)
 
     def fail(self, exc: BaseException) -> None:
+        """A lane's post raised: ``deliver()``, awaiting ``done``, raises it."""
         self.stopped = True
         if not self.done.done():
             self.done.set_exception(exc)
+
+    def stop(self) -> None:
+        """``deliver()`` itself raised or was cancelled: nothing awaits ``done`` any more, so it is
+        cancelled rather than given the error (asyncio would log it as never retrieved)."""
+        self.stopped = True
+        self.done.cancel()
 
 
 class Deliverer:
@@ -178,8 +191,8 @@ class Deliverer:
                     await jobs.put((conn, event))  # waits only when every lane of its kind is busy
             event.finish_one()
             await event.done
-        except BaseException as exc:
-            event.fail(exc)  # the lanes skip what they have not started; started posts finish alone
+        except BaseException:
+            event.stop()  # the lanes skip what they have not started; started posts finish alone
             raise
         result = event.result
         # Counted once per event rather than once per post: the hot path stays cheap.
@@ -218,6 +231,10 @@ class Deliverer:
             return
         outcome = await self._post_with_retries(conn, event)
         result.outcomes[outcome] += 1
+        if outcome in _ANSWERED:
+            result.reachable.add(conn.endpoint)
+        elif outcome is Outcome.UNREACHABLE:
+            result.unreachable.add(conn.endpoint)
         if outcome is Outcome.OK:
             self._timers_for(event.label)[1].observe(max(0.0, time.time() - event.sent_at))
         elif outcome is Outcome.GONE:

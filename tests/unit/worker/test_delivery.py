@@ -1,8 +1,12 @@
-"""Fan-out of one event through the lanes, against the gateway emulator (in process) and a real MongoDB."""
+"""Fan-out of one event through the lanes, against the gateway emulator (in process) and a real MongoDB.
+
+A fan-out whose lookup fails raises that error to its caller and leaves nothing half-answered.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +19,10 @@ import pytest
 from aiohttp import web
 from botocore.credentials import Credentials
 from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
+from fanout.envelope import parse_body
 from fanout.gateway.client import ManagementClient, Outcome
 from fanout.gateway.http import HttpClient
 from fanout.gateway.sigv4 import Signer
@@ -27,6 +34,7 @@ from fanout.store import ConnectionStore, mongo_client
 from fanout.tokens import sign
 from fanout.worker.delivery import Deliverer
 from tests.conftest import Server, dev_settings, free_port
+from tests.corpus import valid
 
 
 @dataclass
@@ -171,3 +179,31 @@ async def test_a_remainder_round_reaches_only_listed_connections_of_the_target(r
     assert 1 == result.outcomes[Outcome.OK]
     assert [body.id] == [g for g in got[:2] if g]
     assert got[2] is None
+
+
+async def test_a_failed_lookup_raises_and_leaves_no_unretrieved_future() -> None:
+    """MongoDB refusing connections: deliver() raises the lookup's error, and asyncio reports no future
+    whose error nobody read (each such report is an error-level log line during an outage)."""
+    reports: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: reports.append(context))
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        f"mongodb://127.0.0.1:{free_port()}", serverSelectionTimeoutMS=200, timeoutMS=300
+    )
+    http = HttpClient(timeout_s=1)
+    deliverer = Deliverer(
+        ConnectionStore.from_client(mongo, "fanout", "websocketconnections"),
+        ManagementClient(http, None, region="us-east-1", dev=True),
+        Metrics(CollectorRegistry()),
+        max_posts_in_flight=2,
+        attempts=1,
+    )
+    try:
+        with pytest.raises(PyMongoError):
+            await deliverer.deliver(parse_body(json.dumps(valid())), time.monotonic() + 5)
+    finally:
+        await deliverer.close()
+        await http.close()
+        await mongo.close()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert [] == [r["message"] for r in reports if "never retrieved" in r.get("message", "")]

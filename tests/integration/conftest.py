@@ -1,0 +1,75 @@
+"""A stack without a worker, shared by the tests that run workers with settings of their own."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fanout.local.queues import create_queues
+from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.helpers import WorkerPool
+
+NO_FAULTS = {"throttle": 0, "error": 0, "timeout": 0, "drop": 0, "latency_ms": 0}
+
+
+@pytest.fixture(scope="session")
+def bare_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
+    """moto, SecantusDB and the emulator, no worker: each test starts the worker it needs."""
+    stack = start_stack(tmp_path_factory.mktemp("bare"), stack_env(FANOUT_POST_TIMEOUT_S="10"), "--no-worker")
+    yield stack
+    stop_stack(stack)
+
+
+def faults(stack: Stack, **values: float) -> dict[str, Any]:
+    """Set the emulator's injected faults (``PUT /_emulator/faults``)."""
+    url = f"{stack.gateway_url}/_emulator/faults"
+    request = urllib.request.Request(url, json.dumps(values).encode(), method="PUT")  # noqa: S310 - local
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - the local emulator
+        return dict(json.loads(answer.read()))
+
+
+def stats(stack: Stack) -> dict[str, int]:
+    """The emulator's counts of management-API answers (``delivered``, ``gone``, ``forbidden`` ...)."""
+    with urllib.request.urlopen(f"{stack.gateway_url}/_emulator/stats", timeout=5) as answer:  # noqa: S310
+        return dict(json.loads(answer.read())["counts"])
+
+
+@dataclass
+class Lane:
+    """One test's share of the bare stack: queues of its own, and the workers it started on them."""
+
+    stack: Stack  # the bare stack's servers, with this lane's queue names
+    tmp: Path
+    started: list[WorkerPool] = field(default_factory=list)
+
+    def worker(self, **env: str) -> WorkerPool:
+        """Start `fanout worker --processes 1` on this lane's queues with FANOUT_* overrides."""
+        pool = WorkerPool(self.stack, self.tmp / f"worker-{len(self.started)}.log", processes=1, **env)
+        pool.start()
+        self.started.append(pool)
+        return pool
+
+
+@pytest.fixture
+def lane(bare_stack: Stack, tmp_path: Path) -> Iterator[Lane]:
+    """Fresh queues on the bare stack (nothing a previous test left can reach this one), no faults;
+    every worker started is killed at the end."""
+    suffix = secrets.token_hex(4)
+    names = {"queue_name": f"fanout-events-{suffix}", "dlq_name": f"fanout-events-dlq-{suffix}",
+             "topic_name": f"fanout-events-{suffix}"}  # fmt: skip
+    settings = bare_stack.settings.model_copy(update=names)
+    create_queues(settings)
+    env = {**bare_stack.env, **{f"FANOUT_{k.upper()}": v for k, v in names.items()}}
+    faults(bare_stack, **NO_FAULTS)
+    running = Lane(replace(bare_stack, settings=settings, env=env), tmp_path)
+    yield running
+    for pool in running.started:
+        pool.kill()
+    faults(bare_stack, **NO_FAULTS)
