@@ -32,14 +32,16 @@ class _Wire(BaseModel):
 
 
 class Target(_Wire):
-    """Who receives an event: users, topic subscribers, or everyone, less some connections."""
+    """Who receives an event: users, topic subscribers, single connections (a reply to one tab), or
+    everyone, less some connections."""
 
     user_ids: list[Name] = Field(default_factory=list, max_length=100_000)
     topics: list[Topic] = Field(default_factory=list, max_length=1_000)
     broadcast: bool = False
     exclude_connection_ids: list[Name] = Field(default_factory=list, max_length=10_000)
+    connection_ids: list[Name] = Field(default_factory=list, max_length=1_000)
 
-    @field_validator("user_ids", "topics", "exclude_connection_ids")
+    @field_validator("user_ids", "topics", "exclude_connection_ids", "connection_ids")
     @classmethod
     def _no_duplicates(cls, values: list[str]) -> list[str]:
         if len(set(values)) != len(values):
@@ -47,7 +49,7 @@ class Target(_Wire):
         return values
 
     def is_empty(self) -> bool:
-        return not (self.user_ids or self.topics or self.broadcast)
+        return not (self.user_ids or self.topics or self.broadcast or self.connection_ids)
 
 
 class Meta(_Wire):
@@ -185,7 +187,7 @@ def validate(doc: Any) -> QueueBody:
     if domain_of(body.type) not in DOMAINS:
         raise InvalidMessage("unknown_domain", f"type {body.type!r}")
     if body.target.is_empty():
-        raise InvalidMessage("empty_target", "no userIds, topics or broadcast")
+        raise InvalidMessage("empty_target", "no userIds, topics, connectionIds or broadcast")
     try:
         frame = body.client_frame
     except ValueError:  # a number JSON cannot carry (1e400 parses as inf)

@@ -29,6 +29,7 @@ def build_event(
     topics: Iterable[str] = (),
     broadcast: bool = False,
     exclude_connection_ids: Iterable[str] = (),
+    connection_ids: Iterable[str] = (),
     payload: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     event_id: str | None = None,
@@ -45,6 +46,7 @@ def build_event(
             "topics": list(topics),
             "broadcast": broadcast,
             "excludeConnectionIds": list(exclude_connection_ids),
+            "connectionIds": list(connection_ids),
         },
         "meta": dict(meta or {}),
     }

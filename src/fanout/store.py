@@ -61,7 +61,10 @@ def _scope(target: Target) -> dict[str, Any]:
     """The filter a target puts on records: none for a broadcast, else its users or its topics."""
     if target.broadcast:
         return {}
-    return {"$or": [{"userId": {"$in": target.user_ids}}, {"topics": {"$in": target.topics}}]}
+    ways: list[dict[str, Any]] = [{"userId": {"$in": target.user_ids}}, {"topics": {"$in": target.topics}}]
+    if target.connection_ids:
+        ways.append({"connectionId": {"$in": target.connection_ids}})
+    return {"$or": ways}
 
 
 def _range(shard: tuple[str, str] | None) -> dict[str, Any]:
@@ -234,6 +237,10 @@ class ConnectionStore:
             async for batch in self._stream({"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}):
                 if found := fresh(batch):
                     yield found
+        if target.connection_ids:
+            query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}}
+            if found := fresh(await self._col.find(query, _PROJECTION).to_list(None)):
+                yield found
 
     async def _stream(
         self, query: dict[str, Any], projection: dict[str, int] = _PROJECTION

@@ -212,3 +212,11 @@ async def test_shards_cover_the_audience_once(store: ConnectionStore) -> None:
         ]
         assert total == len(found) == len(set(found))
     assert [] == await store.shard_bounds(Target(broadcast=True), 5000)
+
+
+async def test_single_connections_are_targets_too(store: ConnectionStore) -> None:
+    """target.connectionIds reaches those live connections (a reply to one tab), once each, beside users."""
+    for cid, user in (("k1", "ann"), ("k2", "ann"), ("k3", "bob")):
+        await store.put(cid, user, "h", "s", ttl_s=60)
+    found = await _all(store, Target(user_ids=["ann"], connection_ids=["k1", "k3", "gone"]))
+    assert ["k1", "k2", "k3"] == sorted(c.connection_id for c in found)

@@ -28,7 +28,7 @@ export const MAX_FRAME_BYTES = 128 * 1024;
 
 const TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
-const LIST_LIMITS = { userIds: 100_000, topics: 1_000, excludeConnectionIds: 10_000 } as const;
+const LIST_LIMITS = { userIds: 100_000, topics: 1_000, excludeConnectionIds: 10_000, connectionIds: 1_000 } as const;
 const KNOWN_META = ["source", "traceId", "orderingKey", "seq", "expiresAt"] as const;
 
 /** A unique, time-sortable event id such as `evt_01JD...`. */
@@ -62,14 +62,15 @@ export function buildEvent<T extends string, P extends object>(
     topics: names("topics", input.topics),
     broadcast,
     excludeConnectionIds: names("excludeConnectionIds", input.excludeConnectionIds),
+    connectionIds: names("connectionIds", input.connectionIds),
   };
   const meta = buildMeta(input.meta);
 
   if (!DOMAINS.has(type.slice(0, type.indexOf(".")))) {
     throw new InvalidEvent("unknown_domain", `type ${JSON.stringify(type)}`);
   }
-  if (target.userIds.length === 0 && target.topics.length === 0 && !target.broadcast) {
-    throw new InvalidEvent("empty_target", "no userIds, topics or broadcast");
+  if (target.userIds.length === 0 && target.topics.length === 0 && target.connectionIds.length === 0 && !target.broadcast) {
+    throw new InvalidEvent("empty_target", "no userIds, topics, connectionIds or broadcast");
   }
 
   const payloadJson = toJson("payload", payload);

@@ -22,6 +22,8 @@ export interface Target {
   topics: string[];
   broadcast: boolean;
   excludeConnectionIds: string[];
+  /** Single connections, e.g. the one tab a domain service answers. */
+  connectionIds: string[];
 }
 
 /** Optional publisher hints; unknown keys travel as they are. */
@@ -66,6 +68,8 @@ export interface EventInput<Payload = object> {
   broadcast?: boolean;
   /** Connections that must not receive it, e.g. the tab that caused the change. */
   excludeConnectionIds?: readonly string[];
+  /** Single connections to reach, e.g. the tab whose request is being answered. */
+  connectionIds?: readonly string[];
   meta?: Meta;
   /** An id of the caller's own (1-128 of `A-Za-z0-9_.:-`); default `evt_` + a new ULID. */
   id?: string;

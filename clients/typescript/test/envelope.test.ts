@@ -24,7 +24,13 @@ describe("buildEvent", () => {
     assert.match(event.body.id, ULID_ID);
     assert.match(event.body.sentAt, SENT_AT);
     assert.ok(Math.abs(Date.parse(event.body.sentAt) - before) < 5_000);
-    assert.deepEqual(doc.target, { userIds: ["u1", "u2"], topics: [], broadcast: false, excludeConnectionIds: [] });
+    assert.deepEqual(doc.target, {
+      userIds: ["u1", "u2"],
+      topics: [],
+      broadcast: false,
+      excludeConnectionIds: [],
+      connectionIds: [],
+    });
     assert.deepEqual(doc.meta, { source: null, traceId: "t-1", orderingKey: null, seq: 7, expiresAt: null, tenant: "acme" });
     assert.equal(Buffer.byteLength(event.json), event.bytes);
     assert.deepEqual(JSON.parse(event.json), event.body);
