@@ -82,6 +82,7 @@ def stack_env(**overrides: str) -> dict[str, str]:
         "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
         "FANOUT_QUEUE_NAME": f"fanout-events-{suffix}",
         "FANOUT_DLQ_NAME": f"fanout-events-dlq-{suffix}",
+        "FANOUT_BULK_QUEUE_NAME": f"fanout-events-bulk-{suffix}",
         "FANOUT_TOPIC_NAME": f"fanout-events-{suffix}",
         "FANOUT_GATEWAY_PORT": str(free_port()),
         "FANOUT_METRICS_PORT": str(free_port()),
@@ -208,6 +209,7 @@ def dev_settings(moto: Server | None = None, mongo: Server | None = None, **fiel
         "env": "dev",
         "queue_name": f"fanout-events-{suffix}",
         "dlq_name": f"fanout-events-dlq-{suffix}",
+        "bulk_queue_name": f"fanout-events-bulk-{suffix}",
         "topic_name": f"fanout-events-{suffix}",
         "mongo_db": f"fanout_{suffix}",
     }

@@ -63,7 +63,7 @@ def lane(bare_stack: Stack, tmp_path: Path) -> Iterator[Lane]:
     every worker started is killed at the end."""
     suffix = secrets.token_hex(4)
     names = {"queue_name": f"fanout-events-{suffix}", "dlq_name": f"fanout-events-dlq-{suffix}",
-             "topic_name": f"fanout-events-{suffix}"}  # fmt: skip
+             "topic_name": f"fanout-events-{suffix}", "bulk_queue_name": f"fanout-events-bulk-{suffix}"}  # fmt: skip
     settings = bare_stack.settings.model_copy(update=names)
     create_queues(settings)
     env = {**bare_stack.env, **{f"FANOUT_{k.upper()}": v for k, v in names.items()}}

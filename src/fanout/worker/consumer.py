@@ -134,7 +134,7 @@ class Worker:
         return self.tally
 
     def _line(self, stack: AsyncExitStack, url: str, slots: int, per_receive: int, pollers: int) -> None:
-        batcher = Batcher(self.clients.sqs, url)
+        batcher = Batcher(self.clients.hot, url)
         batcher.start()
         stack.push_async_callback(batcher.close)
         self._lines[url] = Line(url, batcher, asyncio.Semaphore(slots), per_receive, [False] * pollers)
@@ -207,6 +207,13 @@ class Worker:
             self.readiness.endpoint_seen(endpoint, reachable=False)
         if result.failed and result.endpoint_down():
             log.warning("gateway_unreachable", event_id=msg.body.id, connections=len(result.failed))
+        if result.refused:
+            log.error(
+                "post_forbidden",
+                event_id=msg.body.id,
+                connections=len(result.refused),
+                endpoints=sorted(result.refused_endpoints)[:10],
+            )
         shard = msg.routing.shard
         log.info(
             "event_done",
@@ -294,7 +301,7 @@ class Worker:
                 continue
             try:
                 line.receiving[slot] = True
-                reply = await self.clients.sqs.receive_message(
+                reply = await self.clients.hot.receive_message(
                     QueueUrl=line.url,
                     MaxNumberOfMessages=line.per_receive,
                     WaitTimeSeconds=s.receive_wait_s,

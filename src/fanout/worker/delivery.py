@@ -36,6 +36,7 @@ class FanoutResult:
     failed: list[str] = field(default_factory=list)  # still failing after retries: worth another round
     refused: list[str] = field(default_factory=list)  # 403: misconfigured endpoint or permissions
     users: dict[str, str] = field(default_factory=dict)  # user id of each failed or refused connection
+    refused_endpoints: set[str] = field(default_factory=set)  # endpoints that answered 403
     too_large: bool = False  # 413: no retry fixes the frame
     retries: int = 0
     attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
@@ -246,7 +247,7 @@ class Deliverer:
             result.fail(conn)
         elif outcome is Outcome.FORBIDDEN:
             result.fail(conn, refused=True)
-            log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
+            result.refused_endpoints.add(conn.endpoint)  # logged once per event by the worker
         elif outcome is Outcome.TOO_LARGE:
             result.too_large = True
 
