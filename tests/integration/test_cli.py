@@ -33,6 +33,10 @@ def _fanout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
             "--payload must be a JSON object",
         ),
         (["publish", "notification.new", "--user", "u1", "--user", "u1"], "invalid event (duplicate_target)"),
+        (
+            ["publish", "notification.new", "--user", "u1", "--payload", '{"title":"no id"}'],
+            "invalid event (payload_schema): notification.new@1: payload.notificationId: Field required",
+        ),
     ],
 )
 def test_bad_publish_input_exits_2_with_a_clear_message(stack: Stack, args: list[str], message: str) -> None:
@@ -47,7 +51,7 @@ def test_publish_prints_the_event_id(stack: Stack) -> None:
     """A good publish prints one evt_ id and exits 0, through SQS and through SNS."""
     for via in ("sqs", "sns"):
         result = _fanout(stack.env, "publish", "notification.new", "--user", "cli-user", "--via", via,
-                         "--payload", '{"title":"hi"}')  # fmt: skip
+                         "--payload", '{"notificationId":"n1","title":"hi"}')  # fmt: skip
         assert 0 == result.returncode, result.stderr
         assert result.stdout.strip().startswith("evt_")
 

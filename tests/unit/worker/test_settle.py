@@ -43,7 +43,10 @@ async def _all(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 def _big_message(users: int) -> Received:
     """A valid body near SQS's limit: a large audience and a large payload."""
-    body = valid(target={"userIds": [f"user-{i:07d}" for i in range(users)]}, payload={"blob": "x" * 100_000})
+    body = valid(
+        target={"userIds": [f"user-{i:07d}" for i in range(users)]},
+        payload={"notificationId": "n1", "blob": "x" * 100_000},
+    )
     return parse({"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(body)})
 
 
