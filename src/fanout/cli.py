@@ -95,7 +95,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("user_id")
     t.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
 
-    sub.add_parser("schema", help="print the JSON Schemas of the queue body and the client envelope")
+    sch = sub.add_parser(
+        "schema",
+        help="print the event catalog as JSON Schema, or write its TypeScript types",
+        description="Print the JSON Schemas of the queue body, the client envelope and every catalogued "
+        "payload (with its type, version and delivery policy). With --typescript, write TypeScript "
+        "declarations of every payload and the typed client envelope, made by json-schema-to-typescript "
+        "(needs Node.js 20+ and npm; the pinned generator is installed once into ~/.cache/fanout).",
+    )
+    sch.add_argument("--typescript", action="store_true", help="write TypeScript declarations instead")
+    sch.add_argument("--out", default=None, metavar="PATH", help="write to PATH instead of stdout")
 
     dlq = sub.add_parser("dlq", help="inspect or redrive the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -264,9 +273,21 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
-    from fanout.envelope import json_schemas
+    from pathlib import Path
 
-    print(json.dumps(json_schemas(), indent=2))
+    if args.typescript:
+        from fanout.catalog.typescript import generate
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fanout"
+        text = generate(cache)
+    else:
+        from fanout.catalog.export import catalog_document
+
+        text = json.dumps(catalog_document(), indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
     return 0
 
 

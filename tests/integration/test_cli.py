@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from fanout.catalog import KNOWN_TYPES
 from fanout.tokens import verify
 from tests.conftest import Stack, free_port
 
@@ -57,11 +59,20 @@ def test_publish_prints_the_event_id(stack: Stack) -> None:
 
 
 def test_token_and_schema(stack: Stack) -> None:
-    """`fanout token` signs for the user; `fanout schema` prints both JSON Schemas."""
+    """`fanout token` signs for the user; `fanout schema` prints the wire schemas and the whole catalog."""
     token = _fanout(stack.env, "token", "u42").stdout.strip()
     assert "u42" == verify(token, stack.settings.jwt_key())
     schemas = json.loads(_fanout(stack.env, "schema").stdout)
-    assert {"queueBody", "clientEnvelope"} == set(schemas)
+    assert {"$schema", "queueBody", "clientEnvelope", "events"} == set(schemas)
+    assert KNOWN_TYPES == {e["type"] for e in schemas["events"]}
+
+
+def test_schema_typescript_without_node_says_what_is_missing(tmp_path: Path) -> None:
+    """Without node and npm on PATH, `fanout schema --typescript` names them and exits 1, no traceback."""
+    result = _fanout({"PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}, "schema", "--typescript")
+    assert 1 == result.returncode
+    assert "needs Node.js 20+ and npm on PATH (node and npm not found)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_dev_reports_a_taken_port_without_a_traceback() -> None:
