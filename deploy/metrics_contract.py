@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 NAMESPACE = "Fanout"
 
-EVENT_OUTCOMES = ("delivered", "partial", "no_connections", "expired", "invalid", "failed")
+EVENT_OUTCOMES = ("delivered", "partial", "no_connections", "expired", "invalid", "failed", "disabled")
 DELIVERY_OUTCOMES = (
     "ok",
     "gone",

@@ -106,6 +106,21 @@ def _parser() -> argparse.ArgumentParser:
     sch.add_argument("--typescript", action="store_true", help="write TypeScript declarations instead")
     sch.add_argument("--out", default=None, metavar="PATH", help="write to PATH instead of stdout")
 
+    fl = sub.add_parser(
+        "flags",
+        help="switch a domain or event type off and on at run time",
+        description="Switches live in MongoDB (FANOUT_FLAGS_COLLECTION); every worker picks a change up "
+        "within a few seconds. A switched-off event is counted as outcome=disabled and deleted. The most "
+        "specific key wins: `chat off` plus `chat.message on` delivers only chat.message.",
+    )
+    fl_sub = fl.add_subparsers(dest="flags_command", required=True, metavar="ACTION")
+    fl_set = fl_sub.add_parser("set", help="switch KEY on or off, e.g. `fanout flags set chat off`")
+    fl_set.add_argument("key", help="a domain (chat), a type prefix (chat.typing) or a type (chat.message)")
+    fl_set.add_argument("state", choices=["on", "off"])
+    fl_clear = fl_sub.add_parser("clear", help="forget KEY's switch: the less specific key decides again")
+    fl_clear.add_argument("key")
+    fl_sub.add_parser("list", help="show every switch")
+
     dlq = sub.add_parser("dlq", help="inspect or redrive the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     ins = dlq_sub.add_parser("inspect", help="list dead-lettered messages and why, without removing them")
@@ -291,6 +306,50 @@ def _schema(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _flags(args: argparse.Namespace, settings: Settings) -> int:
+    from pymongo.errors import PyMongoError
+
+    from fanout.catalog import KNOWN_TYPES
+    from fanout.flags import FlagStore, check_key
+    from fanout.store import mongo_client
+
+    if args.flags_command != "list":
+        try:
+            check_key(args.key)
+        except ValueError as exc:
+            return _fail(str(exc))
+
+    async def run() -> int:
+        client = mongo_client(settings)
+        try:
+            store = FlagStore.from_client(client, settings.mongo_db, settings.flags_collection)
+            if args.flags_command == "set":
+                await store.set(args.key, args.state == "on")
+                if not any(t == args.key or t.startswith(args.key + ".") for t in KNOWN_TYPES):
+                    print(
+                        f"note: no catalogued type is {args.key} or starts with {args.key}.", file=sys.stderr
+                    )
+                print(f"{args.key} {args.state}; workers apply it within a few seconds")
+            elif args.flags_command == "clear":
+                gone = await store.clear(args.key)
+                print(f"{args.key} cleared" if gone else f"{args.key} had no switch")
+            else:
+                flags = await store.flags()
+                for flag in flags:
+                    when = flag.updated_at.isoformat(timespec="seconds") if flag.updated_at else "-"
+                    print(f"{flag.key:<32} {'on' if flag.enabled else 'off':<4} {when}")
+                if not flags:
+                    print("no switches: every domain is on")
+            return 0
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except PyMongoError as exc:
+        return _fail(f"MongoDB did not answer ({type(exc).__name__}); is FANOUT_MONGO_URI right?", 1)
+
+
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from fanout import dlq
 
@@ -312,6 +371,7 @@ _DEV_ONLY = frozenset({"dev", "gateway", "bench"})
 #: What each command needs that production cannot default (checked once, before it runs).
 _NEEDS: dict[str, tuple[Literal["queue", "mongo", "jwt"], ...]] = {
     "worker": ("queue", "mongo"),
+    "flags": ("mongo",),
     "token": ("jwt",),
 }
 
@@ -324,4 +384,5 @@ _COMMANDS: dict[str, Any] = {
     "token": _token,
     "schema": _schema,
     "dlq": _dlq,
+    "flags": _flags,
 }

@@ -35,6 +35,7 @@ class Tally:
     remainders: int = 0
     dead_lettered: int = 0
     expired: int = 0
+    disabled: int = 0
     released: int = 0
 
 
@@ -55,6 +56,8 @@ class Settler:
         self._metrics.events.labels(label, fate.outcome).inc()
         if fate.outcome == "expired":
             self.tally.expired += 1
+        elif fate.outcome == "disabled":
+            self.tally.disabled += 1
         if fate.remainder is not None:
             await self._remainder(msg, fate.remainder)
             self._metrics.remainders.labels(label).inc()
