@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fanout.catalog import (
@@ -177,3 +179,33 @@ def test_specs_are_values() -> None:
     spec = CURRENT["chat.message"]
     assert isinstance(spec, EventSpec)
     assert "chat.message@1" == spec.key
+
+
+NONE = "\N{EN DASH}"  # the protocol's table marks an empty cell so
+
+
+def _names(spec: EventSpec, required: bool) -> str:
+    fields = spec.model.model_fields.values()
+    return ", ".join(f"`{f.alias}`" for f in fields if f.is_required() == required) or NONE
+
+
+def _row(spec: EventSpec) -> str:
+    p = spec.policy
+    age = f"{int(p.max_age_s)} s" if p.max_age_s < 3600 else f"{int(p.max_age_s // 3600)} h"
+    ordering = ", ".join(f"`{f}`" for f in p.ordering) or NONE
+    cells = [
+        f"`{spec.type}`",
+        str(spec.version),
+        _names(spec, True),
+        _names(spec, False),
+        p.priority,
+        ordering,
+    ]
+    return "| " + " | ".join([*cells, age, str(p.rounds)]) + " |"
+
+
+def test_the_protocol_lists_every_entry_as_the_code_declares_it() -> None:
+    """docs/protocol.md section 11 has one row per catalogued version with its fields and policy."""
+    protocol = (Path(__file__).resolve().parents[3] / "docs" / "protocol.md").read_text()
+    section = protocol.split("## 11. Event catalog and payload versions", 1)[1]
+    assert [] == [spec.key for spec in SPECS if _row(spec) not in section.splitlines()]
