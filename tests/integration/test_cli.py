@@ -97,3 +97,15 @@ def test_production_worker_without_settings_is_a_config_error() -> None:
     assert "FANOUT_QUEUE_URL" in result.stderr
     assert "FANOUT_MONGO_URI" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly() -> None:
+    """`fanout flags` names a key outside the known domains (exit 2) and a MongoDB that does not answer (exit 1)."""
+    env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}", "FANOUT_MONGO_TIMEOUT_MS": "300"}
+    bad = _fanout(env, "flags", "set", "billing", "off")
+    assert 2 == bad.returncode
+    assert "'billing' is not in a known domain" in bad.stderr
+    gone = _fanout(env, "flags", "list")
+    assert 1 == gone.returncode
+    assert "MongoDB did not answer" in gone.stderr
+    assert "Traceback" not in bad.stderr + gone.stderr
