@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fanout import AsyncPublisher
+from fanout import AsyncPublisher, Publisher
 from fanout.catalog import KNOWN_TYPES, domain_of
 from tests.catalog_examples import EXAMPLES
 from tests.conftest import Stack
@@ -39,12 +39,16 @@ async def _publish_everything(stack: Stack) -> Run:
         await a.ws.send_json({"action": "subscribe", "topics": [topic]})
         await wait_for(lambda: any(f.get("type") == "subscribe.ok" for f in a.frames))
         ids = {}
+        sync = await asyncio.to_thread(Publisher, stack.settings)
         async with AsyncPublisher(stack.settings) as publisher:
             for event_type, payload in EXAMPLES.items():
                 if domain_of(event_type) == "event":  # the event page's audience: topic subscribers
                     ids[event_type] = await publisher.send_event(payload, topics=[topic])
+                elif domain_of(event_type) == "system":  # the synchronous publisher's typed helper too
+                    ids[event_type] = await asyncio.to_thread(sync.send_event, payload, user_ids=[alice])
                 else:
                     ids[event_type] = await publisher.send_event(payload, user_ids=[alice])
+        sync.close()
         await wait_for(lambda: set(ids.values()) <= {e["id"] for e in a.events()}, timeout=30)
         await asyncio.sleep(0.5)  # room for a stray frame to reach bob
     return Run(ids, topic, a.events(), b.events())
