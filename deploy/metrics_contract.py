@@ -17,7 +17,7 @@ from typing import Literal
 
 NAMESPACE = "Fanout"
 
-EVENT_OUTCOMES = ("delivered", "partial", "no_connections", "expired", "invalid", "failed")
+EVENT_OUTCOMES = ("delivered", "partial", "no_connections", "expired", "invalid", "failed", "disabled")
 DELIVERY_OUTCOMES = (
     "ok",
     "gone",

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     mongo_secret_field: str | None = Field(None, description="JSON key of the URI when the secret is JSON")
     mongo_db: str = "fanout"
     connections_collection: str = "websocketconnections"
+    flags_collection: str = Field("fanoutflags", description="run-time switches per domain or type")
     mongo_timeout_ms: int = 5000
 
     # API Gateway management API

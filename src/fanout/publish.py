@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import boto3
 from aiobotocore.session import get_session
 from ulid import ULID
 
 from fanout import queues
+from fanout.catalog import Payload, spec_of
 from fanout.config import Settings
 from fanout.envelope import QueueBody, now_iso, validate
 from fanout.errors import ConfigError
@@ -53,6 +54,33 @@ def build_event(
     return validate(doc)
 
 
+class Audience(TypedDict, total=False):
+    """Who receives a catalog event, and its id: ``build_event``'s arguments besides type, payload, meta."""
+
+    user_ids: Iterable[str]
+    topics: Iterable[str]
+    broadcast: bool
+    exclude_connection_ids: Iterable[str]
+    event_id: str | None
+
+
+def catalog_event(
+    payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
+) -> QueueBody:
+    """Build a catalogued event from its payload model: the type, ``meta.payloadVersion`` and
+    ``meta.orderingKey`` come from the payload's catalog entry. ``TypeError`` for a payload that is not
+    a catalog model; ``InvalidMessage`` when the event would be dead-lettered."""
+    if not isinstance(payload, Payload):
+        raise TypeError(f"expected a fanout.catalog payload model, got {type(payload).__name__}")
+    spec = spec_of(type(payload))
+    wire = payload.wire()
+    hints = {**(meta or {}), "payloadVersion": spec.version}
+    key = spec.ordering_key(wire)
+    if key is not None and hints.get("orderingKey") is None:
+        hints["orderingKey"] = key
+    return build_event(spec.type, payload=wire, meta=hints, **audience)
+
+
 def _topic_arn(settings: Settings, create: Any) -> str:
     if settings.topic_arn:
         return settings.topic_arn
@@ -85,6 +113,13 @@ class Publisher:
     def publish(self, event_type: str, **kwargs: Any) -> str:
         """Build, validate and send one event (see ``build_event`` for the arguments); returns its id."""
         return self.send(build_event(event_type, **kwargs))
+
+    def send_event(
+        self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
+    ) -> str:
+        """Publish a catalog payload (``publisher.send_event(ChatMessage(...), user_ids=[...])``): its
+        type, version and ordering key come from the catalog; returns the event id."""
+        return self.send(catalog_event(payload, meta=meta, **audience))
 
     def close(self) -> None:
         self._client.close()
@@ -130,3 +165,9 @@ class AsyncPublisher:
     async def publish(self, event_type: str, **kwargs: Any) -> str:
         """Build, validate and send one event; returns its id."""
         return await self.send(build_event(event_type, **kwargs))
+
+    async def send_event(
+        self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
+    ) -> str:
+        """Publish a catalog payload; its type, version and ordering key come from the catalog."""
+        return await self.send(catalog_event(payload, meta=meta, **audience))

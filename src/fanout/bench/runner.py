@@ -196,9 +196,9 @@ def _free_port() -> int:
 
 def payload_for(size: int = FRAME_BYTES) -> dict[str, Any]:
     """A payload whose client frame is exactly ``size`` bytes."""
-    probe = build_event(EVENT_TYPE, user_ids=["u"], payload={"text": ""})
+    probe = build_event(EVENT_TYPE, user_ids=["u"], payload={"notificationId": "n1", "body": ""})
     pad = size - len(probe.client_frame)
-    return {"text": "x" * max(0, pad)}
+    return {"notificationId": "n1", "body": "x" * max(0, pad)}
 
 
 # ---------------------------------------------------------------- the bench

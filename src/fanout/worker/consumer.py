@@ -24,6 +24,7 @@ from fanout import queues
 from fanout.catalog import policy_for
 from fanout.config import Settings
 from fanout.emf import EmfEmitter
+from fanout.flags import FlagStore, LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
 from fanout.logging import bind_event, get_logger, short_id
@@ -86,6 +87,7 @@ class Worker:
             loop.add_signal_handler(sig, self.stop)
         async with AsyncExitStack() as stack:
             self.clients = clients = await open_clients(stack, s, self._skipped_record)
+            self.switches = LiveSwitches(FlagStore.from_client(clients.mongo, s.mongo_db, s.flags_collection))
             self.deliverer = Deliverer(
                 clients.store,
                 clients.management,
@@ -112,7 +114,10 @@ class Worker:
                 for i in range(len(line.receiving))
             ]
             heartbeat = asyncio.create_task(self._keep_visible())
-            background = [asyncio.create_task(self._probe(clients, queue_url))]
+            background = [
+                asyncio.create_task(self._probe(clients, queue_url)),
+                asyncio.create_task(self.switches.run()),
+            ]
             if s.cloudwatch_emf:
                 emf = EmfEmitter(
                     self.registry, namespace=s.cloudwatch_namespace, interval_s=s.cloudwatch_interval_s
@@ -162,7 +167,8 @@ class Worker:
         else:
             bind_event(msg.body.id, msg.body.type)  # this task's own context: its posts' lines name it too
         policy = policy_for(msg.body.type) if msg.body is not None else policy_for("")
-        step = fate.before(msg, policy, time.time(), self.settings.visibility_timeout_s)
+        enabled = msg.body is None or self.switches.enabled(msg.body.type)
+        step = fate.before(msg, policy, time.time(), self.settings.visibility_timeout_s, enabled=enabled)
         if isinstance(step, fate.Fate):
             return step
         assert msg.body is not None
@@ -261,6 +267,7 @@ class Worker:
                 dlq = await queues.aurl(clients.sqs, s, dlq=True)
                 self.readiness.sqs = True
                 await clients.store.ensure_indexes()
+                await self.switches.refresh()  # switched-off domains stay off across a restart
                 self.readiness.mongo = True
                 return queue, bulk, dlq
             except Exception as exc:

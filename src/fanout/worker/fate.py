@@ -1,9 +1,9 @@
 """What happens to a message: decided by pure functions from its record, its policy, the fan-out's result
 and the clock. ``worker/settle.py`` carries the decision out; nothing here touches SQS.
 
-Every message ends in one of: delete (done, expired, or after writing what follows), a remainder put
-back for the connections that still failed, a dead letter with its reason, or a release to be received
-again (a dependency failed, or the worker is stopping).
+Every message ends in one of: delete (done, expired, switched off, or after writing what follows), a
+remainder put back for the connections that still failed, a dead letter with its reason, or a release
+to be received again (a dependency failed, or the worker is stopping).
 """
 
 from __future__ import annotations
@@ -77,10 +77,15 @@ def expires_at(msg: Received, policy: Policy) -> float:
     return meta.timestamp() if meta is not None else msg.body.sent_at_epoch() + policy.max_age_s
 
 
-def before(msg: Received, policy: Policy, now: float, visibility_s: float) -> Fate | Deliver:
-    """Before any post: dead-letter what is invalid, drop what has expired, otherwise deliver."""
+def before(
+    msg: Received, policy: Policy, now: float, visibility_s: float, *, enabled: bool
+) -> Fate | Deliver:
+    """Before any post: dead-letter what is invalid, drop what is switched off (``enabled`` is the
+    type's flag, ``fanout flags``) or has expired, otherwise deliver."""
     if msg.invalid is not None:
         return Fate("invalid", dead_letters=(DeadLetter(msg.invalid.reason, msg.invalid.detail),))
+    if not enabled:
+        return Fate("disabled")
     expiry = expires_at(msg, policy)
     if now > expiry:
         return Fate("expired")

@@ -36,6 +36,8 @@ from fanout.worker.delivery import Deliverer
 from tests.conftest import Server, dev_settings, free_port
 from tests.corpus import valid
 
+NOTE = {"notificationId": "n1"}  # a valid notification.new payload
+
 
 @dataclass
 class Rig:
@@ -92,7 +94,7 @@ async def _frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
 
 async def test_every_connection_of_the_user_gets_the_frame_once(rig: Rig) -> None:
     """Each open connection of a target user gets the event's frame; the result counts them as ok."""
-    body = build_event("notification.new", user_ids=["u1"], payload={"n": 1})
+    body = build_event("notification.new", user_ids=["u1"], payload={"notificationId": "n1", "n": 1})
     async with aiohttp.ClientSession() as http:
         sockets = await _clients(rig, http, "u1", 3)
         result = await rig.deliverer.deliver(body, time.monotonic() + 10)
@@ -113,7 +115,7 @@ async def test_gone_connections_are_pruned_but_young_ones_go_to_a_later_round(ri
         ]
     )  # fmt: skip
     result = await rig.deliverer.deliver(
-        build_event("notification.new", user_ids=["u2"]), time.monotonic() + 10
+        build_event("notification.new", user_ids=["u2"], payload=NOTE), time.monotonic() + 10
     )
     assert ["young"] == result.failed
     assert {"young": "u2"} == result.users
@@ -127,7 +129,7 @@ async def test_server_errors_are_retried_then_reported_as_failed(rig: Rig) -> No
         await _clients(rig, http, "u3", 2)
         rig.emulator.faults.update({"error": 1.0})
         result = await rig.deliverer.deliver(
-            build_event("notification.new", user_ids=["u3"]), time.monotonic() + 10
+            build_event("notification.new", user_ids=["u3"], payload=NOTE), time.monotonic() + 10
         )
     assert 2 == len(result.failed)
     assert 4 == result.retries  # two connections, three attempts each
@@ -138,7 +140,7 @@ async def test_a_wrong_stage_is_refused_and_not_retried(rig: Rig) -> None:
     """A 403 (a record naming the wrong stage) is listed as refused after one attempt."""
     await rig.store.put("wrong", "u4", rig.domain, "prod", ttl_s=60)
     result = await rig.deliverer.deliver(
-        build_event("notification.new", user_ids=["u4"]), time.monotonic() + 10
+        build_event("notification.new", user_ids=["u4"], payload=NOTE), time.monotonic() + 10
     )
     assert (["wrong"], 1) == (result.refused, result.attempts[Outcome.FORBIDDEN])
 
@@ -147,7 +149,7 @@ async def test_nothing_is_posted_once_the_event_expired(rig: Rig) -> None:
     """Posts that would start after the event's expiry are not made; the event counts as expired."""
     async with aiohttp.ClientSession() as http:
         sockets = await _clients(rig, http, "u5", 2)
-        body = build_event("notification.new", user_ids=["u5"])
+        body = build_event("notification.new", user_ids=["u5"], payload=NOTE)
         result = await rig.deliverer.deliver(body, time.monotonic() + 10, expires_at=time.time() - 1)
         with pytest.raises(asyncio.TimeoutError):
             await sockets[0].receive_str(timeout=0.5)
@@ -172,7 +174,7 @@ async def test_a_remainder_round_reaches_only_listed_connections_of_the_target(r
         by_user: dict[str, list[str]] = {}
         for r in records:
             by_user.setdefault(r["userId"], []).append(r["connectionId"])
-        body = build_event("notification.new", user_ids=["u6"])
+        body = build_event("notification.new", user_ids=["u6"], payload=NOTE)
         only = (by_user["u6"][0], by_user["intruder"][0])
         result = await rig.deliverer.deliver(body, time.monotonic() + 10, only=only)
         got = await asyncio.gather(*(_maybe(ws) for ws in (*mine, *theirs)))

@@ -59,26 +59,42 @@ class Posts:
         return result
 
 
+ON, OFF = True, False  # the type's run-time switch (fanout flags)
+EXPIRED = json.dumps(valid(sentAt="2027-01-15T07:58:00.000Z"))
+
 BEFORE = [
-    ("deliverable", message(), Deliver(budget_s=50.0, expires_at=NOW + 50)),
-    (
-        "expired by the type's age",
-        message(json.dumps(valid(sentAt="2027-01-15T07:58:00.000Z"))),
-        Fate("expired"),
-    ),
+    ("deliverable", message(), ON, Deliver(budget_s=50.0, expires_at=NOW + 50)),
+    ("expired by the type's age", message(EXPIRED), ON, Fate("expired")),
     (
         "expired by meta.expiresAt",
         message(json.dumps(valid(sentAt=SENT, meta={"expiresAt": "2027-01-15T07:59:59.000Z"}))),
+        ON,
         Fate("expired"),
     ),
-    ("invalid body", message("not json"), Fate("invalid", dead_letters=(DeadLetter("not_json", ""),))),
+    ("invalid body", message("not json"), ON, Fate("invalid", dead_letters=(DeadLetter("not_json", ""),))),
+    ("switched off", message(), OFF, Fate("disabled")),
+    ("switched off and expired: the switch is named", message(EXPIRED), OFF, Fate("disabled")),
+    ("switched off remainder", message(round_=2), OFF, Fate("disabled")),
+    (
+        "invalid and switched off: still dead-lettered",
+        message("not json"),
+        OFF,
+        Fate("invalid", dead_letters=(DeadLetter("not_json", ""),)),
+    ),
+    (
+        "payload that fails its model",
+        message(json.dumps(valid(sentAt=SENT, payload={"notificationId": 7}))),
+        ON,
+        Fate("invalid", dead_letters=(DeadLetter("payload_schema", ""),)),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "msg", "expected"), BEFORE, ids=[c[0] for c in BEFORE])
-def test_before_the_fan_out(case: str, msg: Received, expected: Fate | Deliver) -> None:
-    """Invalid bodies are dead-lettered, expired events dropped, the rest delivered within their expiry."""
-    decided = fate.before(msg, POLICY, NOW, visibility_s=30)
+@pytest.mark.parametrize(("case", "msg", "enabled", "expected"), BEFORE, ids=[c[0] for c in BEFORE])
+def test_before_the_fan_out(case: str, msg: Received, enabled: bool, expected: Fate | Deliver) -> None:
+    """Invalid bodies are dead-lettered, switched-off types deleted as disabled, expired events dropped,
+    the rest delivered within their expiry."""
+    decided = fate.before(msg, POLICY, NOW, visibility_s=30, enabled=enabled)
     if isinstance(expected, Fate) and expected.dead_letters:
         assert isinstance(decided, Fate)
         assert expected.outcome == decided.outcome
