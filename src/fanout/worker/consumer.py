@@ -176,7 +176,8 @@ class Worker:
             return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
-        bulk = msg.routing.shard is not None or msg.body.target.broadcast
+        # The catalog's bulk types (counters, broadcasts), and every part of a split audience.
+        bulk = policy.priority == "bulk" or msg.routing.shard is not None or msg.body.target.broadcast
         async with asyncio.timeout(bound):
             result = await self.deliverer.deliver(
                 msg.body, deadline, msg.only, step.expires_at, shard=msg.routing.shard, bulk=bulk
