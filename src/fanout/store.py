@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from fanout.envelope import Target
 
 USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
 BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
+#: Records carry ``bucket`` (a hash of the connection id): shards of a large audience are bucket ranges.
+BUCKETS = 1024
 _PROJECTION = {"_id": 0, "connectionId": 1, "userId": 1, "domainName": 1, "stage": 1, "connectedAt": 1}
 
 
@@ -67,13 +70,22 @@ def _scope(target: Target) -> dict[str, Any]:
     return {"$or": ways}
 
 
-def _range(shard: tuple[str, str] | None) -> dict[str, Any]:
-    """The filter of a shard ``[lo, hi)`` of connection ids; an empty bound is open."""
-    if shard is None:
-        return {}
+def bucket_of(connection_id: str) -> int:
+    """The record's bucket, ``0 <= b < BUCKETS``: a hash of its id, so ids of any shape spread evenly."""
+    return zlib.crc32(connection_id.encode()) % BUCKETS
+
+
+def _buckets(shard: tuple[int, int]) -> dict[str, Any]:
+    """The filter of a shard: buckets ``[lo, hi)`` as an ``$in`` (an index lookup on any server); the
+    last shard also takes records without a bucket (written before buckets, or by another writer)."""
     lo, hi = shard
-    bounds = ({"$gte": lo} if lo else {}) | ({"$lt": hi} if hi else {})
-    return {"connectionId": bounds} if bounds else {}
+    wanted = {"bucket": {"$in": list(range(lo, hi))}}
+    return {"$or": [wanted, {"bucket": {"$exists": False}}]} if hi >= BUCKETS else wanted
+
+
+def _and(*filters: dict[str, Any]) -> dict[str, Any]:
+    parts = [f for f in filters if f]
+    return parts[0] if len(parts) == 1 else {"$and": parts} if parts else {}
 
 
 def _now() -> datetime:
@@ -197,13 +209,14 @@ class ConnectionStore:
         await self._col.create_index([("connectionId", ASCENDING)], unique=True)
         await self._col.create_index([("userId", ASCENDING)])
         await self._col.create_index([("topics", ASCENDING)])
+        await self._col.create_index([("bucket", ASCENDING)])
         await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
 
     async def resolve(
-        self, target: Target, shard: tuple[str, str] | None = None
+        self, target: Target, shard: tuple[int, int] | None = None
     ) -> AsyncIterator[list[Connection]]:
         """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
-        to the connection ids in ``[lo, hi)`` (an empty bound is open)."""
+        to the records in buckets ``[lo, hi)``."""
         now = _now()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
@@ -219,9 +232,9 @@ class ConnectionStore:
             return out
 
         if shard is not None:
-            # The id range is the selective part: expiry is checked here rather than in the query, so
-            # no server can prefer the expiresAt index (every record matches it) over the range.
-            async for batch in self._stream(_scope(target) | _range(shard), _LIVE_PROJECTION):
+            # The buckets are the selective part: expiry is checked here rather than in the query, so
+            # no server can prefer the expiresAt index (every record matches it) over the buckets.
+            async for batch in self._stream(_and(_scope(target), _buckets(shard)), _LIVE_PROJECTION):
                 yield fresh(d for d in batch if _live(d, now))
             return
         if target.broadcast:
@@ -255,21 +268,13 @@ class ConnectionStore:
         if batch:
             yield batch
 
-    async def shard_bounds(self, target: Target, size: int) -> list[str]:
-        """Connection ids that split ``target``'s live audience into ranges of about ``size``; empty
-        when it fits in one. One pass over the sorted ids (index-only in MongoDB), never the records."""
-        query = {"expiresAt": {"$gt": _now()}} | _scope(target)
-        bounds: list[str] = []
-        seen = 0
-        cursor = self._col.find(query, {"_id": 0, "connectionId": 1}, batch_size=5000).sort("connectionId", 1)
-        async for doc in cursor:
-            cid = doc.get("connectionId")
-            if not isinstance(cid, str):
-                continue
-            if seen and seen % size == 0:
-                bounds.append(cid)
-            seen += 1
-        return bounds
+    async def audience(self, target: Target, at_most: int) -> int:
+        """About how many connections a broadcast or a topic target has, counted up to ``at_most``:
+        a broadcast from the collection's metadata (no scan), a topic audience by its index."""
+        if target.broadcast:
+            return int(await self._col.estimated_document_count())
+        query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": _now()}}
+        return int(await self._col.count_documents(query, limit=at_most))
 
     async def by_ids(self, connection_ids: Iterable[str], target: Target) -> AsyncIterator[list[Connection]]:
         """Yield the live connections among ``connection_ids`` that ``target`` addresses (a remainder
@@ -292,6 +297,7 @@ class ConnectionStore:
             {
                 "$set": {
                     "userId": user_id,
+                    "bucket": bucket_of(connection_id),
                     "domainName": domain_name,
                     "stage": stage,
                     "connectedAt": now,

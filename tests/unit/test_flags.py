@@ -129,7 +129,9 @@ def test_the_dashboards_show_switched_off_events() -> None:
     """Grafana has a panel of outcome="disabled" by type, and the CloudWatch contract lists the outcome."""
     root = Path(__file__).resolve().parents[2]
     panels = json.loads((root / "deploy" / "grafana" / "fanout.json").read_text())["panels"]
-    exprs = [t["expr"] for p in panels for t in p.get("targets", []) if "expr" in t]  # CloudWatch panels have none
+    exprs = [
+        t["expr"] for p in panels for t in p.get("targets", []) if "expr" in t
+    ]  # CloudWatch panels have none
     assert any('outcome="disabled"' in e and "by (event_type)" in e for e in exprs)
     contract = (root / "deploy" / "metrics_contract.py").read_text()
     assert re.search(r'EVENT_OUTCOMES = \([^)]*"disabled"', contract)

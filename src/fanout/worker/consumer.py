@@ -29,6 +29,7 @@ from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
 from fanout.logging import bind_event, get_logger, short_id
 from fanout.metrics import Metrics
+from fanout.store import BUCKETS
 from fanout.worker import fate, received
 from fanout.worker.clients import Clients, open_clients
 from fanout.worker.delivery import Deliverer, FanoutResult
@@ -192,10 +193,11 @@ class Worker:
         if msg.routing.is_part:
             return None
         target, size = msg.body.target, self.settings.shard_size
-        bounds = (
-            await self.clients.store.shard_bounds(target, size) if target.broadcast or target.topics else []
-        )
-        decided = fate.split(msg, bounds, users_per_shard=size)
+        parts = 0
+        if target.broadcast or target.topics:
+            count = await self.clients.store.audience(target, at_most=size * BUCKETS)
+            parts = -(-count // size) if count > size else 0
+        decided = fate.split(msg, parts, users_per_shard=size, buckets=BUCKETS)
         if decided is not None:
             log.info(
                 "event_sharded", event_id=msg.body.id, event_type=msg.body.type, shards=len(decided.shards)
@@ -230,9 +232,7 @@ class Worker:
             posts=result.attempted,
             failed=len(result.failed),
             round=msg.round,
-            shard=f"{short_id(shard[0]) if shard[0] else ''}..{short_id(shard[1]) if shard[1] else ''}"
-            if shard
-            else None,
+            shard=f"{shard[0]}-{shard[1]}" if shard else None,
             pid=self.pid,
         )
 

@@ -143,7 +143,7 @@ class Deliverer:
         self._lanes.clear()
 
     async def connections(
-        self, body: QueueBody, only: tuple[str, ...] | None, shard: tuple[str, str] | None = None
+        self, body: QueueBody, only: tuple[str, ...] | None, shard: tuple[int, int] | None = None
     ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
         ``shard`` a shard to its range of connection ids."""
@@ -162,7 +162,7 @@ class Deliverer:
         only: tuple[str, ...] | None = None,
         expires_at: float = float("inf"),
         *,
-        shard: tuple[str, str] | None = None,
+        shard: tuple[int, int] | None = None,
         bulk: bool = False,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),

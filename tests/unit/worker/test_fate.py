@@ -197,26 +197,33 @@ def _target(**target: object) -> Received:
 
 
 SPLITS = [
-    ("small user list", _target(userIds=["a", "b"]), [], 2, None),
-    ("range bounds", _target(broadcast=True), ["m", "t"], 100, [("", "m"), ("m", "t"), ("t", "")]),
-    ("long user list", _target(userIds=["a", "b", "c", "d", "e"]), [], 2, [("a", "b"), ("c", "d"), ("e",)]),
+    ("small user list", _target(userIds=["a", "b"]), 0, 2, None),
+    ("four bucket ranges", _target(broadcast=True), 4, 100, [(0, 256), (256, 512), (512, 768), (768, 1024)]),
+    (
+        "uneven ranges cover every bucket",
+        _target(topics=["event:1"]),
+        3,
+        100,
+        [(0, 341), (341, 682), (682, 1024)],
+    ),
+    ("long user list", _target(userIds=["a", "b", "c", "d", "e"]), 0, 2, [("a", "b"), ("c", "d"), ("e",)]),
     (
         "users beside topics are never sliced",
         _target(userIds=["a", "b", "c"], topics=["event:1"]),
-        [],
+        0,
         1,
         None,
     ),
-    ("a broadcast that fits", _target(broadcast=True), [], 1, None),
+    ("a broadcast that fits", _target(broadcast=True), 1, 1, None),
 ]
 
 
-@pytest.mark.parametrize(("case", "msg", "bounds", "per", "parts"), SPLITS, ids=[c[0] for c in SPLITS])
+@pytest.mark.parametrize(("case", "msg", "count", "per", "parts"), SPLITS, ids=[c[0] for c in SPLITS])
 def test_split(
-    case: str, msg: Received, bounds: list[str], per: int, parts: list[tuple[str, ...]] | None
+    case: str, msg: Received, count: int, per: int, parts: list[tuple[object, ...]] | None
 ) -> None:
-    """Large audiences become shards by id range (from the store) or by user slices; small ones stay whole."""
-    decided = fate.split(msg, bounds, users_per_shard=per)
+    """Large audiences become bucket-range shards (the store's count) or user slices; small ones stay whole."""
+    decided = fate.split(msg, count, users_per_shard=per)
     if parts is None:
         assert decided is None
         return
@@ -231,7 +238,7 @@ def test_a_part_is_never_split_again() -> None:
         {
             "ReceiptHandle": "r",
             "Body": json.dumps(valid(sentAt=SENT, target={"broadcast": True})),
-            "MessageAttributes": attributes.shard(0, "a", "m"),
+            "MessageAttributes": attributes.shard(0, 0, 512),
         }
     )
-    assert fate.split(shard, ["c", "d"], users_per_shard=1) is None
+    assert fate.split(shard, 8, users_per_shard=1) is None
