@@ -7,7 +7,15 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import from_json
 
@@ -62,6 +70,8 @@ class Meta(_Wire):
     ordering_key: str | None = None
     seq: int | None = Field(None, ge=0)
     expires_at: datetime | None = None
+    # Left out of the body when unset, so bodies written without it stay byte for byte the same.
+    payload_version: StrictInt | None = Field(None, ge=1, le=1000, exclude_if=lambda v: v is None)
 
     @field_validator("expires_at")
     @classmethod
@@ -90,6 +100,11 @@ class QueueBody(_Wire):
 
     _check_sent_at = field_validator("sent_at")(_utc)
 
+    @property
+    def payload_version(self) -> int:
+        """The version of the payload's schema (``meta.payloadVersion``, 1 when absent)."""
+        return self.meta.payload_version or 1
+
     def sent_at_epoch(self) -> float:
         """``sentAt`` as seconds since the epoch."""
         return datetime.fromisoformat(self.sent_at).timestamp()
@@ -106,6 +121,8 @@ class QueueBody(_Wire):
         }
         if self.meta.seq is not None:
             envelope["seq"] = self.meta.seq
+        if (self.meta.payload_version or 1) != 1:  # absent means 1, as in a client's hello
+            envelope["payloadVersion"] = self.meta.payload_version
         # allow_nan=False: a browser's JSON.parse rejects NaN/Infinity (a float overflow such as 1e400).
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -130,6 +147,7 @@ class ClientEnvelope(BaseModel):
     payload: dict[str, Any]
     sentAt: str
     seq: int | None = None
+    payloadVersion: int | None = None
 
 
 def now_iso() -> str:
