@@ -51,14 +51,18 @@ class TicketStore:
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         self._col = collection
+        self._indexed = False
 
     async def ensure_indexes(self) -> None:
         """The TTL index that removes expired tickets; safe to call on every start."""
         await self._col.create_index([("expiresAt", ASCENDING)], **_TTL_INDEX)
+        self._indexed = True
 
     async def mint(self, user_id: str, ttl_s: int = 30) -> str:
         """A new ticket for ``user_id``, valid once within ``ttl_s`` seconds (at most 60)."""
         ticket, doc = _new(user_id, ttl_s)
+        if not self._indexed:  # whoever mints makes sure unused tickets are removed
+            await self.ensure_indexes()
         await self._col.insert_one(doc)
         return ticket
 

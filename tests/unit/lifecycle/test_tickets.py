@@ -9,7 +9,7 @@ import pytest
 from pymongo import MongoClient
 
 from fanout.lifecycle import Lifecycle
-from fanout.tickets import Tickets, mint
+from fanout.tickets import TicketStore, Tickets, mint
 from fanout.tokens import sign
 from tests.unit.lifecycle import events
 from tests.unit.lifecycle.conftest import MakeLifecycle
@@ -72,10 +72,16 @@ async def test_only_the_hash_of_a_ticket_is_stored(make_lifecycle: MakeLifecycle
 
 
 async def test_expired_tickets_are_removed_by_a_ttl_index(make_lifecycle: MakeLifecycle) -> None:
-    """The tickets collection has a TTL index on expiresAt, so unused tickets do not pile up."""
+    """The tickets collection has a TTL index on expiresAt, so unused tickets do not pile up; an asyncio
+    service's TicketStore creates it on its first mint."""
     lc = await make_lifecycle()
-    indexes = await lc.services.tickets._col.index_information()
-    assert any(i["key"] == [("expiresAt", 1)] and i.get("expireAfterSeconds") == 0 for i in indexes.values())
+    fresh = TicketStore(lc.services.store.database["tickets_minted_by_a_service"])
+    await fresh.mint("u1")
+    for col in (lc.services.tickets._col, fresh._col):
+        indexes = await col.index_information()
+        assert any(
+            i["key"] == [("expiresAt", 1)] and i.get("expireAfterSeconds") == 0 for i in indexes.values()
+        )
 
 
 async def test_a_ticket_alone_decides_even_beside_a_valid_token(make_lifecycle: MakeLifecycle) -> None:
