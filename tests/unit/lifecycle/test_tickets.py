@@ -9,7 +9,7 @@ import pytest
 from pymongo import MongoClient
 
 from fanout.lifecycle import Lifecycle
-from fanout.tickets import TicketStore, Tickets, mint
+from fanout.tickets import Tickets, TicketStore, mint
 from fanout.tokens import sign
 from tests.unit.lifecycle import events
 from tests.unit.lifecycle.conftest import MakeLifecycle
