@@ -84,6 +84,7 @@ class FanoutStack(Stack):
                 ("WebSocketUrl", self.websocket.stage.url, "clients connect here (wss://...)"),
                 ("ManagementEndpoint", self.websocket.stage.callback_url, "the @connections endpoint"),
                 ("LifecycleFunctionName", self.lifecycle.function.function_name, "the lifecycle Lambda"),
+                ("InboundQueueUrl", self.lifecycle.inbound.queue_url, "client actions for the domain"),
             ]
             if self.websocket.domain is not None:
                 domain = self.websocket.domain

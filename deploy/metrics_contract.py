@@ -29,6 +29,7 @@ DELIVERY_OUTCOMES = (
     "too_large",
     "rejected",
     "expired",
+    "unsupported_version",
 )
 
 

@@ -10,6 +10,9 @@ from metrics_contract import DELIVERY_OUTCOMES, METRICS, NAMESPACE
 # Deliveries outcomes left out of the success ratio's denominator: `gone` (410) is a client that left
 # without a $disconnect; its record is pruned, and no retry or fix on our side could deliver it.
 SUCCESS_RATIO_EXCLUDED_OUTCOMES = ("gone",)
+# Deliveries outcomes that are no post at all, left out of every ratio over posts: `unsupported_version`
+# is a client that does not speak the event's payload version (it is asked to upgrade instead).
+NOT_POSTED_OUTCOMES = ("unsupported_version",)
 _MINUTE = Duration.minutes(1)
 
 
@@ -47,7 +50,11 @@ def delivery_ratio(
 ) -> cw.MathExpression:
     """Percent of posts whose outcome is one of ``numerator``, over all posts (410 gone excluded unless
     ``with_gone``); with ``min_per_min``, minutes with fewer posts read ``otherwise`` instead."""
-    outcomes = [o for o in DELIVERY_OUTCOMES if with_gone or o not in SUCCESS_RATIO_EXCLUDED_OUTCOMES]
+    outcomes = [
+        o
+        for o in DELIVERY_OUTCOMES
+        if o not in NOT_POSTED_OUTCOMES and (with_gone or o not in SUCCESS_RATIO_EXCLUDED_OUTCOMES)
+    ]
     using = {o: fanout_metric("Deliveries", "Sum", {"Outcome": o}) for o in outcomes}
     total = " + ".join(f"FILL({o}, 0)" for o in outcomes)
     part = " + ".join(f"FILL({o}, 0)" for o in numerator)

@@ -95,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("user_id")
     t.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
 
+    tk = sub.add_parser(
+        "ticket",
+        help="print a single-use connection ticket for a user (needs MongoDB)",
+        description="Mint a connection ticket: valid once, for FANOUT_TICKET_TTL_S seconds (at most 60); "
+        "connect with ?ticket=… . MongoDB keeps only its hash.",
+    )
+    tk.add_argument("user_id")
+    tk.add_argument("--ttl", type=int, default=None, help="seconds it stays valid, 1 to 60")
+
     sch = sub.add_parser(
         "schema",
         help="print the event catalog as JSON Schema, or write its TypeScript types",
@@ -287,6 +296,20 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ticket(args: argparse.Namespace, settings: Settings) -> int:
+    from pymongo.errors import PyMongoError
+
+    from fanout.tickets import mint
+
+    try:
+        print(mint(args.user_id, settings=settings, ttl_s=args.ttl))
+    except ValueError as exc:
+        return _fail(str(exc))
+    except PyMongoError as exc:
+        return _fail(f"MongoDB did not answer: {type(exc).__name__}", 1)
+    return 0
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
@@ -373,6 +396,7 @@ _NEEDS: dict[str, tuple[Literal["queue", "mongo", "jwt"], ...]] = {
     "worker": ("queue", "mongo"),
     "flags": ("mongo",),
     "token": ("jwt",),
+    "ticket": ("mongo",),
 }
 
 _COMMANDS: dict[str, Any] = {
@@ -382,6 +406,7 @@ _COMMANDS: dict[str, Any] = {
     "gateway": _gateway,
     "publish": _publish,
     "token": _token,
+    "ticket": _ticket,
     "schema": _schema,
     "dlq": _dlq,
     "flags": _flags,

@@ -100,6 +100,11 @@ class QueueBody(_Wire):
 
     _check_sent_at = field_validator("sent_at")(_utc)
 
+    @property
+    def payload_version(self) -> int:
+        """The version of the payload's schema (``meta.payloadVersion``, 1 when absent)."""
+        return self.meta.payload_version or 1
+
     def sent_at_epoch(self) -> float:
         """``sentAt`` as seconds since the epoch."""
         return datetime.fromisoformat(self.sent_at).timestamp()
@@ -116,6 +121,8 @@ class QueueBody(_Wire):
         }
         if self.meta.seq is not None:
             envelope["seq"] = self.meta.seq
+        if (self.meta.payload_version or 1) != 1:  # absent means 1, as in a client's hello
+            envelope["payloadVersion"] = self.meta.payload_version
         # allow_nan=False: a browser's JSON.parse rejects NaN/Infinity (a float overflow such as 1e400).
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -140,6 +147,7 @@ class ClientEnvelope(BaseModel):
     payload: dict[str, Any]
     sentAt: str
     seq: int | None = None
+    payloadVersion: int | None = None
 
 
 def now_iso() -> str:

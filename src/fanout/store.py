@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fanout.config import Settings
 from fanout.envelope import Target
@@ -20,7 +21,12 @@ USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest 
 BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
 #: Records carry ``bucket`` (a hash of the connection id): shards of a large audience are bucket ranges.
 BUCKETS = 1024
-_PROJECTION = {"_id": 0, "connectionId": 1, "userId": 1, "domainName": 1, "stage": 1, "connectedAt": 1}
+# ``payloads`` is absent from nearly every record, so asking for it costs a lookup nothing.
+_PROJECTION = {
+    "_id": 0, "connectionId": 1, "userId": 1, "domainName": 1, "stage": 1, "connectedAt": 1, "payloads": 1,
+}  # fmt: skip
+#: The payload versions a connection understands: event type -> versions (a type left out: version 1).
+Payloads = dict[str, frozenset[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,13 @@ class Connection:
     domain_name: str
     stage: str
     connected_at: datetime | None
+    payloads: Payloads | None = None  # None: the client declared none, so it speaks version 1 of all
+
+    def speaks(self, event_type: str, version: int) -> bool:
+        """Whether the client understands ``version`` of ``event_type``'s payload."""
+        if self.payloads is None:
+            return version == 1
+        return version in self.payloads.get(event_type, _V1)
 
     @property
     def endpoint(self) -> str:
@@ -88,6 +101,27 @@ def _and(*filters: dict[str, Any]) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else {"$and": parts} if parts else {}
 
 
+_V1 = frozenset({1})
+
+
+def payload_entries(payloads: dict[str, list[int]]) -> list[str]:
+    """How a record stores declared payload versions: ``type@version`` strings (types hold dots, which
+    MongoDB field names should not)."""
+    return [f"{event_type}@{v}" for event_type, versions in payloads.items() for v in versions]
+
+
+def _payloads(value: Any) -> Payloads | None:
+    """The record's ``payloads`` as a lookup; entries that are not ``type@version`` are ignored."""
+    if not isinstance(value, list):
+        return None
+    found: dict[str, set[int]] = {}
+    for entry in value:
+        event_type, _, version = entry.rpartition("@") if isinstance(entry, str) else ("", "", "")
+        if event_type and version.isdigit():
+            found.setdefault(event_type, set()).add(int(version))
+    return {t: frozenset(v) for t, v in found.items()}
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -110,7 +144,8 @@ def _to_connection(doc: dict[str, Any]) -> Connection | None:
             return None
         if connected.tzinfo is None:
             connected = connected.replace(tzinfo=UTC)
-    return Connection(cid, user, domain, stage, connected)
+    declared = doc.get("payloads")
+    return Connection(cid, user, domain, stage, connected, None if declared is None else _payloads(declared))
 
 
 SkipHook = Callable[[dict[str, Any]], None]
@@ -195,6 +230,11 @@ class ConnectionStore:
         on_skip: SkipHook | None = None,
     ) -> ConnectionStore:
         return cls(client[db][collection], on_skip)
+
+    @property
+    def database(self) -> AsyncDatabase[dict[str, Any]]:
+        """The database of the records, where the lifecycle's other collections (tickets) live too."""
+        return self._col.database
 
     def _connections(self, docs: Iterable[dict[str, Any]]) -> Iterable[Connection]:
         for doc in docs:
@@ -350,6 +390,43 @@ class ConnectionStore:
             return_document=ReturnDocument.AFTER,
         )
         return list(doc.get("topics") or []) if doc is not None else []
+
+    async def hello(self, connection_id: str, protocol: int, payloads: dict[str, list[int]] | None) -> bool:
+        """Store what a connection speaks: its protocol and, when declared, its payload versions (a hello
+        without them unsets any earlier ones). False when the connection has no record."""
+        update: dict[str, Any] = {"$set": {"protocol": protocol}}
+        if payloads is None:
+            update["$unset"] = {"payloads": ""}
+        else:
+            update["$set"]["payloads"] = payload_entries(payloads)
+        result = await self._col.update_one({"connectionId": connection_id}, update)
+        return result.matched_count > 0
+
+    async def ask_upgrade_once(self, connection_id: str, key: str) -> bool:
+        """Record that a connection was asked to upgrade for ``key`` (``type@version``); True only for
+        the first caller, so of several workers meeting the same event exactly one asks."""
+        result = await self._col.update_one(
+            {"connectionId": connection_id, "upgradeAsked": {"$ne": key}},
+            {"$addToSet": {"upgradeAsked": key}},
+        )
+        return result.modified_count > 0
+
+    async def take_forward_slot(self, connection_id: str, window: int, limit: int) -> bool:
+        """Count one forwarded frame in the connection's current rate window (``window``: the window's
+        number); False when ``limit`` frames already passed in it. Each step is one atomic update, so
+        concurrent frames (several Lambda containers) cannot pass more than ``limit`` together."""
+        count = ({"connectionId": connection_id, "forwardWindow": window, "forwardCount": {"$lt": limit}},
+                 {"$inc": {"forwardCount": 1}})  # fmt: skip
+        if (await self._col.update_one(*count)).matched_count:
+            return True
+        opened = await self._col.update_one(
+            {"connectionId": connection_id, "forwardWindow": {"$ne": window}},
+            {"$set": {"forwardWindow": window, "forwardCount": 1}},
+        )
+        if opened.matched_count:
+            return True
+        # The window is current: full, or opened by a concurrent frame between the two steps.
+        return (await self._col.update_one(*count)).matched_count > 0
 
     async def remove(self, connection_id: str) -> bool:
         """Delete a record (the ``$disconnect`` route)."""

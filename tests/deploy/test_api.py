@@ -187,8 +187,8 @@ def test_lambda_runtime_handler_and_sizes(default_synth: Synth) -> None:
 
 @pytest.mark.parametrize("which", ["default", "custom"])
 def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom_api_synth: Synth) -> None:
-    """The Lambda's role writes its own logs, attaches to the VPC, and reads the two secrets: no wildcard
-    action, no managed policy, no management-API permission."""
+    """The Lambda's role writes its own logs, attaches to the VPC, reads the two secrets and sends to the
+    inbound queue only: no wildcard action, no managed policy, no management-API permission."""
     s = default_synth if which == "default" else custom_api_synth
     role_id = logical_id(s, "AWS::IAM::Role", "LifecycleRole")
     role = s.template["Resources"][role_id]["Properties"]
@@ -210,10 +210,12 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
     log_group = "${" + logical_id(s, "AWS::Logs::LogGroup", "LifecycleLogs") + ".Arn}"
     mongo = CUSTOM_API["mongoSecretArn"] if which == "custom" else DUMMY_SECRET_ARN
     jwt = CUSTOM_API["jwtSecretArn"] + "-??????" if which == "custom" else DUMMY_JWT_SECRET_ARN
+    inbound = "${" + logical_id(s, "AWS::SQS::Queue", "InboundQueue") + ".Arn}"
     assert granted == {
         "logs:CreateLogStream": {log_group},
         "logs:PutLogEvents": {log_group},
         "secretsmanager:GetSecretValue": {mongo, jwt},
+        "sqs:SendMessage": {inbound},
         **{action: {"*"} for action in lifecycle.VPC_ACTIONS},
     }
     assert all(a.startswith("ec2:") for a in lifecycle.VPC_ACTIONS)
@@ -232,6 +234,7 @@ def test_lambda_environment_is_production_only(
     assert env["FANOUT_JWT_SECRET_ARN"].startswith("arn:aws:secretsmanager:")
     if which == "custom":
         assert (env["FANOUT_MONGO_SECRET_FIELD"], env["FANOUT_JWT_AUDIENCE"]) == ("uri", "realtime")
+    assert env["FANOUT_INBOUND_QUEUE_URL"] == {"Ref": logical_id(s, "AWS::SQS::Queue", "InboundQueue")}
     # Settings ignores unknown FANOUT_* variables: a misspelt one would be silently dropped.
     names = {n.removeprefix("FANOUT_").lower() for n in env}
     assert set() == names - set(Settings.model_fields) - PENDING_SETTINGS

@@ -58,6 +58,14 @@ def test_publish_prints_the_event_id(stack: Stack) -> None:
         assert result.stdout.strip().startswith("evt_")
 
 
+@pytest.mark.parametrize("ttl", ["61", "0", "-5"])
+def test_a_ticket_lifetime_outside_1_to_60_seconds_exits_2(stack: Stack, ttl: str) -> None:
+    """`fanout ticket` refuses a lifetime a ticket may not have, with a clear message and nothing minted."""
+    result = _fanout(stack.env, "ticket", "u1", "--ttl", ttl)
+    assert (2, "") == (result.returncode, result.stdout)
+    assert "a ticket lives 1 to 60 seconds" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_token_and_schema(stack: Stack) -> None:
     """`fanout token` signs for the user; `fanout schema` prints the wire schemas and the whole catalog."""
     token = _fanout(stack.env, "token", "u42").stdout.strip()

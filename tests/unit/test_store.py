@@ -233,3 +233,31 @@ async def test_single_connections_are_targets_too(store: ConnectionStore) -> Non
         await store.put(cid, user, "h", "s", ttl_s=60)
     found = await _all(store, Target(user_ids=["ann"], connection_ids=["k1", "k3", "gone"]))
     assert ["k1", "k2", "k3"] == sorted(c.connection_id for c in found)
+
+
+async def test_an_upgrade_is_asked_once_per_connection_and_key_even_concurrently(
+    store: ConnectionStore,
+) -> None:
+    """Ten workers meeting the same unsupported event at once: one of them asks the connection to upgrade;
+    another type or version is a new question, and a missing record is never asked."""
+    await store.put("c1", "u1", "127.0.0.1:1", "local", ttl_s=60)
+    answers = await asyncio.gather(*(store.ask_upgrade_once("c1", "chat.message@2") for _ in range(10)))
+    assert 1 == sum(answers)
+    assert await store.ask_upgrade_once("c1", "chat.message@3")
+    assert not await store.ask_upgrade_once("c1", "chat.message@2")
+    assert not await store.ask_upgrade_once("nobody", "chat.message@2")
+
+
+async def test_declared_payload_versions_reach_the_worker_with_the_record(store: ConnectionStore) -> None:
+    """A record's payloads (type@version entries) come back as a lookup on the Connection; malformed
+    entries are ignored, and a record without the field has none."""
+    await store.put("c1", "u1", "127.0.0.1:1", "local", ttl_s=60)
+    await store.put("c2", "u1", "127.0.0.1:1", "local", ttl_s=60)
+    assert await store.hello("c1", 1, {"chat.message": [1, 2]})
+    await store._col.update_one({"connectionId": "c2"}, {"$set": {"payloads": ["chat.read@x", 7, "@2"]}})
+    found = {c.connection_id: c for c in await _all(store, Target(user_ids=["u1"]))}
+    assert {"chat.message": frozenset({1, 2})} == found["c1"].payloads
+    assert found["c1"].speaks("chat.message", 2) and found["c1"].speaks("notification.new", 1)
+    assert not found["c1"].speaks("notification.new", 2)
+    assert {} == found["c2"].payloads and found["c2"].speaks("chat.read", 1)
+    assert not await store.hello("nobody", 1, None)

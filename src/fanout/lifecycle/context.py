@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout.config import Settings
+from fanout.inbound import InboundQueue
 from fanout.lifecycle.access import AccessPolicy
 from fanout.lifecycle.replies import Response
 from fanout.store import ConnectionStore
+from fanout.tickets import TicketStore
+from fanout.tokens import Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,7 @@ class Frame:
     action: str
     body: dict[str, Any]
     reply_to: str | None  # the frame's own "id", echoed as "replyTo"
+    size: int = 0  # the frame's length in bytes (UTF-8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +34,10 @@ class Services:
     store: ConnectionStore
     settings: Settings
     access: AccessPolicy
+    verifier: Verifier
+    tickets: TicketStore
+    inbound: InboundQueue
+    forwarded: frozenset[str]  # actions the domain owns: forwarded to the inbound queue
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]

@@ -7,11 +7,14 @@ from typing import Any
 from pydantic_core import from_json
 
 from fanout.config import Settings
-from fanout.lifecycle import connect, topics
+from fanout.inbound import InboundQueue
+from fanout.lifecycle import connect, forward, hello, topics
 from fanout.lifecycle.access import AccessPolicy, load_check
 from fanout.lifecycle.context import Action, Frame, Services
 from fanout.lifecycle.replies import Event, Response, error, reply
 from fanout.store import ConnectionStore
+from fanout.tickets import TicketStore
+from fanout.tokens import Verifier
 
 MAX_FRAME_CHARS = 32 * 1024  # API Gateway allows 128 KiB; no action needs more than this
 
@@ -23,6 +26,7 @@ async def ping(services: Services, frame: Frame) -> Response:
 
 #: Client actions by name (the route key, or ``action`` in a ``$default`` frame).
 ACTIONS: dict[str, Action] = {
+    "hello": hello.hello,
     "ping": ping,
     "subscribe": topics.subscribe,
     "notification.subscribe": topics.subscribe,
@@ -38,11 +42,23 @@ def _reply_to(body: dict[str, Any]) -> str | None:
 class Lifecycle:
     """Routes one API Gateway WebSocket event to its handler and returns the route response."""
 
-    def __init__(self, store: ConnectionStore, settings: Settings) -> None:
-        self.services = Services(store, settings, AccessPolicy(load_check(settings.topic_policy)))
-        self._key = settings.jwt_key()
-        self._audience = settings.jwt_audience
+    def __init__(
+        self, store: ConnectionStore, settings: Settings, inbound: InboundQueue | None = None
+    ) -> None:
+        self.services = Services(
+            store,
+            settings,
+            AccessPolicy(load_check(settings.topic_policy)),
+            Verifier(settings),
+            TicketStore(store.database[settings.tickets_collection]),
+            inbound or InboundQueue(settings),
+            (forward.DOMAIN_ACTIONS | settings.forward_actions) - set(ACTIONS),
+        )
         self._ttl = settings.connection_ttl_s
+
+    async def aclose(self) -> None:
+        """Close the clients opened on demand (the inbound queue's)."""
+        await self.services.inbound.aclose()
 
     async def handle(self, event: Event) -> Response:
         """The route response for one event: $connect, $disconnect, or a client frame."""
@@ -50,11 +66,10 @@ class Lifecycle:
         if not isinstance(ctx, dict) or not isinstance(ctx.get("connectionId"), str):
             return {"statusCode": 400, "body": "Bad Request"}
         route = ctx.get("routeKey", "$default")
-        store = self.services.store
         if route == "$connect":
-            return await connect.connect(store, event, ctx, self._key, self._audience, self._ttl)
+            return await connect.connect(self.services, event, ctx)
         if route == "$disconnect":
-            return await connect.disconnect(store, ctx)
+            return await connect.disconnect(self.services, ctx)
         return await self._message(str(route), event, ctx["connectionId"])
 
     async def _message(self, route: str, event: Event, connection_id: str) -> Response:
@@ -72,7 +87,12 @@ class Lifecycle:
         user_id = await self.services.store.touch(connection_id, self._ttl)
         if user_id is None:
             return error("unknown_connection", reply_to)
-        handler = ACTIONS.get(action) if isinstance(action, str) else None
+        if not isinstance(action, str):
+            return error("unknown_action", reply_to)
+        handler = ACTIONS.get(action)
+        if handler is None and action in self.services.forwarded:
+            handler = forward.forward
         if handler is None:
             return error("unknown_action", reply_to)
-        return await handler(self.services, Frame(connection_id, user_id, str(action), body, reply_to))
+        size = len(raw.encode("utf-8", "surrogatepass"))
+        return await handler(self.services, Frame(connection_id, user_id, action, body, reply_to, size))

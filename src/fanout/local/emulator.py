@@ -271,8 +271,10 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
     client = mongo_client(settings)
     store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
     await store.ensure_indexes()
+    lifecycle = Lifecycle(store, settings)
+    await lifecycle.services.tickets.ensure_indexes()
     domain = f"{settings.gateway_host}:{settings.gateway_port}"
-    emulator = Emulator(Lifecycle(store, settings), settings.gateway_stage, domain, faults)
+    emulator = Emulator(lifecycle, settings.gateway_stage, domain, faults)
     runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, settings.gateway_host, settings.gateway_port, reuse_address=True).start()
@@ -287,5 +289,6 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
         for entry in list(emulator.sockets.values()):
             await entry.ws.close(code=1001, message=b"server shutting down")
         await runner.cleanup()
+        await lifecycle.aclose()
         await client.close()
         log.info("gateway_stopped", counts=emulator.counts)

@@ -13,8 +13,8 @@ MAX_RECEIVE_COUNT = 5  # SQS moves a message that keeps failing to the DLQ after
 
 
 def create_queues(settings: Settings) -> dict[str, str]:
-    """Create the events queue, the bulk queue of broadcast shards, their DLQ (redrive policy) and the
-    topic subscribed to the events queue; idempotent."""
+    """Create the events queue, the bulk queue of broadcast shards, their DLQ (redrive policy), the
+    topic subscribed to the events queue, and the inbound queue of forwarded client actions; idempotent."""
     s = settings
     kwargs: dict[str, Any] = s.aws_client_kwargs()
     sqs = boto3.client("sqs", **kwargs)
@@ -36,7 +36,8 @@ def create_queues(settings: Settings) -> dict[str, str]:
         ]
         topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        inbound_url = sqs.create_queue(QueueName=s.inbound_queue_name)["QueueUrl"]
     finally:
         sqs.close()
         sns.close()
-    return {"queue": queue_url, "bulk": bulk_url, "dlq": dlq_url, "topic": topic_arn}
+    return {"queue": queue_url, "bulk": bulk_url, "dlq": dlq_url, "topic": topic_arn, "inbound": inbound_url}

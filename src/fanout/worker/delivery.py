@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ulid import ULID
+
 from fanout.catalog import metric_label
-from fanout.envelope import QueueBody
+from fanout.envelope import QueueBody, now_iso
 from fanout.gateway.client import ManagementClient, Outcome, sleep_backoff
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
@@ -26,6 +29,8 @@ CONNECT_GRACE_S = 5.0
 _ANSWERED = frozenset(
     {Outcome.OK, Outcome.GONE, Outcome.THROTTLED, Outcome.SERVER_ERROR, Outcome.FORBIDDEN, Outcome.TOO_LARGE}
 )
+_UNSUPPORTED = Outcome.UNSUPPORTED_VERSION
+RECONNECT = "system.reconnect"
 
 
 @dataclass
@@ -45,7 +50,7 @@ class FanoutResult:
 
     @property
     def attempted(self) -> int:
-        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED]
+        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED] - self.outcomes[_UNSUPPORTED]
 
     def users_of(self, connection_ids: tuple[str, ...]) -> frozenset[str]:
         """The users of some failed or refused connections."""
@@ -82,6 +87,7 @@ class _Event:
     done: asyncio.Future[None]
     pending: int = 1  # one for deliver() itself until every connection is queued
     stopped: bool = False  # deliver() was cancelled or failed: skip the posts not yet started
+    once: str | None = None  # post to a connection only if the store has not recorded this key for it
 
     def finish_one(self) -> None:
         self.pending -= 1
@@ -167,7 +173,9 @@ class Deliverer:
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
-        ``bulk`` posts go through the bulk lanes."""
+        ``bulk`` posts go through the bulk lanes. A connection that does not speak the event's payload
+        version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
+        upgrade."""
         if not self._lanes:
             self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
             self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
@@ -183,25 +191,70 @@ class Deliverer:
             FanoutResult(),
             asyncio.get_running_loop().create_future(),
         )
+        version = body.payload_version
+        upgrade: _Event | None = None  # system.reconnect to connections that do not speak the version
         try:
             async for batch in self.connections(body, only, shard):
                 for conn in batch:
                     if event.stopped:
                         break
-                    event.pending += 1
-                    await jobs.put((conn, event))  # waits only when every lane of its kind is busy
+                    target = event
+                    # One attribute test per post when nobody declared versions and the event is version 1.
+                    if (version != 1 or conn.payloads is not None) and not conn.speaks(body.type, version):
+                        event.result.outcomes[_UNSUPPORTED] += 1
+                        event.result.attempts[_UNSUPPORTED] += 1
+                        upgrade = upgrade or self._upgrade(body, version, event)
+                        target = upgrade
+                    target.pending += 1
+                    await jobs.put((conn, target))  # waits only when every lane of its kind is busy
             event.finish_one()
-            await event.done
+            if upgrade is None:
+                await event.done
+            else:
+                upgrade.finish_one()
+                await asyncio.gather(event.done, upgrade.done)
         except BaseException:
             event.stop()  # the lanes skip what they have not started; started posts finish alone
+            if upgrade is not None:
+                upgrade.stop()
             raise
+        if upgrade is not None:
+            self._count(upgrade)
+        self._count(event)
+        return event.result
+
+    def _upgrade(self, body: QueueBody, version: int, event: _Event) -> _Event:
+        """The ``system.reconnect`` frame asking clients to upgrade, posted at most once per connection
+        per event type and version (recorded on the connection record, so across the pool too)."""
+        frame = json.dumps(
+            {
+                "v": 1,
+                "id": f"evt_{ULID()}",
+                "type": RECONNECT,
+                "payload": {"reason": "upgrade", "eventType": body.type, "payloadVersion": version},
+                "sentAt": now_iso(),
+            },
+            separators=(",", ":"),
+        ).encode()
+        return _Event(
+            frame,
+            hashlib.sha256(frame).hexdigest(),
+            metric_label(RECONNECT),
+            event.sent_at,
+            event.deadline,
+            event.expires_at,
+            FanoutResult(),
+            asyncio.get_running_loop().create_future(),
+            once=f"{body.type}@{version}",
+        )
+
+    def _count(self, event: _Event) -> None:
         result = event.result
         # Counted once per event rather than once per post: the hot path stays cheap.
         for outcome, count in result.attempts.items():
             self._metrics.deliveries.labels(event.label, outcome.value).inc(count)
         if result.retries:
             self._metrics.retries.labels(event.label).inc(result.retries)
-        return result
 
     def _timers_for(self, label: str) -> tuple[Any, Any]:
         timers = self._timers.get(label)
@@ -230,6 +283,8 @@ class Deliverer:
             result.outcomes[Outcome.EXPIRED] += 1
             result.attempts[Outcome.EXPIRED] += 1
             return
+        if event.once is not None and not await self._store.ask_upgrade_once(conn.connection_id, event.once):
+            return  # asked before, by this event or an earlier one
         outcome = await self._post_with_retries(conn, event)
         result.outcomes[outcome] += 1
         if outcome in _ANSWERED:
