@@ -15,6 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fanout.config import Settings
+from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.local.emulator_metrics import GatewayMetrics
 from fanout.metrics import LATENCY_BUCKETS, Metrics
 from fanout.worker.pool import Pool, _PoolCollector
@@ -69,6 +70,7 @@ def exported_series() -> dict[str, str]:
     registry = CollectorRegistry()
     Metrics(registry)
     GatewayMetrics(registry)
+    LifecycleMetrics(registry)  # the emulator's /metrics serves the lifecycle's counters
     registry.register(_PoolCollector(Pool(Settings(), 1)))  # restarts and live processes: the supervisor's
     series: dict[str, str] = {}
     for family in registry.collect():

@@ -8,6 +8,8 @@ from typing import Any
 
 from fanout.config import Settings
 from fanout.lifecycle.access import AccessPolicy
+from fanout.lifecycle.metrics import LifecycleMetrics
+from fanout.lifecycle.reconnects import RecentDisconnects
 from fanout.lifecycle.replies import Response
 from fanout.store import ConnectionStore
 
@@ -30,6 +32,8 @@ class Services:
     store: ConnectionStore
     settings: Settings
     access: AccessPolicy
+    metrics: LifecycleMetrics
+    disconnects: RecentDisconnects
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]
