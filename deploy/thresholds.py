@@ -153,7 +153,7 @@ TASKS_BELOW_DESIRED = _page(
     unit="count",
     above=True,
     what="Fewer worker tasks ran than desired for {window} minutes (Container Insights)",
-    runbook=f"{OPS_RUNBOOK}#runningtasksbelowdesired",
+    runbook=f"{OPS_RUNBOOK}#fanoutrunningtasksbelowdesired",
 )
 ROUTE_ERRORS = _page(
     cloudwatch="RouteErrorsHigh",

@@ -152,3 +152,17 @@ def test_expired_posts_are_no_failures(default_synth: Synth) -> None:
         }
         assert outcomes == read, cloudwatch
         assert outcomes == _prometheus_denominator(rules[prometheus]["expr"]), prometheus
+
+
+def test_every_alarm_has_a_runbook_section() -> None:
+    """Each alarm, CloudWatch-only ones included, points at a `#### Fanout...` section of docs/operations.md."""
+    headings = {
+        line[5:].strip().lower(): line[5:].strip()
+        for line in (REPO_ROOT / "docs" / "operations.md").read_text().splitlines()
+        if line.startswith("#### ")
+    }
+    for alarm in t.ALARMS:
+        path, anchor = alarm.runbook.split("#")
+        assert path == "docs/operations.md", alarm.runbook
+        assert anchor in headings, f"{alarm.cloudwatch or alarm.prometheus}: no section for #{anchor}"
+        assert headings[anchor].startswith("Fanout"), headings[anchor]
