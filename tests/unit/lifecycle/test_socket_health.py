@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import socketserver
+import threading
+import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,9 +17,8 @@ from pymongo import MongoClient
 from fanout.lifecycle import aws
 from fanout.lifecycle.reconnects import COLLECTION, WINDOW_S
 from fanout.tokens import sign
-from tests.conftest import free_port
 from tests.unit.lifecycle import events
-from tests.unit.lifecycle.conftest import KEY
+from tests.unit.lifecycle.conftest import KEY, reset
 
 Call = Any
 
@@ -106,12 +110,31 @@ def test_reconnect_within_the_window_counts_and_after_it_does_not(
     assert {("Connects", ()): 1} == _metrics(doc)
 
 
+class _HangUp(socketserver.BaseRequestHandler):
+    def handle(self) -> None:  # accept, then close at once: a MongoDB that crashes on every connection
+        pass
+
+
 @pytest.fixture
-def no_mongo(handler: tuple[Call, Any], monkeypatch: pytest.MonkeyPatch) -> Call:
-    """The handler with MongoDB unreachable (nothing listens on its port), failing within 300 ms."""
-    monkeypatch.setenv("FANOUT_MONGO_URI", f"mongodb://127.0.0.1:{free_port()}")
+def no_mongo(handler: tuple[Call, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[Call]:
+    """The handler with a MongoDB that hangs up on every connection, failing calls within 300 ms."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _HangUp)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("FANOUT_MONGO_URI", f"mongodb://127.0.0.1:{server.server_address[1]}")
     monkeypatch.setenv("FANOUT_MONGO_TIMEOUT_MS", "300")
-    return handler[0]
+    yield handler[0]
+    reset()  # the handler's client goes before its server does
+    # pymongo's monitor, cancelled by close() while it reconnects, leaves its new socket to the garbage
+    # collector (pool_shared._async_create_connection closes it on OSError only): collect it here, quietly,
+    # rather than let a ResourceWarning of pymongo's land in whichever test runs next.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
 
 
 @pytest.mark.parametrize(
