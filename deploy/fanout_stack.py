@@ -49,7 +49,9 @@ class FanoutStack(Stack):
             api_id, stage = p.req("apiId"), p.req("stage")
 
         self.task_role = queues.build_task_role(self, q, api_id, stage)
-        worker = service.build_worker(self, p, prefix, q, network, self.task_role, management_endpoint)
+        worker = service.build_worker(
+            self, p, prefix, q, network, self.task_role, management_endpoint, api_id
+        )
         self.log_group, self.container, self.service = worker.log_group, worker.container, worker.service
         service.add_autoscaling(p, q, network.cluster, self.service, int(OLDEST_MESSAGE.threshold))
 

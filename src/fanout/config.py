@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
     bulk_in_flight: int = Field(2, ge=1, description="shards one process delivers at once")
+    census_interval_s: float = Field(
+        30, gt=0, description="how often one process samples active connections and TTL removals"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9400
 

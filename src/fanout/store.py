@@ -428,9 +428,15 @@ class ConnectionStore:
         # The window is current: full, or opened by a concurrent frame between the two steps.
         return (await self._col.update_one(*count)).matched_count > 0
 
-    async def remove(self, connection_id: str) -> bool:
-        """Delete a record (the ``$disconnect`` route)."""
-        return (await self._col.delete_one({"connectionId": connection_id})).deleted_count > 0
+    async def remove(self, connection_id: str) -> str | None:
+        """Delete a record (the ``$disconnect`` route); the user id it had, None when there was none."""
+        doc = await self._col.find_one_and_delete({"connectionId": connection_id}, {"_id": 0, "userId": 1})
+        user = doc.get("userId") if doc else None
+        return user if isinstance(user, str) and user else None
+
+    def sibling(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        """Another collection of the records' database (e.g. the lifecycle's recent disconnects)."""
+        return self._col.database[name]
 
     async def prune(self, conn: Connection) -> bool:
         """Delete a gone connection's record, and only that record: a re-used id with a newer

@@ -15,6 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fanout.config import Settings
+from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.local.emulator_metrics import GatewayMetrics
 from fanout.metrics import LATENCY_BUCKETS, Metrics
 from fanout.worker.pool import Pool, _PoolCollector
@@ -36,6 +37,17 @@ def _contract() -> Any:
         spec.loader.exec_module(module)
     return sys.modules["metrics_contract"]
 
+
+# The contract's socket-health metrics (issue 15): the lifecycle's counters and the worker's census.
+SOCKET_HEALTH = (
+    "Connects",
+    "Disconnects",
+    "ConnectsUnauthorized",
+    "RouteErrors",
+    "Reconnects",
+    "ActiveConnections",
+    "ConnectionsExpired",
+)
 
 # Names in PromQL that are not metrics.
 _KEYWORDS = frozenset(
@@ -69,6 +81,7 @@ def exported_series() -> dict[str, str]:
     registry = CollectorRegistry()
     Metrics(registry)
     GatewayMetrics(registry)
+    LifecycleMetrics(registry)  # the emulator's /metrics serves the lifecycle's counters
     registry.register(_PoolCollector(Pool(Settings(), 1)))  # restarts and live processes: the supervisor's
     series: dict[str, str] = {}
     for family in registry.collect():
@@ -155,9 +168,11 @@ def test_dashboard_and_rules_cover_the_design_metrics() -> None:
     """The DESIGN.md metrics, queue lag, readiness and the socket-health metrics appear on the dashboard, and
     the rules cover the alarms."""
     used_dashboard = {name for _, expr in _dashboard_exprs() for name in metric_names(expr)}
-    pending = _contract().PENDING_PROMETHEUS
-    assert pending <= used_dashboard, "the socket-health row shows every socket metric"
-    families = {exported_series()[name] for name in used_dashboard - pending}
+    contract = _contract()
+    socket = {spec.prometheus for name, spec in contract.METRICS.items() if name in SOCKET_HEALTH}
+    assert len(SOCKET_HEALTH) == len(socket)
+    assert socket <= used_dashboard, "the socket-health row shows every socket metric"
+    families = {exported_series()[name] for name in used_dashboard - contract.PENDING_PROMETHEUS}
     for family in (
         "fanout_events",
         "fanout_deliveries",

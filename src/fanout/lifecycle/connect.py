@@ -1,4 +1,4 @@
-"""``$connect`` (authenticate, store the record) and ``$disconnect`` (remove it).
+"""``$connect`` (authenticate, store the record) and ``$disconnect`` (remove it), each counted.
 
 A client proves who it is with a ticket (``?ticket=``, single-use, minted by a domain service) or a token
 (``?token=`` or ``Authorization: Bearer``: HS256 locally, the product's own RS256/ES256 tokens through
@@ -51,13 +51,21 @@ async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Resp
     """Verify the ticket or token and store the connection record; 401 without a valid one."""
     user_id = await _user(services, event)
     if user_id is None:
+        services.metrics.unauthorized.inc()
         return UNAUTHORIZED
     ttl_s = services.settings.connection_ttl_s
     await services.store.put(ctx["connectionId"], user_id, ctx["domainName"], ctx["stage"], ttl_s)
+    services.metrics.connects.inc()
+    if await services.disconnects.is_reconnect(user_id):
+        services.metrics.reconnects.inc()
     return {"statusCode": 200}
 
 
 async def disconnect(services: Services, ctx: dict[str, Any]) -> Response:
-    """Remove the record; API Gateway sends this once per closed connection, best effort."""
-    await services.store.remove(ctx["connectionId"])
+    """Remove the record and note when its user left; API Gateway sends this once per closed connection,
+    best effort."""
+    user_id = await services.store.remove(ctx["connectionId"])
+    if user_id is not None:
+        await services.disconnects.note(user_id)
+    services.metrics.disconnects.inc()
     return {"statusCode": 200}

@@ -9,6 +9,8 @@ from typing import Any
 from fanout.config import Settings
 from fanout.inbound import InboundQueue
 from fanout.lifecycle.access import AccessPolicy
+from fanout.lifecycle.metrics import LifecycleMetrics
+from fanout.lifecycle.reconnects import RecentDisconnects
 from fanout.lifecycle.replies import Response
 from fanout.store import ConnectionStore
 from fanout.tickets import TicketStore
@@ -38,6 +40,8 @@ class Services:
     tickets: TicketStore
     inbound: InboundQueue
     forwarded: frozenset[str]  # actions the domain owns: forwarded to the inbound queue
+    metrics: LifecycleMetrics
+    disconnects: RecentDisconnects
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]

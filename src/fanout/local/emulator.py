@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fanout.attributes import CONNECTION_ID
 from fanout.config import Settings
@@ -90,7 +90,8 @@ class Emulator:
         self.faults = faults or Faults()
         self.sockets: dict[str, _Socket] = {}
         self.counts: dict[str, int] = {}
-        self.metrics = GatewayMetrics(CollectorRegistry())
+        # One registry for /metrics: the emulator's own counters beside the lifecycle's fanout_lifecycle_*.
+        self.metrics = GatewayMetrics(lifecycle.metrics.registry)
         self.metrics.open_connections.set_function(lambda: len(self.sockets))
 
     def app(self) -> web.Application:

@@ -23,7 +23,7 @@ from pymongo.errors import PyMongoError
 from fanout import queues
 from fanout.catalog import policy_for
 from fanout.config import Settings
-from fanout.emf import EmfEmitter
+from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
 from fanout.flags import FlagStore, LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
@@ -31,6 +31,7 @@ from fanout.logging import bind_event, get_logger, short_id
 from fanout.metrics import Metrics
 from fanout.store import BUCKETS
 from fanout.worker import fate, received
+from fanout.worker.census import LEASES, Census, Lease
 from fanout.worker.clients import Clients, open_clients
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
@@ -60,10 +61,16 @@ class Worker:
     """One worker process: SQS consumer, fan-out, health server."""
 
     def __init__(
-        self, settings: Settings, registry: CollectorRegistry | None = None, *, serve_health: bool = True
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        serve_health: bool = True,
+        census: bool = True,
     ) -> None:
         self.settings = settings
         self.serve_health = serve_health
+        self.census = census  # this process samples the socket census (one per pool: slot 0)
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.readiness = Readiness()
@@ -119,9 +126,14 @@ class Worker:
                 asyncio.create_task(self._probe(clients, queue_url)),
                 asyncio.create_task(self.switches.run()),
             ]
+            if self.census:
+                background.append(asyncio.create_task(self._census(clients).run()))
             if s.cloudwatch_emf:
                 emf = EmfEmitter(
-                    self.registry, namespace=s.cloudwatch_namespace, interval_s=s.cloudwatch_interval_s
+                    self.registry,
+                    namespace=s.cloudwatch_namespace,
+                    interval_s=s.cloudwatch_interval_s,
+                    only=None if self.census else set(CLOUDWATCH_METRICS) - SAMPLED_METRICS,
                 )
                 stack.callback(emf.flush)  # runs after the drain, so the last events are counted too
                 background.append(asyncio.create_task(emf.run()))
@@ -244,6 +256,12 @@ class Worker:
             log.warning("fan_out_timed_out", message_id=msg.message_id)
         else:
             log.exception("handle_failed", message_id=msg.message_id, error=type(exc).__name__)
+
+    def _census(self, clients: Clients) -> Census:
+        s = self.settings
+        db = clients.mongo[s.mongo_db]
+        lease = Lease(db[LEASES], "census", ttl_s=3 * s.census_interval_s)
+        return Census(db[s.connections_collection], lease, self.metrics, s.census_interval_s)
 
     def _skipped_record(self, doc: dict[str, Any]) -> None:
         """A malformed connection record: skip it, count it, name it by digest only."""

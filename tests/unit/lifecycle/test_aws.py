@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from pymongo import MongoClient
 
 from fanout.config import DEV_JWT_SECRET, Settings
 from fanout.errors import ConfigError
@@ -19,37 +17,7 @@ from fanout.tickets import mint
 from fanout.tokens import sign
 from tests.conftest import Server
 from tests.unit.lifecycle import events
-
-KEY = "k" * 40
-
-
-@pytest.fixture
-def handler(
-    mongo_server: Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Any, MongoClient[dict[str, Any]]]]:
-    """``lambda_handler`` configured as a deployed function; the records collection to look at."""
-    db = f"lc_{secrets.token_hex(4)}"
-    for key, value in {
-        "FANOUT_ENV": "production",
-        "FANOUT_MONGO_URI": mongo_server.url,
-        "FANOUT_MONGO_DB": db,
-        "FANOUT_JWT_SECRET": KEY,
-        "AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle",
-    }.items():
-        monkeypatch.setenv(key, value)
-    mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url, tz_aware=True)
-    yield aws.lambda_handler, mongo
-    mongo.drop_database(db)
-    mongo.close()
-    _reset()
-
-
-def _reset() -> None:
-    if aws._loop is not None and aws._lifecycle is not None:
-        aws._loop.run_until_complete(aws._lifecycle.aclose())
-        aws._loop.run_until_complete(aws._lifecycle.services.store._col.database.client.close())
-        aws._loop.close()
-    aws._loop = aws._lifecycle = None
+from tests.unit.lifecycle.conftest import KEY
 
 
 def _frame(answer: dict[str, Any]) -> dict[str, Any]:
