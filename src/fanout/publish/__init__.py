@@ -1,0 +1,21 @@
+"""Publishing events from a domain service.
+
+- ``Publisher`` / ``AsyncPublisher`` (``direct``): one SQS (or SNS) send per event, in the caller's time.
+- ``BackgroundPublisher`` / ``AsyncBackgroundPublisher``: ``publish`` buffers and returns; sender threads
+  or tasks send batches of up to ten (``background``, ``abackground``).
+- The transactional outbox, for events that must leave only if the domain write commits: ``fanout.outbox``.
+"""
+
+from fanout.publish.abackground import AsyncBackgroundPublisher
+from fanout.publish.background import BackgroundPublisher
+from fanout.publish.direct import AsyncPublisher, Publisher, Via, build_event, new_event_id
+
+__all__ = [
+    "AsyncBackgroundPublisher",
+    "AsyncPublisher",
+    "BackgroundPublisher",
+    "Publisher",
+    "Via",
+    "build_event",
+    "new_event_id",
+]
