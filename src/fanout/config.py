@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # Background publishers (fanout.publish.BackgroundPublisher / AsyncBackgroundPublisher)
     publish_linger_ms: float = Field(5, ge=0, le=1000, description="wait for a batch to fill at most this")
     publish_buffer: int = Field(10_000, ge=10, description="events buffered at most, per publisher")
-    publish_block_ms: float = Field(100, ge=0, description="a full buffer blocks publish this long, then raises")
+    publish_block_ms: float = Field(100, ge=0, description="a full buffer blocks this long, then raises")
     publish_flush_s: float = Field(10, gt=0, description="budget of the flush at close, exit and SIGTERM")
 
     # Transactional outbox relay (fanout relay, or FANOUT_RELAY=true in the worker)

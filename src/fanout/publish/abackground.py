@@ -73,10 +73,12 @@ class AsyncBackgroundPublisher:
         self.metrics = metrics_for(registry)
         self._senders = senders
         self._sigterm = sigterm
-        self._buf = Buffer(s.publish_buffer if buffer is None else buffer, linger / 1000)
+        self._buf = Buffer(linger / 1000)
+        # One slot per event buffered or in flight; waiters are served first come, first served.
+        self._slots = asyncio.Semaphore(s.publish_buffer if buffer is None else buffer)
         self._backoff = Backoff()
         self._work = asyncio.Event()  # a batch may be ready
-        self._room = asyncio.Event()  # a batch call ended: room in the buffer, or a flush may be done
+        self._done = asyncio.Event()  # a batch call ended: a flush may be done
         self._hurry = 0
         self._closed = False
         self._abandon = False
@@ -111,6 +113,11 @@ class AsyncBackgroundPublisher:
         self._hooks = ExitHooks(self._on_exit, sigterm=self._sigterm)
         return self
 
+    @property
+    def pending(self) -> int:
+        """Events buffered or being sent."""
+        return self._buf.pending()
+
     async def publish(self, event_type: str, **kwargs: Any) -> str:
         """Build, validate and buffer one event; returns its id (errors as ``BackgroundPublisher``)."""
         return await self.send(build_event(event_type, **kwargs))
@@ -120,23 +127,18 @@ class AsyncBackgroundPublisher:
         entry = Entry.of(body)
         if self._closed:
             raise PublisherClosed("the publisher is closed")
-        if self._buf.full() and not await self._wait_for_room():
+        try:
+            async with asyncio.timeout(self.block_s):
+                await self._slots.acquire()  # returns at once while there is room
+        except TimeoutError:
             self.metrics.failed.labels(entry.label, "buffer_full").inc()
-            raise PublishBufferFull(f"{len(self._buf)} events buffered; none sent for {self.block_s}s")
+            full = f"{self.pending} events pending; no room within {self.block_s}s"
+            raise PublishBufferFull(full) from None
         if self._buf.add(entry):
             self._work.set()
         self.metrics.buffered.labels(entry.label).inc()
         self.metrics.pending.inc()
         return body.id
-
-    async def _wait_for_room(self) -> bool:
-        deadline = time.monotonic() + self.block_s
-        while self._buf.full():
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed:
-                return False
-            await _wait(self._room, left)
-        return True
 
     async def flush(self, timeout_s: float | None = None) -> int:
         """Send everything buffered now; wait up to ``timeout_s``. Returns how many are still unsent."""
@@ -145,7 +147,7 @@ class AsyncBackgroundPublisher:
         self._work.set()
         try:
             while self._buf.pending() and (left := deadline - time.monotonic()) > 0:
-                await _wait(self._room, left)
+                await _wait(self._done, left)
             return self._buf.pending()
         finally:
             self._hurry -= 1
@@ -155,7 +157,6 @@ class AsyncBackgroundPublisher:
         if self._closed:
             return 0
         self._closed = True
-        self._room.set()
         if self._hooks is not None:
             self._hooks.remove()
         await self.flush(timeout_s)
@@ -173,6 +174,7 @@ class AsyncBackgroundPublisher:
         """Exit or SIGTERM: no loop can send for us now, so send what is left from this thread."""
         if self._closed:
             return
+        buffered = len(self._buf)  # in-flight batches settle their own slots if their call ends
         entries = self._buf.drain()
         if why == "exit":
             self._closed = True
@@ -182,7 +184,9 @@ class AsyncBackgroundPublisher:
                 send_now(client, self._url, entries, self.metrics, self.flush_s)
             finally:
                 client.close()
-            self.metrics.pending.dec(len(entries))
+            for _ in range(buffered):
+                self._slots.release()
+            self.metrics.pending.dec(buffered)
 
     # ---- the sender tasks
 
@@ -206,8 +210,11 @@ class AsyncBackgroundPublisher:
                 self._work.set()
             elif self._backoff.ok():
                 log.info("publish_recovered")
-            self.metrics.pending.dec(len(result.sent) + len(result.refused))
-            self._room.set()
+            if settled := len(result.sent) + len(result.refused):
+                for _ in range(settled):
+                    self._slots.release()
+                self.metrics.pending.dec(settled)
+            self._done.set()
 
     async def _next(self) -> list[Entry] | None:
         while not self._abandon:

@@ -134,11 +134,13 @@ class BackgroundPublisher:
         self.metrics = metrics_for(registry)
         self._client = sqs_client(s, senders)
         self._url = queues.url(self._client, s)
-        self._buf = Buffer(s.publish_buffer if buffer is None else buffer, linger / 1000)
+        self._buf = Buffer(linger / 1000)
+        # One slot per event buffered or in flight; waiters are woken first come, first served.
+        self._slots = threading.Semaphore(s.publish_buffer if buffer is None else buffer)
         self._backoff = Backoff()
         lock = threading.RLock()  # re-entrant: the SIGTERM handler may flush while this thread publishes
         self._work = threading.Condition(lock)  # senders wait here for a batch
-        self._room = threading.Condition(lock)  # publishers (room) and flushes (empty) wait here
+        self._done = threading.Condition(lock)  # flushes wait here for the buffer to empty
         self._hurry = 0  # flushes under way: send without lingering
         self._closed = False
         self._abandon = False
@@ -150,6 +152,11 @@ class BackgroundPublisher:
             thread.start()
         self._hooks = ExitHooks(self._on_exit, sigterm=sigterm)
 
+    @property
+    def pending(self) -> int:
+        """Events buffered or being sent."""
+        return self._buf.pending()
+
     def publish(self, event_type: str, **kwargs: Any) -> str:
         """Build, validate and buffer one event (see ``build_event``); returns its id.
 
@@ -160,26 +167,17 @@ class BackgroundPublisher:
     def send(self, body: QueueBody) -> str:
         """Buffer a built event; returns its id."""
         entry = Entry.of(body)
+        if self._closed:
+            raise PublisherClosed("the publisher is closed")
+        if not self._slots.acquire(timeout=self.block_s):
+            self.metrics.failed.labels(entry.label, "buffer_full").inc()
+            raise PublishBufferFull(f"{self.pending} events pending; no room within {self.block_s}s")
         with self._work:
-            if self._closed:
-                raise PublisherClosed("the publisher is closed")
-            if self._buf.full() and not self._wait_for_room():
-                self.metrics.failed.labels(entry.label, "buffer_full").inc()
-                raise PublishBufferFull(f"{len(self._buf)} events buffered; none sent for {self.block_s}s")
             if self._buf.add(entry):
                 self._work.notify()
         self.metrics.buffered.labels(entry.label).inc()
         self.metrics.pending.inc()
         return body.id
-
-    def _wait_for_room(self) -> bool:
-        deadline = time.monotonic() + self.block_s
-        while self._buf.full():
-            left = deadline - time.monotonic()
-            if left <= 0 or self._closed:
-                return False
-            self._room.wait(left)
-        return True
 
     def flush(self, timeout_s: float | None = None) -> int:
         """Send everything buffered now, without lingering; wait up to ``timeout_s`` (default
@@ -190,7 +188,7 @@ class BackgroundPublisher:
             self._work.notify_all()
             try:
                 while self._buf.pending() and (left := deadline - time.monotonic()) > 0:
-                    self._room.wait(left)
+                    self._done.wait(left)
                 return self._buf.pending()
             finally:
                 self._hurry -= 1
@@ -201,7 +199,6 @@ class BackgroundPublisher:
             if self._closed:
                 return 0
             self._closed = True
-            self._room.notify_all()  # publishers waiting for room give up now
         self._hooks.remove()
         self.flush(timeout_s)
         with self._work:
@@ -240,8 +237,10 @@ class BackgroundPublisher:
                     self._backoff.failed()
                 elif self._backoff.ok():
                     log.info("publish_recovered")
-                self._room.notify_all()
-            self.metrics.pending.dec(len(result.sent) + len(result.refused))
+                self._done.notify_all()
+            if settled := len(result.sent) + len(result.refused):
+                self._slots.release(settled)
+                self.metrics.pending.dec(settled)
 
     def _next(self) -> list[Entry] | None:
         """The next batch to send, waiting for one to fill, linger or the backoff; None: stop."""

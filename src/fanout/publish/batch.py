@@ -104,10 +104,10 @@ def _index(value: Any, size: int) -> int | None:
 
 
 class Buffer:
-    """Bounded, ordered events waiting to be sent, and the batches being sent. Not thread-safe."""
+    """Ordered events waiting to be sent, and the batches being sent. Not thread-safe; the publishers
+    bound it with a semaphore of ``FANOUT_PUBLISH_BUFFER`` slots, one per event until its fate is known."""
 
-    def __init__(self, capacity: int, linger_s: float) -> None:
-        self.capacity = capacity
+    def __init__(self, linger_s: float) -> None:
         self.linger_s = linger_s
         self.entries: deque[Entry] = deque()
         self.bytes = 0
@@ -115,9 +115,6 @@ class Buffer:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    def full(self) -> bool:
-        return len(self.entries) >= self.capacity
 
     def add(self, entry: Entry) -> bool:
         """Buffer ``entry``; True when a sender should wake (first entry, or a full batch)."""

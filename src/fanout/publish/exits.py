@@ -55,5 +55,6 @@ class ExitHooks:
         atexit.unregister(self._at_exit)
         if self._installed and threading.current_thread() is threading.main_thread():
             if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
-                signal.signal(signal.SIGTERM, self._previous if self._previous is not None else signal.SIG_DFL)
+                previous = self._previous if self._previous is not None else signal.SIG_DFL
+                signal.signal(signal.SIGTERM, previous)
             self._installed = False

@@ -27,9 +27,7 @@ class PublisherMetrics:
         self.buffered = Counter(
             "fanout_publisher_buffered", "Events accepted into the buffer", ["event_type"], registry=registry
         )
-        self.sent = Counter(
-            "fanout_publisher_sent", "Events SQS accepted", ["event_type"], registry=registry
-        )
+        self.sent = Counter("fanout_publisher_sent", "Events SQS accepted", ["event_type"], registry=registry)
         self.failed = Counter(
             "fanout_publisher_failed",
             "Events not sent: refused by SQS, buffer full, or unsent at close",
