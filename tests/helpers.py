@@ -161,6 +161,10 @@ class QueueReceiver:
         with self._lock:
             return sum(self.ids.values())
 
+    async def until(self, count: int, timeout: float = 60, settle_s: float = 1.0) -> collections.Counter[str]:
+        """``wait`` without blocking the event loop (for tests whose relays run on it)."""
+        return await asyncio.to_thread(self.wait, count, timeout, settle_s)
+
     def wait(self, count: int, timeout: float = 60, settle_s: float = 1.0) -> collections.Counter[str]:
         """Wait until ``count`` messages arrived, then ``settle_s`` more for any duplicate; the counts."""
         deadline = time.monotonic() + timeout

@@ -41,7 +41,7 @@ class PublisherMetrics:
             registry=registry,
         )
         self.pending = Gauge(
-            "fanout_publisher_pending_events",
+            "fanout_publisher_pending",
             "Events buffered or being sent",
             registry=registry,
             multiprocess_mode="livesum",

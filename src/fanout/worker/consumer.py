@@ -92,6 +92,11 @@ class Worker:
             pollers = [asyncio.create_task(self._poll(queue_url, i)) for i in range(s.pollers)]
             heartbeat = asyncio.create_task(self._keep_visible())
             background = [asyncio.create_task(self._probe(clients, queue_url))]
+            if s.relay:  # the outbox relay rides along (FANOUT_RELAY; one process of a pool)
+                from fanout.outbox.relay import Relay
+
+                relay = Relay(s, clients.mongo, clients.sqs, self.registry)
+                background.append(asyncio.create_task(relay.run(self._stop)))
             if s.cloudwatch_emf:
                 emf = EmfEmitter(
                     self.registry, namespace=s.cloudwatch_namespace, interval_s=s.cloudwatch_interval_s

@@ -80,7 +80,8 @@ class Pool:
         return sum(1 for c in self.children if c is not None and c.is_alive())
 
     def _spawn(self, slot: int) -> None:
-        child = self._ctx.Process(target=_child_main, args=(self.settings,), name=f"fanout-worker-{slot}")
+        settings = self.settings if slot == 0 else self.settings.model_copy(update={"relay": False})
+        child = self._ctx.Process(target=_child_main, args=(settings,), name=f"fanout-worker-{slot}")
         child.start()
         self.children[slot] = child
         log.info("worker_process_started", slot=slot, pid=child.pid)
