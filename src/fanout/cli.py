@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         "MongoDB (FANOUT_RELAY_LEASE_S) lets exactly one send, and another takes over when it expires. "
         "New entries arrive through a change stream, or by polling every FANOUT_RELAY_POLL_S where the "
         "server has none. Metrics and health on FANOUT_METRICS_HOST:FANOUT_METRICS_PORT. SIGTERM stops "
-        "after the batch in flight and gives the lease up. The worker can run it instead (FANOUT_RELAY=true).",
+        "after the batch in flight and gives the lease up. The worker can run it instead "
+        "(FANOUT_RELAY=true).",
     )
 
     g = sub.add_parser(

@@ -28,6 +28,7 @@ from fanout.local.queues import create_queues
 from fanout.outbox import AsyncOutbox, Outbox
 from fanout.outbox.relay import Relay
 from fanout.publish import build_event
+from fanout.worker.consumer import Worker
 from fanout.worker.pool import die_with_parent
 from tests.conftest import Server, _serve, _stop, _tcp_answers, dev_settings, free_port
 from tests.helpers import QueueReceiver, wait_for
@@ -267,3 +268,19 @@ def test_a_relay_killed_mid_batch_resends_at_most_that_batch(
     assert sent - marked == sum(n - 1 for n in arrived.values())  # that batch again, nothing else
     assert (0, 0) == (second.returncode, left)
     assert 2 == log.read_text().count("relay_lease_acquired")
+
+
+async def test_the_worker_runs_the_relay_with_fanout_relay(moto_server: Server, mongo_server: Server) -> None:
+    """With FANOUT_RELAY=true a worker relays the outbox beside its consumer, and consumes what it relayed."""
+    settings = outbox_settings(moto_server, mongo_server, relay=True, receive_wait_s=1)
+    worker = Worker(settings, serve_health=False)
+    running_worker = asyncio.create_task(worker.main())
+    try:
+        ids = add_events(settings, 20)
+        await wait_for(lambda: value(worker.registry, "fanout_events_total") >= 20, timeout=30)
+        assert 20 == value(worker.registry, "fanout_outbox_relayed_total")
+        assert 1 == value(worker.registry, "fanout_outbox_relay_leader")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running_worker, 30)
+    assert 20 == len(set(ids)) == worker.tally.received
