@@ -97,6 +97,7 @@ class AsyncBackgroundPublisher:
     async def start(self) -> AsyncBackgroundPublisher:
         """Open the SQS client, resolve the queue URL and start the sender tasks."""
         config = AioConfig(
+            parameter_validation=False,  # the requests are built here; see background.sqs_client
             connect_timeout=2,
             read_timeout=10,
             max_pool_connections=self._senders + 1,
