@@ -133,10 +133,12 @@ class QueueReceiver:
         while not self._stop.is_set():
             try:
                 url = url or sqs.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
-                reply = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=600
-                )
+                # Short polls, pausing only on an empty queue: a long poll returns with the first message of
+                # a batch being sent, and receives of one or two would make moto the bottleneck.
+                reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600)
                 messages = reply.get("Messages", [])
+                if not messages:
+                    time.sleep(0.02)
                 if messages:
                     deleted = sqs.delete_message_batch(
                         QueueUrl=url,

@@ -21,7 +21,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fanout.config import Settings
-from fanout.errors import PublishBufferFull
+from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.local.queues import create_queues
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
 from fanout.worker.pool import die_with_parent
@@ -69,7 +69,8 @@ async def test_ten_thousand_events_from_eight_tasks_arrive_exactly_once(moto_ser
 
 
 def test_eight_threads_through_the_sync_publisher_arrive_exactly_once(moto_server: Server) -> None:
-    """8 threads publish 2,000 events through the thread-based publisher; each arrives once."""
+    """8 threads publish 2,000 events through the thread-based publisher; each arrives once, and a closed
+    publisher refuses more."""
     settings = queue_for(moto_server)
     registry = CollectorRegistry()
     ids: list[str] = []
@@ -86,6 +87,8 @@ def test_eight_threads_through_the_sync_publisher_arrive_exactly_once(moto_serve
         for t in threads:
             t.join()
         assert 0 == pub.close()
+        with pytest.raises(PublisherClosed):
+            pub.publish("chat.message", user_ids=["u1"])
         arrived = receiver.wait(2_000)
     assert Counter(ids) == arrived
     assert 2_000 == len(arrived)

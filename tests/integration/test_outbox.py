@@ -35,7 +35,7 @@ from tests.helpers import QueueReceiver, wait_for
 
 
 def outbox_settings(moto: Server, mongo: Server, **fields: Any) -> Settings:
-    settings = dev_settings(moto, mongo, relay_lease_s=3, relay_poll_s=0.2, **fields)
+    settings = dev_settings(moto, mongo, **({"relay_lease_s": 3, "relay_poll_s": 0.2} | fields))
     create_queues(settings)
     return settings
 
@@ -125,7 +125,7 @@ async def test_an_aborted_transaction_delivers_nothing(moto_server: Server, mong
 
             with pytest.raises(RuntimeError):
                 change_that_fails()
-            [committed] = add_events(settings, 1)
+            [committed] = await asyncio.to_thread(add_events, settings, 1)
             arrived = await receiver.until(1)
         assert {committed: 1} == arrived
         assert 0 == db.fanout_outbox.count_documents({"eventId": aborted.id})
@@ -149,12 +149,12 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
     moto_server: Server, mongo_server: Server
 ) -> None:
     """With two relays running, the leaseholder sends every event; once it stops, the other sends."""
-    settings = outbox_settings(moto_server, mongo_server)
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)  # a stalled machine keeps it
     with QueueReceiver(settings) as receiver:
         async with running(settings, "first") as (a, reg_a, stop_a):
             await wait_for(lambda: a.lease.held)
             async with running(settings, "second") as (b, reg_b, _):
-                ids = add_events(settings, 300)
+                ids = await asyncio.to_thread(add_events, settings, 300)  # the relays run meanwhile
                 await receiver.until(300)
                 assert (True, False) == (a.lease.held, b.lease.held)
                 assert 300 == value(reg_a, "fanout_outbox_relayed_total")
@@ -165,7 +165,7 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
                 )
                 stop_a.set()  # the leaseholder stops and gives the lease up; the other takes it
                 await wait_for(lambda: b.lease.held, timeout=10)
-                more = add_events(settings, 50)
+                more = await asyncio.to_thread(add_events, settings, 50)
                 arrived = await receiver.until(350)
                 assert 50 == value(reg_b, "fanout_outbox_relayed_total")
                 assert 300 == value(reg_a, "fanout_outbox_relayed_total")
@@ -182,7 +182,7 @@ async def test_without_change_streams_the_relay_polls(moto_server: Server, tmp_p
         settings = outbox_settings(moto_server, Server(f"mongodb://127.0.0.1:{port}", process))
         with QueueReceiver(settings) as receiver:
             async with running(settings, "a") as (relay, _, _):
-                ids = add_events(settings, 20, per_transaction=5)
+                ids = await asyncio.to_thread(add_events, settings, 20, 5)
                 arrived = await receiver.until(20)
                 assert not relay.following
         assert {i: 1 for i in ids} == dict(arrived)
@@ -276,7 +276,7 @@ async def test_the_worker_runs_the_relay_with_fanout_relay(moto_server: Server, 
     worker = Worker(settings, serve_health=False)
     running_worker = asyncio.create_task(worker.main())
     try:
-        ids = add_events(settings, 20)
+        ids = await asyncio.to_thread(add_events, settings, 20)
         await wait_for(lambda: value(worker.registry, "fanout_events_total") >= 20, timeout=30)
         assert 20 == value(worker.registry, "fanout_outbox_relayed_total")
         assert 1 == value(worker.registry, "fanout_outbox_relay_leader")

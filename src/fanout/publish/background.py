@@ -114,7 +114,8 @@ class BackgroundPublisher:
     """Sync background publisher (threads). Create once per process; ``publish`` is thread-safe.
 
     ``registry``: where its metrics go (prometheus-client's default registry when None). The keyword
-    arguments override the ``FANOUT_PUBLISH_*`` settings.
+    arguments override the ``FANOUT_PUBLISH_*`` settings; ``senders``: batch calls in flight at most;
+    ``sigterm=False`` leaves SIGTERM alone (then close the publisher on the application's shutdown path).
     """
 
     def __init__(

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.catalog import metric_label
-from fanout.envelope import QueueBody
+from fanout.envelope import MAX_BODY_BYTES, QueueBody
+from fanout.errors import InvalidMessage
 
 MAX_ENTRIES = 10  # SendMessageBatch: at most 10 entries ...
 MAX_BATCH_BYTES = 256 * 1024  # ... and 256 KiB of bodies per call
@@ -35,8 +36,13 @@ class Entry:
 
     @classmethod
     def of(cls, body: QueueBody) -> Entry:
+        """The entry of a built event; ``InvalidMessage("too_large")`` over SQS's 1 MiB, in the caller's
+        path rather than as a refusal after ``publish`` has returned."""
         text = body.to_json()
-        return cls(body.id, metric_label(body.type), text, len(text.encode()), time.monotonic())
+        size = len(text.encode())
+        if size > MAX_BODY_BYTES:
+            raise InvalidMessage("too_large", f"body of {size} bytes is over {MAX_BODY_BYTES}")
+        return cls(body.id, metric_label(body.type), text, size, time.monotonic())
 
 
 def split(entries: Sequence[Any], size_of: Any = lambda e: e.size) -> list[list[Any]]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from fanout.errors import InvalidMessage
 from fanout.publish.batch import MAX_BATCH_BYTES, Backoff, Buffer, Entry, outcome, request, split
 from fanout.publish.direct import build_event
 from fanout.publish.metrics import metrics_for
@@ -33,6 +35,13 @@ def test_entry_of_an_event_carries_its_body_and_a_bounded_label() -> None:
     assert (body.id, "notification.new", body.to_json()) == (e.id, e.label, e.body)
     assert len(body.to_json().encode()) == e.size
     assert "other" == Entry.of(build_event("chat.unheard.of", user_ids=["u1"])).label
+
+
+def test_an_event_over_1_mib_is_refused_before_it_is_buffered() -> None:
+    """A body SQS would refuse raises InvalidMessage in the caller's path."""
+    huge = build_event("notification.new", user_ids=[f"user-{i:07d}" for i in range(90_000)])
+    with pytest.raises(InvalidMessage, match="too_large"):
+        Entry.of(huge)
 
 
 def test_request_numbers_entries_by_position() -> None:
