@@ -211,7 +211,8 @@ def test_buffered_events_are_sent_at_exit_and_on_sigterm(
     moto_server: Server, tmp_path: Path, mode: str
 ) -> None:
     """A process that publishes and exits, or is sent SIGTERM (default action, or its own handler,
-    which still runs), has sent every event it buffered."""
+    which still runs), has sent every event it buffered; only the async form's batches in flight at the
+    loop's end may go twice."""
     settings = queue_for(moto_server)
     script = tmp_path / "publisher.py"
     script.write_text(textwrap.dedent(_SCRIPT))
@@ -227,7 +228,10 @@ def test_buffered_events_are_sent_at_exit_and_on_sigterm(
         out, err = process.communicate(timeout=60)
         arrived = receiver.wait(1000)
     assert first["pending"] > 0, "nothing was left for the exit flush to send"
-    assert Counter(first["ids"]) == arrived
+    assert set(first["ids"]) == set(arrived)
+    # The async form's batches in flight when the loop ended went again (their fate was unknown): at most
+    # one batch per sender, with the same ids. The threads' flush sends each event once.
+    assert sum(n - 1 for n in arrived.values()) <= (40 if mode == "exit_async" else 0)
     if mode == "sigterm_app":
         assert "app handler ran" in out
         assert 0 == process.returncode
