@@ -67,6 +67,11 @@ EXPRESSIONS: dict[str, Callable[[t.Alarm], str]] = {
         a,
         "fanout_lifecycle_reconnects_total",
     ),
+    "FanoutOutboxLagHigh": lambda a: f"max(fanout_outbox_lag_seconds) > {a.threshold:g}",
+    "FanoutPublishFailed": lambda a: (
+        "sum by (event_type, reason) "
+        f"(increase(fanout_publisher_failed_total[{a.window_min}m])) > {a.threshold:g}"
+    ),
 }
 
 SUMMARIES = {
@@ -80,6 +85,10 @@ SUMMARIES = {
     "FanoutProcessRestarts": "processes on {{ $labels.instance }} restarted {{ $value | humanize }} times",
     "FanoutRouteErrorsHigh": "lifecycle route handlers fail {{ $value | humanize }} times a minute",
     "FanoutReconnectStorm": "{{ $value | humanizePercentage }} of connects are reconnects",
+    "FanoutOutboxLagHigh": "the oldest outbox entry has waited {{ $value | humanizeDuration }} for the relay",
+    "FanoutPublishFailed": (
+        "{{ $value | humanize }} {{ $labels.event_type }} events not published ({{ $labels.reason }})"
+    ),
 }
 
 HEADER = """\

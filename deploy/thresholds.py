@@ -175,6 +175,28 @@ RECONNECT_STORM = _page(
     runbook=f"{OPS_RUNBOOK}#fanoutreconnectstorm",
 )
 
+OUTBOX_LAG = _page(
+    cloudwatch=None,  # the relay's figures reach Prometheus only (fanout relay serves /metrics)
+    prometheus="FanoutOutboxLagHigh",
+    threshold=60,
+    unit="s",
+    above=True,
+    what="The oldest outbox entry waited over {threshold} s for the relay for {window} minutes",
+    runbook=f"{OPS_RUNBOOK}#fanoutoutboxlaghigh",
+)
+PUBLISH_FAILED = Alarm(
+    cloudwatch=None,  # a domain service's publisher exports to that service's own registry
+    prometheus="FanoutPublishFailed",
+    threshold=0,
+    unit="count",
+    above=True,
+    window_min=TICKET_WINDOW_MIN,
+    severity="ticket",
+    count=True,
+    what="A domain service's background publisher failed to publish events within {window} minutes",
+    runbook=f"{OPS_RUNBOOK}#fanoutpublishfailed",
+)
+
 ALARMS: tuple[Alarm, ...] = (
     DELIVERY_SUCCESS,
     DELIVERY_LATENCY,
@@ -188,6 +210,8 @@ ALARMS: tuple[Alarm, ...] = (
     TASKS_BELOW_DESIRED,
     ROUTE_ERRORS,
     RECONNECT_STORM,
+    OUTBOX_LAG,
+    PUBLISH_FAILED,
 )
 # The socket side's alarms read the lifecycle Lambda's metrics: only a stack that deploys it has them.
 LIFECYCLE_ALARMS = (ROUTE_ERRORS, RECONNECT_STORM)

@@ -79,3 +79,9 @@ EXAMPLES: dict[str, Payload] = {
     "system.notice": SystemNotice(notice_id="n_1", severity="warning", title="Scheduled maintenance at 22:00"),
     "system.broadcast": SystemBroadcast(broadcast_id="b_1", title="We're back", body="Thanks for waiting"),
 }  # fmt: skip
+
+
+def payload(event_type: str, **extra: object) -> dict[str, object]:
+    """A valid wire payload for a catalogued type (its example), with ``extra`` fields added."""
+    base = EXAMPLES[event_type].model_dump(mode="json", by_alias=True, exclude_none=True)
+    return {**base, **extra}

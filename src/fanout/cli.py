@@ -55,6 +55,19 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes to supervise (default: the number of CPUs)",
     )
 
+    sub.add_parser(
+        "relay",
+        help="move events from the MongoDB outbox to the queue (one active relay per outbox)",
+        description="Send the entries of the transactional outbox (FANOUT_OUTBOX_DB, default "
+        "FANOUT_MONGO_DB; collection FANOUT_OUTBOX_COLLECTION) to the events queue in insertion order, "
+        "in batches of up to 10, and mark each batch relayed. Run several for availability: a lease in "
+        "MongoDB (FANOUT_RELAY_LEASE_S) lets exactly one send, and another takes over when it expires. "
+        "New entries arrive through a change stream, or by polling every FANOUT_RELAY_POLL_S where the "
+        "server has none. Metrics and health on FANOUT_METRICS_HOST:FANOUT_METRICS_PORT. SIGTERM stops "
+        "after the batch in flight and gives the lease up. The worker can run it instead "
+        "(FANOUT_RELAY=true).",
+    )
+
     g = sub.add_parser(
         "gateway",
         help="run the local API Gateway WebSocket emulator alone",
@@ -245,6 +258,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(Pool(settings, processes).main())
 
 
+def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.outbox.relay import main as relay_main
+
+    return asyncio.run(relay_main(settings))
+
+
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.local.emulator import Faults, serve
 
@@ -395,6 +414,7 @@ _DEV_ONLY = frozenset({"dev", "gateway", "bench"})
 _NEEDS: dict[str, tuple[Literal["queue", "mongo", "jwt"], ...]] = {
     "worker": ("queue", "mongo"),
     "flags": ("mongo",),
+    "relay": ("queue", "mongo"),
     "token": ("jwt",),
     "ticket": ("mongo",),
 }
@@ -403,6 +423,7 @@ _COMMANDS: dict[str, Any] = {
     "bench": _bench,
     "dev": _dev,
     "worker": _worker,
+    "relay": _relay,
     "gateway": _gateway,
     "publish": _publish,
     "token": _token,

@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     )
     connection_ttl_s: int = 7200
 
+    # Background publishers (fanout.publish.BackgroundPublisher / AsyncBackgroundPublisher)
+    publish_linger_ms: float = Field(5, ge=0, le=1000, description="wait for a batch to fill at most this")
+    publish_buffer: int = Field(10_000, ge=10, description="events buffered at most, per publisher")
+    publish_block_ms: float = Field(100, ge=0, description="a full buffer blocks this long, then raises")
+    publish_flush_s: float = Field(10, gt=0, description="budget of the flush at close, exit and SIGTERM")
+
+    # Transactional outbox relay (fanout relay, or FANOUT_RELAY=true in the worker)
+    relay: bool = Field(False, description="run the outbox relay inside the worker (one process of the pool)")
+    outbox_db: str | None = Field(None, description="database of the outbox; FANOUT_MONGO_DB when unset")
+    outbox_collection: str = "fanout_outbox"
+    relay_lease_s: float = Field(10, ge=1, le=300, description="lease lifetime; renewed every third of it")
+    relay_poll_s: float = Field(1, gt=0, le=60, description="polling interval without change streams")
+    outbox_retention_s: int = Field(7 * 86400, ge=60, description="relayed entries are kept this long")
+
     # Logs
     log_level: str = "INFO"
     log_format: Literal["console", "json"] | None = None

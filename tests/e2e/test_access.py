@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from fanout import Publisher
+from tests.catalog_examples import EXAMPLES, payload
 from tests.conftest import Stack
 from tests.helpers import Client, connect, scrape, sqs_client, wait_for
 
@@ -35,6 +36,8 @@ async def _hello(client: Client, **fields: Any) -> dict[str, Any]:
 
 
 async def _publish(stack: Stack, event_type: str, **kwargs: Any) -> str:
+    if event_type in EXAMPLES:  # a catalogued type needs a payload its model accepts
+        kwargs["payload"] = payload(event_type, **kwargs.get("payload", {}))
     publisher = await asyncio.to_thread(Publisher, stack.settings)
     try:
         return await asyncio.to_thread(publisher.publish, event_type, **kwargs)

@@ -128,6 +128,11 @@ class Worker:
             ]
             if self.census:
                 background.append(asyncio.create_task(self._census(clients).run()))
+            if s.relay:  # the outbox relay rides along (FANOUT_RELAY; one process of a pool)
+                from fanout.outbox.relay import Relay
+
+                relay = Relay(s, clients.mongo, clients.sqs, self.registry)
+                background.append(asyncio.create_task(relay.run(self._stop)))
             if s.cloudwatch_emf:
                 emf = EmfEmitter(
                     self.registry,

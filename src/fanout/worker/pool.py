@@ -79,9 +79,13 @@ class Pool:
     def alive(self) -> int:
         return sum(1 for c in self.children if c is not None and c.is_alive())
 
+    def settings_for(self, slot: int) -> Settings:
+        """A child's settings: only the first runs the outbox relay (FANOUT_RELAY), one per task."""
+        return self.settings if slot == 0 else self.settings.model_copy(update={"relay": False})
+
     def _spawn(self, slot: int) -> None:
         child = self._ctx.Process(
-            target=_child_main, args=(self.settings, slot), name=f"fanout-worker-{slot}"
+            target=_child_main, args=(self.settings_for(slot), slot), name=f"fanout-worker-{slot}"
         )
         child.start()
         self.children[slot] = child

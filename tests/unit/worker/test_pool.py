@@ -102,3 +102,10 @@ def test_active_connections_are_sampled_by_one_process_of_the_pool(
         pool.wait(30)
         mongo.drop_database(settings.mongo_db)
         mongo.close()
+
+
+def test_only_the_first_worker_process_runs_the_relay() -> None:
+    """With FANOUT_RELAY=true, one process of the pool relays the outbox; the others only consume."""
+    pool = Pool(Settings(relay=True), 3)
+    assert [True, False, False] == [pool.settings_for(slot).relay for slot in range(3)]
+    assert not Pool(Settings(), 2).settings_for(0).relay

@@ -1,4 +1,4 @@
-"""Publishers for domain services: one SQS (or SNS) send per event, whatever the audience."""
+"""Direct publishers: one SQS (or SNS) send per event in the caller's time, whatever the audience."""
 
 from __future__ import annotations
 
