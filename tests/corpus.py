@@ -126,7 +126,12 @@ MALFORMED: list[tuple[str, str, str]] = [
 
 def event_body(user: str, secret: str, **changes: Any) -> str:
     """A valid body for ``user`` with a fresh id; ``secret`` in its payload must never be printed."""
-    doc = valid(id=f"evt_{secrets.token_hex(8)}", sentAt=now_iso(), payload={"secret": secret}, **changes)
+    doc = valid(
+        id=f"evt_{secrets.token_hex(8)}",
+        sentAt=now_iso(),
+        payload={"notificationId": "n1", "secret": secret},
+        **changes,
+    )
     doc["target"] = {"userIds": [user]}
     return json.dumps(doc)
 
