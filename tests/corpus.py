@@ -57,6 +57,8 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("missing v", json.dumps(_without("v")), "unknown_version"),
     ("v is 2", json.dumps(valid(v=2)), "unknown_version"),
     ("v is a string", json.dumps(valid(v="1")), "unknown_version"),
+    ("v is true", json.dumps(valid(v=True)), "unknown_version"),
+    ("v is 1.0", json.dumps(valid(v=1.0)), "unknown_version"),
     ("missing id", json.dumps(_without("id")), "schema"),
     ("empty id", json.dumps(valid(id="")), "schema"),
     ("id with spaces", json.dumps(valid(id="evt 1")), "schema"),
