@@ -105,6 +105,7 @@ async def ack(services: Services, frame: Frame) -> Response:
             conversation_id=conversation, message_id=message, user_id=user, state=held, at=iso(raised_at)
         )
         if not await emit(services, Outgoing(event(payload, [sender]))):
+            await services.live.receipts.undo(conversation, message, user, raised_at)
             return error("publish_failed", frame.reply_to, message="try again later")
     return reply(
         "chat.ack.ok", {"conversationId": conversation, "messageId": message, "state": held}, frame.reply_to

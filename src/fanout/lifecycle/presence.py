@@ -49,9 +49,9 @@ async def disconnected(services: Services, user_id: str) -> None:
         return
     live = services.live
     try:
-        if await live.presence.has_live(user_id):
-            return
         now = datetime.now(UTC)
+        if not await live.presence.left(user_id, now):
+            return
         if audience := await live.audience.of(user_id):
             offline = events.offline(user_id, now, audience)
             if await emit(services, Outgoing(offline, services.settings.presence_grace_s, "presence")):

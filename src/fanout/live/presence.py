@@ -44,6 +44,14 @@ class PresenceStore:
         )
         return before is None or before.get("status") != "online"
 
+    async def left(self, user_id: str, at: datetime) -> bool:
+        """After a ``$disconnect``: True when the user has no live record left; then ``lastSeenAt`` is
+        raised to ``at`` at once, so ``presence.query`` can answer it before the check confirms."""
+        if await self.has_live(user_id):
+            return False
+        await self._col.update_one({"_id": user_id}, {"$max": {"lastSeenAt": at}}, upsert=True)
+        return True
+
     async def has_live(self, user_id: str) -> bool:
         """Whether the user has a connection record that has not expired."""
         query = {"userId": user_id, "expiresAt": {"$gt": datetime.now(UTC)}}

@@ -3,7 +3,8 @@
 ``fanoutreceipts`` holds one document per conversation, message and acknowledging user with the rank of
 its state (``delivered`` 1, ``read`` 2). An acknowledgement raises it with one conditional upsert: the
 filter matches only a lower rank, so a duplicate or a regression (``delivered`` after ``read``) collides
-on ``_id`` and changes nothing. Only a real increase is announced. Documents are kept ``KEEP_S`` (TTL).
+on ``_id`` and changes nothing. Only a real increase is announced; one that could not be announced is
+undone. Documents are kept ``KEEP_S`` (TTL).
 """
 
 from __future__ import annotations
@@ -58,3 +59,9 @@ class ReceiptStore:
             held = doc.get("state") if doc is not None else None
             return (held if held in RANKS else state), None
         return state, now
+
+    async def undo(self, conversation_id: str, message_id: str, user_id: str, at: datetime) -> None:
+        """Forget a raise that could not be announced (the queue refused it), unless a later one replaced
+        it: the client may then send the same acknowledgement again and be heard."""
+        key = json.dumps([conversation_id, message_id, user_id], separators=(",", ":"))
+        await self._col.delete_one({"_id": key, "at": at})
