@@ -4,8 +4,8 @@ Its role can write its own logs, attach to the VPC (it reaches MongoDB the way t
 two secrets (the MongoDB URI and the connect-token key), send to the inbound queue, where it forwards
 the client actions the domain services own (``chat.send``, ``chat.read``), and send to the events queue,
 where it publishes typing indicators, presence and receipts for the worker to deliver. Nothing else; it
-posts nothing back through the management API, so it has no ``execute-api`` permission. Its environment is production
-only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
+posts nothing back through the management API, so it has no ``execute-api`` permission. Its environment
+is production only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
                         sid="ForwardClientActions", actions=["sqs:SendMessage"], resources=[inbound.queue_arn]
                     ),
                     iam.PolicyStatement(  # typing indicators, presence and receipts, for the worker
-                        sid="PublishLiveEvents", actions=["sqs:SendMessage"], resources=[queues.queue.queue_arn]
+                        sid="PublishLiveEvents",
+                        actions=["sqs:SendMessage"],
+                        resources=[queues.queue.queue_arn],
                     ),
                 ]
             )

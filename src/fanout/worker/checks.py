@@ -15,9 +15,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fanout import attributes
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fanout import attributes, hooks
+from fanout.config import Settings
 from fanout.envelope import QueueBody
-from fanout.live import Live, events
+from fanout.live import events, indicators, presence
+from fanout.live.audience import PresenceAudience
+from fanout.live.indicators import TypingStore
+from fanout.live.presence import PresenceStore
 from fanout.logging import get_logger
 
 log = get_logger("fanout.worker")
@@ -35,25 +41,46 @@ def _when(value: Any) -> datetime:
 class Checks:
     """Confirms check messages, and queues presence checks for the census."""
 
-    def __init__(self, live: Live, sqs: Any, queue_url: str) -> None:
-        self._live = live
+    def __init__(
+        self,
+        typing: TypingStore,
+        presence: PresenceStore,
+        audience: PresenceAudience,
+        sqs: Any,
+        queue_url: str,
+    ) -> None:
+        self._typing, self._presence, self._audience = typing, presence, audience
         self._sqs = sqs
         self._queue = queue_url
+
+    @classmethod
+    def build(cls, db: AsyncDatabase[dict[str, Any]], settings: Settings, sqs: Any, queue_url: str) -> Checks:
+        """The worker's checks; of the product's functions only ``FANOUT_PRESENCE_AUDIENCE`` is loaded here
+        (the census resolves the audience of a user whose record lapsed)."""
+        s = settings
+        hook = hooks.load(s.presence_audience, "FANOUT_PRESENCE_AUDIENCE")
+        return cls(
+            TypingStore(db[indicators.COLLECTION]),
+            PresenceStore(db[presence.COLLECTION], db[s.connections_collection]),
+            PresenceAudience(db[s.conversations_collection], s.participants_field, hook),
+            sqs,
+            queue_url,
+        )
 
     async def confirm(self, body: QueueBody, check: str) -> bool:
         """Whether a check message still holds, so its event is to be posted."""
         kind, _, token = check.partition(":")
         user = str(body.payload["userId"])
         if kind == "typing":
-            return await self._live.typing.settle(str(body.payload["conversationId"]), user, token)
-        return await self._live.presence.offline(user, _when(body.payload.get("lastSeenAt")), body.id)
+            return await self._typing.settle(str(body.payload["conversationId"]), user, token)
+        return await self._presence.offline(user, _when(body.payload.get("lastSeenAt")), body.id)
 
     async def lapsed(self, users: dict[str, datetime]) -> None:
         """The census saw these users' records lapse: queue a presence check for each still marked online
         (the check itself confirms that no other record of theirs is live)."""
         bodies: list[str] = []
-        for user in await self._live.presence.marked_online(sorted(users)):
-            bodies.append(events.offline(user, users[user], await self._live.audience.of(user)).to_json())
+        for user in await self._presence.marked_online(sorted(users)):
+            bodies.append(events.offline(user, users[user], await self._audience.of(user)).to_json())
         check = attributes.check("presence")
         for start in range(0, len(bodies), 10):
             entries = [

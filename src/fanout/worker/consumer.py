@@ -27,7 +27,6 @@ from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
 from fanout.flags import FlagStore, LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
-from fanout.live import Live
 from fanout.logging import bind_event, get_logger, short_id
 from fanout.metrics import Metrics
 from fanout.store import BUCKETS
@@ -120,7 +119,7 @@ class Worker:
                 clients.sqs, batchers, dlq_url, self.metrics, queue_url=queue_url, bulk_url=bulk_url
             )
             db = clients.mongo[s.mongo_db]
-            self.checks = Checks(Live.build(db, s), clients.sqs, queue_url)
+            self.checks = Checks.build(db, s, clients.sqs, queue_url)
             self.conflator = Conflator(db[LATEST], s.conflate_ms / 1000)
             pollers = [
                 asyncio.create_task(self._poll(line, i))
