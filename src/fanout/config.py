@@ -127,6 +127,7 @@ class Settings(BaseSettings):
         None, description="package.module:function(conversation_id) -> the conversation's user ids"
     )
     conversations_collection: str = Field("conversations", description="the default participants' source")
+    conversation_id_field: str = Field("_id", description="the conversation id's field (indexed) in it")
     participants_field: str = Field("participants", description="the user ids' field in a conversation")
     typing_timeout_s: int = Field(5, ge=1, le=60, description="silence after which typing stops by itself")
     typing_rate: int = Field(10, ge=1, description="chat.typing frames per connection per 10 s")

@@ -40,7 +40,10 @@ class Live:
         conversations, field = db[s.conversations_collection], s.participants_field
         return cls(
             Participants(
-                conversations, field, hooks.load(s.participants_resolver, "FANOUT_PARTICIPANTS_RESOLVER")
+                conversations,
+                field,
+                hooks.load(s.participants_resolver, "FANOUT_PARTICIPANTS_RESOLVER"),
+                s.conversation_id_field,
             ),
             PresenceAudience(
                 conversations, field, hooks.load(s.presence_audience, "FANOUT_PRESENCE_AUDIENCE")

@@ -3,7 +3,8 @@ answer, asked through a function it names in settings, with defaults that read i
 
 - ``FANOUT_PARTICIPANTS_RESOLVER`` (``package.module:function(conversation_id) -> list of user ids``, plain
   or async). Without it: the document of ``FANOUT_CONVERSATIONS_COLLECTION`` (``conversations``) whose
-  ``_id`` or ``conversationId`` is the id, its ``FANOUT_PARTICIPANTS_FIELD`` (``participants``) list.
+  ``FANOUT_CONVERSATION_ID_FIELD`` (``_id``) is the id, its ``FANOUT_PARTICIPANTS_FIELD`` (``participants``)
+  list. One query on an indexed field each, so a client naming random conversations costs index lookups.
 - ``FANOUT_PRESENCE_AUDIENCE`` (``package.module:function(user_id) -> list of user ids``). Without it:
   everyone who shares a conversation with the user, read from the same collection.
 
@@ -51,16 +52,19 @@ class Participants:
     """The user ids of a conversation."""
 
     def __init__(
-        self, conversations: AsyncCollection[dict[str, Any]], field: str, hook: Callable[..., Any] | None
+        self,
+        conversations: AsyncCollection[dict[str, Any]],
+        field: str,
+        hook: Callable[..., Any] | None,
+        id_field: str = "_id",
     ) -> None:
-        self._col, self._field, self._hook = conversations, field, hook
+        self._col, self._field, self._hook, self._id_field = conversations, field, hook, id_field
 
     async def of(self, conversation_id: str) -> list[str]:
         """Everyone in the conversation; empty when it is unknown."""
         if self._hook is not None:
             return user_ids(await hooks.call(self._hook, conversation_id))
-        query = {"$or": [{"_id": {"$in": _forms(conversation_id)}}, {"conversationId": conversation_id}]}
-        doc = await self._col.find_one(query, {self._field: 1})
+        doc = await self._col.find_one({self._id_field: {"$in": _forms(conversation_id)}}, {self._field: 1})
         return user_ids(doc.get(self._field)) if doc is not None else []
 
 

@@ -92,3 +92,8 @@ def resolve_participants(conversation_id: str) -> list[str]:
 async def resolve_audience(user_id: str) -> list[str]:
     """A product's presence audience (coroutine), for FANOUT_PRESENCE_AUDIENCE: followers."""
     return {"u1": ["f1", "f2"], "f1": ["u1"]}.get(user_id, [])
+
+
+def broken_participants(conversation_id: str) -> list[str]:
+    """A resolver whose backing service is down."""
+    raise ConnectionError("the chat service is unreachable")

@@ -4,11 +4,18 @@ supersedes it, the participant check, hostile frames and the per-connection rate
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 
+import pytest
 from bson import ObjectId
 
+from fanout.errors import ConfigError
+from fanout.lifecycle import Lifecycle
 from fanout.live.indicators import TypingStore
+from fanout.store import ConnectionStore, mongo_client
+from tests.conftest import Server, dev_settings
+from tests.unit.lifecycle import events
 from tests.unit.lifecycle.conftest import send
 from tests.unit.lifecycle.live import MakeLive
 
@@ -129,8 +136,9 @@ async def test_typing_frames_are_rate_limited_per_connection(make_live: MakeLive
 
 
 async def test_participants_come_from_the_products_resolver_or_its_documents(make_live: MakeLive) -> None:
-    """FANOUT_PARTICIPANTS_RESOLVER names a function that answers; without it, a conversation found by
-    conversationId, or by an ObjectId _id holding ObjectId participants, counts too."""
+    """FANOUT_PARTICIPANTS_RESOLVER names a function that answers; without it, a conversation found by an
+    ObjectId _id holding ObjectId participants counts, and with FANOUT_CONVERSATION_ID_FIELD one found by
+    its own conversationId field."""
     live = await make_live(participants_resolver="tests.unit.lifecycle.live:resolve_participants")
     await live.connect("c1", "u1")
     await send(live.lc, "c1", _typing("team", "started"))
@@ -138,10 +146,35 @@ async def test_participants_come_from_the_products_resolver_or_its_documents(mak
 
     live = await make_live()
     me, other, oid = ObjectId(), ObjectId(), ObjectId()
-    await live.conversation("c7", "u1", "u4", key="conversationId")
     await live.conversation(oid, me, other)
+    await live.conversation("c7", "u1", "u4", key="conversationId")  # not the field looked up here
     await live.connect("c1", "u1")
     await live.connect("c2", str(me))
-    await send(live.lc, "c1", _typing("c7", "started"))
+    assert "not_a_participant" == (await send(live.lc, "c1", _typing("c7", "started")))["payload"]["code"]
     await send(live.lc, "c2", _typing(str(oid), "started"))
-    assert sorted([["u4"], [str(other)]]) == sorted(m["body"]["target"]["userIds"] for m in live.drain())
+    assert [[str(other)]] == [m["body"]["target"]["userIds"] for m in live.drain()]
+
+    live = await make_live(conversation_id_field="conversationId")
+    await live.conversation("c7", "u1", "u4", key="conversationId")
+    await live.connect("c1", "u1")
+    await send(live.lc, "c1", _typing("c7", "started"))
+    assert [["u4"]] == [m["body"]["target"]["userIds"] for m in live.drain()]
+
+
+async def test_a_resolver_that_cannot_load_stops_the_start_and_one_that_fails_is_an_internal_error(
+    make_live: MakeLive, mongo_server: Server
+) -> None:
+    """A FANOUT_PARTICIPANTS_RESOLVER that cannot be imported fails at start, naming the setting; one that
+    raises answers the frame internal_error (500) and publishes nothing."""
+    settings = dev_settings(mongo=mongo_server, participants_resolver="tests.unit.lifecycle.nowhere:resolve")
+    client = mongo_client(settings)
+    try:
+        with pytest.raises(ConfigError, match="FANOUT_PARTICIPANTS_RESOLVER"):
+            Lifecycle(ConnectionStore.from_client(client, settings.mongo_db, "records"), settings)
+    finally:
+        await client.close()
+    live = await make_live(participants_resolver="tests.unit.lifecycle.live:broken_participants")
+    await live.connect("c1", "u1")
+    answer = await live.lc.handle(events.message("c1", json.dumps(_typing("c9", "started"))))
+    assert (500, "internal_error") == (answer["statusCode"], json.loads(answer["body"])["payload"]["code"])
+    assert [] == live.drain()
