@@ -45,8 +45,8 @@ def _publish(stack: Stack, event_id: str, seconds: float) -> None:
 async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_final_value(
     live_stack: Stack,
 ) -> None:
-    """A watcher of event:<id> gets the 2,000 updates as at most a few dozen frames, in increasing order,
-    the last one holding 1,999; the rest are counted as conflated."""
+    """A watcher of event:<id> gets the 2,000 updates as at most a hundred frames (a few per second), in
+    increasing order, the last one holding 1,999; the rest are counted as conflated."""
     event_id = uid("e")
     s = live_stack.settings
     before = (await scrape(live_stack.metrics_url)).value("fanout_events_total", outcome="conflated")
@@ -64,10 +64,10 @@ async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_fin
         await wait_for(lambda: UPDATES - 1 in counts(), timeout=60)
         await asyncio.sleep(1)  # nothing older may follow the final value
         seen = counts()
-    assert published_s < 4
+    assert published_s < 5  # two seconds of publishing, give or take a busy machine
     assert UPDATES - 1 == seen[-1]
     assert seen == sorted(set(seen))
-    assert len(seen) <= 60, len(seen)
+    assert len(seen) <= UPDATES // 20, len(seen)  # 14 on a 2-core machine at load 2.4
     conflated = (await scrape(live_stack.metrics_url)).value(
         "fanout_events_total", outcome="conflated"
     ) - before
