@@ -33,6 +33,7 @@ KNOWN_TYPES: frozenset[str] = frozenset(
         "system.reconnect",
         "system.notice",
         "system.broadcast",
+        "system.replay",
     }
 )
 

@@ -1,4 +1,9 @@
-"""Publishers for domain services: one SQS (or SNS) send per event, whatever the audience."""
+"""Publishers for domain services: one SQS (or SNS) send per event, whatever the audience.
+
+With ``ordering_key=...`` and a sequence allocator (``fanout.sequence``) an event gets the next ``seq``
+of its key; on a FIFO queue or topic (a name ending in ``.fifo``) the key is its ``MessageGroupId`` and the
+event id its deduplication id, so SQS hands a key's events out one at a time, in order.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from fanout import queues
 from fanout.config import Settings
 from fanout.envelope import QueueBody, now_iso, validate
 from fanout.errors import ConfigError
+from fanout.sequence import SequenceAllocator, SyncSequenceAllocator
 
 Via = Literal["sqs", "sns"]
 
@@ -33,8 +39,14 @@ def build_event(
     payload: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     event_id: str | None = None,
+    ordering_key: str | None = None,
+    seq: int | None = None,
 ) -> QueueBody:
-    """Build and validate a queue body; raises ``InvalidMessage`` with a reason on bad input."""
+    """Build and validate a queue body; raises ``InvalidMessage`` with a reason on bad input.
+    ``ordering_key`` and ``seq`` land in ``meta.orderingKey`` and ``meta.seq``."""
+    extra: dict[str, Any] = {"orderingKey": ordering_key} if ordering_key is not None else {}
+    if seq is not None:
+        extra["seq"] = seq
     doc = {
         "v": 1,
         "id": event_id or new_event_id(),
@@ -48,9 +60,13 @@ def build_event(
             "excludeConnectionIds": list(exclude_connection_ids),
             "connectionIds": list(connection_ids),
         },
-        "meta": dict(meta or {}),
+        "meta": dict(meta or {}) | extra,
     }
     return validate(doc)
+
+
+def _fifo(destination: str, body: QueueBody) -> dict[str, str]:
+    return queues.fifo_fields(destination, body.meta.ordering_key or body.id, body.id)
 
 
 def _topic_arn(settings: Settings, create: Any) -> str:
@@ -64,9 +80,16 @@ def _topic_arn(settings: Settings, create: Any) -> str:
 class Publisher:
     """Synchronous publisher (boto3). Create once per process and reuse; it is thread-safe."""
 
-    def __init__(self, settings: Settings | None = None, *, via: Via = "sqs") -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        via: Via = "sqs",
+        sequences: SyncSequenceAllocator | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.via = via
+        self.sequences = sequences
         client = boto3.client(via, **self.settings.aws_client_kwargs())  # type: ignore[call-overload]
         self._client: Any = client
         if via == "sqs":
@@ -76,15 +99,19 @@ class Publisher:
 
     def send(self, body: QueueBody) -> str:
         """Send a built event; returns its id."""
+        fifo = _fifo(self._dest, body)
         if self.via == "sqs":
-            self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json())
+            self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
         else:
-            self._client.publish(TopicArn=self._dest, Message=body.to_json())
+            self._client.publish(TopicArn=self._dest, Message=body.to_json(), **fifo)
         return body.id
 
-    def publish(self, event_type: str, **kwargs: Any) -> str:
-        """Build, validate and send one event (see ``build_event`` for the arguments); returns its id."""
-        return self.send(build_event(event_type, **kwargs))
+    def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
+        """Build, validate and send one event (see ``build_event`` for the arguments); returns its id.
+        With ``ordering_key`` and a sequence allocator, the event gets the key's next ``seq``."""
+        if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
+            kwargs["seq"] = self.sequences.next(ordering_key)
+        return self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
 
     def close(self) -> None:
         self._client.close()
@@ -93,9 +120,16 @@ class Publisher:
 class AsyncPublisher:
     """Asynchronous publisher (aiobotocore); use as ``async with AsyncPublisher(settings) as pub``."""
 
-    def __init__(self, settings: Settings | None = None, *, via: Via = "sqs") -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        via: Via = "sqs",
+        sequences: SequenceAllocator | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.via = via
+        self.sequences = sequences
         self._cm: Any = None
         self._client: Any = None
         self._dest = ""
@@ -121,12 +155,17 @@ class AsyncPublisher:
         await self._cm.__aexit__(*exc)
 
     async def send(self, body: QueueBody) -> str:
+        """Send a built event; returns its id."""
+        fifo = _fifo(self._dest, body)
         if self.via == "sqs":
-            await self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json())
+            await self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
         else:
-            await self._client.publish(TopicArn=self._dest, Message=body.to_json())
+            await self._client.publish(TopicArn=self._dest, Message=body.to_json(), **fifo)
         return body.id
 
-    async def publish(self, event_type: str, **kwargs: Any) -> str:
-        """Build, validate and send one event; returns its id."""
-        return await self.send(build_event(event_type, **kwargs))
+    async def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
+        """Build, validate and send one event; returns its id. With ``ordering_key`` and a sequence
+        allocator, the event gets the key's next ``seq`` (a failed send leaves a gap that clients resync)."""
+        if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
+            kwargs["seq"] = await self.sequences.next(ordering_key)
+        return await self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))

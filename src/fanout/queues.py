@@ -32,3 +32,16 @@ async def abulk(sqs: Any, settings: Settings) -> str | None:
     if not settings.is_dev:
         return None
     return str((await sqs.get_queue_url(QueueName=settings.bulk_queue_name))["QueueUrl"])
+
+
+def is_fifo(destination: str) -> bool:
+    """A FIFO queue or topic: AWS requires their names (so their URLs and ARNs) to end in ``.fifo``."""
+    return destination.endswith(".fifo")
+
+
+def fifo_fields(destination: str, group: str, dedup: str) -> dict[str, str]:
+    """What a send to a FIFO queue or topic must carry: the group it is ordered in (``MessageGroupId``)
+    and its deduplication id; nothing for a standard one."""
+    if not is_fifo(destination):
+        return {}
+    return {"MessageGroupId": group, "MessageDeduplicationId": dedup}

@@ -11,6 +11,7 @@ from typing import Any
 
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 
 from fanout.config import Settings
 from fanout.envelope import Target
@@ -183,6 +184,11 @@ class ConnectionStore:
         on_skip: SkipHook | None = None,
     ) -> ConnectionStore:
         return cls(client[db][collection], on_skip)
+
+    @property
+    def database(self) -> AsyncDatabase[dict[str, Any]]:
+        """The database of the records: the history and the sequence counters live beside them."""
+        return self._col.database
 
     def _connections(self, docs: Iterable[dict[str, Any]]) -> Iterable[Connection]:
         for doc in docs:
@@ -357,6 +363,16 @@ class ConnectionStore:
             query["connectedAt"] = {"$lte": conn.connected_at}
         result = await self._col.delete_one(query)
         return result.deleted_count > 0
+
+    async def interests(self, connection_id: str) -> tuple[Connection, list[str]] | None:
+        """A live connection and the topics it holds; None without a usable live record."""
+        query = {"connectionId": connection_id, "expiresAt": {"$gt": _now()}}
+        doc = await self._col.find_one(query, _PROJECTION | {"topics": 1})
+        conn = _to_connection(doc) if doc is not None else None
+        if conn is None or doc is None:
+            return None
+        topics = doc.get("topics")
+        return conn, [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
 
     async def get(self, connection_id: str) -> dict[str, Any] | None:
         return await self._col.find_one({"connectionId": connection_id}, {"_id": 0})

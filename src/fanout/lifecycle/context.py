@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout.config import Settings
+from fanout.history import History
 from fanout.lifecycle.access import AccessPolicy
+from fanout.lifecycle.replays import ReplayQueue
 from fanout.lifecycle.replies import Response
 from fanout.store import ConnectionStore
 
@@ -30,6 +32,8 @@ class Services:
     store: ConnectionStore
     settings: Settings
     access: AccessPolicy
+    history: History
+    replays: ReplayQueue
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]

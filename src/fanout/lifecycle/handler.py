@@ -7,9 +7,11 @@ from typing import Any
 from pydantic_core import from_json
 
 from fanout.config import Settings
-from fanout.lifecycle import connect, topics
+from fanout.history import History
+from fanout.lifecycle import connect, resume, topics
 from fanout.lifecycle.access import AccessPolicy, load_check
 from fanout.lifecycle.context import Action, Frame, Services
+from fanout.lifecycle.replays import ReplayQueue
 from fanout.lifecycle.replies import Event, Response, error, reply
 from fanout.store import ConnectionStore
 
@@ -27,6 +29,7 @@ ACTIONS: dict[str, Action] = {
     "subscribe": topics.subscribe,
     "notification.subscribe": topics.subscribe,
     "unsubscribe": topics.unsubscribe,
+    "resume": resume.resume,
 }
 
 
@@ -39,10 +42,20 @@ class Lifecycle:
     """Routes one API Gateway WebSocket event to its handler and returns the route response."""
 
     def __init__(self, store: ConnectionStore, settings: Settings) -> None:
-        self.services = Services(store, settings, AccessPolicy(load_check(settings.topic_policy)))
+        self.services = Services(
+            store,
+            settings,
+            AccessPolicy(load_check(settings.topic_policy)),
+            History(store.database, settings),
+            ReplayQueue(settings),
+        )
         self._key = settings.jwt_key()
         self._audience = settings.jwt_audience
         self._ttl = settings.connection_ttl_s
+
+    async def close(self) -> None:
+        """Close what the actions opened (the replay queue's SQS client)."""
+        await self.services.replays.close()
 
     async def handle(self, event: Event) -> Response:
         """The route response for one event: $connect, $disconnect, or a client frame."""

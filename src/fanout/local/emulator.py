@@ -287,5 +287,6 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
         for entry in list(emulator.sockets.values()):
             await entry.ws.close(code=1001, message=b"server shutting down")
         await runner.cleanup()
+        await emulator.lifecycle.close()
         await client.close()
         log.info("gateway_stopped", counts=emulator.counts)

@@ -32,7 +32,9 @@ from fanout.worker import fate, received
 from fanout.worker.clients import Clients, open_clients
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
+from fanout.worker.ordering import KeyTurns
 from fanout.worker.received import Received
+from fanout.worker.replay import replay
 from fanout.worker.settle import Settler, Tally
 from fanout.worker.sqs import Batcher
 
@@ -69,6 +71,7 @@ class Worker:
         self._lines: dict[str, Line] = {}  # by queue URL
         self._held: dict[str, tuple[Line, float]] = {}  # receipt -> its line, when its visibility was set
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns = KeyTurns()  # per ordering key: one event at a time, lowest seq first
         self.pid = os.getpid()
 
     @property
@@ -141,16 +144,20 @@ class Worker:
 
     # ---- one message
 
-    async def _handle(self, msg: Received) -> None:
-        """The per-message boundary: decide the message's fate, then carry it out."""
+    async def _handle(self, msg: Received, turn: asyncio.Future[None] | None) -> None:
+        """The per-message boundary: wait for its key's turn, decide its fate, then carry it out."""
         try:
             try:
+                if turn is not None:
+                    await turn
                 decided = await self._decide(msg)
             except Exception as exc:  # a dependency failed mid-fan-out: never die on one message
                 decided = fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
                 self._log_error(msg, exc)
             await self.settler.apply(msg, decided)
         finally:
+            if turn is not None:
+                self._turns.leave(_key(msg) or "", turn)
             self._held.pop(msg.receipt, None)
             self.metrics.events_in_flight.dec()
             self._lines[msg.queue_url].slots.release()
@@ -166,6 +173,10 @@ class Worker:
         if isinstance(step, fate.Fate):
             return step
         assert msg.body is not None
+        if msg.routing.replay is not None:
+            return await replay(msg, self.clients, self.deliverer, step)
+        if not msg.routing.is_part:  # kept before the lookup: a client resuming later finds it (history.py)
+            await self.clients.history.record(msg.body, step.expires_at)
         if split := await self._split(msg):
             return split
         deadline = time.monotonic() + step.budget_s
@@ -254,6 +265,7 @@ class Worker:
                 dlq = await queues.aurl(clients.sqs, s, dlq=True)
                 self.readiness.sqs = True
                 await clients.store.ensure_indexes()
+                await clients.history.ensure_indexes()
                 self.readiness.mongo = True
                 return queue, bulk, dlq
             except Exception as exc:
@@ -318,7 +330,9 @@ class Worker:
             await self._start_all(line, [received.parse(m, line.url) for m in reply.get("Messages", [])])
 
     async def _start_all(self, line: Line, messages: list[Received]) -> None:
-        """Hold every received message (its visibility is kept from now on), then start each in a slot."""
+        """Hold every received message (its visibility is kept from now on), then start each in a slot,
+        those of one ordering key in ``seq`` order."""
+        messages.sort(key=_seq)
         now = time.monotonic()
         for msg in messages:
             self._held[msg.receipt] = (line, now)
@@ -335,7 +349,9 @@ class Worker:
                 return
             self.settler.tally.received += 1
             self.metrics.events_in_flight.inc()
-            task = asyncio.create_task(self._handle(msg))
+            key = _key(msg)
+            turn = self._turns.enter(key, msg.body.meta.seq) if key and msg.body else None
+            task = asyncio.create_task(self._handle(msg, turn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -378,6 +394,19 @@ class Worker:
                 await self.settler.release(line.url, receipts)
         for line in self._lines.values():
             await line.batcher.flush()
+
+
+def _key(msg: Received) -> str | None:
+    """The ordering key an event waits its turn on: none for the parts the worker writes (a remainder
+    waits on purpose; a broadcast's shards run side by side) or a replay."""
+    if msg.body is None or msg.routing.is_part:
+        return None
+    return msg.body.meta.ordering_key
+
+
+def _seq(msg: Received) -> int:
+    seq = msg.body.meta.seq if msg.body is not None else None
+    return seq if seq is not None else -1
 
 
 def _by_line(held: Iterable[tuple[str, tuple[Line, float]]]) -> list[tuple[Line, list[str]]]:

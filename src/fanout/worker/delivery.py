@@ -167,9 +167,7 @@ class Deliverer:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
         ``bulk`` posts go through the bulk lanes."""
-        if not self._lanes:
-            self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
-            self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
+        self._start_lanes()
         jobs = self._bulk if bulk else self._jobs
         frame = body.client_frame
         event = _Event(
@@ -194,13 +192,54 @@ class Deliverer:
         except BaseException:
             event.stop()  # the lanes skip what they have not started; started posts finish alone
             raise
-        result = event.result
+        self._count(event.label, event.result)
+        return event.result
+
+    async def deliver_in_order(
+        self, conn: Connection, frames: list[tuple[str, bytes]], deadline: float, expires_at: float
+    ) -> FanoutResult:
+        """Post ``(event type, frame)`` pairs to one connection one after another, each with its retries;
+        stop at the first that is not delivered (the connection is gone, or still failing)."""
+        self._start_lanes()
+        result = FanoutResult()
+        loop = asyncio.get_running_loop()
+        for event_type, frame in frames:
+            label = metric_label(event_type)
+            # sent_at is now: delivery latency measures the replay, not the event's age
+            event = _Event(frame, hashlib.sha256(frame).hexdigest(), label, time.time(), deadline,
+                           expires_at, FanoutResult(), loop.create_future())  # fmt: skip
+            event.pending += 1
+            try:
+                await self._jobs.put((conn, event))
+                event.finish_one()
+                await event.done
+            except BaseException:
+                event.stop()
+                raise
+            self._count(label, event.result)
+            result.outcomes.update(event.result.outcomes)
+            result.retries += event.result.retries
+            result.reachable |= event.result.reachable
+            result.unreachable |= event.result.unreachable
+            if event.result.outcomes[Outcome.OK] != 1:
+                result.failed += event.result.failed
+                result.refused += event.result.refused
+                result.users |= event.result.users
+                result.too_large |= event.result.too_large
+                break
+        return result
+
+    def _start_lanes(self) -> None:
+        if not self._lanes:
+            self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
+            self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
+
+    def _count(self, label: str, result: FanoutResult) -> None:
         # Counted once per event rather than once per post: the hot path stays cheap.
         for outcome, count in result.attempts.items():
-            self._metrics.deliveries.labels(event.label, outcome.value).inc(count)
+            self._metrics.deliveries.labels(label, outcome.value).inc(count)
         if result.retries:
-            self._metrics.retries.labels(event.label).inc(result.retries)
-        return result
+            self._metrics.retries.labels(label).inc(result.retries)
 
     def _timers_for(self, label: str) -> tuple[Any, Any]:
         timers = self._timers.get(label)

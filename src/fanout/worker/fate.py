@@ -139,6 +139,15 @@ def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
     )
 
 
+def replayed(result: FanoutResult) -> Fate:
+    """After a replay (a resume's missed events, posted in order to one connection): done, whatever
+    came of it (the client resumes again when it reconnects), except in an outage of the management
+    API, when it is tried again after a pause within its short expiry."""
+    if result.failed and result.endpoint_down():
+        return Fate("released", delete=False, release_after_s=OUTAGE_DELAY_S, outage=True)
+    return Fate(result.event_outcome())
+
+
 def on_error(msg: Received, error: BaseException, *, stopping: bool, max_receives: int) -> Fate:
     """The fan-out raised (a dependency failed) or was cancelled: release it to be received again.
 
