@@ -4,6 +4,7 @@ resync; another user's stream is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -16,9 +17,12 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fanout import AsyncPublisher
+from fanout.client import Backoff, FanoutClient, Resync, token_url
 from fanout.sequence import SequenceAllocator
+from fanout.tokens import sign
 from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.helpers import Client, connect, scrape, wait_for
+from tests.integration.conftest import NO_FAULTS, faults
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +167,38 @@ async def test_resuming_another_users_stream_is_refused_and_replays_nothing_of_t
 
 async def _kept(history: Any, key: str, count: int) -> bool:
     return await history.count_documents({"key": key}) >= count
+
+
+async def test_the_reference_client_survives_dropped_connections_with_every_event_once_in_order(
+    catchup_stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """With the emulator dropping the connection on 20% of posts, the reference client reconnects,
+    resumes, and its subscriber ends with every event of the stream exactly once, in seq order."""
+    s = catchup_stack.settings
+    user = f"rf-{secrets.token_hex(4)}"
+    key = f"user:{user}"
+    sequences = SequenceAllocator(mongo, s.mongo_db, s.sequences_collection)
+    resyncs: list[Resync] = []
+    url = token_url(catchup_stack.ws_url, lambda: sign(user, s.jwt_key()))
+    client = FanoutClient(url, backoff=Backoff(0.05, 0.5), hold_s=0.5, on_resync=resyncs.append)
+    async with client, AsyncPublisher(s, sequences=sequences) as pub:
+        client.set_position(key, 0)  # a new stream: everything from seq 1 is expected
+        sub = await client.subscribe(types=["notification"])
+        await asyncio.wait_for(client.connected.wait(), 10)
+        faults(catchup_stack, drop=0.2)
+        try:
+            ids = [
+                await pub.publish("notification.new", user_ids=[user], ordering_key=key) for _ in range(40)
+            ]
+            got = []
+            async with asyncio.timeout(30):
+                while len(got) < len(ids):
+                    got.append(await sub.get())
+        finally:
+            faults(catchup_stack, **NO_FAULTS)
+        await asyncio.sleep(0.5)  # anything still on its way would be a duplicate
+        assert 0 == sub.pending()
+    assert ids == [e["id"] for e in got]
+    assert list(range(1, 41)) == [e["seq"] for e in got]
+    assert client.connects > 1
+    assert [] == resyncs

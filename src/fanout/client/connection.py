@@ -49,6 +49,7 @@ class FanoutClient:
         heartbeat_s: float = 30.0,
         request_timeout_s: float = 10.0,
         hold_s: float = 2.0,
+        replay_wait_s: float = 10.0,
         backoff: Backoff | None = None,
         dedupe_capacity: int = 10_000,
         on_resync: Callable[[Resync], Awaitable[None] | None] | None = None,
@@ -59,6 +60,7 @@ class FanoutClient:
         self.request_timeout_s = request_timeout_s
         self.backoff = backoff or Backoff()
         self.reorder = Reorderer(hold_s)
+        self.replay_wait_s = replay_wait_s  # how long a gap waits for the events a resume is replaying
         self.recent = RecentIds(dedupe_capacity)
         self.on_resync = on_resync
         self.connection_id: str | None = None  # from system.connected
@@ -74,7 +76,7 @@ class FanoutClient:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._can_resume = True
-        self._resumed_gap: dict[str, float] = {}  # key -> when its gap was resumed
+        self._resumed_gap: dict[str, float] = {}  # key -> when its resumed gap is given up (monotonic)
 
     async def __aenter__(self) -> FanoutClient:
         self.start()
@@ -119,6 +121,11 @@ class FanoutClient:
         gone = [t for t in sub.topics if t not in self._topics()]
         if gone and self._ws is not None:
             await self.request("unsubscribe", topics=gone)
+
+    def set_position(self, key: str, seq: int) -> None:
+        """Start ``key`` at ``seq``: the application's data (from GraphQL) already holds the key's events up
+        to it, so the next one expected is ``seq`` + 1 (0 for a stream read from its start)."""
+        self._hand_on(self.reorder.expect(key, seq))
 
     async def request(self, action: str, **fields: Any) -> Frame:
         """Send one action frame and return its answer (matched by ``replyTo``)."""
@@ -205,6 +212,9 @@ class FanoutClient:
             return
         answer = await self.request("resume", positions=positions, **({"lastEventId": last} if last else {}))
         kind, payload = answer.get("type"), answer.get("payload") or {}
+        if kind == "resume.ok":  # a gap of these keys waits for the replay, or a hold when there is none
+            wait = self.replay_wait_s if payload.get("replaying") else self.reorder.hold_s
+            self._resumed_gap |= dict.fromkeys(positions, time.monotonic() + wait)
         if kind == "system.resync":
             keys_: Any = payload.get("keys")
             keys_ = keys_ if isinstance(keys_, dict) else {}
@@ -269,25 +279,24 @@ class FanoutClient:
                 return
 
     async def _watch_gaps(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """A gap held for ``hold_s`` is resumed; still open ``hold_s`` later, it is given up and the
-        application told to refetch the key."""
-        hold = self.reorder.hold_s
+        """A gap held for ``hold_s`` is resumed; still open once the resume's replay had time to arrive
+        (``replay_wait_s``, or ``hold_s`` when it replays nothing), it is given up and the application
+        told to refetch the key."""
         while True:
-            await asyncio.sleep(max(0.05, hold / 4))
+            await asyncio.sleep(max(0.05, self.reorder.hold_s / 4))
             overdue = self.reorder.overdue()
-            for key in [k for k in self._resumed_gap if k not in overdue]:
-                del self._resumed_gap[key]
             now = time.monotonic()
+            for key in [k for k, until in self._resumed_gap.items() if k not in overdue and until <= now]:
+                del self._resumed_gap[key]
             for key in overdue:
-                resumed = self._resumed_gap.get(key)
-                if resumed is None and self._can_resume and RESUMABLE.fullmatch(key):
-                    self._resumed_gap[key] = now
+                until = self._resumed_gap.get(key)
+                if until is None and self._can_resume and RESUMABLE.fullmatch(key):
                     try:
                         await self._resume([key], with_events=False)
                     except RequestFailed:
                         await ws.close()  # no answer: the connection is not working; reconnect
                         return
-                elif resumed is None or now - resumed >= hold:
+                elif until is None or now >= until:
                     self._resumed_gap.pop(key, None)
                     self._hand_on(self.reorder.skip(key))
                     await self._resync(Resync({key: self.reorder.positions[key]}))

@@ -8,11 +8,12 @@ Read ``Worker.main`` top to bottom for the lifecycle. A message is parsed once w
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -146,23 +147,25 @@ class Worker:
 
     async def _handle(self, msg: Received, turn: asyncio.Future[None] | None) -> None:
         """The per-message boundary: wait for its key's turn, decide its fate, then carry it out."""
+        key = _key(msg) or ""
+        release = functools.partial(self._turns.leave, key, turn) if turn is not None else None
         try:
             try:
                 if turn is not None:
                     await turn
-                decided = await self._decide(msg)
+                decided = await self._decide(msg, release)
             except Exception as exc:  # a dependency failed mid-fan-out: never die on one message
                 decided = fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
                 self._log_error(msg, exc)
             await self.settler.apply(msg, decided)
         finally:
-            if turn is not None:
-                self._turns.leave(_key(msg) or "", turn)
+            if release is not None:
+                release()  # at the latest: usually the key's next event started once the posts answered
             self._held.pop(msg.receipt, None)
             self.metrics.events_in_flight.dec()
             self._lines[msg.queue_url].slots.release()
 
-    async def _decide(self, msg: Received) -> fate.Fate:
+    async def _decide(self, msg: Received, release: Callable[[], None] | None = None) -> fate.Fate:
         if msg.body is None:
             assert msg.invalid is not None
             log.warning("invalid_message", message_id=msg.message_id, reason=msg.invalid.reason)
@@ -184,7 +187,13 @@ class Worker:
         bulk = msg.routing.shard is not None or msg.body.target.broadcast
         async with asyncio.timeout(bound):
             result = await self.deliverer.deliver(
-                msg.body, deadline, msg.only, step.expires_at, shard=msg.routing.shard, bulk=bulk
+                msg.body,
+                deadline,
+                msg.only,
+                step.expires_at,
+                shard=msg.routing.shard,
+                bulk=bulk,
+                on_answered=release,
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result)

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,14 @@ class _Event:
     done: asyncio.Future[None]
     pending: int = 1  # one for deliver() itself until every connection is queued
     stopped: bool = False  # deliver() was cancelled or failed: skip the posts not yet started
+    unanswered: int = 1  # connections whose first post has no answer yet, and deliver() itself
+    on_answered: Callable[[], None] | None = None  # called once every first post has an answer
+
+    def answered_one(self) -> None:
+        self.unanswered -= 1
+        if self.unanswered == 0 and self.on_answered is not None:
+            callback, self.on_answered = self.on_answered, None
+            callback()
 
     def finish_one(self) -> None:
         self.pending -= 1
@@ -163,10 +171,12 @@ class Deliverer:
         *,
         shard: tuple[str, str] | None = None,
         bulk: bool = False,
+        on_answered: Callable[[], None] | None = None,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
-        ``bulk`` posts go through the bulk lanes."""
+        ``bulk`` posts go through the bulk lanes. ``on_answered`` is called once every connection has
+        answered its first post (before any retry), or when there was none to post to."""
         self._start_lanes()
         jobs = self._bulk if bulk else self._jobs
         frame = body.client_frame
@@ -179,6 +189,7 @@ class Deliverer:
             expires_at,
             FanoutResult(),
             asyncio.get_running_loop().create_future(),
+            on_answered=on_answered,
         )
         try:
             async for batch in self.connections(body, only, shard):
@@ -186,7 +197,9 @@ class Deliverer:
                     if event.stopped:
                         break
                     event.pending += 1
+                    event.unanswered += 1
                     await jobs.put((conn, event))  # waits only when every lane of its kind is busy
+            event.answered_one()
             event.finish_one()
             await event.done
         except BaseException:
@@ -252,6 +265,7 @@ class Deliverer:
         while True:
             conn, event = await jobs.get()
             if event.stopped:
+                event.answered_one()
                 continue
             self.in_flight += 1
             try:
@@ -265,6 +279,7 @@ class Deliverer:
     async def _post(self, conn: Connection, event: _Event) -> None:
         result = event.result
         if time.time() > event.expires_at:  # it expired while queued behind other posts
+            event.answered_one()
             result.outcomes[Outcome.EXPIRED] += 1
             result.attempts[Outcome.EXPIRED] += 1
             return
@@ -305,6 +320,8 @@ class Deliverer:
             post_latency.observe(time.perf_counter() - started)
             result.attempts[outcome] += 1
             attempt += 1
+            if attempt == 1:
+                event.answered_one()
             limiter.record(outcome is Outcome.THROTTLED)
             retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
             if not retry or attempt >= self._attempts or time.monotonic() >= event.deadline:
