@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fanout import attributes
-from fanout.attributes import CONNECTIONS, ROUND, Routing
+from fanout.attributes import CONNECTIONS, REPLAY, ROUND, Routing
 from fanout.errors import InvalidMessage
 
 S, N = attributes.string, attributes.number
@@ -20,6 +20,12 @@ GOOD: list[tuple[str, dict[str, Any] | None, Routing]] = [
     ("a remainder", {ROUND: N(1), CONNECTIONS: S('["c1","c2=="]')}, Routing(1, ("c1", "c2=="))),
     ("duplicate ids collapse", {CONNECTIONS: S('["c1","c1"]')}, Routing(0, ("c1",))),
     ("a Number subtype", {ROUND: {"DataType": "Number.int", "StringValue": "3"}}, Routing(3)),
+    ("a replay", {REPLAY: S('["evt_2","evt_1","evt_2"]')}, Routing(replay=("evt_2", "evt_1"))),
+    (
+        "a replay as written",
+        attributes.replay(["evt_a", "evt:b.c-d"]),
+        Routing(replay=("evt_a", "evt:b.c-d")),
+    ),
 ]
 
 
@@ -48,6 +54,10 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("connections with spaces", {CONNECTIONS: S('["c 1"]')}),
     ("connections with a newline", {CONNECTIONS: S('["c1\\n"]')}),
     ("too many connections", {CONNECTIONS: S(json.dumps([f"c{i}" for i in range(attributes.MAX_IDS + 1)]))}),
+    ("replay empty", {REPLAY: S("[]")}),
+    ("replay not a list of event ids", {REPLAY: S('["evt 1"]')}),
+    ("replay as a Number", {REPLAY: N(1)}),
+    ("replay too long", {REPLAY: S(json.dumps([f"e{i}" for i in range(attributes.MAX_REPLAY + 1)]))}),
 ]
 
 
@@ -100,3 +110,8 @@ def test_a_bad_shard_range_is_a_bad_attribute(raw: str) -> None:
     """A shard attribute the worker would not write (reversed, empty, not ids) makes the message invalid."""
     with pytest.raises(InvalidMessage, match="fanout-shard"):
         attributes.read({attributes.SHARD: S(raw)})
+
+
+def test_a_replay_is_a_part_never_split_nor_kept_again() -> None:
+    """A replay message counts as a worker-written part, like a remainder or a shard."""
+    assert attributes.read(attributes.replay(["evt_1"])).is_part

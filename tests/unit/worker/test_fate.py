@@ -219,3 +219,12 @@ def test_a_part_is_never_split_again() -> None:
         }
     )
     assert fate.split(shard, ["c", "d"], users_per_shard=1) is None
+
+
+def test_a_replay_is_done_whatever_came_of_it_except_in_an_outage() -> None:
+    """After a replay the message is deleted, even when a post failed (the client resumes again); when
+    the management API refused every post at the socket, it is released to try again in a few seconds."""
+    assert Fate("delivered") == fate.replayed(Posts(ok=3).result())
+    assert Fate("partial") == fate.replayed(Posts(ok=2, failed=("c1",)).result())
+    down = fate.replayed(Posts(failed=("c1",), unreachable=True).result())
+    assert (False, fate.OUTAGE_DELAY_S, True) == (down.delete, down.release_after_s, down.outage)
