@@ -4,8 +4,8 @@ One counter document per ordering key in ``fanoutsequences`` (``FANOUT_SEQUENCES
 ``{"_id": "<key>", "seq": n}``, created at 0 on a key's first use, then ``find_one_and_update`` with
 ``$inc``: the first event of a key gets ``seq`` 1 and every later one the next integer, whatever the
 number of publishers, so a client that holds ``seq`` n of a key knows exactly which events of that
-key it has not seen. One round trip per event (two on a key's first use in a process). The lifecycle reads the counters to tell a
-resuming client how far a key has gone (``system.resync``).
+key it has not seen. One round trip per event (two on a key's first use in a process). The lifecycle
+reads the counters to tell a resuming client how far a key has gone (``system.resync``).
 """
 
 from __future__ import annotations
