@@ -1,8 +1,9 @@
 """The lifecycle Lambda: the same ``fanout`` source as the worker, answering every WebSocket route.
 
-Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), and read
-two secrets: the MongoDB URI and the connect-token key. Nothing else; it posts nothing back through the
-management API today, so it has no ``execute-api`` permission. Its environment is production only: the
+Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), read two
+secrets (the MongoDB URI and the connect-token key), and send to the events queue: a ``resume`` hands the
+missed events to the worker as one replay message (docs/protocol.md, section 12). Nothing else; it posts
+nothing back through the management API, so it has no ``execute-api`` permission. Its environment is production only: the
 keys arrive as secret ARNs, never as values, so no development key can reach it.
 """
 
@@ -18,6 +19,7 @@ from metrics_contract import NAMESPACE
 
 from fanout_cdk.bundling import lifecycle_code
 from fanout_cdk.parameters import COMPLETE_SECRET_ARN, Params
+from fanout_cdk.queues import Queues
 from fanout_cdk.service import Network
 
 LAMBDA_HANDLER = "fanout.lifecycle.lambda_handler"
@@ -50,7 +52,7 @@ def secret_resource(arn: str) -> str:
     return arn if COMPLETE_SECRET_ARN.search(arn) else f"{arn}-??????"
 
 
-def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> Lifecycle:
+def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queues: Queues) -> Lifecycle:
     """The function, its log group and its least-privilege role."""
     log_group = logs.LogGroup(
         stack,
@@ -64,7 +66,8 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> L
         stack,
         "LifecycleRole",
         assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        description="fanout lifecycle Lambda: own logs, VPC interfaces, the MongoDB and token-key secrets",
+        description="fanout lifecycle Lambda: own logs, VPC interfaces, the MongoDB and token-key secrets, "
+        "replays to the events queue",
         inline_policies={
             "Lifecycle": iam.PolicyDocument(
                 statements=[
@@ -79,6 +82,11 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> L
                         actions=["secretsmanager:GetSecretValue"],
                         resources=[secret_resource(mongo_arn), secret_resource(jwt_arn)],
                     ),
+                    iam.PolicyStatement(
+                        sid="SendReplays",
+                        actions=["sqs:SendMessage"],
+                        resources=[queues.queue.queue_arn],
+                    ),
                 ]
             )
         },
@@ -89,6 +97,7 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> L
         "FANOUT_MONGO_SECRET_ARN": mongo_arn,
         "FANOUT_JWT_SECRET_ARN": jwt_arn,
         "FANOUT_MONGO_DB": p.req("mongoDb"),
+        "FANOUT_QUEUE_URL": queues.queue.queue_url,  # where a resume's replay goes
         "FANOUT_CLOUDWATCH_EMF": "true",
         "FANOUT_CLOUDWATCH_NAMESPACE": NAMESPACE,
         "FANOUT_LOG_FORMAT": "json",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -106,7 +106,11 @@ class History:
     """Writes (worker) and reads (lifecycle, worker replays) of the kept events."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings) -> None:
-        self._col: AsyncCollection[dict[str, Any]] = db[settings.history_collection]
+        # w=1: a write lost in a failover only turns a replay into a resync, and the worker waits for
+        # this write before every lookup, so it should cost one round trip, not a majority's.
+        self._col: AsyncCollection[dict[str, Any]] = db.get_collection(
+            settings.history_collection, write_concern=WriteConcern(w=1)
+        )
         self._sequences: AsyncCollection[dict[str, Any]] = db[settings.sequences_collection]
         self.window_s = settings.history_window_s
         self.max_replay = settings.history_max_replay

@@ -210,10 +210,12 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
     log_group = "${" + logical_id(s, "AWS::Logs::LogGroup", "LifecycleLogs") + ".Arn}"
     mongo = CUSTOM_API["mongoSecretArn"] if which == "custom" else DUMMY_SECRET_ARN
     jwt = CUSTOM_API["jwtSecretArn"] + "-??????" if which == "custom" else DUMMY_JWT_SECRET_ARN
+    queue = "${" + logical_id(s, "AWS::SQS::Queue", "EventsQueue") + ".Arn}"
     assert granted == {
         "logs:CreateLogStream": {log_group},
         "logs:PutLogEvents": {log_group},
         "secretsmanager:GetSecretValue": {mongo, jwt},
+        "sqs:SendMessage": {queue},  # a resume's replay message, for the worker
         **{action: {"*"} for action in lifecycle.VPC_ACTIONS},
     }
     assert all(a.startswith("ec2:") for a in lifecycle.VPC_ACTIONS)
