@@ -3,8 +3,8 @@
 Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), read two
 secrets (the MongoDB URI and the connect-token key), and send to the events queue: a ``resume`` hands the
 missed events to the worker as one replay message (docs/protocol.md, section 12). Nothing else; it posts
-nothing back through the management API, so it has no ``execute-api`` permission. Its environment is production only: the
-keys arrive as secret ARNs, never as values, so no development key can reach it.
+nothing back through the management API, so it has no ``execute-api`` permission. Its environment is
+production only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
 """
 
 from __future__ import annotations
