@@ -33,7 +33,7 @@ from fanout.worker import fate, received
 from fanout.worker.clients import Clients, open_clients
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
-from fanout.worker.ordering import KeyTurns
+from fanout.worker.ordering import KeyTurns, key_of, seq_of
 from fanout.worker.received import Received
 from fanout.worker.replay import replay
 from fanout.worker.settle import Settler, Tally
@@ -147,7 +147,7 @@ class Worker:
 
     async def _handle(self, msg: Received, turn: asyncio.Future[None] | None) -> None:
         """The per-message boundary: wait for its key's turn, decide its fate, then carry it out."""
-        key = _key(msg) or ""
+        key = key_of(msg) or ""
         release = functools.partial(self._turns.leave, key, turn) if turn is not None else None
         try:
             try:
@@ -341,7 +341,7 @@ class Worker:
     async def _start_all(self, line: Line, messages: list[Received]) -> None:
         """Hold every received message (its visibility is kept from now on), then start each in a slot,
         those of one ordering key in ``seq`` order."""
-        messages.sort(key=_seq)
+        messages.sort(key=seq_of)
         now = time.monotonic()
         for msg in messages:
             self._held[msg.receipt] = (line, now)
@@ -358,7 +358,7 @@ class Worker:
                 return
             self.settler.tally.received += 1
             self.metrics.events_in_flight.inc()
-            key = _key(msg)
+            key = key_of(msg)
             turn = self._turns.enter(key, msg.body.meta.seq) if key and msg.body else None
             task = asyncio.create_task(self._handle(msg, turn))
             self._tasks.add(task)
@@ -403,19 +403,6 @@ class Worker:
                 await self.settler.release(line.url, receipts)
         for line in self._lines.values():
             await line.batcher.flush()
-
-
-def _key(msg: Received) -> str | None:
-    """The ordering key an event waits its turn on: none for the parts the worker writes (a remainder
-    waits on purpose; a broadcast's shards run side by side) or a replay."""
-    if msg.body is None or msg.routing.is_part:
-        return None
-    return msg.body.meta.ordering_key
-
-
-def _seq(msg: Received) -> int:
-    seq = msg.body.meta.seq if msg.body is not None else None
-    return seq if seq is not None else -1
 
 
 def _by_line(held: Iterable[tuple[str, tuple[Line, float]]]) -> list[tuple[Line, list[str]]]:

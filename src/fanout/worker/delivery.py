@@ -208,39 +208,25 @@ class Deliverer:
         self._count(event.label, event.result)
         return event.result
 
-    async def deliver_in_order(
-        self, conn: Connection, frames: list[tuple[str, bytes]], deadline: float, expires_at: float
+    async def post_frame(
+        self, conn: Connection, event_type: str, frame: bytes, deadline: float, expires_at: float
     ) -> FanoutResult:
-        """Post ``(event type, frame)`` pairs to one connection one after another, each with its retries;
-        stop at the first that is not delivered (the connection is gone, or still failing)."""
+        """Post one frame to one connection through the lanes, with its retries (a replay's step)."""
         self._start_lanes()
-        result = FanoutResult()
-        loop = asyncio.get_running_loop()
-        for event_type, frame in frames:
-            label = metric_label(event_type)
-            # sent_at is now: delivery latency measures the replay, not the event's age
-            event = _Event(frame, hashlib.sha256(frame).hexdigest(), label, time.time(), deadline,
-                           expires_at, FanoutResult(), loop.create_future())  # fmt: skip
-            event.pending += 1
-            try:
-                await self._jobs.put((conn, event))
-                event.finish_one()
-                await event.done
-            except BaseException:
-                event.stop()
-                raise
-            self._count(label, event.result)
-            result.outcomes.update(event.result.outcomes)
-            result.retries += event.result.retries
-            result.reachable |= event.result.reachable
-            result.unreachable |= event.result.unreachable
-            if event.result.outcomes[Outcome.OK] != 1:
-                result.failed += event.result.failed
-                result.refused += event.result.refused
-                result.users |= event.result.users
-                result.too_large |= event.result.too_large
-                break
-        return result
+        label = metric_label(event_type)
+        # sent_at is now: for a replayed event, delivery latency measures the replay, not the event's age
+        event = _Event(frame, hashlib.sha256(frame).hexdigest(), label, time.time(), deadline, expires_at,
+                       FanoutResult(), asyncio.get_running_loop().create_future())  # fmt: skip
+        event.pending += 1
+        try:
+            await self._jobs.put((conn, event))
+            event.finish_one()
+            await event.done
+        except BaseException:
+            event.stop()
+            raise
+        self._count(label, event.result)
+        return event.result
 
     def _start_lanes(self) -> None:
         if not self._lanes:

@@ -17,6 +17,8 @@ import asyncio
 import heapq
 import itertools
 
+from fanout.worker.received import Received
+
 _Waiter = tuple[int, int, asyncio.Future[None]]  # (seq, arrival, granted)
 
 
@@ -66,3 +68,17 @@ class KeyTurns:
                 break
         if not heap:
             self._waiting.pop(key, None)
+
+
+def key_of(msg: Received) -> str | None:
+    """The ordering key an event waits its turn on: none for the parts the worker writes (a remainder
+    waits on purpose; a broadcast's shards run side by side) or a replay."""
+    if msg.body is None or msg.routing.is_part:
+        return None
+    return msg.body.meta.ordering_key
+
+
+def seq_of(msg: Received) -> int:
+    """The event's ``seq``, -1 without one: a receive is started in this order."""
+    seq = msg.body.meta.seq if msg.body is not None else None
+    return seq if seq is not None else -1

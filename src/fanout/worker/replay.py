@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 
+from fanout.gateway.client import Outcome
 from fanout.history import audience
 from fanout.logging import get_logger, short_id
 from fanout.worker import fate
 from fanout.worker.clients import Clients
-from fanout.worker.delivery import Deliverer
+from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.received import Received
 
 log = get_logger("fanout.worker")
@@ -36,7 +37,12 @@ async def replay(msg: Received, clients: Clients, deliverer: Deliverer, step: fa
         list(msg.routing.replay), audience(conn.user_id, topics, wide=False)
     )
     deadline = time.monotonic() + step.budget_s
-    result = await deliverer.deliver_in_order(conn, [(t, f) for _, t, f in frames], deadline, step.expires_at)
+    result = FanoutResult()
+    for _, event_type, frame in frames:  # one after another: the client gets them in this order
+        one = await deliverer.post_frame(conn, event_type, frame, deadline, step.expires_at)
+        _add(result, one)
+        if one.outcomes[Outcome.OK] != 1:
+            break  # the connection is gone or still failing: the client resumes again when it is back
     log.info(
         "replay_done",
         connection=short_id(connection_id),
@@ -45,3 +51,16 @@ async def replay(msg: Received, clients: Clients, deliverer: Deliverer, step: fa
         outcome=result.event_outcome(),
     )
     return fate.replayed(result)
+
+
+def _add(total: FanoutResult, one: FanoutResult) -> None:
+    """Fold one post's result into the replay's."""
+    total.outcomes.update(one.outcomes)
+    total.attempts.update(one.attempts)
+    total.retries += one.retries
+    total.failed += one.failed
+    total.refused += one.refused
+    total.users |= one.users
+    total.too_large |= one.too_large
+    total.reachable |= one.reachable
+    total.unreachable |= one.unreachable
