@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# The fanout worker image. Two stages: `builder` builds the project's wheel and installs it (with its
-# runtime dependencies only, never the dev extras) into /opt/venv; the runtime stage copies that venv
-# into a clean slim image with no compiler, no pip cache, no source tree, and runs as a non-root user.
+# The fanout worker image. Two stages: `builder` installs the runtime dependencies pinned with hashes in
+# requirements.lock (`make lock` writes it from pyproject.toml; never the dev extras) into /opt/venv, then
+# the project's wheel without dependencies; the runtime stage copies that venv into a clean slim image
+# with no compiler, no pip cache, no source tree, and runs as a non-root user.
 #
 # The base is pinned by tag and digest (the multi-platform index). To move to a newer patch release,
 # change both, e.g. with `docker buildx imagetools inspect python:3.11-slim-bookworm`.
@@ -15,14 +16,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
 
-# Build the wheel, then install it with its runtime dependencies into a self-contained venv.
-# Binary wheels only: every dependency ships manylinux wheels, so no compiler is needed anywhere.
+# Build the wheel; install the locked dependencies into a self-contained venv, every file checked against
+# its hash, then the wheel alone. Binary wheels only: every dependency ships manylinux wheels, so no
+# compiler is needed anywhere.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --only-binary=:all: /wheels/fanout-*.whl \
+ && /opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock \
+ && /opt/venv/bin/pip install --no-deps /wheels/fanout-*.whl \
  && /opt/venv/bin/pip uninstall --yes pip \
  && /opt/venv/bin/fanout --help > /dev/null
 

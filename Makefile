@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 DEPLOY_STAMP := $(VENV)/.installed-deploy
 
-.PHONY: run test lint bench setup clean deploy-synth deploy-alerts
+.PHONY: run test lint bench setup clean deploy-synth deploy-alerts lock
 
 setup: $(STAMP)
 
@@ -51,3 +51,10 @@ deploy-synth: $(DEPLOY_STAMP)
 ## Regenerate deploy/prometheus/alerts.yml from deploy/thresholds.py (tests/deploy fails while it is stale).
 deploy-alerts: $(STAMP)
 	$(PY) deploy/alert_rules.py
+
+## Pin the runtime dependencies with hashes into requirements.lock, which the image and the Lambda bundle
+## install from (uv, from the dev extra; Linux, Python 3.11 as both run). tests/deploy fails while it lags
+## behind pyproject.toml.
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+		--python-platform linux --custom-compile-command "make lock" --output-file requirements.lock

@@ -23,7 +23,9 @@ ALERTS_FILE = HERE / "prometheus" / "alerts.yml"
 R = t.RATE_WINDOW
 # How long FanoutDeadLettered stays up after the last dead letter.
 DEAD_LETTER_LOOKBACK = f"{t.TICKET_WINDOW_MIN}m"
-_POSTS = 'fanout_deliveries_total{outcome!="gone"}'
+# Posts judged for success and throttling, and every post (``thresholds.NOT_JUDGED`` / ``NOT_POSTED``).
+_POSTS = f'fanout_deliveries_total{{outcome!~"{"|".join(t.NOT_JUDGED)}"}}'
+_ALL_POSTS = f'fanout_deliveries_total{{outcome!~"{"|".join(t.NOT_POSTED)}"}}'
 
 
 def _ratio(part: str, whole: str, alarm: t.Alarm, guard: str) -> str:
@@ -47,7 +49,7 @@ EXPRESSIONS: dict[str, Callable[[t.Alarm], str]] = {
         f"sum by (reason) (increase(fanout_dead_lettered_total[{DEAD_LETTER_LOOKBACK}])) > {a.threshold:g}"
     ),
     "FanoutGoneRateSpike": lambda a: _ratio(
-        'fanout_deliveries_total{outcome="gone"}', "fanout_deliveries_total", a, "fanout_deliveries_total"
+        'fanout_deliveries_total{outcome="gone"}', _ALL_POSTS, a, _ALL_POSTS
     ),
     "FanoutThrottled": lambda a: _ratio('fanout_deliveries_total{outcome="throttled"}', _POSTS, a, _POSTS),
     "FanoutWorkerNotReady": lambda a: (
@@ -65,10 +67,15 @@ EXPRESSIONS: dict[str, Callable[[t.Alarm], str]] = {
         a,
         "fanout_lifecycle_reconnects_total",
     ),
+    "FanoutOutboxLagHigh": lambda a: f"max(fanout_outbox_lag_seconds) > {a.threshold:g}",
+    "FanoutPublishFailed": lambda a: (
+        "sum by (event_type, reason) "
+        f"(increase(fanout_publisher_failed_total[{a.window_min}m])) > {a.threshold:g}"
+    ),
 }
 
 SUMMARIES = {
-    "FanoutDeliverySuccessLow": "only {{ $value | humanizePercentage }} of posts succeeded (410 excluded)",
+    "FanoutDeliverySuccessLow": "only {{ $value | humanizePercentage }} of posts succeeded (410s excluded)",
     "FanoutDeliveryLatencyHigh": "p95 delivery latency (sentAt to ack) {{ $value | humanizeDuration }}",
     "FanoutQueueLagHigh": "events wait {{ $value | humanizeDuration }} (p95) in SQS",
     "FanoutDeadLettered": "{{ $value | humanize }} messages dead-lettered, reason {{ $labels.reason }}",
@@ -78,6 +85,10 @@ SUMMARIES = {
     "FanoutProcessRestarts": "processes on {{ $labels.instance }} restarted {{ $value | humanize }} times",
     "FanoutRouteErrorsHigh": "lifecycle route handlers fail {{ $value | humanize }} times a minute",
     "FanoutReconnectStorm": "{{ $value | humanizePercentage }} of connects are reconnects",
+    "FanoutOutboxLagHigh": "the oldest outbox entry has waited {{ $value | humanizeDuration }} for the relay",
+    "FanoutPublishFailed": (
+        "{{ $value | humanize }} {{ $labels.event_type }} events not published ({{ $labels.reason }})"
+    ),
 }
 
 HEADER = """\

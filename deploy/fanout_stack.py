@@ -49,7 +49,9 @@ class FanoutStack(Stack):
             api_id, stage = p.req("apiId"), p.req("stage")
 
         self.task_role = queues.build_task_role(self, q, api_id, stage)
-        worker = service.build_worker(self, p, prefix, q, network, self.task_role, management_endpoint)
+        worker = service.build_worker(
+            self, p, prefix, q, network, self.task_role, management_endpoint, api_id
+        )
         self.log_group, self.container, self.service = worker.log_group, worker.container, worker.service
         service.add_autoscaling(p, q, network.cluster, self.service, int(OLDEST_MESSAGE.threshold))
 
@@ -84,6 +86,7 @@ class FanoutStack(Stack):
                 ("WebSocketUrl", self.websocket.stage.url, "clients connect here (wss://...)"),
                 ("ManagementEndpoint", self.websocket.stage.callback_url, "the @connections endpoint"),
                 ("LifecycleFunctionName", self.lifecycle.function.function_name, "the lifecycle Lambda"),
+                ("InboundQueueUrl", self.lifecycle.inbound.queue_url, "client actions for the domain"),
             ]
             if self.websocket.domain is not None:
                 domain = self.websocket.domain

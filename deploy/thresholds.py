@@ -2,7 +2,7 @@
 
 The CloudWatch alarms (``fanout_cdk/alarms.py``) and the Prometheus rules (``prometheus/alerts.yml``,
 generated from this file by ``alert_rules.py``) are both built from ``ALARMS``; ``tests/deploy`` checks the
-synthesized alarms and the committed rule file against it. Why these values: ``THRESHOLDS.md``.
+synthesized alarms and the committed rule file against it. Why these values: ``docs/operations.md``.
 
 Two tiers: a ``page`` wakes someone and its condition must hold for ``PAGE_WINDOW_MIN``; a ``ticket`` is
 looked at in working hours and its condition must hold for ``TICKET_WINDOW_MIN``. CloudWatch reads one
@@ -20,10 +20,15 @@ PAGE_WINDOW_MIN = 5
 TICKET_WINDOW_MIN = 15
 PERIOD_S = 60
 RATE_WINDOW = "2m"  # Prometheus rate() range: at least 4 scrapes at a 30 s scrape interval
-# Runbooks: the worker's in the README's operations part, the socket side's and the CloudWatch-only ones
-# beside this file until they move to docs/operations.md.
+# Every alarm's runbook is a `#### Fanout...` section of docs/operations.md.
 OPS_RUNBOOK = "docs/operations.md"
-NEW_RUNBOOK = "deploy/THRESHOLDS.md"
+
+# Deliveries outcomes that are not a post at all, left out of every ratio over posts: `expired` is an
+# event that expired while its post waited for a lane (the type's policy dropped it, nothing failed).
+NOT_POSTED = ("expired", "unsupported_version")
+# Also left out of the success and throttling ratios: `gone` (410) is a client that left without a
+# $disconnect; its record is pruned, and no retry or fix on our side could deliver to it.
+NOT_JUDGED = ("gone", *NOT_POSTED)
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ DELIVERY_SUCCESS = _page(
     unit="%",
     above=False,
     min_per_min=3,
-    what="Under {threshold}% of WebSocket posts succeeded (410 gone excluded) for {window} minutes",
+    what="Under {threshold}% of WebSocket posts succeeded (410s and expired excluded) for {window} minutes",
     runbook=f"{OPS_RUNBOOK}#fanoutdeliverysuccesslow",
 )
 DELIVERY_LATENCY = _page(
@@ -148,7 +153,7 @@ TASKS_BELOW_DESIRED = _page(
     unit="count",
     above=True,
     what="Fewer worker tasks ran than desired for {window} minutes (Container Insights)",
-    runbook=f"{NEW_RUNBOOK}#runningtasksbelowdesired",
+    runbook=f"{OPS_RUNBOOK}#fanoutrunningtasksbelowdesired",
 )
 ROUTE_ERRORS = _page(
     cloudwatch="RouteErrorsHigh",
@@ -157,7 +162,7 @@ ROUTE_ERRORS = _page(
     unit="per minute",
     above=True,
     what="The lifecycle's route handlers failed over {threshold} times a minute for {window} minutes",
-    runbook=f"{NEW_RUNBOOK}#fanoutrouteerrorshigh",
+    runbook=f"{OPS_RUNBOOK}#fanoutrouteerrorshigh",
 )
 RECONNECT_STORM = _page(
     cloudwatch="ReconnectStorm",
@@ -167,7 +172,29 @@ RECONNECT_STORM = _page(
     above=True,
     min_per_min=60,  # reconnects a minute: a storm, not a few flaky clients
     what="Over {threshold}% of connects were reconnects (and at least 60 a minute) for {window} minutes",
-    runbook=f"{NEW_RUNBOOK}#fanoutreconnectstorm",
+    runbook=f"{OPS_RUNBOOK}#fanoutreconnectstorm",
+)
+
+OUTBOX_LAG = _page(
+    cloudwatch=None,  # the relay's figures reach Prometheus only (fanout relay serves /metrics)
+    prometheus="FanoutOutboxLagHigh",
+    threshold=60,
+    unit="s",
+    above=True,
+    what="The oldest outbox entry waited over {threshold} s for the relay for {window} minutes",
+    runbook=f"{OPS_RUNBOOK}#fanoutoutboxlaghigh",
+)
+PUBLISH_FAILED = Alarm(
+    cloudwatch=None,  # a domain service's publisher exports to that service's own registry
+    prometheus="FanoutPublishFailed",
+    threshold=0,
+    unit="count",
+    above=True,
+    window_min=TICKET_WINDOW_MIN,
+    severity="ticket",
+    count=True,
+    what="A domain service's background publisher failed to publish events within {window} minutes",
+    runbook=f"{OPS_RUNBOOK}#fanoutpublishfailed",
 )
 
 ALARMS: tuple[Alarm, ...] = (
@@ -183,6 +210,8 @@ ALARMS: tuple[Alarm, ...] = (
     TASKS_BELOW_DESIRED,
     ROUTE_ERRORS,
     RECONNECT_STORM,
+    OUTBOX_LAG,
+    PUBLISH_FAILED,
 )
 # The socket side's alarms read the lifecycle Lambda's metrics: only a stack that deploys it has them.
 LIFECYCLE_ALARMS = (ROUTE_ERRORS, RECONNECT_STORM)

@@ -47,7 +47,10 @@ async def main(user_id: str, wait: bool) -> int:
         publisher = Publisher(settings)
         started = time.perf_counter()
         event_id = await asyncio.to_thread(
-            publisher.publish, "notification.new", user_ids=[user_id], payload={"title": "Hello from fanout"}
+            publisher.publish,
+            "notification.new",
+            user_ids=[user_id],
+            payload={"notificationId": "n1", "title": "Hello from fanout"},
         )
         print(f"demo: published notification.new {event_id} to SQS")
         frame = await ws.receive_json(timeout=10)

@@ -82,7 +82,9 @@ def stack_env(**overrides: str) -> dict[str, str]:
         "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
         "FANOUT_QUEUE_NAME": f"fanout-events-{suffix}",
         "FANOUT_DLQ_NAME": f"fanout-events-dlq-{suffix}",
+        "FANOUT_BULK_QUEUE_NAME": f"fanout-events-bulk-{suffix}",
         "FANOUT_TOPIC_NAME": f"fanout-events-{suffix}",
+        "FANOUT_INBOUND_QUEUE_NAME": f"fanout-inbound-{suffix}",
         "FANOUT_GATEWAY_PORT": str(free_port()),
         "FANOUT_METRICS_PORT": str(free_port()),
         "FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
@@ -208,7 +210,9 @@ def dev_settings(moto: Server | None = None, mongo: Server | None = None, **fiel
         "env": "dev",
         "queue_name": f"fanout-events-{suffix}",
         "dlq_name": f"fanout-events-dlq-{suffix}",
+        "bulk_queue_name": f"fanout-events-bulk-{suffix}",
         "topic_name": f"fanout-events-{suffix}",
+        "inbound_queue_name": f"fanout-inbound-{suffix}",
         "mongo_db": f"fanout_{suffix}",
     }
     if moto is not None:

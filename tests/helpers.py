@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -244,3 +246,79 @@ class ReadyWatch:
     def first(self, status: int, since: float) -> float | None:
         """When ``status`` was first seen at or after ``since`` (monotonic), if it was."""
         return next((at for at, s in self.seen if at >= since and s == status), None)
+
+
+class QueueReceiver:
+    """Receives and deletes a queue's messages on threads while a test runs, counting event ids.
+
+    Receiving while publishing keeps the queue shallow, as a worker would. Calls that fail (the queue
+    stopped) are retried, so it rides through an outage.
+    """
+
+    def __init__(self, settings: Settings, threads: int = 3) -> None:
+        self.settings = settings
+        self.ids: collections.Counter[str] = collections.Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.message_ids: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> QueueReceiver:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def _run(self) -> None:
+        sqs = sqs_client(self.settings)
+        url = ""
+        while not self._stop.is_set():
+            try:
+                url = url or sqs.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
+                # Short polls, pausing only on an empty queue: a long poll returns with the first message of
+                # a batch being sent, and receives of one or two would make moto the bottleneck.
+                reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600)
+                messages = reply.get("Messages", [])
+                if not messages:
+                    time.sleep(0.02)
+                if messages:
+                    deleted = sqs.delete_message_batch(
+                        QueueUrl=url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                            for i, m in enumerate(messages)
+                        ],
+                    )
+                    assert not deleted.get("Failed"), deleted["Failed"]
+            except Exception:
+                time.sleep(0.2)
+                continue
+            with self._lock:
+                for m in messages:
+                    body = json.loads(m["Body"])
+                    self.ids[body["id"]] += 1
+                    self.bodies.append(body)
+                    self.message_ids[body["id"]].append(m["MessageId"])
+        sqs.close()
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.ids.values())
+
+    async def until(self, count: int, timeout: float = 60, settle_s: float = 1.0) -> collections.Counter[str]:
+        """``wait`` without blocking the event loop (for tests whose relays run on it)."""
+        return await asyncio.to_thread(self.wait, count, timeout, settle_s)
+
+    def wait(self, count: int, timeout: float = 60, settle_s: float = 1.0) -> collections.Counter[str]:
+        """Wait until ``count`` messages arrived, then ``settle_s`` more for any duplicate; the counts."""
+        deadline = time.monotonic() + timeout
+        while self.total() < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(settle_s)
+        with self._lock:
+            return collections.Counter(self.ids)

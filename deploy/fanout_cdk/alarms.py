@@ -45,7 +45,7 @@ def _metrics(
             1,
         ),
         "GoneRateSpike": lambda a: (
-            delivery_ratio(("gone",), "Gone %", with_gone=True, min_per_min=a.min_per_min),
+            delivery_ratio(("gone",), "Gone %", excluded=t.NOT_POSTED, min_per_min=a.min_per_min),
             1,
         ),
         "DeliveriesThrottled": lambda a: (

@@ -1,10 +1,13 @@
 """The lifecycle Lambda's code, bundled at synth time without Docker.
 
-Local bundling builds the ``fanout`` wheel from this repository and pip-installs it with its runtime
-dependencies for the Lambda's platform (``--platform manylinux2014_* --only-binary=:all:
---python-version 3.11``) into the asset folder, so the same source runs in the worker image and in the
-Lambda, and no Docker engine is needed. The asset's hash is the hash of what goes into it (``src/fanout``,
-``pyproject.toml``, the platform), so an unchanged source is not bundled again into the same output.
+Local bundling installs the runtime dependencies pinned with hashes in ``requirements.lock`` (the image's
+lock) for the Lambda's platform (``--platform manylinux2014_* --only-binary=:all: --python-version 3.11
+--require-hashes``), then the ``fanout`` wheel built from this repository without dependencies, into the
+asset folder: the same source and the same dependency files as the worker image, and no Docker engine.
+The lock lists the hash of every file PyPI has for each pinned version (``uv pip compile
+--generate-hashes``), the manylinux wheels of both architectures included, so one lock serves the image
+and the Lambda. The asset's hash is the hash of what goes into it (``src/fanout``, ``pyproject.toml``, the
+lock, the platform), so an unchanged source is not bundled again into the same output.
 With ``FANOUT_LAMBDA_BUNDLE_CACHE`` set to a folder, a bundle is also kept there by hash and copied from it
 (the tests bundle once per session this way).
 """
@@ -28,7 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.11"
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 CACHE_ENV = "FANOUT_LAMBDA_BUNDLE_CACHE"
-_BUNDLER_VERSION = "1"  # bump when the bundle's recipe changes, so old bundles are not reused
+LOCK = REPO_ROOT / "requirements.lock"
+_BUNDLER_VERSION = "2"  # bump when the bundle's recipe changes, so old bundles are not reused
 
 
 class BundlingError(RuntimeError):
@@ -38,7 +42,7 @@ class BundlingError(RuntimeError):
 def source_hash(architecture: str) -> str:
     """The hash of everything the bundle is made from."""
     digest = hashlib.sha256(f"{_BUNDLER_VERSION}|{PYTHON_VERSION}|{PLATFORMS[architecture]}".encode())
-    files = [REPO_ROOT / "pyproject.toml", *sorted((REPO_ROOT / "src" / "fanout").rglob("*"))]
+    files = [REPO_ROOT / "pyproject.toml", LOCK, *sorted((REPO_ROOT / "src" / "fanout").rglob("*"))]
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -52,22 +56,13 @@ def bundle(out: Path, architecture: str) -> None:
     if cached is not None and cached.is_dir():
         shutil.copytree(cached, out, dirs_exist_ok=True)
         return
+    target = ["--target", str(out), "--platform", PLATFORMS[architecture], "--implementation", "cp"]
+    target += ["--python-version", PYTHON_VERSION, "--only-binary=:all:"]
     with tempfile.TemporaryDirectory(prefix="fanout-wheel-") as wheels:
         _pip("wheel", "--no-deps", "--wheel-dir", wheels, str(REPO_ROOT))
         [wheel] = Path(wheels).glob("fanout-*.whl")
-        _pip(
-            "install",
-            "--target",
-            str(out),
-            "--platform",
-            PLATFORMS[architecture],
-            "--implementation",
-            "cp",
-            "--python-version",
-            PYTHON_VERSION,
-            "--only-binary=:all:",
-            str(wheel),
-        )
+        _pip("install", *target, "--require-hashes", "-r", str(LOCK))
+        _pip("install", *target, "--no-deps", str(wheel))
     shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts pointing at this machine's interpreter
     if cached is not None:
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cached.parent))

@@ -1,10 +1,12 @@
 """The lifecycle Lambda: the same ``fanout`` source as the worker, answering every WebSocket route.
 
-Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), read two
-secrets (the MongoDB URI and the connect-token key), and send to the events queue: a ``resume`` hands the
-missed events to the worker as one replay message (docs/protocol.md, section 12). Nothing else; it posts
-nothing back through the management API, so it has no ``execute-api`` permission. Its environment is
-production only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
+Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), read
+two secrets (the MongoDB URI and the connect-token key), and send to two queues: the inbound queue, where
+it forwards the client actions the domain services own (``chat.send``, ``chat.read``), and the events
+queue, where a ``resume`` hands the missed events to the worker as one replay message (docs/protocol.md,
+section 17). Nothing else; it posts nothing back through the management API, so it has no ``execute-api``
+permission. Its environment is production only: the keys arrive as secret ARNs, never as values, so no
+development key can reach it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from metrics_contract import NAMESPACE
 
 from fanout_cdk.bundling import lifecycle_code
@@ -45,6 +48,7 @@ class Lifecycle:
     function: lambda_.Function
     role: iam.Role
     log_group: logs.LogGroup
+    inbound: sqs.Queue  # client actions for the domain services (docs/protocol.md section 15)
 
 
 def secret_resource(arn: str) -> str:
@@ -62,11 +66,19 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
         removal_policy=RemovalPolicy.RETAIN,
     )
     mongo_arn, jwt_arn = p.req("mongoSecretArn"), p.req("jwtSecretArn")
+    inbound = sqs.Queue(
+        stack,
+        "InboundQueue",
+        queue_name=f"{prefix}-inbound",
+        retention_period=Duration.days(4),
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+    )
     role = iam.Role(
         stack,
         "LifecycleRole",
         assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        description="fanout lifecycle Lambda: own logs, VPC interfaces, the MongoDB and token-key secrets, "
+        description="fanout lifecycle Lambda: own logs, VPC interfaces, the two secrets, the inbound queue, "
         "replays to the events queue",
         inline_policies={
             "Lifecycle": iam.PolicyDocument(
@@ -83,9 +95,10 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
                         resources=[secret_resource(mongo_arn), secret_resource(jwt_arn)],
                     ),
                     iam.PolicyStatement(
-                        sid="SendReplays",
-                        actions=["sqs:SendMessage"],
-                        resources=[queues.queue.queue_arn],
+                        sid="ForwardClientActions", actions=["sqs:SendMessage"], resources=[inbound.queue_arn]
+                    ),
+                    iam.PolicyStatement(
+                        sid="SendReplays", actions=["sqs:SendMessage"], resources=[queues.queue.queue_arn]
                     ),
                 ]
             )
@@ -98,6 +111,7 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
         "FANOUT_JWT_SECRET_ARN": jwt_arn,
         "FANOUT_MONGO_DB": p.req("mongoDb"),
         "FANOUT_QUEUE_URL": queues.queue.queue_url,  # where a resume's replay goes
+        "FANOUT_INBOUND_QUEUE_URL": inbound.queue_url,
         "FANOUT_CLOUDWATCH_EMF": "true",
         "FANOUT_CLOUDWATCH_NAMESPACE": NAMESPACE,
         "FANOUT_LOG_FORMAT": "json",
@@ -128,4 +142,4 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
     cfn_function = function.node.default_child
     assert isinstance(cfn_function, lambda_.CfnFunction)
     cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-    return Lifecycle(function, role, log_group)
+    return Lifecycle(function, role, log_group, inbound)

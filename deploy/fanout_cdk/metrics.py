@@ -6,10 +6,8 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ecs as ecs
 from metrics_contract import DELIVERY_OUTCOMES, METRICS, NAMESPACE
+from thresholds import NOT_JUDGED
 
-# Deliveries outcomes left out of the success ratio's denominator: `gone` (410) is a client that left
-# without a $disconnect; its record is pruned, and no retry or fix on our side could deliver it.
-SUCCESS_RATIO_EXCLUDED_OUTCOMES = ("gone",)
 _MINUTE = Duration.minutes(1)
 
 
@@ -41,13 +39,14 @@ def delivery_ratio(
     numerator: tuple[str, ...],
     label: str,
     *,
-    with_gone: bool = False,
+    excluded: tuple[str, ...] = NOT_JUDGED,
     min_per_min: float = 0,
     otherwise: float = 0,
 ) -> cw.MathExpression:
-    """Percent of posts whose outcome is one of ``numerator``, over all posts (410 gone excluded unless
-    ``with_gone``); with ``min_per_min``, minutes with fewer posts read ``otherwise`` instead."""
-    outcomes = [o for o in DELIVERY_OUTCOMES if with_gone or o not in SUCCESS_RATIO_EXCLUDED_OUTCOMES]
+    """Percent of posts whose outcome is one of ``numerator``, over the posts whose outcome is not
+    ``excluded`` (by default 410 gone and expired); with ``min_per_min``, minutes with fewer posts read
+    ``otherwise`` instead."""
+    outcomes = [o for o in DELIVERY_OUTCOMES if o not in excluded]
     using = {o: fanout_metric("Deliveries", "Sum", {"Outcome": o}) for o in outcomes}
     total = " + ".join(f"FILL({o}, 0)" for o in outcomes)
     part = " + ".join(f"FILL({o}, 0)" for o in numerator)

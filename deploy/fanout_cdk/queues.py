@@ -83,18 +83,18 @@ def build_task_role(stack: Stack, queues: Queues, api_id: str, stage: str) -> ia
         assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
         description="fanout worker: consume the events queue, post to the WebSocket API's connections",
     )
-    connections_arns = [
-        stack.format_arn(
-            service="execute-api",
-            resource=api_id,
-            resource_name=f"{stage}/{method}/@connections/*",
-            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-        )
-        for method in ("POST", "GET", "DELETE")
-    ]
+    # POST only: the worker posts to connections; it never reads (GET) or closes (DELETE) one.
+    post_to_connections = stack.format_arn(
+        service="execute-api",
+        resource=api_id,
+        resource_name=f"{stage}/POST/@connections/*",
+        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+    )
     role.add_to_policy(
         iam.PolicyStatement(
-            sid="ManageConnections", actions=["execute-api:ManageConnections"], resources=connections_arns
+            sid="PostToConnections",
+            actions=["execute-api:ManageConnections"],
+            resources=[post_to_connections],
         )
     )
     role.add_to_policy(

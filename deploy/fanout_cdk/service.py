@@ -29,6 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHUTDOWN_BUDGET_S = 20  # FANOUT_SHUTDOWN_BUDGET_S: SIGTERM -> in-flight events finished or released
 STOP_TIMEOUT_S = SHUTDOWN_BUDGET_S + 10  # ECS waits this long after SIGTERM before SIGKILL (Fargate max 120)
 METRICS_PORT = 9400
+# The root filesystem is read-only; the worker writes only in the temporary directory (the pool's
+# prometheus-client multiprocess files, from tempfile.mkdtemp), so /tmp is a writable volume of the task's
+# ephemeral storage.
+TMP_DIR = "/tmp"  # noqa: S108 - the container's own scratch volume
 HEALTH_CHECK_COMMAND = [
     "CMD",
     "python",
@@ -106,6 +110,7 @@ def build_worker(
     network: Network,
     task_role: iam.IRole,
     management_endpoint: str | None,
+    api_id: str,
 ) -> Worker:
     """The log group, the task definition running ``fanout worker``, and the Fargate service."""
     # The execution role (ECS's own: pull the image, write logs, inject the secret) is made by CDK
@@ -144,7 +149,7 @@ def build_worker(
         image=image,
         command=["worker", "--processes", str(processes)],
         essential=True,
-        environment=worker_environment(p, queues, management_endpoint),
+        environment=worker_environment(p, queues, management_endpoint, api_id),
         secrets={"FANOUT_MONGO_URI": ecs.Secret.from_secrets_manager(secret, p.get("mongoSecretField"))},
         port_mappings=[ecs.PortMapping(container_port=METRICS_PORT, name="metrics")],
         health_check=ecs.HealthCheck(
@@ -155,7 +160,7 @@ def build_worker(
             start_period=Duration.seconds(30),
         ),
         stop_timeout=Duration.seconds(STOP_TIMEOUT_S),
-        readonly_root_filesystem=False,
+        readonly_root_filesystem=True,
         logging=ecs.LogDrivers.aws_logs(
             stream_prefix="worker",
             log_group=log_group,
@@ -163,6 +168,8 @@ def build_worker(
             max_buffer_size=Size.mebibytes(25),
         ),
     )
+    task.add_volume(name="tmp")  # no host path: Fargate ephemeral storage, private to the task
+    container.add_mount_points(ecs.MountPoint(container_path=TMP_DIR, source_volume="tmp", read_only=False))
     service = ecs.FargateService(
         stack,
         "WorkerService",
@@ -180,9 +187,12 @@ def build_worker(
     return Worker(log_group, container, service)
 
 
-def worker_environment(p: Params, queues: Queues, management_endpoint: str | None) -> dict[str, str]:
+def worker_environment(
+    p: Params, queues: Queues, management_endpoint: str | None, api_id: str
+) -> dict[str, str]:
     """The worker's FANOUT_* settings (the MongoDB URI comes as a secret, not here); the management
-    endpoint is the context parameter's, else ``management_endpoint``, else each record's own."""
+    endpoint is the context parameter's, else ``management_endpoint``, else each record's own; posts go
+    only to ``api_id`` (FANOUT_API_IDS), the one API the task role may post to."""
     environment = {
         "FANOUT_ENV": "production",
         "FANOUT_REGION": Aws.REGION,
@@ -199,6 +209,7 @@ def worker_environment(p: Params, queues: Queues, management_endpoint: str | Non
         "FANOUT_CLOUDWATCH_EMF": "true",
         "FANOUT_CLOUDWATCH_NAMESPACE": NAMESPACE,
         "FANOUT_LOG_FORMAT": "json",
+        "FANOUT_API_IDS": api_id,
     }
     endpoint = p.get("managementEndpoint") or management_endpoint
     if endpoint:

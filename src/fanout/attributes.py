@@ -21,7 +21,8 @@ REASON = "fanout-reason"  # why a message is in the DLQ
 DETAIL = "fanout-detail"  # a human-readable detail of the reason, at most DETAIL_CHARS
 ROUND = "fanout-round"  # remainder round number
 CONNECTIONS = "fanout-connections"  # JSON list: deliver to these connection ids only
-SHARD = "fanout-shard"  # JSON [lo, hi]: deliver to the target's connection ids in [lo, hi) only
+SHARD = "fanout-shard"  # JSON [lo, hi]: deliver to the target's connections in buckets [lo, hi) only
+SHARD_BUCKETS = 1024  # the store's BUCKETS
 REPLAY = "fanout-replay"  # JSON list of event ids: post these kept events, in order, to the one connection
 
 #: SQS's limit for one message, counting the body and every attribute's name, type and value.
@@ -53,7 +54,7 @@ class Routing:
 
     round: int = 0
     only: tuple[str, ...] | None = None  # a remainder: these connections, within the body's target
-    shard: tuple[str, str] | None = None  # a shard: the target's connection ids in [lo, hi)
+    shard: tuple[int, int] | None = None  # a shard: the target's connections in buckets [lo, hi)
     replay: tuple[str, ...] | None = None  # a replay: these kept events, in order, to the body's connection
 
     @property
@@ -115,18 +116,18 @@ def _ids(
     return tuple(dict.fromkeys(ids))
 
 
-def _shard(raw: str | None) -> tuple[str, str] | None:
+def _shard(raw: str | None) -> tuple[int, int] | None:
     if raw is None:
         return None
     try:
         bounds = json.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidMessage("bad_attribute", f"{SHARD} is not JSON") from None
-    if not (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, str) for b in bounds)):
-        raise InvalidMessage("bad_attribute", f"{SHARD} is not a pair of connection ids")
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(type(b) is int for b in bounds)):
+        raise InvalidMessage("bad_attribute", f"{SHARD} is not a pair of bucket numbers")
     lo, hi = bounds
-    if any(b and not CONNECTION_ID.fullmatch(b) for b in bounds) or (lo and hi and lo >= hi):
-        raise InvalidMessage("bad_attribute", f"{SHARD} is not a range of connection ids")
+    if not 0 <= lo < hi <= SHARD_BUCKETS:
+        raise InvalidMessage("bad_attribute", f"{SHARD} is not a range of buckets within 0-{SHARD_BUCKETS}")
     return lo, hi
 
 
@@ -145,8 +146,8 @@ def remainder(round_: int, ids: Sequence[str]) -> Attrs:
     return {ROUND: number(round_), CONNECTIONS: string(json.dumps(list(ids), separators=(",", ":")))}
 
 
-def shard(round_: int, lo: str, hi: str) -> Attrs:
-    """The attributes of a shard message: its round and its range of connection ids."""
+def shard(round_: int, lo: int, hi: int) -> Attrs:
+    """The attributes of a shard message: its round and its range of buckets."""
     return {ROUND: number(round_), SHARD: string(json.dumps([lo, hi], separators=(",", ":")))}
 
 

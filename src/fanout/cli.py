@@ -55,6 +55,19 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes to supervise (default: the number of CPUs)",
     )
 
+    sub.add_parser(
+        "relay",
+        help="move events from the MongoDB outbox to the queue (one active relay per outbox)",
+        description="Send the entries of the transactional outbox (FANOUT_OUTBOX_DB, default "
+        "FANOUT_MONGO_DB; collection FANOUT_OUTBOX_COLLECTION) to the events queue in insertion order, "
+        "in batches of up to 10, and mark each batch relayed. Run several for availability: a lease in "
+        "MongoDB (FANOUT_RELAY_LEASE_S) lets exactly one send, and another takes over when it expires. "
+        "New entries arrive through a change stream, or by polling every FANOUT_RELAY_POLL_S where the "
+        "server has none. Metrics and health on FANOUT_METRICS_HOST:FANOUT_METRICS_PORT. SIGTERM stops "
+        "after the batch in flight and gives the lease up. The worker can run it instead "
+        "(FANOUT_RELAY=true).",
+    )
+
     g = sub.add_parser(
         "gateway",
         help="run the local API Gateway WebSocket emulator alone",
@@ -95,7 +108,40 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("user_id")
     t.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
 
-    sub.add_parser("schema", help="print the JSON Schemas of the queue body and the client envelope")
+    tk = sub.add_parser(
+        "ticket",
+        help="print a single-use connection ticket for a user (needs MongoDB)",
+        description="Mint a connection ticket: valid once, for FANOUT_TICKET_TTL_S seconds (at most 60); "
+        "connect with ?ticket=… . MongoDB keeps only its hash.",
+    )
+    tk.add_argument("user_id")
+    tk.add_argument("--ttl", type=int, default=None, help="seconds it stays valid, 1 to 60")
+
+    sch = sub.add_parser(
+        "schema",
+        help="print the event catalog as JSON Schema, or write its TypeScript types",
+        description="Print the JSON Schemas of the queue body, the client envelope and every catalogued "
+        "payload (with its type, version and delivery policy). With --typescript, write TypeScript "
+        "declarations of every payload and the typed client envelope, made by json-schema-to-typescript "
+        "(needs Node.js 20+ and npm; the pinned generator is installed once into ~/.cache/fanout).",
+    )
+    sch.add_argument("--typescript", action="store_true", help="write TypeScript declarations instead")
+    sch.add_argument("--out", default=None, metavar="PATH", help="write to PATH instead of stdout")
+
+    fl = sub.add_parser(
+        "flags",
+        help="switch a domain or event type off and on at run time",
+        description="Switches live in MongoDB (FANOUT_FLAGS_COLLECTION); every worker picks a change up "
+        "within a few seconds. A switched-off event is counted as outcome=disabled and deleted. The most "
+        "specific key wins: `chat off` plus `chat.message on` delivers only chat.message.",
+    )
+    fl_sub = fl.add_subparsers(dest="flags_command", required=True, metavar="ACTION")
+    fl_set = fl_sub.add_parser("set", help="switch KEY on or off, e.g. `fanout flags set chat off`")
+    fl_set.add_argument("key", help="a domain (chat), a type prefix (chat.typing) or a type (chat.message)")
+    fl_set.add_argument("state", choices=["on", "off"])
+    fl_clear = fl_sub.add_parser("clear", help="forget KEY's switch: the less specific key decides again")
+    fl_clear.add_argument("key")
+    fl_sub.add_parser("list", help="show every switch")
 
     dlq = sub.add_parser("dlq", help="inspect or redrive the dead-letter queue")
     dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -212,6 +258,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(Pool(settings, processes).main())
 
 
+def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    from fanout.outbox.relay import main as relay_main
+
+    return asyncio.run(relay_main(settings))
+
+
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.local.emulator import Faults, serve
 
@@ -263,11 +315,81 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _schema(args: argparse.Namespace, settings: Settings) -> int:
-    from fanout.envelope import json_schemas
+def _ticket(args: argparse.Namespace, settings: Settings) -> int:
+    from pymongo.errors import PyMongoError
 
-    print(json.dumps(json_schemas(), indent=2))
+    from fanout.tickets import mint
+
+    try:
+        print(mint(args.user_id, settings=settings, ttl_s=args.ttl))
+    except ValueError as exc:
+        return _fail(str(exc))
+    except PyMongoError as exc:
+        return _fail(f"MongoDB did not answer: {type(exc).__name__}", 1)
     return 0
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    if args.typescript:
+        from fanout.catalog.typescript import generate
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fanout"
+        text = generate(cache)
+    else:
+        from fanout.catalog.export import catalog_document
+
+        text = json.dumps(catalog_document(), indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def _flags(args: argparse.Namespace, settings: Settings) -> int:
+    from pymongo.errors import PyMongoError
+
+    from fanout.catalog import KNOWN_TYPES
+    from fanout.flags import FlagStore, check_key
+    from fanout.store import mongo_client
+
+    if args.flags_command != "list":
+        try:
+            check_key(args.key)
+        except ValueError as exc:
+            return _fail(str(exc))
+
+    async def run() -> int:
+        client = mongo_client(settings)
+        try:
+            store = FlagStore.from_client(client, settings.mongo_db, settings.flags_collection)
+            if args.flags_command == "set":
+                await store.set(args.key, args.state == "on")
+                if not any(t == args.key or t.startswith(args.key + ".") for t in KNOWN_TYPES):
+                    print(
+                        f"note: no catalogued type is {args.key} or starts with {args.key}.", file=sys.stderr
+                    )
+                print(f"{args.key} {args.state}; workers apply it within a few seconds")
+            elif args.flags_command == "clear":
+                gone = await store.clear(args.key)
+                print(f"{args.key} cleared" if gone else f"{args.key} had no switch")
+            else:
+                flags = await store.flags()
+                for flag in flags:
+                    when = flag.updated_at.isoformat(timespec="seconds") if flag.updated_at else "-"
+                    print(f"{flag.key:<32} {'on' if flag.enabled else 'off':<4} {when}")
+                if not flags:
+                    print("no switches: every domain is on")
+            return 0
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except PyMongoError as exc:
+        return _fail(f"MongoDB did not answer ({type(exc).__name__}); is FANOUT_MONGO_URI right?", 1)
 
 
 def _dlq(args: argparse.Namespace, settings: Settings) -> int:
@@ -291,16 +413,22 @@ _DEV_ONLY = frozenset({"dev", "gateway", "bench"})
 #: What each command needs that production cannot default (checked once, before it runs).
 _NEEDS: dict[str, tuple[Literal["queue", "mongo", "jwt"], ...]] = {
     "worker": ("queue", "mongo"),
+    "flags": ("mongo",),
+    "relay": ("queue", "mongo"),
     "token": ("jwt",),
+    "ticket": ("mongo",),
 }
 
 _COMMANDS: dict[str, Any] = {
     "bench": _bench,
     "dev": _dev,
     "worker": _worker,
+    "relay": _relay,
     "gateway": _gateway,
     "publish": _publish,
     "token": _token,
+    "ticket": _ticket,
     "schema": _schema,
     "dlq": _dlq,
+    "flags": _flags,
 }

@@ -16,6 +16,10 @@ LOCAL_AWS_ENDPOINT = "http://127.0.0.1:9324"
 LOCAL_MONGO_URI = "mongodb://127.0.0.1:27018"
 DEV_JWT_SECRET = "fanout-dev-secret-not-for-production"  # noqa: S105 - a documented local default
 _API_ID = re.compile(r"[a-z0-9]{1,64}")
+#: A client action name: ``<domain>.<verb>[.<more>]``, lowercase, like an event type.
+ACTION_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+#: Actions fanout itself answers: never forwarded, whatever FANOUT_FORWARD_ACTIONS says.
+OWN_ACTIONS = frozenset({"ping", "hello", "subscribe", "unsubscribe", "notification.subscribe", "resume"})
 
 
 class Settings(BaseSettings):
@@ -47,6 +51,8 @@ class Settings(BaseSettings):
     mongo_secret_field: str | None = Field(None, description="JSON key of the URI when the secret is JSON")
     mongo_db: str = "fanout"
     connections_collection: str = "websocketconnections"
+    flags_collection: str = Field("fanoutflags", description="run-time switches per domain or type")
+    tickets_collection: str = Field("fanouttickets", description="connection tickets (hashes), TTL-indexed")
     mongo_timeout_ms: int = 5000
 
     # API Gateway management API
@@ -72,6 +78,9 @@ class Settings(BaseSettings):
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
     bulk_in_flight: int = Field(2, ge=1, description="shards one process delivers at once")
+    census_interval_s: float = Field(
+        30, gt=0, description="how often one process samples active connections and TTL removals"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9400
 
@@ -84,18 +93,48 @@ class Settings(BaseSettings):
         None, description="Secrets Manager secret holding the connect-token key"
     )
     jwt_audience: str | None = None
+    jwt_connect: bool = Field(True, description="accept JWTs at $connect; false: tickets only")
+    jwks_url: str | None = Field(None, description="JWKS of the product's own tokens (RS256/ES256)")
+    jwt_issuer: str | None = Field(None, description="required iss claim; required with FANOUT_JWKS_URL")
+    jwt_user_claim: str = Field("sub", min_length=1, description="claim of a JWKS token naming the user")
+    jwks_cache_s: float = Field(300, gt=0, description="how long the fetched key set is used")
+    jwks_refresh_s: float = Field(30, ge=0, description="least time between refreshes for an unknown kid")
+    jwks_timeout_s: float = Field(3, gt=0, le=10, description="timeout of one JWKS fetch")
+    ticket_ttl_s: int = Field(30, ge=1, le=60, description="lifetime of a connection ticket")
+    inbound_queue_name: str = "fanout-inbound"
+    inbound_queue_url: str | None = Field(None, description="queue of client actions for the domain")
+    forward_actions: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="client actions forwarded beside chat.send and chat.read, comma-separated"
+    )
+    forward_max_bytes: int = Field(16 * 1024, ge=256, le=32 * 1024, description="largest forwarded frame")
+    forward_rate: int = Field(20, ge=1, description="forwarded frames per connection per window")
+    forward_window_s: int = Field(10, ge=1, le=3600, description="the rate window of forwarded frames")
     topic_policy: str | None = Field(
         None, description="package.module:function deciding gated topic kinds (organization, conversation)"
     )
     connection_ttl_s: int = 7200
 
-    # Ordering and catch-up after reconnect (docs/protocol.md, sections 11 and 12)
+    # Ordering and catch-up after reconnect (docs/protocol.md, sections 16 and 17)
     sequences_collection: str = Field("fanoutsequences", description="per-key seq counters")
     history_collection: str = Field("fanouthistory", description="recent events kept for resume (TTL)")
     history_window_s: int = Field(
         900, ge=0, le=7 * 86400, description="how long events are kept; 0: not at all"
     )
     history_max_replay: int = Field(500, ge=1, le=5000, description="events one resume replays at most")
+
+    # Background publishers (fanout.publish.BackgroundPublisher / AsyncBackgroundPublisher)
+    publish_linger_ms: float = Field(5, ge=0, le=1000, description="wait for a batch to fill at most this")
+    publish_buffer: int = Field(10_000, ge=10, description="events buffered at most, per publisher")
+    publish_block_ms: float = Field(100, ge=0, description="a full buffer blocks this long, then raises")
+    publish_flush_s: float = Field(10, gt=0, description="budget of the flush at close, exit and SIGTERM")
+
+    # Transactional outbox relay (fanout relay, or FANOUT_RELAY=true in the worker)
+    relay: bool = Field(False, description="run the outbox relay inside the worker (one process of the pool)")
+    outbox_db: str | None = Field(None, description="database of the outbox; FANOUT_MONGO_DB when unset")
+    outbox_collection: str = "fanout_outbox"
+    relay_lease_s: float = Field(10, ge=1, le=300, description="lease lifetime; renewed every third of it")
+    relay_poll_s: float = Field(1, gt=0, le=60, description="polling interval without change streams")
+    outbox_retention_s: int = Field(7 * 86400, ge=60, description="relayed entries are kept this long")
 
     # Logs
     log_level: str = "INFO"
@@ -120,6 +159,11 @@ class Settings(BaseSettings):
                 raise ValueError("FANOUT_JWT_SECRET must be at least 32 bytes for HS256")
             if key == DEV_JWT_SECRET and not self.is_dev:
                 raise ValueError("the development key cannot be used outside FANOUT_ENV=dev")
+        if self.jwks_url is not None:
+            if not self.jwt_issuer:
+                raise ValueError("FANOUT_JWKS_URL needs FANOUT_JWT_ISSUER: a key set alone names no issuer")
+            if not (self.jwks_url.startswith("https://") or self.is_dev):
+                raise ValueError("FANOUT_JWKS_URL must be https:// outside FANOUT_ENV=dev")
         return self
 
     def require(self, needs: Iterable[Literal["queue", "mongo", "jwt"]]) -> None:
@@ -131,8 +175,9 @@ class Settings(BaseSettings):
             missing.append("FANOUT_QUEUE_URL")
         if "mongo" in needs and self.mongo_uri is None and not self.mongo_secret_arn:
             missing.append("FANOUT_MONGO_URI (or FANOUT_MONGO_SECRET_ARN)")
-        if "jwt" in needs and self.jwt_secret is None and not self.jwt_secret_arn:
-            missing.append("FANOUT_JWT_SECRET (or FANOUT_JWT_SECRET_ARN)")
+        keyed = self.jwt_secret or self.jwt_secret_arn or self.jwks_url
+        if "jwt" in needs and self.jwt_connect and not keyed:
+            missing.append("FANOUT_JWT_SECRET (or FANOUT_JWT_SECRET_ARN, or FANOUT_JWKS_URL)")
         if missing:
             raise ConfigError(f"FANOUT_ENV={self.env} needs {', '.join(missing)}")
 
@@ -151,6 +196,18 @@ class Settings(BaseSettings):
         for api_id in value:
             if not isinstance(api_id, str) or not _API_ID.fullmatch(api_id):
                 raise ValueError(f"{api_id!r} is not an API Gateway API id (lowercase letters and digits)")
+        return value
+
+    @field_validator("forward_actions", mode="before")
+    @classmethod
+    def _split_actions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for action in value:
+            if not isinstance(action, str) or not ACTION_PATTERN.fullmatch(action) or len(action) > 128:
+                raise ValueError(f"{action!r} is not an action name such as chat.send")
+            if action in OWN_ACTIONS:
+                raise ValueError(f"{action!r} is answered by fanout itself and cannot be forwarded")
         return value
 
     @property
@@ -179,6 +236,13 @@ class Settings(BaseSettings):
         if self.is_dev:
             return DEV_JWT_SECRET
         raise ConfigError("FANOUT_JWT_SECRET (or FANOUT_JWT_SECRET_ARN) is required outside FANOUT_ENV=dev")
+
+    def hs256_key(self) -> str | None:
+        """The HS256 key connects may be signed with, or None where only JWKS tokens (or tickets) are
+        accepted: production without FANOUT_JWT_SECRET."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        return DEV_JWT_SECRET if self.is_dev else None
 
     def aws_client_kwargs(self) -> dict[str, str]:
         """Keyword arguments for a boto3/aiobotocore client; dummy credentials against the local stack."""

@@ -7,6 +7,9 @@ Prometheus, and a busy worker still prints a handful of lines a minute, not one 
 
 Latency histograms become EMF value arrays spread evenly inside each bucket (the interpolation Prometheus'
 ``histogram_quantile`` uses), so a CloudWatch p95 agrees with the Grafana one to the bucket's resolution.
+
+The lifecycle Lambda uses ``LifecycleEmfEmitter`` on its own counters: flushed at the end of each
+invocation, one line at most (an invocation handles one route), none when nothing was counted.
 """
 
 from __future__ import annotations
@@ -33,7 +36,27 @@ CLOUDWATCH_METRICS: dict[str, str] = {
     "QueueLag": "Milliseconds",
     "ProcessRestarts": "Count",
     "Ready": "Count",  # 0 or 1
+    "ActiveConnections": "Count",  # sent only by the process that samples it (worker.census)
+    "ConnectionsExpired": "Count",  # estimated by that process
 }
+#: Metrics only the sampling process sends: from the others they would be zeros, or the same count twice.
+SAMPLED_METRICS = frozenset({"ActiveConnections", "ConnectionsExpired"})
+#: The lifecycle Lambda's CloudWatch metrics (``LifecycleEmfEmitter``) -> unit.
+LIFECYCLE_METRICS: dict[str, str] = {
+    "Connects": "Count",
+    "Disconnects": "Count",
+    "ConnectsUnauthorized": "Count",
+    "Reconnects": "Count",
+    "RouteErrors": "Count",  # dimensions [Route], none
+}
+#: Lifecycle metric -> the Prometheus counter it mirrors (route errors aside: they have a label).
+_LIFECYCLE_SERIES = {
+    "Connects": "fanout_lifecycle_connects_total",
+    "Disconnects": "fanout_lifecycle_disconnects_total",
+    "ConnectsUnauthorized": "fanout_lifecycle_unauthorized_total",
+    "Reconnects": "fanout_lifecycle_reconnects_total",
+}
+_UNITS = {**CLOUDWATCH_METRICS, **LIFECYCLE_METRICS}
 
 #: EMF takes at most 100 values for one metric in one document.
 MAX_VALUES = 100
@@ -114,14 +137,19 @@ class EmfEmitter:
             self._write(json.dumps(document, separators=(",", ":")))
         return len(documents)
 
-    def documents(self) -> list[dict[str, Any]]:
-        """The EMF documents for the change since the previous call (counter resets count from zero)."""
+    def _delta(self) -> tuple[dict[_Key, float], dict[_Key, float]]:
+        """(the change of counters and histograms since the previous call, current gauge values)."""
         cumulative, gauges = _snapshot(self.registry)
         delta: dict[_Key, float] = {}
         for key, value in cumulative.items():
             before = self._previous.get(key, 0.0)
-            delta[key] = value - before if value >= before else value
+            delta[key] = value - before if value >= before else value  # a reset counts from zero
         self._previous = cumulative
+        return delta, gauges
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The EMF documents for the change since the previous call (counter resets count from zero)."""
+        delta, gauges = self._delta()
         now_ms = int(self._clock() * 1000)
         docs: list[dict[str, Any]] = []
 
@@ -162,7 +190,11 @@ class EmfEmitter:
             "Remainders": self._sum(delta, "fanout_remainders_total"),
             "ProcessRestarts": self._sum(delta, "fanout_process_restarts_total"),
             "Ready": min((v for (name, _), v in gauges.items() if name == "fanout_ready"), default=0.0),
+            "ConnectionsExpired": self._sum(delta, "fanout_connections_expired_total"),
         }
+        active = [v for (name, _), v in gauges.items() if name == "fanout_active_connections"]
+        if active:
+            scalars["ActiveConnections"] = max(active)
         docs.append(self._doc(now_ms, scalars, [[]]))
         return [kept for doc in docs if (kept := self._keep(doc))]
 
@@ -177,16 +209,18 @@ class EmfEmitter:
             del doc[name]
         return doc if directive["Metrics"] else None
 
+    def _directive(self, metrics: dict[str, Any], dimensions: list[list[str]]) -> dict[str, Any]:
+        return {
+            "Namespace": self.namespace,
+            "Dimensions": dimensions,
+            "Metrics": [{"Name": name, "Unit": _UNITS[name]} for name in metrics],
+        }
+
     def _doc(
         self, now_ms: int, metrics: dict[str, Any], dimensions: list[list[str]], **dimension_values: str
     ) -> dict[str, Any]:
-        directive = {
-            "Namespace": self.namespace,
-            "Dimensions": dimensions,
-            "Metrics": [{"Name": name, "Unit": CLOUDWATCH_METRICS[name]} for name in metrics],
-        }
         return {
-            "_aws": {"Timestamp": now_ms, "CloudWatchMetrics": [directive]},
+            "_aws": {"Timestamp": now_ms, "CloudWatchMetrics": [self._directive(metrics, dimensions)]},
             **dimension_values,
             **metrics,
         }
@@ -217,3 +251,36 @@ class EmfEmitter:
 def _total(buckets: list[tuple[float, float]]) -> float:
     """Observations in cumulative buckets: the ``+Inf`` bucket's count."""
     return max((count for _, count in buckets), default=0.0)
+
+
+class LifecycleEmfEmitter(EmfEmitter):
+    """The lifecycle's counters as at most one EMF line per flush while one route erred (an invocation).
+
+    One document carries two directives: the counts without dimension, and ``RouteErrors`` by ``Route`` and
+    in total. A flush after several routes erred (not one invocation) adds a line per further route.
+    """
+
+    def __init__(self, registry: CollectorRegistry, **kwargs: Any) -> None:
+        kwargs.setdefault("only", LIFECYCLE_METRICS)
+        super().__init__(registry, **kwargs)
+
+    def documents(self) -> list[dict[str, Any]]:
+        """The lines for what was counted since the previous call; none when nothing was."""
+        delta, _ = self._delta()
+        now_ms = int(self._clock() * 1000)
+        counts = {name: self._sum(delta, series) for name, series in _LIFECYCLE_SERIES.items()}
+        counts = {name: value for name, value in counts.items() if value > 0 and name in self.only}
+        errors = list(self._series(delta, "fanout_lifecycle_route_errors_total"))
+        if "RouteErrors" not in self.only:
+            errors = []
+        docs: list[dict[str, Any]] = []
+        if counts:
+            docs.append(self._doc(now_ms, counts, [[]]))
+        for labels, value in errors:
+            error = {"RouteErrors": value}
+            if docs and "RouteErrors" not in docs[0]:  # the first one rides on the counts' line
+                docs[0]["_aws"]["CloudWatchMetrics"].append(self._directive(error, [["Route"], []]))
+                docs[0].update(error, Route=labels.get("route", "other"))
+            else:
+                docs.append(self._doc(now_ms, error, [["Route"], []], Route=labels.get("route", "other")))
+        return docs

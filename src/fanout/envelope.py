@@ -7,11 +7,19 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import from_json
 
-from fanout.catalog import DOMAINS, domain_of
+from fanout.catalog import DOMAINS, domain_of, lookup, versions_of
 from fanout.errors import InvalidMessage
 
 MAX_BODY_BYTES = 1024 * 1024  # SQS's limit for one message
@@ -65,6 +73,8 @@ class Meta(_Wire):
     ordering_key: OrderingKey | None = None
     seq: int | None = Field(None, ge=0, le=2**53 - 1)  # a browser's Number holds it exactly
     expires_at: datetime | None = None
+    # Left out of the body when unset, so bodies written without it stay byte for byte the same.
+    payload_version: StrictInt | None = Field(None, ge=1, le=1000, exclude_if=lambda v: v is None)
 
     @field_validator("expires_at")
     @classmethod
@@ -93,6 +103,11 @@ class QueueBody(_Wire):
 
     _check_sent_at = field_validator("sent_at")(_utc)
 
+    @property
+    def payload_version(self) -> int:
+        """The version of the payload's schema (``meta.payloadVersion``, 1 when absent)."""
+        return self.meta.payload_version or 1
+
     def sent_at_epoch(self) -> float:
         """``sentAt`` as seconds since the epoch."""
         return datetime.fromisoformat(self.sent_at).timestamp()
@@ -111,6 +126,8 @@ class QueueBody(_Wire):
             envelope["seq"] = self.meta.seq
         if self.meta.ordering_key is not None:
             envelope["key"] = self.meta.ordering_key
+        if (self.meta.payload_version or 1) != 1:  # absent means 1, as in a client's hello
+            envelope["payloadVersion"] = self.meta.payload_version
         # allow_nan=False: a browser's JSON.parse rejects NaN/Infinity (a float overflow such as 1e400).
         return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
@@ -136,6 +153,7 @@ class ClientEnvelope(BaseModel):
     sentAt: str
     seq: int | None = None
     key: str | None = None
+    payloadVersion: int | None = None
 
 
 def now_iso() -> str:
@@ -194,6 +212,7 @@ def validate(doc: Any) -> QueueBody:
         raise InvalidMessage("unknown_domain", f"type {body.type!r}")
     if body.target.is_empty():
         raise InvalidMessage("empty_target", "no userIds, topics, connectionIds or broadcast")
+    check_payload(body)
     try:
         frame = body.client_frame
     except ValueError:  # a number JSON cannot carry (1e400 parses as inf)
@@ -201,6 +220,17 @@ def validate(doc: Any) -> QueueBody:
     if len(frame) > MAX_FRAME_BYTES:
         raise InvalidMessage("too_large", f"client frame over {MAX_FRAME_BYTES} bytes")
     return body
+
+
+def check_payload(body: QueueBody) -> None:
+    """Validate a catalogued type's payload against its model (``meta.payloadVersion``, default 1);
+    ``InvalidMessage("payload_schema")`` when it does not match. Uncatalogued types pass unchecked."""
+    version = body.meta.payload_version or 1
+    spec = lookup(body.type, version)
+    if spec is not None:
+        spec.check(body.payload)
+    elif versions_of(body.type):
+        raise InvalidMessage("payload_schema", f"{body.type} has no payload version {version}")
 
 
 def json_schemas() -> dict[str, Any]:

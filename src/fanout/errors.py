@@ -22,3 +22,15 @@ class InvalidMessage(FanoutError, ValueError):
 
 class AuthError(FanoutError, PermissionError):
     """A WebSocket client presented a missing, malformed or expired token."""
+
+
+class PublishBufferFull(FanoutError):
+    """A background publisher's buffer stayed full for ``block_ms``: the event was not accepted.
+
+    SQS is slower than the publishing rate, or unreachable. The caller decides: fail the request, retry
+    later, or write the event to the outbox instead. ``fanout_publisher_failed_total{reason="buffer_full"}``
+    counts these."""
+
+
+class PublisherClosed(FanoutError, RuntimeError):
+    """``publish`` was called on a background publisher after ``close()``."""

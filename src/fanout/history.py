@@ -1,4 +1,4 @@
-"""Recent events, kept so a client that reconnects can get what it missed (docs/protocol.md, section 12).
+"""Recent events, kept so a client that reconnects can get what it missed (docs/protocol.md, section 17).
 
 One document per event in ``fanouthistory`` (``FANOUT_HISTORY_COLLECTION``), written by the worker that
 receives the event, where the audience is known: its user ids, topics or broadcast flag, its ordering key
@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
@@ -38,6 +38,15 @@ MAX_USERS = 10_000
 OVERLAP_S = 10.0
 _DUPLICATE_KEY = 11000
 _PLAN_FIELDS = {"_id": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
+
+
+class KeptFrame(NamedTuple):
+    """A kept event as a replay posts it."""
+
+    id: str
+    type: str
+    frame: bytes
+    version: int = 1  # the payload's version (meta.payloadVersion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +77,8 @@ def document(body: QueueBody, expires_at: float, now: datetime, window_s: int) -
         doc["key"] = body.meta.ordering_key
     if body.meta.seq is not None:
         doc["seq"] = body.meta.seq
+    if body.payload_version != 1:
+        doc["version"] = body.payload_version  # a replay skips a connection that does not speak it
     doc["frame"] = body.client_frame.decode()
     doc["until"] = datetime.fromtimestamp(min(expires_at, 253402300799), UTC)  # year 9999 at most
     doc["expiresAt"] = now + timedelta(seconds=window_s)
@@ -189,14 +200,14 @@ class History:
         """The last ``seq`` allocated for each key."""
         return await sequence.latest(self._sequences, keys)
 
-    async def frames(self, event_ids: list[str], who: dict[str, Any]) -> list[tuple[str, str, bytes]]:
-        """(event id, type, frame) of the kept events among ``event_ids`` that ``who`` may get and that
-        have not expired, in the order of ``event_ids``."""
+    async def frames(self, event_ids: list[str], who: dict[str, Any]) -> list[KeptFrame]:
+        """The kept events among ``event_ids`` that ``who`` may get and that have not expired, in the
+        order of ``event_ids``."""
         query = {"_id": {"$in": event_ids}, "until": {"$gt": datetime.now(UTC)}} | _kept_now() | who
-        docs = await self._col.find(query, {"type": 1, "frame": 1}).to_list(None)
-        found = {
-            d["_id"]: (str(d.get("type", "")), d["frame"].encode())
-            for d in docs
-            if isinstance(d.get("frame"), str)
-        }
-        return [(i, *found[i]) for i in event_ids if i in found]
+        docs = await self._col.find(query, {"type": 1, "frame": 1, "version": 1}).to_list(None)
+        found: dict[str, KeptFrame] = {}
+        for d in docs:
+            version = d.get("version", 1)
+            if isinstance(d.get("frame"), str) and isinstance(version, int):
+                found[d["_id"]] = KeptFrame(d["_id"], str(d.get("type", "")), d["frame"].encode(), version)
+        return [found[i] for i in event_ids if i in found]

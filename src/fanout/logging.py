@@ -21,6 +21,7 @@ import structlog
 REDACTED_KEYS = frozenset(
     {
         "token",
+        "ticket",
         "payload",
         "body",
         "authorization",
@@ -43,7 +44,7 @@ _CONNECTION_KEYS = frozenset({"connection_id", "connectionid", "connection_ids",
 _SECRET_TEXT = [
     (re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*"), "[redacted-jwt]"),
     (
-        re.compile(r"([?&](?:token|access_token|id_token|jwt|auth)=)[^&\s\"']+", re.IGNORECASE),
+        re.compile(r"([?&](?:token|access_token|id_token|jwt|auth|ticket)=)[^&\s\"']+", re.IGNORECASE),
         r"\1[redacted]",
     ),
     (re.compile(r"(\bbearer\s+)\S+", re.IGNORECASE), r"\1[redacted]"),

@@ -94,5 +94,18 @@ class Metrics:
         self.ready = Gauge(
             "fanout_ready", "1 while SQS and MongoDB answer", registry=registry, multiprocess_mode="livemin"
         )
+        # Socket health, sampled from MongoDB by one process (fanout.worker.census); 0 in the others, so
+        # the pool's livesum is the sampler's count.
+        self.active_connections = Gauge(
+            "fanout_active_connections",
+            "Live connection records (expiresAt in the future), sampled once per census interval",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.connections_expired = Counter(
+            "fanout_connections_expired",
+            "Connection records removed after their expiresAt passed: MongoDB's TTL monitor, estimated",
+            registry=registry,
+        )
         # fanout_process_restarts_total and fanout_processes come from the pool supervisor
         # (fanout.worker.pool): a child defining them too would export each family twice.

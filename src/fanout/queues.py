@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from fanout.config import Settings
 
 
@@ -25,13 +27,21 @@ async def aurl(sqs: Any, settings: Settings, *, dlq: bool = False) -> str:
 
 
 async def abulk(sqs: Any, settings: Settings) -> str | None:
-    """The bulk queue's URL (broadcast shards), or None where none is configured: production without
-    ``FANOUT_BULK_QUEUE_URL`` puts shards on the events queue."""
+    """The bulk queue's URL (broadcast shards), or None where there is none: production without
+    ``FANOUT_BULK_QUEUE_URL``, or a development stack that did not create it, puts shards on the events
+    queue."""
     if settings.bulk_queue_url:
         return settings.bulk_queue_url
     if not settings.is_dev:
         return None
-    return str((await sqs.get_queue_url(QueueName=settings.bulk_queue_name))["QueueUrl"])
+    try:
+        return str((await sqs.get_queue_url(QueueName=settings.bulk_queue_name))["QueueUrl"])
+    except ClientError as exc:
+        if "NonExistentQueue" in str(
+            exc.response.get("Error", {}).get("Code", "")
+        ) or "QueueDoesNotExist" in str(exc):
+            return None
+        raise
 
 
 def is_fifo(destination: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ from fanout.envelope import Target
 
 USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
 BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
-_PROJECTION = {"_id": 0, "connectionId": 1, "userId": 1, "domainName": 1, "stage": 1, "connectedAt": 1}
+#: Records carry ``bucket`` (a hash of the connection id): shards of a large audience are bucket ranges.
+BUCKETS = 1024
+# ``payloads`` is absent from nearly every record, so asking for it costs a lookup nothing.
+_PROJECTION = {
+    "_id": 0, "connectionId": 1, "userId": 1, "domainName": 1, "stage": 1, "connectedAt": 1, "payloads": 1,
+}  # fmt: skip
+#: The payload versions a connection understands: event type -> versions (a type left out: version 1).
+Payloads = dict[str, frozenset[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,13 @@ class Connection:
     domain_name: str
     stage: str
     connected_at: datetime | None
+    payloads: Payloads | None = None  # None: the client declared none, so it speaks version 1 of all
+
+    def speaks(self, event_type: str, version: int) -> bool:
+        """Whether the client understands ``version`` of ``event_type``'s payload."""
+        if self.payloads is None:
+            return version == 1
+        return version in self.payloads.get(event_type, _V1)
 
     @property
     def endpoint(self) -> str:
@@ -68,13 +83,43 @@ def _scope(target: Target) -> dict[str, Any]:
     return {"$or": ways}
 
 
-def _range(shard: tuple[str, str] | None) -> dict[str, Any]:
-    """The filter of a shard ``[lo, hi)`` of connection ids; an empty bound is open."""
-    if shard is None:
-        return {}
+def bucket_of(connection_id: str) -> int:
+    """The record's bucket, ``0 <= b < BUCKETS``: a hash of its id, so ids of any shape spread evenly."""
+    return zlib.crc32(connection_id.encode()) % BUCKETS
+
+
+def _buckets(shard: tuple[int, int]) -> dict[str, Any]:
+    """The filter of a shard: buckets ``[lo, hi)`` as an ``$in`` (an index lookup on any server); the
+    last shard also takes records without a bucket (written before buckets, or by another writer)."""
     lo, hi = shard
-    bounds = ({"$gte": lo} if lo else {}) | ({"$lt": hi} if hi else {})
-    return {"connectionId": bounds} if bounds else {}
+    wanted = {"bucket": {"$in": list(range(lo, hi))}}
+    return {"$or": [wanted, {"bucket": {"$exists": False}}]} if hi >= BUCKETS else wanted
+
+
+def _and(*filters: dict[str, Any]) -> dict[str, Any]:
+    parts = [f for f in filters if f]
+    return parts[0] if len(parts) == 1 else {"$and": parts} if parts else {}
+
+
+_V1 = frozenset({1})
+
+
+def payload_entries(payloads: dict[str, list[int]]) -> list[str]:
+    """How a record stores declared payload versions: ``type@version`` strings (types hold dots, which
+    MongoDB field names should not)."""
+    return [f"{event_type}@{v}" for event_type, versions in payloads.items() for v in versions]
+
+
+def _payloads(value: Any) -> Payloads | None:
+    """The record's ``payloads`` as a lookup; entries that are not ``type@version`` are ignored."""
+    if not isinstance(value, list):
+        return None
+    found: dict[str, set[int]] = {}
+    for entry in value:
+        event_type, _, version = entry.rpartition("@") if isinstance(entry, str) else ("", "", "")
+        if event_type and version.isdigit():
+            found.setdefault(event_type, set()).add(int(version))
+    return {t: frozenset(v) for t, v in found.items()}
 
 
 def _now() -> datetime:
@@ -99,7 +144,8 @@ def _to_connection(doc: dict[str, Any]) -> Connection | None:
             return None
         if connected.tzinfo is None:
             connected = connected.replace(tzinfo=UTC)
-    return Connection(cid, user, domain, stage, connected)
+    declared = doc.get("payloads")
+    return Connection(cid, user, domain, stage, connected, None if declared is None else _payloads(declared))
 
 
 SkipHook = Callable[[dict[str, Any]], None]
@@ -187,7 +233,8 @@ class ConnectionStore:
 
     @property
     def database(self) -> AsyncDatabase[dict[str, Any]]:
-        """The database of the records: the history and the sequence counters live beside them."""
+        """The database of the records, where the other collections (tickets, the history, the sequence
+        counters) live too."""
         return self._col.database
 
     def _connections(self, docs: Iterable[dict[str, Any]]) -> Iterable[Connection]:
@@ -203,13 +250,14 @@ class ConnectionStore:
         await self._col.create_index([("connectionId", ASCENDING)], unique=True)
         await self._col.create_index([("userId", ASCENDING)])
         await self._col.create_index([("topics", ASCENDING)])
+        await self._col.create_index([("bucket", ASCENDING)])
         await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
 
     async def resolve(
-        self, target: Target, shard: tuple[str, str] | None = None
+        self, target: Target, shard: tuple[int, int] | None = None
     ) -> AsyncIterator[list[Connection]]:
         """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
-        to the connection ids in ``[lo, hi)`` (an empty bound is open)."""
+        to the records in buckets ``[lo, hi)``."""
         now = _now()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
@@ -225,9 +273,9 @@ class ConnectionStore:
             return out
 
         if shard is not None:
-            # The id range is the selective part: expiry is checked here rather than in the query, so
-            # no server can prefer the expiresAt index (every record matches it) over the range.
-            async for batch in self._stream(_scope(target) | _range(shard), _LIVE_PROJECTION):
+            # The buckets are the selective part: expiry is checked here rather than in the query, so
+            # no server can prefer the expiresAt index (every record matches it) over the buckets.
+            async for batch in self._stream(_and(_scope(target), _buckets(shard)), _LIVE_PROJECTION):
                 yield fresh(d for d in batch if _live(d, now))
             return
         if target.broadcast:
@@ -261,21 +309,13 @@ class ConnectionStore:
         if batch:
             yield batch
 
-    async def shard_bounds(self, target: Target, size: int) -> list[str]:
-        """Connection ids that split ``target``'s live audience into ranges of about ``size``; empty
-        when it fits in one. One pass over the sorted ids (index-only in MongoDB), never the records."""
-        query = {"expiresAt": {"$gt": _now()}} | _scope(target)
-        bounds: list[str] = []
-        seen = 0
-        cursor = self._col.find(query, {"_id": 0, "connectionId": 1}, batch_size=5000).sort("connectionId", 1)
-        async for doc in cursor:
-            cid = doc.get("connectionId")
-            if not isinstance(cid, str):
-                continue
-            if seen and seen % size == 0:
-                bounds.append(cid)
-            seen += 1
-        return bounds
+    async def audience(self, target: Target, at_most: int) -> int:
+        """About how many connections a broadcast or a topic target has, counted up to ``at_most``:
+        a broadcast from the collection's metadata (no scan), a topic audience by its index."""
+        if target.broadcast:
+            return int(await self._col.estimated_document_count())
+        query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": _now()}}
+        return int(await self._col.count_documents(query, limit=at_most))
 
     async def by_ids(self, connection_ids: Iterable[str], target: Target) -> AsyncIterator[list[Connection]]:
         """Yield the live connections among ``connection_ids`` that ``target`` addresses (a remainder
@@ -298,6 +338,7 @@ class ConnectionStore:
             {
                 "$set": {
                     "userId": user_id,
+                    "bucket": bucket_of(connection_id),
                     "domainName": domain_name,
                     "stage": stage,
                     "connectedAt": now,
@@ -351,9 +392,52 @@ class ConnectionStore:
         )
         return list(doc.get("topics") or []) if doc is not None else []
 
-    async def remove(self, connection_id: str) -> bool:
-        """Delete a record (the ``$disconnect`` route)."""
-        return (await self._col.delete_one({"connectionId": connection_id})).deleted_count > 0
+    async def hello(self, connection_id: str, protocol: int, payloads: dict[str, list[int]] | None) -> bool:
+        """Store what a connection speaks: its protocol and, when declared, its payload versions (a hello
+        without them unsets any earlier ones). False when the connection has no record."""
+        update: dict[str, Any] = {"$set": {"protocol": protocol}}
+        if payloads is None:
+            update["$unset"] = {"payloads": ""}
+        else:
+            update["$set"]["payloads"] = payload_entries(payloads)
+        result = await self._col.update_one({"connectionId": connection_id}, update)
+        return result.matched_count > 0
+
+    async def ask_upgrade_once(self, connection_id: str, key: str) -> bool:
+        """Record that a connection was asked to upgrade for ``key`` (``type@version``); True only for
+        the first caller, so of several workers meeting the same event exactly one asks."""
+        result = await self._col.update_one(
+            {"connectionId": connection_id, "upgradeAsked": {"$ne": key}},
+            {"$addToSet": {"upgradeAsked": key}},
+        )
+        return result.modified_count > 0
+
+    async def take_forward_slot(self, connection_id: str, window: int, limit: int) -> bool:
+        """Count one forwarded frame in the connection's current rate window (``window``: the window's
+        number); False when ``limit`` frames already passed in it. Each step is one atomic update, so
+        concurrent frames (several Lambda containers) cannot pass more than ``limit`` together."""
+        count = ({"connectionId": connection_id, "forwardWindow": window, "forwardCount": {"$lt": limit}},
+                 {"$inc": {"forwardCount": 1}})  # fmt: skip
+        if (await self._col.update_one(*count)).matched_count:
+            return True
+        opened = await self._col.update_one(
+            {"connectionId": connection_id, "forwardWindow": {"$ne": window}},
+            {"$set": {"forwardWindow": window, "forwardCount": 1}},
+        )
+        if opened.matched_count:
+            return True
+        # The window is current: full, or opened by a concurrent frame between the two steps.
+        return (await self._col.update_one(*count)).matched_count > 0
+
+    async def remove(self, connection_id: str) -> str | None:
+        """Delete a record (the ``$disconnect`` route); the user id it had, None when there was none."""
+        doc = await self._col.find_one_and_delete({"connectionId": connection_id}, {"_id": 0, "userId": 1})
+        user = doc.get("userId") if doc else None
+        return user if isinstance(user, str) and user else None
+
+    def sibling(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        """Another collection of the records' database (e.g. the lifecycle's recent disconnects)."""
+        return self._col.database[name]
 
     async def prune(self, conn: Connection) -> bool:
         """Delete a gone connection's record, and only that record: a re-used id with a newer

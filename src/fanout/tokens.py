@@ -1,12 +1,34 @@
-"""Connect tokens: HS256 JWTs whose ``sub`` is the user id."""
+"""Connect tokens: HS256 JWTs signed with a shared key (local use, ``fanout token``), and the product's own
+RS256/ES256 login tokens checked against its JWKS.
+
+The key source follows the token header's ``alg``: HS256 goes to the shared key only (none in production
+without ``FANOUT_JWT_SECRET``), RS256/ES256 to the JWKS only, anything else (``none`` included) is refused.
+So a token signed with HS256 using the public key as its secret never meets that public key.
+
+JWKS keys come from PyJWT's ``PyJWKClient``: the key set is cached for ``FANOUT_JWKS_CACHE_S``, a ``kid``
+not in it forces one refresh at most every ``FANOUT_JWKS_REFRESH_S`` (a stream of forged kids cannot
+turn into a stream of fetches), and every fetch is bounded by ``FANOUT_JWKS_TIMEOUT_S``. The fetch is
+blocking (urllib), so it runs in a thread: the emulator's loop keeps serving other sockets meanwhile.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import jwt
 
+from fanout.config import Settings
 from fanout.errors import AuthError
+from fanout.logging import get_logger
+
+log = get_logger("fanout.tokens")
+
+#: Algorithms of the product's own tokens; the JWKS key must be of the same kind.
+JWKS_ALGORITHMS = ("RS256", "ES256")
+MAX_TOKEN_CHARS = 8192  # far above any real JWT; bounds the work a hostile one causes
+MAX_USER_ID_CHARS = 256  # the record's userId, as section 2 bounds user ids
 
 
 def sign(user_id: str, key: str, ttl_s: int = 3600, audience: str | None = None) -> str:
@@ -18,8 +40,15 @@ def sign(user_id: str, key: str, ttl_s: int = 3600, audience: str | None = None)
     return jwt.encode(claims, key, algorithm="HS256")
 
 
+def _user(claims: dict[str, Any], claim: str) -> str:
+    user = claims.get(claim)
+    if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_ID_CHARS:
+        raise AuthError(f"invalid token: {claim} is not a user id")
+    return user
+
+
 def verify(token: str | None, key: str, audience: str | None = None) -> str:
-    """The user id a token was issued for; ``AuthError`` when it is missing, forged or expired."""
+    """The user id an HS256 token was issued for; ``AuthError`` when it is missing, forged or expired."""
     if not token:
         raise AuthError("missing token")
     try:
@@ -28,7 +57,60 @@ def verify(token: str | None, key: str, audience: str | None = None) -> str:
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {type(exc).__name__}") from None
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
-        raise AuthError("invalid token: empty subject")
-    return subject
+    return _user(claims, "sub")
+
+
+class Verifier:
+    """Verifies connect tokens with the keys the settings allow; built once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hs256 = settings.hs256_key()
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._claim = settings.jwt_user_claim
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.jwks_url:
+            self._jwks = jwt.PyJWKClient(
+                settings.jwks_url,
+                lifespan=settings.jwks_cache_s,
+                timeout=settings.jwks_timeout_s,
+                cooldown_duration=settings.jwks_refresh_s,
+                headers={"User-Agent": "fanout"},
+            )
+
+    async def verify(self, token: str | None) -> str:
+        """The user id of a valid token; ``AuthError`` otherwise (never a key or the token in it)."""
+        if not token:
+            raise AuthError("missing token")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthError("token too long")
+        try:
+            alg = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            raise AuthError("invalid token: malformed") from None
+        if alg == "HS256" and self._hs256 is not None:
+            return verify(token, self._hs256, self._audience)
+        if alg in JWKS_ALGORITHMS and self._jwks is not None:
+            return await self._verify_jwks(token, self._jwks)
+        raise AuthError(f"invalid token: algorithm {str(alg)[:16]!r} not accepted")
+
+    async def _verify_jwks(self, token: str, jwks: jwt.PyJWKClient) -> str:
+        try:
+            key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
+        except jwt.PyJWKClientConnectionError:
+            log.warning("jwks_unreachable")  # every JWKS connect fails until it answers again
+            raise AuthError("JWKS unreachable") from None
+        except jwt.PyJWTError as exc:  # unknown kid (after the allowed refresh), a bad key set
+            raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(JWKS_ALGORITHMS),
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iss", self._claim]},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"invalid token: {type(exc).__name__}") from None
+        return _user(claims, self._claim)

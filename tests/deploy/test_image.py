@@ -9,9 +9,12 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.deploy.conftest import REPO_ROOT, tool
 
@@ -19,9 +22,11 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 # The builder stage's commands, verbatim; the wheel test runs the same ones with local paths.
 BUILD_WHEEL = "pip wheel --no-deps --wheel-dir /wheels ."
 MAKE_VENV = "python -m venv /opt/venv"
-INSTALL_WHEEL = "/opt/venv/bin/pip install --only-binary=:all: /wheels/fanout-*.whl"
+INSTALL_LOCK = "/opt/venv/bin/pip install --require-hashes --only-binary=:all: -r requirements.lock"
+INSTALL_WHEEL = "/opt/venv/bin/pip install --no-deps /wheels/fanout-*.whl"
 # What the builder stage copies from the build context.
-CONTEXT = ["pyproject.toml", "README.md", "src"]
+CONTEXT = ["pyproject.toml", "README.md", "requirements.lock", "src"]
+LOCK = REPO_ROOT / "requirements.lock"
 
 
 def stages() -> list[str]:
@@ -46,7 +51,7 @@ def test_dockerfile_production_shape() -> None:
     )
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.MULTILINE)
     assert base and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base[1])
-    for command in (BUILD_WHEEL, MAKE_VENV, INSTALL_WHEEL):
+    for command in (BUILD_WHEEL, MAKE_VENV, INSTALL_LOCK, INSTALL_WHEEL):
         assert command in builder, f"builder stage no longer runs {command!r}: update this test with it"
     for path in CONTEXT:
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", builder, re.MULTILINE)
@@ -75,7 +80,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     """The build context is only what the builder stage copies."""
     lines = (REPO_ROOT / ".dockerignore").read_text().split()
     assert lines[0] == "*" or "*" in lines  # everything out, then only what the build needs back in
-    assert {"!pyproject.toml", "!README.md", "!src/"} <= set(lines)
+    assert {"!pyproject.toml", "!README.md", "!requirements.lock", "!src/"} <= set(lines)
 
 
 @pytest.mark.slow
@@ -101,12 +106,15 @@ def test_wheel_installs_and_runs_without_dev_extras(tmp_path: Path) -> None:
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         )
 
-    # BUILD_WHEEL, MAKE_VENV, INSTALL_WHEEL with local paths
+    # BUILD_WHEEL, MAKE_VENV, INSTALL_LOCK, INSTALL_WHEEL with local paths
     run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels, ".")
     [wheel] = wheels.glob("fanout-*.whl")
     run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "pip", "install", "--quiet", "--only-binary=:all:", wheel)
+    pip = venv / "bin" / "pip"
+    run(pip, "install", "--quiet", "--require-hashes", "--only-binary=:all:", "-r", "requirements.lock")
+    run(pip, "install", "--quiet", "--no-deps", wheel)
     print(f"wheel built and installed in {time.monotonic() - started:.1f} s")
+    run(venv / "bin" / "python", "-m", "pip", "check")  # the lock holds every dependency of every package
 
     installed = subprocess.run(
         [venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"],
@@ -147,3 +155,41 @@ def test_wheel_installs_and_runs_without_dev_extras(tmp_path: Path) -> None:
         worker.stderr,
         re.MULTILINE,
     ), worker.stderr
+
+
+def locked() -> dict[str, tuple[str, list[str]]]:
+    """requirements.lock: normalized name -> (pinned version, its hashes)."""
+    text = re.sub(r"\s*\\\n\s*", " ", LOCK.read_text())
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)((?: --hash=sha256:[0-9a-f]{64})*)", line)
+        assert match, f"not a hash-pinned requirement: {line!r}"
+        hashes = re.findall(r"sha256:([0-9a-f]{64})", match[3])
+        pins[canonicalize_name(match[1])] = (match[2], hashes)
+    return pins
+
+
+def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    """Each runtime requirement of pyproject.toml is pinned in requirements.lock at a version it allows, every
+    pin has hashes, and no dev or deploy extra got in: `make lock` was run after the last change."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pins = locked()
+    for text in project["dependencies"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not in requirements.lock: run `make lock`"
+        assert requirement.specifier.contains(pins[name][0], prereleases=True), (
+            f"requirements.lock pins {name}=={pins[name][0]}, outside {requirement.specifier}: run `make lock`"
+        )
+    assert all(hashes for _, hashes in pins.values())
+    extras = {
+        canonicalize_name(Requirement(r).name)
+        for group in project["optional-dependencies"].values()
+        for r in group
+    }
+    direct = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    assert set() == (extras - direct) & set(pins), "a dev or deploy extra is in the runtime lock"
+    assert "make lock" in LOCK.read_text().splitlines()[1]

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 from pymongo import MongoClient
 
 from fanout import tokens
 from fanout.config import DEV_JWT_SECRET
 from tests.conftest import die_with_parent, free_port
 from tests.deploy.conftest import Synth
+from tests.deploy.test_image import locked
 
 from fanout_cdk.lifecycle import LAMBDA_HANDLER  # isort: skip - deploy/ is on sys.path through conftest
 
@@ -187,3 +189,14 @@ def test_bundled_lambda_answers_connect_from_its_asset_alone(default_synth: Synt
     assert out["responses"] == [{"statusCode": 200}]
     with MongoClient(mongo_uri) as client:
         assert client[database]["websocketconnections"].count_documents({}) == 0
+
+
+def test_bundle_holds_the_locked_versions(default_synth: Synth) -> None:
+    """The Lambda asset holds exactly the dependencies requirements.lock pins (the image's lock), and fanout."""
+    asset = default_synth.lambda_asset()
+    installed = {}
+    for dist in asset.glob("*.dist-info"):
+        name, version = dist.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[canonicalize_name(name)] = version
+    assert "0.1.0" == installed.pop("fanout")
+    assert {name: version for name, (version, _) in locked().items()} == installed

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from fanout.config import Settings
-from tests.deploy.conftest import EXISTING, Synth, synth, tool
+from tests.deploy.conftest import EXISTING, REPO_ROOT, Synth, synth, tool
 
 from fanout_cdk import queues, service  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
 from metrics_contract import NAMESPACE  # isort: skip
@@ -100,7 +100,7 @@ def test_topic_delivers_raw_to_the_queue(default_synth: Synth) -> None:
 
 CONNECTIONS = re.compile(
     r"^arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
-    r"(?P<api>[a-z0-9]{10}|\$\{WebSocketApi\w+\})/(?P<stage>[^/*]+)/(?P<method>POST|GET|DELETE)/@connections/\*$"
+    r"(?P<api>[a-z0-9]{10}|\$\{WebSocketApi\w+\})/(?P<stage>[^/*]+)/(?P<method>POST)/@connections/\*$"
 )
 
 
@@ -108,7 +108,8 @@ CONNECTIONS = re.compile(
 def test_task_role_has_no_wildcard_beyond_connections(
     which: str, default_synth: Synth, existing_synth: Synth
 ) -> None:
-    """The task role grants exactly the worker's calls, with no wildcard but the @connections/* path."""
+    """The task role grants exactly the worker's calls, with no wildcard but the @connections/* path, and
+    on @connections only POST: the worker never reads (GET) or closes (DELETE) a connection."""
     s = default_synth if which == "default" else existing_synth
     api, stage = (
         ("${" + logical_id(s, "AWS::ApiGatewayV2::Api", "WebSocketApi") + "}", "production")
@@ -136,8 +137,7 @@ def test_task_role_has_no_wildcard_beyond_connections(
     dlq = "${" + logical_id(s, "AWS::SQS::Queue", "DeadLetterQueue") + ".Arn}"
     assert granted == {
         "execute-api:ManageConnections": {
-            f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:{api}/{stage}/{m}/@connections/*"
-            for m in ("POST", "GET", "DELETE")
+            f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:{api}/{stage}/POST/@connections/*"
         },
         "sqs:ReceiveMessage": {queue},
         "sqs:DeleteMessage": {queue},
@@ -217,6 +217,54 @@ def test_worker_settings(default_synth: Synth, existing_synth: Synth) -> None:
         names = set(env_of(which)) | {s["Name"] for s in container(which).get("Secrets", [])}
         unknown = {n for n in names if n.removeprefix("FANOUT_").lower() not in Settings.model_fields}
         assert not unknown, f"not fanout settings: {sorted(unknown)}"
+
+
+def test_worker_never_calls_get_or_delete_on_connections() -> None:
+    """The worker's code has no GET or DELETE on @connections, so a POST-only role is all it needs."""
+    worker = REPO_ROOT / "src" / "fanout" / "worker"
+    for path in [*worker.glob("*.py"), REPO_ROOT / "src" / "fanout" / "cli.py"]:
+        text = path.read_text()
+        assert not re.search(r"management\.(get|delete)\(|\.delete\(conn|\.get\(conn", text), path
+    assert re.search(r"\.post\(", (worker / "delivery.py").read_text())
+
+
+@pytest.mark.parametrize("which", ["default", "existing"])
+def test_root_filesystem_is_read_only_with_a_writable_tmp(
+    which: str, default_synth: Synth, existing_synth: Synth
+) -> None:
+    """The container's root filesystem is read-only; /tmp, where the worker writes, is a task volume."""
+    s = default_synth if which == "default" else existing_synth
+    c = container(s)
+    assert c["ReadonlyRootFilesystem"] is True
+    [mount] = c["MountPoints"]
+    assert (mount["ContainerPath"], mount["ReadOnly"]) == (service.TMP_DIR, False) == ("/tmp", False)  # noqa: S108
+    _, task = s.one("AWS::ECS::TaskDefinition")
+    [volume] = task["Properties"]["Volumes"]
+    assert volume == {"Name": mount["SourceVolume"]}  # no host path, no EFS: the task's ephemeral storage
+
+
+def test_worker_writes_only_in_the_temporary_directory() -> None:
+    """Nothing in the worker's code writes a file outside tempfile's directory (TMPDIR, /tmp in the task)."""
+    writes = re.compile(r"\bopen\([^)]*[\"'][wax]b?[\"']|\.write_(text|bytes)\(|\bmkdtemp\(|\bmkstemp\(")
+    found = {
+        str(path.relative_to(REPO_ROOT))
+        for path in (REPO_ROOT / "src" / "fanout").rglob("*.py")
+        if "local" not in path.parts and "bench" not in path.parts and writes.search(path.read_text())
+    }
+    developer_commands = {
+        "src/fanout/cli.py",  # `fanout schema --out PATH`: a file the developer names
+        "src/fanout/catalog/compat.py",  # `python -m fanout.catalog.compat --update`: the committed snapshot
+    }
+    assert {"src/fanout/worker/pool.py"} == found - developer_commands  # mkdtemp for the multiprocess metrics
+    assert "tempfile.mkdtemp(" in (REPO_ROOT / "src" / "fanout" / "worker" / "pool.py").read_text()
+
+
+def test_worker_posts_only_to_its_api(default_synth: Synth, existing_synth: Synth) -> None:
+    """FANOUT_API_IDS is the API the stack made, or the one given: posts go nowhere else."""
+    api = logical_id(default_synth, "AWS::ApiGatewayV2::Api", "WebSocketApi")
+    assert env_of(default_synth)["FANOUT_API_IDS"] == {"Ref": api}
+    assert env_of(existing_synth)["FANOUT_API_IDS"] == EXISTING["apiId"]
+    assert Settings(api_ids=EXISTING["apiId"]).api_ids == {EXISTING["apiId"]}
 
 
 def test_default_creates_vpc_and_cluster_and_builds_the_image(default_synth: Synth) -> None:

@@ -11,6 +11,7 @@ import yaml
 from tests.deploy.conftest import REPO_ROOT, Synth
 
 import alert_rules  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
+import metrics_contract as contract  # isort: skip
 import thresholds as t  # isort: skip
 
 # CloudWatch alarms whose metric is in milliseconds while the threshold is in seconds.
@@ -117,3 +118,52 @@ def test_grafana_threshold_lines_are_the_alarms() -> None:
         "Reconnect rate": [t.RECONNECT_STORM.threshold / 100],  # a ratio panel (percentunit)
         "Route errors per minute by route": [t.ROUTE_ERRORS.threshold],
     }
+
+
+# Posts each ratio is taken over: an expired event, or one in a payload version the client does not speak,
+# was never posted, and a 410 client left by itself.
+JUDGED = set(contract.DELIVERY_OUTCOMES) - {"gone", "expired", "unsupported_version"}
+RATIO_OVER = {
+    ("DeliverySuccessLow", "FanoutDeliverySuccessLow"): JUDGED,
+    ("DeliveriesThrottled", "FanoutThrottled"): JUDGED,
+    ("GoneRateSpike", "FanoutGoneRateSpike"): set(contract.DELIVERY_OUTCOMES) - set(t.NOT_POSTED),
+}
+
+
+def _prometheus_denominator(expr: str) -> set[str]:
+    """The outcomes the ratio's denominator selects (PromQL regex matchers are anchored, as fullmatch)."""
+    selectors = re.findall(r'fanout_deliveries_total\{outcome!~"([^"]+)"\}', expr)
+    assert selectors, expr
+    [regex] = set(selectors)  # the traffic guard reads the same posts
+    return {o for o in contract.DELIVERY_OUTCOMES if not re.fullmatch(regex, o)}
+
+
+def test_expired_posts_are_no_failures(default_synth: Synth) -> None:
+    """Delivery success and throttling are judged over posts without 410s and expired events, the gone ratio
+    over posts without expired events, in CloudWatch and in Prometheus alike."""
+    alarms = cloudwatch_alarms(default_synth)
+    rules = prometheus_rules()
+    for (cloudwatch, prometheus), outcomes in RATIO_OVER.items():
+        read = {
+            dim["Value"]
+            for q in alarms[cloudwatch]["Metrics"]
+            if "MetricStat" in q
+            for dim in q["MetricStat"]["Metric"].get("Dimensions", [])
+            if dim["Name"] == "Outcome"
+        }
+        assert outcomes == read, cloudwatch
+        assert outcomes == _prometheus_denominator(rules[prometheus]["expr"]), prometheus
+
+
+def test_every_alarm_has_a_runbook_section() -> None:
+    """Each alarm, CloudWatch-only ones included, points at a `#### Fanout...` section of docs/operations.md."""
+    headings = {
+        line[5:].strip().lower(): line[5:].strip()
+        for line in (REPO_ROOT / "docs" / "operations.md").read_text().splitlines()
+        if line.startswith("#### ")
+    }
+    for alarm in t.ALARMS:
+        path, anchor = alarm.runbook.split("#")
+        assert path == "docs/operations.md", alarm.runbook
+        assert anchor in headings, f"{alarm.cloudwatch or alarm.prometheus}: no section for #{anchor}"
+        assert headings[anchor].startswith("Fanout"), headings[anchor]

@@ -43,7 +43,7 @@ async def test_event_reaches_every_connection_of_its_user_only(stack: Stack, via
             }
         )
         publisher = await asyncio.to_thread(Publisher, settings, via=via)  # type: ignore[arg-type]
-        payload = {"title": "hi", "nested": {"n": 1, "list": [1, "two"]}}
+        payload = {"notificationId": "n1", "title": "hi", "nested": {"n": 1, "list": [1, "two"]}}
         event_id = await asyncio.to_thread(
             publisher.publish, "notification.new", user_ids=[user_a], payload=payload
         )
@@ -79,7 +79,11 @@ async def test_malformed_body_is_dead_lettered_and_next_event_still_delivered(st
         queue = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
         sqs.send_message(QueueUrl=queue, MessageBody=f"not json {marker}")
         publisher = Publisher(settings)
-        event_id = publisher.publish("chat.message", user_ids=[user], payload={"text": "after"})
+        event_id = publisher.publish(
+            "chat.message",
+            user_ids=[user],
+            payload={"conversationId": "c1", "messageId": "m1", "senderId": "u0", "text": "after"},
+        )
         publisher.close()
         await wait_for(lambda: [e["id"] for e in client.events()] == [event_id])
         dlq = sqs.get_queue_url(QueueName=settings.dlq_name)["QueueUrl"]

@@ -1,9 +1,12 @@
-"""A stack without a worker, shared by the tests that run workers with settings of their own."""
+"""A stack without a worker, shared by the tests that run workers with settings of their own, and the
+TypeScript package built once per session for the tests that drive it with Node."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -16,6 +19,7 @@ from fanout.local.queues import create_queues
 from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.helpers import WorkerPool
 
+PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 NO_FAULTS = {"throttle": 0, "error": 0, "timeout": 0, "drop": 0, "latency_ms": 0}
 
 
@@ -63,7 +67,7 @@ def lane(bare_stack: Stack, tmp_path: Path) -> Iterator[Lane]:
     every worker started is killed at the end."""
     suffix = secrets.token_hex(4)
     names = {"queue_name": f"fanout-events-{suffix}", "dlq_name": f"fanout-events-dlq-{suffix}",
-             "topic_name": f"fanout-events-{suffix}"}  # fmt: skip
+             "topic_name": f"fanout-events-{suffix}", "bulk_queue_name": f"fanout-events-bulk-{suffix}"}  # fmt: skip
     settings = bare_stack.settings.model_copy(update=names)
     create_queues(settings)
     env = {**bare_stack.env, **{f"FANOUT_{k.upper()}": v for k, v in names.items()}}
@@ -73,3 +77,20 @@ def lane(bare_stack: Stack, tmp_path: Path) -> Iterator[Lane]:
     for pool in running.started:
         pool.kill()
     faults(bare_stack, **NO_FAULTS)
+
+
+@pytest.fixture(scope="session")
+def built_package() -> list[str]:
+    """`npm ci` and `tsc` as a developer runs them; returns the compiled Node test files."""
+    for tool in ("node", "npm"):
+        assert shutil.which(tool), (
+            f"{tool} is required to test clients/typescript (install Node.js 20 or later)"
+        )
+    for args in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build:test"]):
+        result = subprocess.run(args, cwd=PACKAGE, capture_output=True, text=True, timeout=240, check=False)
+        assert 0 == result.returncode, (
+            f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    files = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "dist-test" / "test").glob("*.test.js"))
+    assert files, "tsc wrote no test files to dist-test/test/"
+    return files

@@ -11,6 +11,12 @@ from typing import Any
 
 import pytest
 
+from fanout.bench.results import Results
+
+LATEST = Path(__file__).resolve().parents[2] / "bench" / "results" / "latest.json"
+#: Keys only the full mode writes: the soak, the pool curve and the soak's target.
+FULL_ONLY = {"soak", "pool", "targets.rss_growth_mb_second_half"}
+
 REQUIRED = (
     "machine",
     "posts_per_s",
@@ -35,9 +41,20 @@ def _numbers(value: Any, where: str) -> list[tuple[str, float]]:
     return []
 
 
+def _key_paths(value: Any, where: str = "") -> set[str]:
+    """Every dotted path of an object key in a JSON document (lists are leaves)."""
+    if not isinstance(value, dict):
+        return set()
+    paths = set()
+    for k, v in value.items():
+        path = f"{where}.{k}" if where else k
+        paths |= {path} | _key_paths(v, path)
+    return paths
+
+
 @pytest.mark.timeout(300)
 def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
-    """Quick bench writes every figure."""
+    """A quick run exits 0, prints the table, and writes latest.json's keys (full-only ones aside), all positive."""
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FANOUT_")}
     proc = subprocess.run(
@@ -62,3 +79,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     for phase, check in r["checks"].items():
         assert check["received"] >= check["expected"] > 0, phase
     assert r["received_all"] is True
+    committed = json.loads(LATEST.read_text())
+    full_only = {p for p in _key_paths(committed) if any(p == k or p.startswith(f"{k}.") for k in FULL_ONLY)}
+    assert _key_paths(committed) - full_only == _key_paths(r)
+    assert list(r) == [k for k in committed if k not in FULL_ONLY]
+    assert r == Results.from_json(r).to_json()

@@ -83,10 +83,14 @@ async def test_a_broadcast_is_sharded_over_the_pool_and_urgent_events_pass_it(
                 assert 200 == r.status
             urgent_client = await connect(es, http, stack.ws_url, stack.settings, "urgent-user")
             publisher = Publisher(stack.settings)
-            broadcast = publisher.publish("system.notice", broadcast=True, payload={"text": "maintenance"})
+            broadcast = publisher.publish(
+                "system.notice", broadcast=True, payload={"noticeId": "maint-1", "title": "maintenance"}
+            )
             await wait_for(lambda: (tmp_path / "pool.log").read_text().count('"event_done"') >= 2, timeout=60)
             sent = time.monotonic()
-            urgent = publisher.publish("notification.new", user_ids=["urgent-user"], payload={"n": 1})
+            urgent = publisher.publish(
+                "notification.new", user_ids=["urgent-user"], payload={"notificationId": "n1"}
+            )
             await wait_for(
                 lambda: urgent in {e["id"] for e in urgent_client.events()}, timeout=10, every=0.01
             )

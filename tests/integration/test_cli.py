@@ -7,9 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from fanout.catalog import KNOWN_TYPES
 from fanout.tokens import verify
 from tests.conftest import Stack, free_port
 
@@ -33,6 +35,10 @@ def _fanout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
             "--payload must be a JSON object",
         ),
         (["publish", "notification.new", "--user", "u1", "--user", "u1"], "invalid event (duplicate_target)"),
+        (
+            ["publish", "notification.new", "--user", "u1", "--payload", '{"title":"no id"}'],
+            "invalid event (payload_schema): notification.new@1: payload.notificationId: Field required",
+        ),
     ],
 )
 def test_bad_publish_input_exits_2_with_a_clear_message(stack: Stack, args: list[str], message: str) -> None:
@@ -47,17 +53,34 @@ def test_publish_prints_the_event_id(stack: Stack) -> None:
     """A good publish prints one evt_ id and exits 0, through SQS and through SNS."""
     for via in ("sqs", "sns"):
         result = _fanout(stack.env, "publish", "notification.new", "--user", "cli-user", "--via", via,
-                         "--payload", '{"title":"hi"}')  # fmt: skip
+                         "--payload", '{"notificationId":"n1","title":"hi"}')  # fmt: skip
         assert 0 == result.returncode, result.stderr
         assert result.stdout.strip().startswith("evt_")
 
 
+@pytest.mark.parametrize("ttl", ["61", "0", "-5"])
+def test_a_ticket_lifetime_outside_1_to_60_seconds_exits_2(stack: Stack, ttl: str) -> None:
+    """`fanout ticket` refuses a lifetime a ticket may not have, with a clear message and nothing minted."""
+    result = _fanout(stack.env, "ticket", "u1", "--ttl", ttl)
+    assert (2, "") == (result.returncode, result.stdout)
+    assert "a ticket lives 1 to 60 seconds" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_token_and_schema(stack: Stack) -> None:
-    """`fanout token` signs for the user; `fanout schema` prints both JSON Schemas."""
+    """`fanout token` signs for the user; `fanout schema` prints the wire schemas and the whole catalog."""
     token = _fanout(stack.env, "token", "u42").stdout.strip()
     assert "u42" == verify(token, stack.settings.jwt_key())
     schemas = json.loads(_fanout(stack.env, "schema").stdout)
-    assert {"queueBody", "clientEnvelope"} == set(schemas)
+    assert {"$schema", "queueBody", "clientEnvelope", "events"} == set(schemas)
+    assert KNOWN_TYPES == {e["type"] for e in schemas["events"]}
+
+
+def test_schema_typescript_without_node_says_what_is_missing(tmp_path: Path) -> None:
+    """Without node and npm on PATH, `fanout schema --typescript` names them and exits 1, no traceback."""
+    result = _fanout({"PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}, "schema", "--typescript")
+    assert 1 == result.returncode
+    assert "needs Node.js 20+ and npm on PATH (node and npm not found)" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_dev_reports_a_taken_port_without_a_traceback() -> None:
@@ -82,3 +105,15 @@ def test_production_worker_without_settings_is_a_config_error() -> None:
     assert "FANOUT_QUEUE_URL" in result.stderr
     assert "FANOUT_MONGO_URI" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly() -> None:
+    """`fanout flags` names a key outside the known domains (exit 2) and a MongoDB that does not answer (exit 1)."""
+    env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}", "FANOUT_MONGO_TIMEOUT_MS": "300"}
+    bad = _fanout(env, "flags", "set", "billing", "off")
+    assert 2 == bad.returncode
+    assert "'billing' is not in a known domain" in bad.stderr
+    gone = _fanout(env, "flags", "list")
+    assert 1 == gone.returncode
+    assert "MongoDB did not answer" in gone.stderr
+    assert "Traceback" not in bad.stderr + gone.stderr

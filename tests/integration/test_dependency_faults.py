@@ -71,7 +71,12 @@ async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stac
         mongo.stop()
         await wait_for(lambda: _is(stack, 503), timeout=30)
         publisher = Publisher(stack.settings)
-        ids = {publisher.publish("notification.new", user_ids=[user], payload={"n": i}) for i in range(20)}
+        ids = {
+            publisher.publish(
+                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
+            )
+            for i in range(20)
+        }
         publisher.close()
         await asyncio.sleep(3)
         assert 503 == await _ready(stack)
@@ -109,14 +114,17 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: P
             await wait_for(lambda: _is(stack, 200), timeout=30)
             publisher = Publisher(stack.settings)
             ids = {
-                publisher.publish("notification.new", user_ids=[user], payload={"n": i}) for i in range(10)
+                publisher.publish(
+                    "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
+                )
+                for i in range(10)
             }
             await wait_for(lambda: _is(stack, 503), timeout=30)
             assert [] == client.events()
             await proxy.start()
             await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
             await wait_for(lambda: _is(stack, 200), timeout=30)
-            late = publisher.publish("notification.new", user_ids=[user])
+            late = publisher.publish("notification.new", user_ids=[user], payload={"notificationId": "late"})
             publisher.close()
             await wait_for(lambda: late in {e["id"] for e in client.events()}, timeout=30)
             await proxy.stop()
@@ -145,7 +153,10 @@ async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
             await wait_for(lambda: _is(stack, 503), timeout=60)
             publisher = Publisher(stack.settings)  # straight to SQS, which the worker cannot reach
             ids = {
-                publisher.publish("notification.new", user_ids=[user], payload={"n": i}) for i in range(10)
+                publisher.publish(
+                    "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
+                )
+                for i in range(10)
             }
             publisher.close()
             await asyncio.sleep(2)

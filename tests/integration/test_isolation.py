@@ -74,7 +74,7 @@ async def _run(stack: Stack, scenario: dict[str, object]) -> None:
             )
             event_id = await asyncio.to_thread(
                 publisher.publish, "event.rsvp.updated", user_ids=user_ids, topics=topics,
-                exclude_connection_ids=[excluded] if excluded else [], payload={"run": run},
+                exclude_connection_ids=[excluded] if excluded else [], payload={"eventId": "ev1", "run": run},
             )  # fmt: skip
             for i, (u, _, cid, subs) in enumerate(clients):
                 if cid != excluded and (users[u] in user_ids or subs & event.topics):

@@ -25,7 +25,11 @@ pytestmark = pytest.mark.timeout(120)
 
 CONNECTIONS = 5_000
 #: SecantusDB (Python) takes seconds to return thousands of records on a busy 2-core machine; MongoDB does not.
-WORKER = {"FANOUT_POST_ATTEMPTS": "1", "FANOUT_MONGO_TIMEOUT_MS": "30000"}
+WORKER = {
+    "FANOUT_POST_ATTEMPTS": "1",
+    "FANOUT_MONGO_TIMEOUT_MS": "30000",
+    "FANOUT_SHARD_SIZE": "100000",
+}  # one message, whole
 FAILING = 3_000
 ID_CHARS = 128  # the longest id the worker accepts back: the fewest ids per message
 

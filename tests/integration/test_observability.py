@@ -14,6 +14,8 @@ from fanout.tokens import sign
 from tests.conftest import Stack
 from tests.helpers import Client, connect, wait_for
 
+MESSAGE = {"conversationId": "c1", "messageId": "m1", "senderId": "u0"}  # a valid chat.message payload
+
 
 def _uid(name: str) -> str:
     return f"{name}-{secrets.token_hex(4)}"
@@ -56,7 +58,9 @@ async def test_a_token_and_a_payload_never_reach_the_logs(stack: Stack) -> None:
         es.push_async_callback(client.close)
         await ws.send_json({"action": "ping"})
         await wait_for(lambda: any(f.get("type") == "ping.pong" for f in client.frames))
-        event_id = await _publish(stack, "notification.new", user, {"text": secret, "token": token})
+        event_id = await _publish(
+            stack, "notification.new", user, {"notificationId": "n1", "text": secret, "token": token}
+        )
         await wait_for(lambda: [event_id] == [e["id"] for e in client.events()])
         assert secret == client.events()[0]["payload"]["text"]  # it did pass through the system
         await wait_for(lambda: event_id in stack.log.read_text())
@@ -75,9 +79,14 @@ async def test_metrics_show_each_figure_per_event_type(stack: Stack) -> None:
         before = await _scrape(http, stack.metrics_url)
         client = await connect(es, http, stack.ws_url, settings, user)
         ids = [
-            await _publish(stack, "chat.message", user, {"n": 1}),
-            await _publish(stack, "chat.message", user, {"n": 2}),
-            await _publish(stack, "follow.request.created", user, {}),
+            await _publish(stack, "chat.message", user, {**MESSAGE, "n": 1}),
+            await _publish(stack, "chat.message", user, {**MESSAGE, "n": 2}),
+            await _publish(
+                stack,
+                "follow.request.created",
+                user,
+                {"requestId": "fr1", "fromUserId": "u0", "toUserId": user},
+            ),
             await _publish(stack, "chat.unheard.of", user, {}),
         ]
         await wait_for(lambda: sorted(ids) == sorted(e["id"] for e in client.events()))
@@ -124,7 +133,7 @@ async def test_gateway_emulator_exports_its_own_counters(stack: Stack) -> None:
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         before = await _scrape(http, stack.gateway_url)
         client = await connect(es, http, stack.ws_url, settings, user)
-        event_id = await _publish(stack, "notification.new", user, {})
+        event_id = await _publish(stack, "notification.new", user, {"notificationId": "n1"})
         await wait_for(lambda: [event_id] == [e["id"] for e in client.events()])
         after = await _scrape(http, stack.gateway_url)
     assert 1 <= _value(after, "fanout_gateway_posts_total", status="200") - _value(

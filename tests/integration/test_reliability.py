@@ -51,6 +51,11 @@ async def _faults(stack: Stack, **values: float) -> None:
         assert 200 == r.status, await r.text()
 
 
+def _message(i: int) -> dict[str, Any]:
+    """A valid chat.message payload."""
+    return {"conversationId": "c1", "messageId": f"m{i}", "senderId": "u0", "n": i}
+
+
 def _publish_many(stack: Stack, bodies: list[str]) -> None:
     sqs = sqs_client(stack.settings)
     url = sqs.get_queue_url(QueueName=stack.settings.queue_name)["QueueUrl"]
@@ -112,7 +117,10 @@ async def test_every_client_gets_every_event_under_injected_faults(
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             clients = await _clients(es, http, fault_stack, users)
-            bodies = [build_event("notification.new", user_ids=users, payload={"n": i}) for i in range(500)]
+            bodies = [
+                build_event("notification.new", user_ids=users, payload={"notificationId": f"n{i}", "n": i})
+                for i in range(500)
+            ]
             started = time.monotonic()
             await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
             ids = {b.id for b in bodies}
@@ -133,7 +141,7 @@ async def test_sigterm_mid_load_then_restart_loses_nothing(fault_stack: Stack, p
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             clients = await _clients(es, http, fault_stack, users)
-            bodies = [build_event("chat.message", user_ids=users, payload={"n": i}) for i in range(500)]
+            bodies = [build_event("chat.message", user_ids=users, payload=_message(i)) for i in range(500)]
             ids = {b.id for b in bodies}
             started = time.monotonic()
             # The backlog is queued before the pool starts (a pool as fast as the publisher would
@@ -170,7 +178,7 @@ async def test_a_stopping_worker_leaves_no_event_to_an_abandoned_long_poll(
             await first.ready()
             await asyncio.sleep(1)  # both pollers are now waiting in an 8 s long poll
             assert 0 == await asyncio.to_thread(first.terminate)
-            body = build_event("notification.new", user_ids=[user], payload={"n": 1})
+            body = build_event("notification.new", user_ids=[user], payload={"notificationId": "n1"})
             await asyncio.to_thread(_publish_many, fault_stack, [body.to_json()])
             second.start()
             await wait_for(lambda: body.id in {e["id"] for e in client.events()}, timeout=15)
@@ -198,9 +206,17 @@ async def test_malformed_messages_are_dead_lettered_with_reasons_and_valid_ones_
     for name, raw, _ in MALFORMED:
         if len(raw) < 250_000:  # moto's SQS refuses bodies over 256 KiB itself; the unit tests cover those
             bodies.append(raw)
-        bodies.append(build_event("notification.new", user_ids=[user], payload={"after": name}).to_json())
+        bodies.append(
+            build_event(
+                "notification.new", user_ids=[user], payload={"notificationId": "n-after", "after": name}
+            ).to_json()
+        )
     for i in range(40):  # seeded byte-level mutations of valid bodies
-        raw = bytearray(build_event("notification.new", user_ids=[user], payload={"i": i}).to_json().encode())
+        raw = bytearray(
+            build_event("notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "i": i})
+            .to_json()
+            .encode()
+        )
         for _ in range(rng.randint(1, 3)):
             raw[rng.randrange(len(raw))] = rng.choice(b'{}[]",:0 ')
         bodies.append(raw.decode())
@@ -264,7 +280,10 @@ async def test_pool_restarts_a_crashed_worker_and_keeps_delivering(
     user = f"restart-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         [client] = await _clients(es, http, fault_stack, [user])
-        bodies = [build_event("notification.new", user_ids=[user], payload={"n": i}) for i in range(40)]
+        bodies = [
+            build_event("notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i})
+            for i in range(40)
+        ]
         await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
         await wait_for(lambda: {b.id for b in bodies} <= {e["id"] for e in client.events()}, timeout=60)
     assert 0 == pool.terminate()

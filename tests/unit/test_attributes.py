@@ -95,19 +95,19 @@ def test_reason_of_a_message_without_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
-    [('["a","m"]', ("a", "m")), ('["","m"]', ("", "m")), ('["m",""]', ("m", "")), ('["",""]', ("", ""))],
+    ("raw", "expected"), [("[0,1]", (0, 1)), ("[256,512]", (256, 512)), ("[0,1024]", (0, 1024))]
 )
-def test_a_shard_range_is_read(raw: str, expected: tuple[str, str]) -> None:
-    """A shard's range is a pair of connection ids, either end open."""
+def test_a_shard_range_is_read(raw: str, expected: tuple[int, int]) -> None:
+    """A shard's range is a pair of bucket numbers, lower first, within the store's buckets."""
     assert expected == attributes.read({attributes.SHARD: S(raw)}).shard
 
 
 @pytest.mark.parametrize(
-    "raw", ['["m","a"]', '["a","a"]', '["a"]', '["a","b","c"]', "[1,2]", '"a"', "[", '["a b","c"]']
+    "raw",
+    ["[5,5]", "[6,5]", "[-1,3]", "[0,1025]", "[1]", "[1,2,3]", '["a","b"]', "[1.0,2]", "[true,2]", "[", "3"],
 )
 def test_a_bad_shard_range_is_a_bad_attribute(raw: str) -> None:
-    """A shard attribute the worker would not write (reversed, empty, not ids) makes the message invalid."""
+    """A shard attribute the worker would not write (reversed, empty, out of range, not ints) is invalid."""
     with pytest.raises(InvalidMessage, match="fanout-shard"):
         attributes.read({attributes.SHARD: S(raw)})
 

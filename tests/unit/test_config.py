@@ -64,3 +64,38 @@ def test_local_aws_credentials_only_in_dev() -> None:
     """Dummy credentials are added against the local stack only; production uses the provider chain."""
     assert "aws_access_key_id" in Settings().aws_client_kwargs()
     assert "aws_access_key_id" not in Settings(env="production").aws_client_kwargs()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"jwks_url": "https://login.example.test/jwks.json"}, "needs FANOUT_JWT_ISSUER"),
+        ({"env": "production", "jwks_url": "http://login/jwks.json", "jwt_issuer": "i"}, "must be https"),
+        ({"ticket_ttl_s": 61}, "less than or equal to 60"),
+        ({"forward_actions": "chat.send,notification.subscribe"}, "answered by fanout itself"),
+        ({"forward_actions": "Chat Send"}, "not an action name"),
+        ({"forward_max_bytes": 40_000}, "less than or equal to 32768"),
+    ],
+)
+def test_access_settings_are_checked_when_built(fields: dict[str, object], message: str) -> None:
+    """A JWKS without an issuer, a plain-HTTP JWKS in production, a ticket over 60 s, or a forwarded
+    action that fanout answers itself (or that is no action name) fails at construction."""
+    with pytest.raises(ValidationError, match=message):
+        Settings(**fields)  # type: ignore[arg-type]
+
+
+def test_forward_actions_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FANOUT_FORWARD_ACTIONS=a.b, c.d becomes a set of action names."""
+    monkeypatch.setenv("FANOUT_FORWARD_ACTIONS", "event.checkin, chat.typing,")
+    assert frozenset({"event.checkin", "chat.typing"}) == Settings().forward_actions
+
+
+def test_a_jwks_or_tickets_only_lifecycle_needs_no_shared_key() -> None:
+    """In production a JWKS URL stands in for the HS256 key, and with JWT connect off no key is needed;
+    without a secret there is no HS256 key at all."""
+    jwks = Settings(env="production", jwks_url="https://login.example.test/jwks.json", jwt_issuer="i")
+    jwks.require(("jwt",))
+    assert jwks.hs256_key() is None
+    Settings(env="production", jwt_connect=False).require(("jwt",))
+    with pytest.raises(ConfigError, match="FANOUT_JWKS_URL"):
+        Settings(env="production").require(("jwt",))

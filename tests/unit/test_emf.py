@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fanout.emf import CLOUDWATCH_METRICS, MAX_VALUES, EmfEmitter
+from fanout.emf import CLOUDWATCH_METRICS, MAX_VALUES, EmfEmitter, LifecycleEmfEmitter
+from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.metrics import Metrics
 
 CONTRACT = {
@@ -22,6 +23,8 @@ CONTRACT = {
     "QueueLag": ("Milliseconds", [[]]),
     "ProcessRestarts": ("Count", [[]]),
     "Ready": ("Count", [[]]),
+    "ActiveConnections": ("Count", [[]]),
+    "ConnectionsExpired": ("Count", [[]]),
 }
 
 
@@ -45,6 +48,8 @@ def _busy(m: Metrics) -> None:
     m.dead_lettered.labels("not_json").inc()
     m.dead_lettered.labels("too_large").inc(2)
     m.ready.set(1)
+    m.active_connections.set(42)
+    m.connections_expired.inc(3)
 
 
 def _published(docs: list[dict[str, Any]]) -> dict[tuple[str, tuple[tuple[str, str], ...]], Any]:
@@ -167,3 +172,39 @@ def test_only_limits_the_metrics_sent() -> None:
     assert 1 == len(docs)
     assert ["ProcessRestarts"] == [m["Name"] for m in docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     assert "Ready" not in docs[0]
+
+
+def test_lifecycle_counts_and_a_route_error_share_one_line() -> None:
+    """The lifecycle emitter puts an invocation's counts and its route error on one line, none when idle."""
+    registry = CollectorRegistry()
+    m = LifecycleMetrics(registry)
+    lines: list[str] = []
+    emitter = LifecycleEmfEmitter(registry, write=lines.append)
+    assert 0 == emitter.flush()
+    m.connects.inc()
+    m.reconnects.inc()
+    m.route_error("$connect")
+    assert 1 == emitter.flush()
+    got = _published([json.loads(lines[0])])
+    assert {
+        ("Connects", ()): 1,
+        ("Reconnects", ()): 1,
+        ("RouteErrors", (("Route", "$connect"),)): 1,
+        ("RouteErrors", ()): 1,
+    } == got
+    assert 0 == emitter.flush()
+
+
+def test_lifecycle_errors_of_several_routes_get_a_line_each() -> None:
+    """Route errors of two routes in one flush cannot share a Route value: a second line carries the other."""
+    registry = CollectorRegistry()
+    m = LifecycleMetrics(registry)
+    emitter = LifecycleEmfEmitter(registry, write=lambda _: None)
+    m.route_error("ping")
+    m.route_error("$default")
+    m.route_error("Robert'); DROP")
+    docs = emitter.documents()
+    assert 3 == len(docs)
+    got = _published(docs)
+    assert 3 == got[("RouteErrors", ())]
+    assert {"ping", "$default", "other"} == {dims[0][1] for name, dims in got if dims}

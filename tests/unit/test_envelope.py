@@ -15,7 +15,7 @@ from tests.corpus import MALFORMED, valid
 
 REASONS = {
     "not_json", "schema", "unknown_version", "unknown_domain", "empty_target", "duplicate_target",
-    "too_large", "sns_missing_message", "sns_bad_envelope",
+    "too_large", "sns_missing_message", "sns_bad_envelope", "payload_schema",
 }  # fmt: skip
 
 
@@ -46,7 +46,7 @@ def test_sns_wrapped_body_is_unwrapped() -> None:
 def test_client_frame_is_the_envelope_without_target() -> None:
     """The client gets v, id, type, payload and sentAt (plus seq), never the target."""
     frame = json.loads(parse_body(json.dumps(valid())).client_frame)
-    assert {"v": 1, "id": "evt_corpus", "type": "notification.new", "payload": {"title": "hi"},
+    assert {"v": 1, "id": "evt_corpus", "type": "notification.new", "payload": {"notificationId": "n1", "title": "hi"},
             "sentAt": "2026-02-17T00:00:00.000Z"} == frame  # fmt: skip
     with_seq = json.loads(parse_body(json.dumps(valid(meta={"seq": 3}))).client_frame)
     assert 3 == with_seq["seq"]
@@ -125,8 +125,9 @@ def test_arbitrary_bytes_never_escape_as_another_error(raw: bytes | str) -> None
 
 def test_build_event_sets_id_and_sent_at() -> None:
     """The publisher sets a unique evt_ id and a UTC millisecond sentAt."""
-    a = build_event("chat.message", user_ids=["u1"], payload={"text": "x"})
-    b = build_event("chat.message", user_ids=["u1"])
+    message = {"conversationId": "c1", "messageId": "m1", "senderId": "u2", "text": "x"}
+    a = build_event("chat.message", user_ids=["u1"], payload=message)
+    b = build_event("chat.message", user_ids=["u1"], payload=message)
     assert a.id.startswith("evt_") and a.id != b.id
     assert a.sent_at.endswith("Z") and len(a.sent_at) == len("2026-02-17T00:00:00.000Z")
     assert a == parse_body(a.to_json())

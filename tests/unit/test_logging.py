@@ -59,9 +59,11 @@ def test_redact_drops_secret_and_payload_keys() -> None:
 
 
 def test_scrub_masks_token_shaped_text_anywhere() -> None:
-    """JWTs, token query parameters and bearer credentials are masked inside any string."""
+    """JWTs, token and ticket query parameters and bearer credentials are masked inside any string."""
     assert "[redacted-jwt]" == scrub(JWT)
     assert "ws://h/local?token=[redacted]&x=1" == scrub("ws://h/local?token=abc123&x=1")
+    assert "wss://h/prod?ticket=[redacted]" == scrub("wss://h/prod?ticket=fot_abc-123")
+    assert "[redacted]" == redact(None, "info", {"ticket": "fot_abc"})["ticket"]
     assert "Authorization: Bearer [redacted]" == scrub("Authorization: Bearer abc.def")
     assert "error near [redacted-jwt] in header" == scrub(f"error near {JWT} in header")
 

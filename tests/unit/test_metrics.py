@@ -15,8 +15,11 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fanout.config import Settings
+from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.local.emulator_metrics import GatewayMetrics
 from fanout.metrics import LATENCY_BUCKETS, Metrics
+from fanout.outbox.metrics import OutboxMetrics
+from fanout.publish.metrics import PublisherMetrics
 from fanout.worker.pool import Pool, _PoolCollector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +39,17 @@ def _contract() -> Any:
         spec.loader.exec_module(module)
     return sys.modules["metrics_contract"]
 
+
+# The contract's socket-health metrics (issue 15): the lifecycle's counters and the worker's census.
+SOCKET_HEALTH = (
+    "Connects",
+    "Disconnects",
+    "ConnectsUnauthorized",
+    "RouteErrors",
+    "Reconnects",
+    "ActiveConnections",
+    "ConnectionsExpired",
+)
 
 # Names in PromQL that are not metrics.
 _KEYWORDS = frozenset(
@@ -65,10 +79,14 @@ _SUFFIXES = {
 
 
 def exported_series() -> dict[str, str]:
-    """Every series name a scrape of the worker (and the emulator) can show -> its metric family."""
+    """Every series name a scrape of the worker, the relay, a domain service's publisher (and the emulator)
+    can show -> its metric family."""
     registry = CollectorRegistry()
     Metrics(registry)
     GatewayMetrics(registry)
+    LifecycleMetrics(registry)  # the emulator's /metrics serves the lifecycle's counters
+    PublisherMetrics(registry)
+    OutboxMetrics(registry)
     registry.register(_PoolCollector(Pool(Settings(), 1)))  # restarts and live processes: the supervisor's
     series: dict[str, str] = {}
     for family in registry.collect():
@@ -152,12 +170,14 @@ def test_every_dashboard_and_alert_metric_is_exported(where: str, expr: str) -> 
 
 
 def test_dashboard_and_rules_cover_the_design_metrics() -> None:
-    """The DESIGN.md metrics, queue lag, readiness and the socket-health metrics appear on the dashboard, and
-    the rules cover the alarms."""
+    """The core metrics, queue lag, readiness, the socket-health metrics, the publishers and the outbox
+    appear on the dashboard, and the rules cover the alarms."""
     used_dashboard = {name for _, expr in _dashboard_exprs() for name in metric_names(expr)}
-    pending = _contract().PENDING_PROMETHEUS
-    assert pending <= used_dashboard, "the socket-health row shows every socket metric"
-    families = {exported_series()[name] for name in used_dashboard - pending}
+    contract = _contract()
+    socket = {spec.prometheus for name, spec in contract.METRICS.items() if name in SOCKET_HEALTH}
+    assert len(SOCKET_HEALTH) == len(socket)
+    assert socket <= used_dashboard, "the socket-health row shows every socket metric"
+    families = {exported_series()[name] for name in used_dashboard - contract.PENDING_PROMETHEUS}
     for family in (
         "fanout_events",
         "fanout_deliveries",
@@ -169,6 +189,12 @@ def test_dashboard_and_rules_cover_the_design_metrics() -> None:
         "fanout_posts_in_flight",
         "fanout_throttle_wait_seconds",
         "fanout_ready",
+        "fanout_publisher_buffered",
+        "fanout_publisher_sent",
+        "fanout_publisher_failed",
+        "fanout_publisher_batch_size",
+        "fanout_outbox_lag_seconds",
+        "fanout_outbox_pending",
     ):
         assert family in families, family
     alerts = {rule["alert"] for rule in _alert_rules()}
@@ -180,6 +206,8 @@ def test_dashboard_and_rules_cover_the_design_metrics() -> None:
         "FanoutGoneRateSpike",
         "FanoutThrottled",
         "FanoutWorkerNotReady",
+        "FanoutOutboxLagHigh",
+        "FanoutPublishFailed",
     } <= alerts
 
 

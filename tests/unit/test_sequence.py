@@ -9,11 +9,14 @@ import secrets
 from typing import Any
 
 import boto3
+from prometheus_client import CollectorRegistry
 from pymongo import MongoClient
 
 from fanout import AsyncPublisher, Publisher
+from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator, latest
 from fanout.store import mongo_client
+from tests.catalog_examples import EXAMPLES, payload
 from tests.conftest import Server, dev_settings
 
 
@@ -57,9 +60,13 @@ def test_the_sync_publisher_allocates_seq_and_groups_by_key_on_a_fifo_queue(
     mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo())
     publisher = Publisher(settings, sequences=SyncSequenceAllocator(mongo, settings.mongo_db))
     try:
-        first = publisher.publish("chat.message", user_ids=["u1"], ordering_key="conversation:c9")
-        second = publisher.publish("chat.message", user_ids=["u1"], ordering_key="conversation:c9")
-        alone = publisher.publish("notification.new", user_ids=["u1"])
+        first = publisher.publish(
+            "chat.message", payload=payload("chat.message"), user_ids=["u1"], ordering_key="conversation:c9"
+        )
+        second = publisher.publish(
+            "chat.message", payload=payload("chat.message"), user_ids=["u1"], ordering_key="conversation:c9"
+        )
+        alone = publisher.publish("notification.new", payload=payload("notification.new"), user_ids=["u1"])
         messages = _received(settings, settings.queue_name)
     finally:
         publisher.close()
@@ -86,13 +93,50 @@ async def test_the_async_publisher_allocates_seq_and_a_standard_queue_gets_no_gr
         alloc = SequenceAllocator(client, settings.mongo_db)
         async with AsyncPublisher(settings, sequences=alloc) as pub:
             ids = [
-                await pub.publish("chat.message", user_ids=["u1"], ordering_key="user:u1") for _ in range(3)
+                await pub.publish(
+                    "chat.message", payload=payload("chat.message"), user_ids=["u1"], ordering_key="user:u1"
+                )
+                for _ in range(3)
             ]
-            explicit = await pub.publish("chat.message", user_ids=["u1"], ordering_key="user:u1", seq=99)
+            explicit = await pub.publish(
+                "chat.message",
+                payload=payload("chat.message"),
+                user_ids=["u1"],
+                ordering_key="user:u1",
+                seq=99,
+            )
+            typed = await pub.send_event(EXAMPLES["chat.message"], user_ids=["u1"])
         messages = _received(settings, settings.queue_name)
     finally:
         await client.drop_database(settings.mongo_db)
         await client.close()
     metas = {json.loads(m["Body"])["id"]: json.loads(m["Body"])["meta"] for m in messages}
     assert [1, 2, 3, 99] == [metas[i]["seq"] for i in (*ids, explicit)]
+    assert ("chat:c9", 1) == (metas[typed]["orderingKey"], metas[typed]["seq"])  # the catalog's key
     assert all("MessageGroupId" not in m.get("Attributes", {}) for m in messages)
+
+
+async def test_the_background_publishers_name_the_key_group_on_a_fifo_queue(moto_server: Server) -> None:
+    """Both background publishers send to a FIFO queue with the ordering key as MessageGroupId (the event
+    id for an unkeyed event) and the event id as deduplication id, as the direct publishers do."""
+    suffix = secrets.token_hex(4)
+    settings = dev_settings(moto_server, queue_name=f"q-{suffix}.fifo", dlq_name=f"d-{suffix}.fifo")
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name, Attributes={"FifoQueue": "true"})
+    sqs.close()
+    chat = payload("chat.message")
+    sync = BackgroundPublisher(settings, registry=CollectorRegistry(), sigterm=False)
+    try:
+        keyed = sync.publish("chat.message", payload=chat, user_ids=["u1"], ordering_key="conversation:c9")
+        alone = sync.publish("notification.new", payload=payload("notification.new"), user_ids=["u1"])
+    finally:
+        assert 0 == sync.close()
+    async with AsyncBackgroundPublisher(settings, registry=CollectorRegistry(), sigterm=False) as pub:
+        later = await pub.publish(
+            "chat.message", payload=chat, user_ids=["u1"], ordering_key="conversation:c9"
+        )
+    seen = {json.loads(m["Body"])["id"]: m["Attributes"] for m in _received(settings, settings.queue_name)}
+    assert ["conversation:c9", alone, "conversation:c9"] == [
+        seen[i]["MessageGroupId"] for i in (keyed, alone, later)
+    ]
+    assert [keyed, alone, later] == [seen[i]["MessageDeduplicationId"] for i in (keyed, alone, later)]

@@ -13,7 +13,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from fanout.envelope import Target
-from fanout.store import USER_CHUNK, Connection, ConnectionStore
+from fanout.store import BUCKETS, USER_CHUNK, Connection, ConnectionStore, bucket_of
 from tests.conftest import Server
 
 SKIPPED: list[dict[str, Any]] = []
@@ -191,27 +191,40 @@ async def test_a_connection_list_only_narrows_the_target(store: ConnectionStore)
 
 
 async def test_shards_cover_the_audience_once(store: ConnectionStore) -> None:
-    """Bounds cut a broadcast into ranges of the given size; resolving every range finds each live
-    connection exactly once, and a topic audience is cut the same way within its topic."""
+    """Bucket ranges that cover 0-1024 find each live connection of a broadcast or a topic exactly once,
+    records without a bucket included (the last range takes them); expired ones are left out."""
     now = datetime.now(UTC)
-    await store._col.insert_many(
-        [
-            {"connectionId": f"c{i:04d}", "userId": f"u{i % 7}", "domainName": "h", "stage": "s",
-             "connectedAt": now, "expiresAt": now + timedelta(minutes=5), "topics": ["event:1"] if i % 2 else []}
-            for i in range(1000)
-        ]
-    )  # fmt: skip
+    docs = []
+    for i in range(1000):
+        doc = {
+            "connectionId": f"c{i:04d}",
+            "userId": f"u{i % 7}",
+            "domainName": "h",
+            "stage": "s",
+            "connectedAt": now,
+            "expiresAt": now + timedelta(minutes=5),
+            "topics": ["event:1"] if i % 2 else [],
+        }
+        if i % 10:  # one in ten written before buckets existed
+            doc["bucket"] = bucket_of(doc["connectionId"])
+        docs.append(doc)
+    docs.append({**docs[0], "connectionId": "old", "bucket": 1, "expiresAt": now - timedelta(seconds=1)})
+    await store._col.insert_many(docs)  # fmt: skip
     for target, total in ((Target(broadcast=True), 1000), (Target(topics=["event:1"]), 500)):
-        bounds = await store.shard_bounds(target, 150)
-        assert len(bounds) == (total - 1) // 150
+        assert await store.audience(target, at_most=10_000) >= total
+        edges = [k * BUCKETS // 7 for k in range(8)]
         found = [
             c.connection_id
-            for lo, hi in itertools.pairwise(["", *bounds, ""])
-            async for batch in store.resolve(target, (lo, hi))
-            for c in batch
+            for shard in itertools.pairwise(edges)
+            async for b in store.resolve(target, shard)
+            for c in b
         ]
         assert total == len(found) == len(set(found))
-    assert [] == await store.shard_bounds(Target(broadcast=True), 5000)
+    sizes = [
+        len([c async for b in store.resolve(Target(broadcast=True), shard) for c in b])
+        for shard in itertools.pairwise([k * BUCKETS // 4 for k in range(5)])
+    ]
+    assert all(150 < n < 400 for n in sizes), f"buckets spread sequential ids evenly: {sizes}"
 
 
 async def test_single_connections_are_targets_too(store: ConnectionStore) -> None:
@@ -220,3 +233,31 @@ async def test_single_connections_are_targets_too(store: ConnectionStore) -> Non
         await store.put(cid, user, "h", "s", ttl_s=60)
     found = await _all(store, Target(user_ids=["ann"], connection_ids=["k1", "k3", "gone"]))
     assert ["k1", "k2", "k3"] == sorted(c.connection_id for c in found)
+
+
+async def test_an_upgrade_is_asked_once_per_connection_and_key_even_concurrently(
+    store: ConnectionStore,
+) -> None:
+    """Ten workers meeting the same unsupported event at once: one of them asks the connection to upgrade;
+    another type or version is a new question, and a missing record is never asked."""
+    await store.put("c1", "u1", "127.0.0.1:1", "local", ttl_s=60)
+    answers = await asyncio.gather(*(store.ask_upgrade_once("c1", "chat.message@2") for _ in range(10)))
+    assert 1 == sum(answers)
+    assert await store.ask_upgrade_once("c1", "chat.message@3")
+    assert not await store.ask_upgrade_once("c1", "chat.message@2")
+    assert not await store.ask_upgrade_once("nobody", "chat.message@2")
+
+
+async def test_declared_payload_versions_reach_the_worker_with_the_record(store: ConnectionStore) -> None:
+    """A record's payloads (type@version entries) come back as a lookup on the Connection; malformed
+    entries are ignored, and a record without the field has none."""
+    await store.put("c1", "u1", "127.0.0.1:1", "local", ttl_s=60)
+    await store.put("c2", "u1", "127.0.0.1:1", "local", ttl_s=60)
+    assert await store.hello("c1", 1, {"chat.message": [1, 2]})
+    await store._col.update_one({"connectionId": "c2"}, {"$set": {"payloads": ["chat.read@x", 7, "@2"]}})
+    found = {c.connection_id: c for c in await _all(store, Target(user_ids=["u1"]))}
+    assert {"chat.message": frozenset({1, 2})} == found["c1"].payloads
+    assert found["c1"].speaks("chat.message", 2) and found["c1"].speaks("notification.new", 1)
+    assert not found["c1"].speaks("notification.new", 2)
+    assert {} == found["c2"].payloads and found["c2"].speaks("chat.read", 1)
+    assert not await store.hello("nobody", 1, None)

@@ -7,3 +7,4 @@ export { Publisher } from "./publisher.js";
 export type { BatchOptions, BatchStats, PublishFailure } from "./options.js";
 export type { SqsOptions } from "./sqs.js";
 export type * from "./types.js";
+export type * from "./catalog.js";

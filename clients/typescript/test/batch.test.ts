@@ -30,13 +30,16 @@ function open(options: Partial<BatchOptions> = {}): BatchPublisher {
 async function publishMany(publisher: BatchPublisher, count: number, label: string, size = 0): Promise<string[]> {
   const ids: string[] = [];
   for (let n = 0; n < count; n += 1) {
-    const payload = { label, n, pad: "p".repeat(size) };
+    const payload = { notificationId: `${label}-${n}`, label, n, pad: "p".repeat(size) };
     const id = await publisher.publish("notification.new", { userIds: [userId], payload, id: newEventId() });
     expectDelivered(id, "notification.new", payload);
     ids.push(id);
   }
   return ids;
 }
+
+/** A valid notification.new payload (the worker checks catalogued payloads against their model). */
+const note = (notificationId: string): { notificationId: string } => ({ notificationId });
 
 const sentIds = (): string[] =>
   proxy.callsOf("SendMessageBatch").flatMap((call) => call.eventIds.filter((id) => !call.failedIds.includes(id)));
@@ -71,7 +74,7 @@ test("close() sends everything buffered, at most 10 entries and 256 KiB per call
     assert.ok(call.eventIds.length <= 10 && call.bodyBytes <= 256 * 1024, JSON.stringify(call));
   }
   assert.ok(calls.length >= 3, "four 100 KB events need at least two calls of their own");
-  await assert.rejects(publisher.publish("notification.new", { userIds: [userId] }), PublisherClosedError);
+  await assert.rejects(publisher.publish("notification.new", { userIds: [userId], payload: note("closed") }), PublisherClosedError);
 });
 
 test("an entry that fails within a batch is retried alone, and the rest are not sent twice", async () => {
@@ -79,7 +82,7 @@ test("an entry that fails within a batch is retried alone, and the rest are not 
   const ids = [newEventId(), newEventId(), newEventId()];
   proxy.failEntry(ids[1] as string, 1);
   for (const [n, id] of ids.entries()) {
-    const payload = { label: "retry", n };
+    const payload = { notificationId: `retry-${n}`, label: "retry", n };
     await publisher.publish("notification.new", { userIds: [userId], payload, id });
     expectDelivered(id, "notification.new", payload);
   }
@@ -106,8 +109,8 @@ test("an event that keeps failing goes to onFailure after maxAttempts; a sender 
   const [flaky, refused] = [newEventId(), newEventId()];
   proxy.failEntry(flaky, 100);
   proxy.failEntry(refused, 100, true);
-  await publisher.publish("notification.new", { userIds: [userId], id: flaky });
-  await publisher.publish("notification.new", { userIds: [userId], id: refused });
+  await publisher.publish("notification.new", { userIds: [userId], id: flaky, payload: note("flaky") });
+  await publisher.publish("notification.new", { userIds: [userId], id: refused, payload: note("refused") });
   const [good] = await publishMany(publisher, 1, "beside-failures");
   const stats = await publisher.close();
   assert.deepEqual([stats.sent, stats.failed], [1, 2]);
@@ -123,7 +126,7 @@ test("close() with a timeout reports what SQS has not confirmed by then as Close
   const publisher = open({ lingerMs: 60_000, onFailure: (f) => failures.push(f) });
   proxy.failCalls(1, 3_000); // the first call hangs past the timeout
   const ids = [newEventId(), newEventId()];
-  for (const id of ids) await publisher.publish("notification.new", { userIds: [userId], id });
+  for (const id of ids) await publisher.publish("notification.new", { userIds: [userId], id, payload: note(id) });
   const start = performance.now();
   const stats = await publisher.close({ timeoutMs: 200 });
   assert.ok(performance.now() - start < 2_500, "close() returned at its timeout, not when SQS answered");
@@ -136,11 +139,11 @@ test("with the buffer full, publish waits at most maxBlockMs then throws; a free
   const publisher = open({ lingerMs: 60_000, maxBufferedEvents: 2, maxBlockMs: 200 });
   const ids = await publishMany(publisher, 2, "bounded");
   const start = performance.now();
-  await assert.rejects(publisher.publish("notification.new", { userIds: [userId] }), BufferFullError);
+  await assert.rejects(publisher.publish("notification.new", { userIds: [userId], payload: note("full") }), BufferFullError);
   assert.ok(performance.now() - start >= 195, "waited for room first");
   assert.deepEqual(proxy.calls, []);
 
-  const payload = { label: "bounded-waiter" };
+  const payload = { notificationId: "bounded-waiter", label: "bounded-waiter" };
   const waiting = publisher.publish("notification.new", { userIds: [userId], payload });
   await publisher.flush(); // sends the two, which frees the room the waiter takes
   const waiterId = await waiting;

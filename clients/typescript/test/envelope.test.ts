@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 
-import { buildEvent, InvalidEvent, MAX_FRAME_BYTES, Publisher } from "../src/index.js";
+import { buildEvent, InvalidEvent, MAX_FRAME_BYTES, Publisher, type UntypedPayloads } from "../src/index.js";
 
 import { endpoint, expectDelivered, expectSameBody, queueUrl, region, userId } from "./support/env.js";
 import { SqsProxy } from "./support/proxy.js";
@@ -16,7 +16,7 @@ describe("buildEvent", () => {
     const before = Date.now();
     const event = buildEvent("notification.new", {
       userIds: ["u1", "u2"],
-      payload: { title: "hé", n: 1 },
+      payload: { notificationId: "n1", title: "hé", n: 1 },
       meta: { seq: 7, traceId: "t-1", tenant: "acme" },
     });
     const doc = JSON.parse(event.json) as Record<string, unknown>;
@@ -35,7 +35,7 @@ describe("buildEvent", () => {
     assert.equal(Buffer.byteLength(event.json), event.bytes);
     assert.deepEqual(JSON.parse(event.json), event.body);
     expectSameBody(event.json);
-    expectSameBody(buildEvent("system.broadcast", { broadcast: true, excludeConnectionIds: ["c1"] }).json);
+    expectSameBody(buildEvent("system.broadcast", { broadcast: true, excludeConnectionIds: ["c1"], payload: { broadcastId: "b1" } }).json);
   });
 
   test("gives every event its own id, and keeps an id the caller chose", () => {
@@ -47,10 +47,11 @@ describe("buildEvent", () => {
 
 describe("Publisher", () => {
   let proxy: SqsProxy;
-  let publisher: Publisher;
+  // Untyped: these cases check what the run-time checks refuse, which the compiler would refuse first.
+  let publisher: Publisher<UntypedPayloads>;
   before(async () => {
     proxy = await SqsProxy.start(endpoint);
-    publisher = new Publisher({ queueUrl, endpoint: proxy.url, region });
+    publisher = new Publisher<UntypedPayloads>({ queueUrl, endpoint: proxy.url, region });
   });
   beforeEach(() => proxy.reset());
   after(async () => {
@@ -87,7 +88,7 @@ describe("Publisher", () => {
   });
 
   test("publish sends one event at once with SendMessage and resolves with its id", async () => {
-    const payload = { title: "from Node", kind: "single" };
+    const payload = { notificationId: "n-single", title: "from Node", kind: "single" };
     const id = await publisher.publish("notification.new", { userIds: [userId], payload });
     assert.match(id, ULID_ID);
     const [call] = proxy.calls;

@@ -42,7 +42,7 @@ function sent(): string[] {
 }
 
 function expectAll(ids: string[], mode: string): void {
-  ids.forEach((id, n) => expectDelivered(id, "notification.new", { label: `exit-${mode}`, n }));
+  ids.forEach((id, n) => expectDelivered(id, "notification.new", { notificationId: `exit-${mode}-${n}`, label: `exit-${mode}`, n }));
 }
 
 test("events still buffered when the script ends are sent on beforeExit", async () => {

@@ -40,6 +40,7 @@ class Outcome(enum.Enum):
     TOO_LARGE = "too_large"  # 413 PayloadTooLargeException
     REJECTED = "rejected"  # any other 4xx, or a record whose endpoint is refused without a request
     EXPIRED = "expired"  # not posted: the event expired while the post waited for a lane
+    UNSUPPORTED_VERSION = "unsupported_version"  # not posted: the client does not speak its payload version
 
     @property
     def retryable(self) -> bool:

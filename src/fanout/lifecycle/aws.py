@@ -1,19 +1,36 @@
-"""The AWS Lambda entry point: clients are built once per container and reused across invocations."""
+"""The AWS Lambda entry point: clients are built once per container and reused across invocations.
+
+No exception leaves ``lambda_handler``: a handler that raises is answered 500 by ``Lifecycle.handle``, and a
+container that cannot start (a secret unreadable, a bad setting) answers 500 too and tries again on the
+next invocation. Either counts a route error. With ``FANOUT_CLOUDWATCH_EMF`` the lifecycle's counters are
+printed as one EMF line at the end of an invocation that counted something.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
+from prometheus_client import CollectorRegistry
+
 from fanout import secrets
 from fanout.config import Settings
+from fanout.emf import LifecycleEmfEmitter
 from fanout.errors import ConfigError
-from fanout.lifecycle.handler import Lifecycle
+from fanout.lifecycle.handler import Lifecycle, failure
+from fanout.lifecycle.metrics import LifecycleMetrics, route_label
 from fanout.lifecycle.replies import Event, Response
+from fanout.logging import get_logger
 from fanout.store import ConnectionStore, mongo_client
+
+log = get_logger("fanout.lifecycle")
 
 _loop: asyncio.AbstractEventLoop | None = None
 _lifecycle: Lifecycle | None = None
+# Counted from the first invocation of the container, a failed start included.
+_metrics = LifecycleMetrics(CollectorRegistry())
+_emf: LifecycleEmfEmitter | None = None
+_emf_checked = False
 
 
 def deployed_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -27,14 +44,49 @@ def deployed_settings(environ: dict[str, str] | None = None) -> Settings:
     return secrets.load(settings)
 
 
-def lambda_handler(event: Event, context: object) -> Response:
-    """Route one API Gateway WebSocket event (``$request.body.action`` route selection)."""
+def _started() -> tuple[asyncio.AbstractEventLoop, Lifecycle]:
     global _loop, _lifecycle
     if _loop is None or _lifecycle is None:
         settings = deployed_settings()
-        _loop = asyncio.new_event_loop()
         store = ConnectionStore.from_client(
             mongo_client(settings), settings.mongo_db, settings.connections_collection
         )
-        _lifecycle = Lifecycle(store, settings)
-    return _loop.run_until_complete(_lifecycle.handle(event))
+        lifecycle = Lifecycle(store, settings, metrics=_metrics)
+        _loop, _lifecycle = asyncio.new_event_loop(), lifecycle
+    return _loop, _lifecycle
+
+
+def _emitter() -> LifecycleEmfEmitter | None:
+    """The EMF emitter when ``FANOUT_CLOUDWATCH_EMF`` is on; read once, without the secrets."""
+    global _emf, _emf_checked
+    if not _emf_checked:
+        _emf_checked = True
+        try:
+            s = Settings()
+        except ValueError:  # a bad setting: the start fails and says so; no EMF meanwhile
+            return None
+        if s.cloudwatch_emf:
+            _emf = LifecycleEmfEmitter(_metrics.registry, namespace=s.cloudwatch_namespace)
+    return _emf
+
+
+def lambda_handler(event: Event, context: object) -> Response:
+    """Route one API Gateway WebSocket event (``$request.body.action`` route selection)."""
+    if not isinstance(event, dict):
+        return {"statusCode": 400, "body": "Bad Request"}
+    try:
+        try:
+            loop, lifecycle = _started()
+        except Exception as exc:  # cannot start: answer, count, and try again on the next invocation
+            context_ = event.get("requestContext")
+            route = context_.get("routeKey") if isinstance(context_, dict) else None
+            _metrics.route_error(route)
+            log.error(
+                "lifecycle_start_failed", route=route_label(route), error=type(exc).__name__, exc_info=exc
+            )
+            return failure(route)
+        return loop.run_until_complete(lifecycle.handle(event))
+    finally:
+        emitter = _emitter()
+        if emitter is not None:
+            emitter.flush()

@@ -1,20 +1,31 @@
-"""``$connect`` (authenticate, store the record) and ``$disconnect`` (remove it)."""
+"""``$connect`` (authenticate, store the record) and ``$disconnect`` (remove it), each counted.
+
+A client proves who it is with a ticket (``?ticket=``, single-use, minted by a domain service) or a token
+(``?token=`` or ``Authorization: Bearer``: HS256 locally, the product's own RS256/ES256 tokens through
+its JWKS). A frame never says who it is: the record's ``userId`` is what every later action uses.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fanout import tokens
 from fanout.errors import AuthError
+from fanout.lifecycle.context import Services
 from fanout.lifecycle.replies import Event, Response
-from fanout.store import ConnectionStore
+
+UNAUTHORIZED: Response = {"statusCode": 401, "body": "Unauthorized"}
+
+
+def _query(event: Event, name: str) -> str | None:
+    query = event.get("queryStringParameters") or {}
+    value = query.get(name) if isinstance(query, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def token_of(event: Event) -> str | None:
     """The connect token: the ``token`` query parameter, else an ``Authorization: Bearer`` header."""
-    query = event.get("queryStringParameters") or {}
-    if isinstance(query, dict) and isinstance(query.get("token"), str) and query["token"]:
-        return str(query["token"])
+    if token := _query(event, "token"):
+        return token
     headers = event.get("headers") or {}
     if not isinstance(headers, dict):
         return None
@@ -23,19 +34,38 @@ def token_of(event: Event) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-async def connect(
-    store: ConnectionStore, event: Event, ctx: dict[str, Any], key: str, audience: str | None, ttl_s: int
-) -> Response:
-    """Verify the token and store the connection record; 401 without a valid token."""
+async def _user(services: Services, event: Event) -> str | None:
+    """Who connects: a ticket when one is presented (it alone decides), else a token if tokens are on."""
+    query = event.get("queryStringParameters") or {}
+    if isinstance(query, dict) and "ticket" in query:
+        return await services.tickets.redeem(_query(event, "ticket"))
+    if not services.settings.jwt_connect:
+        return None
     try:
-        user_id = tokens.verify(token_of(event), key, audience)
+        return await services.verifier.verify(token_of(event))
     except AuthError:
-        return {"statusCode": 401, "body": "Unauthorized"}
-    await store.put(ctx["connectionId"], user_id, ctx["domainName"], ctx["stage"], ttl_s)
+        return None
+
+
+async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Response:
+    """Verify the ticket or token and store the connection record; 401 without a valid one."""
+    user_id = await _user(services, event)
+    if user_id is None:
+        services.metrics.unauthorized.inc()
+        return UNAUTHORIZED
+    ttl_s = services.settings.connection_ttl_s
+    await services.store.put(ctx["connectionId"], user_id, ctx["domainName"], ctx["stage"], ttl_s)
+    services.metrics.connects.inc()
+    if await services.disconnects.is_reconnect(user_id):
+        services.metrics.reconnects.inc()
     return {"statusCode": 200}
 
 
-async def disconnect(store: ConnectionStore, ctx: dict[str, Any]) -> Response:
-    """Remove the record; API Gateway sends this once per closed connection, best effort."""
-    await store.remove(ctx["connectionId"])
+async def disconnect(services: Services, ctx: dict[str, Any]) -> Response:
+    """Remove the record and note when its user left; API Gateway sends this once per closed connection,
+    best effort."""
+    user_id = await services.store.remove(ctx["connectionId"])
+    if user_id is not None:
+        await services.disconnects.note(user_id)
+    services.metrics.disconnects.inc()
     return {"statusCode": 200}

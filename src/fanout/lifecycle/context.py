@@ -8,10 +8,15 @@ from typing import Any
 
 from fanout.config import Settings
 from fanout.history import History
+from fanout.inbound import InboundQueue
 from fanout.lifecycle.access import AccessPolicy
+from fanout.lifecycle.metrics import LifecycleMetrics
+from fanout.lifecycle.reconnects import RecentDisconnects
 from fanout.lifecycle.replays import ReplayQueue
 from fanout.lifecycle.replies import Response
 from fanout.store import ConnectionStore
+from fanout.tickets import TicketStore
+from fanout.tokens import Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,7 @@ class Frame:
     action: str
     body: dict[str, Any]
     reply_to: str | None  # the frame's own "id", echoed as "replyTo"
+    size: int = 0  # the frame's length in bytes (UTF-8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +38,14 @@ class Services:
     store: ConnectionStore
     settings: Settings
     access: AccessPolicy
-    history: History
-    replays: ReplayQueue
+    verifier: Verifier
+    tickets: TicketStore
+    inbound: InboundQueue
+    forwarded: frozenset[str]  # actions the domain owns: forwarded to the inbound queue
+    metrics: LifecycleMetrics
+    disconnects: RecentDisconnects
+    history: History  # recent events kept for resume
+    replays: ReplayQueue  # hands a resume's missed events to the worker
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]

@@ -9,7 +9,9 @@ Lambda only needs ``sqs:SendMessage`` on the events queue.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,27 +43,31 @@ def replay_body(connection_id: str, now: datetime | None = None) -> QueueBody:
 
 
 class ReplayQueue:
-    """Sends replay messages; the SQS client is opened on first use and kept for the process."""
+    """Sends replay messages. The SQS client is opened on the first resume that replays and kept for the
+    process (most lifecycle invocations never resume, so a cold start does not pay it)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._cm: Any = None
+        self._stack = AsyncExitStack()
         self._sqs: Any = None
         self._url = ""
+        self._opening = asyncio.Lock()
+
+    async def _open(self) -> Any:
+        async with self._opening:
+            if self._sqs is None:
+                sqs = await self._stack.enter_async_context(
+                    get_session().create_client("sqs", **self._settings.aws_client_kwargs())
+                )
+                self._url = await queues.aurl(sqs, self._settings)
+                self._sqs = sqs
+        return self._sqs
 
     async def send(self, connection_id: str, event_ids: Sequence[str]) -> None:
         """Ask the worker to post ``event_ids``' kept frames, in this order, to the connection."""
-        if self._sqs is None:
-            cm = get_session().create_client("sqs", **self._settings.aws_client_kwargs())
-            sqs = await cm.__aenter__()
-            try:
-                self._url = await queues.aurl(sqs, self._settings)
-            except BaseException:
-                await cm.__aexit__(None, None, None)
-                raise
-            self._cm, self._sqs = cm, sqs
+        sqs = self._sqs or await self._open()
         body = replay_body(connection_id)
-        await self._sqs.send_message(
+        await sqs.send_message(
             QueueUrl=self._url,
             MessageBody=body.to_json(),
             MessageAttributes=attributes.replay(event_ids),
@@ -69,7 +75,6 @@ class ReplayQueue:
             **queues.fifo_fields(self._url, connection_id, body.id),
         )
 
-    async def close(self) -> None:
-        if self._cm is not None:
-            await self._cm.__aexit__(None, None, None)
-            self._cm = self._sqs = None
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._sqs = None

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fanout.attributes import CONNECTION_ID
 from fanout.config import Settings
@@ -90,7 +90,8 @@ class Emulator:
         self.faults = faults or Faults()
         self.sockets: dict[str, _Socket] = {}
         self.counts: dict[str, int] = {}
-        self.metrics = GatewayMetrics(CollectorRegistry())
+        # One registry for /metrics: the emulator's own counters beside the lifecycle's fanout_lifecycle_*.
+        self.metrics = GatewayMetrics(lifecycle.metrics.registry)
         self.metrics.open_connections.set_function(lambda: len(self.sockets))
 
     def app(self) -> web.Application:
@@ -271,8 +272,10 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
     client = mongo_client(settings)
     store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
     await store.ensure_indexes()
+    lifecycle = Lifecycle(store, settings)
+    await lifecycle.services.tickets.ensure_indexes()
     domain = f"{settings.gateway_host}:{settings.gateway_port}"
-    emulator = Emulator(Lifecycle(store, settings), settings.gateway_stage, domain, faults)
+    emulator = Emulator(lifecycle, settings.gateway_stage, domain, faults)
     runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=2)
     await runner.setup()
     await web.TCPSite(runner, settings.gateway_host, settings.gateway_port, reuse_address=True).start()
@@ -287,6 +290,6 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
         for entry in list(emulator.sockets.values()):
             await entry.ws.close(code=1001, message=b"server shutting down")
         await runner.cleanup()
-        await emulator.lifecycle.close()
+        await lifecycle.aclose()
         await client.close()
         log.info("gateway_stopped", counts=emulator.counts)

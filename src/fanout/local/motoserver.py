@@ -1,6 +1,6 @@
 """moto's server for the local stack, made safe for concurrent clients and linear in queue depth.
 
-Three things in moto 5.2's SQS model differ from SQS in ways the local stack feels:
+Five things in moto 5.2's SQS model differ from SQS in ways the local stack feels:
 
 - **A lost message.** Requests are served on threads, but ``DeleteMessage`` rebuilds a queue's
   message list and assigns it back without the lock that sends take, so a message sent during the
@@ -17,6 +17,12 @@ Three things in moto 5.2's SQS model differ from SQS in ways the local stack fee
   out nothing more until that message is deleted or visible again. Here a FIFO queue lists no message of
   such a group, and the receives of one FIFO queue choose their messages one at a time (a long poll
   waits without holding that turn).
+- **Sends linear in queue depth.** ``SendMessage`` reads one attribute (content-based deduplication)
+  through the queue's full attribute map, which counts every queued message three times, for every
+  message sent: a batch of 10 took 8 ms on an empty queue and 45 ms at a depth of 1,000. Here a send
+  reads that attribute alone.
+- **Slow receipt handles.** Each received message gets a 185-letter receipt handle drawn one
+  ``random.choice`` at a time, 7 ms of a receive of 10; here in one ``random.choices`` call.
 
 The behaviour is otherwise moto's own. Run it as moto's server:
 ``python -m fanout.motoserver -H 127.0.0.1 -p 5000``.
@@ -25,12 +31,14 @@ The behaviour is otherwise moto's own. Run it as moto's server:
 from __future__ import annotations
 
 import functools
+import string
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import moto.sqs.models
+from moto.moto_api._internal import mock_random
 from moto.server import main
 from moto.sqs.models import Message, Queue, SQSBackend
 
@@ -105,8 +113,37 @@ def _wait_unlocked(wait: Callable[..., Any]) -> Callable[..., Any]:
     return wait_for_messages
 
 
+_sending = threading.local()
+_all_attributes: Any = Queue.attributes
+
+
+def _attributes(queue: Any) -> dict[str, Any]:
+    if getattr(_sending, "on", False):  # within a send: only what SendMessage reads
+        if not queue.fifo_queue:
+            return {}
+        value = queue.content_based_deduplication
+        return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+    return dict(_all_attributes.fget(queue))
+
+
+def _sends_read_little(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def send(*args: Any, **kwargs: Any) -> Any:
+        _sending.on = True
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _sending.on = False
+
+    return send
+
+
+def _receipt_handle() -> str:
+    return "".join(mock_random.choices(string.ascii_lowercase, k=185))  # moto's length and letters
+
+
 def patch() -> None:
-    """Apply the three fixes to moto's SQS model (idempotent)."""
+    """Apply the five fixes to moto's SQS model (idempotent)."""
     if getattr(Queue.delete_message, "__wrapped__", None) is None:
         Queue.delete_message = _locked(Queue.delete_message)  # type: ignore[method-assign]
         Queue.messages = property(_fifo_messages)  # type: ignore[method-assign,assignment]
@@ -116,6 +153,11 @@ def patch() -> None:
     sqs_models.unix_time_millis = _unix_time_millis
     backend: Any = SQSBackend
     backend.is_message_valid_based_on_retention_period = _within_retention
+    if getattr(SQSBackend.send_message, "__wrapped__", None) is None:
+        backend.send_message = _sends_read_little(SQSBackend.send_message)
+        queue: Any = Queue
+        queue.attributes = property(_attributes)
+    sqs_models.generate_receipt_handle = _receipt_handle
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Local queue creation: the events queue with its dead-letter queue, and the SNS topic feeding it."""
+"""Local queue creation: the events and bulk queues with their dead-letter queue, the SNS topic feeding
+them, and the inbound queue."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ def _fifo(name: str) -> dict[Any, str]:
 
 
 def create_queues(settings: Settings) -> dict[str, str]:
-    """Create the events queue, the bulk queue of broadcast shards, their DLQ (redrive policy) and the
-    topic subscribed to the events queue; idempotent. A queue named ``*.fifo`` is created FIFO (the
-    events queue and its DLQ together), and the topic feeds it only when it is FIFO too."""
+    """Create the events queue, the bulk queue of broadcast shards, their DLQ (redrive policy), the
+    topic subscribed to the events queue, and the inbound queue of forwarded client actions; idempotent.
+    A queue named ``*.fifo`` is created FIFO (the events queue and its DLQ together), and the topic feeds
+    it only when it is FIFO too."""
     s = settings
     kwargs: dict[str, Any] = s.aws_client_kwargs()
     sqs = boto3.client("sqs", **kwargs)
@@ -48,7 +50,10 @@ def create_queues(settings: Settings) -> dict[str, str]:
         topic_arn = sns.create_topic(Name=s.topic_name, Attributes=topic_fifo)["TopicArn"]
         if bool(topic_fifo) == bool(_fifo(s.queue_name)):  # SNS feeds a FIFO queue from a FIFO topic only
             sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        inbound_url = sqs.create_queue(
+            QueueName=s.inbound_queue_name, Attributes=_fifo(s.inbound_queue_name)
+        )["QueueUrl"]
     finally:
         sqs.close()
         sns.close()
-    return {"queue": queue_url, "bulk": bulk_url, "dlq": dlq_url, "topic": topic_arn}
+    return {"queue": queue_url, "bulk": bulk_url, "dlq": dlq_url, "topic": topic_arn, "inbound": inbound_url}

@@ -19,13 +19,15 @@ from fanout.gateway.http import HttpClient
 from fanout.gateway.sigv4 import Signer
 from fanout.history import History
 from fanout.store import ConnectionStore, SkipHook, mongo_client
+from fanout.worker.sqs_client import SqsClient
 
 
 @dataclass
 class Clients:
     """What one worker process talks to; closed by the exit stack that opened them."""
 
-    sqs: Any
+    sqs: Any  # aiobotocore: queue URLs, sends, attributes
+    hot: SqsClient  # the worker's own client: receive, delete, change visibility
     mongo: AsyncMongoClient[dict[str, Any]]
     store: ConnectionStore
     management: ManagementClient
@@ -55,6 +57,14 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, on_skip: SkipH
     sqs = await stack.enter_async_context(
         get_session().create_client("sqs", config=config, **s.aws_client_kwargs())
     )
+    endpoint = s.sqs_endpoint() or f"https://sqs.{s.region}.amazonaws.com"
+    hot = SqsClient(
+        Signer(credentials(s), s.region, service="sqs"),
+        endpoint,
+        timeout_s=10,
+        poll_timeout_s=s.receive_wait_s + 10,
+    )
+    stack.push_async_callback(hot.close)
     mongo = mongo_client(s)
     stack.push_async_callback(mongo.close)
     store = ConnectionStore.from_client(mongo, s.mongo_db, s.connections_collection, on_skip)
@@ -68,4 +78,4 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, on_skip: SkipH
         api_ids=s.api_ids,
         endpoint_override=s.management_endpoint,
     )
-    return Clients(sqs, mongo, store, management, History(store.database, s))
+    return Clients(sqs, hot, mongo, store, management, History(store.database, s))

@@ -24,12 +24,15 @@ from pymongo.errors import PyMongoError
 from fanout import queues
 from fanout.catalog import policy_for
 from fanout.config import Settings
-from fanout.emf import EmfEmitter
+from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
+from fanout.flags import FlagStore, LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
 from fanout.logging import bind_event, get_logger, short_id
 from fanout.metrics import Metrics
+from fanout.store import BUCKETS
 from fanout.worker import fate, received
+from fanout.worker.census import LEASES, Census, Lease
 from fanout.worker.clients import Clients, open_clients
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
@@ -61,10 +64,16 @@ class Worker:
     """One worker process: SQS consumer, fan-out, health server."""
 
     def __init__(
-        self, settings: Settings, registry: CollectorRegistry | None = None, *, serve_health: bool = True
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        *,
+        serve_health: bool = True,
+        census: bool = True,
     ) -> None:
         self.settings = settings
         self.serve_health = serve_health
+        self.census = census  # this process samples the socket census (one per pool: slot 0)
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.readiness = Readiness()
@@ -90,6 +99,7 @@ class Worker:
             loop.add_signal_handler(sig, self.stop)
         async with AsyncExitStack() as stack:
             self.clients = clients = await open_clients(stack, s, self._skipped_record)
+            self.switches = LiveSwitches(FlagStore.from_client(clients.mongo, s.mongo_db, s.flags_collection))
             self.deliverer = Deliverer(
                 clients.store,
                 clients.management,
@@ -116,10 +126,23 @@ class Worker:
                 for i in range(len(line.receiving))
             ]
             heartbeat = asyncio.create_task(self._keep_visible())
-            background = [asyncio.create_task(self._probe(clients, queue_url))]
+            background = [
+                asyncio.create_task(self._probe(clients, queue_url)),
+                asyncio.create_task(self.switches.run()),
+            ]
+            if self.census:
+                background.append(asyncio.create_task(self._census(clients).run()))
+            if s.relay:  # the outbox relay rides along (FANOUT_RELAY; one process of a pool)
+                from fanout.outbox.relay import Relay
+
+                relay = Relay(s, clients.mongo, clients.sqs, self.registry)
+                background.append(asyncio.create_task(relay.run(self._stop)))
             if s.cloudwatch_emf:
                 emf = EmfEmitter(
-                    self.registry, namespace=s.cloudwatch_namespace, interval_s=s.cloudwatch_interval_s
+                    self.registry,
+                    namespace=s.cloudwatch_namespace,
+                    interval_s=s.cloudwatch_interval_s,
+                    only=None if self.census else set(CLOUDWATCH_METRICS) - SAMPLED_METRICS,
                 )
                 stack.callback(emf.flush)  # runs after the drain, so the last events are counted too
                 background.append(asyncio.create_task(emf.run()))
@@ -138,7 +161,7 @@ class Worker:
         return self.tally
 
     def _line(self, stack: AsyncExitStack, url: str, slots: int, per_receive: int, pollers: int) -> None:
-        batcher = Batcher(self.clients.sqs, url)
+        batcher = Batcher(self.clients.hot, url)
         batcher.start()
         stack.push_async_callback(batcher.close)
         self._lines[url] = Line(url, batcher, asyncio.Semaphore(slots), per_receive, [False] * pollers)
@@ -172,19 +195,21 @@ class Worker:
         else:
             bind_event(msg.body.id, msg.body.type)  # this task's own context: its posts' lines name it too
         policy = policy_for(msg.body.type) if msg.body is not None else policy_for("")
-        step = fate.before(msg, policy, time.time(), self.settings.visibility_timeout_s)
+        enabled = msg.body is None or self.switches.enabled(msg.body.type)
+        step = fate.before(msg, policy, time.time(), self.settings.visibility_timeout_s, enabled=enabled)
         if isinstance(step, fate.Fate):
             return step
         assert msg.body is not None
         if msg.routing.replay is not None:
-            return await replay(msg, self.clients, self.deliverer, step)
+            return await replay(msg, self.clients, self.deliverer, step, self.switches.enabled)
         if not msg.routing.is_part:  # kept before the lookup: a client resuming later finds it (history.py)
             await self.clients.history.record(msg.body, step.expires_at)
         if split := await self._split(msg):
             return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
-        bulk = msg.routing.shard is not None or msg.body.target.broadcast
+        # The catalog's bulk types (counters, broadcasts), and every part of a split audience.
+        bulk = policy.priority == "bulk" or msg.routing.shard is not None or msg.body.target.broadcast
         async with asyncio.timeout(bound):
             result = await self.deliverer.deliver(
                 msg.body,
@@ -205,10 +230,11 @@ class Worker:
         if msg.routing.is_part:
             return None
         target, size = msg.body.target, self.settings.shard_size
-        bounds = (
-            await self.clients.store.shard_bounds(target, size) if target.broadcast or target.topics else []
-        )
-        decided = fate.split(msg, bounds, users_per_shard=size)
+        parts = 0
+        if target.broadcast or target.topics:
+            count = await self.clients.store.audience(target, at_most=size * BUCKETS)
+            parts = -(-count // size) if count > size else 0
+        decided = fate.split(msg, parts, users_per_shard=size, buckets=BUCKETS)
         if decided is not None:
             log.info(
                 "event_sharded", event_id=msg.body.id, event_type=msg.body.type, shards=len(decided.shards)
@@ -227,6 +253,13 @@ class Worker:
             self.readiness.endpoint_seen(endpoint, reachable=False)
         if result.failed and result.endpoint_down():
             log.warning("gateway_unreachable", event_id=msg.body.id, connections=len(result.failed))
+        if result.refused:
+            log.error(
+                "post_forbidden",
+                event_id=msg.body.id,
+                connections=len(result.refused),
+                endpoints=sorted(result.refused_endpoints)[:10],
+            )
         shard = msg.routing.shard
         log.info(
             "event_done",
@@ -236,9 +269,7 @@ class Worker:
             posts=result.attempted,
             failed=len(result.failed),
             round=msg.round,
-            shard=f"{short_id(shard[0]) if shard[0] else ''}..{short_id(shard[1]) if shard[1] else ''}"
-            if shard
-            else None,
+            shard=f"{shard[0]}-{shard[1]}" if shard else None,
             pid=self.pid,
         )
 
@@ -250,6 +281,12 @@ class Worker:
             log.warning("fan_out_timed_out", message_id=msg.message_id)
         else:
             log.exception("handle_failed", message_id=msg.message_id, error=type(exc).__name__)
+
+    def _census(self, clients: Clients) -> Census:
+        s = self.settings
+        db = clients.mongo[s.mongo_db]
+        lease = Lease(db[LEASES], "census", ttl_s=3 * s.census_interval_s)
+        return Census(db[s.connections_collection], lease, self.metrics, s.census_interval_s)
 
     def _skipped_record(self, doc: dict[str, Any]) -> None:
         """A malformed connection record: skip it, count it, name it by digest only."""
@@ -275,6 +312,7 @@ class Worker:
                 self.readiness.sqs = True
                 await clients.store.ensure_indexes()
                 await clients.history.ensure_indexes()
+                await self.switches.refresh()  # switched-off domains stay off across a restart
                 self.readiness.mongo = True
                 return queue, bulk, dlq
             except Exception as exc:
@@ -315,7 +353,7 @@ class Worker:
                 continue
             try:
                 line.receiving[slot] = True
-                reply = await self.clients.sqs.receive_message(
+                reply = await self.clients.hot.receive_message(
                     QueueUrl=line.url,
                     MaxNumberOfMessages=line.per_receive,
                     WaitTimeSeconds=s.receive_wait_s,

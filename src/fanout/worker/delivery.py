@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ulid import ULID
+
 from fanout.catalog import metric_label
-from fanout.envelope import QueueBody
+from fanout.envelope import QueueBody, now_iso
 from fanout.gateway.client import ManagementClient, Outcome, sleep_backoff
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
@@ -26,6 +29,8 @@ CONNECT_GRACE_S = 5.0
 _ANSWERED = frozenset(
     {Outcome.OK, Outcome.GONE, Outcome.THROTTLED, Outcome.SERVER_ERROR, Outcome.FORBIDDEN, Outcome.TOO_LARGE}
 )
+_UNSUPPORTED = Outcome.UNSUPPORTED_VERSION
+RECONNECT = "system.reconnect"
 
 
 @dataclass
@@ -36,6 +41,7 @@ class FanoutResult:
     failed: list[str] = field(default_factory=list)  # still failing after retries: worth another round
     refused: list[str] = field(default_factory=list)  # 403: misconfigured endpoint or permissions
     users: dict[str, str] = field(default_factory=dict)  # user id of each failed or refused connection
+    refused_endpoints: set[str] = field(default_factory=set)  # endpoints that answered 403
     too_large: bool = False  # 413: no retry fixes the frame
     retries: int = 0
     attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
@@ -44,7 +50,7 @@ class FanoutResult:
 
     @property
     def attempted(self) -> int:
-        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED]
+        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED] - self.outcomes[_UNSUPPORTED]
 
     def users_of(self, connection_ids: tuple[str, ...]) -> frozenset[str]:
         """The users of some failed or refused connections."""
@@ -81,6 +87,7 @@ class _Event:
     done: asyncio.Future[None]
     pending: int = 1  # one for deliver() itself until every connection is queued
     stopped: bool = False  # deliver() was cancelled or failed: skip the posts not yet started
+    once: str | None = None  # post to a connection only if the store has not recorded this key for it
     unanswered: int = 1  # connections whose first post has no answer yet, and deliver() itself
     on_answered: Callable[[], None] | None = None  # called once every first post has an answer
 
@@ -150,7 +157,7 @@ class Deliverer:
         self._lanes.clear()
 
     async def connections(
-        self, body: QueueBody, only: tuple[str, ...] | None, shard: tuple[str, str] | None = None
+        self, body: QueueBody, only: tuple[str, ...] | None, shard: tuple[int, int] | None = None
     ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
         ``shard`` a shard to its range of connection ids."""
@@ -169,14 +176,16 @@ class Deliverer:
         only: tuple[str, ...] | None = None,
         expires_at: float = float("inf"),
         *,
-        shard: tuple[str, str] | None = None,
+        shard: tuple[int, int] | None = None,
         bulk: bool = False,
         on_answered: Callable[[], None] | None = None,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
-        ``bulk`` posts go through the bulk lanes. ``on_answered`` is called once every connection has
-        answered its first post (before any retry), or when there was none to post to."""
+        ``bulk`` posts go through the bulk lanes. A connection that does not speak the event's payload
+        version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
+        upgrade. ``on_answered`` is called once every connection has answered its first post (before
+        any retry), or when there was none to post to."""
         self._start_lanes()
         jobs = self._bulk if bulk else self._jobs
         frame = body.client_frame
@@ -191,21 +200,39 @@ class Deliverer:
             asyncio.get_running_loop().create_future(),
             on_answered=on_answered,
         )
+        version = body.payload_version
+        upgrade: _Event | None = None  # system.reconnect to connections that do not speak the version
         try:
             async for batch in self.connections(body, only, shard):
                 for conn in batch:
                     if event.stopped:
                         break
-                    event.pending += 1
-                    event.unanswered += 1
-                    await jobs.put((conn, event))  # waits only when every lane of its kind is busy
+                    target = event
+                    # One attribute test per post when nobody declared versions and the event is version 1.
+                    if (version != 1 or conn.payloads is not None) and not conn.speaks(body.type, version):
+                        event.result.outcomes[_UNSUPPORTED] += 1
+                        event.result.attempts[_UNSUPPORTED] += 1
+                        upgrade = upgrade or self._upgrade(body, version, event)
+                        target = upgrade
+                    else:
+                        event.unanswered += 1
+                    target.pending += 1
+                    await jobs.put((conn, target))  # waits only when every lane of its kind is busy
             event.answered_one()
             event.finish_one()
-            await event.done
+            if upgrade is None:
+                await event.done
+            else:
+                upgrade.finish_one()
+                await asyncio.gather(event.done, upgrade.done)
         except BaseException:
             event.stop()  # the lanes skip what they have not started; started posts finish alone
+            if upgrade is not None:
+                upgrade.stop()
             raise
-        self._count(event.label, event.result)
+        if upgrade is not None:
+            self._count(upgrade)
+        self._count(event)
         return event.result
 
     async def post_frame(
@@ -225,7 +252,7 @@ class Deliverer:
         except BaseException:
             event.stop()
             raise
-        self._count(label, event.result)
+        self._count(event)
         return event.result
 
     def _start_lanes(self) -> None:
@@ -233,12 +260,38 @@ class Deliverer:
             self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
             self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
 
-    def _count(self, label: str, result: FanoutResult) -> None:
+    def _upgrade(self, body: QueueBody, version: int, event: _Event) -> _Event:
+        """The ``system.reconnect`` frame asking clients to upgrade, posted at most once per connection
+        per event type and version (recorded on the connection record, so across the pool too)."""
+        frame = json.dumps(
+            {
+                "v": 1,
+                "id": f"evt_{ULID()}",
+                "type": RECONNECT,
+                "payload": {"reason": "upgrade", "eventType": body.type, "payloadVersion": version},
+                "sentAt": now_iso(),
+            },
+            separators=(",", ":"),
+        ).encode()
+        return _Event(
+            frame,
+            hashlib.sha256(frame).hexdigest(),
+            metric_label(RECONNECT),
+            event.sent_at,
+            event.deadline,
+            event.expires_at,
+            FanoutResult(),
+            asyncio.get_running_loop().create_future(),
+            once=f"{body.type}@{version}",
+        )
+
+    def _count(self, event: _Event) -> None:
+        result = event.result
         # Counted once per event rather than once per post: the hot path stays cheap.
         for outcome, count in result.attempts.items():
-            self._metrics.deliveries.labels(label, outcome.value).inc(count)
+            self._metrics.deliveries.labels(event.label, outcome.value).inc(count)
         if result.retries:
-            self._metrics.retries.labels(label).inc(result.retries)
+            self._metrics.retries.labels(event.label).inc(result.retries)
 
     def _timers_for(self, label: str) -> tuple[Any, Any]:
         timers = self._timers.get(label)
@@ -269,6 +322,8 @@ class Deliverer:
             result.outcomes[Outcome.EXPIRED] += 1
             result.attempts[Outcome.EXPIRED] += 1
             return
+        if event.once is not None and not await self._store.ask_upgrade_once(conn.connection_id, event.once):
+            return  # asked before, by this event or an earlier one
         outcome = await self._post_with_retries(conn, event)
         result.outcomes[outcome] += 1
         if outcome in _ANSWERED:
@@ -286,7 +341,7 @@ class Deliverer:
             result.fail(conn)
         elif outcome is Outcome.FORBIDDEN:
             result.fail(conn, refused=True)
-            log.error("post_forbidden", endpoint=conn.domain_name, stage=conn.stage)
+            result.refused_endpoints.add(conn.endpoint)  # logged once per event by the worker
         elif outcome is Outcome.TOO_LARGE:
             result.too_large = True
 

@@ -1,9 +1,9 @@
 """What happens to a message: decided by pure functions from its record, its policy, the fan-out's result
 and the clock. ``worker/settle.py`` carries the decision out; nothing here touches SQS.
 
-Every message ends in one of: delete (done, expired, or after writing what follows), a remainder put
-back for the connections that still failed, a dead letter with its reason, or a release to be received
-again (a dependency failed, or the worker is stopping).
+Every message ends in one of: delete (done, expired, switched off, or after writing what follows), a
+remainder put back for the connections that still failed, a dead letter with its reason, or a release
+to be received again (a dependency failed, or the worker is stopping).
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ class DeadLetter:
 @dataclass(frozen=True, slots=True)
 class Shard:
     """One part of a large audience, put back on the queue for any process of the pool: either the
-    target's connection ids in ``[lo, hi)`` (an empty bound is open), or a slice of its user list."""
+    target's connections in buckets ``[lo, hi)`` (the store's hash of the connection id), or a slice
+    of its user list."""
 
-    range: tuple[str, str] | None = None
+    range: tuple[int, int] | None = None
     users: tuple[str, ...] | None = None
 
 
@@ -77,19 +78,25 @@ def expires_at(msg: Received, policy: Policy) -> float:
     return meta.timestamp() if meta is not None else msg.body.sent_at_epoch() + policy.max_age_s
 
 
-def before(msg: Received, policy: Policy, now: float, visibility_s: float) -> Fate | Deliver:
-    """Before any post: dead-letter what is invalid, drop what has expired, otherwise deliver."""
+def before(
+    msg: Received, policy: Policy, now: float, visibility_s: float, *, enabled: bool
+) -> Fate | Deliver:
+    """Before any post: dead-letter what is invalid, drop what is switched off (``enabled`` is the
+    type's flag, ``fanout flags``) or has expired, otherwise deliver."""
     if msg.invalid is not None:
         return Fate("invalid", dead_letters=(DeadLetter(msg.invalid.reason, msg.invalid.detail),))
+    if not enabled:
+        return Fate("disabled")
     expiry = expires_at(msg, policy)
     if now > expiry:
         return Fate("expired")
     return Deliver(min(visibility_s * 4, max(1.0, expiry - now)), expiry)
 
 
-def split(msg: Received, bounds: list[str], users_per_shard: int) -> Fate | None:
-    """Split a large audience into shards: by connection-id ranges when ``bounds`` (from the store) are
-    given, else by slices of a user list longer than ``users_per_shard``. None: deliver it whole.
+def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) -> Fate | None:
+    """Split a large audience into shards: ``parts`` bucket ranges when the store counted more than a
+    shard's size (a broadcast or a topic audience), else slices of a user list longer than
+    ``users_per_shard``. None: deliver it whole.
 
     A worker-written part (a remainder or a shard) is never split again, and a user list is sliced only
     when no topic or broadcast could select one connection twice across slices.
@@ -97,9 +104,10 @@ def split(msg: Received, bounds: list[str], users_per_shard: int) -> Fate | None
     assert msg.body is not None
     if msg.routing.is_part:
         return None
-    if bounds:
-        ranges = itertools.pairwise(["", *bounds, ""])
-        return Fate("sharded", shards=tuple(Shard(range=pair) for pair in ranges))
+    if parts > 1:
+        parts = min(parts, buckets)
+        edges = [k * buckets // parts for k in range(parts + 1)]
+        return Fate("sharded", shards=tuple(Shard(range=pair) for pair in itertools.pairwise(edges)))
     target = msg.body.target
     users = target.user_ids
     if target.broadcast or target.topics or len(users) <= users_per_shard:

@@ -40,14 +40,14 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _child_main(settings: Settings) -> None:
-    """Entry point of one worker process."""
+def _child_main(settings: Settings, slot: int) -> None:
+    """Entry point of the worker process in ``slot``; slot 0 also takes the socket census."""
     from fanout import logging as fanout_logging
     from fanout.worker.consumer import Worker
 
     die_with_parent()  # a supervisor killed with SIGKILL takes its workers with it
     fanout_logging.configure(settings.log_level, settings.log_format or "json")
-    asyncio.run(Worker(settings, serve_health=False).main())
+    asyncio.run(Worker(settings, serve_health=False, census=slot == 0).main())
 
 
 class _PoolCollector:
@@ -79,8 +79,14 @@ class Pool:
     def alive(self) -> int:
         return sum(1 for c in self.children if c is not None and c.is_alive())
 
+    def settings_for(self, slot: int) -> Settings:
+        """A child's settings: only the first runs the outbox relay (FANOUT_RELAY), one per task."""
+        return self.settings if slot == 0 else self.settings.model_copy(update={"relay": False})
+
     def _spawn(self, slot: int) -> None:
-        child = self._ctx.Process(target=_child_main, args=(self.settings,), name=f"fanout-worker-{slot}")
+        child = self._ctx.Process(
+            target=_child_main, args=(self.settings_for(slot), slot), name=f"fanout-worker-{slot}"
+        )
         child.start()
         self.children[slot] = child
         log.info("worker_process_started", slot=slot, pid=child.pid)

@@ -37,6 +37,7 @@ class Tally:
     remainders: int = 0
     dead_lettered: int = 0
     expired: int = 0
+    disabled: int = 0
     released: int = 0
     shards: int = 0
 
@@ -71,6 +72,8 @@ class Settler:
         self._metrics.events.labels(label, fate.outcome).inc()
         if fate.outcome == "expired":
             self.tally.expired += 1
+        elif fate.outcome == "disabled":
+            self.tally.disabled += 1
         if fate.shards:
             await self._shards(msg, fate.shards)
             self._metrics.shards.labels(label).inc(len(fate.shards))

@@ -29,7 +29,9 @@ def _context(route: str, event_type: str, connection_id: str, **extra: Any) -> d
     }
 
 
-def connect(connection_id: str, token: str | None = None, bearer: str | None = None) -> dict[str, Any]:
+def connect(
+    connection_id: str, token: str | None = None, bearer: str | None = None, ticket: str | None = None
+) -> dict[str, Any]:
     """A ``$connect`` event: the upgrade request's headers and query string."""
     headers = {
         "Host": DOMAIN,
@@ -49,9 +51,10 @@ def connect(connection_id: str, token: str | None = None, bearer: str | None = N
         "requestContext": _context("$connect", "CONNECT", connection_id),
         "isBase64Encoded": False,
     }
-    if token is not None:
-        event["queryStringParameters"] = {"token": token}
-        event["multiValueQueryStringParameters"] = {"token": [token]}
+    query = {k: v for k, v in (("token", token), ("ticket", ticket)) if v is not None}
+    if query:
+        event["queryStringParameters"] = query
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
     return event
 
 

@@ -5,49 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from pymongo import MongoClient
 
-from fanout.config import DEV_JWT_SECRET
+from fanout.config import DEV_JWT_SECRET, Settings
 from fanout.errors import ConfigError
 from fanout.lifecycle import aws
+from fanout.tickets import mint
 from fanout.tokens import sign
 from tests.conftest import Server
 from tests.unit.lifecycle import events
-
-KEY = "k" * 40
-
-
-@pytest.fixture
-def handler(
-    mongo_server: Server, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Any, MongoClient[dict[str, Any]]]]:
-    """``lambda_handler`` configured as a deployed function; the records collection to look at."""
-    db = f"lc_{secrets.token_hex(4)}"
-    for key, value in {
-        "FANOUT_ENV": "production",
-        "FANOUT_MONGO_URI": mongo_server.url,
-        "FANOUT_MONGO_DB": db,
-        "FANOUT_JWT_SECRET": KEY,
-        "AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle",
-    }.items():
-        monkeypatch.setenv(key, value)
-    mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url, tz_aware=True)
-    yield aws.lambda_handler, mongo
-    mongo.drop_database(db)
-    mongo.close()
-    _reset()
-
-
-def _reset() -> None:
-    if aws._loop is not None and aws._lifecycle is not None:
-        aws._loop.run_until_complete(aws._lifecycle.services.store._col.database.client.close())
-        aws._loop.close()
-    aws._loop = aws._lifecycle = None
+from tests.unit.lifecycle.conftest import KEY
 
 
 def _frame(answer: dict[str, Any]) -> dict[str, Any]:
@@ -202,3 +172,52 @@ def test_no_event_loop_is_left_running() -> None:
     """The handler runs its own loop: calling it from a test thread without one is the Lambda situation."""
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()
+
+
+def test_hello_through_the_lambda_answers_the_connection_id(handler: Any) -> None:
+    """hello on its own route (as API Gateway selects it) answers system.connected with the id."""
+    call, _ = handler
+    call(events.connect("c6", token=sign("u6", KEY)), None)
+    answer = _frame(
+        call(events.message("c6", '{"action":"hello","id":"h1","protocols":[1]}', route="hello"), None)
+    )
+    assert ("system.connected", "h1") == (answer["type"], answer["replyTo"])
+    assert ("c6", "u6", 1) == (
+        answer["payload"]["connectionId"],
+        answer["payload"]["userId"],
+        answer["payload"]["protocol"],
+    )
+
+
+def test_a_ticket_connects_through_the_lambda_once(handler: Any) -> None:
+    """A ticket minted by a domain service's function connects once through the deployed handler."""
+    call, _ = handler
+    ticket = mint("u7", settings=Settings())
+    assert 200 == call(events.connect("c7", ticket=ticket), None)["statusCode"]
+    assert 401 == call(events.connect("c8", ticket=ticket), None)["statusCode"]
+
+
+def test_chat_send_through_the_lambda_reaches_the_inbound_queue(
+    handler: Any, moto_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chat.send on its own route goes to FANOUT_INBOUND_QUEUE_URL with the connection's user."""
+    sqs = boto3.client("sqs", endpoint_url=moto_server.url, region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"inbound-{secrets.token_hex(4)}")["QueueUrl"]
+    monkeypatch.setenv("FANOUT_AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("FANOUT_INBOUND_QUEUE_URL", url)
+    call, _ = handler
+    call(events.connect("c9", token=sign("u9", KEY)), None)
+    ack = _frame(
+        call(
+            events.message("c9", '{"action":"chat.send","userId":"u1","text":"hi"}', route="chat.send"), None
+        )
+    )
+    assert "system.accepted" == ack["type"]
+    [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    body = json.loads(message["Body"])
+    assert ("u9", "c9", ack["payload"]["requestId"]) == (
+        body["userId"],
+        body["connectionId"],
+        body["requestId"],
+    )
+    sqs.close()

@@ -16,6 +16,7 @@ from fanout.config import Settings
 from fanout.history import History
 from fanout.lifecycle import Lifecycle
 from fanout.store import ConnectionStore, mongo_client
+from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings
 from tests.unit.lifecycle import events
 
@@ -40,7 +41,7 @@ async def setup(
     for cid, user in (("c1", "u1"), ("c2", "u2")):
         await store.put(cid, user, events.DOMAIN, "production", ttl_s=60)
     yield lc, History(store.database, settings), settings
-    await lc.close()
+    await lc.aclose()
     await client.drop_database(settings.mongo_db)
     await client.close()
 
@@ -59,7 +60,9 @@ def _queued(settings: Settings) -> list[dict[str, Any]]:
 
 
 async def _keep(history: History, user: str, key: str | None, seq: int | None) -> str:
-    body = build_event("notification.new", user_ids=[user], ordering_key=key, seq=seq)
+    body = build_event(
+        "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key, seq=seq
+    )
     await history.record(body, time.time() + 3600)
     return body.id
 

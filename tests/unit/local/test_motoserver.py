@@ -97,3 +97,21 @@ def test_a_fifo_group_in_flight_gives_out_nothing_more_to_concurrent_receives(ba
         assert ["m1", "m2"] == [m.body for m in backend.receive_message("f.fifo", 2, 0, 30)]
     finally:
         backend.delete_queue("f.fifo")
+
+
+def test_sends_keep_fifo_deduplication_and_the_counts(backend: Any) -> None:
+    """A send reads only the deduplication attribute: FIFO content deduplication still drops a repeat,
+    and the queue's attributes still count its messages."""
+    backend.create_queue("q.fifo", FifoQueue="true", ContentBasedDeduplication="true")
+    try:
+        backend.send_message("q.fifo", "same", group_id="g")
+        backend.send_message("q.fifo", "same", group_id="g")
+        backend.send_message("q.fifo", "other", group_id="g")
+        assert ["same", "other"] == [m.body for m in backend.get_queue("q.fifo")._messages]
+        for body in ("a", "b", "c"):
+            backend.send_message("q", body)
+        attributes = backend.get_queue("q").attributes
+        assert 3 == attributes["ApproximateNumberOfMessages"]
+        assert "QueueArn" in attributes
+    finally:
+        backend.delete_queue("q.fifo")

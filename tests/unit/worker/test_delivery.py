@@ -36,6 +36,10 @@ from fanout.worker.delivery import Deliverer
 from tests.conftest import Server, dev_settings, free_port
 from tests.corpus import valid
 
+#: A type outside the catalog: its payload is not checked against a model, so any version goes.
+STICKER = "chat.sticker.sent"
+NOTE = {"notificationId": "n1"}  # a valid notification.new payload
+
 
 @dataclass
 class Rig:
@@ -92,7 +96,7 @@ async def _frame(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
 
 async def test_every_connection_of_the_user_gets_the_frame_once(rig: Rig) -> None:
     """Each open connection of a target user gets the event's frame; the result counts them as ok."""
-    body = build_event("notification.new", user_ids=["u1"], payload={"n": 1})
+    body = build_event("notification.new", user_ids=["u1"], payload={"notificationId": "n1", "n": 1})
     async with aiohttp.ClientSession() as http:
         sockets = await _clients(rig, http, "u1", 3)
         result = await rig.deliverer.deliver(body, time.monotonic() + 10)
@@ -113,7 +117,7 @@ async def test_gone_connections_are_pruned_but_young_ones_go_to_a_later_round(ri
         ]
     )  # fmt: skip
     result = await rig.deliverer.deliver(
-        build_event("notification.new", user_ids=["u2"]), time.monotonic() + 10
+        build_event("notification.new", user_ids=["u2"], payload=NOTE), time.monotonic() + 10
     )
     assert ["young"] == result.failed
     assert {"young": "u2"} == result.users
@@ -127,7 +131,7 @@ async def test_server_errors_are_retried_then_reported_as_failed(rig: Rig) -> No
         await _clients(rig, http, "u3", 2)
         rig.emulator.faults.update({"error": 1.0})
         result = await rig.deliverer.deliver(
-            build_event("notification.new", user_ids=["u3"]), time.monotonic() + 10
+            build_event("notification.new", user_ids=["u3"], payload=NOTE), time.monotonic() + 10
         )
     assert 2 == len(result.failed)
     assert 4 == result.retries  # two connections, three attempts each
@@ -138,7 +142,7 @@ async def test_a_wrong_stage_is_refused_and_not_retried(rig: Rig) -> None:
     """A 403 (a record naming the wrong stage) is listed as refused after one attempt."""
     await rig.store.put("wrong", "u4", rig.domain, "prod", ttl_s=60)
     result = await rig.deliverer.deliver(
-        build_event("notification.new", user_ids=["u4"]), time.monotonic() + 10
+        build_event("notification.new", user_ids=["u4"], payload=NOTE), time.monotonic() + 10
     )
     assert (["wrong"], 1) == (result.refused, result.attempts[Outcome.FORBIDDEN])
 
@@ -147,7 +151,7 @@ async def test_nothing_is_posted_once_the_event_expired(rig: Rig) -> None:
     """Posts that would start after the event's expiry are not made; the event counts as expired."""
     async with aiohttp.ClientSession() as http:
         sockets = await _clients(rig, http, "u5", 2)
-        body = build_event("notification.new", user_ids=["u5"])
+        body = build_event("notification.new", user_ids=["u5"], payload=NOTE)
         result = await rig.deliverer.deliver(body, time.monotonic() + 10, expires_at=time.time() - 1)
         with pytest.raises(asyncio.TimeoutError):
             await sockets[0].receive_str(timeout=0.5)
@@ -172,7 +176,7 @@ async def test_a_remainder_round_reaches_only_listed_connections_of_the_target(r
         by_user: dict[str, list[str]] = {}
         for r in records:
             by_user.setdefault(r["userId"], []).append(r["connectionId"])
-        body = build_event("notification.new", user_ids=["u6"])
+        body = build_event("notification.new", user_ids=["u6"], payload=NOTE)
         only = (by_user["u6"][0], by_user["intruder"][0])
         result = await rig.deliverer.deliver(body, time.monotonic() + 10, only=only)
         got = await asyncio.gather(*(_maybe(ws) for ws in (*mine, *theirs)))
@@ -207,3 +211,80 @@ async def test_a_failed_lookup_raises_and_leaves_no_unretrieved_future() -> None
     gc.collect()
     await asyncio.sleep(0)
     assert [] == [r["message"] for r in reports if "never retrieved" in r.get("message", "")]
+
+
+async def _hello(ws: aiohttp.ClientWebSocketResponse, **fields: Any) -> dict[str, Any]:
+    await ws.send_json({"action": "hello", "protocols": [1], **fields})
+    answer = await _frame(ws)
+    assert "system.connected" == answer["type"]
+    return answer
+
+
+async def _frames(ws: aiohttp.ClientWebSocketResponse, wait: float = 0.5) -> list[dict[str, Any]]:
+    out = []
+    while True:
+        try:
+            out.append(json.loads(await ws.receive_str(timeout=wait)))
+        except TimeoutError:
+            return out
+
+
+async def test_a_payload_version_a_connection_does_not_speak_is_not_posted_and_it_is_asked_once(
+    rig: Rig,
+) -> None:
+    """A version-2 event reaches only the connection that declared version 2; the one that declared only 1
+    and the one that never said hello (version 1 of everything) get system.reconnect instead, once per
+    connection for that type and version however many such events follow."""
+    async with aiohttp.ClientSession() as http:
+        both, only_v1, silent = await _clients(rig, http, "u7", 3)
+        await _hello(both, payloads={STICKER: [1, 2]})
+        await _hello(only_v1, payloads={STICKER: [1]})
+        first = build_event(STICKER, user_ids=["u7"], payload={"n": 1}, meta={"payloadVersion": 2})
+        result = await rig.deliverer.deliver(first, time.monotonic() + 10)
+        second = build_event(STICKER, user_ids=["u7"], payload={"n": 2}, meta={"payloadVersion": 2})
+        again = await rig.deliverer.deliver(second, time.monotonic() + 10)
+        got = {name: await _frames(ws) for name, ws in (("both", both), ("v1", only_v1), ("silent", silent))}
+    assert [(first.id, 2), (second.id, 2)] == [(f["id"], f["payloadVersion"]) for f in got["both"]]
+    for name in ("v1", "silent"):
+        [ask] = got[name]
+        assert "system.reconnect" == ask["type"]
+        assert {"reason": "upgrade", "eventType": STICKER, "payloadVersion": 2} == ask["payload"]
+    assert (1, 2, "delivered") == (
+        result.outcomes[Outcome.OK],
+        result.outcomes[Outcome.UNSUPPORTED_VERSION],
+        result.event_outcome(),
+    )
+    assert (1, 2) == (again.outcomes[Outcome.OK], again.outcomes[Outcome.UNSUPPORTED_VERSION])
+    deliveries = rig.deliverer._metrics.deliveries
+    assert 4 == deliveries.labels("other", "unsupported_version")._value.get()
+    assert 2 == deliveries.labels("system.reconnect", "ok")._value.get()
+
+
+async def test_a_type_left_out_of_a_declaration_is_version_1(rig: Rig) -> None:
+    """A connection declaring only chat.message [2] gets no version-1 chat.message, but version 1 of every
+    type it did not name, as a client without hello does."""
+    async with aiohttp.ClientSession() as http:
+        [ws] = await _clients(rig, http, "u8", 1)
+        await _hello(ws, payloads={STICKER: [2]})
+        chat = build_event(STICKER, user_ids=["u8"], payload={})
+        note = build_event("notification.new", user_ids=["u8"], payload=NOTE)
+        chat_result = await rig.deliverer.deliver(chat, time.monotonic() + 10)
+        note_result = await rig.deliverer.deliver(note, time.monotonic() + 10)
+        frames = await _frames(ws)
+    assert (0, 1) == (chat_result.outcomes[Outcome.OK], chat_result.outcomes[Outcome.UNSUPPORTED_VERSION])
+    assert 1 == note_result.outcomes[Outcome.OK]
+    assert ["system.reconnect", "notification.new"] == sorted((f["type"] for f in frames), reverse=True)
+    assert all("payloadVersion" not in f for f in frames if f["type"] == "notification.new")
+
+
+async def test_only_connections_that_asked_are_looked_at_for_versions(rig: Rig) -> None:
+    """Records without declared versions carry no payloads field into the worker, so a version-1 event to
+    them takes no version check: every one is posted."""
+    async with aiohttp.ClientSession() as http:
+        sockets = await _clients(rig, http, "u9", 3)
+        conns = [c async for batch in rig.store.resolve(build_event("notification.new", user_ids=["u9"], payload=NOTE).target)
+                 for c in batch]  # fmt: skip
+        result = await rig.deliverer.deliver(build_event(STICKER, user_ids=["u9"]), time.monotonic() + 10)
+        await asyncio.gather(*(_frames(ws, 0.2) for ws in sockets))
+    assert [None, None, None] == [c.payloads for c in conns]
+    assert 3 == result.outcomes[Outcome.OK]

@@ -59,26 +59,42 @@ class Posts:
         return result
 
 
+ON, OFF = True, False  # the type's run-time switch (fanout flags)
+EXPIRED = json.dumps(valid(sentAt="2027-01-15T07:58:00.000Z"))
+
 BEFORE = [
-    ("deliverable", message(), Deliver(budget_s=50.0, expires_at=NOW + 50)),
-    (
-        "expired by the type's age",
-        message(json.dumps(valid(sentAt="2027-01-15T07:58:00.000Z"))),
-        Fate("expired"),
-    ),
+    ("deliverable", message(), ON, Deliver(budget_s=50.0, expires_at=NOW + 50)),
+    ("expired by the type's age", message(EXPIRED), ON, Fate("expired")),
     (
         "expired by meta.expiresAt",
         message(json.dumps(valid(sentAt=SENT, meta={"expiresAt": "2027-01-15T07:59:59.000Z"}))),
+        ON,
         Fate("expired"),
     ),
-    ("invalid body", message("not json"), Fate("invalid", dead_letters=(DeadLetter("not_json", ""),))),
+    ("invalid body", message("not json"), ON, Fate("invalid", dead_letters=(DeadLetter("not_json", ""),))),
+    ("switched off", message(), OFF, Fate("disabled")),
+    ("switched off and expired: the switch is named", message(EXPIRED), OFF, Fate("disabled")),
+    ("switched off remainder", message(round_=2), OFF, Fate("disabled")),
+    (
+        "invalid and switched off: still dead-lettered",
+        message("not json"),
+        OFF,
+        Fate("invalid", dead_letters=(DeadLetter("not_json", ""),)),
+    ),
+    (
+        "payload that fails its model",
+        message(json.dumps(valid(sentAt=SENT, payload={"notificationId": 7}))),
+        ON,
+        Fate("invalid", dead_letters=(DeadLetter("payload_schema", ""),)),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "msg", "expected"), BEFORE, ids=[c[0] for c in BEFORE])
-def test_before_the_fan_out(case: str, msg: Received, expected: Fate | Deliver) -> None:
-    """Invalid bodies are dead-lettered, expired events dropped, the rest delivered within their expiry."""
-    decided = fate.before(msg, POLICY, NOW, visibility_s=30)
+@pytest.mark.parametrize(("case", "msg", "enabled", "expected"), BEFORE, ids=[c[0] for c in BEFORE])
+def test_before_the_fan_out(case: str, msg: Received, enabled: bool, expected: Fate | Deliver) -> None:
+    """Invalid bodies are dead-lettered, switched-off types deleted as disabled, expired events dropped,
+    the rest delivered within their expiry."""
+    decided = fate.before(msg, POLICY, NOW, visibility_s=30, enabled=enabled)
     if isinstance(expected, Fate) and expected.dead_letters:
         assert isinstance(decided, Fate)
         assert expected.outcome == decided.outcome
@@ -181,26 +197,33 @@ def _target(**target: object) -> Received:
 
 
 SPLITS = [
-    ("small user list", _target(userIds=["a", "b"]), [], 2, None),
-    ("range bounds", _target(broadcast=True), ["m", "t"], 100, [("", "m"), ("m", "t"), ("t", "")]),
-    ("long user list", _target(userIds=["a", "b", "c", "d", "e"]), [], 2, [("a", "b"), ("c", "d"), ("e",)]),
+    ("small user list", _target(userIds=["a", "b"]), 0, 2, None),
+    ("four bucket ranges", _target(broadcast=True), 4, 100, [(0, 256), (256, 512), (512, 768), (768, 1024)]),
+    (
+        "uneven ranges cover every bucket",
+        _target(topics=["event:1"]),
+        3,
+        100,
+        [(0, 341), (341, 682), (682, 1024)],
+    ),
+    ("long user list", _target(userIds=["a", "b", "c", "d", "e"]), 0, 2, [("a", "b"), ("c", "d"), ("e",)]),
     (
         "users beside topics are never sliced",
         _target(userIds=["a", "b", "c"], topics=["event:1"]),
-        [],
+        0,
         1,
         None,
     ),
-    ("a broadcast that fits", _target(broadcast=True), [], 1, None),
+    ("a broadcast that fits", _target(broadcast=True), 1, 1, None),
 ]
 
 
-@pytest.mark.parametrize(("case", "msg", "bounds", "per", "parts"), SPLITS, ids=[c[0] for c in SPLITS])
+@pytest.mark.parametrize(("case", "msg", "count", "per", "parts"), SPLITS, ids=[c[0] for c in SPLITS])
 def test_split(
-    case: str, msg: Received, bounds: list[str], per: int, parts: list[tuple[str, ...]] | None
+    case: str, msg: Received, count: int, per: int, parts: list[tuple[object, ...]] | None
 ) -> None:
-    """Large audiences become shards by id range (from the store) or by user slices; small ones stay whole."""
-    decided = fate.split(msg, bounds, users_per_shard=per)
+    """Large audiences become bucket-range shards (the store's count) or user slices; small ones stay whole."""
+    decided = fate.split(msg, count, users_per_shard=per)
     if parts is None:
         assert decided is None
         return
@@ -215,10 +238,10 @@ def test_a_part_is_never_split_again() -> None:
         {
             "ReceiptHandle": "r",
             "Body": json.dumps(valid(sentAt=SENT, target={"broadcast": True})),
-            "MessageAttributes": attributes.shard(0, "a", "m"),
+            "MessageAttributes": attributes.shard(0, 0, 512),
         }
     )
-    assert fate.split(shard, ["c", "d"], users_per_shard=1) is None
+    assert fate.split(shard, 8, users_per_shard=1) is None
 
 
 def test_a_replay_is_done_whatever_came_of_it_except_in_an_outage() -> None:

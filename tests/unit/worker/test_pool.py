@@ -1,9 +1,23 @@
 """The pool supervisor reports what only it can see."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from pymongo import MongoClient
 
 from fanout.config import Settings
-from fanout.worker.pool import Pool
+from fanout.local.queues import create_queues
+from fanout.worker.pool import Pool, die_with_parent
+from tests.conftest import Server, dev_settings, free_port
 
 
 def test_restarts_reach_cloudwatch_from_the_supervisor() -> None:
@@ -23,3 +37,75 @@ def test_restarts_reach_cloudwatch_from_the_supervisor() -> None:
 def test_no_emf_by_default() -> None:
     """EMF is off unless FANOUT_CLOUDWATCH_EMF is set."""
     assert Pool(Settings(), processes=1)._emf() is None
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a local http URL
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+def test_active_connections_are_sampled_by_one_process_of_the_pool(
+    moto_server: Server, mongo_server: Server, tmp_path: Path
+) -> None:
+    """With two processes, /metrics (the pool's livesum) shows the real count of live records, not twice it."""
+    settings = dev_settings(moto_server, mongo_server)
+    create_queues(settings)
+    now = datetime.now(UTC)
+    mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url)
+    mongo[settings.mongo_db].websocketconnections.insert_many(
+        [{"connectionId": f"c{i}", "userId": "u", "expiresAt": now + timedelta(hours=1)} for i in range(7)]
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "FANOUT_ENV": "dev",
+        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
+        "FANOUT_MONGO_URI": mongo_server.url,
+        "FANOUT_MONGO_DB": settings.mongo_db,
+        "FANOUT_QUEUE_NAME": settings.queue_name,
+        "FANOUT_DLQ_NAME": settings.dlq_name,
+        "FANOUT_METRICS_PORT": str(port),
+        "FANOUT_RECEIVE_WAIT_S": "1",
+        "FANOUT_CENSUS_INTERVAL_S": "0.3",
+    }
+    with (tmp_path / "pool.log").open("wb") as log:
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "fanout", "worker", "--processes", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while _get(f"http://127.0.0.1:{port}/readyz")[0] != 200:  # both processes up and ready
+            assert pool.poll() is None and time.monotonic() < deadline, (tmp_path / "pool.log").read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)  # several census intervals: a second sampler would have added its count by now
+        readings = []
+        for _ in range(3):
+            families = {
+                f.name: f for f in text_string_to_metric_families(_get(f"http://127.0.0.1:{port}/metrics")[1])
+            }
+            readings.append(
+                (
+                    families["fanout_active_connections"].samples[0].value,
+                    families["fanout_processes"].samples[0].value,
+                )
+            )
+            time.sleep(0.3)
+        assert [(7.0, 2.0)] * 3 == readings
+    finally:
+        pool.terminate()
+        pool.wait(30)
+        mongo.drop_database(settings.mongo_db)
+        mongo.close()
+
+
+def test_only_the_first_worker_process_runs_the_relay() -> None:
+    """With FANOUT_RELAY=true, one process of the pool relays the outbox; the others only consume."""
+    pool = Pool(Settings(relay=True), 3)
+    assert [True, False, False] == [pool.settings_for(slot).relay for slot in range(3)]
+    assert not Pool(Settings(), 2).settings_for(0).relay

@@ -22,7 +22,7 @@ from tests.corpus import valid
 #: docs/protocol.md section 4, less ``unparseable``, which would mean a parser bug.
 REASONS = {
     "not_json", "schema", "duplicate_target", "unknown_version", "unknown_domain", "empty_target",
-    "too_large", "sns_missing_message", "sns_bad_envelope", "bad_attribute",
+    "too_large", "sns_missing_message", "sns_bad_envelope", "bad_attribute", "payload_schema",
 }  # fmt: skip
 
 #: Tokens a naive JSON parser takes or chokes on; spliced into the text where a value goes.
@@ -166,7 +166,7 @@ def test_parse_accepts_strict_frames_or_rejects_with_a_reason(body: str, attrs: 
     # accepted means decidable: its expiry is a number, so its fate is decided on this receive
     policy = policy_for(msg.body.type)
     assert isinstance(fate.expires_at(msg, policy), float)
-    assert isinstance(fate.before(msg, policy, time.time(), 30), fate.Fate | fate.Deliver)
+    assert isinstance(fate.before(msg, policy, time.time(), 30, enabled=True), fate.Fate | fate.Deliver)
 
 
 @given(body=st.binary(max_size=40) | st.none() | st.integers())

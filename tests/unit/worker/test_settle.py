@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -44,7 +45,10 @@ async def _all(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 def _big_message(users: int) -> Received:
     """A valid body near SQS's limit: a large audience and a large payload."""
-    body = valid(target={"userIds": [f"user-{i:07d}" for i in range(users)]}, payload={"blob": "x" * 100_000})
+    body = valid(
+        target={"userIds": [f"user-{i:07d}" for i in range(users)]},
+        payload={"notificationId": "n1", "blob": "x" * 100_000},
+    )
     return parse({"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(body)})
 
 
@@ -125,7 +129,7 @@ async def test_on_fifo_queues_every_write_names_its_group_and_waits_for_no_delay
             "partial",
             remainder=Remainder(("c1",), frozenset({"u1"}), round=1, delay_s=2),
             dead_letters=(DeadLetter("forbidden", "403", ("c2",), frozenset({"u1"})),),
-            shards=(Shard(range=("", "m")), Shard(range=("m", ""))),
+            shards=(Shard(range=(0, 512)), Shard(range=(512, 1024))),
         )
         await s.apply(msg, decided)
         await s.apply(msg, decided)
@@ -143,3 +147,23 @@ async def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
         for m in batch:
             await sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     return out
+
+
+async def test_a_switched_off_event_is_counted_and_deleted(moto_server: Server) -> None:
+    """A disabled fate deletes the message, writes nothing else, and counts outcome=disabled for its type."""
+    settings = dev_settings(moto_server)
+    registry = CollectorRegistry()
+    async with get_session().create_client("sqs", **settings.aws_client_kwargs()) as sqs:
+        queue = (await sqs.create_queue(QueueName=settings.queue_name))["QueueUrl"]
+        dlq = (await sqs.create_queue(QueueName=settings.dlq_name))["QueueUrl"]
+        batcher = Batcher(sqs, queue)
+        settler = Settler(sqs, {queue: batcher}, dlq, Metrics(registry), queue_url=queue)
+        await sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(valid()))
+        [received] = (await sqs.receive_message(QueueUrl=queue, VisibilityTimeout=1))["Messages"]
+        await settler.apply(parse(received), Fate("disabled"))
+        await batcher.flush()
+        await asyncio.sleep(1.5)  # past the visibility timeout: a message not deleted would be back
+        assert ([], []) == (await _all(sqs, queue), await _all(sqs, dlq))
+    assert 1 == settler.tally.disabled
+    labels = {"event_type": "notification.new", "outcome": "disabled"}
+    assert 1 == registry.get_sample_value("fanout_events_total", labels)

@@ -12,7 +12,7 @@ const [mode = "", endpoint = "", label = ""] = process.argv.slice(2);
 const publisher = new BatchPublisher({ queueUrl, endpoint, region, lingerMs: 60_000 });
 const ids: string[] = [];
 for (let n = 0; n < 3; n += 1) {
-  ids.push(await publisher.publish("notification.new", { userIds: [userId], payload: { label, n } }));
+  ids.push(await publisher.publish("notification.new", { userIds: [userId], payload: { notificationId: `${label}-${n}`, label, n } }));
 }
 if (mode === "own-handler") {
   process.on("SIGTERM", () => {

@@ -1,20 +1,22 @@
-"""Publishers for domain services: one SQS (or SNS) send per event, whatever the audience.
+"""Direct publishers: one SQS (or SNS) send per event in the caller's time, whatever the audience.
 
-With ``ordering_key=...`` and a sequence allocator (``fanout.sequence``) an event gets the next ``seq``
-of its key; on a FIFO queue or topic (a name ending in ``.fifo``) the key is its ``MessageGroupId`` and the
-event id its deduplication id, so SQS hands a key's events out one at a time, in order.
+With an ordering key (``ordering_key=...``, or the catalog's in ``send_event``) and a sequence allocator
+(``fanout.sequence``) an event gets the next ``seq`` of its key; on a FIFO queue or topic (a name ending in
+``.fifo``) the key is its ``MessageGroupId`` and the event id its deduplication id, so SQS hands a key's
+events out one at a time, in order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import boto3
 from aiobotocore.session import get_session
 from ulid import ULID
 
 from fanout import queues
+from fanout.catalog import Payload, spec_of
 from fanout.config import Settings
 from fanout.envelope import QueueBody, now_iso, validate
 from fanout.errors import ConfigError
@@ -65,7 +67,47 @@ def build_event(
     return validate(doc)
 
 
-def _fifo(destination: str, body: QueueBody) -> dict[str, str]:
+class Audience(TypedDict, total=False):
+    """Who receives a catalog event, and its id: ``build_event``'s arguments besides type, payload, meta."""
+
+    user_ids: Iterable[str]
+    topics: Iterable[str]
+    broadcast: bool
+    exclude_connection_ids: Iterable[str]
+    event_id: str | None
+
+
+def catalog_event(
+    payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
+) -> QueueBody:
+    """Build a catalogued event from its payload model: the type, ``meta.payloadVersion`` and
+    ``meta.orderingKey`` come from the payload's catalog entry. ``TypeError`` for a payload that is not
+    a catalog model; ``InvalidMessage`` when the event would be dead-lettered."""
+    if not isinstance(payload, Payload):
+        raise TypeError(f"expected a fanout.catalog payload model, got {type(payload).__name__}")
+    spec = spec_of(type(payload))
+    wire = payload.wire()
+    hints = {**(meta or {}), "payloadVersion": spec.version}
+    key = spec.ordering_key(wire)
+    if key is not None and hints.get("orderingKey") is None:
+        hints["orderingKey"] = key
+    return build_event(spec.type, payload=wire, meta=hints, **audience)
+
+
+def with_seq(body: QueueBody, seq: int) -> QueueBody:
+    """The event with ``meta.seq`` set (a catalog event whose key got its next ``seq``)."""
+    return body.model_copy(update={"meta": body.meta.model_copy(update={"seq": seq})})
+
+
+def _needs_seq(body: QueueBody, sequences: object) -> str | None:
+    """The key to allocate a ``seq`` for: the event has a key, no ``seq``, and an allocator is set."""
+    key = body.meta.ordering_key
+    return key if sequences is not None and key is not None and body.meta.seq is None else None
+
+
+def fifo_fields(destination: str, body: QueueBody) -> dict[str, str]:
+    """A FIFO destination's group (the ordering key, else the event id) and deduplication id (the
+    event id); nothing for a standard one."""
     return queues.fifo_fields(destination, body.meta.ordering_key or body.id, body.id)
 
 
@@ -99,7 +141,7 @@ class Publisher:
 
     def send(self, body: QueueBody) -> str:
         """Send a built event; returns its id."""
-        fifo = _fifo(self._dest, body)
+        fifo = fifo_fields(self._dest, body)
         if self.via == "sqs":
             self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
         else:
@@ -112,6 +154,18 @@ class Publisher:
         if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
             kwargs["seq"] = self.sequences.next(ordering_key)
         return self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
+
+    def send_event(
+        self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
+    ) -> str:
+        """Publish a catalog payload (``publisher.send_event(ChatMessage(...), user_ids=[...])``): its
+        type, version and ordering key come from the catalog (with a sequence allocator, the key's next
+        ``seq`` too); returns the event id."""
+        body = catalog_event(payload, meta=meta, **audience)
+        if (key := _needs_seq(body, self.sequences)) is not None:
+            assert self.sequences is not None
+            body = with_seq(body, self.sequences.next(key))
+        return self.send(body)
 
     def close(self) -> None:
         self._client.close()
@@ -156,7 +210,7 @@ class AsyncPublisher:
 
     async def send(self, body: QueueBody) -> str:
         """Send a built event; returns its id."""
-        fifo = _fifo(self._dest, body)
+        fifo = fifo_fields(self._dest, body)
         if self.via == "sqs":
             await self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
         else:
@@ -169,3 +223,14 @@ class AsyncPublisher:
         if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
             kwargs["seq"] = await self.sequences.next(ordering_key)
         return await self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
+
+    async def send_event(
+        self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
+    ) -> str:
+        """Publish a catalog payload; its type, version and ordering key come from the catalog (with a
+        sequence allocator, the key's next ``seq`` too)."""
+        body = catalog_event(payload, meta=meta, **audience)
+        if (key := _needs_seq(body, self.sequences)) is not None:
+            assert self.sequences is not None
+            body = with_seq(body, await self.sequences.next(key))
+        return await self.send(body)

@@ -1,0 +1,55 @@
+"""What the benchmark runs: the event it sends, and how much of it each phase does in quick and full mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+EVENT_TYPE = "notification.new"
+FRAME_BYTES = 1024  # every client frame, in every phase and baseline
+AUDIENCES = (1, 100, 1000)  # users per publish call in the request-path phases
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work each phase does."""
+
+    mode: str
+    users: int = 1000  # one WebSocket connection each
+    throughput_posts: dict[int, int] = field(default_factory=dict)  # fan-out -> posts
+    latency_s: float = 5.0
+    publish_calls: int = 50
+    inline_calls: dict[int, int] = field(default_factory=dict)  # audience -> request-path calls
+    inline_posts: int = 400  # posts for the inline baseline's CPU and throughput at fan-out 20
+    baseline_posts: int = 2000  # posts for aiobotocore and the floor
+    soak_s: float = 0.0
+    pool: tuple[int, ...] = ()
+
+
+#: Small counts, under two minutes: checks the harness, not speed.
+QUICK = Plan(
+    mode="quick",
+    throughput_posts={1: 400, 20: 2000, 200: 2000},
+    latency_s=4.0,
+    publish_calls=40,
+    inline_calls={1: 20, 100: 4, 1000: 2},
+    inline_posts=400,
+    baseline_posts=2000,
+)
+#: The figures in ``bench/README.md``: about 15 minutes.
+FULL = Plan(
+    mode="full",
+    throughput_posts={1: 2000, 20: 30000, 200: 40000},
+    latency_s=20.0,
+    publish_calls=300,
+    inline_calls={1: 200, 100: 30, 1000: 10},
+    inline_posts=4000,
+    baseline_posts=20000,
+    soak_s=600.0,  # the issue's "after 10 minutes of sustained load"
+    pool=(1, 2),
+)
+
+
+def plan_for(quick: bool, soak_s: float | None = None) -> Plan:
+    """The quick or the full plan, with its soak replaced when ``soak_s`` is given."""
+    plan = QUICK if quick else FULL
+    return plan if soak_s is None else replace(plan, soak_s=soak_s)

@@ -1,0 +1,95 @@
+"""The report of a run: the issue's targets judged on its results, and the table printed at the end."""
+
+from __future__ import annotations
+
+from fanout.bench.plan import FRAME_BYTES
+from fanout.bench.results import PoolFailure, Results, Target
+
+CLIENT_FLOOR = "(c') floor: fanout's HTTP client"
+
+
+def targets(r: Results) -> dict[str, Target]:
+    """The issue's targets, each with its figure (whether it is met is ``Target.met``)."""
+    worker = r.headline.worker_cpu_us_per_post
+    pub = r.publish_ms
+    out = {
+        "worker_over_floor": Target(round(worker / r.floor.cpu_us_per_post, 2), "<= 1.3"),
+        "aiobotocore_over_worker": Target(round(r.aiobotocore.cpu_us_per_post / worker, 2), ">= 3"),
+        "inline_over_worker": Target(round(r.inline.cpu_us_per_post / worker, 2), ">= 4"),
+        "publish_p99_max_ms": Target(max(v.p99 for v in pub.values()), "<= 10"),
+        "publish_p99_1000_over_1": Target(round(pub[1000].p99 / pub[1].p99, 2), "<= 1.5"),
+        "latency_p95_ms_fanout_20": Target(r.latency_ms.p95, "<= 50"),
+        "rss_mb_per_process": Target(r.rss_mb, "<= 150"),
+    }
+    if r.soak is not None:  # "no upward trend": flat over the soak's second half
+        out["rss_growth_mb_second_half"] = Target(r.soak.rss_growth_mb_second_half, "<= 2")
+    return out
+
+
+def table(r: Results) -> str:
+    """The printed report: throughput, CPU beside the baselines, publish time, latency, RSS, targets."""
+    m = r.machine
+    lines = [
+        f"fanout bench ({r.mode}) on {m.cpu}, {m.cores} cores, Python {m.python}, {m.date}",
+        f"{r.connections} WebSocket clients on the emulator, {FRAME_BYTES} B frames",
+        "",
+        "Worker throughput and CPU (CPU from /proc of the worker processes)",
+        f"  {'fan-out':>8} {'posts/s':>10} {'CPU us/post':>12} {'posts':>8}",
+    ]
+    for fanout, t in r.throughput.items():
+        lines.append(f"  {fanout:>8} {t.posts_per_s:>10.0f} {t.worker_cpu_us_per_post:>12.1f} {t.posts:>8}")
+    rows = [
+        ("worker (fanout worker)", r.headline.worker_cpu_us_per_post, r.headline.posts_per_s),
+        ("(c) floor: unsigned aiohttp POST", r.floor.cpu_us_per_post, r.floor.posts_per_s),
+        (CLIENT_FLOOR, r.client_floor.cpu_us_per_post, r.client_floor.posts_per_s),
+        ("(b) aiobotocore post_to_connection", r.aiobotocore.cpu_us_per_post, r.aiobotocore.posts_per_s),
+        ("(a) inline: pymongo + boto3, serial", r.inline.cpu_us_per_post, r.inline.posts_per_s),
+    ]
+    lines += [
+        "",
+        "CPU per delivered post at fan-out 20, worker beside the baselines",
+        f"  {'':<34} {'CPU us/post':>12} {'posts/s':>10}",
+        *(f"  {name:<34} {cpu:>12.1f} {rate:>10.0f}" for name, cpu, rate in rows),
+        f"  worker / (c') = {r.worker_over_client_floor}: the worker's CPU beyond its HTTP requests",
+        "",
+        "Request-path time of one publish call, ms",
+        f"  {'audience':>8} {'Publisher p50':>14} {'p99':>8} {'inline p50':>12} {'p99':>9}",
+    ]
+    for size, p in r.publish_ms.items():
+        i = r.inline.request_ms[size]
+        lines.append(f"  {size:>8} {p.p50:>14.2f} {p.p99:>8.2f} {i.p50:>12.1f} {i.p99:>9.1f}")
+    lines += [
+        "",
+        "Publish-to-received latency seen by the clients, ms (half the measured maximum load)",
+        f"  {'fan-out':>8} {'offered posts/s':>16} {'p50':>8} {'p95':>8} {'p99':>8}",
+    ]
+    for fanout, lat in r.latency_by_fanout.items():
+        lines.append(
+            f"  {fanout:>8} {lat.offered_posts_per_s:>16.0f} {lat.p50:>8.1f} {lat.p95:>8.1f} {lat.p99:>8.1f}"
+        )
+    lines += ["", f"Worker RSS at the end: {r.rss_mb_per_process} MB"]
+    if r.soak is not None:
+        s = r.soak.rss_mb_samples
+        lines.append(
+            f"  during a {r.soak.seconds:.0f}s soak: {s[0][1]} -> {s[-1][1]} MB (max {max(x[1] for x in s)})"
+        )
+    if r.pool is not None:
+        lines += [
+            "",
+            f"Pool curve at fan-out 20 ({m.cores} cores; 'others': cores busy with the rest)",
+            f"  {'processes':>9} {'posts/s':>10} {'CPU us/post':>12} {'worker cores':>13} {'others':>7}",
+        ]
+        for n, entry in r.pool.items():
+            if isinstance(entry, PoolFailure):
+                lines.append(f"  {n:>9} {entry.error}")
+            else:
+                lines.append(
+                    f"  {n:>9} {entry.posts_per_s:>10.0f} {entry.worker_cpu_us_per_post:>12.1f} "
+                    f"{entry.worker_cpu_share:>13.2f} {entry.others_cpu_share:>7.2f}"
+                )
+    lines += ["", "Targets", f"  {'':<28} {'value':>8} {'target':>8}  met"]
+    for name, target in r.targets.items():
+        met = "yes" if target.met else "NO"
+        lines.append(f"  {name:<28} {target.value:>8} {target.target:>8}  {met}")
+    lines.append(f"\nevery frame arrived: {'yes' if r.received_all else 'NO'}")
+    return "\n".join(lines)

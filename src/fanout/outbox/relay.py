@@ -1,0 +1,281 @@
+"""The relay: moves outbox entries to SQS in insertion order, marks them relayed, one relay at a time.
+
+Read ``Relay.run`` top to bottom. While it holds the lease (``lease``), the relay reads pending entries
+oldest first, sends them in batches (up to 10 entries and 256 KiB, one batch after the other) and marks
+each batch relayed once SQS has it. Killed between a send and its mark, the next relay sends that one
+batch again, with the same event ids; nothing else is sent twice.
+
+It learns of new entries from a change stream on the outbox (inserts only: an aborted transaction's
+entry never shows) and looks anyway every ``STREAM_POLL_S``. Where the server refuses change streams
+(a standalone mongod, some MongoDB-compatible services) it polls every ``FANOUT_RELAY_POLL_S`` instead.
+
+On a FIFO queue each entry names its message group, the body's ``meta.orderingKey`` (else its event id),
+and its deduplication id, the event id, as the publishers do: a batch sent again after a crash is then
+dropped by SQS within its five-minute deduplication window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import time
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.errors import OperationFailure, PyMongoError
+
+from fanout import queues
+from fanout.catalog import metric_label
+from fanout.config import Settings
+from fanout.health import STALL_S, health_app, serve
+from fanout.logging import get_logger
+from fanout.outbox.box import ORDER, PENDING, indexes
+from fanout.outbox.lease import Lease
+from fanout.outbox.metrics import OutboxMetrics
+from fanout.publish.batch import MAX_BATCH_BYTES, Result, outcome, request, split
+from fanout.store import mongo_client
+
+log = get_logger("fanout.relay")
+
+PAGE = 100  # entries read per query
+STREAM_POLL_S = 10.0  # with a change stream: look anyway this often (a lost wake-up costs at most this)
+COUNT_CAP = 1_000_000  # count pending entries up to this many
+#: Server answers meaning "no change streams here": IllegalOperation (20), CommandNotSupported (115),
+#: an unknown $changeStream stage (40324), and a standalone server (40573).
+UNSUPPORTED = frozenset({20, 115, 40324, 40573})
+
+
+def fifo_ids(doc: dict[str, Any]) -> tuple[str, str]:
+    """An outbox entry's FIFO (message group, deduplication id): the body's ``meta.orderingKey``, else the
+    event id; and the event id. Entries written by other languages carry no more than the body."""
+    event_id = str(doc.get("eventId") or doc["_id"])
+    try:
+        meta = json.loads(doc["body"]).get("meta")
+    except (ValueError, AttributeError, TypeError):
+        meta = None
+    key = meta.get("orderingKey") if isinstance(meta, dict) else None
+    return (key if isinstance(key, str) and key else event_id), event_id
+
+
+class Retry(Exception):
+    """SQS did not take every entry of a batch: send the rest after a pause."""
+
+
+class Relay:
+    """One relay of the outbox ``FANOUT_OUTBOX_DB.FANOUT_OUTBOX_COLLECTION``; clients are the caller's."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        mongo: AsyncMongoClient[dict[str, Any]],
+        sqs: Any,
+        registry: CollectorRegistry,
+        *,
+        owner: str | None = None,
+    ) -> None:
+        s = self.settings = settings
+        db = mongo[s.outbox_db or s.mongo_db]
+        self.outbox = db[s.outbox_collection]
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease = Lease(
+            db[f"{s.outbox_collection}_lease"], s.outbox_collection, self.owner, s.relay_lease_s
+        )
+        self.sqs = sqs
+        self.metrics = OutboxMetrics(registry)
+        self.following = False  # a change stream is open
+        self.healthy = False  # MongoDB and SQS answered on the last round
+        self.heartbeat = time.monotonic()
+        self.relayed = 0
+        self._wake = asyncio.Event()
+        self._url = ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set (or the task is cancelled), then give the lease up."""
+        await self._prepare(stop)
+        follower = asyncio.create_task(self._follow())
+        delay = 0.5
+        try:
+            while not stop.is_set():
+                self.heartbeat = time.monotonic()
+                try:
+                    held = await self.lease.keep()
+                    self.metrics.leader.set(1 if held else 0)
+                    if held:
+                        await self._pump(stop)
+                    await self._observe()
+                    self.healthy, delay = True, 0.5
+                except Exception as exc:  # MongoDB, SQS or a partial batch: log, pause, try again
+                    self.healthy = False
+                    await self._failed(exc, stop, delay)
+                    delay = min(delay * 2, self.lease.ttl_s / 3)  # never so long that the lease lapses
+                    continue
+                await self._idle(stop)
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            self.metrics.leader.set(0)
+            with contextlib.suppress(PyMongoError):
+                await self.lease.release()
+            log.info("relay_stopped", relayed=self.relayed, owner=self.owner)
+
+    async def _prepare(self, stop: asyncio.Event) -> None:
+        """Indexes and the queue URL, retried with backoff until both answer (or stop)."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.outbox.create_indexes(indexes(self.settings.outbox_retention_s))
+                self._url = await queues.aurl(self.sqs, self.settings)
+                log.info("relay_started", outbox=self.settings.outbox_collection, owner=self.owner)
+                return
+            except Exception as exc:
+                await self._failed(exc, stop, delay)
+                delay = min(delay * 2, 10)
+
+    async def _failed(self, exc: Exception, stop: asyncio.Event, delay: float) -> None:
+        log.warning("relay_failed", error=type(exc).__name__, detail=str(exc)[:200], retry_in=round(delay, 2))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+
+    # ---- sending
+
+    async def _pump(self, stop: asyncio.Event) -> None:
+        """Send pending entries, oldest first, while the lease holds; stop between batches."""
+        self._wake.clear()  # a change from here on means another look
+        sent = 0
+        while not stop.is_set():
+            docs = (
+                await self.outbox.find(PENDING, {"body": 1, "size": 1, "type": 1, "eventId": 1})
+                .sort(ORDER)
+                .limit(PAGE)
+                .to_list()
+            )
+            if not docs:
+                break
+            for batch in split(docs, lambda d: d.get("size") or len(d["body"].encode())):
+                if stop.is_set() or not await self.lease.keep():
+                    return  # never start a batch without the lease
+                sent += await self._send(batch)
+        if sent:
+            log.info("outbox_relayed", count=sent)
+
+    async def _send(self, batch: list[dict[str, Any]]) -> int:
+        """One call to SQS, then the mark; raises ``Retry`` when some entries must go again."""
+        if len(batch) == 1 and (batch[0].get("size") or 0) > MAX_BATCH_BYTES:
+            fifo = queues.fifo_fields(self._url, *fifo_ids(batch[0]))
+            await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"], **fifo)
+            result = Result(sent=batch)
+        else:
+            groups = [fifo_ids(d) for d in batch] if queues.is_fifo(self._url) else None
+            entries = request((d["body"] for d in batch), groups)
+            result = outcome(batch, await self.sqs.send_message_batch(QueueUrl=self._url, Entries=entries))
+        now = datetime.now(UTC)
+        if result.sent:
+            ids = [d["_id"] for d in result.sent]
+            await self.outbox.update_many({"_id": {"$in": ids}}, {"$set": {"relayedAt": now}})
+        for doc, code in result.refused:
+            await self.outbox.update_one({"_id": doc["_id"]}, {"$set": {"relayedAt": now, "error": code}})
+            self.metrics.refused.labels(metric_label(doc.get("type", ""))).inc()
+            log.error("outbox_entry_refused", event_id=doc.get("eventId"), code=code)
+        for doc in result.sent:
+            self.metrics.relayed.labels(metric_label(doc.get("type", ""))).inc()
+        self.relayed += len(result.sent)
+        if result.retry:
+            raise Retry(f"{len(result.retry)} of {len(batch)} entries not taken")
+        return len(result.sent)
+
+    async def _observe(self) -> None:
+        """Lag (age of the oldest pending entry) and pending entries, for every relay."""
+        oldest = await self.outbox.find_one(PENDING, {"createdAt": 1}, sort=ORDER)
+        lag = 0.0
+        if oldest is not None and isinstance(oldest.get("createdAt"), datetime):
+            created = oldest["createdAt"]
+            created = created if created.tzinfo else created.replace(tzinfo=UTC)
+            lag = max(0.0, (datetime.now(UTC) - created).total_seconds())
+        self.metrics.lag.set(lag)
+        self.metrics.pending.set(await self.outbox.count_documents(PENDING, limit=COUNT_CAP))
+
+    # ---- waiting
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until a change, ``stop``, the next look or the lease's renewal, whichever comes first."""
+        look = STREAM_POLL_S if self.following else self.settings.relay_poll_s
+        timeout = min(look, self.lease.ttl_s / 3)
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+    async def _follow(self) -> None:
+        """Wake the relay on every insert into the outbox; give up for good where change streams are
+        unsupported, and open the stream again after any other error."""
+        delay = 1.0
+        while True:
+            try:
+                stream = await self.outbox.watch(
+                    [{"$match": {"operationType": "insert"}}], max_await_time_ms=1000
+                )
+                async with stream:
+                    if not self.following:
+                        log.info("relay_following_changes", outbox=self.settings.outbox_collection)
+                    self.following = True
+                    self._wake.set()  # catch up on what came before the stream opened
+                    delay = 1.0
+                    while stream.alive:
+                        if await stream.try_next() is not None:
+                            self._wake.set()
+            except OperationFailure as exc:
+                self.following = False
+                if exc.code in UNSUPPORTED:
+                    log.info("relay_polling", reason="no change streams", code=exc.code,
+                             every_s=self.settings.relay_poll_s)  # fmt: skip
+                    return
+                log.warning("change_stream_failed", error=type(exc).__name__, code=exc.code)
+            except PyMongoError as exc:
+                self.following = False
+                log.warning("change_stream_failed", error=type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def main(settings: Settings) -> int:
+    """``fanout relay``: one relay with its own clients and ``/metrics``, ``/healthz``, ``/readyz`` on
+    the metrics port, until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    registry = CollectorRegistry()
+    config = AioConfig(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
+    async with AsyncExitStack() as stack:
+        session = get_session()
+        sqs = await stack.enter_async_context(
+            session.create_client("sqs", config=config, **settings.aws_client_kwargs())
+        )
+        mongo = mongo_client(settings)
+        stack.push_async_callback(mongo.close)
+        relay = Relay(settings, mongo, sqs, registry)
+
+        def live() -> tuple[bool, dict[str, Any]]:
+            ok = time.monotonic() - relay.heartbeat <= STALL_S
+            return ok, {"ok": ok}
+
+        def ready() -> tuple[bool, dict[str, Any]]:
+            state = {"ready": relay.healthy, "leader": relay.lease.held, "following": relay.following}
+            return relay.healthy, state
+
+        app = health_app(lambda: registry, live, ready)
+        stack.push_async_callback((await serve(app, settings.metrics_host, settings.metrics_port)).cleanup)
+        await relay.run(stop)
+    return 0

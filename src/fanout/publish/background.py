@@ -1,0 +1,273 @@
+"""``BackgroundPublisher``: ``publish`` puts the event in a bounded buffer and returns; sender threads
+send the buffer with ``SendMessageBatch``.
+
+A batch goes at once when it is full (10 events or 256 KiB) and after ``FANOUT_PUBLISH_LINGER_MS``
+otherwise. Entries that fail within a batch, and whole calls that fail (SQS unreachable, throttled), are
+retried after a shared backoff (0.1 s doubling to 2 s) until they are sent or the publisher closes; only
+an entry SQS refuses as the sender's fault (a body it will never take) is dropped, counted and logged.
+
+When the buffer is full, ``publish`` waits up to ``FANOUT_PUBLISH_BLOCK_MS`` for room, then raises
+``PublishBufferFull``: an accepted event is never dropped silently, and a refused one is the caller's to
+handle. ``close()``, interpreter exit and SIGTERM flush within ``FANOUT_PUBLISH_FLUSH_S``; what is still
+unsent then is counted (``reason="unsent_at_close"``), logged with its ids, and returned by ``close()``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from prometheus_client import CollectorRegistry
+
+from fanout import queues
+from fanout.config import Settings
+from fanout.envelope import QueueBody
+from fanout.errors import PublishBufferFull, PublisherClosed
+from fanout.logging import get_logger
+from fanout.publish.batch import (
+    MAX_BATCH_BYTES,
+    Backoff,
+    Buffer,
+    Entry,
+    Result,
+    outcome,
+    request_for,
+    single,
+    split,
+)
+from fanout.publish.direct import build_event
+from fanout.publish.exits import ExitHooks
+from fanout.publish.metrics import PublisherMetrics, metrics_for
+
+log = get_logger("fanout.publisher")
+
+SENDERS = 4  # batch calls in flight: SQS answers in milliseconds, so a few keep up with thousands/s
+
+
+def sqs_client(settings: Settings, senders: int = SENDERS) -> Any:
+    """A boto3 SQS client for batch sends: short timeouts, no retries of its own (the publisher retries),
+    no validation of the requests this module builds (a tenth of a call's CPU)."""
+    config = Config(
+        parameter_validation=False,
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=senders + 1,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+    )
+    return boto3.client("sqs", config=config, **settings.aws_client_kwargs())  # type: ignore[call-overload]
+
+
+def send_batch(client: Any, url: str, batch: list[Entry]) -> Result:
+    """One call: ``SendMessageBatch``, or ``SendMessage`` for a lone body over 256 KiB. Raises when the
+    call itself fails (nothing known about its entries: all are retried)."""
+    if len(batch) == 1 and batch[0].size > MAX_BATCH_BYTES:
+        try:
+            client.send_message(QueueUrl=url, MessageBody=batch[0].body, **single(url, batch[0]))
+        except ClientError as exc:
+            if not refused(exc):
+                raise
+            return Result(refused=[(batch[0], exc.response["Error"].get("Code", "refused")[:64])])
+        return Result(sent=list(batch))
+    return outcome(batch, client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch)))
+
+
+def refused(exc: ClientError) -> bool:
+    """SQS refused the request itself (HTTP 400 other than throttling): sending it again cannot help."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return status == 400 and "Throttl" not in code and "RequestThrottled" not in code
+
+
+def report(metrics: PublisherMetrics, batch: list[Entry], result: Result) -> None:
+    """Count one batch call's outcome; log refused entries by id (never their payload)."""
+    metrics.batch_size.observe(len(batch))
+    metrics.count(metrics.sent, result.sent)
+    metrics.count(metrics.retried, result.retry)
+    for entry, code in result.refused:
+        metrics.failed.labels(entry.label, "refused").inc()
+        log.error("publish_refused", event_id=entry.id, event_type=entry.label, code=code)
+
+
+def give_up(metrics: PublisherMetrics, unsent: list[Entry]) -> None:
+    """Count and name the events a closing publisher could not send."""
+    if unsent:
+        metrics.count(metrics.failed, unsent, "unsent_at_close")
+        log.error("publisher_closed_unsent", count=len(unsent), event_ids=[e.id for e in unsent[:50]])
+
+
+def send_now(client: Any, url: str, entries: list[Entry], metrics: PublisherMetrics, budget_s: float) -> int:
+    """Send ``entries`` from the calling thread, retrying within ``budget_s``; returns how many are left."""
+    deadline = time.monotonic() + budget_s
+    backoff = Backoff()
+    todo = entries
+    while todo and time.monotonic() < deadline:
+        retry: list[Entry] = []
+        for batch in split(todo):
+            try:
+                result = send_batch(client, url, batch)
+            except Exception:
+                result = Result(retry=batch)
+            report(metrics, batch, result)
+            retry += result.retry
+        todo = retry
+        if todo:
+            time.sleep(min(backoff.failed(), max(0.0, deadline - time.monotonic())))
+    give_up(metrics, todo)
+    return len(todo)
+
+
+class BackgroundPublisher:
+    """Sync background publisher (threads). Create once per process; ``publish`` is thread-safe.
+
+    ``registry``: where its metrics go (prometheus-client's default registry when None). The keyword
+    arguments override the ``FANOUT_PUBLISH_*`` settings; ``senders``: batch calls in flight at most;
+    ``sigterm=False`` leaves SIGTERM alone (then close the publisher on the application's shutdown path).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        linger_ms: float | None = None,
+        buffer: int | None = None,
+        block_ms: float | None = None,
+        flush_s: float | None = None,
+        senders: int = SENDERS,
+        sigterm: bool = True,
+    ) -> None:
+        s = self.settings = settings or Settings()
+        linger = s.publish_linger_ms if linger_ms is None else linger_ms
+        self.block_s = (s.publish_block_ms if block_ms is None else block_ms) / 1000
+        self.flush_s = s.publish_flush_s if flush_s is None else flush_s
+        self.metrics = metrics_for(registry)
+        self._client = sqs_client(s, senders)
+        self._url = queues.url(self._client, s)
+        self._buf = Buffer(linger / 1000)
+        # One slot per event buffered or in flight; waiters are woken first come, first served.
+        self._slots = threading.Semaphore(s.publish_buffer if buffer is None else buffer)
+        self._backoff = Backoff()
+        lock = threading.RLock()  # re-entrant: the SIGTERM handler may flush while this thread publishes
+        self._work = threading.Condition(lock)  # senders wait here for a batch
+        self._done = threading.Condition(lock)  # flushes wait here for the buffer to empty
+        self._hurry = 0  # flushes under way: send without lingering
+        self._closed = False
+        self._abandon = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"fanout-publisher-{i}", daemon=True)
+            for i in range(senders)
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._hooks = ExitHooks(self._on_exit, sigterm=sigterm)
+
+    @property
+    def pending(self) -> int:
+        """Events buffered or being sent."""
+        return self._buf.pending()
+
+    def publish(self, event_type: str, **kwargs: Any) -> str:
+        """Build, validate and buffer one event (see ``build_event``); returns its id.
+
+        Raises ``InvalidMessage`` on bad input, ``PublishBufferFull`` when there is no room within
+        ``block_ms``, ``PublisherClosed`` after ``close()``."""
+        return self.send(build_event(event_type, **kwargs))
+
+    def send(self, body: QueueBody) -> str:
+        """Buffer a built event; returns its id."""
+        entry = Entry.of(body)
+        if self._closed:
+            raise PublisherClosed("the publisher is closed")
+        if not self._slots.acquire(timeout=self.block_s):
+            self.metrics.failed.labels(entry.label, "buffer_full").inc()
+            raise PublishBufferFull(f"{self.pending} events pending; no room within {self.block_s}s")
+        with self._work:
+            if self._buf.add(entry):
+                self._work.notify()
+        self.metrics.buffered.labels(entry.label).inc()
+        self.metrics.pending.inc()
+        return body.id
+
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Send everything buffered now, without lingering; wait up to ``timeout_s`` (default
+        ``FANOUT_PUBLISH_FLUSH_S``). Returns how many events are still unsent."""
+        deadline = time.monotonic() + (self.flush_s if timeout_s is None else timeout_s)
+        with self._work:
+            self._hurry += 1
+            self._work.notify_all()
+            try:
+                while self._buf.pending() and (left := deadline - time.monotonic()) > 0:
+                    self._done.wait(left)
+                return self._buf.pending()
+            finally:
+                self._hurry -= 1
+
+    def close(self, timeout_s: float | None = None) -> int:
+        """Stop accepting events, flush, stop the senders. Returns how many events could not be sent."""
+        with self._work:
+            if self._closed:
+                return 0
+            self._closed = True
+        self._hooks.remove()
+        self.flush(timeout_s)
+        with self._work:
+            self._abandon = True
+            unsent = self._buf.drain()
+            self._work.notify_all()
+        for thread in self._threads:
+            thread.join(0.1)  # a sender stuck in a call ends with its read timeout; it is a daemon
+        give_up(self.metrics, unsent)
+        self.metrics.pending.dec(len(unsent))
+        self._client.close()
+        return len(unsent)
+
+    def _on_exit(self, why: str) -> None:
+        if why == "exit":
+            self.close()
+        elif left := self.flush():  # SIGTERM: the application may go on publishing while it stops
+            log.error("publisher_flush_incomplete", signal="SIGTERM", unsent=left)
+
+    # ---- the sender threads
+
+    def _run(self) -> None:
+        while (batch := self._next()) is not None:
+            try:
+                result = send_batch(self._client, self._url, batch)
+            except Exception as exc:
+                result = Result(retry=batch)
+                self._failed(f"call failed: {type(exc).__name__}", batch)
+            else:
+                if result.retry:
+                    self._failed("entries failed", result.retry)
+            report(self.metrics, batch, result)
+            with self._work:
+                self._buf.done(batch, result.retry)
+                if result.retry:
+                    self._backoff.failed()
+                elif self._backoff.ok():
+                    log.info("publish_recovered")
+                self._done.notify_all()
+            if settled := len(result.sent) + len(result.refused):
+                self._slots.release(settled)
+                self.metrics.pending.dec(settled)
+
+    def _next(self) -> list[Entry] | None:
+        """The next batch to send, waiting for one to fill, linger or the backoff; None: stop."""
+        with self._work:
+            while not self._abandon:
+                now = time.monotonic()
+                due = self._buf.due_in(now, hurry=bool(self._hurry) or self._closed)
+                pause = self._backoff.until - now
+                if due == 0 and pause <= 0:
+                    return self._buf.take()
+                waits = [t for t in (due, pause if pause > 0 else None) if t is not None]
+                self._work.wait(max(waits) if waits else None)
+        return None
+
+    def _failed(self, why: str, entries: list[Entry]) -> None:
+        if self._backoff.failures == 0:  # once per run of failures, not once per call
+            log.warning("publish_failed", why=why, events=len(entries), buffered=len(self._buf))

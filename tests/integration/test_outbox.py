@@ -1,0 +1,299 @@
+"""The transactional outbox against real servers (SecantusDB, moto): an event leaves only with its
+transaction, exactly one relay sends, and a relay killed mid-batch resends at most that batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.client_session import ClientSession
+
+from fanout.config import Settings
+from fanout.errors import InvalidMessage
+from fanout.local.queues import create_queues
+from fanout.outbox import AsyncOutbox, Outbox
+from fanout.outbox.relay import Relay
+from fanout.publish import build_event
+from fanout.worker.consumer import Worker
+from fanout.worker.pool import die_with_parent
+from tests.catalog_examples import payload
+from tests.conftest import Server, _serve, _stop, _tcp_answers, dev_settings, free_port
+from tests.helpers import QueueReceiver, wait_for
+
+
+def outbox_settings(moto: Server, mongo: Server, **fields: Any) -> Settings:
+    settings = dev_settings(moto, mongo, **({"relay_lease_s": 3, "relay_poll_s": 0.2} | fields))
+    create_queues(settings)
+    return settings
+
+
+def add_events(settings: Settings, count: int, per_transaction: int = 100) -> list[str]:
+    """Write ``count`` events, each with a domain document, in transactions of ``per_transaction``."""
+    ids: list[str] = []
+    with MongoClient(settings.mongo(), tz_aware=True) as client:
+        db = client[settings.mongo_db]
+        outbox = Outbox(db)
+        for start in range(0, count, per_transaction):
+
+            def write(session: ClientSession, start: int = start) -> list[str]:
+                written = []
+                for i in range(start, min(count, start + per_transaction)):
+                    db.orders.insert_one({"n": i}, session=session)
+                    event = build_event(
+                        "notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"}
+                    )
+                    written.append(outbox.add(session, event))
+                return written
+
+            with client.start_session() as session:  # with_transaction retries transient conflicts
+                ids += session.with_transaction(write)
+    return ids
+
+
+def value(registry: CollectorRegistry, name: str) -> float:
+    return sum(s.value for f in registry.collect() for s in f.samples if s.name == name)
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, owner: str
+) -> AsyncIterator[tuple[Relay, CollectorRegistry, asyncio.Event]]:
+    """A relay in this process with clients of its own; stopped (lease released) on exit."""
+    registry = CollectorRegistry()
+    stop = asyncio.Event()
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    async with get_session().create_client("sqs", **settings.aws_client_kwargs()) as sqs:
+        relay = Relay(settings, mongo, sqs, registry, owner=owner)
+        task = asyncio.create_task(relay.run(stop))
+        try:
+            await wait_for(lambda: relay.healthy)  # its indexes exist: writes will not race their creation
+            yield relay, registry, stop
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await mongo.close()
+
+
+async def test_a_write_and_its_event_in_one_transaction_are_delivered_once(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """The domain document and its event commit together; the relay sends the event once and marks it."""
+    settings = outbox_settings(moto_server, mongo_server)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    db = mongo[settings.mongo_db]
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "a") as (relay, registry, _):
+            async with mongo.start_session() as session, await session.start_transaction():
+                await db.rsvps.insert_one({"event": 42, "user": "u1"}, session=session)
+                event = build_event(
+                    "event.rsvp.updated", user_ids=["u1"], payload=payload("event.rsvp.updated")
+                )
+                await AsyncOutbox(db).add(session, event)
+            arrived = await receiver.until(1)
+            await wait_for(lambda: value(registry, "fanout_outbox_pending") == 0)
+        assert {event.id: 1} == arrived
+        assert [json.loads(event.to_json())] == receiver.bodies
+        entry = await db.fanout_outbox.find_one({"eventId": event.id})
+        assert entry is not None and entry["relayedAt"] is not None
+        assert 1 == await db.rsvps.count_documents({})
+        assert relay.following
+    await mongo.close()
+
+
+async def test_an_aborted_transaction_delivers_nothing(moto_server: Server, mongo_server: Server) -> None:
+    """An event added in a transaction that aborts never reaches the queue; the next committed one does."""
+    settings = outbox_settings(moto_server, mongo_server)
+    with MongoClient(settings.mongo(), tz_aware=True) as client, QueueReceiver(settings) as receiver:
+        db = client[settings.mongo_db]
+        async with running(settings, "a"):
+            aborted = build_event(
+                "chat.message", user_ids=["u1"], payload=payload("chat.message", text="never")
+            )
+
+            def change_that_fails() -> None:
+                with client.start_session() as session, session.start_transaction():
+                    db.messages.insert_one({"text": "never"}, session=session)
+                    Outbox(db).add(session, aborted)
+                    raise RuntimeError("the domain change failed")
+
+            with pytest.raises(RuntimeError):
+                change_that_fails()
+            [committed] = await asyncio.to_thread(add_events, settings, 1)
+            arrived = await receiver.until(1)
+        assert {committed: 1} == arrived
+        assert 0 == db.fanout_outbox.count_documents({"eventId": aborted.id})
+        assert 0 == db.messages.count_documents({})
+
+
+def test_add_refuses_a_session_without_a_transaction_and_a_body_over_1_mib(mongo_server: Server) -> None:
+    """Outside a transaction the event could outlive an aborted change: refused; so is a body SQS refuses."""
+    settings = dev_settings(mongo=mongo_server)
+    with MongoClient(settings.mongo()) as client, client.start_session() as session:
+        outbox = Outbox(client[settings.mongo_db])
+        with pytest.raises(ValueError, match="open transaction"):
+            outbox.add(
+                session, build_event("notification.new", user_ids=["u1"], payload={"notificationId": "n1"})
+            )
+        huge = build_event(
+            "notification.new",
+            user_ids=[f"user-{i:07d}" for i in range(90_000)],
+            payload={"notificationId": "n1"},
+        )
+        with pytest.raises(InvalidMessage, match="too_large"), session.start_transaction():
+            outbox.add(session, huge)
+        assert 0 == outbox.collection.count_documents({})
+
+
+async def test_two_relays_only_one_sends_and_the_other_takes_over(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """With two relays running, the leaseholder sends every event; once it stops, the other sends."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)  # a stalled machine keeps it
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "first") as (a, reg_a, stop_a):
+            await wait_for(lambda: a.lease.held)
+            async with running(settings, "second") as (b, reg_b, _):
+                ids = await asyncio.to_thread(add_events, settings, 300)  # the relays run meanwhile
+                await receiver.until(300)
+                assert (True, False) == (a.lease.held, b.lease.held)
+                assert 300 == value(reg_a, "fanout_outbox_relayed_total")
+                assert 0 == value(reg_b, "fanout_outbox_relayed_total")
+                assert (1, 0) == (
+                    value(reg_a, "fanout_outbox_relay_leader"),
+                    value(reg_b, "fanout_outbox_relay_leader"),
+                )
+                stop_a.set()  # the leaseholder stops and gives the lease up; the other takes it
+                await wait_for(lambda: b.lease.held, timeout=10)
+                more = await asyncio.to_thread(add_events, settings, 50)
+                arrived = await receiver.until(350)
+                assert 50 == value(reg_b, "fanout_outbox_relayed_total")
+                assert 300 == value(reg_a, "fanout_outbox_relayed_total")
+    assert {i: 1 for i in ids + more} == dict(arrived)
+
+
+async def test_without_change_streams_the_relay_polls(moto_server: Server, tmp_path: Path) -> None:
+    """A server that refuses change streams (a standalone one) is polled; events still arrive."""
+    port = free_port()
+    argv = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", ":memory:", "--log-level", "WARNING", "--standalone"]  # fmt: skip
+    process = _serve(argv, lambda: _tcp_answers(port), tmp_path / "standalone.log")
+    try:
+        settings = outbox_settings(moto_server, Server(f"mongodb://127.0.0.1:{port}", process))
+        with QueueReceiver(settings) as receiver:
+            async with running(settings, "a") as (relay, _, _):
+                ids = await asyncio.to_thread(add_events, settings, 20, 5)
+                arrived = await receiver.until(20)
+                assert not relay.following
+        assert {i: 1 for i in ids} == dict(arrived)
+    finally:
+        _stop(process)
+
+
+async def test_lag_and_pending_are_reported_while_no_relay_sends(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """While another owner holds the lease, a relay sends nothing and reports the backlog's size and age."""
+    settings = outbox_settings(moto_server, mongo_server)
+    with MongoClient(settings.mongo(), tz_aware=True) as client:
+        leases = client[settings.mongo_db][f"{settings.outbox_collection}_lease"]
+        later = datetime.now(UTC) + timedelta(hours=1)
+        leases.insert_one({"_id": settings.outbox_collection, "owner": "elsewhere", "expiresAt": later})
+    add_events(settings, 25)
+    time.sleep(1.1)
+    async with running(settings, "a") as (relay, registry, _):
+        await wait_for(lambda: value(registry, "fanout_outbox_pending") == 25)
+        assert value(registry, "fanout_outbox_lag_seconds") >= 1.0
+        assert not relay.lease.held
+        assert 0 == value(registry, "fanout_outbox_relayed_total")
+
+
+@pytest.fixture
+def relay_env(moto_server: Server, mongo_server: Server) -> tuple[Settings, dict[str, str]]:
+    settings = outbox_settings(moto_server, mongo_server)
+    env = {
+        **os.environ,
+        "FANOUT_ENV": "dev",
+        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
+        "FANOUT_QUEUE_NAME": settings.queue_name,
+        "FANOUT_MONGO_URI": mongo_server.url,
+        "FANOUT_MONGO_DB": settings.mongo_db,
+        "FANOUT_RELAY_LEASE_S": "2",
+        "FANOUT_LOG_FORMAT": "json",
+    }
+    return settings, env
+
+
+def start_relay(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fanout", "relay"],
+            env={**env, "FANOUT_METRICS_PORT": str(free_port())},
+            stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+
+def test_a_relay_killed_mid_batch_resends_at_most_that_batch(
+    relay_env: tuple[Settings, dict[str, str]], moto_server: Server, tmp_path: Path
+) -> None:
+    """`fanout relay` is killed with SIGKILL while a batch is at SQS but not yet marked: the next relay
+    takes over when the lease expires, every event arrives, and exactly that batch arrives twice."""
+    settings, env = relay_env
+    ids = add_events(settings, 600)
+    log = tmp_path / "relay.log"
+    with QueueReceiver(settings) as receiver, MongoClient(settings.mongo(), tz_aware=True) as client:
+        first = start_relay(env, log)
+        deadline = time.monotonic() + 60
+        while receiver.total() < 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(moto_server.process.pid, signal.SIGSTOP)  # SQS hangs: the relay's next send waits in it
+        try:
+            time.sleep(0.5)
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            os.kill(moto_server.process.pid, signal.SIGCONT)  # the killed relay's last batch lands now
+        sent = receiver.wait(10**6, timeout=2, settle_s=0).total()
+        marked = client[settings.mongo_db].fanout_outbox.count_documents({"relayedAt": {"$ne": None}})
+        second = start_relay(env, log)
+        try:
+            arrived = receiver.wait(600 + sent - marked, timeout=90)
+        finally:
+            second.terminate()
+            second.wait(20)
+        left = client[settings.mongo_db].fanout_outbox.count_documents({"relayedAt": None})
+    assert 100 <= marked < 600, "the relay was not killed mid-run"
+    assert 0 < sent - marked <= 10, f"{sent - marked} events sent but not marked: not one batch"
+    assert set(ids) == set(arrived)
+    assert sent - marked == sum(n - 1 for n in arrived.values())  # that batch again, nothing else
+    assert (0, 0) == (second.returncode, left)
+    assert 2 == log.read_text().count("relay_lease_acquired")
+
+
+async def test_the_worker_runs_the_relay_with_fanout_relay(moto_server: Server, mongo_server: Server) -> None:
+    """With FANOUT_RELAY=true a worker relays the outbox beside its consumer, and consumes what it relayed."""
+    settings = outbox_settings(moto_server, mongo_server, relay=True, receive_wait_s=1)
+    worker = Worker(settings, serve_health=False)
+    running_worker = asyncio.create_task(worker.main())
+    try:
+        ids = await asyncio.to_thread(add_events, settings, 20)
+        await wait_for(lambda: value(worker.registry, "fanout_events_total") >= 20, timeout=30)
+        assert 20 == value(worker.registry, "fanout_outbox_relayed_total")
+        assert 1 == value(worker.registry, "fanout_outbox_relay_leader")
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running_worker, 30)
+    assert 20 == len(set(ids)) == worker.tally.received

@@ -1,0 +1,230 @@
+"""The product's own tokens: RS256/ES256 verified against a JWKS the test serves over HTTP, keys cached
+and rotated, issuer and audience checked, the user id read from a configurable claim."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from fanout.config import Settings
+from fanout.errors import AuthError
+from fanout.lifecycle import Lifecycle
+from fanout.tokens import Verifier, sign
+from tests.conftest import free_port
+from tests.unit.lifecycle import events
+from tests.unit.lifecycle.conftest import MakeLifecycle
+
+ISSUER = "https://login.example.test/"
+AUDIENCE = "realtime"
+
+
+@dataclass
+class Key:
+    kid: str
+    private: Any
+    alg: str
+
+    def jwk(self) -> dict[str, Any]:
+        algorithm = RSAAlgorithm if self.alg == "RS256" else ECAlgorithm
+        public = algorithm.to_jwk(self.private.public_key(), as_dict=True)
+        return {**public, "kid": self.kid, "use": "sig", "alg": self.alg}
+
+    def sign(self, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 300, "iat": now, **claims}
+        return jwt.encode(body, self.private, algorithm=self.alg, headers={"kid": self.kid})
+
+
+def rsa_key(kid: str) -> Key:
+    return Key(kid, rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256")
+
+
+def ec_key(kid: str) -> Key:
+    return Key(kid, ec.generate_private_key(ec.SECP256R1()), "ES256")
+
+
+@dataclass
+class Jwks:
+    """A JWKS endpoint: the keys it serves now, and how often it was fetched."""
+
+    url: str
+    keys: list[Key]
+    fetches: int = 0
+    delay_s: float = 0.0
+
+
+@pytest.fixture
+async def jwks() -> AsyncIterator[Jwks]:
+    served = Jwks("", [rsa_key("r1"), ec_key("e1")])
+
+    async def keys(request: web.Request) -> web.Response:
+        served.fetches += 1
+        if served.delay_s:
+            await asyncio.sleep(served.delay_s)
+        return web.json_response({"keys": [k.jwk() for k in served.keys]})
+
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", keys)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    served.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+    yield served
+    await runner.cleanup()
+
+
+async def _lifecycle(make: MakeLifecycle, jwks: Jwks, **fields: Any) -> Lifecycle:
+    settings = {"jwks_url": jwks.url, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE, "jwt_user_claim": "uid"}
+    return await make(**(settings | fields))
+
+
+async def _status(lc: Lifecycle, token: str, cid: str = "c1") -> int:
+    return int((await lc.handle(events.connect(cid, token=token)))["statusCode"])
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["RS256", "ES256"])
+async def test_a_token_signed_by_a_served_key_connects_as_its_user_claim(
+    make_lifecycle: MakeLifecycle, jwks: Jwks, which: int
+) -> None:
+    """An RS256 or ES256 token signed by a key of the JWKS connects; the record's user is the configured
+    claim (uid), not sub."""
+    lc = await _lifecycle(make_lifecycle, jwks)
+    assert 200 == await _status(lc, jwks.keys[which].sign(uid="u-42", sub="someone-else"))
+    record = await lc.services.store.get("c1")
+    assert record is not None and "u-42" == record["userId"]
+
+
+async def test_keys_are_cached_between_connects(make_lifecycle: MakeLifecycle, jwks: Jwks) -> None:
+    """Ten connects with tokens of known kids fetch the key set once."""
+    lc = await _lifecycle(make_lifecycle, jwks)
+    for i in range(10):
+        assert 200 == await _status(lc, jwks.keys[i % 2].sign(uid=f"u{i}"), f"c{i}")
+    assert 1 == jwks.fetches
+
+
+async def test_a_rotated_key_is_picked_up(make_lifecycle: MakeLifecycle, jwks: Jwks) -> None:
+    """After the issuer rotates to a new key, a token with the new kid makes one refresh and connects;
+    the retired key's tokens are refused once the set is refreshed."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_refresh_s=0)
+    old = jwks.keys[0]
+    assert 200 == await _status(lc, old.sign(uid="u1"), "c1")
+    new = rsa_key("r2")
+    jwks.keys = [new]
+    assert 200 == await _status(lc, new.sign(uid="u2"), "c2")
+    assert 2 == jwks.fetches
+    assert 401 == await _status(lc, old.sign(uid="u1"), "c3")  # the refreshed set no longer holds r1
+
+
+async def test_unknown_kids_refresh_the_set_at_most_once_per_interval(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """Tokens naming kids nobody serves are refused, and within FANOUT_JWKS_REFRESH_S they cause no fetch
+    beyond the first: forged kids cannot make the lifecycle hammer the identity provider."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_refresh_s=60)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u1"), "c0")
+    for i in range(5):
+        assert 401 == await _status(lc, ec_key(f"forged{i}").sign(uid="u1"), f"c{i + 1}")
+    assert 1 == jwks.fetches
+
+
+@pytest.mark.parametrize(
+    ("claims", "case"),
+    [
+        ({"iss": "https://evil.example.test/"}, "wrong issuer"),
+        ({"aud": "another-api"}, "wrong audience"),
+        ({"exp": int(time.time()) - 10}, "expired"),
+        ({"uid": ""}, "empty user claim"),
+        ({"uid": 42}, "user claim not a string"),
+        ({"uid": "u" * 257}, "user claim too long"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+async def test_tokens_with_wrong_claims_are_refused(
+    make_lifecycle: MakeLifecycle, jwks: Jwks, claims: dict[str, Any], case: str
+) -> None:
+    """A served key's signature is not enough: the issuer, audience, expiry and user claim must hold."""
+    lc = await _lifecycle(make_lifecycle, jwks)
+    assert 401 == await _status(lc, jwks.keys[0].sign(**({"uid": "u1"} | claims)))
+
+
+async def test_a_token_without_the_user_claim_is_refused(make_lifecycle: MakeLifecycle, jwks: Jwks) -> None:
+    """A token carrying sub but not the configured claim is refused."""
+    lc = await _lifecycle(make_lifecycle, jwks)
+    assert 401 == await _status(lc, jwks.keys[0].sign(sub="u1"))
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _hand_made(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None) -> str:
+    """A JWT built by hand, as an attacker would: PyJWT refuses to make these."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest() if secret else b""
+    return f"{signing_input}.{_b64(signature)}"
+
+
+async def test_alg_none_and_hs256_with_the_public_key_are_refused(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """An unsigned token (alg none) and an HS256 token whose secret is the served public key are refused,
+    in dev (HS256 tokens meet only the development key) and in production with no HS256 key at all."""
+    key = jwks.keys[0]
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300, "uid": "u1", "sub": "u1"}
+    pem = key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    jwk_json = json.dumps(key.jwk()).encode()
+    forged = [
+        _hand_made({"alg": "none", "typ": "JWT", "kid": key.kid}, claims, None),
+        _hand_made({"alg": "HS256", "typ": "JWT", "kid": key.kid}, claims, pem),
+        _hand_made({"alg": "HS256", "typ": "JWT", "kid": key.kid}, claims, jwk_json),
+        _hand_made(
+            {"alg": "RS256", "typ": "JWT", "kid": key.kid}, claims, pem
+        ),  # an HMAC as an RSA signature
+    ]
+    lc = await _lifecycle(make_lifecycle, jwks)
+    for i, token in enumerate(forged):
+        assert 401 == await _status(lc, token, f"c{i}")
+    assert 200 == await _status(lc, key.sign(uid="u1"), "ok")  # the same lifecycle takes a real one
+    production = Verifier(
+        Settings(env="production", jwks_url=f"https://127.0.0.1:{free_port()}/jwks", jwt_issuer=ISSUER)
+    )
+    for token in forged[:3]:
+        with pytest.raises(AuthError, match="not accepted"):  # refused before any key is fetched
+            await production.verify(token)
+
+
+async def test_an_unreachable_or_slow_jwks_refuses_within_its_timeout(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """A JWKS that does not answer within FANOUT_JWKS_TIMEOUT_S refuses the connect (401) in about that
+    time; the lifecycle never waits on the identity provider unbounded."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_timeout_s=0.3)
+    jwks.delay_s = 5
+    started = time.monotonic()
+    assert 401 == await _status(lc, jwks.keys[0].sign(uid="u1"))
+    assert time.monotonic() - started < 2
+    gone = await _lifecycle(make_lifecycle, jwks, jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
+    assert 401 == await _status(gone, jwks.keys[0].sign(uid="u1"))
+
+
+async def test_hs256_stays_for_local_use_beside_jwks(make_lifecycle: MakeLifecycle, jwks: Jwks) -> None:
+    """In dev, the development HS256 key still connects while JWKS tokens work too."""
+    lc = await _lifecycle(make_lifecycle, jwks)
+    assert 200 == await _status(lc, sign("u1", lc.services.settings.jwt_key(), audience=AUDIENCE))

@@ -1,0 +1,101 @@
+"""The socket census against a real MongoDB (SecantusDB): live connections, TTL removals, one sampler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from fanout.metrics import Metrics
+from fanout.worker.census import LEASES, Census, Lease
+from tests.conftest import Server, dev_settings
+
+Db = Any
+
+
+@pytest.fixture
+async def db(mongo_server: Server) -> AsyncIterator[Db]:
+    """A fresh database of the test MongoDB."""
+    settings = dev_settings(mongo=mongo_server)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
+    yield client[settings.mongo_db]
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+def _census(db: Db, interval_s: float = 30) -> tuple[Census, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    lease = Lease(db[LEASES], "census", ttl_s=3 * interval_s)
+    return Census(db.websocketconnections, lease, metrics, interval_s), metrics
+
+
+def _record(cid: str, expires_in_s: float) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "connectionId": cid,
+        "userId": "u",
+        "connectedAt": now,
+        "expiresAt": now + timedelta(seconds=expires_in_s),
+    }
+
+
+def _value(metrics: Metrics, name: str) -> float:
+    [family] = [f for f in metrics.registry.collect() if f.name == name]
+    return sum(s.value for s in family.samples if s.name in (name, f"{name}_total"))
+
+
+async def test_active_connections_are_the_live_records(db: Db) -> None:
+    """The gauge counts records whose expiresAt is ahead, not the expired ones awaiting the TTL monitor."""
+    await db.websocketconnections.insert_many(
+        [_record(f"live{i}", 600) for i in range(5)] + [_record(f"stale{i}", -5) for i in range(3)]
+    )
+    census, metrics = _census(db)
+    assert await census.sample()
+    assert 5 == _value(metrics, "fanout_active_connections")
+
+
+async def test_expired_counts_records_gone_after_their_expiry_only(db: Db) -> None:
+    """Between two samples: expired records removed count; one deleted before expiry or refreshed does not."""
+    col = db.websocketconnections
+    await col.insert_many(
+        [_record(f"stale{i}", -5) for i in range(4)]  # past expiresAt, still there: the monitor's next
+        + [_record("soon-closed", 600), _record("refreshed", -5), _record("live", 600)]
+    )
+    census, metrics = _census(db, interval_s=600)  # "soon-closed" is due within two intervals
+    await census.sample()
+    assert 0 == _value(metrics, "fanout_connections_expired")
+    # The TTL monitor removes three stale records; a $disconnect removes one live; a frame refreshes one.
+    await col.delete_many({"connectionId": {"$in": ["stale0", "stale1", "stale2", "soon-closed"]}})
+    later = datetime.now(UTC) + timedelta(seconds=600)
+    await col.update_one({"connectionId": "refreshed"}, {"$set": {"expiresAt": later}})
+    await census.sample()
+    assert 3 == _value(metrics, "fanout_connections_expired")
+    await col.delete_one({"connectionId": "stale3"})
+    await census.sample()
+    assert 4 == _value(metrics, "fanout_connections_expired")
+    await census.sample()  # nothing more went: nothing more counted
+    assert 4 == _value(metrics, "fanout_connections_expired")
+
+
+async def test_one_holder_of_the_lease_samples(db: Db) -> None:
+    """Of two processes, only the lease holder samples; the other reports 0 until the lease lapses."""
+    await db.websocketconnections.insert_many([_record(f"c{i}", 600) for i in range(2)])
+    first, first_metrics = _census(db)
+    second, second_metrics = _census(db)
+    assert await first.sample()
+    assert not await second.sample()
+    assert await first.sample()  # renewing its own lease
+    assert (2, 0) == (
+        _value(first_metrics, "fanout_active_connections"),
+        _value(second_metrics, "fanout_active_connections"),
+    )
+    lapsed = datetime.now(UTC) - timedelta(seconds=1)
+    await db[LEASES].update_one({"_id": "census"}, {"$set": {"until": lapsed}})  # the holder died
+    assert await second.sample()
+    assert not await first.sample()
+    assert 0 == _value(first_metrics, "fanout_active_connections")
+    assert 2 == _value(second_metrics, "fanout_active_connections")
