@@ -24,6 +24,7 @@ from fanout.client import FanoutClient, Resync, token_url
 from fanout.local.queues import create_queues
 from fanout.sequence import SequenceAllocator
 from fanout.tokens import sign
+from tests.catalog_examples import payload
 from tests.conftest import Stack
 from tests.helpers import WorkerPool, connect, wait_for
 from tests.integration.conftest import NO_FAULTS, faults
@@ -74,7 +75,12 @@ async def test_clients_see_every_keys_events_in_seq_order_on_a_standard_queue(
             async with AsyncPublisher(s, sequences=sequences) as pub:
                 for _ in range(count):
                     key = rng.choice(list(keys))
-                    await pub.publish("event.rsvp.updated", ordering_key=key, **keys[key])  # type: ignore[arg-type]
+                    await pub.publish(
+                        "event.rsvp.updated",
+                        payload=payload("event.rsvp.updated"),
+                        ordering_key=key,
+                        **keys[key],
+                    )  # type: ignore[arg-type]
 
         await asyncio.gather(*(publish(i, 20) for i in range(3)))
         allocated = {d["_id"]: d["seq"] for d in await mongo[s.mongo_db][s.sequences_collection].find(
@@ -131,7 +137,13 @@ async def test_a_fifo_queue_keeps_each_keys_order_on_the_wire_across_a_pool_of_t
             target = {"user_ids": [key[5:]]} if key.startswith("user:") else {"topics": [key]}
             async with AsyncPublisher(s, sequences=sequences) as pub:
                 return [
-                    await pub.publish("event.rsvp.updated", ordering_key=key, **target) for _ in range(count)
+                    await pub.publish(
+                        "event.rsvp.updated",
+                        payload=payload("event.rsvp.updated"),
+                        ordering_key=key,
+                        **target,
+                    )
+                    for _ in range(count)
                 ]  # type: ignore[arg-type]
 
         sent = await asyncio.gather(*(publish(key, 15) for key in keys))

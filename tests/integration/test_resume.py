@@ -20,6 +20,7 @@ from fanout import AsyncPublisher
 from fanout.client import Backoff, FanoutClient, Resync, token_url
 from fanout.sequence import SequenceAllocator
 from fanout.tokens import sign
+from tests.catalog_examples import payload
 from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.helpers import Client, connect, scrape, wait_for
 from tests.integration.conftest import NO_FAULTS, faults
@@ -65,7 +66,12 @@ async def test_a_resumed_client_gets_exactly_the_missed_events_in_order_then_liv
         AsyncPublisher(s, sequences=sequences) as pub,
     ):
         first = await connect(es, http, catchup_stack.ws_url, s, user)
-        seen = [await pub.publish("notification.new", user_ids=[user], ordering_key=key) for _ in range(3)]
+        seen = [
+            await pub.publish(
+                "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key
+            )
+            for _ in range(3)
+        ]
         await wait_for(lambda: len(first.events()) == 3)
         assert seen == [e["id"] for e in first.events()]
         last = first.events()[-1]
@@ -73,7 +79,12 @@ async def test_a_resumed_client_gets_exactly_the_missed_events_in_order_then_liv
         await first.close()
 
         before = await _consumed(catchup_stack, "no_connections")
-        missed = [await pub.publish("notification.new", user_ids=[user], ordering_key=key) for _ in range(50)]
+        missed = [
+            await pub.publish(
+                "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key
+            )
+            for _ in range(50)
+        ]
         await wait_for(lambda: _at_least(catchup_stack, "no_connections", before + 50), timeout=20)
 
         second = await connect(es, http, catchup_stack.ws_url, s, user)
@@ -86,7 +97,12 @@ async def test_a_resumed_client_gets_exactly_the_missed_events_in_order_then_liv
         assert missed == [e["id"] for e in second.events()]
         assert list(range(4, 54)) == [e["seq"] for e in second.events()]
 
-        live = [await pub.publish("notification.new", user_ids=[user], ordering_key=key) for _ in range(3)]
+        live = [
+            await pub.publish(
+                "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key
+            )
+            for _ in range(3)
+        ]
         await wait_for(lambda: len(second.events()) == 53)
         assert missed + live == [e["id"] for e in second.events()]
 
@@ -111,7 +127,12 @@ async def test_a_gap_older_than_the_window_is_answered_with_resync(
         aiohttp.ClientSession() as http,
         AsyncPublisher(s, sequences=sequences) as pub,
     ):
-        ids = [await pub.publish("notification.new", user_ids=[user], ordering_key=key) for _ in range(8)]
+        ids = [
+            await pub.publish(
+                "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key
+            )
+            for _ in range(8)
+        ]
         await wait_for(lambda: _kept(history, key, 8))
         past = datetime.now(UTC) - timedelta(seconds=1)
         await history.update_many({"key": key, "seq": {"$lte": 5}}, {"$set": {"expiresAt": past}})
@@ -147,7 +168,12 @@ async def test_resuming_another_users_stream_is_refused_and_replays_nothing_of_t
         AsyncPublisher(s, sequences=sequences) as pub,
     ):
         theirs = [
-            await pub.publish("notification.new", user_ids=[victim], ordering_key=f"user:{victim}")
+            await pub.publish(
+                "notification.new",
+                payload=payload("notification.new"),
+                user_ids=[victim],
+                ordering_key=f"user:{victim}",
+            )
             for _ in range(3)
         ]
         await wait_for(lambda: _kept(history, f"user:{victim}", 3))
@@ -160,7 +186,7 @@ async def test_resuming_another_users_stream_is_refused_and_replays_nothing_of_t
         await client.ws.send_json({"action": "resume", "id": "r2", "lastEventId": theirs[0]})
         answer = await _answer(client, "r2")
         assert ("resume.ok", 0) == (answer["type"], answer["payload"]["replaying"])
-        mine = await pub.publish("notification.new", user_ids=[intruder])
+        mine = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[intruder])
         await wait_for(lambda: len(client.events()) == 1)
         assert [mine] == [e["id"] for e in client.events()]
 
@@ -188,7 +214,10 @@ async def test_the_reference_client_survives_dropped_connections_with_every_even
         faults(catchup_stack, drop=0.2)
         try:
             ids = [
-                await pub.publish("notification.new", user_ids=[user], ordering_key=key) for _ in range(40)
+                await pub.publish(
+                    "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key
+                )
+                for _ in range(40)
             ]
             got = []
             async with asyncio.timeout(30):
