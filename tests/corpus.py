@@ -57,6 +57,8 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("missing v", json.dumps(_without("v")), "unknown_version"),
     ("v is 2", json.dumps(valid(v=2)), "unknown_version"),
     ("v is a string", json.dumps(valid(v="1")), "unknown_version"),
+    ("v is true", json.dumps(valid(v=True)), "unknown_version"),
+    ("v is 1.0", json.dumps(valid(v=1.0)), "unknown_version"),
     ("missing id", json.dumps(_without("id")), "schema"),
     ("empty id", json.dumps(valid(id="")), "schema"),
     ("id with spaces", json.dumps(valid(id="evt 1")), "schema"),
@@ -126,7 +128,12 @@ MALFORMED: list[tuple[str, str, str]] = [
 
 def event_body(user: str, secret: str, **changes: Any) -> str:
     """A valid body for ``user`` with a fresh id; ``secret`` in its payload must never be printed."""
-    doc = valid(id=f"evt_{secrets.token_hex(8)}", sentAt=now_iso(), payload={"secret": secret}, **changes)
+    doc = valid(
+        id=f"evt_{secrets.token_hex(8)}",
+        sentAt=now_iso(),
+        payload={"notificationId": "n1", "secret": secret},
+        **changes,
+    )
     doc["target"] = {"userIds": [user]}
     return json.dumps(doc)
 

@@ -91,7 +91,7 @@ def _utc(value: str) -> str:
 
 
 class QueueBody(_Wire):
-    """The queue message body, version 1 (DESIGN.md)."""
+    """The queue message body, version 1 (docs/protocol.md section 2)."""
 
     v: Literal[1]
     id: EventId
@@ -102,6 +102,13 @@ class QueueBody(_Wire):
     meta: Meta = Meta()
 
     _check_sent_at = field_validator("sent_at")(_utc)
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _the_number_one(cls, value: Any) -> Any:
+        if type(value) is not int:  # true and 1.0 compare equal to 1, and are not a version
+            raise ValueError("v must be the number 1")
+        return value
 
     @property
     def payload_version(self) -> int:
@@ -169,6 +176,13 @@ def parse_body(raw: str | bytes) -> QueueBody:
     """
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidMessage("too_large", f"body over {MAX_BODY_BYTES} bytes")
+    # The common body, parsed and validated in one pass straight from the bytes: a quarter of the
+    # cost of decoding to Python objects first. Anything it refuses, or that a later check refuses,
+    # takes the path below, which names the reason.
+    try:
+        return _checked(QueueBody.model_validate_json(raw))
+    except (ValidationError, InvalidMessage):
+        pass
     doc = _json(raw, "body")
     if isinstance(doc, dict) and doc.get("Type") == "Notification" and "TopicArn" in doc:
         doc = _json(unwrap_sns(doc), "SNS Message")
@@ -199,7 +213,7 @@ def validate(doc: Any) -> QueueBody:
     """Validate a decoded body; raise ``InvalidMessage`` with a reason."""
     if not isinstance(doc, dict):
         raise InvalidMessage("schema", "body is not a JSON object")
-    if doc.get("v") != 1:
+    if type(doc.get("v")) is not int or doc["v"] != 1:
         raise InvalidMessage("unknown_version", f"v={doc.get('v')!r:.40}")
     try:
         body = QueueBody.model_validate(doc)
@@ -208,6 +222,12 @@ def validate(doc: Any) -> QueueBody:
         where = ".".join(str(p) for p in first["loc"])
         reason = "duplicate_target" if "duplicate" in first["msg"] else "schema"
         raise InvalidMessage(reason, f"{where}: {first['msg']}") from None
+    return _checked(body)
+
+
+def _checked(body: QueueBody) -> QueueBody:
+    """The checks beyond the model: a known domain, someone targeted, the payload's own model, a frame
+    that is strict JSON and fits in one WebSocket frame."""
     if domain_of(body.type) not in DOMAINS:
         raise InvalidMessage("unknown_domain", f"type {body.type!r}")
     if body.target.is_empty():

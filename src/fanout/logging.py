@@ -38,7 +38,11 @@ REDACTED_KEYS = frozenset(
     }
 )
 _SECRET_SUFFIXES = ("_token", "_secret", "_password", "_jwt")
-_CONNECTION_KEYS = frozenset({"connection_id", "connectionid", "connection_ids", "exclude_connection_ids"})
+_CONNECTION_KEYS = frozenset(
+    {"connection", "connection_id", "connectionid", "connection_ids", "exclude_connection_ids"}
+)
+#: A value already shortened by ``short_id`` (API Gateway's own ids are longer and base64).
+_DIGEST = re.compile(r"[0-9a-f]{8}")
 
 #: Token-shaped text inside any string value: JWTs, token query parameters, bearer credentials.
 _SECRET_TEXT = [
@@ -58,6 +62,13 @@ def short_id(value: str) -> str:
     return hashlib.blake2s(value.encode(), digest_size=4).hexdigest()
 
 
+def _digest(value: Any) -> Any:
+    """A connection id's digest; a value already a digest (or None) stays as it is."""
+    if value is None or (isinstance(value, str) and _DIGEST.fullmatch(value)):
+        return value
+    return short_id(str(value))
+
+
 def scrub(text: str) -> str:
     """Mask token-shaped substrings of ``text``."""
     for pattern, replacement in _SECRET_TEXT:
@@ -71,8 +82,8 @@ def _clean(key: str, value: Any, depth: int) -> Any:
         return "[redacted]"
     if lowered in _CONNECTION_KEYS:
         if isinstance(value, list | tuple | set):
-            return [short_id(str(v)) for v in value]
-        return short_id(str(value))
+            return [_digest(v) for v in value]
+        return _digest(value)
     return _clean_value(value, depth)
 
 

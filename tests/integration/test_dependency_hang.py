@@ -71,7 +71,7 @@ async def test_a_frozen_mongodb_is_seen_within_seconds_and_no_event_is_lost(
     async def flow(seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            event = build_event("notification.new", user_ids=users)
+            event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=users)
             ids.add(event.id)
             await asyncio.to_thread(_publish, stack, [event.to_json()])
             await asyncio.sleep(0.2)

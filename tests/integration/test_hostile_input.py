@@ -23,6 +23,7 @@ from pymongo import AsyncMongoClient
 
 from fanout import attributes
 from fanout.publish import build_event
+from tests.catalog_examples import payload
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import Client, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
@@ -233,8 +234,10 @@ async def test_malformed_connection_records_beside_good_ones_do_not_stop_deliver
         clients = [await connect(es, http, stack.ws_url, stack.settings, u) for u in (a, a, b, c)]
         await col.insert_many(bad)
         skipped = (await scrape(stack.metrics_url)).value("fanout_records_skipped_total")
-        events = [build_event("notification.new", user_ids=[u]) for u in users]
-        events.append(build_event("chat.message", user_ids=users))
+        events = [
+            build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[u]) for u in users
+        ]
+        events.append(build_event("chat.message", user_ids=users, payload=payload("chat.message")))
         started = time.monotonic()
         await asyncio.to_thread(
             _send, stack, [(e.to_json(), {}) for e in events]
@@ -288,8 +291,10 @@ async def test_subscriptions_beyond_a_clients_rights_are_refused_on_a_real_socke
         [doc] = [d async for d in col.find({"userId": me.user_id})]
         assert 100 == len(doc["topics"])
         before = await _outcomes(stack)
-        leak = build_event("notification.new", topics=[f"user:{victim.user_id}"])
-        mine = build_event("notification.new", topics=[f"event:{run}-0-0"])
+        leak = build_event(
+            "notification.new", payload={"notificationId": "n1"}, topics=[f"user:{victim.user_id}"]
+        )
+        mine = build_event("notification.new", payload={"notificationId": "n1"}, topics=[f"event:{run}-0-0"])
         await asyncio.to_thread(_send, stack, [(leak.to_json(), {}), (mine.to_json(), {})])
         await wait_for(lambda: mine.id in _ids(me), timeout=15)
         await wait_for(lambda: _settled(stack, before, 2), timeout=15, every=0.1)
@@ -337,14 +342,21 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
     ):
         es.push_async_callback(mongo.close)
         healthy = await connect(es, http, stack.ws_url, stack.settings, f"healthy-{run}")
-        first = build_event("notification.new", user_ids=[healthy.user_id])
+        first = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[healthy.user_id])
         await asyncio.to_thread(_send, stack, [(first.to_json(), {})])
         await wait_for(lambda: first.id in _ids(healthy), timeout=15)
         ids = {first.id}
         soon = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()  # bounds the dead user's outage rounds
         for _ in range(5):
-            dead = build_event("notification.new", user_ids=[dead_user], meta={"expiresAt": soon})
-            good = build_event("notification.new", user_ids=[healthy.user_id])
+            dead = build_event(
+                "notification.new",
+                payload={"notificationId": "n1"},
+                user_ids=[dead_user],
+                meta={"expiresAt": soon},
+            )
+            good = build_event(
+                "notification.new", payload={"notificationId": "n1"}, user_ids=[healthy.user_id]
+            )
             ids.add(good.id)
             await asyncio.to_thread(_send, stack, [(dead.to_json(), {}), (good.to_json(), {})])
             await asyncio.sleep(0.4)

@@ -104,7 +104,7 @@ async def test_a_dead_letter_for_five_thousand_refused_connections_keeps_every_i
     padding = [
         f"nobody-{run}-{i}".ljust(96, "p") for i in range(4_000)
     ]  # a big body leaves less room for ids
-    event = build_event("notification.new", user_ids=[user, *padding])
+    event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user, *padding])
     await worker.ready()
     await asyncio.to_thread(_publish, stack, event.to_json())
     dead = await asyncio.to_thread(_receive_all, stack, stack.settings.dlq_name, CONNECTIONS)
@@ -127,7 +127,10 @@ async def test_a_body_near_one_mebibyte_with_thousands_of_failures_is_re_enqueue
     await _insert(stack, _records(run, failing, f"127.0.0.1:{free_port()}", "local"))  # a closed port
     soon = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
     event = build_event(
-        "notification.new", user_ids=users, payload={"pad": "p" * 28_000}, meta={"expiresAt": soon}
+        "notification.new",
+        user_ids=users,
+        payload={"notificationId": "n1", "pad": "p" * 28_000},
+        meta={"expiresAt": soon},
     )
     body = event.to_json()
     assert MAX_BODY_BYTES - 30_000 < len(body.encode()) <= MAX_BODY_BYTES

@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from fanout.local.emulator import CHOSEN_ID
 from fanout.publish import build_event
 from fanout.tokens import sign
+from tests.catalog_examples import payload
 from tests.conftest import Stack, free_port
 from tests.helpers import Client, connect, scrape, sqs_client, wait_for
 from tests.integration.conftest import Lane, faults, stats
@@ -58,7 +59,12 @@ async def test_events_held_past_the_visibility_timeout_waiting_for_a_slot_are_de
     faults(stack, latency_ms=LATENCY_MS)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         clients = await _clients(es, http, stack, 3)
-        events = [build_event("notification.new", user_ids=[c.user_id for c in clients]) for _ in range(2)]
+        events = [
+            build_event(
+                "notification.new", payload={"notificationId": "n1"}, user_ids=[c.user_id for c in clients]
+            )
+            for _ in range(2)
+        ]
         await asyncio.to_thread(_publish, stack, [e.to_json() for e in events])
         ids = {e.id for e in events}
         await wait_for(lambda: all(ids <= set(_ids(c)) for c in clients), timeout=40, every=0.2)
@@ -81,7 +87,12 @@ async def test_sigterm_mid_fan_out_with_a_budget_longer_than_the_visibility_drai
     faults(stack, latency_ms=LATENCY_MS)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         clients = await _clients(es, http, stack, 3)
-        events = [build_event("notification.new", user_ids=[c.user_id for c in clients]) for _ in range(2)]
+        events = [
+            build_event(
+                "notification.new", payload={"notificationId": "n1"}, user_ids=[c.user_id for c in clients]
+            )
+            for _ in range(2)
+        ]
         await asyncio.to_thread(_publish, stack, [e.to_json() for e in events])
         ids = {e.id for e in events}
 
@@ -130,7 +141,7 @@ async def test_a_young_connections_410_is_delivered_on_a_later_round(
         es.push_async_callback(mongo.close)
         await col.insert_one(_record(stack, connection_id, user, datetime.now(UTC)))
         before = await scrape(stack.metrics_url)
-        event = build_event("notification.new", user_ids=[user])
+        event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user])
         await asyncio.to_thread(_publish, stack, [event.to_json()])
 
         async def remainder_written() -> bool:
@@ -171,10 +182,19 @@ async def test_an_event_that_expires_queued_behind_a_long_fan_out_is_not_posted(
         faults(stack, latency_ms=1000)
         gone = stats(stack).get("gone", 0)
         before = await scrape(stack.metrics_url)
-        await asyncio.to_thread(_publish, stack, [build_event("notification.new", user_ids=[big]).to_json()])
+        await asyncio.to_thread(
+            _publish,
+            stack,
+            [build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[big]).to_json()],
+        )
         await wait_for(lambda: stats(stack).get("gone", 0) > gone, timeout=15)  # its first post answered
         soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-        late = build_event("chat.message", user_ids=[client.user_id], meta={"expiresAt": soon})
+        late = build_event(
+            "chat.message",
+            user_ids=[client.user_id],
+            payload=payload("chat.message"),
+            meta={"expiresAt": soon},
+        )
         await asyncio.to_thread(_publish, stack, [late.to_json()])
 
         async def both_done() -> bool:
@@ -184,7 +204,7 @@ async def test_an_event_that_expires_queued_behind_a_long_fan_out_is_not_posted(
         await wait_for(both_done, timeout=30, every=0.2)
         after = await scrape(stack.metrics_url)
         faults(stack, latency_ms=0)
-        check = build_event("chat.message", user_ids=[client.user_id])
+        check = build_event("chat.message", user_ids=[client.user_id], payload=payload("chat.message"))
         await asyncio.to_thread(_publish, stack, [check.to_json()])
         await wait_for(lambda: check.id in _ids(client), timeout=15)
     assert [check.id] == _ids(client)

@@ -140,3 +140,21 @@ def test_json_schemas_describe_both_contracts() -> None:
     assert {"v", "id", "type", "payload", "sentAt", "target"} <= set(schemas["queueBody"]["required"])
     assert "userIds" in schemas["queueBody"]["$defs"]["Target"]["properties"]
     assert QueueBody.model_json_schema(by_alias=True) == schemas["queueBody"]
+
+
+@pytest.mark.parametrize(("name", "raw", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_the_one_pass_parse_agrees_with_the_reasoned_one(name: str, raw: str, reason: str) -> None:
+    """The fast path (pydantic straight from the bytes) never accepts what the reasoned path refuses."""
+    from pydantic_core import from_json
+
+    from fanout.envelope import QueueBody, _checked, validate
+
+    try:
+        fast: QueueBody | None = _checked(QueueBody.model_validate_json(raw))
+    except Exception:
+        fast = None
+    try:
+        slow: QueueBody | None = validate(from_json(raw, allow_inf_nan=False))
+    except Exception:
+        slow = None
+    assert (fast is None) or (slow is not None and fast == slow)

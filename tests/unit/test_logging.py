@@ -117,3 +117,16 @@ def test_reconfiguring_installs_one_handler(json_logs: Any) -> None:
     fanout_logging.configure("INFO", "json", io.StringIO())
     handlers = [h for h in logging.getLogger().handlers if isinstance(h, fanout_logging._Handler)]
     assert 1 == len(handlers)
+
+
+def test_a_connection_id_under_any_connection_key_is_shortened_once() -> None:
+    """Raw ids under connection keys become their digest; a digest passed in stays the same digest."""
+    raw = "L0SM9cOFvHcCIhw="
+    event = redact(
+        None, "", {"connection": raw, "connection_id": short_id(raw), "connection_ids": [raw, None]}
+    )
+    assert {
+        "connection": short_id(raw),
+        "connection_id": short_id(raw),
+        "connection_ids": [short_id(raw), None],
+    } == event

@@ -83,10 +83,15 @@ async def inline(rig: Rig) -> Inline:
         posts = sum(publish_inline(rig.audience(k, 20)) for k in range(calls))
         cpu1, t1 = time.process_time(), time.perf_counter()
         sent += posts
+        singles = max(1, rig.plan.inline_posts // 4)  # the common event: one user, one connection
+        cpu2 = time.process_time()
+        sent += sum(publish_inline(rig.audience(k, 1)) for k in range(singles))
+        cpu3 = time.process_time()
         out = Inline(
             request_ms,
             posts_per_s=round(posts / (t1 - t0), 1),
             cpu_us_per_post=round((cpu1 - cpu0) / max(1, posts) * 1e6, 1),
+            cpu_us_per_event_fanout_1=round((cpu3 - cpu2) / singles * 1e6, 1),
         )
         stats = await rig.wait(sent, timeout_s=60)
         rig.check("inline", sent, stats["total"])

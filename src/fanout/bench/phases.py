@@ -89,6 +89,7 @@ async def throughput(rig: Rig, feed: Feed, fanout: int, posts: int) -> Throughpu
         seconds=round(elapsed, 3),
         posts_per_s=round(delivered / elapsed, 1),
         worker_cpu_us_per_post=round((cpu1 - cpu0) / delivered * 1e6, 1),
+        worker_cpu_us_per_event=round((cpu1 - cpu0) / max(1, delivered // fanout) * 1e6, 1),
         worker_cpu_share=round((cpu1 - cpu0) / elapsed, 3),
         # Cores busy with everything else: emulator, clients, moto, SecantusDB, this process, noise.
         others_cpu_share=round((busy1 - busy0 - (cpu1 - cpu0)) / elapsed, 3),

@@ -28,7 +28,7 @@ class Plan:
 #: Small counts, under two minutes: checks the harness, not speed.
 QUICK = Plan(
     mode="quick",
-    throughput_posts={1: 400, 20: 2000, 200: 2000},
+    throughput_posts={1: 400, 2: 400, 20: 2000, 200: 2000},
     latency_s=4.0,
     publish_calls=40,
     inline_calls={1: 20, 100: 4, 1000: 2},
@@ -38,7 +38,7 @@ QUICK = Plan(
 #: The figures in ``bench/README.md``: about 15 minutes.
 FULL = Plan(
     mode="full",
-    throughput_posts={1: 2000, 20: 30000, 200: 40000},
+    throughput_posts={1: 4000, 2: 6000, 20: 30000, 200: 40000},
     latency_s=20.0,
     publish_calls=300,
     inline_calls={1: 200, 100: 30, 1000: 10},

@@ -21,6 +21,14 @@ def targets(r: Results) -> dict[str, Target]:
         "latency_p95_ms_fanout_20": Target(r.latency_ms.p95, "<= 50"),
         "rss_mb_per_process": Target(r.rss_mb, "<= 150"),
     }
+    single = r.throughput.get(1)
+    if single is not None and single.worker_cpu_us_per_event is not None:  # the common event is small
+        out["event_fanout_1_over_post_fanout_20"] = Target(
+            round(single.worker_cpu_us_per_event / worker, 2), "<= 2.5"
+        )
+        if r.inline.cpu_us_per_event_fanout_1 is not None:
+            ratio = r.inline.cpu_us_per_event_fanout_1 / single.worker_cpu_us_per_event
+            out["inline_over_worker_fanout_1"] = Target(round(ratio, 2), ">= 4")
     if r.soak is not None:  # "no upward trend": flat over the soak's second half
         out["rss_growth_mb_second_half"] = Target(r.soak.rss_growth_mb_second_half, "<= 2")
     return out
@@ -34,10 +42,20 @@ def table(r: Results) -> str:
         f"{r.connections} WebSocket clients on the emulator, {FRAME_BYTES} B frames",
         "",
         "Worker throughput and CPU (CPU from /proc of the worker processes)",
-        f"  {'fan-out':>8} {'posts/s':>10} {'CPU us/post':>12} {'posts':>8}",
+        f"  {'fan-out':>8} {'posts/s':>10} {'CPU us/post':>12} {'CPU us/event':>13} {'posts':>8}"
+        f" {'others':>7}",
     ]
     for fanout, t in r.throughput.items():
-        lines.append(f"  {fanout:>8} {t.posts_per_s:>10.0f} {t.worker_cpu_us_per_post:>12.1f} {t.posts:>8}")
+        per_event = (
+            f"{t.worker_cpu_us_per_event:>13.1f}" if t.worker_cpu_us_per_event is not None else f"{'':>13}"
+        )
+        lines.append(
+            f"  {fanout:>8} {t.posts_per_s:>10.0f} {t.worker_cpu_us_per_post:>12.1f} {per_event} {t.posts:>8}"
+            f" {t.others_cpu_share:>7.2f}"
+        )
+    if r.inline.cpu_us_per_event_fanout_1 is not None:
+        lines.append(f"  (a) inline at fan-out 1: {r.inline.cpu_us_per_event_fanout_1:.1f} CPU us/event")
+    lines.append("  others: cores busy with everything but the worker (emulator, clients, moto, SecantusDB)")
     rows = [
         ("worker (fanout worker)", r.headline.worker_cpu_us_per_post, r.headline.posts_per_s),
         ("(c) floor: unsigned aiohttp POST", r.floor.cpu_us_per_post, r.floor.posts_per_s),

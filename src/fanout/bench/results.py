@@ -84,11 +84,13 @@ class Throughput(_Flat):
     worker_cpu_share: float  # cores the worker kept busy
     others_cpu_share: float  # cores busy with everything else on the machine
     worker_processes_seen: int | None = None  # pool phases only
+    worker_cpu_us_per_event: float | None = None  # the worker's CPU over the events it fanned out
 
     def to_json(self) -> Json:
         doc = asdict(self)
-        if self.worker_processes_seen is None:
-            del doc["worker_processes_seen"]
+        for optional in ("worker_processes_seen", "worker_cpu_us_per_event"):
+            if doc[optional] is None:
+                del doc[optional]
         return doc
 
 
@@ -116,18 +118,24 @@ class Inline:
     request_ms: dict[int, Percentiles]
     posts_per_s: float
     cpu_us_per_post: float
+    cpu_us_per_event_fanout_1: float | None = None  # one user, one connection: the common event
 
     def to_json(self) -> Json:
-        return {
+        doc: Json = {
             "request_ms": _by_key(self.request_ms, Percentiles.to_json),
             "posts_per_s": self.posts_per_s,
             "cpu_us_per_post": self.cpu_us_per_post,
         }
+        if self.cpu_us_per_event_fanout_1 is not None:
+            doc["cpu_us_per_event_fanout_1"] = self.cpu_us_per_event_fanout_1
+        return doc
 
     @classmethod
     def from_json(cls, doc: Json) -> Inline:
         request_ms = _from_keys(doc["request_ms"], Percentiles.from_json)
-        return cls(request_ms, doc["posts_per_s"], doc["cpu_us_per_post"])
+        return cls(
+            request_ms, doc["posts_per_s"], doc["cpu_us_per_post"], doc.get("cpu_us_per_event_fanout_1")
+        )
 
 
 @dataclass(frozen=True)
