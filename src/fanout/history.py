@@ -8,9 +8,15 @@ the indexes on ``users``, ``topics`` and ``(key, seq)``. A TTL index drops a doc
 ``FANOUT_HISTORY_WINDOW_S`` after it was written; ``until`` is when the event itself stops being worth
 delivering, so an expired event is never replayed.
 
-The write happens before the event's connections are looked up, so a client that connects after the
-lookup finds the event in the history when it resumes, and one that connected before gets it live: a
-reconnect never falls between the two.
+The write runs beside the event's lookup rather than before it, so the posts never wait for it. What
+keeps a reconnect from falling between the two: once the write is done, the worker looks again for the
+event's connections active since its lookup began (``lastSeenAt``, set at ``$connect``, allowing 2 s of
+clock skew) and posts to the new ones. A client whose ``$connect`` came after the write finds the event
+here when it resumes (its resume follows its ``$connect``); one connected before the lookup read gets it
+live; one in between is found by the second look. A failed write is logged and counted
+(``fanout_history_write_failures_total``) and never fails the delivery: a resume that needed the event
+then gets a resync, or (an event without an ordering key) misses it. The shards of a split audience are
+queued only after the write, so their lookups come later.
 """
 
 from __future__ import annotations
@@ -117,8 +123,8 @@ class History:
     """Writes (worker) and reads (lifecycle, worker replays) of the kept events."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings) -> None:
-        # w=1: a write lost in a failover only turns a replay into a resync, and the worker waits for
-        # this write before every lookup, so it should cost one round trip, not a majority's.
+        # w=1: a write lost in a failover only turns a replay into a resync, and the worker's second look
+        # for new connections waits for this write, so it should cost one round trip, not a majority's.
         self._col: AsyncCollection[dict[str, Any]] = db.get_collection(
             settings.history_collection, write_concern=WriteConcern(w=1)
         )
@@ -160,23 +166,27 @@ class History:
         task.add_done_callback(self._writes.discard)
 
     async def _write(self, pending: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        error: BaseException | None = None
+        failed: dict[
+            int, BaseException
+        ] = {}  # by index in the batch: one refused document fails only its event
         try:
             await self._col.insert_many([doc for doc, _ in pending], ordered=False)
         except BulkWriteError as exc:
-            if any(e.get("code") != _DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                error = exc
+            for e in exc.details.get("writeErrors", []):
+                if e.get("code") != _DUPLICATE_KEY:  # a duplicate was kept already (received twice)
+                    failed[e.get("index", -1)] = exc
         except BaseException as exc:  # every waiter gets an answer, whatever happened
-            error = exc
-        for _, future in pending:
+            failed = dict.fromkeys(range(len(pending)), exc)
+        for i, (_, future) in enumerate(pending):
             if future.done():
                 continue
-            if error is None:
-                future.set_result(None)
+            if i in failed:
+                future.set_exception(failed[i])
             else:
-                future.set_exception(error)
-        if error is not None and not isinstance(error, Exception):
-            raise error
+                future.set_result(None)
+        errors = list(failed.values())
+        if errors and not isinstance(errors[0], Exception):
+            raise errors[0]
 
     async def recorded_at(self, event_id: str) -> datetime | None:
         """When an event was kept; None once the window has dropped it (or it never was)."""

@@ -153,6 +153,33 @@ async def test_a_gap_older_than_the_window_is_answered_with_resync(
         assert ids[5:] == [e["id"] for e in client.events()]
 
 
+async def test_a_failed_history_write_is_counted_and_the_event_is_still_delivered(
+    catchup_stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """MongoDB refusing an event's history document (a validator here) does not fail its delivery: the
+    client gets the event, the message is settled as delivered, and the failure is counted."""
+    s = catchup_stack.settings
+    user = f"rf-{secrets.token_hex(4)}"
+    db = mongo[s.mongo_db]
+    failures = (await scrape(catchup_stack.metrics_url)).value("fanout_history_write_failures_total")
+    delivered = await _consumed(catchup_stack, "delivered")
+    await db.command({"collMod": s.history_collection, "validator": {"users": {"$ne": user}}})
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http, AsyncPublisher(s) as pub:
+            client = await connect(es, http, catchup_stack.ws_url, s, user)
+            event_id = await pub.publish(
+                "notification.new", payload=payload("notification.new"), user_ids=[user]
+            )
+            await wait_for(lambda: len(client.events()) == 1)
+            assert event_id == client.events()[0]["id"]
+            await wait_for(lambda: _at_least(catchup_stack, "delivered", delivered + 1))
+            after = (await scrape(catchup_stack.metrics_url)).value("fanout_history_write_failures_total")
+            assert after >= failures + 1
+            assert 0 == await db[s.history_collection].count_documents({"_id": event_id})
+    finally:
+        await db.command({"collMod": s.history_collection, "validator": {}})
+
+
 async def test_resuming_another_users_stream_is_refused_and_replays_nothing_of_theirs(
     catchup_stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
 ) -> None:

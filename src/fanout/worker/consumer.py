@@ -25,6 +25,7 @@ from fanout import queues
 from fanout.catalog import policy_for
 from fanout.config import Settings
 from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
+from fanout.envelope import QueueBody
 from fanout.flags import FlagStore, LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
@@ -202,9 +203,11 @@ class Worker:
         assert msg.body is not None
         if msg.routing.replay is not None:
             return await replay(msg, self.clients, self.deliverer, step, self.switches.enabled)
-        if not msg.routing.is_part:  # kept before the lookup: a client resuming later finds it (history.py)
-            await self.clients.history.record(msg.body, step.expires_at)
+        # Kept beside the lookup, not before it: the posts never wait for the write (history.py).
+        kept = self._keep(msg.body, step.expires_at) if not msg.routing.is_part else None
         if split := await self._split(msg):
+            if kept is not None:
+                await kept  # the shards' lookups come after it
             return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
@@ -219,9 +222,29 @@ class Worker:
                 shard=msg.routing.shard,
                 bulk=bulk,
                 on_answered=release,
+                kept=kept,
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result)
+
+    def _keep(self, body: QueueBody, expires_at: float) -> asyncio.Task[bool] | None:
+        """The event's history write, started beside its lookup; None when nothing is kept. A write that
+        fails is logged and counted and never fails the delivery: a resume that needed the event gets
+        a resync instead (or, for an unkeyed event, misses it)."""
+        history = self.clients.history
+        if not history.enabled:
+            return None
+
+        async def write() -> bool:
+            try:
+                await history.record(body, expires_at)
+            except Exception as exc:  # the history is best effort: delivery goes on without it
+                log.warning("history_write_failed", error=type(exc).__name__)  # its text may quote the frame
+                self.metrics.history_write_failures.inc()
+                return False
+            return True
+
+        return asyncio.create_task(write())
 
     async def _split(self, msg: Received) -> fate.Fate | None:
         """Shards for an audience larger than ``FANOUT_SHARD_SIZE``: every process of the pool then
