@@ -22,6 +22,7 @@ DETAIL = "fanout-detail"  # a human-readable detail of the reason, at most DETAI
 ROUND = "fanout-round"  # remainder round number
 CONNECTIONS = "fanout-connections"  # JSON list: deliver to these connection ids only
 SHARD = "fanout-shard"  # JSON [lo, hi]: deliver to the target's connections in buckets [lo, hi) only
+CHECK = "fanout-check"  # deliver only if still true: "presence" (went offline) or "typing:<token>"
 SHARD_BUCKETS = 1024  # the store's BUCKETS
 REPLAY = "fanout-replay"  # JSON list of event ids: post these kept events, in order, to the one connection
 
@@ -34,6 +35,9 @@ EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 DETAIL_CHARS = 512
 #: API Gateway connection ids are short base64-like strings (``L0SM9cOFvHcCIhw=``).
 CONNECTION_ID = re.compile(r"[A-Za-z0-9_=+/.:-]{1,128}")
+#: A check, and the one event type each applies to (docs/protocol.md section 6).
+_CHECK = re.compile(r"presence|typing:[0-9A-HJKMNP-TV-Z]{26}")
+CHECK_TYPES = {"presence": "user.presence.updated", "typing": "chat.typing.stopped"}
 
 Attrs = dict[str, dict[str, str]]
 
@@ -56,6 +60,7 @@ class Routing:
     only: tuple[str, ...] | None = None  # a remainder: these connections, within the body's target
     shard: tuple[int, int] | None = None  # a shard: the target's connections in buckets [lo, hi)
     replay: tuple[str, ...] | None = None  # a replay: these kept events, in order, to the body's connection
+    check: str | None = None  # confirm before posting: "presence" or "typing:<token>"
 
     @property
     def is_remainder(self) -> bool:
@@ -63,8 +68,18 @@ class Routing:
 
     @property
     def is_part(self) -> bool:
-        """Written by the worker or the lifecycle (a remainder, a shard, a replay): never split again,
-        never kept in the history again."""
+        """Written by fanout itself: a part of a larger message (a remainder or a shard), a replay of kept
+        events, or a check delayed on purpose. Never split again; queue lag is not measured for any."""
+        return (
+            self.only is not None
+            or self.shard is not None
+            or self.replay is not None
+            or self.check is not None
+        )
+
+    @property
+    def is_kept(self) -> bool:
+        """Carries an event the history has already (a remainder, a shard, a replay): not kept again."""
         return self.only is not None or self.shard is not None or self.replay is not None
 
 
@@ -95,8 +110,19 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
             raise InvalidMessage("bad_attribute", f"{ROUND} over {MAX_ROUND}")
     shard = _shard(_value(attrs, SHARD, "String"))
     replay = _ids(_value(attrs, REPLAY, "String"), REPLAY, MAX_REPLAY, EVENT_ID, "an event id")
+    check = _value(attrs, CHECK, "String")
+    if check is not None and not _CHECK.fullmatch(check):
+        raise InvalidMessage("bad_attribute", f"{CHECK} is not presence or typing:<token>")
+    if check is not None and replay is not None:
+        raise InvalidMessage("bad_attribute", f"{CHECK} on a replay")
     only = _ids(_value(attrs, CONNECTIONS, "String"), CONNECTIONS, MAX_IDS, CONNECTION_ID, "a connection id")
-    return Routing(round_, only, shard, replay)
+    return Routing(round_, only, shard, replay, check)
+
+
+def check_fits(routing: Routing, event_type: str) -> None:
+    """A check applies to one event type; ``InvalidMessage("bad_attribute")`` on any other."""
+    if routing.check is not None and CHECK_TYPES[routing.check.partition(":")[0]] != event_type:
+        raise InvalidMessage("bad_attribute", f"{CHECK} does not apply to {event_type}")
 
 
 def _ids(
@@ -154,6 +180,11 @@ def shard(round_: int, lo: int, hi: int) -> Attrs:
 def replay(event_ids: Sequence[str]) -> Attrs:
     """The attribute of a replay message (written by the lifecycle's ``resume``)."""
     return {REPLAY: string(json.dumps(list(event_ids), separators=(",", ":")))}
+
+
+def check(value: str) -> Attrs:
+    """The attributes of a check message: ``presence`` or ``typing:<token>``."""
+    return {CHECK: string(value)}
 
 
 def dead_letter(reason: str, detail: str, ids: Sequence[str] = ()) -> Attrs:

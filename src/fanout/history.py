@@ -1,4 +1,4 @@
-"""Recent events, kept so a client that reconnects can get what it missed (docs/protocol.md, section 17).
+"""Recent events, kept so a client that reconnects can get what it missed (docs/protocol.md, section 21).
 
 One document per event in ``fanouthistory`` (``FANOUT_HISTORY_COLLECTION``), written by the worker that
 receives the event, where the audience is known: its user ids, topics or broadcast flag, its ordering key

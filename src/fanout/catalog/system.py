@@ -49,7 +49,7 @@ class SystemReplay(Payload):
     """Internal: the lifecycle's ``resume`` asks the worker to post a connection's missed events.
 
     The event ids travel in the worker-owned ``fanout-replay`` attribute and the body targets the one
-    connection; the worker posts the kept frames, never this body (docs/protocol.md section 17)."""
+    connection; the worker posts the kept frames, never this body (docs/protocol.md section 21)."""
 
 
 EVENTS = (

@@ -12,8 +12,9 @@ from fanout.inbound import InboundQueue
 from fanout.lifecycle.access import AccessPolicy
 from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.lifecycle.reconnects import RecentDisconnects
-from fanout.lifecycle.replays import ReplayQueue
 from fanout.lifecycle.replies import Response
+from fanout.live import Live
+from fanout.queues import LazyQueue
 from fanout.store import ConnectionStore
 from fanout.tickets import TicketStore
 from fanout.tokens import Verifier
@@ -45,7 +46,10 @@ class Services:
     metrics: LifecycleMetrics
     disconnects: RecentDisconnects
     history: History  # recent events kept for resume
-    replays: ReplayQueue  # hands a resume's missed events to the worker
+    events: (
+        LazyQueue  # the events queue: typing, presence, receipts and resume's replays (opened on first use)
+    )
+    live: Live  # typing, presence and receipt state, and the product's resolvers
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]

@@ -14,14 +14,15 @@ from pydantic_core import from_json
 from fanout.config import Settings
 from fanout.history import History
 from fanout.inbound import InboundQueue
-from fanout.lifecycle import connect, forward, hello, resume, topics
+from fanout.lifecycle import chat, connect, forward, hello, presence, resume, topics
 from fanout.lifecycle.access import AccessPolicy, load_check
 from fanout.lifecycle.context import Action, Frame, Services
 from fanout.lifecycle.metrics import LifecycleMetrics, route_label
 from fanout.lifecycle.reconnects import COLLECTION, RecentDisconnects
-from fanout.lifecycle.replays import ReplayQueue
 from fanout.lifecycle.replies import Event, Response, error, reply
+from fanout.live import Live
 from fanout.logging import get_logger
+from fanout.queues import LazyQueue
 from fanout.store import ConnectionStore
 from fanout.tickets import TicketStore
 from fanout.tokens import Verifier
@@ -44,6 +45,9 @@ ACTIONS: dict[str, Action] = {
     "notification.subscribe": topics.subscribe,
     "unsubscribe": topics.unsubscribe,
     "resume": resume.resume,
+    "chat.typing": chat.typing,
+    "chat.ack": chat.ack,
+    "presence.query": presence.query,
 }
 
 
@@ -74,16 +78,17 @@ class Lifecycle:
             self.metrics,
             RecentDisconnects(store.sibling(COLLECTION)),
             History(store.database, settings),
-            ReplayQueue(settings),
+            LazyQueue(settings, settings.queue_url, settings.queue_name),
+            Live.build(store.database, settings),
         )
         self._ttl = settings.connection_ttl_s
 
     async def aclose(self) -> None:
-        """Close the clients opened on demand (the inbound queue's and the replay queue's)."""
+        """Close the clients opened on demand (the inbound and events queues')."""
         try:
             await self.services.inbound.aclose()
         finally:
-            await self.services.replays.aclose()
+            await self.services.events.aclose()
 
     async def handle(self, event: Event) -> Response:
         """The route response for one event: $connect, $disconnect, or a client frame."""

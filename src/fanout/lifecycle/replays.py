@@ -9,18 +9,14 @@ Lambda only needs ``sqs:SendMessage`` on the events queue.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from aiobotocore.session import get_session
 from ulid import ULID
 
-from fanout import attributes, queues
-from fanout.config import Settings
+from fanout import attributes
 from fanout.envelope import QueueBody, now_iso, validate
+from fanout.queues import LazyQueue
 
 #: A replay older than this is dropped: by then the client has resumed again or given up.
 REPLAY_TTL_S = 60
@@ -42,39 +38,13 @@ def replay_body(connection_id: str, now: datetime | None = None) -> QueueBody:
     )
 
 
-class ReplayQueue:
-    """Sends replay messages. The SQS client is opened on the first resume that replays and kept for the
-    process (most lifecycle invocations never resume, so a cold start does not pay it)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._stack = AsyncExitStack()
-        self._sqs: Any = None
-        self._url = ""
-        self._opening = asyncio.Lock()
-
-    async def _open(self) -> Any:
-        async with self._opening:
-            if self._sqs is None:
-                sqs = await self._stack.enter_async_context(
-                    get_session().create_client("sqs", **self._settings.aws_client_kwargs())
-                )
-                self._url = await queues.aurl(sqs, self._settings)
-                self._sqs = sqs
-        return self._sqs
-
-    async def send(self, connection_id: str, event_ids: Sequence[str]) -> None:
-        """Ask the worker to post ``event_ids``' kept frames, in this order, to the connection."""
-        sqs = self._sqs or await self._open()
-        body = replay_body(connection_id)
-        await sqs.send_message(
-            QueueUrl=self._url,
-            MessageBody=body.to_json(),
-            MessageAttributes=attributes.replay(event_ids),
-            # a group per connection: a replay never waits behind another stream
-            **queues.fifo_fields(self._url, connection_id, body.id),
-        )
-
-    async def aclose(self) -> None:
-        await self._stack.aclose()
-        self._sqs = None
+async def send(events: LazyQueue, connection_id: str, event_ids: Sequence[str]) -> None:
+    """Ask the worker to post ``event_ids``' kept frames, in this order, to the connection."""
+    body = replay_body(connection_id)
+    await events.send(
+        body.to_json(),
+        # a group per connection: a replay never waits behind another stream
+        group=connection_id,
+        dedup=body.id,
+        MessageAttributes=attributes.replay(event_ids),
+    )

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fanout.history import Kept, audience
-from fanout.lifecycle import catchup
+from fanout.lifecycle import catchup, replays
 from fanout.lifecycle.access import valid_topic
 from fanout.lifecycle.context import Frame, Services
 from fanout.lifecycle.replies import Response, error, reply
@@ -87,7 +87,7 @@ async def resume(services: Services, frame: Frame) -> Response:
         max_replay=history.max_replay,
     )
     if plan.replay:
-        await services.replays.send(frame.connection_id, plan.replay)
+        await replays.send(services.events, frame.connection_id, plan.replay)
     if plan.resync:
         payload = {"keys": plan.keys, "events": plan.events, "replaying": len(plan.replay)}
         return reply("system.resync", payload, frame.reply_to)

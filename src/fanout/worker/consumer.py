@@ -34,7 +34,9 @@ from fanout.metrics import Metrics
 from fanout.store import BUCKETS
 from fanout.worker import fate, received
 from fanout.worker.census import LEASES, Census, Lease
+from fanout.worker.checks import Checks
 from fanout.worker.clients import Clients, open_clients
+from fanout.worker.conflate import LATEST, Conflator
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
 from fanout.worker.ordering import KeyTurns, key_of, seq_of
@@ -121,6 +123,9 @@ class Worker:
             self.settler = Settler(
                 clients.sqs, batchers, dlq_url, self.metrics, queue_url=queue_url, bulk_url=bulk_url
             )
+            db = clients.mongo[s.mongo_db]
+            self.checks = Checks.build(db, s, clients.sqs, queue_url)
+            self.conflator = Conflator(db[LATEST], s.conflate_ms / 1000)
             pollers = [
                 asyncio.create_task(self._poll(line, i))
                 for line in self._lines.values()
@@ -203,8 +208,14 @@ class Worker:
         assert msg.body is not None
         if msg.routing.replay is not None:
             return await replay(msg, self.clients, self.deliverer, step, self.switches.enabled)
+        if wait := fate.due_in(msg, time.time()):  # a scheduled check on a FIFO queue: held until due
+            return fate.Fate("released", delete=False, release_after_s=wait)
+        if msg.routing.check is not None and not await self.checks.confirm(msg.body, msg.routing.check):
+            return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
+        if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
+            return fate.Fate("conflated")
         # Kept beside the lookup, not before it: the posts never wait for the write (history.py).
-        kept = self._keep(msg.body, step.expires_at) if not msg.routing.is_part else None
+        kept = self._keep(msg.body, step.expires_at) if not msg.routing.is_kept else None
         if split := await self._split(msg):
             if kept is not None:
                 await kept  # the shards' lookups come after it
@@ -309,7 +320,8 @@ class Worker:
         s = self.settings
         db = clients.mongo[s.mongo_db]
         lease = Lease(db[LEASES], "census", ttl_s=3 * s.census_interval_s)
-        return Census(db[s.connections_collection], lease, self.metrics, s.census_interval_s)
+        lapsed = self.checks.lapsed if s.presence else None
+        return Census(db[s.connections_collection], lease, self.metrics, s.census_interval_s, lapsed)
 
     def _skipped_record(self, doc: dict[str, Any]) -> None:
         """A malformed connection record: skip it, count it, name it by digest only."""
@@ -420,7 +432,11 @@ class Worker:
             self.settler.tally.received += 1
             self.metrics.events_in_flight.inc()
             key = key_of(msg)
-            turn = self._turns.enter(key, msg.body.meta.seq) if key and msg.body else None
+            # A conflated counter takes no turn: it would wait behind the values that conflation drops.
+            if key and msg.body and not self.conflator.conflates(msg.body):
+                turn: asyncio.Future[None] | None = self._turns.enter(key, msg.body.meta.seq)
+            else:
+                turn = None
             task = asyncio.create_task(self._handle(msg, turn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

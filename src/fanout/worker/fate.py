@@ -93,6 +93,15 @@ def before(
     return Deliver(min(visibility_s * 4, max(1.0, expiry - now)), expiry)
 
 
+def due_in(msg: Received, now: float) -> int:
+    """Whole seconds until a check message is due (its ``sentAt``), 0 once it is. A FIFO queue takes no
+    ``DelaySeconds``, so a scheduled typing stop or presence check arrives at once and is held until
+    then; a time more than ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
+    assert msg.body is not None
+    wait = int(msg.body.sent_at_epoch() - now)
+    return wait if msg.routing.check is not None and 0 < wait <= MAX_DELAY_S else 0
+
+
 def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) -> Fate | None:
     """Split a large audience into shards: ``parts`` bucket ranges when the store counted more than a
     shard's size (a broadcast or a topic audience), else slices of a user list longer than

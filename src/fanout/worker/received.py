@@ -59,9 +59,11 @@ def parse(message: dict[str, Any], queue_url: str = "") -> Received:
     routing = attributes.Routing()
     try:
         routing = attributes.read(message.get("MessageAttributes"))
-        body = parse_body(raw)
-        if routing.replay is not None and not _one_connection(body):
+        parsed = parse_body(raw)
+        attributes.check_fits(routing, parsed.type)
+        if routing.replay is not None and not _one_connection(parsed):
             raise InvalidMessage("bad_attribute", f"{attributes.REPLAY} on a body not for one connection")
+        body = parsed
     except InvalidMessage as exc:
         invalid = exc
     except Exception as exc:  # a parser bug must still end in a reasoned outcome, not a release loop
