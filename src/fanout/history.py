@@ -43,7 +43,7 @@ MAX_USERS = 10_000
 #: little earlier may still have been on its way (retries, a remainder round) when the client left.
 OVERLAP_S = 10.0
 _DUPLICATE_KEY = 11000
-_PLAN_FIELDS = {"_id": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
+_PLAN_FIELDS = {"_id": 1, "type": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
 
 
 class KeptFrame(NamedTuple):
@@ -65,6 +65,7 @@ class Kept:
     seq: int | None = None
     wide: bool = False
     until: datetime | None = None  # past it, the event is not replayed
+    type: str = ""
 
 
 def document(body: QueueBody, expires_at: float, now: datetime, window_s: int) -> dict[str, Any]:
@@ -116,6 +117,7 @@ def _kept(doc: dict[str, Any]) -> Kept:
         seq if isinstance(seq, int) else None,
         doc.get("wide") is True,
         doc.get("until"),
+        str(doc.get("type", "")),
     )
 
 

@@ -76,8 +76,8 @@ async def test_clients_see_every_keys_events_in_seq_order_on_a_standard_queue(
                 for _ in range(count):
                     key = rng.choice(list(keys))
                     await pub.publish(
-                        "event.rsvp.updated",
-                        payload=payload("event.rsvp.updated"),
+                        "event.upcoming.updated",
+                        payload=payload("event.upcoming.updated"),
                         ordering_key=key,
                         **keys[key],
                     )  # type: ignore[arg-type]
@@ -138,8 +138,8 @@ async def test_a_fifo_queue_keeps_each_keys_order_on_the_wire_across_a_pool_of_t
             async with AsyncPublisher(s, sequences=sequences) as pub:
                 return [
                     await pub.publish(
-                        "event.rsvp.updated",
-                        payload=payload("event.rsvp.updated"),
+                        "event.upcoming.updated",
+                        payload=payload("event.upcoming.updated"),
                         ordering_key=key,
                         **target,
                     )

@@ -2,8 +2,10 @@
 gap; one that arrives early is held back until the missing ones arrive, or until the caller gives up on
 them (after a resume, or a resync that moves the key's position).
 
-Events without a key or a seq pass straight through. A key seen for the first time starts at its first
-event, unless its position was set (from the ``seq`` that came with the data the application loaded).
+Events without a key or a seq pass straight through, and so does a newer value of a live counter (a
+``bulk`` type, docs/protocol.md section 19): the worker conflates them, so their ``seq`` may skip. A key
+seen for the first time starts at its first event, unless its position was set (from the ``seq`` that
+came with the data the application loaded).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+
+from fanout.catalog import policy_for
 
 Frame = dict[str, Any]
 
@@ -44,8 +48,8 @@ class Reorderer:
             return [frame, *self._drain(key)]
         if seq <= position or seq in self._held.get(key, {}):
             return []  # already handed on (or already waiting): a duplicate
-        if seq == position + 1:
-            self._move(key, seq)
+        if seq == position + 1 or policy_for(str(frame.get("type"))).latest_only:
+            self._move(key, seq)  # a live counter's seq skips the values conflation dropped: never a gap
             return [frame, *self._drain(key)]
         self._held.setdefault(key, {})[seq] = frame
         self._gap_since.setdefault(key, self._clock())

@@ -5,7 +5,9 @@ that event or the next one (or nothing was published since), and then every late
 is replayed. A key that is not covered is resynced: the client refetches it from GraphQL and takes the
 key's latest ``seq`` as its position. The events after its last event id are replayed the same way, and
 resynced (``events``) when that id is no longer kept or a kept event may have been the client's without
-saying so (a ``wide`` one). More than the replay bound resyncs everything asked.
+saying so (a ``wide`` one). More than the replay bound resyncs everything asked. A live counter's key
+(a ``bulk`` type, conflated by the worker) replays only its newest kept value and is never resynced for a
+gap in its ``seq``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from fanout.catalog import policy_for
 from fanout.history import Kept
 
 
@@ -31,12 +34,28 @@ class Plan:
         return bool(self.keys) or self.events
 
 
+def _latest_only(kept: Kept) -> bool:
+    return policy_for(kept.type).latest_only
+
+
 def _covered(position: int, kept: list[Kept], latest: int | None) -> bool:
     if any(k.wide for k in kept):
         return False
     if not kept:  # nothing kept from the position on: covered only if nothing was published since
         return latest is None or latest <= position
-    return kept[0].seq in (position, position + 1)
+    # A live counter's kept values skip what conflation dropped: its newest is all the client needs.
+    return kept[0].seq in (position, position + 1) or _latest_only(kept[-1])
+
+
+def _newest_values(chosen: dict[str, Kept]) -> dict[str, Kept]:
+    """``chosen`` less the older values of each live counter's key: only its newest is replayed."""
+    newest: dict[str, Kept] = {}
+    for k in chosen.values():
+        if k.key is not None and k.seq is not None and _latest_only(k):
+            best = newest.get(k.key)
+            newest[k.key] = k if best is None or k.seq > (best.seq or 0) else best
+    keep = set(map(id, newest.values()))
+    return {i: k for i, k in chosen.items() if id(k) in keep or k.key not in newest}
 
 
 def plan(
@@ -72,7 +91,7 @@ def plan(
         if k.key in positions and k.seq is not None and k.seq <= positions[k.key]:
             continue  # the client has it: its position says so
         chosen.setdefault(k.id, k)
-    live = [k for k in chosen.values() if k.until is None or k.until > now]
+    live = [k for k in _newest_values(chosen).values() if k.until is None or k.until > now]
     cut_short = [*by_key.values(), since or []]  # a list at its query limit may hold more
     if len(live) > max_replay or any(len(v) > max_replay for v in cut_short):
         every = {key: latest.get(key, positions[key]) for key in positions}

@@ -75,7 +75,7 @@ class Conflator:
     def conflates(self, body: QueueBody) -> bool:
         """Whether ``admit`` may hold or drop this event: such events take no per-key turn (ordering.py),
         or a newer value would wait behind the one it is about to replace."""
-        return self.window > 0 and policy_for(body.type).priority == "bulk" and key_of(body) is not None
+        return self.window > 0 and policy_for(body.type).latest_only and key_of(body) is not None
 
     async def admit(self, msg: Received, policy: Policy) -> bool:
         """True: post the event now. False: a newer value of its key is, or was, posted instead."""

@@ -132,3 +132,19 @@ def test_positions_are_bounded_and_keep_the_freshest_keys() -> None:
     r.push(ev(2, key="a"))
     r.push(ev(1, key="c"))
     assert ["a", "c"] == list(r.positions)
+
+
+def test_a_live_counters_newer_value_is_handed_on_at_once_and_an_older_one_dropped() -> None:
+    """A bulk counter's seq skips the values the worker conflated: 7 after 3 goes on at once with no gap
+    held, and 5 arriving late is dropped as older than what the client has."""
+    order = Reorderer(hold_s=2, clock=Clock())
+    counter = {"type": "event.attendance.updated", "key": "event:42"}
+    assert [3] == seqs(order.push(counter | {"id": "a3", "seq": 3}))
+    assert [7] == seqs(order.push(counter | {"id": "a7", "seq": 7}))
+    assert ([], [], 0) == (
+        order.push(counter | {"id": "a5", "seq": 5}),
+        order.overdue(),
+        order.held("event:42"),
+    )
+    assert [1] == seqs(order.push(ev(1)))  # another key, of an ordinary type, keeps its gaps
+    assert ([], 1) == (order.push(ev(3)), order.held("k"))

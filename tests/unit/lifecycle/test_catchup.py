@@ -85,3 +85,12 @@ def test_in_order_sorts_by_time_and_each_key_by_seq_in_its_own_places() -> None:
     """Oldest first; where one key's events were kept out of seq order they swap within their places."""
     kept = [k("c2", 2, at=1), k("x", key=None, at=2), k("c1", 1, at=3), k("d1", 1, key="d", at=4)]
     assert ["c1", "x", "c2", "d1"] == [e.id for e in in_order(kept)]
+
+
+def test_a_live_counter_replays_only_its_newest_value_and_is_never_resynced_for_a_gap() -> None:
+    """A bulk counter's kept values skip what conflation dropped: position 2 with 6 and 9 kept replays 9
+    alone, while an ordinary key with the same gap is resynced."""
+    counter = "event.attendance.updated"
+    kept = [k("a6", 6, key="event:42", type=counter), k("a9", 9, key="event:42", at=1, type=counter)]
+    assert Plan(("a9",)) == decide({"event:42": 2}, {"event:42": kept}, {"event:42": 9})
+    assert Plan((), {"c": 9}) == decide({"c": 2}, {"c": [k("e6", 6), k("e9", 9)]}, {"c": 9})
