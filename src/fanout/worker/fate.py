@@ -9,6 +9,7 @@ to be received again (a dependency failed, or the worker is stopping).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from fanout.catalog import Policy
@@ -18,6 +19,7 @@ from fanout.worker.received import Received
 OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 MAX_RELEASE_S = 60
+CLOCK_SKEW_S = 0.25  # a check this little ahead of the worker's clock is due (the lifecycle's may run ahead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,9 @@ def due_in(msg: Received, now: float) -> int:
     ``DelaySeconds``, so a scheduled typing stop or presence check arrives at once and is held until
     then; a time more than ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
     assert msg.body is not None
-    wait = int(msg.body.sent_at_epoch() - now)
-    return wait if msg.routing.check is not None and 0 < wait <= MAX_DELAY_S else 0
+    ahead = msg.body.sent_at_epoch() - now
+    due = msg.routing.check is None or ahead <= CLOCK_SKEW_S or ahead > MAX_DELAY_S
+    return 0 if due else math.ceil(ahead)
 
 
 def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) -> Fate | None:
