@@ -27,6 +27,7 @@ from fanout.catalog import (
     SystemHeartbeat,
     SystemNotice,
     SystemReconnect,
+    SystemReplay,
     UserPresenceUpdated,
 )
 
@@ -78,6 +79,7 @@ EXAMPLES: dict[str, Payload] = {
     "system.reconnect": SystemReconnect(reason="maintenance", after_ms=2000),
     "system.notice": SystemNotice(notice_id="n_1", severity="warning", title="Scheduled maintenance at 22:00"),
     "system.broadcast": SystemBroadcast(broadcast_id="b_1", title="We're back", body="Thanks for waiting"),
+    "system.replay": SystemReplay(),
 }  # fmt: skip
 
 

@@ -1,11 +1,12 @@
 """The lifecycle Lambda: the same ``fanout`` source as the worker, answering every WebSocket route.
 
 Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), read
-two secrets (the MongoDB URI and the connect-token key), send to the inbound queue, where it forwards
-the client actions the domain services own (``chat.send``, ``chat.read``), and send to the events queue,
-where it publishes typing indicators, presence and receipts for the worker to deliver. Nothing else; it
-posts nothing back through the management API, so it has no ``execute-api`` permission. Its environment
-is production only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
+two secrets (the MongoDB URI and the connect-token key), and send to two queues: the inbound queue, where
+it forwards the client actions the domain services own (``chat.send``, ``chat.read``), and the events
+queue, where it publishes typing indicators, presence and receipts and where a ``resume`` hands the missed
+events to the worker as one replay message (docs/protocol.md, section 21). Nothing else; it posts nothing
+back through the management API, so it has no ``execute-api`` permission. Its environment is production
+only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
                     iam.PolicyStatement(
                         sid="ForwardClientActions", actions=["sqs:SendMessage"], resources=[inbound.queue_arn]
                     ),
-                    iam.PolicyStatement(  # typing indicators, presence and receipts, for the worker
-                        sid="PublishLiveEvents",
+                    iam.PolicyStatement(  # typing, presence, receipts and resume's replays, for the worker
+                        sid="PublishToEvents",
                         actions=["sqs:SendMessage"],
                         resources=[queues.queue.queue_arn],
                     ),
@@ -112,7 +113,7 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queu
         "FANOUT_JWT_SECRET_ARN": jwt_arn,
         "FANOUT_MONGO_DB": p.req("mongoDb"),
         "FANOUT_INBOUND_QUEUE_URL": inbound.queue_url,
-        "FANOUT_QUEUE_URL": queues.queue.queue_url,  # where typing, presence and receipts are published
+        "FANOUT_QUEUE_URL": queues.queue.queue_url,  # typing, presence, receipts and resume's replays
         "FANOUT_CLOUDWATCH_EMF": "true",
         "FANOUT_CLOUDWATCH_NAMESPACE": NAMESPACE,
         "FANOUT_LOG_FORMAT": "json",

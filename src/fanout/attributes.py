@@ -24,11 +24,14 @@ CONNECTIONS = "fanout-connections"  # JSON list: deliver to these connection ids
 SHARD = "fanout-shard"  # JSON [lo, hi]: deliver to the target's connections in buckets [lo, hi) only
 CHECK = "fanout-check"  # deliver only if still true: "presence" (went offline) or "typing:<token>"
 SHARD_BUCKETS = 1024  # the store's BUCKETS
+REPLAY = "fanout-replay"  # JSON list of event ids: post these kept events, in order, to the one connection
 
 #: SQS's limit for one message, counting the body and every attribute's name, type and value.
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_ROUND = 100
 MAX_IDS = 50_000
+MAX_REPLAY = 5_000  # event ids in one replay (FANOUT_HISTORY_MAX_REPLAY is at most this)
+EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 DETAIL_CHARS = 512
 #: API Gateway connection ids are short base64-like strings (``L0SM9cOFvHcCIhw=``).
 CONNECTION_ID = re.compile(r"[A-Za-z0-9_=+/.:-]{1,128}")
@@ -56,6 +59,7 @@ class Routing:
     round: int = 0
     only: tuple[str, ...] | None = None  # a remainder: these connections, within the body's target
     shard: tuple[int, int] | None = None  # a shard: the target's connections in buckets [lo, hi)
+    replay: tuple[str, ...] | None = None  # a replay: these kept events, in order, to the body's connection
     check: str | None = None  # confirm before posting: "presence" or "typing:<token>"
 
     @property
@@ -64,9 +68,19 @@ class Routing:
 
     @property
     def is_part(self) -> bool:
-        """Written by fanout itself: a part of a larger message (a remainder or a shard), never split again,
-        or a check that was delayed on purpose; queue lag is not measured for any of them."""
-        return self.only is not None or self.shard is not None or self.check is not None
+        """Written by fanout itself: a part of a larger message (a remainder or a shard), a replay of kept
+        events, or a check delayed on purpose. Never split again; queue lag is not measured for any."""
+        return (
+            self.only is not None
+            or self.shard is not None
+            or self.replay is not None
+            or self.check is not None
+        )
+
+    @property
+    def is_kept(self) -> bool:
+        """Carries an event the history has already (a remainder, a shard, a replay): not kept again."""
+        return self.only is not None or self.shard is not None or self.replay is not None
 
 
 def _value(attrs: Mapping[str, Any], name: str, data_type: str) -> str | None:
@@ -95,27 +109,37 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
         if round_ > MAX_ROUND:
             raise InvalidMessage("bad_attribute", f"{ROUND} over {MAX_ROUND}")
     shard = _shard(_value(attrs, SHARD, "String"))
+    replay = _ids(_value(attrs, REPLAY, "String"), REPLAY, MAX_REPLAY, EVENT_ID, "an event id")
     check = _value(attrs, CHECK, "String")
     if check is not None and not _CHECK.fullmatch(check):
         raise InvalidMessage("bad_attribute", f"{CHECK} is not presence or typing:<token>")
-    only_raw = _value(attrs, CONNECTIONS, "String")
-    if only_raw is None:
-        return Routing(round_, None, shard, check)
-    try:
-        ids = json.loads(only_raw)
-    except (ValueError, RecursionError):
-        raise InvalidMessage("bad_attribute", f"{CONNECTIONS} is not JSON") from None
-    if not isinstance(ids, list) or not 0 < len(ids) <= MAX_IDS:
-        raise InvalidMessage("bad_attribute", f"{CONNECTIONS} is not a list of 1 to {MAX_IDS} ids")
-    if not all(isinstance(i, str) and CONNECTION_ID.fullmatch(i) for i in ids):
-        raise InvalidMessage("bad_attribute", f"{CONNECTIONS} holds a value that is not a connection id")
-    return Routing(round_, tuple(dict.fromkeys(ids)), shard, check)
+    if check is not None and replay is not None:
+        raise InvalidMessage("bad_attribute", f"{CHECK} on a replay")
+    only = _ids(_value(attrs, CONNECTIONS, "String"), CONNECTIONS, MAX_IDS, CONNECTION_ID, "a connection id")
+    return Routing(round_, only, shard, replay, check)
 
 
 def check_fits(routing: Routing, event_type: str) -> None:
     """A check applies to one event type; ``InvalidMessage("bad_attribute")`` on any other."""
     if routing.check is not None and CHECK_TYPES[routing.check.partition(":")[0]] != event_type:
         raise InvalidMessage("bad_attribute", f"{CHECK} does not apply to {event_type}")
+
+
+def _ids(
+    raw: str | None, name: str, most: int, pattern: re.Pattern[str], what: str
+) -> tuple[str, ...] | None:
+    """A JSON list of 1 to ``most`` ids of ``pattern``, repeats dropped; None when the attribute is absent."""
+    if raw is None:
+        return None
+    try:
+        ids = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidMessage("bad_attribute", f"{name} is not JSON") from None
+    if not isinstance(ids, list) or not 0 < len(ids) <= most:
+        raise InvalidMessage("bad_attribute", f"{name} is not a list of 1 to {most} ids")
+    if not all(isinstance(i, str) and pattern.fullmatch(i) for i in ids):
+        raise InvalidMessage("bad_attribute", f"{name} holds a value that is not {what}")
+    return tuple(dict.fromkeys(ids))
 
 
 def _shard(raw: str | None) -> tuple[int, int] | None:
@@ -151,6 +175,11 @@ def remainder(round_: int, ids: Sequence[str]) -> Attrs:
 def shard(round_: int, lo: int, hi: int) -> Attrs:
     """The attributes of a shard message: its round and its range of buckets."""
     return {ROUND: number(round_), SHARD: string(json.dumps([lo, hi], separators=(",", ":")))}
+
+
+def replay(event_ids: Sequence[str]) -> Attrs:
+    """The attribute of a replay message (written by the lifecycle's ``resume``)."""
+    return {REPLAY: string(json.dumps(list(event_ids), separators=(",", ":")))}
 
 
 def check(value: str) -> Attrs:

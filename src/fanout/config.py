@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     )
     connection_ttl_s: int = 7200
 
+    # Ordering and catch-up after reconnect (docs/protocol.md, sections 20 and 21)
+    sequences_collection: str = Field("fanoutsequences", description="per-key seq counters")
+    history_collection: str = Field("fanouthistory", description="recent events kept for resume (TTL)")
+    history_window_s: int = Field(
+        900, ge=0, le=7 * 86400, description="how long events are kept; 0: not at all"
+    )
+    history_max_replay: int = Field(500, ge=1, le=5000, description="events one resume replays at most")
+
     # Typing indicators, presence and receipts (docs/protocol.md sections 16-18)
     participants_resolver: str | None = Field(
         None, description="package.module:function(conversation_id) -> the conversation's user ids"
@@ -168,6 +176,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if (self.queue_url or self.queue_name).endswith(".fifo") != (self.dlq_url or self.dlq_name).endswith(
+            ".fifo"
+        ):
+            raise ValueError("a FIFO events queue needs a FIFO dead-letter queue (both names end in .fifo)")
         if self.log_format is None:
             object.__setattr__(self, "log_format", "console" if self.env == "dev" else "json")
         if self.jwt_secret is not None:

@@ -117,7 +117,9 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
             kept = message.get("MessageAttributes") or {}
             attrs = {k: v for k, v in kept.items() if k in (attributes.CONNECTIONS, attributes.SHARD)}
             attrs[attributes.ROUND] = attributes.number(0)
-            sqs.send_message(QueueUrl=queue, MessageBody=message["Body"], MessageAttributes=attrs)
+            # On a FIFO queue a redriven message is a group of its own: its key's order is long past.
+            fifo = queues.fifo_fields(queue, message["MessageId"], message["MessageId"])
+            sqs.send_message(QueueUrl=queue, MessageBody=message["Body"], MessageAttributes=attrs, **fifo)
             sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
             moved += 1
             if moved % 100 == 0:

@@ -33,6 +33,9 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 #: Topics are ``kind:id`` (``user:u1``, ``event:42``, ``organization:7``, ``conversation:c9``).
 TOPIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$"
 Topic = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
+#: An ordering key: what SQS accepts as a FIFO ``MessageGroupId`` (1-128 printable ASCII characters).
+#: Name it like a topic (``conversation:c9``, ``user:u1``) so clients can resume it.
+OrderingKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
 
 
 class _Wire(BaseModel):
@@ -67,8 +70,8 @@ class Meta(_Wire):
 
     source: str | None = None
     trace_id: str | None = None
-    ordering_key: str | None = None
-    seq: int | None = Field(None, ge=0)
+    ordering_key: OrderingKey | None = None
+    seq: int | None = Field(None, ge=0, le=2**53 - 1)  # a browser's Number holds it exactly
     expires_at: datetime | None = None
     # Left out of the body when unset, so bodies written without it stay byte for byte the same.
     payload_version: StrictInt | None = Field(None, ge=1, le=1000, exclude_if=lambda v: v is None)
@@ -128,6 +131,8 @@ class QueueBody(_Wire):
         }
         if self.meta.seq is not None:
             envelope["seq"] = self.meta.seq
+        if self.meta.ordering_key is not None:
+            envelope["key"] = self.meta.ordering_key
         if (self.meta.payload_version or 1) != 1:  # absent means 1, as in a client's hello
             envelope["payloadVersion"] = self.meta.payload_version
         # allow_nan=False: a browser's JSON.parse rejects NaN/Infinity (a float overflow such as 1e400).
@@ -154,6 +159,7 @@ class ClientEnvelope(BaseModel):
     payload: dict[str, Any]
     sentAt: str
     seq: int | None = None
+    key: str | None = None
     payloadVersion: int | None = None
 
 

@@ -45,11 +45,7 @@ class InboundQueue:
 
     async def send(self, message: InboundMessage) -> None:
         """Put one message on the queue; a FIFO queue keeps each connection's frames in order."""
-        await self._queue.client()
-        extra: dict[str, str] = {}
-        if self._queue.url.endswith(".fifo"):
-            extra = {"MessageGroupId": message.connection_id, "MessageDeduplicationId": message.request_id}
-        await self._queue.send(message.to_json(), **extra)
+        await self._queue.send(message.to_json(), group=message.connection_id, dedup=message.request_id)
 
     async def aclose(self) -> None:
         await self._queue.aclose()

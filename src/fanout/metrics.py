@@ -91,6 +91,11 @@ class Metrics:
             "Malformed connection records skipped by lookups (a field missing or of the wrong type)",
             registry=registry,
         )
+        self.history_write_failures = Counter(
+            "fanout_history_write_failures",
+            "History writes that failed: the event was delivered but a resume may answer a resync",
+            registry=registry,
+        )
         self.ready = Gauge(
             "fanout_ready", "1 while SQS and MongoDB answer", registry=registry, multiprocess_mode="livemin"
         )

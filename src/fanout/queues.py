@@ -47,6 +47,19 @@ async def abulk(sqs: Any, settings: Settings) -> str | None:
         raise
 
 
+def is_fifo(destination: str) -> bool:
+    """A FIFO queue or topic: AWS requires their names (so their URLs and ARNs) to end in ``.fifo``."""
+    return destination.endswith(".fifo")
+
+
+def fifo_fields(destination: str, group: str, dedup: str) -> dict[str, str]:
+    """What a send to a FIFO queue or topic must carry: the group it is ordered in (``MessageGroupId``)
+    and its deduplication id; nothing for a standard one."""
+    if not is_fifo(destination):
+        return {}
+    return {"MessageGroupId": group, "MessageDeduplicationId": dedup}
+
+
 class LazyQueue:
     """One queue sent to with aiobotocore; the client is opened on the first send and kept for the
     process. The lifecycle builds its queues so: most invocations send nothing, and a cold start should
@@ -73,10 +86,18 @@ class LazyQueue:
                 self._client = client
         return self._client
 
-    async def send(self, body: str, **extra: Any) -> None:
-        """One ``SendMessage``; ``extra`` carries ``DelaySeconds``, ``MessageAttributes`` and the like."""
+    async def fifo(self) -> bool:
+        """Whether the queue is FIFO (it then takes a group and a deduplication id, and no delay)."""
+        await self.client()
+        return is_fifo(self.url)
+
+    async def send(self, body: str, *, group: str, dedup: str, **extra: Any) -> None:
+        """One ``SendMessage``; ``group`` and ``dedup`` are its FIFO group and deduplication id (unused
+        on a standard queue), ``extra`` carries ``MessageAttributes`` and the like."""
         client = await self.client()
-        await client.send_message(QueueUrl=self.url, MessageBody=body, **extra)
+        await client.send_message(
+            QueueUrl=self.url, MessageBody=body, **fifo_fields(self.url, group, dedup), **extra
+        )
 
     async def send_batch(self, entries: list[dict[str, Any]]) -> None:
         """Up to ten messages in one ``SendMessageBatch`` (``Id`` set here); raises when any failed."""

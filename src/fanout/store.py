@@ -64,6 +64,15 @@ def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
 
 
 _LIVE_PROJECTION = _PROJECTION | {"expiresAt": 1}
+#: The merged user lookups also serve a fan-out's second look, which keeps records active since then.
+_USER_PROJECTION = _PROJECTION | {"lastSeenAt": 1}
+
+
+def _seen_since(doc: dict[str, Any], since: datetime) -> bool:
+    seen = doc.get("lastSeenAt")
+    if not isinstance(seen, datetime):
+        return False
+    return (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) >= since
 
 
 def _live(doc: dict[str, Any], now: datetime) -> bool:
@@ -194,7 +203,7 @@ class _UserLookups:
         try:
             users = list({user for wanted, _ in group for user in wanted})
             query = {"userId": {"$in": users}, "expiresAt": {"$gt": _now()}}
-            docs = await self._col.find(query, _PROJECTION).to_list(None)
+            docs = await self._col.find(query, _USER_PROJECTION).to_list(None)
             by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
             for doc in docs:
                 user = doc.get("userId")
@@ -233,7 +242,8 @@ class ConnectionStore:
 
     @property
     def database(self) -> AsyncDatabase[dict[str, Any]]:
-        """The database of the records, where the lifecycle's other collections (tickets) live too."""
+        """The database of the records, where the other collections (tickets, the history, the sequence
+        counters) live too."""
         return self._col.database
 
     def _connections(self, docs: Iterable[dict[str, Any]]) -> Iterable[Connection]:
@@ -253,15 +263,19 @@ class ConnectionStore:
         await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
 
     async def resolve(
-        self, target: Target, shard: tuple[int, int] | None = None
+        self, target: Target, shard: tuple[int, int] | None = None, *, active_since: datetime | None = None
     ) -> AsyncIterator[list[Connection]]:
         """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
-        to the records in buckets ``[lo, hi)``."""
+        to the records in buckets ``[lo, hi)``, ``active_since`` to the records whose ``lastSeenAt``
+        (set at ``$connect`` and by every client frame) is at or after it."""
         now = _now()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
+        recent = {"lastSeenAt": {"$gte": active_since}} if active_since is not None else {}
 
         def fresh(docs: Iterable[dict[str, Any]]) -> list[Connection]:
+            if active_since is not None:  # the merged user lookup returns every live record of its users
+                docs = [d for d in docs if _seen_since(d, active_since)]
             out = []
             for conn in self._connections(docs):
                 cid = conn.connection_id
@@ -278,7 +292,7 @@ class ConnectionStore:
                 yield fresh(d for d in batch if _live(d, now))
             return
         if target.broadcast:
-            async for batch in self._stream({"expiresAt": {"$gt": now}}):
+            async for batch in self._stream({"expiresAt": {"$gt": now}} | recent):
                 yield fresh(batch)
             return
         users = target.user_ids
@@ -287,11 +301,12 @@ class ConnectionStore:
             if found:
                 yield found
         if target.topics:
-            async for batch in self._stream({"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}):
+            query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}} | recent
+            async for batch in self._stream(query):
                 if found := fresh(batch):
                     yield found
         if target.connection_ids:
-            query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}}
+            query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}} | recent
             if found := fresh(await self._col.find(query, _PROJECTION).to_list(None)):
                 yield found
 
@@ -448,6 +463,16 @@ class ConnectionStore:
             query["connectedAt"] = {"$lte": conn.connected_at}
         result = await self._col.delete_one(query)
         return result.deleted_count > 0
+
+    async def interests(self, connection_id: str) -> tuple[Connection, list[str]] | None:
+        """A live connection and the topics it holds; None without a usable live record."""
+        query = {"connectionId": connection_id, "expiresAt": {"$gt": _now()}}
+        doc = await self._col.find_one(query, _PROJECTION | {"topics": 1})
+        conn = _to_connection(doc) if doc is not None else None
+        if conn is None or doc is None:
+            return None
+        topics = doc.get("topics")
+        return conn, [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
 
     async def get(self, connection_id: str) -> dict[str, Any] | None:
         return await self._col.find_one({"connectionId": connection_id}, {"_id": 0})

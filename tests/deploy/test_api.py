@@ -188,7 +188,8 @@ def test_lambda_runtime_handler_and_sizes(default_synth: Synth) -> None:
 @pytest.mark.parametrize("which", ["default", "custom"])
 def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom_api_synth: Synth) -> None:
     """The Lambda's role writes its own logs, attaches to the VPC, reads the two secrets and sends to the
-    inbound and events queues only: no wildcard action, no managed policy, no management-API permission."""
+    inbound and events queues only, once each: no wildcard action, no managed policy, no management-API
+    permission."""
     s = default_synth if which == "default" else custom_api_synth
     role_id = logical_id(s, "AWS::IAM::Role", "LifecycleRole")
     role = s.template["Resources"][role_id]["Properties"]
@@ -200,13 +201,17 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
         p for p in s.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
     ]
     granted: dict[str, set[str]] = {}
+    grants = 0
     for statement in (st for policy in role["Policies"] for st in policy["PolicyDocument"]["Statement"]):
         assert (
             statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
         )
         for action in as_list(statement["Action"]):
             assert "*" not in action, action
-            granted.setdefault(action, set()).update(render(r) for r in as_list(statement["Resource"]))
+            resources = {render(r) for r in as_list(statement["Resource"])}
+            grants += len(resources)
+            granted.setdefault(action, set()).update(resources)
+    assert grants == sum(len(r) for r in granted.values())  # no action granted twice on one resource
     log_group = "${" + logical_id(s, "AWS::Logs::LogGroup", "LifecycleLogs") + ".Arn}"
     mongo = CUSTOM_API["mongoSecretArn"] if which == "custom" else DUMMY_SECRET_ARN
     jwt = CUSTOM_API["jwtSecretArn"] + "-??????" if which == "custom" else DUMMY_JWT_SECRET_ARN
@@ -216,7 +221,7 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
         "logs:CreateLogStream": {log_group},
         "logs:PutLogEvents": {log_group},
         "secretsmanager:GetSecretValue": {mongo, jwt},
-        "sqs:SendMessage": {inbound, events},  # forwarded actions; typing, presence and receipts
+        "sqs:SendMessage": {inbound, events},  # forwarded actions; typing, presence, receipts and replays
         **{action: {"*"} for action in lifecycle.VPC_ACTIONS},
     }
     assert all(a.startswith("ec2:") for a in lifecycle.VPC_ACTIONS)

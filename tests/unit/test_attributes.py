@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fanout import attributes
-from fanout.attributes import CONNECTIONS, ROUND, Routing
+from fanout.attributes import CONNECTIONS, REPLAY, ROUND, Routing
 from fanout.errors import InvalidMessage
 
 S, N = attributes.string, attributes.number
@@ -20,6 +20,12 @@ GOOD: list[tuple[str, dict[str, Any] | None, Routing]] = [
     ("a remainder", {ROUND: N(1), CONNECTIONS: S('["c1","c2=="]')}, Routing(1, ("c1", "c2=="))),
     ("duplicate ids collapse", {CONNECTIONS: S('["c1","c1"]')}, Routing(0, ("c1",))),
     ("a Number subtype", {ROUND: {"DataType": "Number.int", "StringValue": "3"}}, Routing(3)),
+    ("a replay", {REPLAY: S('["evt_2","evt_1","evt_2"]')}, Routing(replay=("evt_2", "evt_1"))),
+    (
+        "a replay as written",
+        attributes.replay(["evt_a", "evt:b.c-d"]),
+        Routing(replay=("evt_a", "evt:b.c-d")),
+    ),
 ]
 
 
@@ -48,6 +54,10 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("connections with spaces", {CONNECTIONS: S('["c 1"]')}),
     ("connections with a newline", {CONNECTIONS: S('["c1\\n"]')}),
     ("too many connections", {CONNECTIONS: S(json.dumps([f"c{i}" for i in range(attributes.MAX_IDS + 1)]))}),
+    ("replay empty", {REPLAY: S("[]")}),
+    ("replay not a list of event ids", {REPLAY: S('["evt 1"]')}),
+    ("replay as a Number", {REPLAY: N(1)}),
+    ("replay too long", {REPLAY: S(json.dumps([f"e{i}" for i in range(attributes.MAX_REPLAY + 1)]))}),
 ]
 
 
@@ -102,6 +112,13 @@ def test_a_bad_shard_range_is_a_bad_attribute(raw: str) -> None:
         attributes.read({attributes.SHARD: S(raw)})
 
 
+def test_a_replay_is_a_part_never_split_nor_kept_again() -> None:
+    """A replay message counts as a worker-written part, like a remainder or a shard, and as an event the
+    history holds already."""
+    routing = attributes.read(attributes.replay(["evt_1"]))
+    assert (True, True) == (routing.is_part, routing.is_kept)
+
+
 TYPING_ID = "01JD7X5Q3C9V2B8N4M6K0HFG1R"  # a ULID, as chat.typing writes it
 
 
@@ -109,7 +126,7 @@ TYPING_ID = "01JD7X5Q3C9V2B8N4M6K0HFG1R"  # a ULID, as chat.typing writes it
 def test_a_check_is_read_and_waits_like_a_part(value: str) -> None:
     """A presence or typing check is read back; like a remainder it is never split and its wait is not lag."""
     routing = attributes.read(attributes.check(value))
-    assert (value, True) == (routing.check, routing.is_part)
+    assert (value, True, False) == (routing.check, routing.is_part, routing.is_kept)  # kept when it is posted
 
 
 @pytest.mark.parametrize(
@@ -142,3 +159,10 @@ def test_a_check_applies_only_to_its_event_type() -> None:
         with pytest.raises(InvalidMessage) as raised:
             attributes.check_fits(Routing(check=check), event_type)
         assert "bad_attribute" == raised.value.reason
+
+
+def test_a_check_on_a_replay_is_a_bad_attribute() -> None:
+    """A replay carries kept events; a check beside it is a forgery, refused as bad_attribute."""
+    with pytest.raises(InvalidMessage) as raised:
+        attributes.read(attributes.replay(["evt_1"]) | attributes.check("presence"))
+    assert "bad_attribute" == raised.value.reason

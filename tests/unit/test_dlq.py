@@ -79,3 +79,26 @@ def test_redrive_moves_each_back_with_its_connections(queues: tuple[Settings, An
     )
     depth = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     assert "0" == depth["Attributes"]["ApproximateNumberOfMessages"]
+
+
+def test_redrive_to_a_fifo_queue_gives_each_message_a_group(moto_server: Server) -> None:
+    """Redriven into a FIFO events queue (which refuses a send without a group), every message arrives,
+    each a group of its own."""
+    base = dev_settings(moto_server)
+    settings = base.model_copy(
+        update={"queue_name": f"{base.queue_name}.fifo", "dlq_name": f"{base.dlq_name}.fifo"}
+    )
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    try:
+        queue = sqs.create_queue(QueueName=settings.queue_name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+        dlq_url = sqs.create_queue(QueueName=settings.dlq_name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+        for i in range(3):
+            sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps(valid(id=f"evt_{i}")), MessageGroupId="g",
+                             MessageDeduplicationId=f"d{i}", MessageAttributes=attributes.dead_letter("forbidden", "x"))  # fmt: skip
+        assert 0 == dlq.redrive(settings, 10, None)
+        reply = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["MessageGroupId"])
+        back = reply.get("Messages", [])
+    finally:
+        sqs.close()
+    assert {"evt_0", "evt_1", "evt_2"} == {json.loads(m["Body"])["id"] for m in back}
+    assert 3 == len({m["Attributes"]["MessageGroupId"] for m in back})

@@ -53,6 +53,33 @@ def test_client_frame_is_the_envelope_without_target() -> None:
     ClientEnvelope.model_validate(with_seq)
 
 
+def test_an_ordered_event_carries_its_seq_and_key_to_clients() -> None:
+    """meta.orderingKey and meta.seq reach the client frame as key and seq; the rest of meta does not."""
+    meta = {"orderingKey": "conversation:c9", "seq": 41, "traceId": "t"}
+    frame = json.loads(parse_body(json.dumps(valid(meta=meta))).client_frame)
+    assert ("conversation:c9", 41, "meta") == (
+        frame["key"],
+        frame["seq"],
+        "meta" if "meta" not in frame else "",
+    )
+    assert ClientEnvelope.model_validate(frame).key == "conversation:c9"
+
+
+@pytest.mark.parametrize("key", ["", "with space", "x" * 129, "caf\u00e9", "tab\t"])
+def test_an_ordering_key_sqs_would_refuse_as_a_group_id_is_a_schema_error(key: str) -> None:
+    """An ordering key must be 1-128 printable ASCII characters, what a FIFO MessageGroupId accepts."""
+    with pytest.raises(InvalidMessage) as caught:
+        parse_body(json.dumps(valid(meta={"orderingKey": key})))
+    assert "schema" == caught.value.reason
+
+
+def test_seq_beyond_what_a_browser_number_holds_is_a_schema_error() -> None:
+    """seq stays within 2**53 - 1, so JavaScript reads it exactly."""
+    assert 2**53 - 1 == parse_body(json.dumps(valid(meta={"seq": 2**53 - 1}))).meta.seq
+    with pytest.raises(InvalidMessage):
+        parse_body(json.dumps(valid(meta={"seq": 2**53})))
+
+
 @pytest.mark.parametrize(("name", "raw", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_body_is_invalid_with_its_reason(name: str, raw: str, reason: str) -> None:
     """Each kind of malformed body raises InvalidMessage with the expected reason."""

@@ -35,7 +35,8 @@ export type CatalogEnvelope =
   | SystemHeartbeatEnvelope
   | SystemReconnectEnvelope
   | SystemNoticeEnvelope
-  | SystemBroadcastEnvelope;
+  | SystemBroadcastEnvelope
+  | SystemReplayEnvelope;
 
 /**
  * Event type -> the payload its current version carries: the map publishers take.
@@ -63,6 +64,7 @@ export interface CatalogPayloads {
   "system.heartbeat": SystemHeartbeat;
   "system.notice": SystemNotice;
   "system.reconnect": SystemReconnect;
+  "system.replay": SystemReplay;
   "user.presence.updated": UserPresenceUpdated;
 }
 /**
@@ -417,6 +419,18 @@ export interface SystemReconnect {
   [k: string]: unknown;
 }
 /**
+ * Internal: the lifecycle's ``resume`` asks the worker to post a connection's missed events.
+ *
+ * The event ids travel in the worker-owned ``fanout-replay`` attribute and the body targets the one
+ * connection; the worker posts the kept frames, never this body (docs/protocol.md section 21).
+ *
+ * This interface was referenced by `CatalogPayloads`'s JSON-Schema
+ * via the `definition` "SystemReplay".
+ */
+export interface SystemReplay {
+  [k: string]: unknown;
+}
+/**
  * A user came online, went away or offline; ``lastSeenAt`` for "last seen".
  *
  * This interface was referenced by `CatalogPayloads`'s JSON-Schema
@@ -441,6 +455,7 @@ export interface NotificationNewEnvelope {
   payload: NotificationNew;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for notification.read@1.
@@ -455,6 +470,7 @@ export interface NotificationReadEnvelope {
   payload: NotificationRead;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for notification.unread.updated@1.
@@ -469,6 +485,7 @@ export interface NotificationUnreadUpdatedEnvelope {
   payload: NotificationUnreadUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for chat.message@1.
@@ -483,6 +500,7 @@ export interface ChatMessageEnvelope {
   payload: ChatMessage;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for chat.read@1.
@@ -497,6 +515,7 @@ export interface ChatReadEnvelope {
   payload: ChatRead;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for chat.conversation.updated@1.
@@ -511,6 +530,7 @@ export interface ChatConversationUpdatedEnvelope {
   payload: ChatConversationUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for chat.typing.started@1.
@@ -525,6 +545,7 @@ export interface ChatTypingStartedEnvelope {
   payload: ChatTypingStarted;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for chat.typing.stopped@1.
@@ -539,6 +560,7 @@ export interface ChatTypingStoppedEnvelope {
   payload: ChatTypingStopped;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for chat.receipt.updated@1.
@@ -553,6 +575,7 @@ export interface ChatReceiptUpdatedEnvelope {
   payload: ChatReceiptUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for follow.request.created@1.
@@ -567,6 +590,7 @@ export interface FollowRequestCreatedEnvelope {
   payload: FollowRequestCreated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for follow.request.updated@1.
@@ -581,6 +605,7 @@ export interface FollowRequestUpdatedEnvelope {
   payload: FollowRequestUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for event.rsvp.updated@1.
@@ -595,6 +620,7 @@ export interface EventRsvpUpdatedEnvelope {
   payload: EventRsvpUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for event.upcoming.updated@1.
@@ -609,6 +635,7 @@ export interface EventUpcomingUpdatedEnvelope {
   payload: EventUpcomingUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for event.saved.updated@1.
@@ -623,6 +650,7 @@ export interface EventSavedUpdatedEnvelope {
   payload: EventSavedUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for event.attendance.updated@1.
@@ -637,6 +665,7 @@ export interface EventAttendanceUpdatedEnvelope {
   payload: EventAttendanceUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for organization.member.updated@1.
@@ -651,6 +680,7 @@ export interface OrganizationMemberUpdatedEnvelope {
   payload: OrganizationMemberUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for organization.announcement@1.
@@ -665,6 +695,7 @@ export interface OrganizationAnnouncementEnvelope {
   payload: OrganizationAnnouncement;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for activity.feed.updated@1.
@@ -679,6 +710,7 @@ export interface ActivityFeedUpdatedEnvelope {
   payload: ActivityFeedUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for user.presence.updated@1.
@@ -693,6 +725,7 @@ export interface UserPresenceUpdatedEnvelope {
   payload: UserPresenceUpdated;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for system.heartbeat@1.
@@ -707,6 +740,7 @@ export interface SystemHeartbeatEnvelope {
   payload: SystemHeartbeat;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for system.reconnect@1.
@@ -721,6 +755,7 @@ export interface SystemReconnectEnvelope {
   payload: SystemReconnect;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for system.notice@1.
@@ -735,6 +770,7 @@ export interface SystemNoticeEnvelope {
   payload: SystemNotice;
   sentAt: string;
   seq?: number;
+  key?: string;
 }
 /**
  * The frame a client receives for system.broadcast@1.
@@ -749,4 +785,20 @@ export interface SystemBroadcastEnvelope {
   payload: SystemBroadcast;
   sentAt: string;
   seq?: number;
+  key?: string;
+}
+/**
+ * The frame a client receives for system.replay@1.
+ *
+ * This interface was referenced by `CatalogPayloads`'s JSON-Schema
+ * via the `definition` "SystemReplayEnvelope".
+ */
+export interface SystemReplayEnvelope {
+  v: 1;
+  id: string;
+  type: "system.replay";
+  payload: SystemReplay;
+  sentAt: string;
+  seq?: number;
+  key?: string;
 }

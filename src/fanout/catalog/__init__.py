@@ -38,7 +38,13 @@ from fanout.catalog.policy import (
     domain_of,
     prefix_policy,
 )
-from fanout.catalog.system import SystemBroadcast, SystemHeartbeat, SystemNotice, SystemReconnect
+from fanout.catalog.system import (
+    SystemBroadcast,
+    SystemHeartbeat,
+    SystemNotice,
+    SystemReconnect,
+    SystemReplay,
+)
 from fanout.catalog.user import UserPresenceUpdated
 
 #: Every entry, every version, in declaration order.
@@ -147,6 +153,7 @@ __all__ = [
     "SystemHeartbeat",
     "SystemNotice",
     "SystemReconnect",
+    "SystemReplay",
     "UserPresenceUpdated",
     "domain_of",
     "lookup",

@@ -68,6 +68,7 @@ def _envelope(spec: EventSpec, payload_ref: dict[str, Any]) -> dict[str, Any]:
             "payload": payload_ref,
             "sentAt": {"type": "string", "format": "date-time"},
             "seq": {"type": "integer", "minimum": 0},
+            "key": {"type": "string"},  # the ordering key, beside seq (docs/protocol.md section 20)
         },
         "required": ["v", "id", "type", "payload", "sentAt"],
         "additionalProperties": False,

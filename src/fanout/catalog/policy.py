@@ -27,6 +27,12 @@ class Policy:
     ordering: tuple[str, ...] = ()  # payload fields (wire names) whose values form meta.orderingKey
     priority: Priority = "normal"
 
+    @property
+    def latest_only(self) -> bool:
+        """A key's events of this type are values of which only the latest matters (a live counter): the
+        worker conflates them, so their ``seq`` may skip, and clients and resumes take the newest."""
+        return self.priority == "bulk"
+
 
 DEFAULT_POLICY = Policy(max_age_s=24 * 3600, rounds=3)
 

@@ -1,4 +1,4 @@
-"""``system.*``: heartbeat, reconnect hints, operator notices and broadcasts."""
+"""``system.*``: heartbeat, reconnect hints, operator notices, broadcasts and replays."""
 
 from __future__ import annotations
 
@@ -45,9 +45,17 @@ class SystemBroadcast(Payload):
     url: Url | None = None
 
 
+class SystemReplay(Payload):
+    """Internal: the lifecycle's ``resume`` asks the worker to post a connection's missed events.
+
+    The event ids travel in the worker-owned ``fanout-replay`` attribute and the body targets the one
+    connection; the worker posts the kept frames, never this body (docs/protocol.md section 21)."""
+
+
 EVENTS = (
     event("system.heartbeat", SystemHeartbeat, priority="bulk"),
     event("system.reconnect", SystemReconnect),
     event("system.notice", SystemNotice),
     event("system.broadcast", SystemBroadcast, priority="bulk"),
+    event("system.replay", SystemReplay),
 )

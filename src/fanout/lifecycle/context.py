@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanout.config import Settings
+from fanout.history import History
 from fanout.inbound import InboundQueue
 from fanout.lifecycle.access import AccessPolicy
 from fanout.lifecycle.metrics import LifecycleMetrics
@@ -44,7 +45,10 @@ class Services:
     forwarded: frozenset[str]  # actions the domain owns: forwarded to the inbound queue
     metrics: LifecycleMetrics
     disconnects: RecentDisconnects
-    events: LazyQueue  # the events queue: what typing, presence and receipts publish (opened on first use)
+    history: History  # recent events kept for resume
+    events: (
+        LazyQueue  # the events queue: typing, presence, receipts and resume's replays (opened on first use)
+    )
     live: Live  # typing, presence and receipt state, and the product's resolvers
 
 

@@ -2,8 +2,10 @@
 domain service's, so the worker delivers them with its lanes, retries and metrics.
 
 A message may wait (``DelaySeconds``: a scheduled typing stop, a presence check) and carry a check the
-worker confirms before posting (``fanout-check``, docs/protocol.md section 6). The queue's client is
-opened on the first send; the deployed Lambda has ``sqs:SendMessage`` on the events queue for it.
+worker confirms before posting (``fanout-check``, docs/protocol.md section 6). On a FIFO events queue,
+which takes no per-message delay, it is sent at once and the worker holds it until its ``sentAt``. The
+queue's client is opened on the first send; the deployed Lambda has ``sqs:SendMessage`` on the events
+queue for it.
 """
 
 from __future__ import annotations
@@ -21,16 +23,21 @@ log = get_logger("fanout.lifecycle")
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One event for the queue, visible after ``delay_s``, posted only if ``check`` still holds."""
+    """One event for the queue, visible after ``delay_s``, posted only if ``check`` still holds. A delayed
+    event's ``sentAt`` is the moment it is due: on a FIFO queue the worker holds it until then."""
 
     body: QueueBody
     delay_s: int = 0
     check: str | None = None
 
-    def entry(self) -> dict[str, Any]:
-        """The ``SendMessageBatch`` entry (without its ``Id``)."""
+    def entry(self, fifo: bool = False) -> dict[str, Any]:
+        """The ``SendMessageBatch`` entry (without its ``Id``). A FIFO queue takes no per-message delay: a
+        delayed event goes at once, in a message group of its own so that holding it blocks nothing."""
         entry: dict[str, Any] = {"MessageBody": self.body.to_json()}
-        if self.delay_s:
+        if fifo:
+            group = self.body.id if self.delay_s else (self.body.meta.ordering_key or self.body.id)
+            entry |= {"MessageGroupId": group, "MessageDeduplicationId": self.body.id}
+        elif self.delay_s:
             entry["DelaySeconds"] = self.delay_s
         if self.check is not None:
             entry["MessageAttributes"] = attributes.check(self.check)
@@ -40,7 +47,8 @@ class Outgoing:
 async def emit(services: Services, *messages: Outgoing) -> bool:
     """Send up to ten events in one call; False (and a warning) when the queue did not take them all."""
     try:
-        await services.events.send_batch([m.entry() for m in messages])
+        fifo = await services.events.fifo()
+        await services.events.send_batch([m.entry(fifo) for m in messages])
     except Exception as exc:  # the caller answers the client; the connection stands
         types = sorted({m.body.type for m in messages})
         log.warning("publish_failed", event_types=types, error=type(exc).__name__)

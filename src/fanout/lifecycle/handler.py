@@ -12,8 +12,9 @@ from prometheus_client import CollectorRegistry
 from pydantic_core import from_json
 
 from fanout.config import Settings
+from fanout.history import History
 from fanout.inbound import InboundQueue
-from fanout.lifecycle import chat, connect, forward, hello, presence, topics
+from fanout.lifecycle import chat, connect, forward, hello, presence, resume, topics
 from fanout.lifecycle.access import AccessPolicy, load_check
 from fanout.lifecycle.context import Action, Frame, Services
 from fanout.lifecycle.metrics import LifecycleMetrics, route_label
@@ -43,6 +44,7 @@ ACTIONS: dict[str, Action] = {
     "subscribe": topics.subscribe,
     "notification.subscribe": topics.subscribe,
     "unsubscribe": topics.unsubscribe,
+    "resume": resume.resume,
     "chat.typing": chat.typing,
     "chat.ack": chat.ack,
     "presence.query": presence.query,
@@ -75,6 +77,7 @@ class Lifecycle:
             (forward.DOMAIN_ACTIONS | settings.forward_actions) - set(ACTIONS),
             self.metrics,
             RecentDisconnects(store.sibling(COLLECTION)),
+            History(store.database, settings),
             LazyQueue(settings, settings.queue_url, settings.queue_name),
             Live.build(store.database, settings),
         )
@@ -82,8 +85,10 @@ class Lifecycle:
 
     async def aclose(self) -> None:
         """Close the clients opened on demand (the inbound and events queues')."""
-        await self.services.inbound.aclose()
-        await self.services.events.aclose()
+        try:
+            await self.services.inbound.aclose()
+        finally:
+            await self.services.events.aclose()
 
     async def handle(self, event: Event) -> Response:
         """The route response for one event: $connect, $disconnect, or a client frame."""

@@ -12,7 +12,7 @@ Presence is secondary to the connection: a failure here is logged and the route 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fanout.catalog import UserPresenceUpdated
 from fanout.lifecycle.chat import ident
@@ -53,8 +53,9 @@ async def disconnected(services: Services, user_id: str) -> None:
         if not await live.presence.left(user_id, now):
             return
         if audience := await live.audience.of(user_id):
-            offline = events.offline(user_id, now, audience)
-            if await emit(services, Outgoing(offline, services.settings.presence_grace_s, "presence")):
+            grace = services.settings.presence_grace_s
+            offline = events.offline(user_id, now, audience, sent_at=now + timedelta(seconds=grace))
+            if await emit(services, Outgoing(offline, grace, "presence")):
                 return
         await live.presence.offline(user_id, now)  # nobody to tell, or no queue to tell them through
     except Exception as exc:

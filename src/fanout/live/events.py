@@ -36,9 +36,13 @@ def event(
 
 
 def offline(
-    user_id: str, last_seen: datetime, audience: Iterable[str], event_id: str | None = None
+    user_id: str,
+    last_seen: datetime,
+    audience: Iterable[str],
+    event_id: str | None = None,
+    sent_at: datetime | None = None,
 ) -> QueueBody:
     """``user.presence.updated`` offline with ``lastSeenAt``; the user themself when nobody else may see it
-    (they have no live connection, so it reaches no one)."""
+    (they have no live connection, so it reaches no one). ``sent_at``: when a scheduled check is due."""
     payload = UserPresenceUpdated(user_id=user_id, status="offline", last_seen_at=iso(last_seen))
-    return event(payload, list(audience) or [user_id], event_id=event_id)
+    return event(payload, list(audience) or [user_id], event_id=event_id, sent_at=sent_at)

@@ -1,6 +1,6 @@
 """moto's server for the local stack, made safe for concurrent clients and linear in queue depth.
 
-Four things in moto 5.2's SQS model differ from SQS in ways the local stack feels:
+Five things in moto 5.2's SQS model differ from SQS in ways the local stack feels:
 
 - **A lost message.** Requests are served on threads, but ``DeleteMessage`` rebuilds a queue's
   message list and assigns it back without the lock that sends take, so a message sent during the
@@ -11,6 +11,12 @@ Four things in moto 5.2's SQS model differ from SQS in ways the local stack feel
   messages with a clock read per message. A receive of 10 at a depth of 200 took 179 ms; with the
   retention period read directly and the clock read as ``time.time()`` it takes about 3 ms, so the
   worker, not moto, sets the pace in tests and benchmarks.
+- **FIFO groups handed out twice.** ``ReceiveMessage`` notes the message groups in flight when it
+  starts and keeps that note through its long poll, so two receives at once (two worker processes)
+  each took a message of the same group, which SQS never does: a group with a message in flight gives
+  out nothing more until that message is deleted or visible again. Here a FIFO queue lists no message of
+  such a group, and the receives of one FIFO queue choose their messages one at a time (a long poll
+  waits without holding that turn).
 - **Sends linear in queue depth.** ``SendMessage`` reads one attribute (content-based deduplication)
   through the queue's full attribute map, which counts every queued message three times, for every
   message sent: a batch of 10 took 8 ms on an empty queue and 45 ms at a depth of 1,000. Here a send
@@ -62,6 +68,51 @@ def _within_retention(backend: SQSBackend, queue_name: str, message: Message) ->
     return bool(int(queue.message_retention_period) + message.sent_timestamp / 1000 > time.time())  # type: ignore[operator]
 
 
+_moto_messages: Any = Queue.messages
+_choosing = threading.local()  # the FIFO queue lock the current request thread holds, if any
+
+
+def _fifo_messages(queue: Any) -> list[Message]:
+    """Visible messages; on a FIFO queue, none of a group that has a message in flight."""
+    visible: list[Message] = _moto_messages.fget(queue)
+    if not queue.fifo_queue:
+        return visible
+    locked = {m.group_id for m in list(queue.pending_messages) if not m.visible}
+    return [m for m in visible if m.group_id not in locked]
+
+
+def _one_chooser(receive: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(receive)
+    def receive_message(backend: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = backend.get_queue(queue_name)
+        if not queue.fifo_queue:
+            return receive(backend, queue_name, *args, **kwargs)
+        lock = queue.__dict__.setdefault("_fanout_choose_lock", threading.Lock())
+        with lock:
+            _choosing.lock = lock
+            try:
+                return receive(backend, queue_name, *args, **kwargs)
+            finally:
+                _choosing.lock = None
+
+    return receive_message
+
+
+def _wait_unlocked(wait: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(wait)
+    def wait_for_messages(queue: Any, timeout: int) -> Any:
+        lock = getattr(_choosing, "lock", None)
+        if lock is None or queue.__dict__.get("_fanout_choose_lock") is not lock:
+            return wait(queue, timeout)
+        lock.release()  # a long poll waits without holding the queue's turn to choose
+        try:
+            return wait(queue, timeout)
+        finally:
+            lock.acquire()
+
+    return wait_for_messages
+
+
 _sending = threading.local()
 _all_attributes: Any = Queue.attributes
 
@@ -92,9 +143,12 @@ def _receipt_handle() -> str:
 
 
 def patch() -> None:
-    """Apply the four fixes to moto's SQS model (idempotent)."""
+    """Apply the five fixes to moto's SQS model (idempotent)."""
     if getattr(Queue.delete_message, "__wrapped__", None) is None:
         Queue.delete_message = _locked(Queue.delete_message)  # type: ignore[method-assign]
+        Queue.messages = property(_fifo_messages)  # type: ignore[method-assign,assignment]
+        Queue.wait_for_messages = _wait_unlocked(Queue.wait_for_messages)  # type: ignore[method-assign]
+        SQSBackend.receive_message = _one_chooser(SQSBackend.receive_message)  # type: ignore[method-assign]
     sqs_models.unix_time = _unix_time
     sqs_models.unix_time_millis = _unix_time_millis
     backend: Any = SQSBackend

@@ -8,12 +8,17 @@ batch again, with the same event ids; nothing else is sent twice.
 It learns of new entries from a change stream on the outbox (inserts only: an aborted transaction's
 entry never shows) and looks anyway every ``STREAM_POLL_S``. Where the server refuses change streams
 (a standalone mongod, some MongoDB-compatible services) it polls every ``FANOUT_RELAY_POLL_S`` instead.
+
+On a FIFO queue each entry names its message group, the body's ``meta.orderingKey`` (else its event id),
+and its deduplication id, the event id, as the publishers do: a batch sent again after a crash is then
+dropped by SQS within its five-minute deduplication window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -48,6 +53,18 @@ COUNT_CAP = 1_000_000  # count pending entries up to this many
 #: Server answers meaning "no change streams here": IllegalOperation (20), CommandNotSupported (115),
 #: an unknown $changeStream stage (40324), and a standalone server (40573).
 UNSUPPORTED = frozenset({20, 115, 40324, 40573})
+
+
+def fifo_ids(doc: dict[str, Any]) -> tuple[str, str]:
+    """An outbox entry's FIFO (message group, deduplication id): the body's ``meta.orderingKey``, else the
+    event id; and the event id. Entries written by other languages carry no more than the body."""
+    event_id = str(doc.get("eventId") or doc["_id"])
+    try:
+        meta = json.loads(doc["body"]).get("meta")
+    except (ValueError, AttributeError, TypeError):
+        meta = None
+    key = meta.get("orderingKey") if isinstance(meta, dict) else None
+    return (key if isinstance(key, str) and key else event_id), event_id
 
 
 class Retry(Exception):
@@ -154,10 +171,12 @@ class Relay:
     async def _send(self, batch: list[dict[str, Any]]) -> int:
         """One call to SQS, then the mark; raises ``Retry`` when some entries must go again."""
         if len(batch) == 1 and (batch[0].get("size") or 0) > MAX_BATCH_BYTES:
-            await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"])
+            fifo = queues.fifo_fields(self._url, *fifo_ids(batch[0]))
+            await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"], **fifo)
             result = Result(sent=batch)
         else:
-            entries = request(d["body"] for d in batch)
+            groups = [fifo_ids(d) for d in batch] if queues.is_fifo(self._url) else None
+            entries = request((d["body"] for d in batch), groups)
             result = outcome(batch, await self.sqs.send_message_batch(QueueUrl=self._url, Entries=entries))
         now = datetime.now(UTC)
         if result.sent:

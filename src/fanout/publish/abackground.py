@@ -29,7 +29,7 @@ from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
 from fanout.publish.background import SENDERS, give_up, refused, report, send_now, sqs_client
-from fanout.publish.batch import MAX_BATCH_BYTES, Backoff, Buffer, Entry, Result, outcome, request
+from fanout.publish.batch import MAX_BATCH_BYTES, Backoff, Buffer, Entry, Result, outcome, request_for, single
 from fanout.publish.direct import build_event
 from fanout.publish.exits import ExitHooks
 from fanout.publish.metrics import metrics_for
@@ -41,13 +41,13 @@ async def asend_batch(client: Any, url: str, batch: list[Entry]) -> Result:
     """``send_batch`` with an aiobotocore client."""
     if len(batch) == 1 and batch[0].size > MAX_BATCH_BYTES:
         try:
-            await client.send_message(QueueUrl=url, MessageBody=batch[0].body)
+            await client.send_message(QueueUrl=url, MessageBody=batch[0].body, **single(url, batch[0]))
         except ClientError as exc:
             if not refused(exc):
                 raise
             return Result(refused=[(batch[0], exc.response["Error"].get("Code", "refused")[:64])])
         return Result(sent=list(batch))
-    reply = await client.send_message_batch(QueueUrl=url, Entries=request(e.body for e in batch))
+    reply = await client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch))
     return outcome(batch, reply)
 
 

@@ -28,7 +28,17 @@ from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
-from fanout.publish.batch import MAX_BATCH_BYTES, Backoff, Buffer, Entry, Result, outcome, request, split
+from fanout.publish.batch import (
+    MAX_BATCH_BYTES,
+    Backoff,
+    Buffer,
+    Entry,
+    Result,
+    outcome,
+    request_for,
+    single,
+    split,
+)
 from fanout.publish.direct import build_event
 from fanout.publish.exits import ExitHooks
 from fanout.publish.metrics import PublisherMetrics, metrics_for
@@ -56,13 +66,13 @@ def send_batch(client: Any, url: str, batch: list[Entry]) -> Result:
     call itself fails (nothing known about its entries: all are retried)."""
     if len(batch) == 1 and batch[0].size > MAX_BATCH_BYTES:
         try:
-            client.send_message(QueueUrl=url, MessageBody=batch[0].body)
+            client.send_message(QueueUrl=url, MessageBody=batch[0].body, **single(url, batch[0]))
         except ClientError as exc:
             if not refused(exc):
                 raise
             return Result(refused=[(batch[0], exc.response["Error"].get("Code", "refused")[:64])])
         return Result(sent=list(batch))
-    return outcome(batch, client.send_message_batch(QueueUrl=url, Entries=request(e.body for e in batch)))
+    return outcome(batch, client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch)))
 
 
 def refused(exc: ClientError) -> bool:

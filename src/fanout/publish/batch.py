@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fanout import queues
 from fanout.catalog import metric_label
 from fanout.envelope import MAX_BODY_BYTES, QueueBody
 from fanout.errors import InvalidMessage
@@ -33,6 +34,7 @@ class Entry:
     body: str
     size: int
     at: float = 0.0  # monotonic time it was buffered
+    group: str = ""  # its FIFO message group: the ordering key, else the event id
 
     @classmethod
     def of(cls, body: QueueBody) -> Entry:
@@ -42,7 +44,8 @@ class Entry:
         size = len(text.encode())
         if size > MAX_BODY_BYTES:
             raise InvalidMessage("too_large", f"body of {size} bytes is over {MAX_BODY_BYTES}")
-        return cls(body.id, metric_label(body.type), text, size, time.monotonic())
+        group = body.meta.ordering_key or body.id
+        return cls(body.id, metric_label(body.type), text, size, time.monotonic(), group)
 
 
 def split(entries: Sequence[Any], size_of: Any = lambda e: e.size) -> list[list[Any]]:
@@ -63,9 +66,27 @@ def split(entries: Sequence[Any], size_of: Any = lambda e: e.size) -> list[list[
     return batches
 
 
-def request(bodies: Iterable[str]) -> list[dict[str, str]]:
-    """``SendMessageBatch`` entries; each ``Id`` is the entry's index in the batch."""
-    return [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+def request(bodies: Iterable[str], fifo: Iterable[tuple[str, str]] | None = None) -> list[dict[str, str]]:
+    """``SendMessageBatch`` entries; each ``Id`` is the entry's index in the batch. ``fifo``: for a FIFO
+    queue, each entry's (message group, deduplication id)."""
+    entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+    if fifo is not None:
+        for entry, (group, dedup) in zip(entries, fifo, strict=True):
+            entry["MessageGroupId"] = group
+            entry["MessageDeduplicationId"] = dedup
+    return entries
+
+
+def request_for(url: str, batch: Sequence[Entry]) -> list[dict[str, str]]:
+    """The ``SendMessageBatch`` entries of buffered events; on a FIFO queue each names its group (the
+    ordering key, else the event id) and its deduplication id (the event id), as ``Publisher`` does."""
+    fifo = [(e.group or e.id, e.id) for e in batch] if queues.is_fifo(url) else None
+    return request((e.body for e in batch), fifo)
+
+
+def single(url: str, entry: Entry) -> dict[str, str]:
+    """The FIFO fields of a lone ``SendMessage`` (a body over 256 KiB); nothing on a standard queue."""
+    return queues.fifo_fields(url, entry.group or entry.id, entry.id)
 
 
 @dataclass

@@ -1,4 +1,10 @@
-"""Direct publishers: one SQS (or SNS) send per event in the caller's time, whatever the audience."""
+"""Direct publishers: one SQS (or SNS) send per event in the caller's time, whatever the audience.
+
+With an ordering key (``ordering_key=...``, or the catalog's in ``send_event``) and a sequence allocator
+(``fanout.sequence``) an event gets the next ``seq`` of its key; on a FIFO queue or topic (a name ending in
+``.fifo``) the key is its ``MessageGroupId`` and the event id its deduplication id, so SQS hands a key's
+events out one at a time, in order.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from fanout.catalog import Payload, spec_of
 from fanout.config import Settings
 from fanout.envelope import QueueBody, now_iso, validate
 from fanout.errors import ConfigError
+from fanout.sequence import SequenceAllocator, SyncSequenceAllocator
 
 Via = Literal["sqs", "sns"]
 
@@ -34,8 +41,14 @@ def build_event(
     payload: Mapping[str, Any] | None = None,
     meta: Mapping[str, Any] | None = None,
     event_id: str | None = None,
+    ordering_key: str | None = None,
+    seq: int | None = None,
 ) -> QueueBody:
-    """Build and validate a queue body; raises ``InvalidMessage`` with a reason on bad input."""
+    """Build and validate a queue body; raises ``InvalidMessage`` with a reason on bad input.
+    ``ordering_key`` and ``seq`` land in ``meta.orderingKey`` and ``meta.seq``."""
+    extra: dict[str, Any] = {"orderingKey": ordering_key} if ordering_key is not None else {}
+    if seq is not None:
+        extra["seq"] = seq
     doc = {
         "v": 1,
         "id": event_id or new_event_id(),
@@ -49,7 +62,7 @@ def build_event(
             "excludeConnectionIds": list(exclude_connection_ids),
             "connectionIds": list(connection_ids),
         },
-        "meta": dict(meta or {}),
+        "meta": dict(meta or {}) | extra,
     }
     return validate(doc)
 
@@ -81,6 +94,23 @@ def catalog_event(
     return build_event(spec.type, payload=wire, meta=hints, **audience)
 
 
+def with_seq(body: QueueBody, seq: int) -> QueueBody:
+    """The event with ``meta.seq`` set (a catalog event whose key got its next ``seq``)."""
+    return body.model_copy(update={"meta": body.meta.model_copy(update={"seq": seq})})
+
+
+def _needs_seq(body: QueueBody, sequences: object) -> str | None:
+    """The key to allocate a ``seq`` for: the event has a key, no ``seq``, and an allocator is set."""
+    key = body.meta.ordering_key
+    return key if sequences is not None and key is not None and body.meta.seq is None else None
+
+
+def fifo_fields(destination: str, body: QueueBody) -> dict[str, str]:
+    """A FIFO destination's group (the ordering key, else the event id) and deduplication id (the
+    event id); nothing for a standard one."""
+    return queues.fifo_fields(destination, body.meta.ordering_key or body.id, body.id)
+
+
 def _topic_arn(settings: Settings, create: Any) -> str:
     if settings.topic_arn:
         return settings.topic_arn
@@ -92,9 +122,16 @@ def _topic_arn(settings: Settings, create: Any) -> str:
 class Publisher:
     """Synchronous publisher (boto3). Create once per process and reuse; it is thread-safe."""
 
-    def __init__(self, settings: Settings | None = None, *, via: Via = "sqs") -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        via: Via = "sqs",
+        sequences: SyncSequenceAllocator | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.via = via
+        self.sequences = sequences
         client = boto3.client(via, **self.settings.aws_client_kwargs())  # type: ignore[call-overload]
         self._client: Any = client
         if via == "sqs":
@@ -104,22 +141,31 @@ class Publisher:
 
     def send(self, body: QueueBody) -> str:
         """Send a built event; returns its id."""
+        fifo = fifo_fields(self._dest, body)
         if self.via == "sqs":
-            self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json())
+            self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
         else:
-            self._client.publish(TopicArn=self._dest, Message=body.to_json())
+            self._client.publish(TopicArn=self._dest, Message=body.to_json(), **fifo)
         return body.id
 
-    def publish(self, event_type: str, **kwargs: Any) -> str:
-        """Build, validate and send one event (see ``build_event`` for the arguments); returns its id."""
-        return self.send(build_event(event_type, **kwargs))
+    def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
+        """Build, validate and send one event (see ``build_event`` for the arguments); returns its id.
+        With ``ordering_key`` and a sequence allocator, the event gets the key's next ``seq``."""
+        if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
+            kwargs["seq"] = self.sequences.next(ordering_key)
+        return self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
 
     def send_event(
         self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
     ) -> str:
         """Publish a catalog payload (``publisher.send_event(ChatMessage(...), user_ids=[...])``): its
-        type, version and ordering key come from the catalog; returns the event id."""
-        return self.send(catalog_event(payload, meta=meta, **audience))
+        type, version and ordering key come from the catalog (with a sequence allocator, the key's next
+        ``seq`` too); returns the event id."""
+        body = catalog_event(payload, meta=meta, **audience)
+        if (key := _needs_seq(body, self.sequences)) is not None:
+            assert self.sequences is not None
+            body = with_seq(body, self.sequences.next(key))
+        return self.send(body)
 
     def close(self) -> None:
         self._client.close()
@@ -128,9 +174,16 @@ class Publisher:
 class AsyncPublisher:
     """Asynchronous publisher (aiobotocore); use as ``async with AsyncPublisher(settings) as pub``."""
 
-    def __init__(self, settings: Settings | None = None, *, via: Via = "sqs") -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        via: Via = "sqs",
+        sequences: SequenceAllocator | None = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.via = via
+        self.sequences = sequences
         self._cm: Any = None
         self._client: Any = None
         self._dest = ""
@@ -156,18 +209,28 @@ class AsyncPublisher:
         await self._cm.__aexit__(*exc)
 
     async def send(self, body: QueueBody) -> str:
+        """Send a built event; returns its id."""
+        fifo = fifo_fields(self._dest, body)
         if self.via == "sqs":
-            await self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json())
+            await self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
         else:
-            await self._client.publish(TopicArn=self._dest, Message=body.to_json())
+            await self._client.publish(TopicArn=self._dest, Message=body.to_json(), **fifo)
         return body.id
 
-    async def publish(self, event_type: str, **kwargs: Any) -> str:
-        """Build, validate and send one event; returns its id."""
-        return await self.send(build_event(event_type, **kwargs))
+    async def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
+        """Build, validate and send one event; returns its id. With ``ordering_key`` and a sequence
+        allocator, the event gets the key's next ``seq`` (a failed send leaves a gap that clients resync)."""
+        if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
+            kwargs["seq"] = await self.sequences.next(ordering_key)
+        return await self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
 
     async def send_event(
         self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
     ) -> str:
-        """Publish a catalog payload; its type, version and ordering key come from the catalog."""
-        return await self.send(catalog_event(payload, meta=meta, **audience))
+        """Publish a catalog payload; its type, version and ordering key come from the catalog (with a
+        sequence allocator, the key's next ``seq`` too)."""
+        body = catalog_event(payload, meta=meta, **audience)
+        if (key := _needs_seq(body, self.sequences)) is not None:
+            assert self.sequences is not None
+            body = with_seq(body, await self.sequences.next(key))
+        return await self.send(body)

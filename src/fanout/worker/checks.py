@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from fanout import attributes, hooks
+from fanout import attributes, hooks, queues
 from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.live import events, indicators, presence
@@ -78,13 +78,14 @@ class Checks:
     async def lapsed(self, users: dict[str, datetime]) -> None:
         """The census saw these users' records lapse: queue a presence check for each still marked online
         (the check itself confirms that no other record of theirs is live)."""
-        bodies: list[str] = []
+        bodies: list[QueueBody] = []
         for user in await self._presence.marked_online(sorted(users)):
-            bodies.append(events.offline(user, users[user], await self._audience.of(user)).to_json())
+            bodies.append(events.offline(user, users[user], await self._audience.of(user)))
         check = attributes.check("presence")
         for start in range(0, len(bodies), 10):
             entries = [
-                {"Id": str(i), "MessageBody": body, "MessageAttributes": check}
+                {"Id": str(i), "MessageBody": body.to_json(), "MessageAttributes": check}
+                | queues.fifo_fields(self._queue, body.id, body.id)  # a group of its own on a FIFO queue
                 for i, body in enumerate(bodies[start : start + 10])
             ]
             await self._sqs.send_message_batch(QueueUrl=self._queue, Entries=entries)

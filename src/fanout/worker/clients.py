@@ -17,6 +17,7 @@ from fanout.errors import ConfigError
 from fanout.gateway.client import ManagementClient
 from fanout.gateway.http import HttpClient
 from fanout.gateway.sigv4 import Signer
+from fanout.history import History
 from fanout.store import ConnectionStore, SkipHook, mongo_client
 from fanout.worker.sqs_client import SqsClient
 
@@ -30,6 +31,7 @@ class Clients:
     mongo: AsyncMongoClient[dict[str, Any]]
     store: ConnectionStore
     management: ManagementClient
+    history: History
 
 
 def credentials(settings: Settings) -> Any:
@@ -76,4 +78,4 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, on_skip: SkipH
         api_ids=s.api_ids,
         endpoint_override=s.management_endpoint,
     )
-    return Clients(sqs, hot, mongo, store, management)
+    return Clients(sqs, hot, mongo, store, management, History(store.database, s))

@@ -28,7 +28,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from fanout.catalog import Policy, lookup
+from fanout.catalog import Policy, lookup, policy_for
 from fanout.envelope import QueueBody
 from fanout.worker.received import Received
 
@@ -71,6 +71,11 @@ class Conflator:
         self.window = window_s
         self._slots: dict[str, _Slot] = {}
         self._indexed = False
+
+    def conflates(self, body: QueueBody) -> bool:
+        """Whether ``admit`` may hold or drop this event: such events take no per-key turn (ordering.py),
+        or a newer value would wait behind the one it is about to replace."""
+        return self.window > 0 and policy_for(body.type).latest_only and key_of(body) is not None
 
     async def admit(self, msg: Received, policy: Policy) -> bool:
         """True: post the event now. False: a newer value of its key is, or was, posted instead."""

@@ -8,11 +8,12 @@ Read ``Worker.main`` top to bottom for the lifecycle. A message is parsed once w
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from fanout import queues
 from fanout.catalog import metric_label, policy_for
 from fanout.config import Settings
 from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
+from fanout.envelope import QueueBody
 from fanout.flags import FlagStore, LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness, health_app, serve
@@ -37,7 +39,9 @@ from fanout.worker.clients import Clients, open_clients
 from fanout.worker.conflate import LATEST, Conflator
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
+from fanout.worker.ordering import KeyTurns, key_of, seq_of
 from fanout.worker.received import Received
+from fanout.worker.replay import replay
 from fanout.worker.settle import Settler, Tally
 from fanout.worker.sqs import Batcher
 from fanout.worker.summary import Summary
@@ -81,6 +85,7 @@ class Worker:
         self._lines: dict[str, Line] = {}  # by queue URL
         self._held: dict[str, tuple[Line, float]] = {}  # receipt -> its line, when its visibility was set
         self._tasks: set[asyncio.Task[None]] = set()
+        self._turns = KeyTurns()  # per ordering key: one event at a time, lowest seq first
         self.pid = os.getpid()
         self.summary = Summary(self.pid)
 
@@ -173,21 +178,27 @@ class Worker:
 
     # ---- one message
 
-    async def _handle(self, msg: Received) -> None:
-        """The per-message boundary: decide the message's fate, then carry it out."""
+    async def _handle(self, msg: Received, turn: asyncio.Future[None] | None) -> None:
+        """The per-message boundary: wait for its key's turn, decide its fate, then carry it out."""
+        key = key_of(msg) or ""
+        release = functools.partial(self._turns.leave, key, turn) if turn is not None else None
         try:
             try:
-                decided = await self._decide(msg)
+                if turn is not None:
+                    await turn
+                decided = await self._decide(msg, release)
             except Exception as exc:  # a dependency failed mid-fan-out: never die on one message
                 decided = fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
                 self._log_error(msg, exc)
             await self.settler.apply(msg, decided)
         finally:
+            if release is not None:
+                release()  # at the latest: usually the key's next event started once the posts answered
             self._held.pop(msg.receipt, None)
             self.metrics.events_in_flight.dec()
             self._lines[msg.queue_url].slots.release()
 
-    async def _decide(self, msg: Received) -> fate.Fate:
+    async def _decide(self, msg: Received, release: Callable[[], None] | None = None) -> fate.Fate:
         if msg.body is None:
             assert msg.invalid is not None
             log.warning("invalid_message", message_id=msg.message_id, reason=msg.invalid.reason)
@@ -199,11 +210,19 @@ class Worker:
         if isinstance(step, fate.Fate):
             return step
         assert msg.body is not None
+        if msg.routing.replay is not None:
+            return await replay(msg, self.clients, self.deliverer, step, self.switches.enabled)
+        if wait := fate.due_in(msg, time.time()):  # a scheduled check on a FIFO queue: held until due
+            return fate.Fate("released", delete=False, release_after_s=wait)
         if msg.routing.check is not None and not await self.checks.confirm(msg.body, msg.routing.check):
             return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
         if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
             return fate.Fate("conflated")
+        # Kept beside the lookup, not before it: the posts never wait for the write (history.py).
+        kept = self._keep(msg.body, step.expires_at) if not msg.routing.is_kept else None
         if split := await self._split(msg):
+            if kept is not None:
+                await kept  # the shards' lookups come after it
             return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
@@ -211,10 +230,36 @@ class Worker:
         bulk = policy.priority == "bulk" or msg.routing.shard is not None or msg.body.target.broadcast
         async with asyncio.timeout(bound):
             result = await self.deliverer.deliver(
-                msg.body, deadline, msg.only, step.expires_at, shard=msg.routing.shard, bulk=bulk
+                msg.body,
+                deadline,
+                msg.only,
+                step.expires_at,
+                shard=msg.routing.shard,
+                bulk=bulk,
+                on_answered=release,
+                kept=kept,
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result)
+
+    def _keep(self, body: QueueBody, expires_at: float) -> asyncio.Task[bool] | None:
+        """The event's history write, started beside its lookup; None when nothing is kept. A write that
+        fails is logged and counted and never fails the delivery: a resume that needed the event gets
+        a resync instead (or, for an unkeyed event, misses it)."""
+        history = self.clients.history
+        if not history.enabled:
+            return None
+
+        async def write() -> bool:
+            try:
+                await history.record(body, expires_at)
+            except Exception as exc:  # the history is best effort: delivery goes on without it
+                log.warning("history_write_failed", error=type(exc).__name__)  # its text may quote the frame
+                self.metrics.history_write_failures.inc()
+                return False
+            return True
+
+        return asyncio.create_task(write())
 
     async def _split(self, msg: Received) -> fate.Fate | None:
         """Shards for an audience larger than ``FANOUT_SHARD_SIZE``: every process of the pool then
@@ -308,6 +353,7 @@ class Worker:
                 dlq = await queues.aurl(clients.sqs, s, dlq=True)
                 self.readiness.sqs = True
                 await clients.store.ensure_indexes()
+                await clients.history.ensure_indexes()
                 await self.switches.refresh()  # switched-off domains stay off across a restart
                 self.readiness.mongo = True
                 return queue, bulk, dlq
@@ -373,7 +419,9 @@ class Worker:
             await self._start_all(line, [received.parse(m, line.url) for m in reply.get("Messages", [])])
 
     async def _start_all(self, line: Line, messages: list[Received]) -> None:
-        """Hold every received message (its visibility is kept from now on), then start each in a slot."""
+        """Hold every received message (its visibility is kept from now on), then start each in a slot,
+        those of one ordering key in ``seq`` order."""
+        messages.sort(key=seq_of)
         now = time.monotonic()
         for msg in messages:
             self._held[msg.receipt] = (line, now)
@@ -390,7 +438,13 @@ class Worker:
                 return
             self.settler.tally.received += 1
             self.metrics.events_in_flight.inc()
-            task = asyncio.create_task(self._handle(msg))
+            key = key_of(msg)
+            # A conflated counter takes no turn: it would wait behind the values that conflation drops.
+            if key and msg.body and not self.conflator.conflates(msg.body):
+                turn: asyncio.Future[None] | None = self._turns.enter(key, msg.body.meta.seq)
+            else:
+                turn = None
+            task = asyncio.create_task(self._handle(msg, turn))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

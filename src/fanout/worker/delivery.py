@@ -7,8 +7,9 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ulid import ULID
@@ -25,6 +26,8 @@ log = get_logger("fanout.delivery")
 
 #: A 410 this soon after $connect may be API Gateway's documented connect race: confirm before pruning.
 CONNECT_GRACE_S = 5.0
+#: How far the lifecycle's clock (a record's ``lastSeenAt``) may be behind the worker's.
+CLOCK_SKEW_S = 2.0
 #: Outcomes that prove an endpoint answers (a timeout or a refusal by policy says nothing about it).
 _ANSWERED = frozenset(
     {Outcome.OK, Outcome.GONE, Outcome.THROTTLED, Outcome.SERVER_ERROR, Outcome.FORBIDDEN, Outcome.TOO_LARGE}
@@ -88,6 +91,14 @@ class _Event:
     pending: int = 1  # one for deliver() itself until every connection is queued
     stopped: bool = False  # deliver() was cancelled or failed: skip the posts not yet started
     once: str | None = None  # post to a connection only if the store has not recorded this key for it
+    unanswered: int = 1  # connections whose first post has no answer yet, and deliver() itself
+    on_answered: Callable[[], None] | None = None  # called once every first post has an answer
+
+    def answered_one(self) -> None:
+        self.unanswered -= 1
+        if self.unanswered == 0 and self.on_answered is not None:
+            callback, self.on_answered = self.on_answered, None
+            callback()
 
     def finish_one(self) -> None:
         self.pending -= 1
@@ -105,6 +116,12 @@ class _Event:
         cancelled rather than given the error (asyncio would log it as never retrieved)."""
         self.stopped = True
         self.done.cancel()
+
+
+def _since(looked_at: float) -> datetime:
+    """The ``lastSeenAt`` from which a connection may have been missed by a lookup begun at
+    ``looked_at`` (epoch seconds), allowing for the lifecycle's clock being behind the worker's."""
+    return datetime.fromtimestamp(looked_at - CLOCK_SKEW_S, UTC)
 
 
 class Deliverer:
@@ -149,13 +166,23 @@ class Deliverer:
         self._lanes.clear()
 
     async def connections(
-        self, body: QueueBody, only: tuple[str, ...] | None, shard: tuple[int, int] | None = None
+        self,
+        body: QueueBody,
+        only: tuple[str, ...] | None,
+        shard: tuple[int, int] | None = None,
+        *,
+        active_since: datetime | None = None,
     ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
-        ``shard`` a shard to its range of connection ids."""
+        ``shard`` a shard to its range of connection ids, ``active_since`` to the connections that
+        connected or sent a frame since."""
         started = time.perf_counter()
         store = self._store
-        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target, shard)
+        batches = (
+            store.by_ids(only, body.target)
+            if only is not None
+            else store.resolve(body.target, shard, active_since=active_since)
+        )
         async for batch in batches:
             self._metrics.lookup_latency.observe(time.perf_counter() - started)
             yield batch
@@ -170,15 +197,21 @@ class Deliverer:
         *,
         shard: tuple[int, int] | None = None,
         bulk: bool = False,
+        on_answered: Callable[[], None] | None = None,
+        kept: Awaitable[bool] | None = None,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
         ``bulk`` posts go through the bulk lanes. A connection that does not speak the event's payload
         version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
-        upgrade."""
-        if not self._lanes:
-            self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
-            self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
+        upgrade. ``on_answered`` is called once every connection has answered its first post (before
+        any retry), or when there was none to post to.
+
+        ``kept``: the event's history write, running beside the lookup (it never raises). Once it is
+        done, the event's connections active since the lookup began (connected, or sent a frame:
+        ``lastSeenAt``) that the lookup did not return are posted too: a client that reconnected or
+        subscribed in between, and resumed before the write landed, gets the event live (history.py)."""
+        self._start_lanes()
         jobs = self._bulk if bulk else self._jobs
         frame = body.client_frame
         event = _Event(
@@ -190,14 +223,22 @@ class Deliverer:
             expires_at,
             FanoutResult(),
             asyncio.get_running_loop().create_future(),
+            on_answered=on_answered,
         )
         version = body.payload_version
         upgrade: _Event | None = None  # system.reconnect to connections that do not speak the version
-        try:
-            async for batch in self.connections(body, only, shard):
+        posted: set[str] | None = set() if kept is not None else None
+
+        async def put(batches: AsyncIterator[list[Connection]]) -> None:
+            nonlocal upgrade
+            async for batch in batches:
                 for conn in batch:
                     if event.stopped:
                         break
+                    if posted is not None:
+                        if conn.connection_id in posted:
+                            continue
+                        posted.add(conn.connection_id)
                     target = event
                     # One attribute test per post when nobody declared versions and the event is version 1.
                     if (version != 1 or conn.payloads is not None) and not conn.speaks(body.type, version):
@@ -205,8 +246,18 @@ class Deliverer:
                         event.result.attempts[_UNSUPPORTED] += 1
                         upgrade = upgrade or self._upgrade(body, version, event)
                         target = upgrade
+                    else:
+                        event.unanswered += 1
                     target.pending += 1
                     await jobs.put((conn, target))  # waits only when every lane of its kind is busy
+
+        try:
+            looked_at = time.time()
+            await put(self.connections(body, only, shard))
+            if kept is not None:
+                await kept
+                await put(self.connections(body, only, shard, active_since=_since(looked_at)))
+            event.answered_one()
             event.finish_one()
             if upgrade is None:
                 await event.done
@@ -222,6 +273,31 @@ class Deliverer:
             self._count(upgrade)
         self._count(event)
         return event.result
+
+    async def post_frame(
+        self, conn: Connection, event_type: str, frame: bytes, deadline: float, expires_at: float
+    ) -> FanoutResult:
+        """Post one frame to one connection through the lanes, with its retries (a replay's step)."""
+        self._start_lanes()
+        label = metric_label(event_type)
+        # sent_at is now: for a replayed event, delivery latency measures the replay, not the event's age
+        event = _Event(frame, hashlib.sha256(frame).hexdigest(), label, time.time(), deadline, expires_at,
+                       FanoutResult(), asyncio.get_running_loop().create_future())  # fmt: skip
+        event.pending += 1
+        try:
+            await self._jobs.put((conn, event))
+            event.finish_one()
+            await event.done
+        except BaseException:
+            event.stop()
+            raise
+        self._count(event)
+        return event.result
+
+    def _start_lanes(self) -> None:
+        if not self._lanes:
+            self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
+            self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
 
     def _upgrade(self, body: QueueBody, version: int, event: _Event) -> _Event:
         """The ``system.reconnect`` frame asking clients to upgrade, posted at most once per connection
@@ -267,6 +343,7 @@ class Deliverer:
         while True:
             conn, event = await jobs.get()
             if event.stopped:
+                event.answered_one()
                 continue
             self.in_flight += 1
             try:
@@ -280,6 +357,7 @@ class Deliverer:
     async def _post(self, conn: Connection, event: _Event) -> None:
         result = event.result
         if time.time() > event.expires_at:  # it expired while queued behind other posts
+            event.answered_one()
             result.outcomes[Outcome.EXPIRED] += 1
             result.attempts[Outcome.EXPIRED] += 1
             return
@@ -322,6 +400,8 @@ class Deliverer:
             post_latency.observe(time.perf_counter() - started)
             result.attempts[outcome] += 1
             attempt += 1
+            if attempt == 1:
+                event.answered_one()
             limiter.record(outcome is Outcome.THROTTLED)
             retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
             if not retry or attempt >= self._attempts or time.monotonic() >= event.deadline:

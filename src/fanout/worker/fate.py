@@ -9,6 +9,7 @@ to be received again (a dependency failed, or the worker is stopping).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from fanout.catalog import Policy
@@ -18,6 +19,7 @@ from fanout.worker.received import Received
 OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 MAX_RELEASE_S = 60
+CLOCK_SKEW_S = 0.25  # a check this little ahead of the worker's clock is due (the lifecycle's may run ahead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,16 @@ def before(
     return Deliver(min(visibility_s * 4, max(1.0, expiry - now)), expiry)
 
 
+def due_in(msg: Received, now: float) -> int:
+    """Whole seconds until a check message is due (its ``sentAt``), 0 once it is. A FIFO queue takes no
+    ``DelaySeconds``, so a scheduled typing stop or presence check arrives at once and is held until
+    then; a time more than ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
+    assert msg.body is not None
+    ahead = msg.body.sent_at_epoch() - now
+    due = msg.routing.check is None or ahead <= CLOCK_SKEW_S or ahead > MAX_DELAY_S
+    return 0 if due else math.ceil(ahead)
+
+
 def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) -> Fate | None:
     """Split a large audience into shards: ``parts`` bucket ranges when the store counted more than a
     shard's size (a broadcast or a topic audience), else slices of a user list longer than
@@ -145,6 +157,15 @@ def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
         dead_letters=tuple(letters),
         outage=bool(failed) and result.endpoint_down(),
     )
+
+
+def replayed(result: FanoutResult) -> Fate:
+    """After a replay (a resume's missed events, posted in order to one connection): done, whatever
+    came of it (the client resumes again when it reconnects), except in an outage of the management
+    API, when it is tried again after a pause within its short expiry."""
+    if result.failed and result.endpoint_down():
+        return Fate("released", delete=False, release_after_s=OUTAGE_DELAY_S, outage=True)
+    return Fate(result.event_outcome())
 
 
 def on_error(msg: Received, error: BaseException, *, stopping: bool, max_receives: int) -> Fate:

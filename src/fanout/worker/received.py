@@ -41,6 +41,12 @@ def _int(value: Any, default: int) -> int:
         return default
 
 
+def _one_connection(body: QueueBody) -> bool:
+    """A replay's body names its one connection and nothing else."""
+    t = body.target
+    return len(t.connection_ids) == 1 and not (t.user_ids or t.topics or t.broadcast)
+
+
 def parse(message: dict[str, Any], queue_url: str = "") -> Received:
     """Parse a ``ReceiveMessage`` entry. Never raises: anything wrong with the body or the worker-owned
     attributes ends up in ``invalid``."""
@@ -55,6 +61,8 @@ def parse(message: dict[str, Any], queue_url: str = "") -> Received:
         routing = attributes.read(message.get("MessageAttributes"))
         parsed = parse_body(raw)
         attributes.check_fits(routing, parsed.type)
+        if routing.replay is not None and not _one_connection(parsed):
+            raise InvalidMessage("bad_attribute", f"{attributes.REPLAY} on a body not for one connection")
         body = parsed
     except InvalidMessage as exc:
         invalid = exc

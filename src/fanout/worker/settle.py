@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fanout import attributes
+from fanout import attributes, queues
 from fanout.catalog import OTHER, metric_label
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
@@ -105,15 +105,21 @@ class Settler:
         return msg.body.for_users(set(users)).to_json()
 
     async def _remainder(self, msg: Received, remainder: Remainder) -> None:
+        assert msg.body is not None
         body = self._body_for(msg, remainder.users)
         base = attributes.remainder(remainder.round, [])
         room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK
-        for ids in attributes.chunks(remainder.ids, room):
+        url = self._home(msg)
+        group = msg.body.meta.ordering_key or msg.body.id
+        for i, ids in enumerate(attributes.chunks(remainder.ids, room)):
+            # A FIFO queue takes no per-message delay: the remainder comes back at once, in its group.
+            # Its deduplication id is the received message's, so a crash before the delete writes it once.
+            fifo: dict[str, Any] = queues.fifo_fields(url, group, f"{msg.message_id}-r{i}")
             await self._sqs.send_message(
-                QueueUrl=self._home(msg),
+                QueueUrl=url,
                 MessageBody=body,
-                DelaySeconds=remainder.delay_s,
                 MessageAttributes=attributes.remainder(remainder.round, ids),
+                **(fifo or {"DelaySeconds": remainder.delay_s}),
             )
 
     async def _shards(self, msg: Received, shards: Sequence[Shard]) -> None:
@@ -127,7 +133,9 @@ class Settler:
                 body, attrs = whole, attributes.shard(msg.round, *part.range)
             else:
                 body, attrs = self._body_for(msg, frozenset(part.users or ())), {}
-            entries.append({"Id": str(i), "MessageBody": body, "MessageAttributes": attrs})
+            part_id = f"{msg.message_id}-s{i}"  # on a FIFO bulk queue, every part is a group of its own
+            fifo = queues.fifo_fields(self._bulk, part_id, part_id)
+            entries.append({"Id": str(i), "MessageBody": body, "MessageAttributes": attrs, **fifo})
         batch: list[dict[str, Any]] = []
         size = 0
         for entry in entries:
@@ -149,6 +157,11 @@ class Settler:
             entries = [e for e in entries if e["Id"] in failed]
         raise RuntimeError(f"{len(entries)} shards could not be queued")
 
+    def _dlq_fifo(self, msg: Received, letter: DeadLetter, part: int) -> dict[str, str]:
+        return queues.fifo_fields(
+            self._dlq, msg.message_id or "dead", f"{msg.message_id}-{letter.reason}-{part}"
+        )
+
     async def _dead_letter(self, msg: Received, letter: DeadLetter) -> None:
         """Copy the message to the DLQ with its reason; every connection id is kept, in as many
         messages as it takes, and each message stays under SQS's size limit."""
@@ -161,14 +174,20 @@ class Settler:
             if room < attributes.MAX_MESSAGE_BYTES // 4 and msg.body is not None:
                 body = self._body_for(msg, letter.users)  # the original is too big to carry the ids
                 room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK
-            for ids in attributes.chunks(letter.ids, room):
+            for i, ids in enumerate(attributes.chunks(letter.ids, room)):
                 attrs = attributes.dead_letter(letter.reason, letter.detail, ids)
-                await self._sqs.send_message(QueueUrl=self._dlq, MessageBody=body, MessageAttributes=attrs)
+                fifo = self._dlq_fifo(msg, letter, i)
+                await self._sqs.send_message(
+                    QueueUrl=self._dlq, MessageBody=body, MessageAttributes=attrs, **fifo
+                )
         else:
             over = attributes.size(body, base) - attributes.MAX_MESSAGE_BYTES
             if over > 0:  # an invalid body at SQS's limit: keep what fits, and say so
                 body = body.encode()[: len(body.encode()) - over - _SLACK].decode(errors="ignore")
                 base = attributes.dead_letter(letter.reason, f"{letter.detail} (body truncated)")
-            await self._sqs.send_message(QueueUrl=self._dlq, MessageBody=body or "-", MessageAttributes=base)
+            fifo = self._dlq_fifo(msg, letter, 0)
+            await self._sqs.send_message(
+                QueueUrl=self._dlq, MessageBody=body or "-", MessageAttributes=base, **fifo
+            )
         self._metrics.dead_lettered.labels(letter.reason).inc()
         self.tally.dead_lettered += 1

@@ -75,7 +75,9 @@ async def make_live(make_lifecycle: MakeLifecycle, moto_server: Server) -> Async
     async def make(**fields: Any) -> Live:
         lc = await make_lifecycle(moto=moto_server, **({"presence": False} | fields))
         sqs = boto3.client("sqs", **lc.services.settings.aws_client_kwargs())
-        url = sqs.create_queue(QueueName=lc.services.settings.queue_name)["QueueUrl"]
+        name = lc.services.settings.queue_name
+        fifo = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
+        url = sqs.create_queue(QueueName=name, Attributes=fifo)["QueueUrl"]
         made.append(Live(lc, sqs, url))
         return made[-1]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from datetime import datetime
 
 import pytest
@@ -52,6 +53,40 @@ async def test_started_goes_to_the_other_participants_and_a_stop_follows_the_tim
         started["body"]["sentAt"]
     )
     assert 0.9 <= due.total_seconds() <= 1.5
+
+
+async def test_on_a_fifo_queue_the_stop_goes_at_once_in_a_group_of_its_own_with_its_due_time(
+    make_live: MakeLive,
+) -> None:
+    """A FIFO events queue takes no DelaySeconds: started goes in the conversation's group and the stop at
+    once, in a group of its own (the worker holds it until its sentAt, so it holds up nothing), each with
+    its id as deduplication id."""
+    suffix = secrets.token_hex(4)
+    names = {"queue_name": f"fanout-events-{suffix}.fifo", "dlq_name": f"fanout-events-dlq-{suffix}.fifo"}
+    live = await make_live(typing_timeout_s=5, **names)
+    await live.conversation("c9", "u1", "u2")
+    await live.connect("c1", "u1")
+    answer = await send(live.lc, "c1", _typing("c9", "started", id="t1"), route=TYPING)
+    assert "chat.typing.ok" == answer["type"]
+    got: dict[str, tuple[str, str, str]] = {}
+    for _ in range(2):  # a FIFO group hands out one message at a time: delete each before the next
+        reply = live.sqs.receive_message(
+            QueueUrl=live.url, MaxNumberOfMessages=10, AttributeNames=["All"], WaitTimeSeconds=1
+        )
+        for m in reply.get("Messages", []):
+            body = json.loads(m["Body"])
+            attrs = m["Attributes"]
+            got[body["type"]] = (attrs["MessageGroupId"], attrs["MessageDeduplicationId"], body["id"])
+            got[body["type"] + ".sentAt"] = (body["sentAt"], "", "")
+            live.sqs.delete_message(QueueUrl=live.url, ReceiptHandle=m["ReceiptHandle"])
+    group, dedup, event_id = got["chat.typing.started"]
+    assert ("chat:c9", event_id) == (group, dedup)
+    group, dedup, event_id = got["chat.typing.stopped"]
+    assert (event_id, event_id) == (group, dedup)
+    due = datetime.fromisoformat(got["chat.typing.stopped.sentAt"][0]) - datetime.fromisoformat(
+        got["chat.typing.started.sentAt"][0]
+    )
+    assert 4.9 <= due.total_seconds() <= 5.5
 
 
 async def test_each_started_carries_a_new_token_and_only_the_last_one_settles(make_live: MakeLive) -> None:

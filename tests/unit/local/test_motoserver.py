@@ -74,6 +74,31 @@ def test_retention_still_drops_old_messages(backend: Any) -> None:
     assert [m.body for m in backend.receive_message("q", 10, 0, 30)] == ["kept"]
 
 
+def test_a_fifo_group_in_flight_gives_out_nothing_more_to_concurrent_receives(backend: Any) -> None:
+    """Two receives at once on a FIFO queue never both take a message of one group: the second gets the
+    group's next message only after the first one's message is deleted."""
+    backend.create_queue("f.fifo", FifoQueue="true")
+    for i in range(6):
+        backend.send_message("f.fifo", f"m{i}", group_id="g", deduplication_id=f"d{i}")
+    got: list[list[Any]] = [[], []]
+
+    def receive(slot: int) -> Callable[[], None]:
+        def run() -> None:
+            got[slot] = backend.receive_message("f.fifo", 1, 1, 30)
+
+        return run
+
+    try:
+        _run(receive(0), receive(1))
+        assert [["m0"]] == [[m.body for m in part] for part in got if part]
+        [taken] = [m for part in got for m in part]
+        assert [] == backend.receive_message("f.fifo", 10, 0, 30)
+        backend.delete_message("f.fifo", taken.receipt_handle)
+        assert ["m1", "m2"] == [m.body for m in backend.receive_message("f.fifo", 2, 0, 30)]
+    finally:
+        backend.delete_queue("f.fifo")
+
+
 def test_sends_keep_fifo_deduplication_and_the_counts(backend: Any) -> None:
     """A send reads only the deduplication attribute: FIFO content deduplication still drops a repeat,
     and the queue's attributes still count its messages."""

@@ -8,7 +8,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fanout.errors import InvalidMessage
-from fanout.publish.batch import MAX_BATCH_BYTES, Backoff, Buffer, Entry, outcome, request, split
+from fanout.publish.batch import (
+    MAX_BATCH_BYTES,
+    Backoff,
+    Buffer,
+    Entry,
+    outcome,
+    request,
+    request_for,
+    single,
+    split,
+)
 from fanout.publish.direct import build_event
 from fanout.publish.metrics import metrics_for
 
@@ -51,6 +61,21 @@ def test_an_event_over_1_mib_is_refused_before_it_is_buffered() -> None:
 def test_request_numbers_entries_by_position() -> None:
     """Each entry's Id is its index in the batch, so the reply maps back without a lookup table."""
     assert [{"Id": "0", "MessageBody": "a"}, {"Id": "1", "MessageBody": "b"}] == request(["a", "b"])
+
+
+def test_on_a_fifo_queue_each_entry_names_its_group_and_deduplication_id() -> None:
+    """A FIFO queue's entries carry the ordering key (else the event id) as group and the event id as
+    deduplication id; a standard queue's carry neither."""
+    keyed = Entry.of(build_event("notification.new", user_ids=["u1"], payload={"notificationId": "n1"},
+                                 ordering_key="user:u1"))  # fmt: skip
+    alone = Entry.of(build_event("notification.new", user_ids=["u1"], payload={"notificationId": "n2"}))
+    fifo = request_for("https://sqs.example/1/q.fifo", [keyed, alone])
+    assert [("user:u1", keyed.id), (alone.id, alone.id)] == [
+        (e["MessageGroupId"], e["MessageDeduplicationId"]) for e in fifo
+    ]
+    assert {"MessageGroupId": "user:u1", "MessageDeduplicationId": keyed.id} == single("u/q.fifo", keyed)
+    assert [{"Id": "0", "MessageBody": keyed.body}] == request_for("https://sqs.example/1/q", [keyed])
+    assert {} == single("https://sqs.example/1/q", keyed)
 
 
 def test_outcome_retries_server_faults_and_unanswered_entries_and_refuses_sender_faults() -> None:

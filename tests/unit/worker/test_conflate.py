@@ -113,3 +113,16 @@ async def test_across_processes_an_older_value_is_never_posted_after_a_newer_one
     [mark] = await latest.find().to_list(None)
     assert 6.0 == mark["order"]
     assert "expiresAt" in mark  # removed by the TTL monitor a day after the key's last value
+
+
+def test_only_events_the_conflator_may_hold_are_kept_out_of_per_key_turns() -> None:
+    """A counter with an ordering key is conflated (so it takes no per-key turn behind values it would
+    drop); a notification with a key, and any counter with the window at 0, are not."""
+    note = build_event(
+        "notification.new", user_ids=["u1"], payload={"notificationId": "n1"}, ordering_key="user:u1"
+    )
+    assert (True, False) == (
+        Conflator(None, WINDOW_S).conflates(_counter(1)),
+        Conflator(None, 0).conflates(_counter(1)),
+    )
+    assert not Conflator(None, WINDOW_S).conflates(note)

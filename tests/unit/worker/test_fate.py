@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fanout import attributes
 from fanout.catalog import Policy
 from fanout.gateway.client import Outcome
+from fanout.live.events import offline
 from fanout.worker import fate
 from fanout.worker.delivery import FanoutResult
 from fanout.worker.fate import DeadLetter, Deliver, Fate, Remainder
@@ -242,3 +244,29 @@ def test_a_part_is_never_split_again() -> None:
         }
     )
     assert fate.split(shard, 8, users_per_shard=1) is None
+
+
+def test_a_replay_is_done_whatever_came_of_it_except_in_an_outage() -> None:
+    """After a replay the message is deleted, even when a post failed (the client resumes again); when
+    the management API refused every post at the socket, it is released to try again in a few seconds."""
+    assert Fate("delivered") == fate.replayed(Posts(ok=3).result())
+    assert Fate("partial") == fate.replayed(Posts(ok=2, failed=("c1",)).result())
+    down = fate.replayed(Posts(failed=("c1",), unreachable=True).result())
+    assert (False, fate.OUTAGE_DELAY_S, True) == (down.delete, down.release_after_s, down.outage)
+
+
+def test_a_check_message_received_before_its_sent_at_waits_until_then() -> None:
+    """A scheduled check that arrived early (a FIFO queue takes no DelaySeconds) waits until its sentAt, in
+    whole seconds; one that is due (or a fraction ahead: clocks differ), an ordinary event, and a time
+    past SQS's longest delay do not wait."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def msg(ahead_s: float, check: str | None = "presence") -> Received:
+        body = offline("u1", now, ["u2"], sent_at=now + timedelta(seconds=ahead_s))
+        attrs = attributes.check(check) if check is not None else {}
+        return parse({"ReceiptHandle": "r", "Body": body.to_json(), "MessageAttributes": attrs})
+
+    at = now.timestamp()
+    assert (6, 1) == (fate.due_in(msg(5.4), at), fate.due_in(msg(0.9), at))
+    assert (0, 0, 0) == (fate.due_in(msg(-1), at), fate.due_in(msg(0.1), at), fate.due_in(msg(5, None), at))
+    assert 0 == fate.due_in(msg(fate.MAX_DELAY_S + 60), at)

@@ -130,7 +130,9 @@ attribute_values = st.fixed_dictionaries(
     },
 )  # fmt: skip
 message_attributes = st.none() | st.dictionaries(
-    st.sampled_from([attributes.ROUND, attributes.CONNECTIONS, attributes.REASON, "other"]),
+    st.sampled_from(
+        [attributes.ROUND, attributes.CONNECTIONS, attributes.REPLAY, attributes.REASON, "other"]
+    ),
     attribute_values | json_values,
     max_size=3,
 )
@@ -160,6 +162,7 @@ def test_parse_accepts_strict_frames_or_rejects_with_a_reason(body: str, attrs: 
     assert len(frame) <= MAX_FRAME_BYTES
     assert 0 <= msg.round <= attributes.MAX_ROUND
     assert msg.only is None or all(attributes.CONNECTION_ID.fullmatch(c) for c in msg.only)
+    assert msg.routing.replay is None or len(msg.body.target.connection_ids) == 1
     # accepted means decidable: its expiry is a number, so its fate is decided on this receive
     policy = policy_for(msg.body.type)
     assert isinstance(fate.expires_at(msg, policy), float)
@@ -172,3 +175,20 @@ def test_a_body_that_is_not_a_string_is_rejected_as_not_json(body: Any) -> None:
     msg = parse({"ReceiptHandle": "r", "Body": body})
     assert msg.body is None and msg.invalid is not None
     assert "not_json" == msg.invalid.reason
+
+
+def test_a_replay_must_be_for_one_connection_only() -> None:
+    """fanout-replay on a body for users (not exactly one connection) is a bad attribute; on a body for
+    one connection it is read as the replay's event ids."""
+    attrs = attributes.replay(["evt_1", "evt_2"])
+    for_users = parse(
+        {"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(valid()), "MessageAttributes": attrs}
+    )
+    assert msg_reason(for_users) == "bad_attribute"
+    one = valid(target={"connectionIds": ["c1"]})
+    ok = parse({"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(one), "MessageAttributes": attrs})
+    assert ("evt_1", "evt_2") == ok.routing.replay
+
+
+def msg_reason(msg: Any) -> str | None:
+    return msg.invalid.reason if msg.invalid is not None else None

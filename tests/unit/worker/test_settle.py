@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from fanout import attributes
 from fanout.metrics import Metrics
-from fanout.worker.fate import DeadLetter, Fate, Remainder
+from fanout.worker.fate import DeadLetter, Fate, Remainder, Shard
 from fanout.worker.received import Received, parse
 from fanout.worker.settle import Settler
 from fanout.worker.sqs import Batcher
@@ -105,6 +105,48 @@ async def test_an_invalid_body_at_the_limit_is_cut_to_fit(settler: tuple[Settler
     assert _size(dead) <= attributes.MAX_MESSAGE_BYTES
     assert dead["MessageAttributes"]["fanout-detail"]["StringValue"].endswith("(body truncated)")
     assert 1 == s.tally.dead_lettered
+
+
+async def test_on_fifo_queues_every_write_names_its_group_and_waits_for_no_delay(moto_server: Server) -> None:
+    """With FIFO queues (which refuse a per-message delay and require a group), a remainder goes back at
+    once in the event's key group, a dead letter and every shard carry a group, and a second apply of
+    the same received message (a crash before the delete) writes nothing twice."""
+    settings = dev_settings(moto_server)
+    fifo = {"FifoQueue": "true"}
+    async with get_session().create_client("sqs", **settings.aws_client_kwargs()) as sqs:
+        queue = (await sqs.create_queue(QueueName=f"{settings.queue_name}.fifo", Attributes=fifo))["QueueUrl"]
+        bulk = (await sqs.create_queue(QueueName=f"{settings.queue_name}-bulk.fifo", Attributes=fifo))[
+            "QueueUrl"
+        ]
+        dlq = (await sqs.create_queue(QueueName=f"{settings.dlq_name}.fifo", Attributes=fifo))["QueueUrl"]
+        s = Settler(sqs, {queue: Batcher(sqs, queue)}, dlq, Metrics(CollectorRegistry()), queue_url=queue,
+                    bulk_url=bulk)  # fmt: skip
+        body = valid(
+            target={"userIds": ["u1"], "topics": ["event:1"]}, meta={"orderingKey": "user:u1", "seq": 3}
+        )
+        msg = parse({"ReceiptHandle": "r", "MessageId": "m-1", "Body": json.dumps(body)}, queue)
+        decided = Fate(
+            "partial",
+            remainder=Remainder(("c1",), frozenset({"u1"}), round=1, delay_s=2),
+            dead_letters=(DeadLetter("forbidden", "403", ("c2",), frozenset({"u1"})),),
+            shards=(Shard(range=(0, 512)), Shard(range=(512, 1024))),
+        )
+        await s.apply(msg, decided)
+        await s.apply(msg, decided)
+        back, dead, parts = await _drain(sqs, queue), await _drain(sqs, dlq), await _drain(sqs, bulk)
+    assert (1, 1, 2) == (len(back), len(dead), len(parts))
+    assert ["c1"] == json.loads(back[0]["MessageAttributes"]["fanout-connections"]["StringValue"])
+    assert "forbidden" == dead[0]["MessageAttributes"]["fanout-reason"]["StringValue"]
+
+
+async def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message, deleting each as it comes: a FIFO group gives its next message only after that."""
+    out: list[dict[str, Any]] = []
+    while batch := await _all(sqs, url):
+        out += batch
+        for m in batch:
+            await sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return out
 
 
 async def test_a_switched_off_event_is_counted_and_deleted(moto_server: Server) -> None:

@@ -1,0 +1,302 @@
+"""``FanoutClient``: one WebSocket connection per process, shared by every subscriber in it.
+
+The connection's life, read top to bottom in ``_connect_once``: build the connect URL (pluggable: a
+token today, a ticket later), ``hello`` first (the answer names the connection and the server's
+heartbeat), subscribe every subscriber's topics, ``resume`` from what this process already has, then
+read frames until the socket closes, with a ``ping`` every ``heartbeat_s``. A lost connection comes back
+after an exponential backoff with full jitter. Every event is dropped when its id was seen already,
+and handed on in ``seq`` order per ordering key; a gap is held back for ``hold_s``, then resumed, then
+given up (the application is told to refetch, as it is for a ``system.resync``).
+
+The rules are the protocol's (docs/client.md): a web client in TypeScript follows the same ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aiohttp
+
+from fanout.client.backoff import Backoff
+from fanout.client.dedupe import RecentIds
+from fanout.client.reorder import Frame, Reorderer
+from fanout.client.subscription import RequestFailed, Resync, Subscription, UrlBuilder
+from fanout.envelope import TOPIC_PATTERN
+from fanout.logging import get_logger
+
+log = get_logger("fanout.client")
+
+#: Keys a resume may name (streams are named like topics), and how many at most.
+RESUMABLE = re.compile(TOPIC_PATTERN)
+MAX_RESUME_KEYS = 100
+MAX_TOPICS_PER_FRAME = 100
+
+
+class FanoutClient:
+    """The process's connection to fanout; use as ``async with FanoutClient(url) as client``."""
+
+    def __init__(
+        self,
+        url: UrlBuilder,
+        *,
+        heartbeat_s: float = 30.0,
+        request_timeout_s: float = 10.0,
+        hold_s: float = 2.0,
+        replay_wait_s: float = 10.0,
+        backoff: Backoff | None = None,
+        dedupe_capacity: int = 10_000,
+        on_resync: Callable[[Resync], Awaitable[None] | None] | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._url = url
+        self.heartbeat_s = heartbeat_s
+        self.request_timeout_s = request_timeout_s
+        self.backoff = backoff or Backoff()
+        self.reorder = Reorderer(hold_s)
+        self.replay_wait_s = replay_wait_s  # how long a gap waits for the events a resume is replaying
+        self.recent = RecentIds(dedupe_capacity)
+        self.on_resync = on_resync
+        self.connection_id: str | None = None  # from system.connected
+        self.last_event_id: str | None = None  # the last event handed on
+        self.connected = asyncio.Event()
+        self.connects = 0  # connections opened (1 + reconnects)
+        self.duplicates = 0  # frames dropped by id
+        self._session, self._own_session = session, session is None
+        self._subs: list[Subscription] = []
+        self._pending: dict[str, asyncio.Future[Frame]] = {}
+        self._ids = itertools.count(1)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._can_resume = True
+        self._resumed_gap: dict[str, float] = {}  # key -> when its resumed gap is given up (monotonic)
+
+    async def __aenter__(self) -> FanoutClient:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def start(self) -> None:
+        """Connect in the background, and keep reconnecting until ``close``."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def subscribe(self, topics: Iterable[str] = (), *, types: Iterable[str] = ()) -> Subscription:
+        """A subscriber of ``types`` (prefixes such as ``chat.message``; none: every event); its topics
+        are added to the connection now and on every reconnect."""
+        sub = Subscription(self, tuple(topics), tuple(types))
+        new = [t for t in sub.topics if t not in self._topics()]
+        self._subs.append(sub)
+        if new and self._ws is not None:
+            answer = await self.request("subscribe", topics=new)
+            if answer.get("type") != "subscribe.ok":
+                self._subs.remove(sub)
+                raise PermissionError(f"subscribe refused: {answer.get('payload', {}).get('code')}")
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        if sub not in self._subs:
+            return
+        self._subs.remove(sub)
+        gone = [t for t in sub.topics if t not in self._topics()]
+        if gone and self._ws is not None:
+            await self.request("unsubscribe", topics=gone)
+
+    def set_position(self, key: str, seq: int) -> None:
+        """Start ``key`` at ``seq``: the application's data (from GraphQL) already holds the key's events up
+        to it, so the next one expected is ``seq`` + 1 (0 for a stream read from its start)."""
+        self._hand_on(self.reorder.expect(key, seq))
+
+    async def request(self, action: str, **fields: Any) -> Frame:
+        """Send one action frame and return its answer (matched by ``replyTo``)."""
+        ws = self._ws
+        if ws is None:
+            raise RequestFailed("not connected")
+        frame_id = f"c{next(self._ids)}"
+        answer: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._pending[frame_id] = answer
+        try:
+            await ws.send_str(json.dumps({"action": action, "id": frame_id, **fields}))
+            async with asyncio.timeout(self.request_timeout_s):
+                return await answer
+        except (TimeoutError, ConnectionError, aiohttp.ClientError) as exc:
+            raise RequestFailed(f"{action}: {type(exc).__name__}") from None
+        finally:
+            self._pending.pop(frame_id, None)
+
+    def _topics(self) -> list[str]:
+        return list(dict.fromkeys(t for sub in self._subs for t in sub.topics))
+
+    # ---- the connection's life
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await self._connect_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of one connection: back off, then connect again
+                log.info("client_disconnected", error=type(exc).__name__)
+            if not self._closing:
+                await asyncio.sleep(self.backoff.next())
+
+    async def _connect_once(self) -> None:
+        assert self._session is not None
+        url = await self._url()
+        async with self._session.ws_connect(url, heartbeat=None) as ws:
+            self._ws = ws
+            reader = asyncio.create_task(self._read(ws))
+            helpers: list[asyncio.Task[None]] = []
+            try:
+                await self._open()
+                self.connects += 1
+                self.backoff.reset()
+                self.connected.set()
+                helpers = [
+                    asyncio.create_task(self._heartbeat(ws)),
+                    asyncio.create_task(self._watch_gaps(ws)),
+                ]
+                await reader
+            finally:
+                self.connected.clear()
+                self._ws = None
+                for task in (reader, *helpers):
+                    task.cancel()
+                await asyncio.gather(reader, *helpers, return_exceptions=True)
+
+    async def _open(self) -> None:
+        """``hello``, the subscribers' topics, then ``resume`` from what this process has."""
+        hello = await self.request("hello", protocols=[1])
+        payload = hello.get("payload") or {}
+        if hello.get("type") == "system.connected":
+            self.connection_id = payload.get("connectionId")
+            if isinstance(payload.get("heartbeatS"), int | float) and payload["heartbeatS"] > 0:
+                self.heartbeat_s = min(self.heartbeat_s, float(payload["heartbeatS"]))
+            self._can_resume = payload.get("resume", True) is not False
+        elif payload.get("code") != "unknown_action":  # a server before hello answers unknown_action
+            raise RequestFailed(f"hello refused: {payload.get('code')}")
+        topics = self._topics()
+        for start in range(0, len(topics), MAX_TOPICS_PER_FRAME):
+            answer = await self.request("subscribe", topics=topics[start : start + MAX_TOPICS_PER_FRAME])
+            if answer.get("type") != "subscribe.ok":
+                log.warning("client_subscribe_refused", code=(answer.get("payload") or {}).get("code"))
+        if self.reorder.positions or self.last_event_id:
+            await self._resume(list(self.reorder.positions), with_events=True)
+
+    async def _resume(self, keys: list[str], *, with_events: bool) -> None:
+        positions = {k: self.reorder.positions[k] for k in keys if RESUMABLE.fullmatch(k)}
+        positions = dict(list(positions.items())[-MAX_RESUME_KEYS:])  # the freshest keys
+        last = self.last_event_id if with_events else None
+        if not self._can_resume or not (positions or last):
+            await self._resync(Resync(positions, events=last is not None))
+            return
+        answer = await self.request("resume", positions=positions, **({"lastEventId": last} if last else {}))
+        kind, payload = answer.get("type"), answer.get("payload") or {}
+        if kind == "resume.ok":  # a gap of these keys waits for the replay, or a hold when there is none
+            wait = self.replay_wait_s if payload.get("replaying") else self.reorder.hold_s
+            self._resumed_gap |= dict.fromkeys(positions, time.monotonic() + wait)
+        if kind == "system.resync":
+            keys_: Any = payload.get("keys")
+            keys_ = keys_ if isinstance(keys_, dict) else {}
+            fresh = {k: v for k, v in keys_.items() if isinstance(k, str) and isinstance(v, int)}
+            await self._resync(Resync(fresh, events=payload.get("events") is True))
+        elif kind != "resume.ok":  # refused or unknown: everything asked must be refetched
+            if payload.get("code") == "unknown_action":
+                self._can_resume = False
+            log.warning("client_resume_refused", code=payload.get("code"))
+            await self._resync(Resync(positions, events=last is not None))
+
+    async def _resync(self, resync: Resync) -> None:
+        """Move the keys to their new positions, then tell the application what to refetch."""
+        for key, seq in resync.keys.items():
+            self._hand_on(self.reorder.expect(key, seq))
+        if self.on_resync is not None and (resync.keys or resync.events):
+            done = self.on_resync(resync)
+            if inspect.isawaitable(done):
+                await done
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    self._on_frame(msg.data)
+        finally:
+            for answer in self._pending.values():
+                if not answer.done():
+                    answer.set_exception(ConnectionError("connection closed"))
+
+    def _on_frame(self, text: str) -> None:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(frame, dict):
+            return
+        answer = self._pending.get(str(frame.get("replyTo")))
+        if answer is not None and not answer.done():
+            answer.set_result(frame)
+        elif isinstance(frame.get("id"), str):
+            if not self.recent.add(frame["id"]):
+                self.duplicates += 1
+                return
+            self._hand_on(self.reorder.push(frame))
+
+    def _hand_on(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.last_event_id = frame["id"]
+            for sub in self._subs:
+                if sub.matches(frame):
+                    sub.put(frame)
+
+    async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """A ``ping`` every ``heartbeat_s``; no answer in time closes the socket, and it reconnects."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self.request("ping")
+            except RequestFailed:
+                await ws.close()
+                return
+
+    async def _watch_gaps(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """A gap held for ``hold_s`` is resumed; still open once the resume's replay had time to arrive
+        (``replay_wait_s``, or ``hold_s`` when it replays nothing), it is given up and the application
+        told to refetch the key."""
+        while True:
+            await asyncio.sleep(max(0.05, self.reorder.hold_s / 4))
+            overdue = self.reorder.overdue()
+            now = time.monotonic()
+            for key in [k for k, until in self._resumed_gap.items() if k not in overdue and until <= now]:
+                del self._resumed_gap[key]
+            for key in overdue:
+                until = self._resumed_gap.get(key)
+                if until is None and self._can_resume and RESUMABLE.fullmatch(key):
+                    try:
+                        await self._resume([key], with_events=False)
+                    except RequestFailed:
+                        await ws.close()  # no answer: the connection is not working; reconnect
+                        return
+                elif until is None or now >= until:
+                    self._resumed_gap.pop(key, None)
+                    self._hand_on(self.reorder.skip(key))
+                    await self._resync(Resync({key: self.reorder.positions[key]}))

@@ -1,0 +1,225 @@
+"""Recent events, kept so a client that reconnects can get what it missed (docs/protocol.md, section 21).
+
+One document per event in ``fanouthistory`` (``FANOUT_HISTORY_COLLECTION``), written by the worker that
+receives the event, where the audience is known: its user ids, topics or broadcast flag, its ordering key
+and ``seq``, and the client frame, serialized once. One write per event whatever its audience (a
+per-user copy would cost a write per recipient on the hot path); the reads of a resume pay instead, through
+the indexes on ``users``, ``topics`` and ``(key, seq)``. A TTL index drops a document
+``FANOUT_HISTORY_WINDOW_S`` after it was written; ``until`` is when the event itself stops being worth
+delivering, so an expired event is never replayed.
+
+The write runs beside the event's lookup rather than before it, so the posts never wait for it. What
+keeps a reconnect from falling between the two: once the write is done, the worker looks again for the
+event's connections active since its lookup began (``lastSeenAt``, set at ``$connect``, allowing 2 s of
+clock skew) and posts to the new ones. A client whose ``$connect`` came after the write finds the event
+here when it resumes (its resume follows its ``$connect``); one connected before the lookup read gets it
+live; one in between is found by the second look. A failed write is logged and counted
+(``fanout_history_write_failures_total``) and never fails the delivery: a resume that needed the event
+then gets a resync, or (an event without an ordering key) misses it. The shards of a split audience are
+queued only after the write, so their lookups come later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from pymongo import ASCENDING, WriteConcern
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from fanout import sequence
+from fanout.config import Settings
+from fanout.envelope import QueueBody
+
+#: Users recorded with one event; an event for more is kept as ``wide`` (a resume that meets one cannot
+#: tell whether it was the client's, so it asks the client to refetch) and the document stays small.
+MAX_USERS = 10_000
+#: A resume by event id replays from this long before that event was recorded: an event recorded a
+#: little earlier may still have been on its way (retries, a remainder round) when the client left.
+OVERLAP_S = 10.0
+_DUPLICATE_KEY = 11000
+_PLAN_FIELDS = {"_id": 1, "type": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
+
+
+class KeptFrame(NamedTuple):
+    """A kept event as a replay posts it."""
+
+    id: str
+    type: str
+    frame: bytes
+    version: int = 1  # the payload's version (meta.payloadVersion)
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A kept event as a resume plans with it (without its frame)."""
+
+    id: str
+    at: datetime
+    key: str | None = None
+    seq: int | None = None
+    wide: bool = False
+    until: datetime | None = None  # past it, the event is not replayed
+    type: str = ""
+
+
+def document(body: QueueBody, expires_at: float, now: datetime, window_s: int) -> dict[str, Any]:
+    """The history document of an event: who it was for, its key and seq, its frame."""
+    target = body.target
+    doc: dict[str, Any] = {"_id": body.id, "type": body.type, "at": now}
+    if len(target.user_ids) > MAX_USERS:
+        doc["wide"] = True
+    else:
+        doc["users"] = target.user_ids
+    if target.topics:
+        doc["topics"] = target.topics
+    if target.broadcast:
+        doc["broadcast"] = True
+    if body.meta.ordering_key is not None:
+        doc["key"] = body.meta.ordering_key
+    if body.meta.seq is not None:
+        doc["seq"] = body.meta.seq
+    if body.payload_version != 1:
+        doc["version"] = body.payload_version  # a replay skips a connection that does not speak it
+    doc["frame"] = body.client_frame.decode()
+    doc["until"] = datetime.fromtimestamp(min(expires_at, 253402300799), UTC)  # year 9999 at most
+    doc["expiresAt"] = now + timedelta(seconds=window_s)
+    return doc
+
+
+def audience(user_id: str, topics: Iterable[str], *, wide: bool = True) -> dict[str, Any]:
+    """The filter of what a connection may get back: its user's events, its topics' and broadcasts
+    (and, for planning, the wide events that may have been its user's)."""
+    ways: list[dict[str, Any]] = [{"users": user_id}, {"broadcast": True}]
+    if topics := list(topics):
+        ways.append({"topics": {"$in": topics}})
+    if wide:
+        ways.append({"wide": True})
+    return {"$or": ways}
+
+
+def _kept_now() -> dict[str, Any]:
+    # MongoDB's TTL monitor runs about once a minute: the window is enforced on every read too.
+    return {"expiresAt": {"$gt": datetime.now(UTC)}}
+
+
+def _kept(doc: dict[str, Any]) -> Kept:
+    key, seq = doc.get("key"), doc.get("seq")
+    return Kept(
+        str(doc["_id"]),
+        doc["at"],
+        key if isinstance(key, str) else None,
+        seq if isinstance(seq, int) else None,
+        doc.get("wide") is True,
+        doc.get("until"),
+        str(doc.get("type", "")),
+    )
+
+
+class History:
+    """Writes (worker) and reads (lifecycle, worker replays) of the kept events."""
+
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings) -> None:
+        # w=1: a write lost in a failover only turns a replay into a resync, and the worker's second look
+        # for new connections waits for this write, so it should cost one round trip, not a majority's.
+        self._col: AsyncCollection[dict[str, Any]] = db.get_collection(
+            settings.history_collection, write_concern=WriteConcern(w=1)
+        )
+        self._sequences: AsyncCollection[dict[str, Any]] = db[settings.sequences_collection]
+        self.window_s = settings.history_window_s
+        self.max_replay = settings.history_max_replay
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._writes: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.window_s > 0
+
+    async def ensure_indexes(self) -> None:
+        """The TTL index and the indexes resumes read through; safe to call on every start."""
+        await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
+        await self._col.create_index([("users", ASCENDING), ("at", ASCENDING)])
+        await self._col.create_index([("topics", ASCENDING), ("at", ASCENDING)])
+        await self._col.create_index([("key", ASCENDING), ("seq", ASCENDING)])
+        await self._col.create_index([("at", ASCENDING)])
+
+    def record(self, body: QueueBody, expires_at: float) -> asyncio.Future[None]:
+        """Keep an event. The records that concurrent events start in one loop turn are written by one
+        ``insert_many``; an event kept already (received twice) is left as it is."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self.enabled:
+            future.set_result(None)
+            return future
+        if not self._pending:
+            loop.call_soon(self._start)
+        self._pending.append((document(body, expires_at, datetime.now(UTC), self.window_s), future))
+        return future
+
+    def _start(self) -> None:
+        task = asyncio.create_task(self._write(self._pending))
+        self._pending = []
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, pending: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        failed: dict[
+            int, BaseException
+        ] = {}  # by index in the batch: one refused document fails only its event
+        try:
+            await self._col.insert_many([doc for doc, _ in pending], ordered=False)
+        except BulkWriteError as exc:
+            for e in exc.details.get("writeErrors", []):
+                if e.get("code") != _DUPLICATE_KEY:  # a duplicate was kept already (received twice)
+                    failed[e.get("index", -1)] = exc
+        except BaseException as exc:  # every waiter gets an answer, whatever happened
+            failed = dict.fromkeys(range(len(pending)), exc)
+        for i, (_, future) in enumerate(pending):
+            if future.done():
+                continue
+            if i in failed:
+                future.set_exception(failed[i])
+            else:
+                future.set_result(None)
+        errors = list(failed.values())
+        if errors and not isinstance(errors[0], Exception):
+            raise errors[0]
+
+    async def recorded_at(self, event_id: str) -> datetime | None:
+        """When an event was kept; None once the window has dropped it (or it never was)."""
+        doc = await self._col.find_one({"_id": event_id} | _kept_now(), {"_id": 0, "at": 1})
+        at = doc.get("at") if doc else None
+        return at if isinstance(at, datetime) else None
+
+    async def since(self, at: datetime, who: dict[str, Any], limit: int) -> list[Kept]:
+        """Kept events for ``who`` recorded from ``OVERLAP_S`` before ``at``, oldest first."""
+        query = {"at": {"$gte": at - timedelta(seconds=OVERLAP_S)}} | _kept_now() | who
+        cursor = self._col.find(query, _PLAN_FIELDS).sort([("at", ASCENDING), ("_id", ASCENDING)])
+        return [_kept(d) for d in await cursor.limit(limit).to_list(None)]
+
+    async def of_key(self, key: str, from_seq: int, who: dict[str, Any], limit: int) -> list[Kept]:
+        """Kept events of ``key`` for ``who`` from ``seq`` ``from_seq`` on, in ``seq`` order."""
+        query = {"key": key, "seq": {"$gte": from_seq}} | _kept_now() | who
+        cursor = self._col.find(query, _PLAN_FIELDS).sort("seq", ASCENDING)
+        return [_kept(d) for d in await cursor.limit(limit).to_list(None)]
+
+    async def latest(self, keys: Iterable[str]) -> dict[str, int]:
+        """The last ``seq`` allocated for each key."""
+        return await sequence.latest(self._sequences, keys)
+
+    async def frames(self, event_ids: list[str], who: dict[str, Any]) -> list[KeptFrame]:
+        """The kept events among ``event_ids`` that ``who`` may get and that have not expired, in the
+        order of ``event_ids``."""
+        query = {"_id": {"$in": event_ids}, "until": {"$gt": datetime.now(UTC)}} | _kept_now() | who
+        docs = await self._col.find(query, {"type": 1, "frame": 1, "version": 1}).to_list(None)
+        found: dict[str, KeptFrame] = {}
+        for d in docs:
+            version = d.get("version", 1)
+            if isinstance(d.get("frame"), str) and isinstance(version, int):
+                found[d["_id"]] = KeptFrame(d["_id"], str(d.get("type", "")), d["frame"].encode(), version)
+        return [found[i] for i in event_ids if i in found]

@@ -1,0 +1,94 @@
+"""``resume``: a client that reconnects gets what it missed, in order, then live events.
+
+``{"action":"resume","id":"r1","positions":{"conversation:c9":41},"lastEventId":"evt_..."}``. Every key
+must be a stream the connection may follow: its own user's (``user:<own id>``), a topic it has
+subscribed, or one the access policy allows; anything else refuses the frame (``forbidden_stream``).
+What is replayed is filtered again to the connection's own user, its topics and broadcasts
+(``history.audience``), so a forged id or key can never reach another user's events.
+
+The answer is ``resume.ok`` with the number of events on their way, or ``system.resync`` naming what the
+history no longer covers. The missed frames themselves come through the worker (``replays.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from fanout.history import Kept, audience
+from fanout.lifecycle import catchup, replays
+from fanout.lifecycle.access import valid_topic
+from fanout.lifecycle.context import Frame, Services
+from fanout.lifecycle.replies import Response, error, reply
+
+#: Keys one resume may name; a client that follows more resumes the ones it needs most.
+MAX_POSITIONS = 100
+_EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_MAX_SEQ = 2**53 - 1
+
+
+def parse(body: dict[str, Any]) -> tuple[dict[str, int], str | None] | None:
+    """(positions, last event id) of a resume frame; None when it is malformed."""
+    positions: Any = body.get("positions", {})
+    last: Any = body.get("lastEventId")
+    if not isinstance(positions, dict) or len(positions) > MAX_POSITIONS:
+        return None
+    for key, seq in positions.items():
+        if (
+            not valid_topic(key)
+            or isinstance(seq, bool)
+            or not isinstance(seq, int)
+            or not 0 <= seq <= _MAX_SEQ
+        ):
+            return None
+    if last is not None and not (isinstance(last, str) and _EVENT_ID.fullmatch(last)):
+        return None
+    if not positions and last is None:
+        return None
+    return dict(positions), last
+
+
+async def resume(services: Services, frame: Frame) -> Response:
+    """Replay what the connection missed, or say what it must refetch."""
+    parsed = parse(frame.body)
+    if parsed is None:
+        return error(
+            "bad_resume", frame.reply_to, message="positions: {kind:id: seq >= 0} (at most 100), lastEventId"
+        )
+    positions, last = parsed
+    held = await services.store.interests(frame.connection_id)
+    topics = held[1] if held is not None else []
+    for key in positions:
+        if key not in topics and not await services.access.allows(frame.user_id, key):
+            return error("forbidden_stream", frame.reply_to, key=key)
+    history = services.history
+    latest = await history.latest(positions)
+    if not history.enabled:  # nothing is kept: everything asked must be refetched
+        keys = {k: latest.get(k, s) for k, s in positions.items()}
+        return reply(
+            "system.resync", {"keys": keys, "events": last is not None, "replaying": 0}, frame.reply_to
+        )
+    who = audience(frame.user_id, topics)
+    limit = history.max_replay + 1
+    at = await history.recorded_at(last) if last is not None else None
+    since: list[Kept] | None = [] if last is None else None
+    if at is not None:
+        since = await history.since(at, who, limit)
+    found = await asyncio.gather(*(history.of_key(k, s, who, limit) for k, s in positions.items()))
+    plan = catchup.plan(
+        positions,
+        dict(zip(positions, found, strict=True)),
+        latest,
+        since,
+        named_event=last is not None,
+        now=datetime.now(UTC),
+        max_replay=history.max_replay,
+    )
+    if plan.replay:
+        await replays.send(services.events, frame.connection_id, plan.replay)
+    if plan.resync:
+        payload = {"keys": plan.keys, "events": plan.events, "replaying": len(plan.replay)}
+        return reply("system.resync", payload, frame.reply_to)
+    return reply("resume.ok", {"replaying": len(plan.replay)}, frame.reply_to)

@@ -1,0 +1,83 @@
+"""A replay: the events a resuming client missed, posted in order to its one connection.
+
+The lifecycle's ``resume`` decides what was missed and puts one message on the events queue: a
+``system.replay`` body for the connection (``target.connectionIds``) with the kept events' ids in the
+worker-owned ``fanout-replay`` attribute. The worker posts their frames one after another through its
+own lanes, so a storm of reconnects after a deploy is paced like any other traffic, with retries.
+
+Anyone who can send to the queue can write the attribute, so it only narrows: an event is posted only
+when it is kept, not expired, and was for the connection's own user, one of its topics, or everyone.
+As for live events, a frame is left out when its domain is switched off (``fanout flags``) or the
+connection does not speak its payload version (logged as ``unsupported``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fanout.gateway.client import Outcome
+from fanout.history import audience
+from fanout.logging import get_logger, short_id
+from fanout.worker import fate
+from fanout.worker.clients import Clients
+from fanout.worker.delivery import Deliverer, FanoutResult
+from fanout.worker.received import Received
+
+log = get_logger("fanout.worker")
+
+
+async def replay(
+    msg: Received,
+    clients: Clients,
+    deliverer: Deliverer,
+    step: fate.Deliver,
+    enabled: Callable[[str], bool] = lambda event_type: True,
+) -> fate.Fate:
+    """Post the listed events that the connection may have, in the listed order; ``enabled`` says
+    whether an event type's domain is switched on."""
+    assert msg.body is not None
+    assert msg.routing.replay is not None
+    [connection_id] = msg.body.target.connection_ids
+    holder = await clients.store.interests(connection_id)
+    if holder is None:
+        return fate.Fate("no_connections")
+    conn, topics = holder
+    frames = await clients.history.frames(
+        list(msg.routing.replay), audience(conn.user_id, topics, wide=False)
+    )
+    deadline = time.monotonic() + step.budget_s
+    result = FanoutResult()
+    for kept in frames:  # one after another: the client gets them in this order
+        if not enabled(kept.type):
+            continue
+        if (kept.version != 1 or conn.payloads is not None) and not conn.speaks(kept.type, kept.version):
+            result.outcomes[Outcome.UNSUPPORTED_VERSION] += 1  # logged below; the client refetches
+            continue
+        one = await deliverer.post_frame(conn, kept.type, kept.frame, deadline, step.expires_at)
+        _add(result, one)
+        if one.outcomes[Outcome.OK] != 1:
+            break  # the connection is gone or still failing: the client resumes again when it is back
+    log.info(
+        "replay_done",
+        connection=short_id(connection_id),
+        asked=len(msg.routing.replay),
+        posted=result.attempted,
+        unsupported=result.outcomes[Outcome.UNSUPPORTED_VERSION],
+        outcome=result.event_outcome(),
+    )
+    return fate.replayed(result)
+
+
+def _add(total: FanoutResult, one: FanoutResult) -> None:
+    """Fold one post's result into the replay's."""
+    total.outcomes.update(one.outcomes)
+    total.attempts.update(one.attempts)
+    total.retries += one.retries
+    total.failed += one.failed
+    total.refused += one.refused
+    total.users |= one.users
+    total.refused_endpoints |= one.refused_endpoints
+    total.too_large |= one.too_large
+    total.reachable |= one.reachable
+    total.unreachable |= one.unreachable

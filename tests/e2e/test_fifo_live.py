@@ -1,0 +1,66 @@
+"""Typing stops and presence checks on a FIFO events queue, which takes no per-message DelaySeconds: the
+lifecycle sends them at once in groups of their own and the worker holds each until its sentAt."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.e2e.conftest import LIVE_ENV, uid
+from tests.helpers import connect, wait_for
+
+
+@pytest.fixture(scope="module")
+def fifo_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
+    """`fanout dev` with the short timings of the live stack, on a FIFO events queue and DLQ."""
+    suffix = secrets.token_hex(4)
+    names = {
+        "FANOUT_QUEUE_NAME": f"fanout-events-{suffix}.fifo",
+        "FANOUT_DLQ_NAME": f"fanout-dlq-{suffix}.fifo",
+    }
+    running = start_stack(tmp_path_factory.mktemp("fifo-live"), stack_env(**LIVE_ENV, **names))
+    yield running
+    stop_stack(running)
+
+
+async def test_on_a_fifo_queue_typing_stops_and_presence_goes_offline_when_due(fifo_stack: Stack) -> None:
+    """The automatic typing stop arrives about FANOUT_TYPING_TIMEOUT_S (1 s) after started, not at once,
+    and a user's last disconnect is announced offline after the grace (2 s), not before."""
+    typist, other, conversation = uid("t"), uid("b"), uid("conv")
+    s = fifo_stack.settings
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(s.mongo(), tz_aware=True)
+    try:
+        await client[s.mongo_db].conversations.insert_one(
+            {"_id": conversation, "participants": [typist, other]}
+        )
+    finally:
+        await client.close()
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        watching = await connect(es, http, fifo_stack.ws_url, s, other)
+        typing = await connect(es, http, fifo_stack.ws_url, s, typist)
+
+        def seen(kind: str) -> list[dict[str, Any]]:
+            return [f for f in watching.events() if f["type"] == kind and f["payload"]["userId"] == typist]
+
+        await wait_for(lambda: len(seen("user.presence.updated")) == 1, timeout=10)
+        sent = time.monotonic()
+        await typing.ws.send_json(
+            {"action": "chat.typing", "conversationId": conversation, "state": "started"}
+        )
+        await wait_for(lambda: len(seen("chat.typing.stopped")) == 1, timeout=10)
+        assert 0.9 <= time.monotonic() - sent  # the stop waited for its due time
+        assert 1 == len(seen("chat.typing.started"))
+
+        await typing.close()
+        closed = time.monotonic()
+        await wait_for(lambda: len(seen("user.presence.updated")) == 2, timeout=15)
+        assert 1.5 <= time.monotonic() - closed
+        assert ["online", "offline"] == [f["payload"]["status"] for f in seen("user.presence.updated")]

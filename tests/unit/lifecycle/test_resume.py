@@ -1,0 +1,158 @@
+"""The resume action with API Gateway's event shapes: what it checks, what it answers, and the one
+replay message it puts on the events queue (real MongoDB and SQS servers)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import boto3
+import pytest
+
+from fanout import attributes, build_event
+from fanout.config import Settings
+from fanout.history import History
+from fanout.lifecycle import Lifecycle
+from fanout.store import ConnectionStore, mongo_client
+from tests.catalog_examples import payload
+from tests.conftest import Server, dev_settings
+from tests.unit.lifecycle import events
+
+
+def conversations(user_id: str, topic: str) -> bool:
+    """A product check for these tests: u1 is in conversation c9."""
+    return (user_id, topic) == ("u1", "conversation:c9")
+
+
+@pytest.fixture
+async def setup(
+    mongo_server: Server, moto_server: Server, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Lifecycle, History, Settings]]:
+    fields = getattr(request, "param", {})
+    settings = dev_settings(moto_server, mongo_server, topic_policy=f"{__name__}:conversations", **fields)
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name)
+    sqs.close()
+    client = mongo_client(settings)
+    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
+    lc = Lifecycle(store, settings)
+    for cid, user in (("c1", "u1"), ("c2", "u2")):
+        await store.put(cid, user, events.DOMAIN, "production", ttl_s=60)
+    yield lc, History(store.database, settings), settings
+    await lc.aclose()
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+async def _send(lc: Lifecycle, cid: str, frame: dict[str, Any]) -> dict[str, Any]:
+    answer = await lc.handle(events.message(cid, json.dumps(frame), route="resume"))
+    return dict(json.loads(answer["body"]))
+
+
+def _queued(settings: Settings) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    sqs.close()
+    return list(reply.get("Messages", []))
+
+
+async def _keep(history: History, user: str, key: str | None, seq: int | None) -> str:
+    body = build_event(
+        "notification.new", payload=payload("notification.new"), user_ids=[user], ordering_key=key, seq=seq
+    )
+    await history.record(body, time.time() + 3600)
+    return body.id
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {},
+        {"positions": []},
+        {"positions": {"not a topic": 1}},
+        {"positions": {"user:u1": -1}},
+        {"positions": {"user:u1": True}},
+        {"positions": {"user:u1": 1.5}},
+        {"positions": {"user:u1": 2**53}},
+        {"positions": {f"event:{i}": 1 for i in range(101)}},
+        {"lastEventId": "evt with spaces"},
+        {"lastEventId": 7},
+    ],
+    ids=lambda f: json.dumps(f)[:40],
+)
+async def test_a_malformed_resume_is_answered_bad_resume(
+    setup: tuple[Lifecycle, History, Settings], frame: dict[str, Any]
+) -> None:
+    """Positions that are not {kind:id: whole seq >= 0} (at most 100), or an id that is not an event id,
+    are refused with bad_resume, echoing the frame's id."""
+    lc, _, _ = setup
+    answer = await _send(lc, "c1", {"action": "resume", "id": "r", **frame})
+    assert ("system.error", "bad_resume", "r") == (
+        answer["type"],
+        answer["payload"]["code"],
+        answer["replyTo"],
+    )
+
+
+@pytest.mark.parametrize("key", ["user:u2", "conversation:c8", "organization:7"])
+async def test_streams_the_connection_may_not_follow_are_refused(
+    setup: tuple[Lifecycle, History, Settings], key: str
+) -> None:
+    """Another user's stream, or a gated kind the product check refuses, is forbidden_stream, named."""
+    lc, _, settings = setup
+    answer = await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 0, key: 0}})
+    assert ("system.error", "forbidden_stream", key) == (
+        answer["type"],
+        answer["payload"]["code"],
+        answer["payload"]["key"],
+    )
+    assert [] == _queued(settings)
+
+
+async def test_missed_events_go_to_the_worker_as_one_replay_message_in_order(
+    setup: tuple[Lifecycle, History, Settings],
+) -> None:
+    """The missed events of the user's stream and of an allowed conversation become one replay message:
+    a system.replay body for the connection and their ids, in order, in fanout-replay."""
+    lc, history, settings = setup
+    mine = [await _keep(history, "u1", "user:u1", s) for s in (1, 2, 3)]
+    chat = [await _keep(history, "u1", "conversation:c9", s) for s in (1, 2)]
+    await _keep(history, "u2", "user:u2", 1)
+    answer = await _send(
+        lc, "c1", {"action": "resume", "id": "r", "positions": {"user:u1": 1, "conversation:c9": 0}}
+    )
+    assert ("resume.ok", {"replaying": 4}, "r") == (answer["type"], answer["payload"], answer["replyTo"])
+    [message] = _queued(settings)
+    routing = attributes.read(message["MessageAttributes"])
+    assert (*mine[1:], *chat) == routing.replay
+    body = json.loads(message["Body"])
+    assert ("system.replay", ["c1"], []) == (
+        body["type"],
+        body["target"]["connectionIds"],
+        body["target"]["userIds"],
+    )
+
+
+async def test_nothing_missed_answers_resume_ok_and_queues_nothing(
+    setup: tuple[Lifecycle, History, Settings],
+) -> None:
+    """A client already at the latest kept event gets resume.ok with nothing replaying."""
+    lc, history, settings = setup
+    last = await _keep(history, "u1", "user:u1", 1)
+    answer = await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 1}, "lastEventId": last})
+    assert ("resume.ok", {"replaying": 0}) == (answer["type"], answer["payload"])
+    assert [] == _queued(settings)
+
+
+@pytest.mark.parametrize("setup", [{"history_window_s": 0}], indirect=True)
+async def test_without_a_history_every_resume_is_a_resync(setup: tuple[Lifecycle, History, Settings]) -> None:
+    """With FANOUT_HISTORY_WINDOW_S=0 nothing is kept: a resume is told to refetch what it named."""
+    lc, _, _ = setup
+    answer = await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 4}, "lastEventId": "evt_1"})
+    assert ("system.resync", {"keys": {"user:u1": 4}, "events": True, "replaying": 0}) == (
+        answer["type"],
+        answer["payload"],
+    )

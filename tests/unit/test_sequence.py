@@ -1,0 +1,142 @@
+"""Per-key sequence numbers: allocated atomically in MongoDB, and set by the publishers on ordered events,
+which a FIFO queue then groups by key (real MongoDB and SQS)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+import boto3
+from prometheus_client import CollectorRegistry
+from pymongo import MongoClient
+
+from fanout import AsyncPublisher, Publisher
+from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
+from fanout.sequence import SequenceAllocator, SyncSequenceAllocator, latest
+from fanout.store import mongo_client
+from tests.catalog_examples import EXAMPLES, payload
+from tests.conftest import Server, dev_settings
+
+
+async def test_concurrent_allocations_of_a_key_are_1_to_n_without_repeat(mongo_server: Server) -> None:
+    """Fifty concurrent allocations of one key get 1..50, each once; another key starts at 1."""
+    db = f"seq_{secrets.token_hex(4)}"
+    client = mongo_client(dev_settings(mongo=mongo_server))
+    try:
+        alloc = SequenceAllocator(client, db)
+        got = await asyncio.gather(*(alloc.next("conversation:c9") for _ in range(50)))
+        assert list(range(1, 51)) == sorted(got)
+        assert 1 == await alloc.next("conversation:c8")
+        assert {"conversation:c9": 50, "conversation:c8": 1} == await latest(
+            client[db]["fanoutsequences"], ["conversation:c9", "conversation:c8", "user:none"]
+        )
+    finally:
+        await client.drop_database(db)
+        await client.close()
+
+
+def _received(settings: Any, queue: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+    sqs.close()
+    return list(reply.get("Messages", []))
+
+
+def test_the_sync_publisher_allocates_seq_and_groups_by_key_on_a_fifo_queue(
+    mongo_server: Server, moto_server: Server
+) -> None:
+    """Publishing with ordering_key gives the key's next seq; on a .fifo queue the key is the
+    MessageGroupId and the event id the deduplication id (an unkeyed event is a group of its own)."""
+    suffix = secrets.token_hex(4)
+    settings = dev_settings(
+        moto_server, mongo_server, queue_name=f"q-{suffix}.fifo", dlq_name=f"d-{suffix}.fifo"
+    )
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name, Attributes={"FifoQueue": "true"})
+    sqs.close()
+    mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo())
+    publisher = Publisher(settings, sequences=SyncSequenceAllocator(mongo, settings.mongo_db))
+    try:
+        first = publisher.publish(
+            "chat.message", payload=payload("chat.message"), user_ids=["u1"], ordering_key="conversation:c9"
+        )
+        second = publisher.publish(
+            "chat.message", payload=payload("chat.message"), user_ids=["u1"], ordering_key="conversation:c9"
+        )
+        alone = publisher.publish("notification.new", payload=payload("notification.new"), user_ids=["u1"])
+        messages = _received(settings, settings.queue_name)
+    finally:
+        publisher.close()
+        mongo.drop_database(settings.mongo_db)
+        mongo.close()
+    seen = {json.loads(m["Body"])["id"]: m for m in messages}
+    assert (1, 2) == tuple(json.loads(seen[i]["Body"])["meta"]["seq"] for i in (first, second))
+    assert ["conversation:c9", "conversation:c9", alone] == [
+        seen[i]["Attributes"]["MessageGroupId"] for i in (first, second, alone)
+    ]
+    assert first == seen[first]["Attributes"]["MessageDeduplicationId"]
+
+
+async def test_the_async_publisher_allocates_seq_and_a_standard_queue_gets_no_group(
+    mongo_server: Server, moto_server: Server
+) -> None:
+    """The asynchronous publisher allocates seq the same way; a standard queue's sends carry no group."""
+    settings = dev_settings(moto_server, mongo_server)
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name)
+    sqs.close()
+    client = mongo_client(settings)
+    try:
+        alloc = SequenceAllocator(client, settings.mongo_db)
+        async with AsyncPublisher(settings, sequences=alloc) as pub:
+            ids = [
+                await pub.publish(
+                    "chat.message", payload=payload("chat.message"), user_ids=["u1"], ordering_key="user:u1"
+                )
+                for _ in range(3)
+            ]
+            explicit = await pub.publish(
+                "chat.message",
+                payload=payload("chat.message"),
+                user_ids=["u1"],
+                ordering_key="user:u1",
+                seq=99,
+            )
+            typed = await pub.send_event(EXAMPLES["chat.message"], user_ids=["u1"])
+        messages = _received(settings, settings.queue_name)
+    finally:
+        await client.drop_database(settings.mongo_db)
+        await client.close()
+    metas = {json.loads(m["Body"])["id"]: json.loads(m["Body"])["meta"] for m in messages}
+    assert [1, 2, 3, 99] == [metas[i]["seq"] for i in (*ids, explicit)]
+    assert ("chat:c9", 1) == (metas[typed]["orderingKey"], metas[typed]["seq"])  # the catalog's key
+    assert all("MessageGroupId" not in m.get("Attributes", {}) for m in messages)
+
+
+async def test_the_background_publishers_name_the_key_group_on_a_fifo_queue(moto_server: Server) -> None:
+    """Both background publishers send to a FIFO queue with the ordering key as MessageGroupId (the event
+    id for an unkeyed event) and the event id as deduplication id, as the direct publishers do."""
+    suffix = secrets.token_hex(4)
+    settings = dev_settings(moto_server, queue_name=f"q-{suffix}.fifo", dlq_name=f"d-{suffix}.fifo")
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name, Attributes={"FifoQueue": "true"})
+    sqs.close()
+    chat = payload("chat.message")
+    sync = BackgroundPublisher(settings, registry=CollectorRegistry(), sigterm=False)
+    try:
+        keyed = sync.publish("chat.message", payload=chat, user_ids=["u1"], ordering_key="conversation:c9")
+        alone = sync.publish("notification.new", payload=payload("notification.new"), user_ids=["u1"])
+    finally:
+        assert 0 == sync.close()
+    async with AsyncBackgroundPublisher(settings, registry=CollectorRegistry(), sigterm=False) as pub:
+        later = await pub.publish(
+            "chat.message", payload=chat, user_ids=["u1"], ordering_key="conversation:c9"
+        )
+    seen = {json.loads(m["Body"])["id"]: m["Attributes"] for m in _received(settings, settings.queue_name)}
+    assert ["conversation:c9", alone, "conversation:c9"] == [
+        seen[i]["MessageGroupId"] for i in (keyed, alone, later)
+    ]
+    assert [keyed, alone, later] == [seen[i]["MessageDeduplicationId"] for i in (keyed, alone, later)]
