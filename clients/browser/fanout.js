@@ -412,6 +412,8 @@ export class FanoutClient {
     }
     if (this.reorder.positions.size || this.lastEventId) {
       await this.#resume([...this.reorder.positions.keys()], true);
+    } else if (this.connects > 0) {
+      this.#resync({ keys: {}, events: true }); // a reconnect with nothing to resume from: refetch
     }
   }
 

@@ -1,0 +1,70 @@
+"""Headless Chromium on the demo page of a real `fanout dev`: Debian's chromium, driven by Playwright's
+Python package through ``executable_path`` (never ``playwright install``, which downloads a browser).
+
+The set-up installs the browser with apt when /usr/bin/chromium is missing (as root), and fails with a
+clear message when it cannot: a browser test that cannot run is a failure, not a skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, sync_playwright
+
+from tests.conftest import Stack, stack_env, start_stack, stop_stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+#: Short timings so a test waits seconds: the typing stop after 2 s, offline 1 s after the last tab.
+DEMO_ENV = {"FANOUT_TYPING_TIMEOUT_S": "2", "FANOUT_PRESENCE_GRACE_S": "1", "FANOUT_CONFLATE_MS": "300"}
+
+
+def _apt(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(["apt-get", *args], capture_output=True, text=True, env=env, timeout=540, check=False)
+
+
+def install_chromium() -> None:
+    """Make sure /usr/bin/chromium exists: `apt-get install chromium` as root, after an update if needed."""
+    if CHROMIUM.exists():
+        return
+    how = "apt-get install -y --no-install-recommends chromium"
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.fail(f"the browser test needs Debian's chromium at {CHROMIUM}: run `{how}` as root", pytrace=False)
+    install = ("install", "-y", "--no-install-recommends", "chromium")
+    result = _apt(*install)
+    if result.returncode != 0:  # an old or missing package list: update it once, then try again
+        _apt("update")
+        result = _apt(*install)
+    if result.returncode != 0 or not CHROMIUM.exists():
+        pytest.fail(f"`{how}` failed ({result.returncode}):\n{result.stderr[-2000:]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def demo_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
+    """`fanout dev` with its demo page and the short timings above."""
+    running = start_stack(tmp_path_factory.mktemp("demo"), stack_env(**DEMO_ENV), demo=True)
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """One headless Chromium with a fresh profile; each test opens its own pages (tabs) in it."""
+    install_chromium()
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 640},
+        )
+        context.set_default_timeout(10_000)
+        yield context
+        context.close()
