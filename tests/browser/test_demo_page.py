@@ -44,6 +44,12 @@ def _badge(page: Page) -> int:
     return int(page.get_by_test_id("badge").get_attribute("data-count") or "0")
 
 
+def _front(page: Page) -> Page:
+    """The tab a user acts in is the one in front (Chromium throttles a tab behind: each click waits 2 s)."""
+    page.bring_to_front()
+    return page
+
+
 def _js(page: Page, expression: str) -> Any:
     return page.evaluate(f"() => window.fanoutDemo.{expression}")
 
@@ -68,7 +74,7 @@ def test_every_surface_updates_live(browser: BrowserContext, demo_stack: Stack, 
     expect(bob.get_by_test_id("presence-alice")).to_have_attribute("data-status", "online")
 
     unread, going = _badge(alice), int(bob.get_by_test_id("going").inner_text())
-    alice.get_by_test_id("simulate-notification").click()
+    _front(alice).get_by_test_id("simulate-notification").click()
     expect(alice.get_by_test_id("badge")).to_have_attribute("data-count", str(unread + 1))
     alice.get_by_test_id("simulate-rsvp").click()
     expect(bob.get_by_test_id("going")).to_have_text(str(going + 1))  # the topic reaches every watcher
@@ -77,22 +83,22 @@ def test_every_surface_updates_live(browser: BrowserContext, demo_stack: Stack, 
     expect(alice.get_by_test_id("checked-in")).to_have_text(str(checked + 60), timeout=15_000)
     assert _js(alice, "stats.checkinFrames") < 60  # conflated: far fewer frames than check-ins
 
-    bob.get_by_test_id("composer").press_sequentially("hi alice")
+    _front(bob).get_by_test_id("composer").press_sequentially("hi alice")
     expect(alice.get_by_test_id("typing")).to_have_text("bob is typing…")
     bob.get_by_test_id("composer").press("Enter")
     mine = bob.get_by_test_id("message").filter(has_text="hi alice").last
     expect(alice.get_by_test_id("message").filter(has_text="hi alice")).to_have_count(1)
     expect(alice.get_by_test_id("typing")).to_be_hidden()
     expect(mine).to_have_attribute("data-state", "delivered")  # alice's tab got it and acknowledged
-    alice.get_by_test_id("composer").focus()  # alice looks at the thread: read
+    _front(alice).get_by_test_id("composer").focus()  # alice looks at the thread: read
     expect(mine).to_have_attribute("data-state", "read")
     expect(mine.get_by_test_id("receipt")).to_have_text("✓✓ read")
 
     alice.get_by_test_id("composer").fill("hello bob")
     alice.get_by_test_id("composer").press("Enter")
-    bob.get_by_test_id("composer").press_sequentially("see you")
+    _front(bob).get_by_test_id("composer").press_sequentially("see you")
     expect(alice.get_by_test_id("typing")).to_be_visible()
-    alice.get_by_test_id("composer").blur()
+    _front(alice).get_by_test_id("composer").blur()
     alice.screenshot(path=str(ROOT / "docs" / "demo.png"))
 
     bob.close()
@@ -109,7 +115,9 @@ def test_a_dropped_socket_reconnects_and_resumes(
     alice.get_by_test_id("simulate-notification").click()  # something to resume from: lastEventId
     alice.wait_for_function("() => window.fanoutDemo.client.lastEventId !== null")
     connects, unread = _js(alice, "client.connects"), _badge(alice)
-    alice.evaluate("() => { const b = window.fanoutDemo.client.backoff; b.random = () => 1; b.baseMs = 1000; }")
+    alice.evaluate(
+        "() => { const b = window.fanoutDemo.client.backoff; b.random = () => 1; b.baseMs = 1000; }"
+    )
     faults = f"{demo_stack.gateway_url}/_emulator/faults"
     _call(demo_stack, faults, {"drop": 1}, method="PUT")
     try:
@@ -119,7 +127,7 @@ def test_a_dropped_socket_reconnects_and_resumes(
         _call(demo_stack, faults, {"drop": 0}, method="PUT")  # before the reconnect, a second later
     expect(alice.get_by_test_id("status")).to_have_attribute("data-status", "open")
     expect(alice.get_by_test_id("badge")).to_have_attribute("data-count", str(unread + 1))
-    assert connects + 1 == _js(alice, "client.connects")
+    assert _js(alice, "client.connects") > connects  # a new socket (a second drop on a slow machine is fine)
     if _js(alice, "client.canResume"):  # resume: the missed frame itself, no refetch
         alice.wait_for_function(f"() => window.fanoutDemo.stats.frames.includes({json.dumps(missed)})")
         assert 0 == _js(alice, "stats.refetches")
@@ -132,24 +140,32 @@ def test_two_tabs_of_one_user_stay_in_sync(
     browser: BrowserContext, demo_stack: Stack, tabs: list[Page]
 ) -> None:
     """A message sent and a "mark all read" in one tab show in the user's other tab, and the tab that
-    made the change gets no echo of it (its connection id is excluded)."""
+    made the change gets no echo of them (its connection id is excluded)."""
     first, second = _tab(browser, demo_stack, "alice"), _tab(browser, demo_stack, "alice")
     tabs += [first, second]
     assert _js(first, "client.connectionId") != _js(second, "client.connectionId")
-    first.get_by_test_id("simulate-notification").click()
-    expect(second.get_by_test_id("badge")).not_to_have_attribute("data-count", "0")
-    expect(first.get_by_test_id("badge")).to_have_attribute(
-        "data-count", second.get_by_test_id("badge").get_attribute("data-count") or ""
-    )
-    frames_before = len(_js(first, "stats.frames"))
-    first.get_by_test_id("mark-read").click()
+    with _front(first).expect_response("**/api/simulate") as simulated:
+        first.get_by_test_id("simulate-notification").click()
+    [notified] = simulated.value.json()["eventIds"]
+    for tab in (first, second):  # no connection to leave out: both tabs get it
+        tab.wait_for_function(f"() => window.fanoutDemo.stats.frames.includes({json.dumps(notified)})")
+    expect(first.get_by_test_id("badge")).not_to_have_attribute("data-count", "0")
+    expect(second.get_by_test_id("badge")).to_have_attribute("data-count", str(_badge(first)))
+
+    with first.expect_response("**/api/notifications/read") as marked:
+        first.get_by_test_id("mark-read").click()
     expect(second.get_by_test_id("badge")).to_have_attribute("data-count", "0")
     expect(first.get_by_test_id("badge")).to_have_attribute("data-count", "0")
-
     text = f"from the first tab {time.monotonic_ns()}"
-    first.get_by_test_id("composer").fill(text)
-    first.get_by_test_id("composer").press("Enter")
+    with first.expect_response("**/api/messages") as sent:
+        first.get_by_test_id("composer").fill(text)
+        first.get_by_test_id("composer").press("Enter")
     expect(second.get_by_test_id("message").filter(has_text=text)).to_have_count(1)
     expect(first.get_by_test_id("message").filter(has_text=text)).to_have_attribute("data-state", "sent")
-    second_frames = _js(second, "stats.frames")
-    assert [] == [f for f in _js(first, "stats.frames")[frames_before:] if f in second_frames]
+
+    own = [*marked.value.json()["eventIds"], sent.value.json()["message"]["eventId"]]
+    second.wait_for_function(
+        f"() => {json.dumps(own)}.every((id) => window.fanoutDemo.stats.frames.includes(id))"
+    )
+    first_frames = _js(first, "stats.frames")
+    assert [] == [event_id for event_id in own if event_id in first_frames]

@@ -76,10 +76,10 @@ class Demo:
     async def notify(self, user: str, title: str) -> list[str]:
         """A new notification: the badge of every tab of ``user`` goes up."""
         count = self.unread[user] = self.unread.get(user, 0) + 1
-        nid = f"n{next(self._ids)}"
-        item = {"notificationId": nid, "title": title, "createdAt": now_iso(), "unreadCount": count}
+        nid, created = f"n{next(self._ids)}", now_iso()
+        item = {"notificationId": nid, "title": title, "createdAt": created, "unreadCount": count}
         self.notifications.setdefault(user, deque(maxlen=20)).appendleft(item)
-        payload = NotificationNew(notification_id=nid, title=title, created_at=item["createdAt"], unread_count=count)
+        payload = NotificationNew(notification_id=nid, title=title, created_at=created, unread_count=count)
         return [await self.publisher.send_event(payload, user_ids=[user])]
 
     async def read_all(self, user: str, connection_id: str | None) -> list[str]:
@@ -89,7 +89,9 @@ class Demo:
         exclude = [connection_id] if connection_id else []
         return [await self.publisher.send_event(payload, user_ids=[user], exclude_connection_ids=exclude)]
 
-    async def send(self, sender: str, text: str, client_id: str | None, connection_id: str | None) -> dict[str, Any]:
+    async def send(
+        self, sender: str, text: str, client_id: str | None, connection_id: str | None
+    ) -> dict[str, Any]:
         """Store a chat message and publish it to every participant but the tab that sent it."""
         message = {
             "conversationId": CONVERSATION,

@@ -14,7 +14,7 @@ names: this server runs only inside ``fanout dev`` and binds the loopback addres
 | ``POST /api/seed`` ``{"participants"?}`` | (re)write the demo conversation's participants in MongoDB |
 | ``POST /api/messages`` ``{"user","text","clientMessageId"?}`` | send a chat message |
 | ``POST /api/notifications/read`` ``{"user"}`` | mark the user's notifications read |
-| ``POST /api/simulate`` ``{"user","what"}`` | publish ``notification``, ``message``, ``rsvp`` or ``checkins`` |
+| ``POST /api/simulate`` ``{"user","what"}`` | publish ``notification``, ``message``, ``rsvp``, ``checkins`` |
 
 Mutations take the tab's connection id in ``X-Fanout-Connection-Id`` and leave that tab out of the
 echo. Anything malformed is a 400 with a reason; nothing here logs a ticket.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from aiohttp import web
 from fanout import logging as fanout_logging
 from fanout.attributes import CONNECTION_ID
 from fanout.config import Settings
+from fanout.errors import ConfigError
 from fanout.local.demo.domain import CONVERSATION, EVENT, TOPIC, Demo
 from fanout.logging import get_logger
 from fanout.publish import AsyncPublisher
@@ -172,7 +174,9 @@ def app(demo: Demo, tickets: TicketStore, ws_url: str) -> web.Application:
 
 
 async def serve(settings: Settings) -> None:
-    """Run the demo server until SIGTERM/SIGINT."""
+    """Run the demo server until SIGTERM/SIGINT; refused outside ``FANOUT_ENV=dev``."""
+    if not settings.is_dev:  # it mints a ticket for whatever user a request names
+        raise ConfigError(f"the demo page is for the local stack only (FANOUT_ENV=dev, not {settings.env})")
     client = mongo_client(settings)
     db = client[settings.mongo_db]
     tickets = TicketStore(db[settings.tickets_collection])
@@ -196,6 +200,11 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
-    fanout_logging.configure(settings.log_level, settings.log_format or "console")
-    asyncio.run(serve(settings))
+    """``python -m fanout.local.demo``: serve, or exit 2 with the reason (outside dev, among others)."""
+    try:
+        settings = Settings()
+        fanout_logging.configure(settings.log_level, settings.log_format or "console")
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"fanout demo: error: {exc}", file=sys.stderr)
+        sys.exit(2)
