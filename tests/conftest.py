@@ -97,6 +97,7 @@ def stack_env(**overrides: str) -> dict[str, str]:
         "FANOUT_RECEIVE_WAIT_S": "1",
         "FANOUT_POST_TIMEOUT_S": "2",
         "FANOUT_LOG_FORMAT": "json",
+        "FANOUT_LOG_LEVEL": "DEBUG",  # every event's own line: the tests read them, and check they leak nothing
     }
     env |= overrides
     return env

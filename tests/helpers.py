@@ -249,7 +249,8 @@ class ReadyWatch:
 
 
 class QueueReceiver:
-    """Receives and deletes a queue's messages on threads while a test runs, counting event ids.
+    """Receives and deletes a queue's messages on threads while a test runs, counting each event id once
+    per SQS message (a message received again is not counted twice).
 
     Receiving while publishing keeps the queue shallow, as a worker would. Calls that fail (the queue
     stopped) are retried, so it rides through an outage.
@@ -260,6 +261,7 @@ class QueueReceiver:
         self.ids: collections.Counter[str] = collections.Counter()
         self.bodies: list[dict[str, Any]] = []
         self.message_ids: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
+        self.redelivered = 0  # the same SQS message received again
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -301,6 +303,11 @@ class QueueReceiver:
             with self._lock:
                 for m in messages:
                     body = json.loads(m["Body"])
+                    if m["MessageId"] in self.message_ids[body["id"]]:
+                        # moto handed one message to two concurrent receives: SQS's at-least-once, not a
+                        # second send; only a new MessageId for the same event is one
+                        self.redelivered += 1
+                        continue
                     self.ids[body["id"]] += 1
                     self.bodies.append(body)
                     self.message_ids[body["id"]].append(m["MessageId"])

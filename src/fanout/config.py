@@ -160,6 +160,7 @@ class Settings(BaseSettings):
     # Logs
     log_level: str = "INFO"
     log_format: Literal["console", "json"] | None = None
+    log_summary_s: float = Field(60, gt=0, description="interval of the worker's events_summary line")
 
     # CloudWatch metrics as Embedded Metric Format lines on stdout (the ECS awslogs driver extracts them)
     cloudwatch_emf: bool = False

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -13,6 +16,7 @@ from fanout import Publisher
 from fanout.tokens import sign
 from tests.conftest import Stack
 from tests.helpers import Client, connect, wait_for
+from tests.integration.conftest import Lane
 
 MESSAGE = {"conversationId": "c1", "messageId": "m1", "senderId": "u0"}  # a valid chat.message payload
 
@@ -47,7 +51,8 @@ async def _publish(stack: Stack, event_type: str, user: str, payload: dict[str, 
 
 
 async def test_a_token_and_a_payload_never_reach_the_logs(stack: Stack) -> None:
-    """A client's token and an event's payload stay out of every stack log line; the event id is logged."""
+    """A client's token and an event's payload stay out of every stack log line (at DEBUG, the most there
+    is); the event id is logged."""
     settings = stack.settings
     user = _uid("secret")
     token = sign(user, settings.jwt_key())
@@ -143,3 +148,31 @@ async def test_gateway_emulator_exports_its_own_counters(stack: Stack) -> None:
         before, "fanout_gateway_connections_total", event="connected"
     )
     assert 1 <= _value(after, "fanout_gateway_open_connections")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+async def test_at_info_a_delivered_event_is_counted_in_the_summary_line_not_logged_alone(lane: Lane) -> None:
+    """At INFO, a delivered event has no line of its own but is counted in ``events_summary``; an event
+    with nobody connected keeps its ``event_done`` line; the stopping worker flushes what is left."""
+    stack = lane.stack
+    worker = lane.worker(FANOUT_LOG_LEVEL="INFO", FANOUT_LOG_SUMMARY_S="3600")  # only the stop flushes
+    await worker.ready()
+    user = _uid("summary")
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        client = await connect(es, http, stack.ws_url, stack.settings, user)
+        delivered = await _publish(stack, "notification.new", user, {"notificationId": "n1"})
+        await wait_for(lambda: [delivered] == [e["id"] for e in client.events()])
+        nobody = await _publish(stack, "notification.new", _uid("absent"), {"notificationId": "n2"})
+        await wait_for(lambda: nobody in worker.log.read_text())
+    assert 0 == worker.terminate()
+    lines = _lines(worker.log)
+    done = {x["event_id"]: x for x in lines if x.get("event") == "event_done"}
+    assert delivered not in done
+    assert ("no_connections", 0) == (done[nobody]["outcome"], done[nobody]["posts"])
+    summaries = [x for x in lines if x.get("event") == "events_summary"]
+    assert 1 == len(summaries), "one line when the worker stops, none before with a one-hour interval"
+    counted = summaries[0]["by_type"]["notification.new"]
+    assert ({"delivered": 1, "no_connections": 1}, 1) == (counted, summaries[0]["posts"])

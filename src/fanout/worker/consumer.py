@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.errors import PyMongoError
 
 from fanout import queues
-from fanout.catalog import policy_for
+from fanout.catalog import metric_label, policy_for
 from fanout.config import Settings
 from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
 from fanout.flags import FlagStore, LiveSwitches
@@ -40,6 +40,7 @@ from fanout.worker.limiter import AdaptiveLimiter
 from fanout.worker.received import Received
 from fanout.worker.settle import Settler, Tally
 from fanout.worker.sqs import Batcher
+from fanout.worker.summary import Summary
 
 log = get_logger("fanout.worker")
 
@@ -81,6 +82,7 @@ class Worker:
         self._held: dict[str, tuple[Line, float]] = {}  # receipt -> its line, when its visibility was set
         self._tasks: set[asyncio.Task[None]] = set()
         self.pid = os.getpid()
+        self.summary = Summary(self.pid)
 
     @property
     def tally(self) -> Tally:
@@ -130,6 +132,7 @@ class Worker:
             background = [
                 asyncio.create_task(self._probe(clients, queue_url)),
                 asyncio.create_task(self.switches.run()),
+                asyncio.create_task(self.summary.run(s.log_summary_s)),
             ]
             if self.census:
                 background.append(asyncio.create_task(self._census(clients).run()))
@@ -158,6 +161,7 @@ class Worker:
             await _cancel(background)
             await asyncio.gather(self._stop_pollers(pollers), self._drain())
             await _cancel([heartbeat])
+            self.summary.flush()
         log.info("worker_stopped", **asdict(self.tally))
         return self.tally
 
@@ -249,12 +253,15 @@ class Worker:
                 connections=len(result.refused),
                 endpoints=sorted(result.refused_endpoints)[:10],
             )
-        shard = msg.routing.shard
-        log.info(
+        shard, outcome = msg.routing.shard, result.event_outcome()
+        self.summary.add(metric_label(msg.body.type), outcome, result.attempted, len(result.failed))
+        # The plain case is counted in the summary line: its own line only at debug (bench/README.md).
+        plain = outcome == "delivered" and shard is None and msg.round == 0
+        (log.debug if plain else log.info)(
             "event_done",
             event_id=msg.body.id,
             event_type=msg.body.type,
-            outcome=result.event_outcome(),
+            outcome=outcome,
             posts=result.attempted,
             failed=len(result.failed),
             round=msg.round,
