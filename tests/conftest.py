@@ -70,6 +70,10 @@ class Stack:
         return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
 
     @property
+    def demo_url(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.settings.demo_port}"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://{self.settings.metrics_host}:{self.settings.metrics_port}"
 
@@ -87,6 +91,7 @@ def stack_env(**overrides: str) -> dict[str, str]:
         "FANOUT_INBOUND_QUEUE_NAME": f"fanout-inbound-{suffix}",
         "FANOUT_GATEWAY_PORT": str(free_port()),
         "FANOUT_METRICS_PORT": str(free_port()),
+        "FANOUT_DEMO_PORT": str(free_port()),
         "FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}",
         "FANOUT_MONGO_DB": f"fanout_{suffix}",
         "FANOUT_RECEIVE_WAIT_S": "1",
@@ -98,13 +103,13 @@ def stack_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_stack(tmp: Path, env: dict[str, str], *args: str) -> Stack:
-    """Run `fanout dev [ARGS]` with ``env`` and wait for its ready line."""
+def start_stack(tmp: Path, env: dict[str, str], *args: str, demo: bool = False) -> Stack:
+    """Run `fanout dev [ARGS]` with ``env`` and wait for its ready line; the demo page only when asked."""
     full_env = {**os.environ, **env}
     log = tmp / "stack.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fanout", "dev", *args],
+            [sys.executable, "-m", "fanout", "dev", *args, *(() if demo else ("--no-demo",))],
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=err,

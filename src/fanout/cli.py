@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start everything but the worker (run `fanout worker` yourself)",
     )
+    dev.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="do not serve the demo page (FANOUT_DEMO_PORT)",
+    )
 
     w = sub.add_parser(
         "worker",
@@ -221,7 +226,7 @@ def _interrupt(*_: object) -> None:
 def _dev(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.local.stack import LocalStack
 
-    stack = LocalStack(settings, worker=not args.no_worker)
+    stack = LocalStack(settings, worker=not args.no_worker, demo=not args.no_demo)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
     print("fanout dev: starting the local stack", flush=True)

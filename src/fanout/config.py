@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_stage: str = "local"
+    demo_port: int = Field(8090, description="the demo page of `fanout dev`, on FANOUT_GATEWAY_HOST")
     jwt_secret: SecretStr | None = None
     jwt_secret_arn: str | None = Field(
         None, description="Secrets Manager secret holding the connect-token key"

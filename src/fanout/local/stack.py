@@ -71,8 +71,9 @@ DEV_DEFAULTS = {"FANOUT_RECEIVE_WAIT_S": "5"}
 class LocalStack:
     """Starts and stops the local stack described by a ``Settings`` (dev defaults).
 
-    Its parts are attributes: ``moto``, ``mongo`` (None when an existing MongoDB is used), ``gateway``
-    and ``worker`` (None with ``worker=False``); ``parts`` lists those started, in order.
+    Its parts are attributes: ``moto``, ``mongo`` (None when an existing MongoDB is used), ``gateway``,
+    ``demo`` (the demo page; None unless ``demo=True``, as ``fanout dev`` asks) and ``worker`` (None with
+    ``worker=False``); ``parts`` lists those started, in order.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class LocalStack:
         echo: Callable[[str], None] = print,
         *,
         worker: bool = True,
+        demo: bool = False,
     ) -> None:
         self.settings = settings
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="fanout-dev-"))
@@ -119,6 +121,17 @@ class LocalStack:
             lambda: _http_ok(f"http://{gw}/_emulator/stats"),
             quiet=False,
         )
+        self.demo: Part | None = None
+        if demo:
+            page = f"http://{s.gateway_host}:{s.demo_port}"
+            self.demo = Part(
+                "demo page",
+                "demo",
+                f"{page}/?user=alice  (and ?user=bob in another tab)",
+                [py, "-m", "fanout.local.demo"],
+                lambda: _http_ok(f"{page}/api/config"),
+                quiet=False,
+            )
         self.worker: Part | None = None
         if worker:
             metrics = f"http://{s.metrics_host}:{s.metrics_port}"
@@ -152,6 +165,8 @@ class LocalStack:
             wanted.append(("MongoDB (FANOUT_MONGO_URI)", mongo.hostname or "127.0.0.1", mongo.port or 0))
         wanted.append(("gateway (FANOUT_GATEWAY_PORT)", s.gateway_host, s.gateway_port))
         wanted.append(("worker metrics (FANOUT_METRICS_PORT)", s.metrics_host, s.metrics_port))
+        if self.demo is not None:
+            wanted.append(("demo page (FANOUT_DEMO_PORT)", s.gateway_host, s.demo_port))
         for what, host, port in wanted:
             if not _port_free(host, port):
                 raise ConfigError(
@@ -164,7 +179,7 @@ class LocalStack:
         self.check_ports()
         self._start(self.moto, timeout_s)
         self.create_queues()
-        for part in (self.mongo, self.gateway, self.worker):
+        for part in (self.mongo, self.gateway, self.demo, self.worker):
             if part is not None:
                 self._start(part, timeout_s)
 

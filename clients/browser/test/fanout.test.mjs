@@ -1,0 +1,89 @@
+// The rules of fanout.js that need no server: backoff, duplicates by id, per-key order.
+// Run by tests/integration/test_browser_client.py with `node --test`.
+import assert from "node:assert/strict";
+import test from "node:test";
+
+import { Backoff, RecentIds, Reorderer, ticketUrl } from "../fanout.js";
+
+const ev = (id, key, seq) => ({ id, type: "chat.message", key, seq, payload: {} });
+const ids = (events) => events.map((e) => e.id);
+
+test("backoff delays stay within a doubling bound, capped, and reset after a connect", () => {
+  const backoff = new Backoff({ baseMs: 500, capMs: 4000, random: () => 0.999 });
+  const delays = Array.from({ length: 6 }, () => backoff.next());
+  assert.deepEqual(delays.map((d) => Math.round(d)), [500, 999, 1998, 3996, 3996, 3996]);
+  backoff.reset();
+  assert.equal(backoff.bound(), 500);
+});
+
+test("backoff is full jitter: a draw of 0 waits nothing", () => {
+  const backoff = new Backoff({ random: () => 0 });
+  assert.equal(backoff.next(), 0);
+  assert.equal(backoff.attempt, 1);
+});
+
+test("recent ids drop a repeated id and forget the oldest past capacity", () => {
+  const recent = new RecentIds(2);
+  assert.equal(recent.add("a"), true);
+  assert.equal(recent.add("a"), false);
+  recent.add("b");
+  recent.add("c");
+  assert.equal(recent.has("a"), false);
+  assert.equal(recent.size, 2);
+  assert.throws(() => new RecentIds(0), RangeError);
+});
+
+test("events of a key are handed on in seq order; an early one waits for the gap", () => {
+  const reorder = new Reorderer();
+  assert.deepEqual(ids(reorder.push(ev("e1", "user:u1", 1))), ["e1"]);
+  assert.deepEqual(ids(reorder.push(ev("e3", "user:u1", 3))), []);
+  assert.deepEqual(ids(reorder.push(ev("e4", "user:u1", 4))), []);
+  assert.deepEqual(ids(reorder.push(ev("e2", "user:u1", 2))), ["e2", "e3", "e4"]);
+  assert.deepEqual(ids(reorder.push(ev("e2bis", "user:u1", 2))), []);
+  assert.equal(reorder.positions.get("user:u1"), 4);
+});
+
+test("events without key or seq pass straight through", () => {
+  const reorder = new Reorderer();
+  assert.deepEqual(ids(reorder.push({ id: "n1", type: "notification.new", payload: {} })), ["n1"]);
+  assert.deepEqual(ids(reorder.push({ id: "t1", type: "chat.typing.started", key: "chat:c9" })), ["t1"]);
+  assert.equal(reorder.positions.size, 0);
+});
+
+test("a gap becomes overdue after holdMs; skipping it hands on what was held", () => {
+  let now = 0;
+  const reorder = new Reorderer({ holdMs: 2000, now: () => now });
+  reorder.push(ev("e1", "k:1", 1));
+  reorder.push(ev("e5", "k:1", 5));
+  now = 1999;
+  assert.deepEqual(reorder.overdue(), []);
+  now = 2000;
+  assert.deepEqual(reorder.overdue(), ["k:1"]);
+  assert.deepEqual(ids(reorder.skip("k:1")), ["e5"]);
+  assert.deepEqual(reorder.overdue(), []);
+  assert.equal(reorder.positions.get("k:1"), 5);
+});
+
+test("a resync position drops held events up to it and hands on those after it", () => {
+  const reorder = new Reorderer();
+  reorder.push(ev("e1", "k:1", 1));
+  reorder.push(ev("e3", "k:1", 3));
+  reorder.push(ev("e6", "k:1", 6));
+  assert.deepEqual(ids(reorder.expect("k:1", 5)), ["e6"]);
+  assert.deepEqual(ids(reorder.push(ev("e5", "k:1", 5))), []);
+});
+
+test("more held events than maxHeld give the gap up at once", () => {
+  const reorder = new Reorderer({ maxHeld: 2 });
+  reorder.push(ev("e1", "k:1", 1));
+  reorder.push(ev("e3", "k:1", 3));
+  reorder.push(ev("e4", "k:1", 4));
+  assert.deepEqual(ids(reorder.push(ev("e5", "k:1", 5))), ["e3", "e4", "e5"]);
+});
+
+test("a ticket URL carries a fresh, encoded ticket on every call", async () => {
+  let n = 0;
+  const build = ticketUrl("ws://h/local", async () => `fot_a+${++n}`);
+  assert.equal(await build(), "ws://h/local?ticket=fot_a%2B1");
+  assert.equal(await build(), "ws://h/local?ticket=fot_a%2B2");
+});

@@ -1,0 +1,54 @@
+"""clients/browser/fanout.js outside a browser: its server-free rules under Node's test runner, and its
+types (fanout.d.ts, from the generated catalog) checked by `tsc` on a small web-app consumer and on
+mistakes they must refuse. The browser itself is tests/browser's."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.integration.conftest import PACKAGE
+
+BROWSER = PACKAGE.parent / "browser"
+TSC = PACKAGE / "node_modules" / ".bin" / "tsc"
+
+
+def _tsc(project: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TSC), "-p", str(project)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_the_client_rules_hold_under_node() -> None:
+    """Backoff with full jitter, bounded dedupe by id, per-key order with held gaps, and ticket URLs pass
+    their Node tests."""
+    assert shutil.which("node"), "node is required to test clients/browser (install Node.js 20 or later)"
+    result = subprocess.run(
+        ["node", "--test", "test/"], cwd=BROWSER, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert 0 == result.returncode, result.stdout[-4000:] + result.stderr[-2000:]
+    passed = re.search(r"^# pass (\d+)$", result.stdout, re.M)
+    assert passed is not None and int(passed.group(1)) >= 9
+
+
+def test_a_web_app_consumer_compiles_against_the_catalog_types(built_package: list[str]) -> None:
+    """A TypeScript consumer of fanout.js (subscribers narrowed by event type, a ticket URL builder, the
+    connection id for excludeConnectionIds) compiles with the package's tsc."""
+    result = _tsc(BROWSER / "tsconfig.json")
+    assert 0 == result.returncode, result.stdout[-4000:]
+
+
+def test_the_types_refuse_mistakes(built_package: list[str], tmp_path: Path) -> None:
+    """tsc reports an error on each line of test/wrong.ts marked `error` (an unknown payload field, a
+    misspelt type, a wrong field type, a URL where a builder is due), and on no other line."""
+    wrong = BROWSER / "test" / "wrong.ts"
+    project = tmp_path / "tsconfig.json"
+    project.write_text(json.dumps({"extends": str(BROWSER / "tsconfig.json"), "files": [str(wrong)]}))
+    result = _tsc(project)
+    marked = {n for n, line in enumerate(wrong.read_text().splitlines(), 1) if "// error" in line}
+    reported = {int(n) for n in re.findall(r"wrong\.ts\((\d+),\d+\): error", result.stdout)}
+    assert len(marked) >= 5
+    assert marked == reported, result.stdout[-4000:]
