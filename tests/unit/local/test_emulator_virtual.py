@@ -74,7 +74,11 @@ async def test_a_socket_cannot_choose_a_virtual_id(emulator: tuple[str, str]) ->
     host, key = emulator
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(f"ws://{host}/local", params={"token": sign("v1", key), CHOSEN_ID: "virt.x"})
-        ws = await http.ws_connect(f"ws://{host}/local", params={"token": sign("v1", key), CHOSEN_ID: "virtx"})
+            await http.ws_connect(
+                f"ws://{host}/local", params={"token": sign("v1", key), CHOSEN_ID: "virt.x"}
+            )
+        ws = await http.ws_connect(
+            f"ws://{host}/local", params={"token": sign("v1", key), CHOSEN_ID: "virtx"}
+        )
         await ws.close()
     assert 409 == refused.value.status
