@@ -132,9 +132,10 @@ def table(r: Results) -> str:
                 )
     if r.broadcast is not None:
         lines += _broadcast_lines(r.broadcast)
-    lines += ["", "Targets", f"  {'':<28} {'value':>8} {'target':>8}  met"]
+    width = max([28, *map(len, r.targets)])  # the longest name keeps its row aligned
+    lines += ["", "Targets", f"  {'':<{width}} {'value':>8} {'target':>8}  met"]
     for name, target in r.targets.items():
         met = "yes" if target.met else "NO"
-        lines.append(f"  {name:<28} {target.value:>8} {target.target:>8}  {met}")
+        lines.append(f"  {name:<{width}} {target.value:>8} {target.target:>8}  {met}")
     lines.append(f"\nevery frame arrived: {'yes' if r.received_all else 'NO'}")
     return "\n".join(lines)

@@ -25,3 +25,8 @@ def test_every_plan_covers_every_audience_and_the_headline_fanout() -> None:
     for plan in (QUICK, FULL):
         assert set(AUDIENCES) == set(plan.inline_calls)
         assert 20 in plan.throughput_posts
+
+
+def test_both_plans_broadcast_to_virtual_connections() -> None:
+    """The full plan broadcasts to issue 13's 100,000 connections, the quick one to 5,000."""
+    assert (5000, 100_000) == (QUICK.broadcast, FULL.broadcast)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fanout.bench.report import table, targets
-from fanout.bench.results import PoolFailure, Results, Target
+from fanout.bench.results import Percentiles, PoolFailure, Results, Target
 from tests.unit.bench.samples import BROADCAST
 
 LATEST = Path(__file__).resolve().parents[3] / "bench" / "results" / "latest.json"
@@ -87,3 +87,16 @@ def test_table_shows_the_broadcast() -> None:
     assert "  worker RSS (all its processes): 180.0 -> 183.0 MB (max 184.5, growth 3.0)" in text
     assert "p50 40.0  p95 400.0  p99 900.0  (n=250)" in text
     assert "Broadcast" not in table(latest())
+
+
+def test_table_lists_the_broadcast_targets_aligned() -> None:
+    """The targets judged on a broadcast are rows of the table, met or not, in one column however long."""
+    r = replace(latest(), broadcast=replace(BROADCAST, urgent_ms=Percentiles(40.0, 1200.0, 1500.0, 250)))
+    judged = replace(r, targets=targets(r))
+    text = table(judged)
+    assert "  broadcast_over_point_to_point      0.8   >= 0.8  yes" in text
+    assert "  broadcast_urgent_p95_ms         1200.0  <= 1000  NO" in text
+    header = text.index("\nTargets\n") + len("\nTargets\n")
+    rows = text[header:].split("\n\n")[0].splitlines()[1:]
+    assert [row.split()[0] for row in rows] == list(judged.targets)
+    assert 1 == len({row.rindex(" ") for row in rows})  # the "met" column lines up
