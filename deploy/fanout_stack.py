@@ -40,7 +40,7 @@ class FanoutStack(Stack):
         self.websocket: websocket_api.WebSocket | None = None
         management_endpoint = None
         if p.creates_api:
-            self.lifecycle = lifecycle.build_lifecycle(self, p, prefix, network)
+            self.lifecycle = lifecycle.build_lifecycle(self, p, prefix, network, q)
             self.websocket = websocket_api.build_api(self, p, prefix, self.lifecycle.function)
             api_id, stage = self.websocket.api.api_id, self.websocket.stage.stage_name
             # Records name the domain clients used; the execute-api endpoint reaches every connection.

@@ -17,7 +17,17 @@ from typing import Literal
 
 NAMESPACE = "Fanout"
 
-EVENT_OUTCOMES = ("delivered", "partial", "no_connections", "expired", "invalid", "failed", "disabled")
+EVENT_OUTCOMES = (
+    "delivered",
+    "partial",
+    "no_connections",
+    "expired",
+    "invalid",
+    "failed",
+    "disabled",
+    "conflated",
+    "superseded",
+)
 DELIVERY_OUTCOMES = (
     "ok",
     "gone",

@@ -1,10 +1,11 @@
 """The lifecycle Lambda: the same ``fanout`` source as the worker, answering every WebSocket route.
 
 Its role can write its own logs, attach to the VPC (it reaches MongoDB the way the worker does), read
-two secrets (the MongoDB URI and the connect-token key) and send to the inbound queue, where it forwards
-the client actions the domain services own (``chat.send``, ``chat.read``). Nothing else; it posts nothing
-back through the management API, so it has no ``execute-api`` permission. Its environment is production
-only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
+two secrets (the MongoDB URI and the connect-token key), send to the inbound queue, where it forwards
+the client actions the domain services own (``chat.send``, ``chat.read``), and send to the events queue,
+where it publishes typing indicators, presence and receipts for the worker to deliver. Nothing else; it
+posts nothing back through the management API, so it has no ``execute-api`` permission. Its environment
+is production only: the keys arrive as secret ARNs, never as values, so no development key can reach it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from metrics_contract import NAMESPACE
 
 from fanout_cdk.bundling import lifecycle_code
 from fanout_cdk.parameters import COMPLETE_SECRET_ARN, Params
+from fanout_cdk.queues import Queues
 from fanout_cdk.service import Network
 
 LAMBDA_HANDLER = "fanout.lifecycle.lambda_handler"
@@ -53,7 +55,7 @@ def secret_resource(arn: str) -> str:
     return arn if COMPLETE_SECRET_ARN.search(arn) else f"{arn}-??????"
 
 
-def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> Lifecycle:
+def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network, queues: Queues) -> Lifecycle:
     """The function, its log group and its least-privilege role."""
     log_group = logs.LogGroup(
         stack,
@@ -75,7 +77,8 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> L
         stack,
         "LifecycleRole",
         assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        description="fanout lifecycle Lambda: own logs, VPC interfaces, the two secrets, the inbound queue",
+        description="fanout lifecycle Lambda: own logs, VPC interfaces, the two secrets, the inbound and "
+        "events queues",
         inline_policies={
             "Lifecycle": iam.PolicyDocument(
                 statements=[
@@ -93,6 +96,11 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> L
                     iam.PolicyStatement(
                         sid="ForwardClientActions", actions=["sqs:SendMessage"], resources=[inbound.queue_arn]
                     ),
+                    iam.PolicyStatement(  # typing indicators, presence and receipts, for the worker
+                        sid="PublishLiveEvents",
+                        actions=["sqs:SendMessage"],
+                        resources=[queues.queue.queue_arn],
+                    ),
                 ]
             )
         },
@@ -104,6 +112,7 @@ def build_lifecycle(stack: Stack, p: Params, prefix: str, network: Network) -> L
         "FANOUT_JWT_SECRET_ARN": jwt_arn,
         "FANOUT_MONGO_DB": p.req("mongoDb"),
         "FANOUT_INBOUND_QUEUE_URL": inbound.queue_url,
+        "FANOUT_QUEUE_URL": queues.queue.queue_url,  # where typing, presence and receipts are published
         "FANOUT_CLOUDWATCH_EMF": "true",
         "FANOUT_CLOUDWATCH_NAMESPACE": NAMESPACE,
         "FANOUT_LOG_FORMAT": "json",

@@ -22,6 +22,7 @@ DETAIL = "fanout-detail"  # a human-readable detail of the reason, at most DETAI
 ROUND = "fanout-round"  # remainder round number
 CONNECTIONS = "fanout-connections"  # JSON list: deliver to these connection ids only
 SHARD = "fanout-shard"  # JSON [lo, hi]: deliver to the target's connections in buckets [lo, hi) only
+CHECK = "fanout-check"  # deliver only if still true: "presence" (went offline) or "typing:<token>"
 SHARD_BUCKETS = 1024  # the store's BUCKETS
 
 #: SQS's limit for one message, counting the body and every attribute's name, type and value.
@@ -31,6 +32,9 @@ MAX_IDS = 50_000
 DETAIL_CHARS = 512
 #: API Gateway connection ids are short base64-like strings (``L0SM9cOFvHcCIhw=``).
 CONNECTION_ID = re.compile(r"[A-Za-z0-9_=+/.:-]{1,128}")
+#: A check, and the one event type each applies to (docs/protocol.md section 6).
+_CHECK = re.compile(r"presence|typing:[0-9A-HJKMNP-TV-Z]{26}")
+CHECK_TYPES = {"presence": "user.presence.updated", "typing": "chat.typing.stopped"}
 
 Attrs = dict[str, dict[str, str]]
 
@@ -52,6 +56,7 @@ class Routing:
     round: int = 0
     only: tuple[str, ...] | None = None  # a remainder: these connections, within the body's target
     shard: tuple[int, int] | None = None  # a shard: the target's connections in buckets [lo, hi)
+    check: str | None = None  # confirm before posting: "presence" or "typing:<token>"
 
     @property
     def is_remainder(self) -> bool:
@@ -59,8 +64,9 @@ class Routing:
 
     @property
     def is_part(self) -> bool:
-        """Written by the worker from a larger message (a remainder or a shard): never split again."""
-        return self.only is not None or self.shard is not None
+        """Written by fanout itself: a part of a larger message (a remainder or a shard), never split again,
+        or a check that was delayed on purpose; queue lag is not measured for any of them."""
+        return self.only is not None or self.shard is not None or self.check is not None
 
 
 def _value(attrs: Mapping[str, Any], name: str, data_type: str) -> str | None:
@@ -89,9 +95,12 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
         if round_ > MAX_ROUND:
             raise InvalidMessage("bad_attribute", f"{ROUND} over {MAX_ROUND}")
     shard = _shard(_value(attrs, SHARD, "String"))
+    check = _value(attrs, CHECK, "String")
+    if check is not None and not _CHECK.fullmatch(check):
+        raise InvalidMessage("bad_attribute", f"{CHECK} is not presence or typing:<token>")
     only_raw = _value(attrs, CONNECTIONS, "String")
     if only_raw is None:
-        return Routing(round_, None, shard)
+        return Routing(round_, None, shard, check)
     try:
         ids = json.loads(only_raw)
     except (ValueError, RecursionError):
@@ -100,7 +109,13 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
         raise InvalidMessage("bad_attribute", f"{CONNECTIONS} is not a list of 1 to {MAX_IDS} ids")
     if not all(isinstance(i, str) and CONNECTION_ID.fullmatch(i) for i in ids):
         raise InvalidMessage("bad_attribute", f"{CONNECTIONS} holds a value that is not a connection id")
-    return Routing(round_, tuple(dict.fromkeys(ids)), shard)
+    return Routing(round_, tuple(dict.fromkeys(ids)), shard, check)
+
+
+def check_fits(routing: Routing, event_type: str) -> None:
+    """A check applies to one event type; ``InvalidMessage("bad_attribute")`` on any other."""
+    if routing.check is not None and CHECK_TYPES[routing.check.partition(":")[0]] != event_type:
+        raise InvalidMessage("bad_attribute", f"{CHECK} does not apply to {event_type}")
 
 
 def _shard(raw: str | None) -> tuple[int, int] | None:
@@ -136,6 +151,11 @@ def remainder(round_: int, ids: Sequence[str]) -> Attrs:
 def shard(round_: int, lo: int, hi: int) -> Attrs:
     """The attributes of a shard message: its round and its range of buckets."""
     return {ROUND: number(round_), SHARD: string(json.dumps([lo, hi], separators=(",", ":")))}
+
+
+def check(value: str) -> Attrs:
+    """The attributes of a check message: ``presence`` or ``typing:<token>``."""
+    return {CHECK: string(value)}
 
 
 def dead_letter(reason: str, detail: str, ids: Sequence[str] = ()) -> Attrs:

@@ -19,7 +19,12 @@ _API_ID = re.compile(r"[a-z0-9]{1,64}")
 #: A client action name: ``<domain>.<verb>[.<more>]``, lowercase, like an event type.
 ACTION_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 #: Actions fanout itself answers: never forwarded, whatever FANOUT_FORWARD_ACTIONS says.
-OWN_ACTIONS = frozenset({"ping", "hello", "subscribe", "unsubscribe", "notification.subscribe", "resume"})
+OWN_ACTIONS = frozenset(
+    {
+        *("ping", "hello", "subscribe", "unsubscribe", "notification.subscribe", "resume"),
+        *("chat.typing", "chat.ack", "presence.query"),
+    }
+)
 
 
 class Settings(BaseSettings):
@@ -81,6 +86,9 @@ class Settings(BaseSettings):
     census_interval_s: float = Field(
         30, gt=0, description="how often one process samples active connections and TTL removals"
     )
+    conflate_ms: int = Field(
+        300, ge=0, le=10_000, description="hot counters: at most one post per key and window; 0: off"
+    )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9400
 
@@ -113,6 +121,26 @@ class Settings(BaseSettings):
         None, description="package.module:function deciding gated topic kinds (organization, conversation)"
     )
     connection_ttl_s: int = 7200
+
+    # Typing indicators, presence and receipts (docs/protocol.md sections 16-18)
+    participants_resolver: str | None = Field(
+        None, description="package.module:function(conversation_id) -> the conversation's user ids"
+    )
+    conversations_collection: str = Field("conversations", description="the default participants' source")
+    conversation_id_field: str = Field("_id", description="the conversation id's field (indexed) in it")
+    participants_field: str = Field("participants", description="the user ids' field in a conversation")
+    typing_timeout_s: int = Field(5, ge=1, le=60, description="silence after which typing stops by itself")
+    typing_rate: int = Field(10, ge=1, description="chat.typing frames per connection per 10 s")
+    ack_rate: int = Field(100, ge=1, description="chat.ack frames per connection per 10 s")
+    presence: bool = Field(
+        True, description="publish user.presence.updated on first connect, last disconnect"
+    )
+    presence_audience: str | None = Field(
+        None, description="package.module:function(user_id) -> the user ids who may see that user's presence"
+    )
+    presence_grace_s: int = Field(
+        5, ge=0, le=900, description="a user is offline once gone this long: quick reconnects do not flap"
+    )
 
     # Background publishers (fanout.publish.BackgroundPublisher / AsyncBackgroundPublisher)
     publish_linger_ms: float = Field(5, ge=0, le=1000, description="wait for a batch to fill at most this")

@@ -9,15 +9,13 @@ parses it with ``InboundMessage.model_validate_json`` and answers the one connec
 
 from __future__ import annotations
 
-import asyncio
-from contextlib import AsyncExitStack
 from typing import Any, Literal
 
-from aiobotocore.session import get_session
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from fanout.config import Settings
+from fanout.queues import LazyQueue
 
 
 class InboundMessage(BaseModel):
@@ -39,37 +37,19 @@ class InboundMessage(BaseModel):
 
 
 class InboundQueue:
-    """Sends inbound messages with aiobotocore. The client is opened on the first forwarded frame and
-    kept for the process (most lifecycle invocations never forward, so a cold start does not pay it)."""
+    """Sends inbound messages. The client is opened on the first forwarded frame and kept for the process
+    (most lifecycle invocations never forward, so a cold start does not pay it)."""
 
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._stack = AsyncExitStack()
-        self._client: Any = None
-        self._url = ""
-        self._opening = asyncio.Lock()
-
-    async def _open(self) -> Any:
-        async with self._opening:
-            if self._client is None:
-                s = self._settings
-                client = await self._stack.enter_async_context(
-                    get_session().create_client("sqs", **s.aws_client_kwargs())
-                )
-                self._url = s.inbound_queue_url or str(
-                    (await client.get_queue_url(QueueName=s.inbound_queue_name))["QueueUrl"]
-                )
-                self._client = client
-        return self._client
+        self._queue = LazyQueue(settings, settings.inbound_queue_url, settings.inbound_queue_name)
 
     async def send(self, message: InboundMessage) -> None:
         """Put one message on the queue; a FIFO queue keeps each connection's frames in order."""
-        client = self._client or await self._open()
+        await self._queue.client()
         extra: dict[str, str] = {}
-        if self._url.endswith(".fifo"):
+        if self._queue.url.endswith(".fifo"):
             extra = {"MessageGroupId": message.connection_id, "MessageDeduplicationId": message.request_id}
-        await client.send_message(QueueUrl=self._url, MessageBody=message.to_json(), **extra)
+        await self._queue.send(message.to_json(), **extra)
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._queue.aclose()

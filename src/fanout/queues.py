@@ -1,10 +1,13 @@
 """Queue URLs: the configured URL wins, else the URL SQS gives for the configured name. One place for
-the worker, the DLQ tools and the publisher."""
+the worker, the DLQ tools and the publisher; and the lifecycle's queues, opened on first use."""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AsyncExitStack
 from typing import Any
 
+from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from fanout.config import Settings
@@ -42,3 +45,47 @@ async def abulk(sqs: Any, settings: Settings) -> str | None:
         ) or "QueueDoesNotExist" in str(exc):
             return None
         raise
+
+
+class LazyQueue:
+    """One queue sent to with aiobotocore; the client is opened on the first send and kept for the
+    process. The lifecycle builds its queues so: most invocations send nothing, and a cold start should
+    not pay for a client it may not use."""
+
+    def __init__(self, settings: Settings, url: str | None, name: str) -> None:
+        self._settings = settings
+        self._known, self._name = url, name
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self.url = ""
+        self._opening = asyncio.Lock()
+
+    async def client(self) -> Any:
+        """The SQS client, opened (and the queue's URL resolved) on first use."""
+        if self._client is not None:
+            return self._client
+        async with self._opening:
+            if self._client is None:
+                client = await self._stack.enter_async_context(
+                    get_session().create_client("sqs", **self._settings.aws_client_kwargs())
+                )
+                self.url = self._known or str((await client.get_queue_url(QueueName=self._name))["QueueUrl"])
+                self._client = client
+        return self._client
+
+    async def send(self, body: str, **extra: Any) -> None:
+        """One ``SendMessage``; ``extra`` carries ``DelaySeconds``, ``MessageAttributes`` and the like."""
+        client = await self.client()
+        await client.send_message(QueueUrl=self.url, MessageBody=body, **extra)
+
+    async def send_batch(self, entries: list[dict[str, Any]]) -> None:
+        """Up to ten messages in one ``SendMessageBatch`` (``Id`` set here); raises when any failed."""
+        client = await self.client()
+        numbered = [{"Id": str(i), **entry} for i, entry in enumerate(entries)]
+        reply = await client.send_message_batch(QueueUrl=self.url, Entries=numbered)
+        if reply.get("Failed"):
+            raise RuntimeError(f"{len(reply['Failed'])} of {len(entries)} messages were not queued")
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None

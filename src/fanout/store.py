@@ -411,17 +411,19 @@ class ConnectionStore:
         )
         return result.modified_count > 0
 
-    async def take_forward_slot(self, connection_id: str, window: int, limit: int) -> bool:
-        """Count one forwarded frame in the connection's current rate window (``window``: the window's
-        number); False when ``limit`` frames already passed in it. Each step is one atomic update, so
-        concurrent frames (several Lambda containers) cannot pass more than ``limit`` together."""
-        count = ({"connectionId": connection_id, "forwardWindow": window, "forwardCount": {"$lt": limit}},
-                 {"$inc": {"forwardCount": 1}})  # fmt: skip
+    async def take_slot(self, connection_id: str, kind: str, window: int, limit: int) -> bool:
+        """Count one frame of ``kind`` (``forward``, ``typing``, ``ack``) in the connection's current rate
+        window (``window``: the window's number); False when ``limit`` frames already passed in it. Each
+        step is one atomic update on the record (``<kind>Window``, ``<kind>Count``), so concurrent frames
+        (several Lambda containers) cannot pass more than ``limit`` together."""
+        field_window, field_count = f"{kind}Window", f"{kind}Count"
+        count = ({"connectionId": connection_id, field_window: window, field_count: {"$lt": limit}},
+                 {"$inc": {field_count: 1}})  # fmt: skip
         if (await self._col.update_one(*count)).matched_count:
             return True
         opened = await self._col.update_one(
-            {"connectionId": connection_id, "forwardWindow": {"$ne": window}},
-            {"$set": {"forwardWindow": window, "forwardCount": 1}},
+            {"connectionId": connection_id, field_window: {"$ne": window}},
+            {"$set": {field_window: window, field_count: 1}},
         )
         if opened.matched_count:
             return True

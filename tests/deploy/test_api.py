@@ -188,7 +188,7 @@ def test_lambda_runtime_handler_and_sizes(default_synth: Synth) -> None:
 @pytest.mark.parametrize("which", ["default", "custom"])
 def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom_api_synth: Synth) -> None:
     """The Lambda's role writes its own logs, attaches to the VPC, reads the two secrets and sends to the
-    inbound queue only: no wildcard action, no managed policy, no management-API permission."""
+    inbound and events queues only: no wildcard action, no managed policy, no management-API permission."""
     s = default_synth if which == "default" else custom_api_synth
     role_id = logical_id(s, "AWS::IAM::Role", "LifecycleRole")
     role = s.template["Resources"][role_id]["Properties"]
@@ -206,16 +206,17 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
         )
         for action in as_list(statement["Action"]):
             assert "*" not in action, action
-            granted[action] = {render(r) for r in as_list(statement["Resource"])}
+            granted.setdefault(action, set()).update(render(r) for r in as_list(statement["Resource"]))
     log_group = "${" + logical_id(s, "AWS::Logs::LogGroup", "LifecycleLogs") + ".Arn}"
     mongo = CUSTOM_API["mongoSecretArn"] if which == "custom" else DUMMY_SECRET_ARN
     jwt = CUSTOM_API["jwtSecretArn"] + "-??????" if which == "custom" else DUMMY_JWT_SECRET_ARN
     inbound = "${" + logical_id(s, "AWS::SQS::Queue", "InboundQueue") + ".Arn}"
+    events = "${" + logical_id(s, "AWS::SQS::Queue", "EventsQueue") + ".Arn}"
     assert granted == {
         "logs:CreateLogStream": {log_group},
         "logs:PutLogEvents": {log_group},
         "secretsmanager:GetSecretValue": {mongo, jwt},
-        "sqs:SendMessage": {inbound},
+        "sqs:SendMessage": {inbound, events},  # forwarded actions; typing, presence and receipts
         **{action: {"*"} for action in lifecycle.VPC_ACTIONS},
     }
     assert all(a.startswith("ec2:") for a in lifecycle.VPC_ACTIONS)
@@ -225,7 +226,8 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
 def test_lambda_environment_is_production_only(
     which: str, default_synth: Synth, custom_api_synth: Synth
 ) -> None:
-    """The Lambda runs with FANOUT_ENV=production and gets its keys as secret ARNs, never as values."""
+    """The Lambda runs with FANOUT_ENV=production and gets its keys as secret ARNs, never as values, and
+    the URLs of the inbound queue and of the events queue (where typing, presence and receipts go)."""
     s = default_synth if which == "default" else custom_api_synth
     env = lambda_env(s)
     assert env["FANOUT_ENV"] == "production"
@@ -235,6 +237,7 @@ def test_lambda_environment_is_production_only(
     if which == "custom":
         assert (env["FANOUT_MONGO_SECRET_FIELD"], env["FANOUT_JWT_AUDIENCE"]) == ("uri", "realtime")
     assert env["FANOUT_INBOUND_QUEUE_URL"] == {"Ref": logical_id(s, "AWS::SQS::Queue", "InboundQueue")}
+    assert env["FANOUT_QUEUE_URL"] == {"Ref": logical_id(s, "AWS::SQS::Queue", "EventsQueue")}
     # Settings ignores unknown FANOUT_* variables: a misspelt one would be silently dropped.
     names = {n.removeprefix("FANOUT_").lower() for n in env}
     assert set() == names - set(Settings.model_fields) - PENDING_SETTINGS

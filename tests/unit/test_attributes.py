@@ -100,3 +100,45 @@ def test_a_bad_shard_range_is_a_bad_attribute(raw: str) -> None:
     """A shard attribute the worker would not write (reversed, empty, out of range, not ints) is invalid."""
     with pytest.raises(InvalidMessage, match="fanout-shard"):
         attributes.read({attributes.SHARD: S(raw)})
+
+
+TYPING_ID = "01JD7X5Q3C9V2B8N4M6K0HFG1R"  # a ULID, as chat.typing writes it
+
+
+@pytest.mark.parametrize("value", ["presence", f"typing:{TYPING_ID}"])
+def test_a_check_is_read_and_waits_like_a_part(value: str) -> None:
+    """A presence or typing check is read back; like a remainder it is never split and its wait is not lag."""
+    routing = attributes.read(attributes.check(value))
+    assert (value, True) == (routing.check, routing.is_part)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "Presence",
+        "typing",
+        "typing:",
+        "typing:short",
+        f"typing:{TYPING_ID}x",
+        f"typing:{TYPING_ID.lower()}",
+        "kick",
+    ],
+)
+def test_a_check_the_lifecycle_would_not_write_is_a_bad_attribute(value: str) -> None:
+    """Anything but presence or typing:<a ULID> is refused as bad_attribute."""
+    with pytest.raises(InvalidMessage) as raised:
+        attributes.read(attributes.check(value))
+    assert "bad_attribute" == raised.value.reason
+
+
+def test_a_check_applies_only_to_its_event_type() -> None:
+    """A presence check names user.presence.updated and a typing check chat.typing.stopped; on another
+    type (a forged attribute to hold back an ordinary event) it is a bad attribute."""
+    attributes.check_fits(Routing(check="presence"), "user.presence.updated")
+    attributes.check_fits(Routing(check=f"typing:{TYPING_ID}"), "chat.typing.stopped")
+    attributes.check_fits(Routing(), "chat.message")
+    for check, event_type in (("presence", "chat.message"), (f"typing:{TYPING_ID}", "chat.typing.started")):
+        with pytest.raises(InvalidMessage) as raised:
+            attributes.check_fits(Routing(check=check), event_type)
+        assert "bad_attribute" == raised.value.reason

@@ -86,8 +86,8 @@ def test_access_settings_are_checked_when_built(fields: dict[str, object], messa
 
 def test_forward_actions_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
     """FANOUT_FORWARD_ACTIONS=a.b, c.d becomes a set of action names."""
-    monkeypatch.setenv("FANOUT_FORWARD_ACTIONS", "event.checkin, chat.typing,")
-    assert frozenset({"event.checkin", "chat.typing"}) == Settings().forward_actions
+    monkeypatch.setenv("FANOUT_FORWARD_ACTIONS", "event.checkin, chat.react,")
+    assert frozenset({"event.checkin", "chat.react"}) == Settings().forward_actions
 
 
 def test_a_jwks_or_tickets_only_lifecycle_needs_no_shared_key() -> None:

@@ -9,13 +9,11 @@ for kinds the default does not decide, so the product gates exactly the kinds it
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import re
 from collections.abc import Awaitable, Callable
 
+from fanout import hooks
 from fanout.envelope import TOPIC_PATTERN
-from fanout.errors import ConfigError
 
 #: Kinds anyone signed in may follow: an event's public counters, for example.
 PUBLIC_KINDS = frozenset({"event"})
@@ -26,16 +24,7 @@ TopicCheck = Callable[[str, str], bool | Awaitable[bool]]
 
 def load_check(dotted: str | None) -> TopicCheck | None:
     """The callable named ``package.module:function``; ``ConfigError`` when it cannot be loaded."""
-    if not dotted:
-        return None
-    module, _, name = dotted.partition(":")
-    try:
-        check = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"FANOUT_TOPIC_POLICY {dotted!r} cannot be loaded: {type(exc).__name__}") from None
-    if not callable(check):
-        raise ConfigError(f"FANOUT_TOPIC_POLICY {dotted!r} is not callable")
-    return check  # type: ignore[no-any-return]
+    return hooks.load(dotted, "FANOUT_TOPIC_POLICY")
 
 
 def valid_topic(topic: object) -> bool:
@@ -58,9 +47,7 @@ class AccessPolicy:
         if self._check is None:
             return False
         try:
-            answer = self._check(user_id, topic)
-            if inspect.isawaitable(answer):
-                answer = await answer
+            answer = await hooks.call(self._check, user_id, topic)
         except Exception:  # a failing product check refuses; it never opens access
             return False
         return answer is True

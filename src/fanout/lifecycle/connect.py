@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fanout.errors import AuthError
+from fanout.lifecycle import presence
 from fanout.lifecycle.context import Services
 from fanout.lifecycle.replies import Event, Response
 
@@ -58,6 +59,7 @@ async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Resp
     services.metrics.connects.inc()
     if await services.disconnects.is_reconnect(user_id):
         services.metrics.reconnects.inc()
+    await presence.connected(services, user_id)
     return {"statusCode": 200}
 
 
@@ -67,5 +69,6 @@ async def disconnect(services: Services, ctx: dict[str, Any]) -> Response:
     user_id = await services.store.remove(ctx["connectionId"])
     if user_id is not None:
         await services.disconnects.note(user_id)
+        await presence.disconnected(services, user_id)
     services.metrics.disconnects.inc()
     return {"statusCode": 200}

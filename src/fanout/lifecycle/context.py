@@ -12,6 +12,8 @@ from fanout.lifecycle.access import AccessPolicy
 from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.lifecycle.reconnects import RecentDisconnects
 from fanout.lifecycle.replies import Response
+from fanout.live import Live
+from fanout.queues import LazyQueue
 from fanout.store import ConnectionStore
 from fanout.tickets import TicketStore
 from fanout.tokens import Verifier
@@ -42,6 +44,8 @@ class Services:
     forwarded: frozenset[str]  # actions the domain owns: forwarded to the inbound queue
     metrics: LifecycleMetrics
     disconnects: RecentDisconnects
+    events: LazyQueue  # the events queue: what typing, presence and receipts publish (opened on first use)
+    live: Live  # typing, presence and receipt state, and the product's resolvers
 
 
 Action = Callable[[Services, Frame], Awaitable[Response]]

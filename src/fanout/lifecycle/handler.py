@@ -13,13 +13,15 @@ from pydantic_core import from_json
 
 from fanout.config import Settings
 from fanout.inbound import InboundQueue
-from fanout.lifecycle import connect, forward, hello, topics
+from fanout.lifecycle import chat, connect, forward, hello, presence, topics
 from fanout.lifecycle.access import AccessPolicy, load_check
 from fanout.lifecycle.context import Action, Frame, Services
 from fanout.lifecycle.metrics import LifecycleMetrics, route_label
 from fanout.lifecycle.reconnects import COLLECTION, RecentDisconnects
 from fanout.lifecycle.replies import Event, Response, error, reply
+from fanout.live import Live
 from fanout.logging import get_logger
+from fanout.queues import LazyQueue
 from fanout.store import ConnectionStore
 from fanout.tickets import TicketStore
 from fanout.tokens import Verifier
@@ -41,6 +43,9 @@ ACTIONS: dict[str, Action] = {
     "subscribe": topics.subscribe,
     "notification.subscribe": topics.subscribe,
     "unsubscribe": topics.unsubscribe,
+    "chat.typing": chat.typing,
+    "chat.ack": chat.ack,
+    "presence.query": presence.query,
 }
 
 
@@ -70,12 +75,15 @@ class Lifecycle:
             (forward.DOMAIN_ACTIONS | settings.forward_actions) - set(ACTIONS),
             self.metrics,
             RecentDisconnects(store.sibling(COLLECTION)),
+            LazyQueue(settings, settings.queue_url, settings.queue_name),
+            Live.build(store.database, settings),
         )
         self._ttl = settings.connection_ttl_s
 
     async def aclose(self) -> None:
-        """Close the clients opened on demand (the inbound queue's)."""
+        """Close the clients opened on demand (the inbound and events queues')."""
         await self.services.inbound.aclose()
+        await self.services.events.aclose()
 
     async def handle(self, event: Event) -> Response:
         """The route response for one event: $connect, $disconnect, or a client frame."""

@@ -13,6 +13,10 @@ each sample notes the ids of the records whose ``expiresAt`` falls before the sa
 (``$disconnect``, a prune after a 410) or refreshed by a client frame does not count. The estimate misses
 records that connect and expire between two samples (only with a TTL shorter than the interval), and
 counts the rare record that a ``$disconnect`` or a prune deleted after its ``expiresAt`` had passed.
+
+The same sample tells presence about users whose records lapsed without a ``$disconnect`` (API Gateway
+sends it best effort): every noted record whose ``expiresAt`` has passed, gone or not, names its user to
+``on_lapsed``, which checks whether that was the user's last (``worker/checks.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +40,16 @@ log = get_logger("fanout.census")
 LEASES = "fanoutleases"
 MAX_TRACKED = 5000  # ids noted per sample; the count of gone ones is scaled up past it
 _CHUNK = 500  # ids per $in query
+#: A noted record: its expiresAt, its user and its lastSeenAt (when they are what the store writes).
+_Due = tuple[datetime, str | None, datetime | None]
+#: Told the users whose noted records lapsed, with the latest lastSeenAt of each.
+LapsedHook = Callable[[dict[str, datetime]], Awaitable[None]]
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Lease:
@@ -64,13 +79,19 @@ class Census:
     """Samples the connection records into ``metrics`` while it holds the lease."""
 
     def __init__(
-        self, records: AsyncCollection[dict[str, Any]], lease: Lease, metrics: Metrics, interval_s: float
+        self,
+        records: AsyncCollection[dict[str, Any]],
+        lease: Lease,
+        metrics: Metrics,
+        interval_s: float,
+        on_lapsed: LapsedHook | None = None,
     ) -> None:
         self._records = records
         self.lease = lease
         self.metrics = metrics
         self.interval_s = interval_s
-        self._due: dict[str, datetime] = {}  # noted at the last sample: connection id -> its expiresAt
+        self.on_lapsed = on_lapsed
+        self._due: dict[str, _Due] = {}  # noted at the last sample, by connection id
         self._scale = 1.0
 
     async def run(self) -> None:
@@ -90,35 +111,50 @@ class Census:
             return False
         now = datetime.now(UTC)
         active = await self._records.count_documents({"expiresAt": {"$gt": now}})
-        expired = await self._expired(now)
+        expired, lapsed = await self._expired(now)
         self.metrics.active_connections.set(active)
         if expired:
             self.metrics.connections_expired.inc(expired)
         await self._note_due(now)
+        if lapsed and self.on_lapsed is not None:
+            await self.on_lapsed(lapsed)
         return True
 
-    async def _expired(self, now: datetime) -> int:
-        """Noted records that are gone now, their ``expiresAt`` passed: the TTL monitor's removals."""
+    async def _expired(self, now: datetime) -> tuple[int, dict[str, datetime]]:
+        """Noted records that are gone now, their ``expiresAt`` passed: the TTL monitor's removals; and
+        the users of every noted record that lapsed, gone or still there, with their last sight."""
         if not self._due:
-            return 0
+            return 0, {}
         ids = list(self._due)
-        present: set[str] = set()
+        present: dict[str, datetime | None] = {}
         for start in range(0, len(ids), _CHUNK):
             query = {"connectionId": {"$in": ids[start : start + _CHUNK]}}
-            async for doc in self._records.find(query, {"_id": 0, "connectionId": 1}):
-                present.add(doc["connectionId"])
-        gone = sum(1 for cid, expires in self._due.items() if cid not in present and expires <= now)
-        return round(gone * self._scale)
+            async for doc in self._records.find(query, {"_id": 0, "connectionId": 1, "expiresAt": 1}):
+                present[doc["connectionId"]] = _utc(doc.get("expiresAt"))
+        gone = sum(1 for cid, (expires, _, _) in self._due.items() if cid not in present and expires <= now)
+        lapsed: dict[str, datetime] = {}
+        for cid, (expires, user, seen) in self._due.items():
+            current = present.get(cid)
+            if user is None or expires > now or (current is not None and current > now):
+                continue  # not lapsed yet, or refreshed by a frame since it was noted
+            seen = seen or expires
+            lapsed[user] = max(seen, lapsed.get(user, seen))
+        return round(gone * self._scale), lapsed
 
     async def _note_due(self, now: datetime) -> None:
         """Note the records that expire before the sample after next (expired ones still there included)."""
         query = {"expiresAt": {"$lte": now + timedelta(seconds=2 * self.interval_s)}}
-        due: dict[str, datetime] = {}
-        cursor = self._records.find(query, {"_id": 0, "connectionId": 1, "expiresAt": 1}).limit(MAX_TRACKED)
+        due: dict[str, _Due] = {}
+        fields = {"_id": 0, "connectionId": 1, "expiresAt": 1, "userId": 1, "lastSeenAt": 1}
+        cursor = self._records.find(query, fields).limit(MAX_TRACKED)
         async for doc in cursor:
-            cid, expires = doc.get("connectionId"), doc.get("expiresAt")
-            if isinstance(cid, str) and isinstance(expires, datetime):
-                due[cid] = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+            cid, expires, user = doc.get("connectionId"), _utc(doc.get("expiresAt")), doc.get("userId")
+            if isinstance(cid, str) and expires is not None:
+                due[cid] = (
+                    expires,
+                    user if isinstance(user, str) and user else None,
+                    _utc(doc.get("lastSeenAt")),
+                )
         self._scale = 1.0
         if len(due) >= MAX_TRACKED:
             self._scale = await self._records.count_documents(query) / len(due)

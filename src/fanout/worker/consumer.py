@@ -32,7 +32,9 @@ from fanout.metrics import Metrics
 from fanout.store import BUCKETS
 from fanout.worker import fate, received
 from fanout.worker.census import LEASES, Census, Lease
+from fanout.worker.checks import Checks
 from fanout.worker.clients import Clients, open_clients
+from fanout.worker.conflate import LATEST, Conflator
 from fanout.worker.delivery import Deliverer, FanoutResult
 from fanout.worker.limiter import AdaptiveLimiter
 from fanout.worker.received import Received
@@ -116,6 +118,9 @@ class Worker:
             self.settler = Settler(
                 clients.sqs, batchers, dlq_url, self.metrics, queue_url=queue_url, bulk_url=bulk_url
             )
+            db = clients.mongo[s.mongo_db]
+            self.checks = Checks.build(db, s, clients.sqs, queue_url)
+            self.conflator = Conflator(db[LATEST], s.conflate_ms / 1000)
             pollers = [
                 asyncio.create_task(self._poll(line, i))
                 for line in self._lines.values()
@@ -190,6 +195,10 @@ class Worker:
         if isinstance(step, fate.Fate):
             return step
         assert msg.body is not None
+        if msg.routing.check is not None and not await self.checks.confirm(msg.body, msg.routing.check):
+            return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
+        if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
+            return fate.Fate("conflated")
         if split := await self._split(msg):
             return split
         deadline = time.monotonic() + step.budget_s
@@ -266,7 +275,8 @@ class Worker:
         s = self.settings
         db = clients.mongo[s.mongo_db]
         lease = Lease(db[LEASES], "census", ttl_s=3 * s.census_interval_s)
-        return Census(db[s.connections_collection], lease, self.metrics, s.census_interval_s)
+        lapsed = self.checks.lapsed if s.presence else None
+        return Census(db[s.connections_collection], lease, self.metrics, s.census_interval_s, lapsed)
 
     def _skipped_record(self, doc: dict[str, Any]) -> None:
         """A malformed connection record: skip it, count it, name it by digest only."""

@@ -326,8 +326,11 @@ class Deliverer:
             retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
             if not retry or attempt >= self._attempts or time.monotonic() >= event.deadline:
                 return outcome
-            result.retries += 1
             await sleep_backoff(attempt)
+            if time.time() > event.expires_at:  # it expired during the backoff: no retry past its expiry
+                result.attempts[Outcome.EXPIRED] += 1
+                return Outcome.EXPIRED
+            result.retries += 1
 
     @staticmethod
     def _young(conn: Connection) -> bool:

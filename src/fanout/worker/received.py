@@ -53,7 +53,9 @@ def parse(message: dict[str, Any], queue_url: str = "") -> Received:
     routing = attributes.Routing()
     try:
         routing = attributes.read(message.get("MessageAttributes"))
-        body = parse_body(raw)
+        parsed = parse_body(raw)
+        attributes.check_fits(routing, parsed.type)
+        body = parsed
     except InvalidMessage as exc:
         invalid = exc
     except Exception as exc:  # a parser bug must still end in a reasoned outcome, not a release loop

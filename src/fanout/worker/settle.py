@@ -24,6 +24,8 @@ log = get_logger("fanout.worker")
 _SLACK = 256
 #: At most this much per SendMessageBatch call (SQS allows 1 MiB per batch).
 _BATCH_BYTES = 900 * 1024
+#: Outcomes that delete a message undelivered, each tallied by its name.
+_DROPPED = frozenset({"expired", "disabled", "conflated", "superseded"})
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Tally:
     dead_lettered: int = 0
     expired: int = 0
     disabled: int = 0
+    conflated: int = 0
+    superseded: int = 0
     released: int = 0
     shards: int = 0
 
@@ -70,10 +74,8 @@ class Settler:
         """Write the remainder and dead letters, then delete or release the message."""
         label = metric_label(msg.body.type) if msg.body is not None else OTHER
         self._metrics.events.labels(label, fate.outcome).inc()
-        if fate.outcome == "expired":
-            self.tally.expired += 1
-        elif fate.outcome == "disabled":
-            self.tally.disabled += 1
+        if fate.outcome in _DROPPED:
+            setattr(self.tally, fate.outcome, getattr(self.tally, fate.outcome) + 1)
         if fate.shards:
             await self._shards(msg, fate.shards)
             self._metrics.shards.labels(label).inc(len(fate.shards))

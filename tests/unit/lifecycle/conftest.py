@@ -17,6 +17,7 @@ from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.store import ConnectionStore, mongo_client
 from tests.conftest import Server, dev_settings
 from tests.unit.lifecycle import events
+from tests.unit.lifecycle.live import make_live  # noqa: F401 - a fixture of the typing, receipt, presence tests
 
 MakeLifecycle = Callable[..., Awaitable[Lifecycle]]
 

@@ -99,3 +99,35 @@ async def test_one_holder_of_the_lease_samples(db: Db) -> None:
     assert not await first.sample()
     assert 0 == _value(first_metrics, "fanout_active_connections")
     assert 2 == _value(second_metrics, "fanout_active_connections")
+
+
+async def test_users_whose_records_lapsed_are_told_to_presence(db: Db) -> None:
+    """At the sample after a record was noted, its user is handed to on_lapsed once its expiresAt has
+    passed, whether the TTL monitor removed it or not, with its lastSeenAt; a refreshed, a live or a
+    disconnected-before-expiry record names nobody."""
+    col = db.websocketconnections
+    seen = (datetime.now(UTC) - timedelta(minutes=3)).replace(microsecond=0)  # MongoDB keeps milliseconds
+    records = [
+        _record("gone", -5) | {"userId": "a", "lastSeenAt": seen},
+        _record("still-there", -5) | {"userId": "b"},
+        _record("refreshed", -5) | {"userId": "c"},
+        _record("closed", 600) | {"userId": "d"},
+        _record("live", 600) | {"userId": "e"},
+    ]
+    await col.insert_many(records)
+    told: list[dict[str, datetime]] = []
+
+    async def lapsed(users: dict[str, datetime]) -> None:
+        told.append(users)
+
+    census, _ = _census(db, interval_s=600)
+    census.on_lapsed = lapsed
+    await census.sample()
+    assert [] == told  # nothing was noted before the first sample
+    await col.delete_many({"connectionId": {"$in": ["gone", "closed"]}})
+    later = datetime.now(UTC) + timedelta(seconds=600)
+    await col.update_one({"connectionId": "refreshed"}, {"$set": {"expiresAt": later}})
+    await census.sample()
+    [users] = told
+    assert ["a", "b"] == sorted(users)
+    assert seen == users["a"]

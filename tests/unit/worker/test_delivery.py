@@ -159,6 +159,22 @@ async def test_nothing_is_posted_once_the_event_expired(rig: Rig) -> None:
     assert 0 == rig.emulator.counts.get("delivered", 0)
 
 
+async def test_no_retry_starts_after_the_event_expired(rig: Rig) -> None:
+    """A post that fails after the event's expiry (a typing indicator of 5 s, say) is not retried: the
+    connection ends as expired after its one attempt, however much of the retry budget is left."""
+    async with aiohttp.ClientSession() as http:
+        await _clients(rig, http, "u6", 1)
+        rig.emulator.faults.update({"error": 1.0, "latency_ms": 300})
+        body = build_event("notification.new", user_ids=["u6"], payload=NOTE)
+        result = await rig.deliverer.deliver(body, time.monotonic() + 10, expires_at=time.time() + 0.1)
+    assert (1, 0, "expired") == (
+        result.attempts[Outcome.SERVER_ERROR],
+        result.retries,
+        result.event_outcome(),
+    )
+    assert ([], 1) == (result.failed, result.outcomes[Outcome.EXPIRED])
+
+
 async def _maybe(ws: aiohttp.ClientWebSocketResponse) -> str | None:
     try:
         return str(json.loads(await ws.receive_str(timeout=1))["id"])

@@ -1,0 +1,144 @@
+"""Live counters without floods: at most one post per key and window, and the latest value always.
+
+Hot counters (the catalog's ``bulk`` types with an ordering key: ``event.rsvp.updated``,
+``event.attendance.updated``) can change a thousand times a second. Within ``FANOUT_CONFLATE_MS`` only the
+latest value per key is posted: the first event of a quiet key goes at once; later ones wait for the end
+of the window, and one that waits is superseded by any newer one, so at most one event per key waits.
+A superseded event is deleted as ``conflated``. The event that waits last is always posted: the final
+value arrives, at most one window late.
+
+The key is the type, the ordering key (``event:42``), the payload version and the target: events that reach
+different audiences never replace each other. "Newer" is ``meta.seq`` when the publisher set it, else
+``sentAt``. Each process keeps its own windows; across the pool a high-water mark per key in MongoDB
+(``fanoutlatest``, claimed by the event about to be posted) keeps an older value from being posted after a
+newer one, so the last frame a client gets carries the final value. A remainder or shard of an older
+value is dropped once a newer one was claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from fanout.catalog import Policy, lookup
+from fanout.envelope import QueueBody
+from fanout.worker.received import Received
+
+LATEST = "fanoutlatest"
+KEEP_S = 86400  # a key's high-water mark outlives its last event by this much (TTL)
+_IDLE_SLOTS = 4096  # past this many keys, the idle ones are forgotten
+
+
+def key_of(body: QueueBody) -> str | None:
+    """What an event is conflated by; None for an event without an ordering key."""
+    ordering = body.meta.ordering_key
+    if ordering is None:
+        spec = lookup(body.type, body.payload_version)
+        ordering = spec.ordering_key(body.payload) if spec is not None else None
+    if ordering is None:
+        return None
+    t = body.target
+    parts = [body.type, ordering, body.payload_version, sorted(t.user_ids), sorted(t.topics), t.broadcast]
+    parts.append(sorted(t.connection_ids))
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()[:40]
+
+
+def order_of(body: QueueBody) -> float:
+    """Which of two events of a key is newer: ``meta.seq``, else ``sentAt``."""
+    return float(body.meta.seq) if body.meta.seq is not None else body.sent_at_epoch()
+
+
+@dataclass
+class _Slot:
+    last: float = float("-inf")  # loop time of the last post admitted
+    waiting: tuple[float, asyncio.Future[bool]] | None = None  # (order, answer) of the event that waits
+    timer: asyncio.TimerHandle | None = None
+
+
+class Conflator:
+    """Admits events to be posted; one per worker process."""
+
+    def __init__(self, latest: AsyncCollection[dict[str, Any]] | None, window_s: float) -> None:
+        self._latest = latest
+        self.window = window_s
+        self._slots: dict[str, _Slot] = {}
+        self._indexed = False
+
+    async def admit(self, msg: Received, policy: Policy) -> bool:
+        """True: post the event now. False: a newer value of its key is, or was, posted instead."""
+        body = msg.body
+        if self.window <= 0 or policy.priority != "bulk" or body is None:
+            return True
+        key = key_of(body)
+        if key is None:
+            return True
+        order = order_of(body)
+        if msg.routing.is_part:  # a remainder or a shard: never held back, but never older than what went
+            return not await self._newer(key, order)
+        return await self.turn(key, order) and await self._claim(key, order)
+
+    async def turn(self, key: str, order: float) -> bool:
+        """Wait for the key's window: True when this event is the one to post, False when superseded."""
+        loop = asyncio.get_running_loop()
+        slot = self._slots.get(key)
+        if slot is None:
+            if len(self._slots) >= _IDLE_SLOTS:
+                self._forget_idle(loop.time())
+            slot = self._slots[key] = _Slot()
+        waiting = slot.waiting
+        if waiting is not None and not waiting[1].done():
+            if order < waiting[0]:
+                return False  # older than the event already waiting
+            waiting[1].set_result(False)
+        elif loop.time() - slot.last >= self.window:
+            slot.last = loop.time()
+            return True
+        answer: asyncio.Future[bool] = loop.create_future()
+        slot.waiting = (order, answer)
+        if slot.timer is None:
+            slot.timer = loop.call_at(slot.last + self.window, self._due, key)
+        return await answer
+
+    def _due(self, key: str) -> None:
+        slot = self._slots[key]
+        slot.timer = None
+        waiting, slot.waiting = slot.waiting, None
+        if waiting is not None and not waiting[1].done():
+            slot.last = asyncio.get_running_loop().time()
+            waiting[1].set_result(True)
+
+    def _forget_idle(self, now: float) -> None:
+        for key, slot in list(self._slots.items()):
+            if slot.timer is None and slot.waiting is None and now - slot.last >= self.window:
+                del self._slots[key]
+
+    async def _claim(self, key: str, order: float) -> bool:
+        """Raise the key's high-water mark to ``order``; False when a newer event was claimed already."""
+        if self._latest is None:
+            return True
+        if not self._indexed:
+            await self._latest.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
+            self._indexed = True
+        expires = datetime.now(UTC) + timedelta(seconds=KEEP_S)
+        try:  # an equal mark passes: the same event received twice is posted again (at least once)
+            await self._latest.update_one(
+                {"_id": key, "order": {"$lte": order}},
+                {"$set": {"order": order, "expiresAt": expires}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def _newer(self, key: str, order: float) -> bool:
+        if self._latest is None:
+            return False
+        return await self._latest.find_one({"_id": key, "order": {"$gt": order}}, {"_id": 1}) is not None

@@ -1,0 +1,42 @@
+"""A local stack with short timings for typing, presence, receipts and counters: the automatic typing stop
+after 1 s, the presence grace 2 s, a census every second and a conflation window of 300 ms, so each test
+waits seconds rather than minutes. Tests keep apart by their own user, conversation and event ids."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.conftest import Stack, stack_env, start_stack, stop_stack
+
+LIVE_ENV = {
+    "FANOUT_TYPING_TIMEOUT_S": "1",
+    "FANOUT_PRESENCE_GRACE_S": "2",
+    "FANOUT_CENSUS_INTERVAL_S": "1",
+    "FANOUT_CONFLATE_MS": "300",
+}
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
+    """`fanout dev` with the short timings above."""
+    running = start_stack(tmp_path_factory.mktemp("live"), stack_env(**LIVE_ENV))
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture
+async def product_db(live_stack: Stack) -> AsyncIterator[Any]:
+    """The stack's database, where the product's conversations live (and fanout's records)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(live_stack.settings.mongo(), tz_aware=True)
+    yield client[live_stack.settings.mongo_db]
+    await client.close()
+
+
+def uid(name: str) -> str:
+    """A user, conversation or event id of this test alone."""
+    return f"{name}-{secrets.token_hex(4)}"

@@ -1,0 +1,127 @@
+"""chat.ack against a real MongoDB and moto's SQS: the sender hears of each real increase once, with the
+explicit state; duplicates and regressions collapse, even when they arrive at the same moment."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from tests.unit.lifecycle.conftest import send
+from tests.unit.lifecycle.live import MakeLive
+
+ACK = "chat.ack"
+
+
+def _ack(state: object, message: object = "m1", **extra: Any) -> dict[str, Any]:
+    return {
+        "action": ACK,
+        "conversationId": "c9",
+        "messageId": message,
+        "senderId": "u2",
+        "state": state,
+        **extra,
+    }
+
+
+async def test_a_read_receipt_reaches_the_sender_with_its_state(make_live: MakeLive) -> None:
+    """delivered then read each publish chat.receipt.updated to the sender only, naming the acknowledging
+    user, the message and the explicit state; the acknowledgement answers chat.ack.ok with that state."""
+    live = await make_live()
+    await live.conversation("c9", "u1", "u2", "u3")
+    await live.connect("c1", "u1")
+    first = await send(live.lc, "c1", _ack("delivered", id="a1"), route=ACK)
+    second = await send(live.lc, "c1", _ack("read"))
+    assert ("chat.ack.ok", "a1", {"conversationId": "c9", "messageId": "m1", "state": "delivered"}) == (
+        first["type"], first["replyTo"], first["payload"])  # fmt: skip
+    assert "read" == second["payload"]["state"]
+    published = [m["body"] for m in live.drain()]
+    assert [["u2"], ["u2"]] == [b["target"]["userIds"] for b in published]
+    assert [("chat.receipt.updated", "delivered"), ("chat.receipt.updated", "read")] == sorted(
+        (b["type"], b["payload"]["state"]) for b in published
+    )
+    payload = published[0]["payload"]
+    assert ("c9", "m1", "u1") == (payload["conversationId"], payload["messageId"], payload["userId"])
+    assert datetime.fromisoformat(payload["at"]).tzinfo is not None
+
+
+async def test_duplicates_and_regressions_collapse(make_live: MakeLive) -> None:
+    """After read, another read and a delivered publish nothing and answer the state held, read; another
+    member's receipt of the same message is its own."""
+    live = await make_live()
+    await live.conversation("c9", "u1", "u2", "u3")
+    await live.connect("c1", "u1")
+    await live.connect("c3", "u3")
+    await send(live.lc, "c1", _ack("read"))
+    live.drain()
+    assert ["read", "read"] == [
+        (await send(live.lc, "c1", _ack(s)))["payload"]["state"] for s in ("read", "delivered")
+    ]
+    assert [] == live.drain()
+    assert "delivered" == (await send(live.lc, "c3", _ack("delivered")))["payload"]["state"]
+    assert [("u3", "delivered")] == [
+        (m["body"]["payload"]["userId"], m["body"]["payload"]["state"]) for m in live.drain()
+    ]
+
+
+async def test_concurrent_acks_publish_once(make_live: MakeLive) -> None:
+    """Ten identical read acknowledgements at the same moment (several tabs, retries) publish exactly one
+    receipt: the state is raised by one conditional update."""
+    live = await make_live()
+    await live.conversation("c9", "u1", "u2")
+    for i in range(10):
+        await live.connect(f"c{i}", "u1")
+    answers = await asyncio.gather(*(send(live.lc, f"c{i}", _ack("read", "m7")) for i in range(10)))
+    assert {"read"} == {a["payload"]["state"] for a in answers}
+    assert 1 == len(live.drain())
+
+
+async def test_only_participants_ack_and_only_to_a_participant(make_live: MakeLive) -> None:
+    """An acknowledging user outside the conversation, or a named sender outside it, is not_a_participant;
+    a receipt of one's own message is answered but published to nobody."""
+    live = await make_live()
+    await live.conversation("c9", "u1", "u2")
+    await live.connect("c1", "u1")
+    await live.connect("c4", "u4")
+    assert "not_a_participant" == (await send(live.lc, "c4", _ack("read")))["payload"]["code"]
+    assert "not_a_participant" == (await send(live.lc, "c1", _ack("read", senderId="u9")))["payload"]["code"]
+    own = await send(live.lc, "c1", _ack("read", senderId="u1"))
+    assert ("chat.ack.ok", "read") == (own["type"], own["payload"]["state"])
+    assert [] == live.drain()
+
+
+async def test_hostile_acks_are_answered_with_the_field_at_fault(make_live: MakeLive) -> None:
+    """Missing ids, ids that are not strings, the state sent (which clients never ack) or an unknown one
+    are bad_request naming the field; acks beyond FANOUT_ACK_RATE are rate_limited."""
+    live = await make_live(ack_rate=1)
+    await live.conversation("c9", "u1", "u2")
+    await live.connect("c1", "u1")
+    cases = [
+        ({"action": ACK, "messageId": "m1", "senderId": "u2", "state": "read"}, "conversationId"),
+        (_ack("read", message=7), "messageId"),
+        (_ack("read", senderId=["u2"]), "senderId"),
+        (_ack("sent"), "state"),
+        (_ack("seen"), "state"),
+    ]
+    for frame, field in cases:
+        assert {"code": "bad_request", "field": field} == (await send(live.lc, "c1", frame))["payload"]
+    assert "chat.ack.ok" == (await send(live.lc, "c1", _ack("read")))["type"]
+    assert "rate_limited" == (await send(live.lc, "c1", _ack("read", "m2")))["payload"]["code"]
+    assert 1 == len(live.drain())
+
+
+async def test_a_receipt_the_queue_refused_is_heard_when_sent_again(make_live: MakeLive) -> None:
+    """With the events queue gone, an ack is answered publish_failed and nothing is kept; once the queue is
+    back the same ack is a real increase again and reaches the sender."""
+    live = await make_live()
+    await live.conversation("c9", "u1", "u2")
+    await live.connect("c1", "u1")
+    live.sqs.delete_queue(QueueUrl=live.url)
+    failed = await send(live.lc, "c1", _ack("read"))
+    assert ("system.error", "publish_failed") == (failed["type"], failed["payload"]["code"])
+    await live.lc.services.events.aclose()  # a fresh container resolves the new queue's URL
+    live.url = live.sqs.create_queue(QueueName=live.lc.services.settings.queue_name)["QueueUrl"]
+    assert "chat.ack.ok" == (await send(live.lc, "c1", _ack("read")))["type"]
+    assert [("u1", "read")] == [
+        (m["body"]["payload"]["userId"], m["body"]["payload"]["state"]) for m in live.drain()
+    ]
