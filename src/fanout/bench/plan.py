@@ -1,4 +1,4 @@
-"""What the benchmark runs: the event it sends, and how much of it each phase does in quick and full mode."""
+"""What the benchmark runs: the event it sends, and how much of it each phase does in each mode."""
 
 from __future__ import annotations
 
@@ -26,6 +26,20 @@ class Plan:
     broadcast: int = 0  # virtual connections (emulator ids ``virt.*``) the broadcast phase adds
 
 
+#: The smallest counts that run every phase of the full plan once, soak and pool included: the integration
+#: test's run. Still 1,000 clients, as the request-path phases time an audience of 1,000. Measures nothing.
+SMOKE = Plan(
+    mode="smoke",
+    throughput_posts={1: 20, 2: 20, 20: 200, 200: 400},
+    latency_s=1.0,
+    publish_calls=3,
+    inline_calls={1: 1, 100: 1, 1000: 1},
+    inline_posts=40,
+    baseline_posts=200,
+    soak_s=1.0,
+    pool=(2,),
+    broadcast=500,
+)
 #: Small counts, under two minutes: checks the harness, not speed.
 QUICK = Plan(
     mode="quick",
@@ -52,7 +66,10 @@ FULL = Plan(
 )
 
 
-def plan_for(quick: bool, soak_s: float | None = None) -> Plan:
-    """The quick or the full plan, with its soak replaced when ``soak_s`` is given."""
-    plan = QUICK if quick else FULL
+PLANS = {plan.mode: plan for plan in (SMOKE, QUICK, FULL)}
+
+
+def plan_for(mode: str, soak_s: float | None = None) -> Plan:
+    """The plan of ``mode`` (smoke, quick or full), with its soak replaced when ``soak_s`` is given."""
+    plan = PLANS[mode]
     return plan if soak_s is None else replace(plan, soak_s=soak_s)

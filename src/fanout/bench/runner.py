@@ -6,10 +6,10 @@ baselines in this process. CPU is per process: the worker's from ``/proc/<pid>/s
 its children), the baselines' from ``time.process_time`` here, so neither the emulator, the clients nor
 moto count against anyone.
 
-The modules: ``plan`` (how much work, quick or full), ``rig`` (the stack, the clients, the workload),
-``phases`` (the worker's phases), ``broadcast`` (a broadcast to virtual connections), ``baselines``
-(a, b, c, c'), ``proc`` (/proc accounting), ``results`` (the typed results and their JSON), ``report``
-(targets and the table), and this one, which runs them in order.
+The modules: ``plan`` (how much work: smoke, quick or full), ``rig`` (the stack, the clients, the
+workload), ``phases`` (the worker's phases), ``broadcast`` (a broadcast to virtual connections),
+``baselines`` (a, b, c, c'), ``proc`` (/proc accounting), ``results`` (the typed results and their
+JSON), ``report`` (targets and the table), and this one, which runs them in order.
 """
 
 from __future__ import annotations
@@ -112,10 +112,11 @@ def _say(line: str) -> None:
 
 
 def run(
-    quick: bool, json_path: Path, soak_s: float | None = None, echo: Callable[[str], None] | None = None
+    mode: str, json_path: Path, soak_s: float | None = None, echo: Callable[[str], None] | None = None
 ) -> int:
-    """Run the benchmark, print the table, write the JSON; exit code 1 if frames went missing."""
-    rig = Rig(plan_for(quick, soak_s), echo or _say)
+    """Run the benchmark in ``mode`` (smoke, quick or full), print the table, write the JSON; exit code 1
+    if frames went missing."""
+    rig = Rig(plan_for(mode, soak_s), echo or _say)
     started = time.monotonic()
     try:
         rig.start()
