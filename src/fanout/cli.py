@@ -163,8 +163,14 @@ def _parser() -> argparse.ArgumentParser:
         "throughput, CPU per post, latency and publish time beside the baselines; print a "
         "table and write a JSON file.",
     )
-    b.add_argument(
+    size = b.add_mutually_exclusive_group()
+    size.add_argument(
         "--quick", action="store_true", help="small counts (under two minutes): checks the harness"
+    )
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the smallest counts, every phase once, soak and pool included: checks the harness only",
     )
     b.add_argument(
         "--json",
@@ -410,7 +416,8 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
 
     from fanout.bench import run
 
-    return run(args.quick, Path(args.json), args.soak_s)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    return run(mode, Path(args.json), args.soak_s)
 
 
 #: Commands that only make sense against the local stack.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fanout.bench.plan import FRAME_BYTES
-from fanout.bench.results import PoolFailure, Results, Target
+from fanout.bench.results import Broadcast, PoolFailure, Results, Target
 
 CLIENT_FLOOR = "(c') floor: fanout's HTTP client"
 
@@ -31,7 +31,32 @@ def targets(r: Results) -> dict[str, Target]:
             out["inline_over_worker_fanout_1"] = Target(round(ratio, 2), ">= 4")
     if r.soak is not None:  # "no upward trend": flat over the soak's second half
         out["rss_growth_mb_second_half"] = Target(r.soak.rss_growth_mb_second_half, "<= 2")
+    if r.broadcast is not None:
+        b = r.broadcast
+        if r.pool is not None:  # against the pool's point-to-point rate, as issue 13 asks
+            out["broadcast_over_point_to_point"] = Target(b.over_point_to_point, ">= 0.8")
+        # Issue 13's test: a notification published during a broadcast arrives within a second.
+        out["broadcast_urgent_p95_ms"] = Target(b.urgent_ms.p95, "<= 1000")
     return out
+
+
+def _broadcast_lines(b: Broadcast) -> list[str]:
+    u, rss = b.urgent_ms, b.rss_mb
+    return [
+        "",
+        f"Broadcast to {b.connections} connections (virtual ones answered by the emulator, no socket), "
+        f"{b.processes} worker process(es), {b.shards} shards",
+        f"  {b.posts_per_s:.0f} posts/s ({b.posts} posts in {b.seconds:.1f}s); point-to-point at fan-out 20:"
+        f" {b.point_to_point_posts_per_s:.0f} posts/s; ratio {b.over_point_to_point}",
+        f"  worker {b.worker_cpu_us_per_post:.1f} CPU us/post, {b.worker_cpu_share:.2f} cores; others"
+        f" {b.others_cpu_share:.2f} cores, of which SecantusDB {b.secantus_cpu_share:.2f}, emulator"
+        f" {b.emulator_cpu_share:.2f}; {b.lookup_ms_mean:.1f} ms per record batch lookup",
+        f"  worker RSS (all its processes): {rss.first} -> {rss.last} MB"
+        f" (max {rss.max}, growth {rss.growth})",
+        f"  notifications published meanwhile, ms: p50 {u.p50:.1f}  p95 {u.p95:.1f}  p99 {u.p99:.1f}"
+        f"  (n={u.n})",
+        f"  ({b.insert_s:.0f}s to write the virtual records beforehand, untimed)",
+    ]
 
 
 def table(r: Results) -> str:
@@ -105,9 +130,12 @@ def table(r: Results) -> str:
                     f"  {n:>9} {entry.posts_per_s:>10.0f} {entry.worker_cpu_us_per_post:>12.1f} "
                     f"{entry.worker_cpu_share:>13.2f} {entry.others_cpu_share:>7.2f}"
                 )
-    lines += ["", "Targets", f"  {'':<28} {'value':>8} {'target':>8}  met"]
+    if r.broadcast is not None:
+        lines += _broadcast_lines(r.broadcast)
+    width = max([28, *map(len, r.targets)])  # the longest name keeps its row aligned
+    lines += ["", "Targets", f"  {'':<{width}} {'value':>8} {'target':>8}  met"]
     for name, target in r.targets.items():
         met = "yes" if target.met else "NO"
-        lines.append(f"  {name:<28} {target.value:>8} {target.target:>8}  {met}")
+        lines.append(f"  {name:<{width}} {target.value:>8} {target.target:>8}  {met}")
     lines.append(f"\nevery frame arrived: {'yes' if r.received_all else 'NO'}")
     return "\n".join(lines)

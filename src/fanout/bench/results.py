@@ -163,6 +163,59 @@ class Soak:
 
 
 @dataclass(frozen=True)
+class Rss(_Flat):
+    """RSS samples of the worker during a phase (its whole process tree), MB: first, largest, last,
+    growth."""
+
+    first: float
+    max: float
+    last: float
+    growth: float  # last - first
+
+    @staticmethod
+    def of(samples: Sequence[float]) -> Rss:
+        first, last = samples[0], samples[-1]
+        return Rss(first, max(samples), last, round(last - first, 1))
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """One broadcast to the emulator's virtual connections and the clients, with the worker's CPU and
+    RSS during it, and the latency of notifications published to the clients meanwhile."""
+
+    connections: int  # records the broadcast addressed: virtual ones and the clients'
+    processes: int  # worker processes (pool size)
+    shards: int  # parts the worker split it into (fanout_shards_total)
+    posts: int  # posts answered: virtual ones counted by the emulator, frames the clients received
+    seconds: float
+    posts_per_s: float
+    point_to_point_posts_per_s: float  # throughput at fan-out 20 with as many processes
+    over_point_to_point: float
+    worker_cpu_us_per_post: float
+    worker_cpu_share: float
+    others_cpu_share: float  # cores busy with everything but the worker
+    secantus_cpu_share: float  # of which SecantusDB (MongoDB)
+    emulator_cpu_share: float  # of which the gateway emulator
+    lookup_ms_mean: float  # mean time the worker waited for a batch of records (fanout_lookup_latency)
+    rss_mb: Rss
+    urgent_ms: Percentiles  # publish-to-received of notification.new events published during it
+    insert_s: float  # writing the virtual records, before the broadcast (not timed in it)
+
+    def to_json(self) -> Json:
+        doc = asdict(self)
+        doc["rss_mb"], doc["urgent_ms"] = self.rss_mb.to_json(), self.urgent_ms.to_json()
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Json) -> Broadcast:
+        nested = {
+            "rss_mb": Rss.from_json(doc["rss_mb"]),
+            "urgent_ms": Percentiles.from_json(doc["urgent_ms"]),
+        }
+        return cls(**(doc | nested))
+
+
+@dataclass(frozen=True)
 class Machine(_Flat):
     """Where and when the run happened."""
 
@@ -212,6 +265,7 @@ class Results:
     rss_mb_per_process: list[float]
     soak: Soak | None = None
     pool: dict[int, Throughput | PoolFailure] | None = None
+    broadcast: Broadcast | None = None
     targets: dict[str, Target] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -272,6 +326,8 @@ class Results:
         }
         if self.pool is not None:
             doc["pool"] = _by_key(self.pool, lambda t: t.to_json())
+        if self.broadcast is not None:
+            doc["broadcast"] = self.broadcast.to_json()
         doc |= {
             "received_all": self.received_all,
             "targets": {name: t.to_json() for name, t in self.targets.items()},
@@ -298,6 +354,7 @@ class Results:
             rss_mb_per_process=doc["rss_mb_per_process"],
             soak=Soak.from_json(doc["soak"]) if "soak" in doc else None,
             pool=None if pool is None else _from_keys(pool, _pool_entry),
+            broadcast=Broadcast.from_json(doc["broadcast"]) if "broadcast" in doc else None,
             targets={name: Target.from_json(t) for name, t in doc["targets"].items()},
             seconds=doc["seconds"],
         )

@@ -6,10 +6,10 @@ baselines in this process. CPU is per process: the worker's from ``/proc/<pid>/s
 its children), the baselines' from ``time.process_time`` here, so neither the emulator, the clients nor
 moto count against anyone.
 
-The modules: ``plan`` (how much work, quick or full), ``rig`` (the stack, the clients, the workload),
-``phases`` (the worker's phases), ``baselines`` (a, b, c, c'), ``proc`` (/proc accounting),
-``results`` (the typed results and their JSON), ``report`` (targets and the table), and this one, which
-runs them in order.
+The modules: ``plan`` (how much work: smoke, quick or full), ``rig`` (the stack, the clients, the
+workload), ``phases`` (the worker's phases), ``broadcast`` (a broadcast to virtual connections),
+``baselines`` (a, b, c, c'), ``proc`` (/proc accounting), ``results`` (the typed results and their
+JSON), ``report`` (targets and the table), and this one, which runs them in order.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from fanout.bench import baselines, phases, report
+from fanout.bench.broadcast import broadcast
 from fanout.bench.plan import plan_for
 from fanout.bench.proc import machine, rss_mb
-from fanout.bench.results import Latency, Results, Throughput
+from fanout.bench.results import Broadcast, Latency, PoolFailure, Results, Throughput
 from fanout.bench.rig import Rig
 
 
@@ -67,6 +68,7 @@ async def measure(rig: Rig) -> Results:
     if plan.pool:
         async with phases.open_feed(rig) as feed:
             pool = await phases.pool_curve(rig, feed)
+    wide = await _broadcast(rig, by_fanout[20], pool)
     results = Results(
         mode=plan.mode,
         machine=started_on,
@@ -82,8 +84,27 @@ async def measure(rig: Rig) -> Results:
         rss_mb_per_process=rss_at_end,
         soak=soak,
         pool=pool,
+        broadcast=wide,
     )
     return replace(results, targets=report.targets(results))
+
+
+async def _broadcast(
+    rig: Rig, single: Throughput, pool: dict[int, Throughput | PoolFailure] | None
+) -> Broadcast | None:
+    """The broadcast phase on the worker running now: the pool curve's last size when it ran (its
+    fan-out-20 rate to compare with), else the single worker and its fan-out-20 rate."""
+    if not rig.plan.broadcast:
+        return None
+    processes, point_to_point = 1, single
+    if pool:
+        processes, last = list(pool.items())[-1]
+        if isinstance(last, PoolFailure):
+            rig.echo(f"broadcast: skipped, the pool of {processes} did not start")
+            return None
+        point_to_point = last
+    async with phases.open_feed(rig) as feed:
+        return await broadcast(rig, feed, point_to_point.posts_per_s, processes)
 
 
 def _say(line: str) -> None:
@@ -91,10 +112,11 @@ def _say(line: str) -> None:
 
 
 def run(
-    quick: bool, json_path: Path, soak_s: float | None = None, echo: Callable[[str], None] | None = None
+    mode: str, json_path: Path, soak_s: float | None = None, echo: Callable[[str], None] | None = None
 ) -> int:
-    """Run the benchmark, print the table, write the JSON; exit code 1 if frames went missing."""
-    rig = Rig(plan_for(quick, soak_s), echo or _say)
+    """Run the benchmark in ``mode`` (smoke, quick or full), print the table, write the JSON; exit code 1
+    if frames went missing."""
+    rig = Rig(plan_for(mode, soak_s), echo or _say)
     started = time.monotonic()
     try:
         rig.start()

@@ -2,7 +2,7 @@
 
 The parent drives it over a ``multiprocessing`` pipe: ``connect`` opens one real WebSocket connection
 per user on the emulator, then every text frame that is an event is counted and its latency (arrival
-against the event's ``sentAt``) recorded until the next ``reset``.
+against the event's ``sentAt``) recorded until the next ``reset``, also by event type.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class Sink:
         self.total = 0
         self.last_at = 0.0
         self.latencies_ms: list[float] = []
+        self.by_type: dict[str, list[float]] = {}  # event type -> latencies of its frames
         self.ids: dict[str, int] = {}
         self.track_ids = False
         self.repeats = 0  # frames a client got for an event it already had (with track_ids)
@@ -44,7 +45,9 @@ class Sink:
             had.add(event_id)
         self.total += 1
         self.last_at = now
-        self.latencies_ms.append((now - datetime.fromisoformat(doc["sentAt"]).timestamp()) * 1000)
+        latency = (now - datetime.fromisoformat(doc["sentAt"]).timestamp()) * 1000
+        self.latencies_ms.append(latency)
+        self.by_type.setdefault(str(doc.get("type")), []).append(latency)
         if self.track_ids:
             self.ids[event_id] = self.ids.get(event_id, 0) + 1
         self._arrived.set()
@@ -76,10 +79,13 @@ class Sink:
             except TimeoutError:
                 break
 
-    def stats(self, latencies: bool) -> dict[str, Any]:
+    def stats(self, latencies: bool, by_type: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"total": self.total, "last_at": self.last_at, "open": len(self.clients)}
+        out["types"] = {t: len(v) for t, v in self.by_type.items()}
         if latencies:
             out["latencies_ms"] = self.latencies_ms
+        if by_type:
+            out["latencies_by_type"] = self.by_type
         if self.track_ids:
             out["ids"] = self.ids
             out["repeats"] = self.repeats
@@ -89,6 +95,7 @@ class Sink:
         self.total = 0
         self.last_at = 0.0
         self.latencies_ms = []
+        self.by_type = {}
         self.ids = {}
         self.track_ids = track_ids
         self.repeats = 0
@@ -107,7 +114,7 @@ async def _serve(pipe: Connection, url: str, key: str) -> None:
                 await sink.wait(args["expected"], args["timeout_s"])
                 reply = sink.stats(args.get("latencies", False))
             elif command == "stats":
-                reply = sink.stats(args.get("latencies", False))
+                reply = sink.stats(args.get("latencies", False), args.get("by_type", False))
             elif command == "reset":
                 sink.reset(args.get("track_ids", False))
                 reply = True

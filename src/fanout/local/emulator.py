@@ -4,6 +4,11 @@ WebSocket clients connect at ``ws://HOST:PORT/{stage}``; every lifecycle step is
 event handed to the same ``Lifecycle`` a Lambda would run. The management API answers as API Gateway
 does (410 GoneException, 413 PayloadTooLargeException, 403 for a wrong stage or a request without
 SigV4 credentials) and can inject faults for tests and benchmarks.
+
+Virtual connections stand in for sockets this machine cannot hold (a 100,000-connection broadcast
+against a 20,000 file limit): a POST to an id starting with ``virt.`` (API Gateway's ids and the
+emulator's own never hold a '.') is answered 200 and counted as ``virtual``, with no socket. Only POST
+knows them; they take the same checks and injected faults as any other post.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ CLIENT_ROUTES = frozenset(ACTIONS)
 #: A query parameter by which a test chooses its socket's connection id (API Gateway assigns ids itself),
 #: e.g. to open the socket of a record written beforehand.
 CHOSEN_ID = "_emulatorConnectionId"
+#: Connection ids with this prefix are virtual: a POST to one is answered 200 and counted, no socket.
+VIRTUAL_PREFIX = "virt."
 
 
 @dataclass
@@ -129,7 +136,8 @@ class Emulator:
         if request.match_info["stage"] != self.stage:
             return _error(403, "ForbiddenException", "Forbidden")
         connection_id = request.query.get(CHOSEN_ID) or secrets.token_urlsafe(12)
-        if not CONNECTION_ID.fullmatch(connection_id) or connection_id in self.sockets:
+        chosen_virtual = connection_id.startswith(VIRTUAL_PREFIX)  # a socket never takes a virtual id
+        if not CONNECTION_ID.fullmatch(connection_id) or connection_id in self.sockets or chosen_virtual:
             return _error(409, "ConflictException", "connection id invalid or in use")
         event = self._event("$connect", "CONNECT", connection_id, request)
         event["queryStringParameters"] = {k: v for k, v in request.query.items() if k != CHOSEN_ID}
@@ -195,7 +203,8 @@ class Emulator:
             return _error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
         socket = self.sockets.get(request.match_info["connection_id"])
         if request.method == "POST":
-            return await self._post(socket, request)
+            virtual = request.match_info["connection_id"].startswith(VIRTUAL_PREFIX)
+            return await self._post(socket, request, virtual)
         if socket is None:
             return _error(410, "GoneException", "Gone")
         if request.method == "GET":
@@ -211,7 +220,9 @@ class Emulator:
             return web.Response(status=204)
         return _error(405, "MethodNotAllowed", "Method Not Allowed")
 
-    async def _post(self, socket: _Socket | None, request: web.Request) -> web.StreamResponse:
+    async def _post(
+        self, socket: _Socket | None, request: web.Request, virtual: bool = False
+    ) -> web.StreamResponse:
         body = await request.read()
         if len(body) > MAX_FRAME_BYTES:
             self._count("too_large")
@@ -228,6 +239,9 @@ class Emulator:
             self._count("server_error")
             return _error(500, "InternalServerErrorException", "Internal server error")
         roll -= faults.error
+        if virtual:
+            self._count("virtual")
+            return web.Response(status=200)
         if socket is None or socket.dropped or socket.ws.closed:
             self._count("gone")
             return _error(410, "GoneException", "Gone")

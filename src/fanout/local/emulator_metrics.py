@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 #: Emulator count keys (``Emulator.counts``) -> the HTTP status its management API answered.
 _POST_STATUS = {
     "delivered": "200",
+    "virtual": "200",
     "gone": "410",
     "dropped": "410",
     "throttled": "429",
@@ -43,6 +44,11 @@ class GatewayMetrics:
         self.hung = Counter(
             "fanout_gateway_hung", "Posts delivered, then left hanging (fault injection)", registry=registry
         )
+        self.virtual = Counter(
+            "fanout_gateway_virtual_posts",
+            "Posts to virtual connections (ids starting virt.), answered 200 with no socket",
+            registry=registry,
+        )
         self.open_connections = Gauge("fanout_gateway_open_connections", "Open WebSockets", registry=registry)
 
     def count(self, key: str) -> None:
@@ -55,3 +61,5 @@ class GatewayMetrics:
             self.dropped.inc()
         elif key == "hung":
             self.hung.inc()
+        elif key == "virtual":
+            self.virtual.inc()

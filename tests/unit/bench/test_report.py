@@ -7,7 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from fanout.bench.report import table, targets
-from fanout.bench.results import PoolFailure, Results, Target
+from fanout.bench.results import Percentiles, PoolFailure, Results, Target
+from tests.unit.bench.samples import BROADCAST
 
 LATEST = Path(__file__).resolve().parents[3] / "bench" / "results" / "latest.json"
 
@@ -55,3 +56,46 @@ def test_table_of_a_quick_run_without_soak_or_pool() -> None:
     assert "soak" not in quick and "Pool curve" not in quick
     failed = table(replace(r, pool={1: PoolFailure("worker did not become ready")}))
     assert "          1 worker did not become ready" in failed
+
+
+def test_broadcast_targets_need_the_broadcast_and_the_pool_for_the_ratio() -> None:
+    """The notification p95 is judged whenever the broadcast ran; the ratio only beside a pool curve."""
+    r = latest()
+    assert not {"broadcast_over_point_to_point", "broadcast_urgent_p95_ms"} & set(targets(r))
+    full = targets(replace(r, broadcast=BROADCAST))
+    assert (
+        Target(0.8, ">= 0.8") == full["broadcast_over_point_to_point"]
+        and full["broadcast_over_point_to_point"].met
+    )
+    assert Target(400.0, "<= 1000") == full["broadcast_urgent_p95_ms"]
+    slow = replace(BROADCAST, over_point_to_point=0.79)
+    assert not targets(replace(r, broadcast=slow))["broadcast_over_point_to_point"].met
+    quick = targets(replace(r, pool=None, broadcast=BROADCAST))
+    assert "broadcast_over_point_to_point" not in quick and "broadcast_urgent_p95_ms" in quick
+
+
+def test_table_shows_the_broadcast() -> None:
+    """The broadcast's lines give its rate against point-to-point, the CPU split, RSS and notifications."""
+    text = table(replace(latest(), broadcast=BROADCAST))
+    assert "Broadcast to 101000 connections" in text and "2 worker process(es), 51 shards" in text
+    assert (
+        "  2000 posts/s (101000 posts in 50.5s); point-to-point at fan-out 20: 2500 posts/s; ratio 0.8"
+        in text
+    )
+    assert "of which SecantusDB 0.70, emulator 0.30; 250.0 ms per record batch lookup" in text
+    assert "  worker RSS (all its processes): 180.0 -> 183.0 MB (max 184.5, growth 3.0)" in text
+    assert "p50 40.0  p95 400.0  p99 900.0  (n=250)" in text
+    assert "Broadcast" not in table(latest())
+
+
+def test_table_lists_the_broadcast_targets_aligned() -> None:
+    """The targets judged on a broadcast are rows of the table, met or not, in one column however long."""
+    r = replace(latest(), broadcast=replace(BROADCAST, urgent_ms=Percentiles(40.0, 1200.0, 1500.0, 250)))
+    judged = replace(r, targets=targets(r))
+    text = table(judged)
+    assert "  broadcast_over_point_to_point      0.8   >= 0.8  yes" in text
+    assert "  broadcast_urgent_p95_ms         1200.0  <= 1000  NO" in text
+    header = text.index("\nTargets\n") + len("\nTargets\n")
+    rows = text[header:].split("\n\n")[0].splitlines()[1:]
+    assert [row.split()[0] for row in rows] == list(judged.targets)
+    assert 1 == len({row.rindex(" ") for row in rows})  # the "met" column lines up

@@ -14,10 +14,12 @@ from fanout.bench.results import (
     Percentiles,
     PoolFailure,
     Results,
+    Rss,
     Target,
     Throughput,
     pct,
 )
+from tests.unit.bench.samples import BROADCAST
 
 LATEST = Path(__file__).resolve().parents[3] / "bench" / "results" / "latest.json"
 
@@ -111,3 +113,28 @@ def test_a_target_is_met_at_its_bound(value: float, bound: str, met: bool) -> No
     """A target is met at and inside its bound, in either direction, and says so in its JSON."""
     assert met is Target(value, bound).met
     assert met is Target(value, bound).to_json()["met"]
+
+
+def test_rss_of_samples_is_first_max_last_and_growth() -> None:
+    """Rss.of keeps the first, largest and last sample, and the growth from first to last."""
+    assert Rss(80.0, 95.5, 90.0, 10.0) == Rss.of([80.0, 95.5, 90.0])
+    assert Rss(90.0, 90.0, 85.5, -4.5) == Rss.of([90.0, 85.5])
+
+
+def test_a_broadcast_round_trips_after_the_pool() -> None:
+    """A run with a broadcast writes it, nested keys included, after the pool and reads it back equal."""
+    r = replace(latest(), broadcast=BROADCAST)
+    doc = json.loads(json.dumps(r.to_json()))
+    keys = list(doc)
+    assert keys.index("pool") + 1 == keys.index("broadcast") == keys.index("received_all") - 1
+    assert {"first": 180.0, "max": 184.5, "last": 183.0, "growth": 3.0} == doc["broadcast"]["rss_mb"]
+    assert {"p50": 40.0, "p95": 400.0, "p99": 900.0, "n": 250} == doc["broadcast"]["urgent_ms"]
+    assert 0.8 == doc["broadcast"]["over_point_to_point"]
+    assert Results.from_json(doc) == r
+
+
+def test_a_run_without_a_broadcast_writes_no_broadcast_key() -> None:
+    """The committed run has no broadcast: it reads back as None and writes no key."""
+    r = latest()
+    assert r.broadcast is None
+    assert "broadcast" not in r.to_json()
