@@ -24,9 +24,10 @@ $(DEPLOY_STAMP): $(STAMP)
 run: $(STAMP)
 	@bash scripts/run.sh
 
-## The whole suite: unit, integration and end-to-end tests against real local servers.
+## The whole suite: unit, integration and end-to-end tests against real local servers, one test process
+## per core (pytest-xdist); tests that share a build (Node packages, the browser) stay in one process.
 test: $(DEPLOY_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples deploy

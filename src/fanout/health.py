@@ -7,6 +7,8 @@ waiting for a slow dependency is alive but not ready, and must not be killed for
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -102,9 +104,18 @@ def health_app(registry: Callable[[], CollectorRegistry], live: Check, ready: Ch
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(app: web.Application, host: str, port: int, shutdown_s: float = 60) -> web.AppRunner:
     """Serve ``app`` on ``host:port``; the caller cleans the runner up."""
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_s)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner
+
+
+async def until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT: the main loop of a server process."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

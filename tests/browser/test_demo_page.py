@@ -19,7 +19,8 @@ from tests.conftest import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The first test may install chromium with apt, which takes minutes; the tests themselves take seconds.
-pytestmark = pytest.mark.timeout(600)
+#: One chromium install and one demo stack per run, in one test process.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("browser")]
 
 
 def _call(stack: Stack, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:

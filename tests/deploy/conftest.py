@@ -41,6 +41,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that synthesize share one test process (``make test`` runs one per core): each
+    session-scoped synth then runs once, not once per process."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.path.name != "test_image.py":
+            item.add_marker(pytest.mark.xdist_group("cdk"))
+
+
 def tool(name: str) -> str:
     """A console script of the deploy extra: next to this interpreter first, then on PATH; else fail."""
     here = Path(sys.executable).parent / name

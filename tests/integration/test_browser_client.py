@@ -10,7 +10,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import PACKAGE
+
+#: One build of clients/typescript per run: `make test` runs one process per core (xdist loadgroup).
+pytestmark = pytest.mark.xdist_group("node")
 
 BROWSER = PACKAGE.parent / "browser"
 TSC = PACKAGE / "node_modules" / ".bin" / "tsc"

@@ -14,6 +14,8 @@ import pytest
 
 from tests.integration.conftest import PACKAGE
 
+#: One build of clients/typescript per run: `make test` runs one process per core (xdist loadgroup).
+pytestmark = pytest.mark.xdist_group("node")
 COMMITTED = PACKAGE / "src" / "catalog.ts"
 
 

@@ -20,6 +20,9 @@ from tests.conftest import Stack
 from tests.helpers import connect, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
 
+#: One build of clients/typescript per run: `make test` runs one process per core (xdist loadgroup).
+pytestmark = pytest.mark.xdist_group("node")
+
 
 @pytest.mark.timeout(300)  # the first `npm ci` on a fresh machine downloads the packages
 async def test_events_published_from_node_reach_a_websocket_client(

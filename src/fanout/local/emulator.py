@@ -18,7 +18,6 @@ import contextlib
 import json
 import random
 import secrets
-import signal
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from fanout import health
 from fanout.attributes import CONNECTION_ID
 from fanout.config import Settings
 from fanout.envelope import MAX_FRAME_BYTES
@@ -290,16 +290,10 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
     await lifecycle.services.tickets.ensure_indexes()
     domain = f"{settings.gateway_host}:{settings.gateway_port}"
     emulator = Emulator(lifecycle, settings.gateway_stage, domain, faults)
-    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=2)
-    await runner.setup()
-    await web.TCPSite(runner, settings.gateway_host, settings.gateway_port, reuse_address=True).start()
+    runner = await health.serve(emulator.app(), settings.gateway_host, settings.gateway_port, shutdown_s=2)
     log.info("gateway_started", websocket=f"ws://{domain}/{settings.gateway_stage}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await health.until_signalled()
     finally:
         for entry in list(emulator.sockets.values()):
             await entry.ws.close(code=1001, message=b"server shutting down")

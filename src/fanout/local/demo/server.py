@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from fanout import health
 from fanout import logging as fanout_logging
 from fanout.attributes import CONNECTION_ID
 from fanout.config import Settings
@@ -184,16 +184,12 @@ async def serve(settings: Settings) -> None:
     async with AsyncPublisher(settings) as publisher:
         demo = Demo(settings, publisher, db[settings.conversations_collection])
         await demo.seed()
-        runner = web.AppRunner(app(demo, tickets, ws_url), access_log=None, shutdown_timeout=2)
-        await runner.setup()
-        await web.TCPSite(runner, settings.gateway_host, settings.demo_port, reuse_address=True).start()
+        runner = await health.serve(
+            app(demo, tickets, ws_url), settings.gateway_host, settings.demo_port, shutdown_s=2
+        )
         log.info("demo_started", page=f"http://{settings.gateway_host}:{settings.demo_port}/")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await health.until_signalled()
         finally:
             await runner.cleanup()
             await client.close()
