@@ -57,7 +57,7 @@ def install_chromium() -> None:
         pytest.fail(f"`{how}` failed ({result.returncode}):\n{result.stderr[-2000:]}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def _demo_stack_starting(
     tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None
 ) -> Iterator[Future[Stack]]:
@@ -70,13 +70,15 @@ def _demo_stack_starting(
         stop_stack(starting.result())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo_stack(_demo_stack_starting: Future[Stack]) -> Stack:
     """The running stack, once its ready line is out."""
     return _demo_stack_starting.result()
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running on this thread while it is open, which
+# the asyncio tests that follow in the same process cannot share.
+@pytest.fixture(scope="module")
 def browser(
     tmp_path_factory: pytest.TempPathFactory, _demo_stack_starting: Future[Stack]
 ) -> Iterator[BrowserContext]:
