@@ -40,6 +40,8 @@ MODULES = {
     "fanout/worker/delivery.py": "post",
     "fanout/worker/limiter.py": "post",
     "fanout/worker/consumer.py": "handling",
+    "fanout/worker/intake.py": "handling",
+    "fanout/worker/decide.py": "handling",
     "fanout/worker/settle.py": "handling",
     "fanout/worker/fate.py": "handling",
     "fanout/worker/summary.py": "logging",
