@@ -38,6 +38,8 @@ MODULES = {
     "fanout/store.py": "lookup",
     "fanout/gateway/": "post",
     "fanout/worker/delivery.py": "post",
+    "fanout/worker/lanes.py": "post",
+    "fanout/worker/result.py": "post",
     "fanout/worker/limiter.py": "post",
     "fanout/worker/consumer.py": "handling",
     "fanout/worker/intake.py": "handling",

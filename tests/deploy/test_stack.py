@@ -225,7 +225,7 @@ def test_worker_never_calls_get_or_delete_on_connections() -> None:
     for path in [*worker.glob("*.py"), REPO_ROOT / "src" / "fanout" / "cli.py"]:
         text = path.read_text()
         assert not re.search(r"management\.(get|delete)\(|\.delete\(conn|\.get\(conn", text), path
-    assert re.search(r"\.post\(", (worker / "delivery.py").read_text())
+    assert re.search(r"\.post\(", (worker / "lanes.py").read_text())
 
 
 @pytest.mark.parametrize("which", ["default", "existing"])

@@ -25,9 +25,10 @@ from fanout.worker import fate
 from fanout.worker.checks import Checks
 from fanout.worker.clients import Clients
 from fanout.worker.conflate import Conflator
-from fanout.worker.delivery import Deliverer, FanoutResult
+from fanout.worker.delivery import Deliverer
 from fanout.worker.received import Received
 from fanout.worker.replay import replay
+from fanout.worker.result import FanoutResult
 from fanout.worker.settle import Tally
 from fanout.worker.summary import Summary
 
