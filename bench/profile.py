@@ -35,7 +35,7 @@ MODULES = {
     "fanout/envelope.py": "parse",
     "fanout/attributes.py": "parse",
     "fanout/catalog": "parse",
-    "fanout/store.py": "lookup",
+    "fanout/store/": "lookup",
     "fanout/gateway/": "post",
     "fanout/worker/delivery.py": "post",
     "fanout/worker/lanes.py": "post",
