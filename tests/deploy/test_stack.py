@@ -222,10 +222,10 @@ def test_worker_settings(default_synth: Synth, existing_synth: Synth) -> None:
 def test_worker_never_calls_get_or_delete_on_connections() -> None:
     """The worker's code has no GET or DELETE on @connections, so a POST-only role is all it needs."""
     worker = REPO_ROOT / "src" / "fanout" / "worker"
-    for path in [*worker.glob("*.py"), REPO_ROOT / "src" / "fanout" / "cli.py"]:
+    for path in [*worker.glob("*.py"), *(REPO_ROOT / "src" / "fanout" / "cli").glob("*.py")]:
         text = path.read_text()
         assert not re.search(r"management\.(get|delete)\(|\.delete\(conn|\.get\(conn", text), path
-    assert re.search(r"\.post\(", (worker / "delivery.py").read_text())
+    assert re.search(r"\.post\(", (worker / "lanes.py").read_text())
 
 
 @pytest.mark.parametrize("which", ["default", "existing"])
@@ -252,7 +252,7 @@ def test_worker_writes_only_in_the_temporary_directory() -> None:
         if "local" not in path.parts and "bench" not in path.parts and writes.search(path.read_text())
     }
     developer_commands = {
-        "src/fanout/cli.py",  # `fanout schema --out PATH`: a file the developer names
+        "src/fanout/cli/schema.py",  # `fanout schema --out PATH`: a file the developer names
         "src/fanout/catalog/compat.py",  # `python -m fanout.catalog.compat --update`: the committed snapshot
     }
     assert {"src/fanout/worker/pool.py"} == found - developer_commands  # mkdtemp for the multiprocess metrics

@@ -1,4 +1,5 @@
-"""Fan-out of one parsed event: resolve connections, post the frame to each, prune the gone."""
+"""Fan-out of one parsed event: resolve its connections, hand a post for each to the lanes
+(``lanes.py``), and ask a connection that does not speak the event's payload version to upgrade."""
 
 from __future__ import annotations
 
@@ -6,116 +7,27 @@ import asyncio
 import hashlib
 import json
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from ulid import ULID
 
 from fanout.catalog import metric_label
 from fanout.envelope import QueueBody, now_iso
-from fanout.gateway.client import ManagementClient, Outcome, sleep_backoff
+from fanout.gateway.client import ManagementClient, Outcome
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
 from fanout.store import Connection, ConnectionStore
+from fanout.worker.lanes import Event, Lanes
 from fanout.worker.limiter import AdaptiveLimiter
+from fanout.worker.result import FanoutResult
 
 log = get_logger("fanout.delivery")
 
-#: A 410 this soon after $connect may be API Gateway's documented connect race: confirm before pruning.
-CONNECT_GRACE_S = 5.0
 #: How far the lifecycle's clock (a record's ``lastSeenAt``) may be behind the worker's.
 CLOCK_SKEW_S = 2.0
-#: Outcomes that prove an endpoint answers (a timeout or a refusal by policy says nothing about it).
-_ANSWERED = frozenset(
-    {Outcome.OK, Outcome.GONE, Outcome.THROTTLED, Outcome.SERVER_ERROR, Outcome.FORBIDDEN, Outcome.TOO_LARGE}
-)
 _UNSUPPORTED = Outcome.UNSUPPORTED_VERSION
 RECONNECT = "system.reconnect"
-
-
-@dataclass
-class FanoutResult:
-    """What happened to one event's posts."""
-
-    outcomes: Counter[Outcome] = field(default_factory=Counter)
-    failed: list[str] = field(default_factory=list)  # still failing after retries: worth another round
-    refused: list[str] = field(default_factory=list)  # 403: misconfigured endpoint or permissions
-    users: dict[str, str] = field(default_factory=dict)  # user id of each failed or refused connection
-    refused_endpoints: set[str] = field(default_factory=set)  # endpoints that answered 403
-    too_large: bool = False  # 413: no retry fixes the frame
-    retries: int = 0
-    attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
-    reachable: set[str] = field(default_factory=set)  # endpoints that answered a post over HTTP
-    unreachable: set[str] = field(default_factory=set)  # endpoints where a post ended refused at the socket
-
-    @property
-    def attempted(self) -> int:
-        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED] - self.outcomes[_UNSUPPORTED]
-
-    def users_of(self, connection_ids: tuple[str, ...]) -> frozenset[str]:
-        """The users of some failed or refused connections."""
-        return frozenset(self.users[c] for c in connection_ids if c in self.users)
-
-    def endpoint_down(self) -> bool:
-        """Every post was refused at the socket: the management API itself is unreachable."""
-        return bool(self.attempted) and self.outcomes[Outcome.UNREACHABLE] == self.attempted
-
-    def fail(self, conn: Connection, refused: bool = False) -> None:
-        (self.refused if refused else self.failed).append(conn.connection_id)
-        self.users[conn.connection_id] = conn.user_id
-
-    def event_outcome(self) -> str:
-        """The ``fanout_events_total`` outcome label."""
-        if not self.attempted:
-            return "expired" if self.outcomes[Outcome.EXPIRED] else "no_connections"
-        if not (self.failed or self.refused or self.too_large):
-            return "delivered"
-        return "partial" if self.outcomes[Outcome.OK] else "failed"
-
-
-@dataclass(slots=True)
-class _Event:
-    """One event's share of the lanes: what its posts need and how many are still to answer."""
-
-    frame: bytes
-    digest: str
-    label: str
-    sent_at: float
-    deadline: float  # monotonic: no retry after it
-    expires_at: float  # epoch seconds: no post at all after it
-    result: FanoutResult
-    done: asyncio.Future[None]
-    pending: int = 1  # one for deliver() itself until every connection is queued
-    stopped: bool = False  # deliver() was cancelled or failed: skip the posts not yet started
-    once: str | None = None  # post to a connection only if the store has not recorded this key for it
-    unanswered: int = 1  # connections whose first post has no answer yet, and deliver() itself
-    on_answered: Callable[[], None] | None = None  # called once every first post has an answer
-
-    def answered_one(self) -> None:
-        self.unanswered -= 1
-        if self.unanswered == 0 and self.on_answered is not None:
-            callback, self.on_answered = self.on_answered, None
-            callback()
-
-    def finish_one(self) -> None:
-        self.pending -= 1
-        if self.pending == 0 and not self.done.done():
-            self.done.set_result(None)
-
-    def fail(self, exc: BaseException) -> None:
-        """A lane's post raised: ``deliver()``, awaiting ``done``, raises it."""
-        self.stopped = True
-        if not self.done.done():
-            self.done.set_exception(exc)
-
-    def stop(self) -> None:
-        """``deliver()`` itself raised or was cancelled: nothing awaits ``done`` any more, so it is
-        cancelled rather than given the error (asyncio would log it as never retrieved)."""
-        self.stopped = True
-        self.done.cancel()
 
 
 def _since(looked_at: float) -> datetime:
@@ -125,15 +37,8 @@ def _since(looked_at: float) -> datetime:
 
 
 class Deliverer:
-    """Posts events to connections through a fixed set of lanes, with paced retries and safe pruning.
-
-    ``max_posts_in_flight`` lanes take (connection, event) jobs from bounded queues, so posts in
-    flight are bounded across every event of the process, and a busy worker costs no task, semaphore
-    or wake-up per post: a lane that finds its queue non-empty goes straight on to the next post.
-
-    Bulk posts (broadcast shards) have a quarter of the lanes and a line of their own, so a broadcast
-    never queues ahead of a typing indicator or a notification: those keep three quarters of the lanes.
-    """
+    """Posts events to their connections through the post lanes (``lanes.Lanes``), with paced retries
+    and safe pruning; one instance per worker process."""
 
     def __init__(
         self,
@@ -146,24 +51,24 @@ class Deliverer:
         limiter: AdaptiveLimiter | None = None,
     ) -> None:
         self._store = store
-        self._client = client
         self._metrics = metrics
-        self._bulk_lanes = max(1, max_posts_in_flight // 4)
-        self._fast_lanes = max(1, max_posts_in_flight - self._bulk_lanes)
-        self._jobs: asyncio.Queue[tuple[Connection, _Event]] = asyncio.Queue(self._fast_lanes)
-        self._bulk: asyncio.Queue[tuple[Connection, _Event]] = asyncio.Queue(self._bulk_lanes)
-        self._lanes: list[asyncio.Task[None]] = []
-        self._attempts = attempts
-        self.limiter = limiter or AdaptiveLimiter()
-        self.in_flight = 0  # posts awaiting an answer; the worker samples it into a gauge
-        self._timers: dict[str, tuple[Any, Any]] = {}  # label -> (post latency, delivery latency)
+        self._lanes = Lanes(
+            store,
+            client,
+            metrics,
+            max_posts_in_flight=max_posts_in_flight,
+            attempts=attempts,
+            limiter=limiter,
+        )
+
+    @property
+    def in_flight(self) -> int:
+        """Posts awaiting an answer; the worker samples it into a gauge."""
+        return self._lanes.in_flight
 
     async def close(self) -> None:
         """Stop the lanes (after the worker's drain: no event is waiting on them any more)."""
-        for lane in self._lanes:
-            lane.cancel()
-        await asyncio.gather(*self._lanes, return_exceptions=True)
-        self._lanes.clear()
+        await self._lanes.close()
 
     async def connections(
         self,
@@ -211,10 +116,11 @@ class Deliverer:
         done, the event's connections active since the lookup began (connected, or sent a frame:
         ``lastSeenAt``) that the lookup did not return are posted too: a client that reconnected or
         subscribed in between, and resumed before the write landed, gets the event live (history.py)."""
-        self._start_lanes()
-        jobs = self._bulk if bulk else self._jobs
+        lanes = self._lanes
+        lanes.start()
+        jobs = lanes.bulk if bulk else lanes.jobs
         frame = body.client_frame
-        event = _Event(
+        event = Event(
             frame,
             hashlib.sha256(frame).hexdigest(),
             metric_label(body.type),
@@ -226,7 +132,7 @@ class Deliverer:
             on_answered=on_answered,
         )
         version = body.payload_version
-        upgrade: _Event | None = None  # system.reconnect to connections that do not speak the version
+        upgrade: Event | None = None  # system.reconnect to connections that do not speak the version
         posted: set[str] | None = set() if kept is not None else None
 
         async def put(batches: AsyncIterator[list[Connection]]) -> None:
@@ -270,36 +176,31 @@ class Deliverer:
                 upgrade.stop()
             raise
         if upgrade is not None:
-            self._count(upgrade)
-        self._count(event)
+            lanes.count(upgrade)
+        lanes.count(event)
         return event.result
 
     async def post_frame(
         self, conn: Connection, event_type: str, frame: bytes, deadline: float, expires_at: float
     ) -> FanoutResult:
         """Post one frame to one connection through the lanes, with its retries (a replay's step)."""
-        self._start_lanes()
+        self._lanes.start()
         label = metric_label(event_type)
         # sent_at is now: for a replayed event, delivery latency measures the replay, not the event's age
-        event = _Event(frame, hashlib.sha256(frame).hexdigest(), label, time.time(), deadline, expires_at,
+        event = Event(frame, hashlib.sha256(frame).hexdigest(), label, time.time(), deadline, expires_at,
                        FanoutResult(), asyncio.get_running_loop().create_future())  # fmt: skip
         event.pending += 1
         try:
-            await self._jobs.put((conn, event))
+            await self._lanes.jobs.put((conn, event))
             event.finish_one()
             await event.done
         except BaseException:
             event.stop()
             raise
-        self._count(event)
+        self._lanes.count(event)
         return event.result
 
-    def _start_lanes(self) -> None:
-        if not self._lanes:
-            self._lanes = [asyncio.create_task(self._lane(self._jobs)) for _ in range(self._fast_lanes)]
-            self._lanes += [asyncio.create_task(self._lane(self._bulk)) for _ in range(self._bulk_lanes)]
-
-    def _upgrade(self, body: QueueBody, version: int, event: _Event) -> _Event:
+    def _upgrade(self, body: QueueBody, version: int, event: Event) -> Event:
         """The ``system.reconnect`` frame asking clients to upgrade, posted at most once per connection
         per event type and version (recorded on the connection record, so across the pool too)."""
         frame = json.dumps(
@@ -312,7 +213,7 @@ class Deliverer:
             },
             separators=(",", ":"),
         ).encode()
-        return _Event(
+        return Event(
             frame,
             hashlib.sha256(frame).hexdigest(),
             metric_label(RECONNECT),
@@ -323,95 +224,3 @@ class Deliverer:
             asyncio.get_running_loop().create_future(),
             once=f"{body.type}@{version}",
         )
-
-    def _count(self, event: _Event) -> None:
-        result = event.result
-        # Counted once per event rather than once per post: the hot path stays cheap.
-        for outcome, count in result.attempts.items():
-            self._metrics.deliveries.labels(event.label, outcome.value).inc(count)
-        if result.retries:
-            self._metrics.retries.labels(event.label).inc(result.retries)
-
-    def _timers_for(self, label: str) -> tuple[Any, Any]:
-        timers = self._timers.get(label)
-        if timers is None:
-            m = self._metrics
-            timers = self._timers[label] = (m.post_latency.labels(label), m.delivery_latency.labels(label))
-        return timers
-
-    async def _lane(self, jobs: asyncio.Queue[tuple[Connection, _Event]]) -> None:
-        while True:
-            conn, event = await jobs.get()
-            if event.stopped:
-                event.answered_one()
-                continue
-            self.in_flight += 1
-            try:
-                await self._post(conn, event)
-            except Exception as exc:  # a store error while pruning: the event's handler decides
-                event.fail(exc)
-            finally:
-                self.in_flight -= 1
-                event.finish_one()
-
-    async def _post(self, conn: Connection, event: _Event) -> None:
-        result = event.result
-        if time.time() > event.expires_at:  # it expired while queued behind other posts
-            event.answered_one()
-            result.outcomes[Outcome.EXPIRED] += 1
-            result.attempts[Outcome.EXPIRED] += 1
-            return
-        if event.once is not None and not await self._store.ask_upgrade_once(conn.connection_id, event.once):
-            return  # asked before, by this event or an earlier one
-        outcome = await self._post_with_retries(conn, event)
-        result.outcomes[outcome] += 1
-        if outcome in _ANSWERED:
-            result.reachable.add(conn.endpoint)
-        elif outcome is Outcome.UNREACHABLE:
-            result.unreachable.add(conn.endpoint)
-        if outcome is Outcome.OK:
-            self._timers_for(event.label)[1].observe(max(0.0, time.time() - event.sent_at))
-        elif outcome is Outcome.GONE:
-            if self._young(conn):  # API Gateway's connect race: try again in a later round, never prune
-                result.fail(conn)
-            elif await self._store.prune(conn):
-                self._metrics.pruned.inc()
-        elif outcome.retryable:
-            result.fail(conn)
-        elif outcome is Outcome.FORBIDDEN:
-            result.fail(conn, refused=True)
-            result.refused_endpoints.add(conn.endpoint)  # logged once per event by the worker
-        elif outcome is Outcome.TOO_LARGE:
-            result.too_large = True
-
-    async def _post_with_retries(self, conn: Connection, event: _Event) -> Outcome:
-        result = event.result
-        limiter = self.limiter
-        post_latency = self._timers_for(event.label)[0]
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            if limiter.rate is not None:  # pacing only after 429s; the common path skips the await
-                await limiter.acquire()
-                paced, started = started, time.perf_counter()
-                if started - paced > 0.001:
-                    self._metrics.throttle_wait.inc(started - paced)
-            outcome = await self._client.post(conn, event.frame, event.digest)
-            post_latency.observe(time.perf_counter() - started)
-            result.attempts[outcome] += 1
-            attempt += 1
-            if attempt == 1:
-                event.answered_one()
-            limiter.record(outcome is Outcome.THROTTLED)
-            retry = outcome.retryable or (outcome is Outcome.GONE and self._young(conn))
-            if not retry or attempt >= self._attempts or time.monotonic() >= event.deadline:
-                return outcome
-            await sleep_backoff(attempt)
-            if time.time() > event.expires_at:  # it expired during the backoff: no retry past its expiry
-                result.attempts[Outcome.EXPIRED] += 1
-                return Outcome.EXPIRED
-            result.retries += 1
-
-    @staticmethod
-    def _young(conn: Connection) -> bool:
-        return conn.connected_at is not None and time.time() - conn.connected_at.timestamp() < CONNECT_GRACE_S

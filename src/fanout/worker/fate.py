@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, field
 
 from fanout.catalog import Policy
-from fanout.worker.delivery import FanoutResult
 from fanout.worker.received import Received
+from fanout.worker.result import FanoutResult
 
 OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds

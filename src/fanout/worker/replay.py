@@ -21,8 +21,9 @@ from fanout.history import audience
 from fanout.logging import get_logger, short_id
 from fanout.worker import fate
 from fanout.worker.clients import Clients
-from fanout.worker.delivery import Deliverer, FanoutResult
+from fanout.worker.delivery import Deliverer
 from fanout.worker.received import Received
+from fanout.worker.result import FanoutResult
 
 log = get_logger("fanout.worker")
 

@@ -13,9 +13,9 @@ from fanout.catalog import Policy
 from fanout.gateway.client import Outcome
 from fanout.live.events import offline
 from fanout.worker import fate
-from fanout.worker.delivery import FanoutResult
 from fanout.worker.fate import DeadLetter, Deliver, Fate, Remainder
 from fanout.worker.received import Received, parse
+from fanout.worker.result import FanoutResult
 from tests.corpus import valid
 
 NOW = 1_800_000_000.0  # 2027-01-15

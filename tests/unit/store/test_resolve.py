@@ -1,46 +1,20 @@
-"""The connection store against a real MongoDB-wire server (SecantusDB)."""
+"""The live connections an event reaches, streamed from a real MongoDB-wire server (SecantusDB)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from fanout.envelope import Target
-from fanout.store import BUCKETS, USER_CHUNK, Connection, ConnectionStore, bucket_of
+from fanout.store import BUCKETS, ConnectionStore, bucket_of
+from fanout.store.resolve import USER_CHUNK
 from tests.conftest import Server
-
-SKIPPED: list[dict[str, Any]] = []
-
-
-@pytest.fixture
-async def store(mongo_server: Server) -> AsyncIterator[ConnectionStore]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
-    SKIPPED.clear()
-    store = ConnectionStore.from_client(client, "fanout", f"conn_{secrets.token_hex(4)}", SKIPPED.append)
-    await store.ensure_indexes()
-    yield store
-    await store._col.drop()
-    await client.close()
-
-
-async def _all(store: ConnectionStore, target: Target) -> list[Connection]:
-    return [c async for batch in store.resolve(target) for c in batch]
-
-
-async def test_indexes_match_the_existing_record_shape(store: ConnectionStore) -> None:
-    """Unique connectionId, userId lookup and a TTL index on expiresAt; creating them twice is harmless."""
-    await store.ensure_indexes()
-    info = await store._col.index_information()
-    assert info["connectionId_1"]["unique"] is True
-    assert "userId_1" in info
-    assert 0 == info["expiresAt_1"]["expireAfterSeconds"]
+from tests.unit.store.conftest import resolve_all
 
 
 async def test_resolve_ignores_expired_records_and_excluded_connections(store: ConnectionStore) -> None:
@@ -51,7 +25,7 @@ async def test_resolve_ignores_expired_records_and_excluded_connections(store: C
     await store._col.update_one(
         {"connectionId": "c2"}, {"$set": {"expiresAt": datetime.now(UTC) - timedelta(seconds=1)}}
     )
-    found = await _all(store, Target(user_ids=["u1", "u2"], exclude_connection_ids=["c3"]))
+    found = await resolve_all(store, Target(user_ids=["u1", "u2"], exclude_connection_ids=["c3"]))
     assert ["c1"] == [c.connection_id for c in found]
     assert "u1" == found[0].user_id and "local" == found[0].stage
 
@@ -103,7 +77,7 @@ async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(mongo
             await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
         targets = [Target(user_ids=[f"u{i}", f"u{i + 10}", "nobody"]) for i in range(10)]
         finds.clear()
-        found = await asyncio.gather(*(_all(store, t) for t in targets))
+        found = await asyncio.gather(*(resolve_all(store, t) for t in targets))
         assert [21] == finds  # one query: 20 distinct users plus "nobody", asked once
         for i, conns in enumerate(found):
             assert {f"c{i}", f"c{i + 10}"} == {c.connection_id for c in conns}
@@ -117,53 +91,8 @@ async def test_topics_and_broadcast_resolve(store: ConnectionStore) -> None:
     await store.put("t1", "u1", "h", "s", ttl_s=60)
     await store.put("t2", "u2", "h", "s", ttl_s=60)
     assert ["event:42"] == await store.subscribe("t1", ["event:42"], cap=10)
-    assert ["t1"] == [c.connection_id for c in await _all(store, Target(topics=["event:42"]))]
-    assert {"t1", "t2"} == {c.connection_id for c in await _all(store, Target(broadcast=True))}
-
-
-async def test_prune_never_deletes_a_newer_connection_with_the_same_id(store: ConnectionStore) -> None:
-    """Pruning a stale view of a connection leaves a record that was re-created after it."""
-    await store.put("p1", "u1", "h", "s", ttl_s=60)
-    [old] = await _all(store, Target(user_ids=["u1"]))
-    assert old.connected_at is not None
-    await store._col.update_one(
-        {"connectionId": "p1"}, {"$set": {"connectedAt": old.connected_at + timedelta(seconds=5)}}
-    )
-    assert not await store.prune(old)
-    assert await store.get("p1") is not None
-    [fresh] = await _all(store, Target(user_ids=["u1"]))
-    assert await store.prune(fresh)
-    assert await store.get("p1") is None
-
-
-async def test_touch_refreshes_expiry(store: ConnectionStore) -> None:
-    """A ping moves expiresAt forward; an unknown connection reports False."""
-    await store.put("x1", "u1", "h", "s", ttl_s=10)
-    before = (await store.get("x1") or {})["expiresAt"]
-    assert "u1" == await store.touch("x1", ttl_s=3600)
-    assert (await store.get("x1") or {})["expiresAt"] > before
-    assert not await store.touch("missing", ttl_s=10)
-
-
-async def test_malformed_records_are_skipped_and_reported(store: ConnectionStore) -> None:
-    """Records with a missing field or a wrong type are skipped and reported; the good ones beside them
-    (same user, and other users sharing the merged query) are all found."""
-    future = datetime.now(UTC) + timedelta(minutes=5)
-    good = {"domainName": "h", "stage": "s", "connectedAt": datetime.now(UTC), "expiresAt": future}
-    await store._col.insert_many(
-        [
-            {"connectionId": "ok1", "userId": "u1", **good},
-            {"connectionId": "ok2", "userId": "u2", **good},
-            {"connectionId": "bad-date", "userId": "u1", **(good | {"connectedAt": "yesterday"})},
-            {"connectionId": "no-stage", "userId": "u1", **{k: v for k, v in good.items() if k != "stage"}},
-            {"connectionId": "bad-domain", "userId": "u2", **(good | {"domainName": 42})},
-            {"connectionId": "user-list", "userId": ["u1", "u2"], **good},
-            {"connectionId": 7, "userId": "u2", **good},
-        ]
-    )
-    found = await asyncio.gather(_all(store, Target(user_ids=["u1"])), _all(store, Target(user_ids=["u2"])))
-    assert [["ok1"], ["ok2"]] == [[c.connection_id for c in conns] for conns in found]
-    assert {"bad-date", "no-stage", "bad-domain", "user-list", 7} == {d["connectionId"] for d in SKIPPED}
+    assert ["t1"] == [c.connection_id for c in await resolve_all(store, Target(topics=["event:42"]))]
+    assert {"t1", "t2"} == {c.connection_id for c in await resolve_all(store, Target(broadcast=True))}
 
 
 async def test_a_lookup_error_fails_every_waiter(mongo_server: Server) -> None:
@@ -172,7 +101,9 @@ async def test_a_lookup_error_fails_every_waiter(mongo_server: Server) -> None:
     store = ConnectionStore.from_client(client, "fanout", "never-used")
     await client.close()
     results = await asyncio.wait_for(
-        asyncio.gather(*(_all(store, Target(user_ids=[f"u{i}"])) for i in range(3)), return_exceptions=True),
+        asyncio.gather(
+            *(resolve_all(store, Target(user_ids=[f"u{i}"])) for i in range(3)), return_exceptions=True
+        ),
         timeout=10,
     )
     assert all(isinstance(r, Exception) for r in results)
@@ -231,33 +162,5 @@ async def test_single_connections_are_targets_too(store: ConnectionStore) -> Non
     """target.connectionIds reaches those live connections (a reply to one tab), once each, beside users."""
     for cid, user in (("k1", "ann"), ("k2", "ann"), ("k3", "bob")):
         await store.put(cid, user, "h", "s", ttl_s=60)
-    found = await _all(store, Target(user_ids=["ann"], connection_ids=["k1", "k3", "gone"]))
+    found = await resolve_all(store, Target(user_ids=["ann"], connection_ids=["k1", "k3", "gone"]))
     assert ["k1", "k2", "k3"] == sorted(c.connection_id for c in found)
-
-
-async def test_an_upgrade_is_asked_once_per_connection_and_key_even_concurrently(
-    store: ConnectionStore,
-) -> None:
-    """Ten workers meeting the same unsupported event at once: one of them asks the connection to upgrade;
-    another type or version is a new question, and a missing record is never asked."""
-    await store.put("c1", "u1", "127.0.0.1:1", "local", ttl_s=60)
-    answers = await asyncio.gather(*(store.ask_upgrade_once("c1", "chat.message@2") for _ in range(10)))
-    assert 1 == sum(answers)
-    assert await store.ask_upgrade_once("c1", "chat.message@3")
-    assert not await store.ask_upgrade_once("c1", "chat.message@2")
-    assert not await store.ask_upgrade_once("nobody", "chat.message@2")
-
-
-async def test_declared_payload_versions_reach_the_worker_with_the_record(store: ConnectionStore) -> None:
-    """A record's payloads (type@version entries) come back as a lookup on the Connection; malformed
-    entries are ignored, and a record without the field has none."""
-    await store.put("c1", "u1", "127.0.0.1:1", "local", ttl_s=60)
-    await store.put("c2", "u1", "127.0.0.1:1", "local", ttl_s=60)
-    assert await store.hello("c1", 1, {"chat.message": [1, 2]})
-    await store._col.update_one({"connectionId": "c2"}, {"$set": {"payloads": ["chat.read@x", 7, "@2"]}})
-    found = {c.connection_id: c for c in await _all(store, Target(user_ids=["u1"]))}
-    assert {"chat.message": frozenset({1, 2})} == found["c1"].payloads
-    assert found["c1"].speaks("chat.message", 2) and found["c1"].speaks("notification.new", 1)
-    assert not found["c1"].speaks("notification.new", 2)
-    assert {} == found["c2"].payloads and found["c2"].speaks("chat.read", 1)
-    assert not await store.hello("nobody", 1, None)

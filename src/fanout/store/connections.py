@@ -1,0 +1,197 @@
+"""``ConnectionStore``: the connection records in MongoDB, compatible with the ones the existing API writes.
+The lifecycle writes them (connect, frames, topics, disconnect); the worker reads them (``resolve.py``)
+and prunes the gone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from fanout.config import Settings
+from fanout.store.records import (
+    PROJECTION,
+    Connection,
+    SkipHook,
+    bucket_of,
+    now_utc,
+    payload_entries,
+    to_connection,
+)
+from fanout.store.resolve import Resolver
+
+
+def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
+    """A MongoDB client whose every operation has a deadline: a server that accepts connections but
+    answers nothing (frozen, partitioned) fails calls within ``FANOUT_MONGO_TIMEOUT_MS``."""
+    return AsyncMongoClient(
+        settings.mongo(),
+        tz_aware=True,
+        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+        timeoutMS=settings.mongo_timeout_ms,
+    )
+
+
+class ConnectionStore(Resolver):
+    """Reads and writes connection records compatible with the ones the existing API writes; the reads of
+    a fan-out are ``Resolver``'s."""
+
+    @classmethod
+    def from_client(
+        cls,
+        client: AsyncMongoClient[dict[str, Any]],
+        db: str,
+        collection: str,
+        on_skip: SkipHook | None = None,
+    ) -> ConnectionStore:
+        return cls(client[db][collection], on_skip)
+
+    @property
+    def database(self) -> AsyncDatabase[dict[str, Any]]:
+        """The database of the records, where the other collections (tickets, the history, the sequence
+        counters) live too."""
+        return self._col.database
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the record shape needs; safe to call on every start."""
+        await self._col.create_index([("connectionId", ASCENDING)], unique=True)
+        await self._col.create_index([("userId", ASCENDING)])
+        await self._col.create_index([("topics", ASCENDING)])
+        await self._col.create_index([("bucket", ASCENDING)])
+        await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
+
+    async def put(self, connection_id: str, user_id: str, domain_name: str, stage: str, ttl_s: int) -> None:
+        """Store a new connection record (the ``$connect`` route)."""
+        now = now_utc()
+        await self._col.update_one(
+            {"connectionId": connection_id},
+            {
+                "$set": {
+                    "userId": user_id,
+                    "bucket": bucket_of(connection_id),
+                    "domainName": domain_name,
+                    "stage": stage,
+                    "connectedAt": now,
+                    "lastSeenAt": now,
+                    "expiresAt": now + timedelta(seconds=ttl_s),
+                }
+            },
+            upsert=True,
+        )
+
+    async def touch(self, connection_id: str, ttl_s: int) -> str | None:
+        """Refresh ``lastSeenAt``/``expiresAt`` of a live connection; its user id, None without a record."""
+        now = now_utc()
+        doc = await self._col.find_one_and_update(
+            {"connectionId": connection_id},  # a frame proves the socket is open, even past expiresAt
+            {"$set": {"lastSeenAt": now, "expiresAt": now + timedelta(seconds=ttl_s)}},
+            projection={"_id": 0, "userId": 1},
+        )
+        user = doc.get("userId") if doc else None
+        return user if isinstance(user, str) and user else None
+
+    async def subscribe(self, connection_id: str, topics: list[str], cap: int) -> list[str] | None:
+        """Add topics to a connection's interests unless that would make more than ``cap`` in total;
+        the resulting list, or None when refused (or the connection has no record). Atomic: the size
+        check and the addition are one update, so concurrent frames cannot pass the cap together."""
+        doc = await self._col.find_one({"connectionId": connection_id}, {"_id": 0, "topics": 1})
+        if doc is None:
+            return None
+        current = doc.get("topics")
+        held: list[str] = list(current) if isinstance(current, list) else []
+        new = [t for t in topics if t not in held]
+        if len(held) + len(new) > cap:
+            return None
+        if not new:
+            return held
+        doc = await self._col.find_one_and_update(
+            {"connectionId": connection_id, f"topics.{cap - len(new)}": {"$exists": False}},
+            {"$addToSet": {"topics": {"$each": new}}},
+            projection={"_id": 0, "topics": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return list(doc["topics"]) if doc is not None else None
+
+    async def unsubscribe(self, connection_id: str, topics: list[str]) -> list[str]:
+        """Remove topics from a connection's interests; the resulting list."""
+        doc = await self._col.find_one_and_update(
+            {"connectionId": connection_id},
+            {"$pullAll": {"topics": topics}},
+            projection={"_id": 0, "topics": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return list(doc.get("topics") or []) if doc is not None else []
+
+    async def hello(self, connection_id: str, protocol: int, payloads: dict[str, list[int]] | None) -> bool:
+        """Store what a connection speaks: its protocol and, when declared, its payload versions (a hello
+        without them unsets any earlier ones). False when the connection has no record."""
+        update: dict[str, Any] = {"$set": {"protocol": protocol}}
+        if payloads is None:
+            update["$unset"] = {"payloads": ""}
+        else:
+            update["$set"]["payloads"] = payload_entries(payloads)
+        result = await self._col.update_one({"connectionId": connection_id}, update)
+        return result.matched_count > 0
+
+    async def ask_upgrade_once(self, connection_id: str, key: str) -> bool:
+        """Record that a connection was asked to upgrade for ``key`` (``type@version``); True only for
+        the first caller, so of several workers meeting the same event exactly one asks."""
+        result = await self._col.update_one(
+            {"connectionId": connection_id, "upgradeAsked": {"$ne": key}},
+            {"$addToSet": {"upgradeAsked": key}},
+        )
+        return result.modified_count > 0
+
+    async def take_slot(self, connection_id: str, kind: str, window: int, limit: int) -> bool:
+        """Count one frame of ``kind`` (``forward``, ``typing``, ``ack``) in the connection's current rate
+        window (``window``: the window's number); False when ``limit`` frames already passed in it. Each
+        step is one atomic update on the record (``<kind>Window``, ``<kind>Count``), so concurrent frames
+        (several Lambda containers) cannot pass more than ``limit`` together."""
+        field_window, field_count = f"{kind}Window", f"{kind}Count"
+        count = ({"connectionId": connection_id, field_window: window, field_count: {"$lt": limit}},
+                 {"$inc": {field_count: 1}})  # fmt: skip
+        if (await self._col.update_one(*count)).matched_count:
+            return True
+        opened = await self._col.update_one(
+            {"connectionId": connection_id, field_window: {"$ne": window}},
+            {"$set": {field_window: window, field_count: 1}},
+        )
+        if opened.matched_count:
+            return True
+        # The window is current: full, or opened by a concurrent frame between the two steps.
+        return (await self._col.update_one(*count)).matched_count > 0
+
+    async def remove(self, connection_id: str) -> str | None:
+        """Delete a record (the ``$disconnect`` route); the user id it had, None when there was none."""
+        doc = await self._col.find_one_and_delete({"connectionId": connection_id}, {"_id": 0, "userId": 1})
+        user = doc.get("userId") if doc else None
+        return user if isinstance(user, str) and user else None
+
+    def sibling(self, name: str) -> AsyncCollection[dict[str, Any]]:
+        """Another collection of the records' database (e.g. the lifecycle's recent disconnects)."""
+        return self._col.database[name]
+
+    async def prune(self, conn: Connection) -> bool:
+        """Delete a gone connection's record, and only that record: a re-used id with a newer
+        ``connectedAt`` belongs to another connection and is kept."""
+        query: dict[str, Any] = {"connectionId": conn.connection_id}
+        if conn.connected_at is not None:
+            query["connectedAt"] = {"$lte": conn.connected_at}
+        result = await self._col.delete_one(query)
+        return result.deleted_count > 0
+
+    async def interests(self, connection_id: str) -> tuple[Connection, list[str]] | None:
+        """A live connection and the topics it holds; None without a usable live record."""
+        query = {"connectionId": connection_id, "expiresAt": {"$gt": now_utc()}}
+        doc = await self._col.find_one(query, PROJECTION | {"topics": 1})
+        conn = to_connection(doc) if doc is not None else None
+        if conn is None or doc is None:
+            return None
+        topics = doc.get("topics")
+        return conn, [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
+
+    async def get(self, connection_id: str) -> dict[str, Any] | None:
+        return await self._col.find_one({"connectionId": connection_id}, {"_id": 0})

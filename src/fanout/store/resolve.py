@@ -1,0 +1,214 @@
+"""Who an event reaches: the live connections of a target (users, topics, single connections, everyone,
+or one shard of them), streamed in batches and never loaded whole; each connection found once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from fanout.envelope import Target
+from fanout.store.records import (
+    BUCKETS,
+    PROJECTION,
+    Connection,
+    SkipHook,
+    live,
+    now_utc,
+    seen_since,
+    to_connection,
+)
+
+USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
+BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
+_LIVE_PROJECTION = PROJECTION | {"expiresAt": 1}
+#: The merged user lookups also serve a fan-out's second look, which keeps records active since then.
+_USER_PROJECTION = PROJECTION | {"lastSeenAt": 1}
+
+
+def _scope(target: Target) -> dict[str, Any]:
+    """The filter a target puts on records: none for a broadcast, else its users or its topics."""
+    if target.broadcast:
+        return {}
+    ways: list[dict[str, Any]] = [{"userId": {"$in": target.user_ids}}, {"topics": {"$in": target.topics}}]
+    if target.connection_ids:
+        ways.append({"connectionId": {"$in": target.connection_ids}})
+    return {"$or": ways}
+
+
+def _buckets(shard: tuple[int, int]) -> dict[str, Any]:
+    """The filter of a shard: buckets ``[lo, hi)`` as an ``$in`` (an index lookup on any server); the
+    last shard also takes records without a bucket (written before buckets, or by another writer)."""
+    lo, hi = shard
+    wanted = {"bucket": {"$in": list(range(lo, hi))}}
+    return {"$or": [wanted, {"bucket": {"$exists": False}}]} if hi >= BUCKETS else wanted
+
+
+def _and(*filters: dict[str, Any]) -> dict[str, Any]:
+    parts = [f for f in filters if f]
+    return parts[0] if len(parts) == 1 else {"$and": parts} if parts else {}
+
+
+class _UserLookups:
+    """Merges the user-id lookups that concurrent events start in the same loop turn into one query.
+
+    A receive of ten events starts ten fan-outs at once; one ``$in`` query for all their users costs
+    about what one of the ten would, and each event still gets exactly its own users' records.
+    """
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], on_skip: SkipHook | None = None) -> None:
+        self._col = collection
+        self._on_skip = on_skip
+        self._pending: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
+        self._queries: set[asyncio.Task[None]] = set()
+
+    def find(self, users: list[str]) -> asyncio.Future[list[dict[str, Any]]]:
+        """The live records of ``users`` (at most ``USER_CHUNK`` of them)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((users, future))
+        return future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
+        size = 0
+        for item in pending:
+            if group and size + len(item[0]) > USER_CHUNK:
+                self._start(group)
+                group, size = [], 0
+            group.append(item)
+            size += len(item[0])
+        self._start(group)
+
+    def _start(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
+        task = asyncio.create_task(self._query(group))
+        self._queries.add(task)
+        task.add_done_callback(self._queries.discard)
+
+    async def _query(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
+        try:
+            users = list({user for wanted, _ in group for user in wanted})
+            query = {"userId": {"$in": users}, "expiresAt": {"$gt": now_utc()}}
+            docs = await self._col.find(query, _USER_PROJECTION).to_list(None)
+            by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+            for doc in docs:
+                user = doc.get("userId")
+                if isinstance(user, str):
+                    by_user[user].append(doc)
+                elif self._on_skip is not None:  # e.g. an array of ids, which $in matches too
+                    self._on_skip(doc)
+            for wanted, future in group:
+                if not future.done():
+                    future.set_result([doc for user in wanted for doc in by_user.get(user, ())])
+        except BaseException as exc:  # every waiter gets an answer, whatever happened
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+
+class Resolver:
+    """The reads of a fan-out on the records of one collection; ``ConnectionStore`` adds the writes."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], on_skip: SkipHook | None = None) -> None:
+        self._col = collection
+        self._users = _UserLookups(collection, on_skip)
+        self._on_skip = on_skip  # told of every malformed record a lookup skips
+
+    def _connections(self, docs: Iterable[dict[str, Any]]) -> Iterable[Connection]:
+        for doc in docs:
+            conn = to_connection(doc)
+            if conn is not None:
+                yield conn
+            elif self._on_skip is not None:
+                self._on_skip(doc)
+
+    async def resolve(
+        self, target: Target, shard: tuple[int, int] | None = None, *, active_since: datetime | None = None
+    ) -> AsyncIterator[list[Connection]]:
+        """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
+        to the records in buckets ``[lo, hi)``, ``active_since`` to the records whose ``lastSeenAt``
+        (set at ``$connect`` and by every client frame) is at or after it."""
+        now = now_utc()
+        excluded = set(target.exclude_connection_ids)
+        seen: set[str] = set()
+        recent = {"lastSeenAt": {"$gte": active_since}} if active_since is not None else {}
+
+        def fresh(docs: Iterable[dict[str, Any]]) -> list[Connection]:
+            if active_since is not None:  # the merged user lookup returns every live record of its users
+                docs = [d for d in docs if seen_since(d, active_since)]
+            out = []
+            for conn in self._connections(docs):
+                cid = conn.connection_id
+                if cid in excluded or cid in seen:
+                    continue
+                seen.add(cid)
+                out.append(conn)
+            return out
+
+        if shard is not None:
+            # The buckets are the selective part: expiry is checked here rather than in the query, so
+            # no server can prefer the expiresAt index (every record matches it) over the buckets.
+            async for batch in self._stream(_and(_scope(target), _buckets(shard)), _LIVE_PROJECTION):
+                yield fresh(d for d in batch if live(d, now))
+            return
+        if target.broadcast:
+            async for batch in self._stream({"expiresAt": {"$gt": now}} | recent):
+                yield fresh(batch)
+            return
+        users = target.user_ids
+        for start in range(0, len(users), USER_CHUNK):
+            found = fresh(await self._users.find(users[start : start + USER_CHUNK]))
+            if found:
+                yield found
+        if target.topics:
+            query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}} | recent
+            async for batch in self._stream(query):
+                if found := fresh(batch):
+                    yield found
+        if target.connection_ids:
+            query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}} | recent
+            if found := fresh(await self._col.find(query, PROJECTION).to_list(None)):
+                yield found
+
+    async def _stream(
+        self, query: dict[str, Any], projection: dict[str, int] = PROJECTION
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The records matching ``query`` in batches of ``BATCH``, never loaded whole."""
+        batch: list[dict[str, Any]] = []
+        async for doc in self._col.find(query, projection, batch_size=BATCH):
+            batch.append(doc)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def audience(self, target: Target, at_most: int) -> int:
+        """About how many connections a broadcast or a topic target has, counted up to ``at_most``:
+        a broadcast from the collection's metadata (no scan), a topic audience by its index."""
+        if target.broadcast:
+            return int(await self._col.estimated_document_count())
+        query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now_utc()}}
+        return int(await self._col.count_documents(query, limit=at_most))
+
+    async def by_ids(self, connection_ids: Iterable[str], target: Target) -> AsyncIterator[list[Connection]]:
+        """Yield the live connections among ``connection_ids`` that ``target`` addresses (a remainder
+        round), in batches. The target check means a connection list can only narrow an audience."""
+        now = now_utc()
+        excluded = set(target.exclude_connection_ids)
+        ids = [c for c in dict.fromkeys(connection_ids) if c not in excluded]
+        scope = _scope(target)
+        for start in range(0, len(ids), USER_CHUNK):
+            query = {"connectionId": {"$in": ids[start : start + USER_CHUNK]}, "expiresAt": {"$gt": now}}
+            found = list(self._connections(await self._col.find(query | scope, PROJECTION).to_list(None)))
+            if found:
+                yield found
