@@ -8,15 +8,15 @@ the indexes on ``users``, ``topics`` and ``(key, seq)``. A TTL index drops a doc
 ``FANOUT_HISTORY_WINDOW_S`` after it was written; ``until`` is when the event itself stops being worth
 delivering, so an expired event is never replayed.
 
-The write runs beside the event's lookup rather than before it, so the posts never wait for it. What
-keeps a reconnect from falling between the two: once the write is done, the worker looks again for the
-event's connections active since its lookup began (``lastSeenAt``, set at ``$connect``, allowing 2 s of
-clock skew) and posts to the new ones. A client whose ``$connect`` came after the write finds the event
-here when it resumes (its resume follows its ``$connect``); one connected before the lookup read gets it
-live; one in between is found by the second look. A failed write is logged and counted
-(``fanout_history_write_failures_total``) and never fails the delivery: a resume that needed the event
-then gets a resync, or (an event without an ordering key) misses it. The shards of a split audience are
-queued only after the write, so their lookups come later.
+The write comes before the event's lookup, so no reconnect falls between the two: a client whose
+``$connect`` came before the lookup read gets the event live, and one whose ``$connect`` came after it
+finds the event here when it resumes (its resume follows its ``$connect``, which follows the write). The
+posts wait for the one write, batched with the writes of the events received meanwhile. Running it
+beside the lookup instead needed a second lookup per event for the connections made in between, which
+doubled the reads of the hot path and made SecantusDB time out under the fault tests. A failed write is
+logged and counted (``fanout_history_write_failures_total``) and never fails the delivery: a resume
+that needed the event then gets a resync, or (an event without an ordering key) misses it. The shards
+of a split audience are queued after the write too.
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ class History:
     """Writes (worker) and reads (lifecycle, worker replays) of the kept events."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], settings: Settings) -> None:
-        # w=1: a write lost in a failover only turns a replay into a resync, and the worker's second look
-        # for new connections waits for this write, so it should cost one round trip, not a majority's.
+        # w=1: a write lost in a failover only turns a replay into a resync, and every event's posts wait
+        # for this write, so it should cost one round trip, not a majority's.
         self._col: AsyncCollection[dict[str, Any]] = db.get_collection(
             settings.history_collection, write_concern=WriteConcern(w=1)
         )

@@ -50,14 +50,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def seen_since(doc: dict[str, Any], since: datetime) -> bool:
-    """Whether the record's ``lastSeenAt`` is at or after ``since`` (False without one)."""
-    seen = doc.get("lastSeenAt")
-    if not isinstance(seen, datetime):
-        return False
-    return (seen if seen.tzinfo else seen.replace(tzinfo=UTC)) >= since
-
-
 def live(doc: dict[str, Any], now: datetime) -> bool:
     """Whether the record's ``expiresAt`` is after ``now`` (False without one)."""
     expires = doc.get("expiresAt")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -19,15 +18,12 @@ from fanout.store.records import (
     SkipHook,
     live,
     now_utc,
-    seen_since,
     to_connection,
 )
 
 USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
 BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
 _LIVE_PROJECTION = PROJECTION | {"expiresAt": 1}
-#: The merged user lookups also serve a fan-out's second look, which keeps records active since then.
-_USER_PROJECTION = PROJECTION | {"lastSeenAt": 1}
 
 
 def _scope(target: Target) -> dict[str, Any]:
@@ -96,7 +92,7 @@ class _UserLookups:
         try:
             users = list({user for wanted, _ in group for user in wanted})
             query = {"userId": {"$in": users}, "expiresAt": {"$gt": now_utc()}}
-            docs = await self._col.find(query, _USER_PROJECTION).to_list(None)
+            docs = await self._col.find(query, PROJECTION).to_list(None)
             by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
             for doc in docs:
                 user = doc.get("userId")
@@ -132,19 +128,15 @@ class Resolver:
                 self._on_skip(doc)
 
     async def resolve(
-        self, target: Target, shard: tuple[int, int] | None = None, *, active_since: datetime | None = None
+        self, target: Target, shard: tuple[int, int] | None = None
     ) -> AsyncIterator[list[Connection]]:
         """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
-        to the records in buckets ``[lo, hi)``, ``active_since`` to the records whose ``lastSeenAt``
-        (set at ``$connect`` and by every client frame) is at or after it."""
+        to the records in buckets ``[lo, hi)``."""
         now = now_utc()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
-        recent = {"lastSeenAt": {"$gte": active_since}} if active_since is not None else {}
 
         def fresh(docs: Iterable[dict[str, Any]]) -> list[Connection]:
-            if active_since is not None:  # the merged user lookup returns every live record of its users
-                docs = [d for d in docs if seen_since(d, active_since)]
             out = []
             for conn in self._connections(docs):
                 cid = conn.connection_id
@@ -161,7 +153,7 @@ class Resolver:
                 yield fresh(d for d in batch if live(d, now))
             return
         if target.broadcast:
-            async for batch in self._stream({"expiresAt": {"$gt": now}} | recent):
+            async for batch in self._stream({"expiresAt": {"$gt": now}}):
                 yield fresh(batch)
             return
         users = target.user_ids
@@ -170,12 +162,12 @@ class Resolver:
             if found:
                 yield found
         if target.topics:
-            query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}} | recent
+            query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}
             async for batch in self._stream(query):
                 if found := fresh(batch):
                     yield found
         if target.connection_ids:
-            query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}} | recent
+            query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}}
             if found := fresh(await self._col.find(query, PROJECTION).to_list(None)):
                 yield found
 

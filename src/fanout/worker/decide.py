@@ -86,11 +86,9 @@ class Decider:
             return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
         if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
             return fate.Fate("conflated")
-        # Kept beside the lookup, not before it: the posts never wait for the write (history.py).
-        kept = self._keep(msg.body, step.expires_at) if not msg.routing.is_kept else None
+        if not msg.routing.is_kept:
+            await self._keep(msg.body, step.expires_at)  # before the lookup (and the shards'): history.py
         if split := await self._split(msg):
-            if kept is not None:
-                await kept  # the shards' lookups come after it
             return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
@@ -105,29 +103,21 @@ class Decider:
                 shard=msg.routing.shard,
                 bulk=bulk,
                 on_answered=release,
-                kept=kept,
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result)
 
-    def _keep(self, body: QueueBody, expires_at: float) -> asyncio.Task[bool] | None:
-        """The event's history write, started beside its lookup; None when nothing is kept. A write that
-        fails is logged and counted and never fails the delivery: a resume that needed the event gets
-        a resync instead (or, for an unkeyed event, misses it)."""
+    async def _keep(self, body: QueueBody, expires_at: float) -> None:
+        """The event's history write. One that fails is logged and counted and never fails the delivery:
+        a resume that needed the event gets a resync instead (or, for an unkeyed event, misses it)."""
         history = self.clients.history
         if not history.enabled:
-            return None
-
-        async def write() -> bool:
-            try:
-                await history.record(body, expires_at)
-            except Exception as exc:  # the history is best effort: delivery goes on without it
-                log.warning("history_write_failed", error=type(exc).__name__)  # its text may quote the frame
-                self.metrics.history_write_failures.inc()
-                return False
-            return True
-
-        return asyncio.create_task(write())
+            return
+        try:
+            await history.record(body, expires_at)
+        except Exception as exc:  # the history is best effort: delivery goes on without it
+            log.warning("history_write_failed", error=type(exc).__name__)  # its text may quote the frame
+            self.metrics.history_write_failures.inc()
 
     async def _split(self, msg: Received) -> fate.Fate | None:
         """Shards for an audience larger than ``FANOUT_SHARD_SIZE``: every process of the pool then

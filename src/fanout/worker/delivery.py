@@ -7,8 +7,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
 
 from ulid import ULID
 
@@ -24,16 +23,8 @@ from fanout.worker.result import FanoutResult
 
 log = get_logger("fanout.delivery")
 
-#: How far the lifecycle's clock (a record's ``lastSeenAt``) may be behind the worker's.
-CLOCK_SKEW_S = 2.0
 _UNSUPPORTED = Outcome.UNSUPPORTED_VERSION
 RECONNECT = "system.reconnect"
-
-
-def _since(looked_at: float) -> datetime:
-    """The ``lastSeenAt`` from which a connection may have been missed by a lookup begun at
-    ``looked_at`` (epoch seconds), allowing for the lifecycle's clock being behind the worker's."""
-    return datetime.fromtimestamp(looked_at - CLOCK_SKEW_S, UTC)
 
 
 class Deliverer:
@@ -75,19 +66,12 @@ class Deliverer:
         body: QueueBody,
         only: tuple[str, ...] | None,
         shard: tuple[int, int] | None = None,
-        *,
-        active_since: datetime | None = None,
     ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
-        ``shard`` a shard to its range of connection ids, ``active_since`` to the connections that
-        connected or sent a frame since."""
+        ``shard`` a shard to its range of connection ids."""
         started = time.perf_counter()
         store = self._store
-        batches = (
-            store.by_ids(only, body.target)
-            if only is not None
-            else store.resolve(body.target, shard, active_since=active_since)
-        )
+        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target, shard)
         async for batch in batches:
             self._metrics.lookup_latency.observe(time.perf_counter() - started)
             yield batch
@@ -103,19 +87,13 @@ class Deliverer:
         shard: tuple[int, int] | None = None,
         bulk: bool = False,
         on_answered: Callable[[], None] | None = None,
-        kept: Awaitable[bool] | None = None,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
         ``bulk`` posts go through the bulk lanes. A connection that does not speak the event's payload
         version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
         upgrade. ``on_answered`` is called once every connection has answered its first post (before
-        any retry), or when there was none to post to.
-
-        ``kept``: the event's history write, running beside the lookup (it never raises). Once it is
-        done, the event's connections active since the lookup began (connected, or sent a frame:
-        ``lastSeenAt``) that the lookup did not return are posted too: a client that reconnected or
-        subscribed in between, and resumed before the write landed, gets the event live (history.py)."""
+        any retry), or when there was none to post to."""
         lanes = self._lanes
         lanes.start()
         jobs = lanes.bulk if bulk else lanes.jobs
@@ -133,7 +111,6 @@ class Deliverer:
         )
         version = body.payload_version
         upgrade: Event | None = None  # system.reconnect to connections that do not speak the version
-        posted: set[str] | None = set() if kept is not None else None
 
         async def put(batches: AsyncIterator[list[Connection]]) -> None:
             nonlocal upgrade
@@ -141,10 +118,6 @@ class Deliverer:
                 for conn in batch:
                     if event.stopped:
                         break
-                    if posted is not None:
-                        if conn.connection_id in posted:
-                            continue
-                        posted.add(conn.connection_id)
                     target = event
                     # One attribute test per post when nobody declared versions and the event is version 1.
                     if (version != 1 or conn.payloads is not None) and not conn.speaks(body.type, version):
@@ -158,11 +131,7 @@ class Deliverer:
                     await jobs.put((conn, target))  # waits only when every lane of its kind is busy
 
         try:
-            looked_at = time.time()
             await put(self.connections(body, only, shard))
-            if kept is not None:
-                await kept
-                await put(self.connections(body, only, shard, active_since=_since(looked_at)))
             event.answered_one()
             event.finish_one()
             if upgrade is None:

@@ -201,26 +201,6 @@ async def test_a_remainder_round_reaches_only_listed_connections_of_the_target(r
     assert got[2] is None
 
 
-async def test_posts_do_not_wait_for_the_history_write_and_a_connection_made_meanwhile_gets_the_event(
-    rig: Rig,
-) -> None:
-    """The lookup's connection gets the frame while the history write is still pending; a connection made
-    before the write is done (its client may resume before the write lands) gets it too, once, and the
-    first connection does not get it twice."""
-    body = build_event("notification.new", user_ids=["u9"], payload=NOTE)
-    kept: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-    async with aiohttp.ClientSession() as http:
-        [early] = await _clients(rig, http, "u9", 1)
-        task = asyncio.create_task(rig.deliverer.deliver(body, time.monotonic() + 10, kept=kept))
-        assert body.id == (await _frame(early))["id"]  # posted before the write is done
-        [late] = await _clients(rig, http, "u9", 1)
-        kept.set_result(True)
-        result = await task
-        assert body.id == (await _frame(late))["id"]
-        assert None is await _maybe(early)
-    assert (2, "delivered") == (result.outcomes[Outcome.OK], result.event_outcome())
-
-
 async def test_a_failed_lookup_raises_and_leaves_no_unretrieved_future() -> None:
     """MongoDB refusing connections: deliver() raises the lookup's error, and asyncio reports no future
     whose error nobody read (each such report is an error-level log line during an outage)."""
