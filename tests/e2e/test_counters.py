@@ -4,7 +4,9 @@ watching client as a few frames (FANOUT_CONFLATE_MS=300), the last one carrying 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
@@ -42,6 +44,10 @@ def _publish(stack: Stack, event_id: str, seconds: float) -> None:
         list(pool.map(send, range(10)))
 
 
+async def _equals(value: Awaitable[float], expected: float) -> bool:
+    return await value == expected
+
+
 async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_final_value(
     live_stack: Stack,
 ) -> None:
@@ -64,11 +70,17 @@ async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_fin
         await wait_for(lambda: UPDATES - 1 in counts(), timeout=60)
         await asyncio.sleep(1)  # nothing older may follow the final value
         seen = counts()
-    assert published_s < 5  # two seconds of publishing, give or take a busy machine
+    # two seconds of publishing, slower on a busy machine; still hundreds of updates a second
+    assert published_s < 10
     assert UPDATES - 1 == seen[-1]
     assert seen == sorted(set(seen))
     assert len(seen) <= UPDATES // 20, len(seen)  # 14 on a 2-core machine at load 2.4
-    conflated = (await scrape(live_stack.metrics_url)).value(
-        "fanout_events_total", outcome="conflated"
-    ) - before
-    assert UPDATES - len(seen) == conflated
+
+    async def conflated() -> float:
+        after = (await scrape(live_stack.metrics_url)).value("fanout_events_total", outcome="conflated")
+        return after - before
+
+    # every update not seen is counted as conflated, once the worker has taken the stragglers too
+    with contextlib.suppress(AssertionError):  # the assertion below says what is missing
+        await wait_for(lambda: _equals(conflated(), UPDATES - len(seen)), timeout=20, every=0.5)
+    assert UPDATES - len(seen) == await conflated()
