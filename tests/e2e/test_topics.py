@@ -1,0 +1,63 @@
+"""Topics end to end: an event published to a topic reaches exactly the connections subscribed to it, and
+one that unsubscribes gets no more of it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+
+from fanout import Publisher
+from tests.catalog_examples import payload
+from tests.conftest import Stack
+from tests.helpers import Client, connect, wait_for
+
+
+async def _ask(client: Client, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send a client action and return the answer that names it."""
+    ref = secrets.token_hex(4)
+    await client.ws.send_json(frame | {"id": ref})
+    await wait_for(lambda: any(f.get("replyTo") == ref for f in client.frames))
+    return next(f for f in client.frames if f.get("replyTo") == ref)
+
+
+def _ids(client: Client) -> list[str]:
+    return [e["id"] for e in client.events()]
+
+
+async def _announce(stack: Stack, topic: str) -> str:
+    publisher = await asyncio.to_thread(Publisher, stack.settings)
+    try:
+        event = payload("organization.announcement")
+        return await asyncio.to_thread(
+            publisher.publish, "organization.announcement", topics=[topic], payload=event
+        )
+    finally:
+        publisher.close()
+
+
+async def test_a_topic_reaches_its_subscribers_only_and_unsubscribe_stops_delivery(stack: Stack) -> None:
+    """Two subscribers of event:<id> get its first event and a non-subscriber does not; after one
+    unsubscribes (acknowledged with what is left), the next event reaches only the other."""
+    topic = f"event:{secrets.token_hex(4)}"
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        stays, leaves, outsider = [
+            await connect(es, http, stack.ws_url, stack.settings, f"t-{secrets.token_hex(4)}")
+            for _ in range(3)
+        ]
+        for client in (stays, leaves):
+            answer = await _ask(client, {"action": "subscribe", "topics": [topic]})
+            assert ("subscribe.ok", True) == (answer["type"], topic in answer["payload"]["topics"])
+        first = await _announce(stack, topic)
+        await wait_for(lambda: first in _ids(stays) and first in _ids(leaves))
+        answer = await _ask(leaves, {"action": "unsubscribe", "topics": [topic]})
+        assert ("unsubscribe.ok", False) == (answer["type"], topic in answer["payload"]["topics"])
+        second = await _announce(stack, topic)
+        await wait_for(lambda: second in _ids(stays))
+        await asyncio.sleep(0.5)  # a post to the one that left would have arrived with the other's
+    assert [first] == _ids(leaves)
+    assert [first, second] == _ids(stays)
+    assert [] == _ids(outsider)
