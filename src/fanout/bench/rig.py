@@ -74,7 +74,7 @@ class Rig:
             # SecantusDB scans the whole collection for the last broadcast shard's query (its
             # ``bucket: {$exists: false}`` branch): about 7 s at 100,000 records, past the 5 s default.
             "FANOUT_MONGO_TIMEOUT_MS": "30000",
-            "FANOUT_LOG_LEVEL": "WARNING",
+            "FANOUT_LOG_LEVEL": "INFO",  # as deployed: the worker's log lines count against its CPU
             "FANOUT_LOG_FORMAT": "json",
         }
         fields: dict[str, Any] = {k[len("FANOUT_") :].lower(): v for k, v in self.env.items()}
