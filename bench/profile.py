@@ -28,7 +28,7 @@ from fanout.bench.plan import QUICK
 from fanout.bench.proc import process_tree
 from fanout.bench.rig import Rig
 
-BUCKETS = ("receive", "parse", "lookup", "post", "delete", "metrics", "logging", "handling", "loop")
+BUCKETS = ("receive", "parse", "history", "lookup", "post", "delete", "metrics", "logging", "handling", "loop")
 #: The deepest fanout module of a stack names its bucket (libraries below it count with it).
 MODULES = {
     "fanout/worker/received.py": "parse",
@@ -52,8 +52,14 @@ MODULES = {
 }
 
 
-def bucket(stack: str) -> str:
-    """The bucket of one collapsed stack (``frame;frame;...`` root first)."""
+def bucket(stack: str) -> str | None:
+    """The bucket of one collapsed stack (``frame;frame;...`` root first); None for a sample that is no
+    event's work: the worker starting (imports), an idle executor thread, the loop waiting in epoll."""
+    leaf = stack.rpartition(";")[2]
+    if "importlib._bootstrap" in stack:
+        return None
+    if leaf.startswith(("EpollSelector.select", "_worker (")) or "(threading.py" in leaf:
+        return None
     if "structlog/" in stack or "fanout/logging.py" in stack:
         return "logging"
     if "prometheus_client/" in stack:
@@ -77,8 +83,8 @@ def breakdown(raw: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if stack:
-            counts[bucket(stack)] += int(n)
+        if stack and (name := bucket(stack)) is not None:
+            counts[name] += int(n)
     return counts
 
 

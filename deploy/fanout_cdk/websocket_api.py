@@ -32,6 +32,7 @@ CLIENT_ACTIONS = (
     "chat.read",
     "chat.typing",
     "chat.ack",
+    "presence.query",
 )
 ROUTES = ("$connect", "$disconnect", "$default", *CLIENT_ACTIONS)
 # The access log: what happened to a request, never who sent it or what it carried. No query string or

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fanout.errors import FanoutError
-from fanout.gateway.http import HttpClient, frame
+from fanout.gateway.http import HttpClient, ProtocolError, frame
 from fanout.gateway.sigv4 import Signer
 
 #: A receive of 10 messages of up to 1 MiB each, JSON-escaped.
@@ -60,11 +60,17 @@ class SqsClient:
         headers = self._signer.sign_json(self._host, f"AmazonSQS.{action}", data, query_mode=True)
         origin = self._poll_origin if poll else self._call_origin
         status, answer = await origin.request(frame("POST", self._host, "/", headers, data))
-        doc = json.loads(answer) if answer else {}
+        try:
+            doc = json.loads(answer) if answer else {}
+        except ValueError:  # a proxy's or an overloaded server's page rather than SQS's JSON
+            doc = None
         if status != 200:
-            code = str(doc.get("__type", "")).rpartition("#")[2] or f"HTTP{status}"
-            raise SqsError(status, code, str(doc.get("message") or doc.get("Message") or ""))
-        return dict(doc)
+            found = doc if isinstance(doc, dict) else {}
+            code = str(found.get("__type", "")).rpartition("#")[2] or f"HTTP{status}"
+            raise SqsError(status, code, str(found.get("message") or found.get("Message") or ""))
+        if not isinstance(doc, dict):
+            raise ProtocolError(f"{action}: an answer that is not a JSON object ({len(answer)} bytes)")
+        return doc
 
     async def receive_message(self, **params: Any) -> dict[str, Any]:
         """A long poll; answered within ``WaitTimeSeconds`` (the poll client's timeout covers it)."""

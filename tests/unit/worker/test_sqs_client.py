@@ -11,12 +11,14 @@ from unittest import mock
 
 import boto3
 import pytest
+from aiohttp import web
 from botocore.awsrequest import AWSResponse
 from botocore.credentials import Credentials
 
+from fanout.gateway.http import ProtocolError
 from fanout.gateway.sigv4 import Signer
 from fanout.worker.sqs_client import SqsClient, SqsError, body
-from tests.conftest import Server, dev_settings
+from tests.conftest import Server, dev_settings, free_port
 
 HEADERS = (
     "Authorization",
@@ -136,3 +138,31 @@ async def test_an_error_answer_is_an_sqs_error(sqs: tuple[SqsClient, Any, str]) 
         await client.receive_message(QueueUrl=url + "-missing", WaitTimeSeconds=0)
     assert 400 == caught.value.status
     assert "QueueDoesNotExist" in caught.value.code
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(500, SqsError), (200, ProtocolError)], ids=["error-page", "ok-not-json"]
+)
+async def test_an_answer_that_is_not_json_is_a_named_error(status: int, expected: type[Exception]) -> None:
+    """A proxy's HTML page instead of SQS's JSON: an error status is an SqsError naming the status, a
+    200 a ProtocolError; never a JSONDecodeError from deep inside the client."""
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(status=status, text="<html>busy</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_post("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    signer = Signer(Credentials("AKIDEXAMPLE", "SECRET"), "us-east-1", service="sqs")
+    client = SqsClient(signer, f"http://127.0.0.1:{port}", timeout_s=5, poll_timeout_s=5)
+    try:
+        with pytest.raises(expected) as caught:
+            await client.delete_message_batch(QueueUrl=URL, Entries=[{"Id": "0", "ReceiptHandle": "r"}])
+    finally:
+        await client.close()
+        await runner.cleanup()
+    if isinstance(caught.value, SqsError):
+        assert ("HTTP500", 500) == (caught.value.code, caught.value.status)
