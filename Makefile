@@ -25,7 +25,7 @@ run: $(STAMP)
 	@bash scripts/run.sh
 
 ## The whole suite: unit, integration and end-to-end tests against real local servers, one test process
-## per core (pytest-xdist); tests that share a build (Node packages, the browser) stay in one process.
+## per core (pytest-xdist); the TypeScript package is built once per run, under a lock.
 test: $(DEPLOY_STAMP)
 	$(PY) -m pytest -n auto --dist loadgroup
 

@@ -3,7 +3,9 @@ TypeScript package built once per session for the tests that drive it with Node.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -86,11 +88,21 @@ def built_package() -> list[str]:
         assert shutil.which(tool), (
             f"{tool} is required to test clients/typescript (install Node.js 20 or later)"
         )
-    for args in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build:test"]):
-        result = subprocess.run(args, cwd=PACKAGE, capture_output=True, text=True, timeout=240, check=False)
-        assert 0 == result.returncode, (
-            f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
+    # `make test` runs a test process per core, and `npm ci` deletes node_modules first: the first
+    # process of a run builds, under a lock, and the others use its build.
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    stamp = PACKAGE / "dist-test" / ".built-by"
+    with (PACKAGE / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or stamp.read_text() != run:
+            for args in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build:test"]):
+                result = subprocess.run(
+                    args, cwd=PACKAGE, capture_output=True, text=True, timeout=240, check=False
+                )
+                assert 0 == result.returncode, (
+                    f"{' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+                )
+            stamp.write_text(run)
     files = sorted(str(p.relative_to(PACKAGE)) for p in (PACKAGE / "dist-test" / "test").glob("*.test.js"))
     assert files, "tsc wrote no test files to dist-test/test/"
     return files

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.conftest import PACKAGE
 
-#: One build of clients/typescript per run: `make test` runs one process per core (xdist loadgroup).
+#: One build of clients/typescript per run (`built_package` builds once under a lock; xdist group too).
 pytestmark = pytest.mark.xdist_group("node")
 COMMITTED = PACKAGE / "src" / "catalog.ts"
 
