@@ -87,6 +87,9 @@ def test_the_key_separates_types_audiences_and_versions() -> None:
     others = [_counter(1, topics=["event:43"]), _counter(1, topics=[], user_ids=["u1"]), rsvp]
     assert len({base, *(key_of(b) for b in others)}) == 4
     assert key_of(build_event("event.other", topics=["event:42"], payload={})) is None
+    assert base == key_of(
+        _counter(2, exclude_connection_ids=["c1"])
+    )  # the tab that caused it knows its value
     assert (5.0, True) == (order_of(_counter(1, seq=5)), order_of(_counter(1)) > 1e9)  # seq, else sentAt
 
 
