@@ -33,6 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from fanout import sequence
+from fanout.coalesce import Coalescer
 from fanout.config import Settings
 from fanout.envelope import QueueBody
 
@@ -43,6 +44,7 @@ MAX_USERS = 10_000
 #: little earlier may still have been on its way (retries, a remainder round) when the client left.
 OVERLAP_S = 10.0
 _DUPLICATE_KEY = 11000
+WRITE_BATCH = 100  # history documents per insert_many at most
 _PLAN_FIELDS = {"_id": 1, "type": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
 
 
@@ -133,8 +135,7 @@ class History:
         self._sequences: AsyncCollection[dict[str, Any]] = db[settings.sequences_collection]
         self.window_s = settings.history_window_s
         self.max_replay = settings.history_max_replay
-        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: Coalescer[dict[str, Any], None] = Coalescer(self._write, most=WRITE_BATCH)
 
     @property
     def enabled(self) -> bool:
@@ -149,46 +150,25 @@ class History:
         await self._col.create_index([("at", ASCENDING)])
 
     def record(self, body: QueueBody, expires_at: float) -> asyncio.Future[None]:
-        """Keep an event. The records that concurrent events start in one loop turn are written by one
-        ``insert_many``; an event kept already (received twice) is left as it is."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        """Keep an event. The records of concurrent events are written together by one ``insert_many``
+        (``coalesce.py``); an event kept already (received twice) is left as it is."""
         if not self.enabled:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             future.set_result(None)
             return future
-        if not self._pending:
-            loop.call_soon(self._start)
-        self._pending.append((document(body, expires_at, datetime.now(UTC), self.window_s), future))
-        return future
+        return self._writes.submit(document(body, expires_at, datetime.now(UTC), self.window_s))
 
-    def _start(self) -> None:
-        task = asyncio.create_task(self._write(self._pending))
-        self._pending = []
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _write(self, pending: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
-        failed: dict[
-            int, BaseException
-        ] = {}  # by index in the batch: one refused document fails only its event
+    async def _write(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
+        """One ``insert_many``: a refused document fails only its event; a duplicate was kept already."""
         try:
-            await self._col.insert_many([doc for doc, _ in pending], ordered=False)
+            await self._col.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
+            answers: list[BaseException | None] = [None] * len(docs)
             for e in exc.details.get("writeErrors", []):
-                if e.get("code") != _DUPLICATE_KEY:  # a duplicate was kept already (received twice)
-                    failed[e.get("index", -1)] = exc
-        except BaseException as exc:  # every waiter gets an answer, whatever happened
-            failed = dict.fromkeys(range(len(pending)), exc)
-        for i, (_, future) in enumerate(pending):
-            if future.done():
-                continue
-            if i in failed:
-                future.set_exception(failed[i])
-            else:
-                future.set_result(None)
-        errors = list(failed.values())
-        if errors and not isinstance(errors[0], Exception):
-            raise errors[0]
+                if e.get("code") != _DUPLICATE_KEY and 0 <= e.get("index", -1) < len(docs):
+                    answers[e["index"]] = exc
+            return answers
+        return [None] * len(docs)
 
     async def recorded_at(self, event_id: str) -> datetime | None:
         """When an event was kept; None once the window has dropped it (or it never was)."""

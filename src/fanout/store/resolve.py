@@ -10,6 +10,7 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from fanout.coalesce import Coalescer
 from fanout.envelope import Target
 from fanout.store.records import (
     BUCKETS,
@@ -50,65 +51,35 @@ def _and(*filters: dict[str, Any]) -> dict[str, Any]:
 
 
 class _UserLookups:
-    """Merges the user-id lookups that concurrent events start in the same loop turn into one query.
+    """Merges the user-id lookups of concurrent events into one ``$in`` query (``coalesce.py``).
 
-    A receive of ten events starts ten fan-outs at once; one ``$in`` query for all their users costs
-    about what one of the ten would, and each event still gets exactly its own users' records.
+    A receive of ten events starts ten fan-outs at once; one query for all their users costs about what
+    one of the ten would, and each event still gets exactly its own users' records.
     """
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]], on_skip: SkipHook | None = None) -> None:
         self._col = collection
         self._on_skip = on_skip
-        self._pending: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
-        self._queries: set[asyncio.Task[None]] = set()
+        self._lookups: Coalescer[list[str], list[dict[str, Any]]] = Coalescer(
+            self._query, most=USER_CHUNK, weigh=len
+        )
 
     def find(self, users: list[str]) -> asyncio.Future[list[dict[str, Any]]]:
         """The live records of ``users`` (at most ``USER_CHUNK`` of them)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((users, future))
-        return future
+        return self._lookups.submit(users)
 
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]] = []
-        size = 0
-        for item in pending:
-            if group and size + len(item[0]) > USER_CHUNK:
-                self._start(group)
-                group, size = [], 0
-            group.append(item)
-            size += len(item[0])
-        self._start(group)
-
-    def _start(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
-        task = asyncio.create_task(self._query(group))
-        self._queries.add(task)
-        task.add_done_callback(self._queries.discard)
-
-    async def _query(self, group: list[tuple[list[str], asyncio.Future[list[dict[str, Any]]]]]) -> None:
-        try:
-            users = list({user for wanted, _ in group for user in wanted})
-            query = {"userId": {"$in": users}, "expiresAt": {"$gt": now_utc()}}
-            docs = await self._col.find(query, PROJECTION).to_list(None)
-            by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
-            for doc in docs:
-                user = doc.get("userId")
-                if isinstance(user, str):
-                    by_user[user].append(doc)
-                elif self._on_skip is not None:  # e.g. an array of ids, which $in matches too
-                    self._on_skip(doc)
-            for wanted, future in group:
-                if not future.done():
-                    future.set_result([doc for user in wanted for doc in by_user.get(user, ())])
-        except BaseException as exc:  # every waiter gets an answer, whatever happened
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
+    async def _query(self, wanted: list[list[str]]) -> list[list[dict[str, Any]]]:
+        users = list({user for some in wanted for user in some})
+        query = {"userId": {"$in": users}, "expiresAt": {"$gt": now_utc()}}
+        docs = await self._col.find(query, PROJECTION).to_list(None)
+        by_user: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        for doc in docs:
+            user = doc.get("userId")
+            if isinstance(user, str):
+                by_user[user].append(doc)
+            elif self._on_skip is not None:  # e.g. an array of ids, which $in matches too
+                self._on_skip(doc)
+        return [[doc for user in some for doc in by_user.get(user, ())] for some in wanted]
 
 
 class Resolver:

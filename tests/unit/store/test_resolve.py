@@ -86,6 +86,45 @@ async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(mongo
         await client.close()
 
 
+async def test_lookups_started_while_one_is_in_flight_share_the_next_query(mongo_server: Server) -> None:
+    """Three receives of ten events, each arriving while the previous find runs: the first receive's
+    events go in one find, and the two that arrived meanwhile share the next; each event keeps its users."""
+    finds: list[int] = []
+    first_started = asyncio.Event()
+
+    class Finds(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name == "find":
+                finds.append(len(event.command["filter"]["userId"]["$in"]))
+                first_started.set()
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_server.url, tz_aware=True, event_listeners=[Finds()]
+    )
+    store = ConnectionStore.from_client(client, "fanout", f"conn_{secrets.token_hex(4)}")
+    try:
+        for i in range(30):
+            await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
+        await resolve_all(store, Target(user_ids=["warm-up"]))
+        finds.clear()
+        first_started.clear()
+        first = [asyncio.create_task(resolve_all(store, Target(user_ids=[f"u{i}"]))) for i in range(10)]
+        await first_started.wait()  # the first receive's find is on the wire
+        later = [asyncio.create_task(resolve_all(store, Target(user_ids=[f"u{i}"]))) for i in range(10, 30)]
+        found = await asyncio.gather(*first, *later)
+        assert [10, 20] == finds
+        assert [[f"c{i}"] for i in range(30)] == [[c.connection_id for c in conns] for conns in found]
+    finally:
+        await store._col.drop()
+        await client.close()
+
+
 async def test_topics_and_broadcast_resolve(store: ConnectionStore) -> None:
     """Subscribed topics and broadcast both find live connections."""
     await store.put("t1", "u1", "h", "s", ttl_s=60)
