@@ -36,6 +36,7 @@ MODULES = {
     "fanout/attributes.py": "parse",
     "fanout/catalog": "parse",
     "fanout/store/": "lookup",
+    "fanout/history.py": "history",
     "fanout/gateway/": "post",
     "fanout/worker/delivery.py": "post",
     "fanout/worker/lanes.py": "post",
