@@ -7,13 +7,16 @@ import os
 import socket
 import subprocess
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from fanout.catalog import KNOWN_TYPES
 from fanout.tokens import verify
-from tests.conftest import Stack, free_port
+from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
+from tests.helpers import connect
 
 
 def _fanout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -117,3 +120,23 @@ def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly() -> None:
     assert 1 == gone.returncode
     assert "MongoDB did not answer" in gone.stderr
     assert "Traceback" not in bad.stderr + gone.stderr
+
+
+async def test_stopping_dev_with_clients_connected_disconnects_them_against_a_live_mongodb(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C on `fanout dev` with sockets open: the emulator's `$disconnect` for each (and its presence
+    update) runs before MongoDB stops, so the log has the disconnects and no failure."""
+    stack = start_stack(tmp_path, stack_env(), "--no-worker")
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+            for user in ("stop-a", "stop-b"):
+                await connect(es, http, stack.ws_url, stack.settings, user)
+            stop_stack(stack)  # the sockets are still open: the emulator closes them as it stops
+    finally:
+        stop_stack(stack)
+    lines = [json.loads(line) for line in stack.log.read_text().splitlines() if line.startswith("{")]
+    stopped = [line for line in lines if line.get("event") == "gateway_stopped"]
+    assert stopped and stopped[0]["counts"].get("disconnected") == 2
+    failures = [line["event"] for line in lines if line.get("event") in ("presence_failed", "route_failed")]
+    assert [] == failures

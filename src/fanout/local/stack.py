@@ -210,11 +210,12 @@ class LocalStack:
 
     def stop(self, timeout_s: float = 15) -> None:
         """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``. The worker goes
-        first, alone, so its open long poll and its releases still reach a live SQS."""
+        first, alone, so its open long poll and its releases still reach a live SQS; then the emulator,
+        alone, so the ``$disconnect`` of its open sockets still reaches a live MongoDB."""
         for part in reversed(self.parts):
             if part.process and part.process.poll() is None:
                 part.process.terminate()
-                if part is self.worker:
+                if part is self.worker or part is self.gateway:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         part.process.wait(timeout_s)
         for part in reversed(self.parts):
