@@ -5,7 +5,9 @@ Each event of a receive asks for its history write and its users' records; one c
 costs about what one per event would (pymongo spends most of a call's CPU around the call, not on its
 documents). With one call of a kind in flight at a time, the requests of the receives that come in
 meanwhile wait for it and then go together, so under load a call carries several receives and at rest
-a request goes at the end of its loop turn as before. A full batch never waits. Used by
+a request goes at the end of its loop turn as before. A full batch never waits. The price: while a
+call stalls (MongoDB failing over, up to ``FANOUT_MONGO_TIMEOUT_MS``), the requests of later receives
+wait for it rather than each sending a call of their own into the stall. Used by
 ``store.resolve`` (user lookups) and ``history`` (history writes).
 """
 
@@ -43,7 +45,9 @@ class Coalescer(Generic[T, R]):
             self._start()  # a full batch goes at once, whatever is in flight
         self._pending.append((request, future))
         self._weight += weight
-        if not self._running and not self._kicked:
+        if self._weight >= self._most:
+            self._start()  # full: it goes at once
+        elif not self._running and not self._kicked:
             self._kicked = True  # at the end of this loop turn: the rest of the receive joins it
             loop.call_soon(self._kick)
         return future
@@ -55,29 +59,37 @@ class Coalescer(Generic[T, R]):
 
     def _start(self) -> None:
         batch, self._pending, self._weight = self._pending, [], 0
+        batch = [(request, future) for request, future in batch if not future.done()]  # not given up
+        if not batch:
+            return
         task = asyncio.create_task(self._run(batch))
         self._running.add(task)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        if task.cancelled():  # the loop is shutting down: start nothing more
+            return
         if self._pending and not self._running and not self._kicked:
             self._start()  # what waited for this call
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             answers = await self._call([request for request, _ in batch])
-        except BaseException as exc:  # every waiter gets an answer, whatever happened
+            if len(answers) != len(batch):
+                raise RuntimeError(f"{len(answers)} answers to {len(batch)} requests")
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if future.done():  # its waiter was cancelled
+                    continue
+                if isinstance(answer, BaseException):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()  # no answer will come: the waiters are cancelled, not failed
+            raise
+        except Exception as exc:  # every waiter gets an answer, whatever happened
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), answer in zip(batch, answers, strict=True):
-            if future.done():  # its waiter was cancelled
-                continue
-            if isinstance(answer, BaseException):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)

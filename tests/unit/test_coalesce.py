@@ -98,3 +98,44 @@ async def test_a_cancelled_waiter_leaves_the_others_their_answers() -> None:
     call.gate.set()
     assert 4 == await kept
     assert gone.cancelled()
+
+
+async def test_a_batch_that_is_exactly_full_goes_at_once() -> None:
+    """A request that fills the batch to its weight starts a call at once, beside the open one."""
+    call = Doubler()
+    call.gate.clear()
+    coalescer: Coalescer[list[int], int] = Coalescer(lambda b: call([sum(x) for x in b]), most=5, weigh=len)
+    first = coalescer.submit([1])
+    await asyncio.sleep(0.01)
+    full = coalescer.submit([1] * 5)
+    await asyncio.sleep(0.01)
+    assert [[1], [5]] == call.calls
+    call.gate.set()
+    assert [2, 10] == await asyncio.gather(first, full)
+
+
+async def test_a_call_answering_the_wrong_number_fails_every_waiter() -> None:
+    """A call that returns fewer answers than requests fails them all rather than leave one waiting."""
+
+    async def short(batch: list[int]) -> Sequence[int]:
+        return batch[:-1]
+
+    coalescer = Coalescer(short, most=100)
+    results = await asyncio.gather(*(coalescer.submit(n) for n in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_a_cancelled_call_cancels_its_waiters_and_starts_nothing_more() -> None:
+    """When the task running a call is cancelled (the loop shutting down), its waiters are cancelled,
+    and what waited behind it is not sent."""
+    call = Doubler()
+    call.gate.clear()
+    coalescer = Coalescer(call, most=100)
+    running = coalescer.submit(1)
+    await asyncio.sleep(0.01)
+    behind = coalescer.submit(2)
+    [task] = coalescer._running
+    task.cancel()
+    await asyncio.sleep(0.01)
+    assert running.cancelled() and not behind.done()
+    assert [[1]] == call.calls

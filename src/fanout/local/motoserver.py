@@ -171,7 +171,10 @@ def serve(host: str, port: int) -> None:
     patch()
     app = DomainDispatcherApplication(create_backend_app)
     # Every open long poll holds a thread: a pool of worker processes, the tests and the bench hold dozens.
-    waitress.serve(app, host=host, port=port, threads=64, connection_limit=1000, ident="moto", _quiet=True)
+    waitress.serve(
+        app, host=host, port=port, threads=64, connection_limit=1000, asyncore_use_poll=True, ident="moto",
+        _quiet=True,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -212,16 +212,18 @@ class LocalStack:
         """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``. The worker goes
         first, alone, so its open long poll and its releases still reach a live SQS; then the emulator,
         alone, so the ``$disconnect`` of its open sockets still reaches a live MongoDB."""
+        waited: set[int] = set()  # parts given their timeout already: killed at once if still running
         for part in reversed(self.parts):
             if part.process and part.process.poll() is None:
                 part.process.terminate()
                 if part is self.worker or part is self.gateway:
+                    waited.add(id(part))
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         part.process.wait(timeout_s)
         for part in reversed(self.parts):
             if part.process:
                 try:
-                    part.process.wait(timeout_s)
+                    part.process.wait(0 if id(part) in waited else timeout_s)
                 except subprocess.TimeoutExpired:
                     part.process.kill()
                     part.process.wait()
