@@ -28,7 +28,8 @@ from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import Client, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+#: One process for the module (``make test`` runs one per core), so its stack starts once per run.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")]
 
 
 @pytest.fixture(scope="module")

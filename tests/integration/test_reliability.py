@@ -26,6 +26,9 @@ from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.corpus import MALFORMED
 from tests.helpers import Client, WorkerPool, connect, drain_queue, sqs_client, wait_for
 
+#: One process for the module (``make test`` runs one per core), so its stack starts once per run.
+pytestmark = pytest.mark.xdist_group("reliability")
+
 
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:

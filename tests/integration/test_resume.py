@@ -25,6 +25,9 @@ from tests.conftest import Stack, stack_env, start_stack, stop_stack
 from tests.helpers import Client, connect, scrape, wait_for
 from tests.integration.conftest import NO_FAULTS, faults
 
+#: One process for the module (``make test`` runs one per core), so its stack starts once per run.
+pytestmark = pytest.mark.xdist_group("resume")
+
 
 @pytest.fixture(scope="module")
 def catchup_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
