@@ -33,7 +33,7 @@ class Plan:
 SMOKE = Plan(
     mode="smoke",
     users=200,
-    throughput_posts={1: 20, 2: 20, 20: 200, 200: 400},  # fewer: too little worker CPU to measure
+    throughput_posts={1: 20, 2: 20, 20: 200, 200: 400},  # fewer leave the worker no CPU tick to measure
     latency_s=0.5,
     publish_calls=3,
     inline_calls={1: 1, 100: 1},
