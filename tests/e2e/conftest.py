@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 
 LIVE_ENV = {
     "FANOUT_TYPING_TIMEOUT_S": "1",
@@ -36,7 +36,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> 
     """`fanout dev` with the short timings above."""
     running = start_stack(tmp_path_factory.mktemp("live"), stack_env(**LIVE_ENV))
     yield running
-    stop_stack(running)
+    stop_stack_later(running)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from pymongo import MongoClient
 from fanout import Publisher
 from fanout.bench import sink
 from fanout.bench.broadcast import virtual_records
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.helpers import WorkerPool, connect, wait_for
 from tests.integration.conftest import stats as emulator_counts
 
@@ -38,7 +38,7 @@ def broadcast_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None
     env = stack_env(FANOUT_SHARD_SIZE=str(SHARD), FANOUT_LOG_LEVEL="INFO")
     stack = start_stack(tmp_path_factory.mktemp("broadcast"), env, "--no-worker")
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 class Clients:

@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient
 from fanout import attributes
 from fanout.publish import build_event
 from tests.catalog_examples import payload
-from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack_later
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import Client, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
@@ -37,7 +37,7 @@ def hostile_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) 
     """A stack of its own: the tests below count every event its worker consumes."""
     stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env())
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 def _send(stack: Stack, messages: list[tuple[str, Attrs]]) -> None:

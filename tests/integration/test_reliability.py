@@ -22,7 +22,7 @@ import pytest
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
 from fanout.publish import build_event
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.corpus import MALFORMED
 from tests.helpers import Client, WorkerPool, connect, drain_queue, sqs_client, wait_for
 
@@ -38,7 +38,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) ->
     env = stack_env(FANOUT_POST_TIMEOUT_S="1", FANOUT_SHUTDOWN_BUDGET_S="10", FANOUT_MONGO_TIMEOUT_MS="30000")
     stack = start_stack(tmp_path_factory.mktemp("faults"), env, "--no-worker")
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 @pytest.fixture
