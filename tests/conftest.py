@@ -135,6 +135,7 @@ def start_stack(tmp: Path, env: dict[str, str], *args: str, demo: bool = False) 
 
 
 def stop_stack(stack: Stack) -> None:
+    """Stop the stack and wait until it has (SIGKILL to its group after 30 s)."""
     if stack.process.poll() is None:
         stack.process.send_signal(signal.SIGTERM)
         try:
@@ -144,6 +145,25 @@ def stop_stack(stack: Stack) -> None:
             stack.process.wait()
     if stack.process.stdout:
         stack.process.stdout.close()
+
+
+_STOPPING: list[Stack] = []
+
+
+def stop_stack_later(stack: Stack) -> None:
+    """Signal the stack to stop and go on: it stops while the next tests run (or beside the session's
+    other stacks at its end), and ``_stacks_stopped`` waits for it last."""
+    if stack.process.poll() is None:
+        stack.process.send_signal(signal.SIGTERM)
+    _STOPPING.append(stack)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stacks_stopped() -> Iterator[None]:
+    """Set up first, so torn down last: every stack stopped with ``stop_stack_later`` has stopped."""
+    yield
+    while _STOPPING:
+        stop_stack(_STOPPING.pop())
 
 
 def _serve(argv: list[str], ready: Callable[[], bool], log: Path) -> subprocess.Popen[bytes]:
@@ -234,4 +254,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Itera
     env = stack_env()
     running = start_stack(tmp_path_factory.mktemp("stack"), env)
     yield running
-    stop_stack(running)
+    stop_stack_later(running)

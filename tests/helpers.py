@@ -118,20 +118,38 @@ class Proxy:
         self.port, self.upstream = port, upstream
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.serving = False
 
     async def start(self) -> None:
+        self.serving = True
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
 
     async def stop(self) -> None:
         assert self.server is not None
+        self.serving = False
         self.server.close()
         for writer in list(self.writers):
             writer.transport.abort()
         await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        self.writers |= {writer, up_writer}
+        # A connection accepted just before a stop, or stopped while the upstream connects, is cut here:
+        # left open, it outlived the test (an unclosed transport at the end).
+        if not self.serving:
+            writer.transport.abort()
+            return
+        self.writers.add(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except OSError:
+            up_writer = None
+        if up_writer is None or not self.serving or writer.transport.is_closing():
+            for w in (writer, up_writer):
+                if w is not None:
+                    w.transport.abort()
+            self.writers.discard(writer)
+            return
+        self.writers.add(up_writer)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -67,7 +67,7 @@ def _demo_stack_starting(
         starting = pool.submit(start_stack, tmp, env, demo=True)
         yield starting
     if starting.exception() is None:
-        stop_stack(starting.result())
+        stop_stack_later(starting.result())
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ if str(DEPLOY_DIR) not in sys.path:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "slow: builds and installs the wheel (about 20 s); still part of make test"
+        "markers", "slow: builds and installs the wheel (seconds, through uv); still part of make test"
     )
 
 

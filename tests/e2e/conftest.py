@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 
 LIVE_ENV = {
     "FANOUT_TYPING_TIMEOUT_S": "1",
@@ -21,12 +22,21 @@ LIVE_ENV = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end tests share one test process (``make test`` runs one per core): the live stack
+    then starts once per run, not once per process."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
     """`fanout dev` with the short timings above."""
     running = start_stack(tmp_path_factory.mktemp("live"), stack_env(**LIVE_ENV))
     yield running
-    stop_stack(running)
+    stop_stack_later(running)
 
 
 @pytest.fixture

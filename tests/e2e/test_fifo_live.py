@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.e2e.conftest import LIVE_ENV, uid
 from tests.helpers import connect, wait_for
 
@@ -28,7 +28,7 @@ def fifo_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> 
     }
     running = start_stack(tmp_path_factory.mktemp("fifo-live"), stack_env(**LIVE_ENV, **names))
     yield running
-    stop_stack(running)
+    stop_stack_later(running)
 
 
 async def test_on_a_fifo_queue_typing_stops_and_presence_goes_offline_when_due(fifo_stack: Stack) -> None:

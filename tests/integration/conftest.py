@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fanout.local.queues import create_queues
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.helpers import WorkerPool
 
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
@@ -30,7 +30,7 @@ def bare_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> 
     """moto, SecantusDB and the emulator, no worker: each test starts the worker it needs."""
     stack = start_stack(tmp_path_factory.mktemp("bare"), stack_env(FANOUT_POST_TIMEOUT_S="10"), "--no-worker")
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 def faults(stack: Stack, **values: float) -> dict[str, Any]:

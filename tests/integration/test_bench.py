@@ -68,9 +68,9 @@ def test_smoke_bench_runs_every_phase_of_its_plan(tmp_path: Path) -> None:
         assert t.worker_cpu_us_per_event is not None and t.worker_processes_seen is None
     assert [1, 20] == list(r.latency_by_fanout)
     assert all(lat.n > 0 and lat.p95 > 0 for lat in r.latency_by_fanout.values())
-    assert list(AUDIENCES) == list(r.publish_ms) == list(r.inline.request_ms)
+    assert list(AUDIENCES) == list(r.publish_ms) and list(SMOKE.inline_calls) == list(r.inline.request_ms)
     assert all(p.n == SMOKE.publish_calls and p.p99 > 0 for p in r.publish_ms.values())
-    assert [SMOKE.inline_calls[a] for a in AUDIENCES] == [p.n for p in r.inline.request_ms.values()]
+    assert list(SMOKE.inline_calls.values()) == [p.n for p in r.inline.request_ms.values()]
     assert r.inline.cpu_us_per_post > 0 and (r.inline.cpu_us_per_event_fanout_1 or 0) > 0
     for baseline in (r.aiobotocore, r.floor, r.client_floor):
         _posted(baseline)
@@ -87,10 +87,9 @@ def test_smoke_bench_runs_every_phase_of_its_plan(tmp_path: Path) -> None:
     assert b is not None and isinstance(last, Throughput)
     assert (b.connections, b.processes) == (SMOKE.broadcast + r.connections, SMOKE.pool[-1])
     assert b.posts >= b.connections and b.posts_per_s > 0 and b.worker_cpu_us_per_post > 0
-    assert (b.point_to_point_posts_per_s, b.over_point_to_point) == (
-        last.posts_per_s,
-        round(b.posts_per_s / last.posts_per_s, 2),
-    )
+    assert b.point_to_point_posts_per_s == last.posts_per_s
+    # the ratio is rounded from the unrounded rate: it may differ from one of the rounded rates by 0.01
+    assert b.over_point_to_point == pytest.approx(b.posts_per_s / last.posts_per_s, abs=0.0051)
     assert b.urgent_ms.n > 0 and b.rss_mb.first > 0
 
     phases = {f"throughput_fanout_{f}" for f in SMOKE.throughput_posts} | {

@@ -1,5 +1,7 @@
 """A broadcast at scale: split into shards that both processes of a pool deliver, without delaying a
-notification published behind it."""
+notification published behind it. Most of the audience is virtual connections (ids ``virt.*``, which the
+gateway emulator answers and counts without a socket); a hundred real WebSocket clients show the frames.
+"""
 
 from __future__ import annotations
 
@@ -10,32 +12,37 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from pymongo import MongoClient
 
 from fanout import Publisher
 from fanout.bench import sink
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from fanout.bench.broadcast import virtual_records
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.helpers import WorkerPool, connect, wait_for
+from tests.integration.conftest import stats as emulator_counts
 
-AUDIENCE = 5000
-SHARD = 500
+AUDIENCE = 2000
+REAL = 100  # real WebSocket clients; the rest of the audience is virtual
+SHARD = 200
 
 
 @pytest.fixture(scope="module")
 def broadcast_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
-    """A stack without a worker, shards of 500 connections; the test runs a pool of two."""
+    """A stack without a worker, shards of 200 connections; the test runs a pool of two."""
     env = stack_env(FANOUT_SHARD_SIZE=str(SHARD), FANOUT_LOG_LEVEL="INFO")
     stack = start_stack(tmp_path_factory.mktemp("broadcast"), env, "--no-worker")
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 class Clients:
-    """``sink``'s real WebSocket clients, in a process of their own (5,000 sockets)."""
+    """``sink``'s real WebSocket clients, in a process of their own."""
 
     def __init__(self, stack: Stack) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -56,6 +63,22 @@ class Clients:
             self.process.kill()
 
 
+def _insert_virtual(stack: Stack, n: int) -> None:
+    """``n`` virtual connection records on the real clients' API (domain and stage), as ``store.put``
+    writes them."""
+    s = stack.settings
+    with MongoClient(s.mongo(), tz_aware=True) as mongo:
+        col: Any = mongo[s.mongo_db][s.connections_collection]
+        real = col.find_one({}, {"_id": 0, "domainName": 1, "stage": 1})
+        assert real is not None, "no real connection record to copy the API from"
+        for docs in virtual_records(n, real["domainName"], real["stage"], datetime.now(UTC)):
+            col.insert_many(docs)
+
+
+def _virtual_posts(stack: Stack) -> int:
+    return emulator_counts(stack).get("virtual", 0)
+
+
 def _log_lines(path: Path) -> list[dict[str, Any]]:
     lines = []
     for line in path.read_text().splitlines():
@@ -68,13 +91,16 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
 async def test_a_broadcast_is_sharded_over_the_pool_and_urgent_events_pass_it(
     broadcast_stack: Stack, tmp_path: Path
 ) -> None:
-    """5,000 connections get a broadcast exactly once, its shards are handled by both processes, and a
-    notification published during it arrives within a second."""
+    """2,000 connections (100 real clients, the rest virtual) get a broadcast exactly once, its shards are
+    handled by both processes, and a notification published during it arrives within a second."""
     stack = broadcast_stack
     clients = Clients(stack)
     pool = WorkerPool(stack, tmp_path / "pool.log")
+    virtual = AUDIENCE - REAL
     try:
-        assert AUDIENCE == await clients.ask("connect", users=[f"b-{i}" for i in range(AUDIENCE)])
+        assert REAL == await clients.ask("connect", users=[f"b-{i}" for i in range(REAL)])
+        await asyncio.to_thread(_insert_virtual, stack, virtual)
+        virtual0 = await asyncio.to_thread(_virtual_posts, stack)
         await clients.ask("reset", track_ids=True)
         pool.start()
         await pool.ready()
@@ -87,6 +113,7 @@ async def test_a_broadcast_is_sharded_over_the_pool_and_urgent_events_pass_it(
                 "system.notice", broadcast=True, payload={"noticeId": "maint-1", "title": "maintenance"}
             )
             await wait_for(lambda: (tmp_path / "pool.log").read_text().count('"event_done"') >= 2, timeout=60)
+            during = await asyncio.to_thread(_virtual_posts, stack) - virtual0
             sent = time.monotonic()
             urgent = publisher.publish(
                 "notification.new", user_ids=["urgent-user"], payload={"notificationId": "n1"}
@@ -96,15 +123,19 @@ async def test_a_broadcast_is_sharded_over_the_pool_and_urgent_events_pass_it(
             )
             urgent_s = time.monotonic() - sent
             publisher.close()
-            stats = await clients.ask("wait", expected=AUDIENCE, timeout_s=120)
+            await clients.ask("wait", expected=REAL, timeout_s=120)
+            await wait_for(lambda: _virtual_posts(stack) - virtual0 >= virtual, timeout=120, every=0.2)
             stats = await clients.ask("stats")
     finally:
         clients.close()
         pool.terminate()
+    posted = await asyncio.to_thread(_virtual_posts, stack)  # the pool is stopped: nothing more comes
     lines = _log_lines(tmp_path / "pool.log")
     shards = [x for x in lines if x.get("event") == "event_done" and x.get("shard")]
-    assert (AUDIENCE, 0) == (stats["ids"].get(broadcast, 0), stats["repeats"])
+    assert (REAL, 0) == (stats["ids"].get(broadcast, 0), stats["repeats"])
+    assert virtual == posted - virtual0, "each virtual connection got one post"
     assert len(shards) >= AUDIENCE // SHARD
     assert 2 == len(Counter(x["pid"] for x in shards)), "both processes took shards"
+    assert during < virtual, "the notification was published after the broadcast had ended"
     assert urgent_s < 1.0, f"the notification took {urgent_s:.2f} s behind the broadcast"
     print(json.dumps({"audience": AUDIENCE, "shards": len(shards), "urgent_s": round(urgent_s, 3)}))

@@ -19,6 +19,9 @@ from tests.catalog_examples import EXAMPLES
 from tests.conftest import Stack
 from tests.helpers import connect, drain_queue, sqs_client, wait_for
 
+#: One process for the module (``make test`` runs one per core): the publish-everything run once.
+pytestmark = pytest.mark.xdist_group("catalog")
+
 
 @dataclass
 class Run:

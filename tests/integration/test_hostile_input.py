@@ -24,11 +24,12 @@ from pymongo import AsyncMongoClient
 from fanout import attributes
 from fanout.publish import build_event
 from tests.catalog_examples import payload
-from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack_later
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import Client, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
-pytestmark = pytest.mark.timeout(120)
+#: One process for the module (``make test`` runs one per core), so its stack starts once per run.
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def hostile_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) 
     """A stack of its own: the tests below count every event its worker consumes."""
     stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env())
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 def _send(stack: Stack, messages: list[tuple[str, Attrs]]) -> None:

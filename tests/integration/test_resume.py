@@ -21,9 +21,12 @@ from fanout.client import Backoff, FanoutClient, Resync, token_url
 from fanout.sequence import SequenceAllocator
 from fanout.tokens import sign
 from tests.catalog_examples import payload
-from tests.conftest import Stack, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.helpers import Client, connect, scrape, wait_for
 from tests.integration.conftest import NO_FAULTS, faults
+
+#: One process for the module (``make test`` runs one per core), so its stack starts once per run.
+pytestmark = pytest.mark.xdist_group("resume")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def catchup_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) 
     replay reaches the worker, and the fault tests here disturb no other module."""
     stack = start_stack(tmp_path_factory.mktemp("catchup"), stack_env())
     yield stack
-    stop_stack(stack)
+    stop_stack_later(stack)
 
 
 @pytest.fixture

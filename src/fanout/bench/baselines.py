@@ -26,7 +26,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from pymongo import MongoClient
 
-from fanout.bench.plan import AUDIENCES, EVENT_TYPE
+from fanout.bench.plan import EVENT_TYPE
 from fanout.bench.results import Baseline, Inline, Percentiles
 from fanout.bench.rig import Rig
 from fanout.gateway.http import HttpClient
@@ -70,9 +70,9 @@ async def inline(rig: Rig) -> Inline:
         await rig.reset()
         sent = publish_inline(rig.users[:20])  # warm the clients up
         request_ms: dict[int, Percentiles] = {}
-        for size in AUDIENCES:
+        for size, calls in rig.plan.inline_calls.items():
             times = []
-            for k in range(rig.plan.inline_calls[size]):
+            for k in range(calls):
                 users = rig.audience(k, size)
                 t = time.perf_counter()
                 sent += publish_inline(users)

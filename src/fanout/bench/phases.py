@@ -171,11 +171,11 @@ def publish_times(rig: Rig) -> dict[int, Percentiles]:
     try:
         for size in AUDIENCES:
             for _ in range(5):
-                publisher.publish(EVENT_TYPE, user_ids=rig.users[:size], payload=rig.payload)
+                publisher.publish(EVENT_TYPE, user_ids=rig.user_ids(size), payload=rig.payload)
         drain()
         for _ in range(rig.plan.publish_calls):
             for size, taken in times.items():
-                users = rig.users[:size]
+                users = rig.user_ids(size)
                 t = time.perf_counter()
                 publisher.publish(EVENT_TYPE, user_ids=users, payload=rig.payload)
                 taken.append((time.perf_counter() - t) * 1000)

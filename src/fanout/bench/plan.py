@@ -18,27 +18,31 @@ class Plan:
     throughput_posts: dict[int, int] = field(default_factory=dict)  # fan-out -> posts
     latency_s: float = 5.0
     publish_calls: int = 50
-    inline_calls: dict[int, int] = field(default_factory=dict)  # audience -> request-path calls
+    inline_calls: dict[int, int] = field(default_factory=dict)  # audience -> the inline design's calls
     inline_posts: int = 400  # posts for the inline baseline's CPU and throughput at fan-out 20
     baseline_posts: int = 2000  # posts for aiobotocore and the floor
     soak_s: float = 0.0
     pool: tuple[int, ...] = ()
     broadcast: int = 0  # virtual connections (emulator ids ``virt.*``) the broadcast phase adds
+    receive_wait_s: int = 5  # the worker's long poll (``fanout dev``'s): a stopping worker waits it out
 
 
 #: The smallest counts that run every phase of the full plan once, soak and pool included: the integration
-#: test's run. Still 1,000 clients, as the request-path phases time an audience of 1,000. Measures nothing.
+#: test's run. Measures nothing. 200 clients, as many as the widest fan-out: ``Publisher.publish`` still
+#: times every audience (its users need no connection), the inline design only those the clients cover.
 SMOKE = Plan(
     mode="smoke",
-    throughput_posts={1: 20, 2: 20, 20: 200, 200: 400},
-    latency_s=1.0,
+    users=200,
+    throughput_posts={1: 20, 2: 20, 20: 200, 200: 400},  # fewer leave the worker no CPU tick to measure
+    latency_s=0.5,
     publish_calls=3,
-    inline_calls={1: 1, 100: 1, 1000: 1},
+    inline_calls={1: 1, 100: 1},
     inline_posts=40,
-    baseline_posts=200,
-    soak_s=1.0,
+    baseline_posts=100,
+    soak_s=0.5,
     pool=(2,),
-    broadcast=500,
+    broadcast=200,
+    receive_wait_s=1,  # the pool curve's restart and the end stop a worker each
 )
 #: Small counts, under two minutes: checks the harness, not speed.
 QUICK = Plan(

@@ -76,6 +76,7 @@ class Rig:
             "FANOUT_MONGO_TIMEOUT_MS": "30000",
             "FANOUT_LOG_LEVEL": "INFO",  # as deployed: the worker's log lines count against its CPU
             "FANOUT_LOG_FORMAT": "json",
+            "FANOUT_RECEIVE_WAIT_S": str(plan.receive_wait_s),
         }
         fields: dict[str, Any] = {k[len("FANOUT_") :].lower(): v for k, v in self.env.items()}
         self.settings = Settings(**fields)
@@ -83,7 +84,7 @@ class Rig:
         s = self.settings
         self.api_url = f"http://{s.gateway_host}:{s.gateway_port}/{s.gateway_stage}"
         self.ws_url = f"ws://{s.gateway_host}:{s.gateway_port}/{s.gateway_stage}"
-        self.users = [f"bu{i}" for i in range(plan.users)]
+        self.users = self.user_ids(plan.users)
         self.payload = payload_for()
         self.stack: LocalStack | None = None
         self.pipe: Connection | None = None
@@ -165,6 +166,11 @@ class Rig:
         return stats
 
     # ---- the workload
+
+    @staticmethod
+    def user_ids(n: int) -> list[str]:
+        """The first ``n`` bench users' ids; the first ``plan.users`` of them have a connection each."""
+        return [f"bu{i}" for i in range(n)]
 
     def audience(self, k: int, size: int) -> list[str]:
         """The ``k``-th audience of ``size`` users, rotating through all of them."""

@@ -210,25 +210,27 @@ class LocalStack:
 
     def stop(self, timeout_s: float = 15) -> None:
         """Stop every child (reverse order): SIGTERM, then SIGKILL after ``timeout_s``. The worker goes
-        first, alone, so its open long poll and its releases still reach a live SQS; then the emulator,
-        alone, so the ``$disconnect`` of its open sockets still reaches a live MongoDB."""
-        waited: set[int] = set()  # parts given their timeout already: killed at once if still running
-        for part in reversed(self.parts):
-            if part.process and part.process.poll() is None:
-                part.process.terminate()
-                if part is self.worker or part is self.gateway:
-                    waited.add(id(part))
-                    with contextlib.suppress(subprocess.TimeoutExpired):
+        first, alone, so its open long poll and its releases still reach a live SQS; then the gateway and
+        the demo page, so the ``$disconnect`` of the gateway's open sockets still reaches a live MongoDB
+        and their MongoDB clients end their sessions on close (against a MongoDB stopping beside them,
+        that close waited out the whole timeout); then MongoDB and moto."""
+        servers = [p for p in (self.mongo, self.moto) if p is not None]
+        parts = list(reversed(self.parts))
+        first = [p for p in parts if p is self.worker]
+        clients = [p for p in parts if p is not self.worker and all(p is not s for s in servers)]
+        for group in (first, clients, [p for p in parts if any(p is s for s in servers)]):
+            for part in group:
+                if part.process and part.process.poll() is None:
+                    part.process.terminate()
+            for part in group:
+                if part.process:
+                    try:
                         part.process.wait(timeout_s)
-        for part in reversed(self.parts):
-            if part.process:
-                try:
-                    part.process.wait(0 if id(part) in waited else timeout_s)
-                except subprocess.TimeoutExpired:
-                    part.process.kill()
-                    part.process.wait()
-            if part.log:
-                part.log.close()
+                    except subprocess.TimeoutExpired:
+                        part.process.kill()
+                        part.process.wait()
+                if part.log:
+                    part.log.close()
         self.parts.clear()
 
     def failed(self) -> Part | None:

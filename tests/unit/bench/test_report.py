@@ -64,6 +64,15 @@ def test_table_of_a_quick_run_without_soak_or_pool() -> None:
     assert "          1 worker did not become ready" in failed
 
 
+def test_table_of_a_smoke_run_leaves_untimed_inline_audiences_blank() -> None:
+    """An audience the inline design was not timed at (the smoke plan's 1,000) keeps its publish row."""
+    r = latest()
+    inline = replace(r.inline, request_ms={a: p for a, p in r.inline.request_ms.items() if a != 1000})
+    text = table(replace(r, inline=inline))
+    assert "       100           4.57    10.95        339.7     391.5" in text
+    assert "      1000           4.85    11.33            -         -" in text
+
+
 def test_broadcast_targets_need_the_broadcast_and_the_pool_for_the_ratio() -> None:
     """The notification p95 is judged whenever the broadcast ran; the ratio only beside a pool curve."""
     r = latest()
