@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -122,20 +124,28 @@ def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly() -> None:
     assert "Traceback" not in bad.stderr + gone.stderr
 
 
-async def test_stopping_dev_with_clients_connected_disconnects_them_against_a_live_mongodb(
+async def test_ctrl_c_on_dev_with_clients_connected_stops_in_order_without_a_traceback(
     tmp_path: Path,
 ) -> None:
-    """Ctrl-C on `fanout dev` with sockets open: the emulator's `$disconnect` for each (and its presence
-    update) runs before MongoDB stops, so the log has the disconnects and no failure."""
+    """Ctrl-C on `make run` (SIGINT, then its trap's SIGTERM) with sockets open: `fanout dev` stops once
+    and cleanly, and the emulator's `$disconnect` for each socket (and its presence update) runs before
+    MongoDB stops, so the log has both disconnects and no failure or traceback."""
     stack = start_stack(tmp_path, stack_env(), "--no-worker")
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             for user in ("stop-a", "stop-b"):
                 await connect(es, http, stack.ws_url, stack.settings, user)
-            stop_stack(stack)  # the sockets are still open: the emulator closes them as it stops
+            stack.process.send_signal(signal.SIGINT)  # the sockets are still open: the emulator closes them
+            await asyncio.sleep(0.05)
+            stack.process.send_signal(signal.SIGTERM)
+            assert 0 == await asyncio.to_thread(stack.process.wait, 60)
+            assert stack.process.stdout is not None
+            assert "fanout dev: stopped" in stack.process.stdout.read()
     finally:
         stop_stack(stack)
-    lines = [json.loads(line) for line in stack.log.read_text().splitlines() if line.startswith("{")]
+    text = stack.log.read_text()
+    assert "Traceback" not in text and "race condition" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     stopped = [line for line in lines if line.get("event") == "gateway_stopped"]
     assert stopped and stopped[0]["counts"].get("disconnected") == 2
     failures = [line["event"] for line in lines if line.get("event") in ("presence_failed", "route_failed")]

@@ -56,12 +56,18 @@ def add_gateway(sub: Subparsers) -> None:
     g.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every post")
 
 
-def _interrupt(*_: object) -> None:
+class _Interrupt:
     """The first SIGINT/SIGTERM stops the stack; later ones (make run's trap sends SIGTERM after Ctrl-C)
-    are ignored, so they cannot cut the ordered stop short."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    are ignored, so they cannot cut the ordered stop short. Ignored by this handler rather than by
+    ``SIG_IGN``: a signal that arrives while the handler is being swapped would otherwise be reported as
+    "ignored due to race condition", with a traceback, on every Ctrl-C of ``make run``."""
+
+    stopping = False
+
+    def __call__(self, *_: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
 
 
 def run_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -69,8 +75,9 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
     from fanout.local.stack import LocalStack
 
     stack = LocalStack(settings, worker=not args.no_worker, demo=not args.no_demo)
+    interrupt = _Interrupt()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+        signal.signal(sig, interrupt)
     print("fanout dev: starting the local stack", flush=True)
     try:
         stack.start()
@@ -84,8 +91,7 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        interrupt.stopping = True
         print("fanout dev: stopping", flush=True)
         stack.stop()
         print("fanout dev: stopped", flush=True)
