@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from fanout.envelope import Target
@@ -53,76 +55,67 @@ async def test_large_user_lists_are_queried_in_chunks(store: ConnectionStore) ->
     assert sorted(f"c-{u}" for u in users) == sorted(c.connection_id for b in batches for c in b)
 
 
-async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(mongo_server: Server) -> None:
-    """Ten events resolved at once cost one find, and each event gets only its own users' records."""
-    finds: list[int] = []
+class Finds(monitoring.CommandListener):
+    """Records the number of user ids of every ``find`` a client sends; ``started`` is set at each."""
 
-    class Finds(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            if event.command_name == "find":
-                finds.append(len(event.command["filter"]["userId"]["$in"]))
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.started_one = asyncio.Event()
 
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.sizes.append(len(event.command["filter"]["userId"]["$in"]))
+            self.started_one.set()
 
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
 
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def watched(mongo_server: Server) -> AsyncIterator[tuple[ConnectionStore, Finds]]:
+    """A store in a fresh collection whose client's finds are recorded, with 30 users (c<i> of u<i>)."""
+    finds = Finds()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_server.url, tz_aware=True, event_listeners=[Finds()]
+        mongo_server.url, tz_aware=True, event_listeners=[finds]
     )
     store = ConnectionStore.from_client(client, "fanout", f"conn_{secrets.token_hex(4)}")
-    try:
-        for i in range(20):
-            await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
-        targets = [Target(user_ids=[f"u{i}", f"u{i + 10}", "nobody"]) for i in range(10)]
-        finds.clear()
-        found = await asyncio.gather(*(resolve_all(store, t) for t in targets))
-        assert [21] == finds  # one query: 20 distinct users plus "nobody", asked once
-        for i, conns in enumerate(found):
-            assert {f"c{i}", f"c{i + 10}"} == {c.connection_id for c in conns}
-    finally:
-        await store._col.drop()
-        await client.close()
+    for i in range(30):
+        await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
+    await resolve_all(store, Target(user_ids=["warm-up"]))
+    finds.sizes.clear()
+    finds.started_one.clear()
+    yield store, finds
+    await store._col.drop()
+    await client.close()
 
 
-async def test_lookups_started_while_one_is_in_flight_share_the_next_query(mongo_server: Server) -> None:
+async def test_concurrent_lookups_share_one_query_and_keep_their_own_users(
+    watched: tuple[ConnectionStore, Finds],
+) -> None:
+    """Ten events resolved at once cost one find, and each event gets only its own users' records."""
+    store, finds = watched
+    targets = [Target(user_ids=[f"u{i}", f"u{i + 10}", "nobody"]) for i in range(10)]
+    found = await asyncio.gather(*(resolve_all(store, t) for t in targets))
+    assert [21] == finds.sizes  # one query: 20 distinct users plus "nobody", asked once
+    for i, conns in enumerate(found):
+        assert {f"c{i}", f"c{i + 10}"} == {c.connection_id for c in conns}
+
+
+async def test_lookups_started_while_one_is_in_flight_share_the_next_query(
+    watched: tuple[ConnectionStore, Finds],
+) -> None:
     """Three receives of ten events, each arriving while the previous find runs: the first receive's
     events go in one find, and the two that arrived meanwhile share the next; each event keeps its users."""
-    finds: list[int] = []
-    first_started = asyncio.Event()
-
-    class Finds(monitoring.CommandListener):
-        def started(self, event: monitoring.CommandStartedEvent) -> None:
-            if event.command_name == "find":
-                finds.append(len(event.command["filter"]["userId"]["$in"]))
-                first_started.set()
-
-        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-            pass
-
-        def failed(self, event: monitoring.CommandFailedEvent) -> None:
-            pass
-
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_server.url, tz_aware=True, event_listeners=[Finds()]
-    )
-    store = ConnectionStore.from_client(client, "fanout", f"conn_{secrets.token_hex(4)}")
-    try:
-        for i in range(30):
-            await store.put(f"c{i}", f"u{i}", "h", "s", ttl_s=60)
-        await resolve_all(store, Target(user_ids=["warm-up"]))
-        finds.clear()
-        first_started.clear()
-        first = [asyncio.create_task(resolve_all(store, Target(user_ids=[f"u{i}"]))) for i in range(10)]
-        await first_started.wait()  # the first receive's find is on the wire
-        later = [asyncio.create_task(resolve_all(store, Target(user_ids=[f"u{i}"]))) for i in range(10, 30)]
-        found = await asyncio.gather(*first, *later)
-        assert [10, 20] == finds
-        assert [[f"c{i}"] for i in range(30)] == [[c.connection_id for c in conns] for conns in found]
-    finally:
-        await store._col.drop()
-        await client.close()
+    store, finds = watched
+    first = [asyncio.create_task(resolve_all(store, Target(user_ids=[f"u{i}"]))) for i in range(10)]
+    await finds.started_one.wait()  # the first receive's find is on the wire
+    later = [asyncio.create_task(resolve_all(store, Target(user_ids=[f"u{i}"]))) for i in range(10, 30)]
+    found = await asyncio.gather(*first, *later)
+    assert [10, 20] == finds.sizes
+    assert [[f"c{i}"] for i in range(30)] == [[c.connection_id for c in conns] for conns in found]
 
 
 async def test_topics_and_broadcast_resolve(store: ConnectionStore) -> None:
