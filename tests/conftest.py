@@ -23,10 +23,19 @@ from fanout.worker.pool import die_with_parent
 STARTUP_TIMEOUT_S = 120
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now and never handed out before in this process: the kernel may give a just-closed
+    port again, and one stack's moto and gateway once got the same one (the gateway could not bind)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @pytest.fixture(scope="session", autouse=True)

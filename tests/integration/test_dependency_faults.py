@@ -55,10 +55,12 @@ def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mon
     mongo.start()
     env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
     time.sleep(1.5)  # let it open its port before `fanout dev` looks for a MongoDB
-    stack = start_stack(tmp_path, env)  # finds MongoDB answering, so starts no SecantusDB of its own
-    yield stack, mongo
-    stop_stack(stack)
-    mongo.stop()
+    try:
+        stack = start_stack(tmp_path, env)  # finds MongoDB answering, so starts no SecantusDB of its own
+        yield stack, mongo
+        stop_stack(stack)
+    finally:
+        mongo.stop()  # also when the stack did not start: no process outlives its test
 
 
 async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stack, Mongo]) -> None:

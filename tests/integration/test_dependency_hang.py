@@ -43,10 +43,12 @@ def frozen_stack(
     while not _answers(mongo.port) and time.monotonic() < deadline:
         time.sleep(0.1)
     env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
-    stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
-    yield stack, mongo
-    stop_stack(stack)
-    mongo.stop()
+    try:
+        stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
+        yield stack, mongo
+        stop_stack(stack)
+    finally:
+        mongo.stop()  # also when the stack did not start: no process outlives its module
 
 
 def _publish(stack: Stack, bodies: list[str]) -> None:
