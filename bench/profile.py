@@ -65,9 +65,7 @@ def bucket(stack: str) -> str | None:
         return "logging"
     if "prometheus_client/" in stack:
         return "metrics"
-    # Under uvloop the loop's own work (epoll, socket writes, callbacks) has no Python frame of its own:
-    # its samples end in the frame that started the loop, Worker.run, and count as the loop's.
-    frames = [f for f in stack.split(";") if not f.startswith("Worker.run (")]
+    frames = stack.split(";")
     for frame in reversed(frames):
         if "fanout/worker/sqs" in frame:  # the SQS client and the batcher: which call is it?
             if "receive" in stack:

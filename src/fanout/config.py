@@ -79,9 +79,6 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(30, ge=1, le=43200)
     max_events_in_flight: int = 64
     pollers: int = 2
-    event_loop: Literal["uvloop", "asyncio"] = Field(
-        "uvloop", description="the worker's event loop: uvloop, or asyncio's own to rule uvloop out"
-    )
     shutdown_budget_s: float = 20.0
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")

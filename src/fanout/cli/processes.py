@@ -54,7 +54,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     if processes == 1:
         from fanout.worker.consumer import Worker
 
-        Worker(settings).run()
+        asyncio.run(Worker(settings).main())
         return 0
     from fanout.worker.pool import Pool
 

@@ -77,14 +77,6 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
 
-    def run(self) -> Tally:
-        """Run ``main`` on the event loop ``FANOUT_EVENT_LOOP`` names (uvloop unless told otherwise)."""
-        if self.settings.event_loop == "uvloop":
-            import uvloop
-
-            return uvloop.run(self.main())
-        return asyncio.run(self.main())
-
     async def main(self) -> Tally:
         """Run until SIGTERM/SIGINT (or ``stop()``), then shut down in two phases and log the tally."""
         s = self.settings
@@ -158,8 +150,7 @@ class Worker:
             # walks it. Measured: gen-2 pauses of 30-45 ms under load fell to 2-4 ms.
             gc.collect()
             gc.freeze()
-            loop_name = type(loop).__module__.partition(".")[0]  # uvloop, or asyncio
-            log.info("worker_started", queue=s.queue_name, pollers=s.pollers, loop=loop_name)
+            log.info("worker_started", queue=s.queue_name, pollers=s.pollers)
             await self._stop.wait()
             # Phase 1: stop picking up work. Phase 2: let in-flight events finish within the budget,
             # then release the rest at once so another worker takes them. Visibility is kept throughout.

@@ -47,7 +47,7 @@ def _child_main(settings: Settings, slot: int) -> None:
 
     die_with_parent()  # a supervisor killed with SIGKILL takes its workers with it
     fanout_logging.configure(settings.log_level, settings.log_format or "json")
-    Worker(settings, serve_health=False, census=slot == 0).run()
+    asyncio.run(Worker(settings, serve_health=False, census=slot == 0).main())
 
 
 class _PoolCollector:
