@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,15 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
             f"requirements.lock pins {name}=={pins[name][0]}, outside {requirement.specifier}: run `make lock`"
         )
     assert all(hashes for _, hashes in pins.values())
+    for text in project["dependencies"]:  # what an extra pulls in (PyJWT[crypto]: cryptography) too
+        requirement = Requirement(text)
+        for extra in requirement.extras:
+            for needed in map(Requirement, metadata.requires(requirement.name) or []):
+                if needed.marker is not None and needed.marker.evaluate({"extra": extra}):
+                    assert canonicalize_name(needed.name) in pins, (
+                        f"{needed.name}, which {requirement.name}[{extra}] needs, is not in requirements.lock: "
+                        "run `make lock`"
+                    )
     extras = {
         canonicalize_name(Requirement(r).name)
         for group in project["optional-dependencies"].values()
