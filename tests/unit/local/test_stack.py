@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from fanout.config import Settings
 from fanout.errors import ConfigError
-from fanout.local.stack import LocalStack, Part
+from fanout.local.stack import LocalStack, Part, wait_stopped
 from tests.conftest import stack_env
 
 
@@ -75,3 +76,18 @@ def test_a_part_that_exits_fails_the_start_by_name_and_stop_ends_the_others(tmp_
     assert [stack.moto, stack.mongo, stack.gateway] == started[:3]
     assert all(p.process is not None and p.process.returncode is not None for p in started)
     assert [] == stack.parts
+
+
+def test_wait_stopped_wakes_a_process_while_it_waits_and_times_out_on_one_that_stays() -> None:
+    """``wait_stopped`` calls ``wake`` while the process runs, and raises TimeoutExpired when it stays."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    woken: list[float] = []
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            wait_stopped(process, 0.5, wake=lambda: woken.append(time.monotonic()))
+        assert process.poll() is None
+        assert len(woken) >= 2
+    finally:
+        process.kill()
+        process.wait()
+    wait_stopped(process, 0.5, wake=lambda: woken.append(time.monotonic()))  # returns: it has exited
