@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fanout.config import Settings
-from fanout.local.stack import wait_stopped
+from fanout.local.stack import moto_argv, wait_stopped
 from fanout.worker.pool import die_with_parent
 
 STARTUP_TIMEOUT_S = 120
@@ -233,8 +233,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) ->
     """moto (SQS, SNS, Secrets Manager) alone, for tests that need only AWS APIs."""
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    argv = [sys.executable, "-m", "fanout.local.motoserver", "-H", "127.0.0.1", "-p", str(port)]
-    process = _serve(argv, lambda: _tcp_answers(port), log)
+    process = _serve(moto_argv("127.0.0.1", port), lambda: _tcp_answers(port), log)
     yield Server(f"http://127.0.0.1:{port}", process)
     _stop(process)
 
