@@ -1,8 +1,8 @@
 """The embedded local stack behind ``fanout dev``: moto (SQS+SNS), SecantusDB, the emulator, a worker.
 
-Each part runs as its own process, started as soon as what it needs answers (moto and SecantusDB at
-once, the gateway beside the queues' creation); the stack waits until each answers, and stops them all
-on exit.
+Each part runs as its own process, started as soon as what it needs answers: moto and SecantusDB at
+once, the gateway once MongoDB answers, the demo page and the worker once the queues exist too. The stack
+waits until each answers, and stops them all on exit.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class LocalStack:
                 f"{metrics}/metrics  {metrics}/healthz  {metrics}/readyz",
                 [py, "-m", "fanout", "worker", "--processes", "1"],
                 lambda: _http_ok(f"{metrics}/readyz"),
-                needs=frozenset({"mongodb", QUEUES}),  # it would retry, with a warning, until both are
+                needs=frozenset({"mongodb", QUEUES}),  # it would retry, with a warning, until both answer
                 quiet=False,
             )
 
