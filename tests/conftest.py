@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from fanout.config import Settings
+from fanout.local.stack import moto_argv, wait_stopped
 from fanout.worker.pool import die_with_parent
 
 STARTUP_TIMEOUT_S = 120
@@ -198,10 +199,10 @@ def _tcp_answers(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], wake: Callable[[], object] | None = None) -> None:
     process.terminate()
     try:
-        process.wait(10)
+        wait_stopped(process, 10, wake)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -224,7 +225,7 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "--storage-path", ":memory:", "--log-level", "WARNING"]  # fmt: skip
     process = _serve(argv, lambda: _tcp_answers(port), log)
     yield Server(f"mongodb://127.0.0.1:{port}", process)
-    _stop(process)
+    _stop(process, wake=lambda: _tcp_answers(port))
 
 
 @pytest.fixture(scope="session")
@@ -232,8 +233,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) ->
     """moto (SQS, SNS, Secrets Manager) alone, for tests that need only AWS APIs."""
     port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    argv = [sys.executable, "-m", "fanout.local.motoserver", "-H", "127.0.0.1", "-p", str(port)]
-    process = _serve(argv, lambda: _tcp_answers(port), log)
+    process = _serve(moto_argv("127.0.0.1", port), lambda: _tcp_answers(port), log)
     yield Server(f"http://127.0.0.1:{port}", process)
     _stop(process)
 

@@ -194,7 +194,7 @@ class WorkerPool:
             except aiohttp.ClientError:
                 return False
 
-        await wait_for(answers, timeout=60, every=0.2)
+        await wait_for(answers, timeout=60)
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.process is not None

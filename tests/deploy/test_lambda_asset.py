@@ -19,7 +19,8 @@ from pymongo import MongoClient
 
 from fanout import tokens
 from fanout.config import DEV_JWT_SECRET
-from tests.conftest import die_with_parent, free_port
+from fanout.local.stack import wait_stopped
+from tests.conftest import _tcp_answers, die_with_parent, free_port
 from tests.deploy.conftest import Synth
 from tests.deploy.test_image import locked
 
@@ -64,7 +65,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield uri
     finally:
         process.terminate()
-        process.wait(30)
+        wait_stopped(process, 30, wake=lambda: _tcp_answers(port))
 
 
 def connect_event(connection_id: str, token: str | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from fanout.config import Settings
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.local.queues import create_queues
+from fanout.local.stack import moto_argv
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
 from fanout.worker.pool import die_with_parent
 from tests.catalog_examples import payload
@@ -125,7 +126,7 @@ class Moto:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "fanout.local.motoserver", "-H", "127.0.0.1", "-p", str(self.port)],
+            moto_argv("127.0.0.1", self.port),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )  # fmt: skip
         deadline = time.monotonic() + 60

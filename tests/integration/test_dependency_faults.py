@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from fanout import Publisher
+from fanout.local.stack import wait_stopped
 from fanout.worker.pool import die_with_parent
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import Proxy, connect, drain_queue, wait_for
@@ -38,7 +40,18 @@ class Mongo:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(30)
+            wait_stopped(self.process, 30, wake=self.answers)
+
+    def answers(self) -> bool:
+        with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            return True
+        return False
+
+    def until_answering(self, timeout_s: float = 60) -> None:
+        """Return once it accepts connections (or ``timeout_s`` has passed)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.answers() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 async def _ready(stack: Stack) -> int:
@@ -54,7 +67,7 @@ def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mon
     mongo = Mongo(tmp_path / "mongo", free_port())
     mongo.start()
     env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
-    time.sleep(1.5)  # let it open its port before `fanout dev` looks for a MongoDB
+    mongo.until_answering()  # `fanout dev` must find it answering, or it would start its own
     try:
         stack = start_stack(tmp_path, env)  # finds MongoDB answering, so starts no SecantusDB of its own
         yield stack, mongo

@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, suppress
@@ -23,14 +22,6 @@ from tests.integration.test_dependency_faults import Mongo
 FREEZE_S = 6.0
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def frozen_stack(
     tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None
@@ -39,9 +30,7 @@ def frozen_stack(
     tmp = tmp_path_factory.mktemp("hang")
     mongo = Mongo(tmp / "mongo", free_port())
     mongo.start()
-    deadline = time.monotonic() + 60
-    while not _answers(mongo.port) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    mongo.until_answering()
     env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
     try:
         stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own

@@ -200,7 +200,7 @@ async def test_without_change_streams_the_relay_polls(moto_server: Server, tmp_p
                 assert not relay.following
         assert {i: 1 for i in ids} == dict(arrived)
     finally:
-        _stop(process)
+        _stop(process, wake=lambda: _tcp_answers(port))
 
 
 async def test_lag_and_pending_are_reported_while_no_relay_sends(

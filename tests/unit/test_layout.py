@@ -61,3 +61,21 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     """The import scan finds `from fanout.local.stack import X` and `import fanout.local` alike."""
     tree = ast.parse("from fanout.local.stack import LocalStack\nimport fanout.local\nimport fanout.store\n")
     assert ["fanout.local.stack.LocalStack", "fanout.local"] == [n for n, _ in _imports(tree) if _local(n)]
+
+
+def test_the_package_root_loads_its_names_on_first_use() -> None:
+    """``import fanout`` and the CLI load no AWS or HTTP client library; each public name still resolves."""
+    code = (
+        "import sys, fanout, fanout.cli;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiobotocore', 'aiohttp', 'boto3', 'botocore'}));"
+        "from fanout import *; from fanout.publish import Publisher;"
+        "print(fanout.Publisher is Publisher, all(getattr(fanout, n) for n in fanout.__all__))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ["[]", "True True"] == out.split("\n")[:2]
+
+
+def test_the_stacks_moto_script_imports_nothing_of_fanout() -> None:
+    """moto's server runs by path for a quick start (``moto_argv``): it must not need the fanout package."""
+    tree = ast.parse((SRC / "local" / "motoserver.py").read_text())
+    assert [] == [name for name, _ in _imports(tree) if name.split(".")[0] == "fanout"]
