@@ -106,8 +106,12 @@ async def test_hostile_acks_are_answered_with_the_field_at_fault(make_live: Make
     for frame, field in cases:
         assert {"code": "bad_request", "field": field} == (await send(live.lc, "c1", frame))["payload"]
     assert "chat.ack.ok" == (await send(live.lc, "c1", _ack("read")))["type"]
-    assert "rate_limited" == (await send(live.lc, "c1", _ack("read", "m2")))["payload"]["code"]
-    assert 1 == len(live.drain())
+    # The limit counts per 10 s window of the clock: of the next two acks one may fall in the next
+    # window (a CI run once did), never both, so at least one is refused.
+    answers = [await send(live.lc, "c1", _ack("read", m)) for m in ("m2", "m3")]
+    refused = [a for a in answers if a["payload"].get("code") == "rate_limited"]
+    assert refused
+    assert 1 + len(answers) - len(refused) == len(live.drain())
 
 
 async def test_a_receipt_the_queue_refused_is_heard_when_sent_again(make_live: MakeLive) -> None:
