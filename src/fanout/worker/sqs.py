@@ -30,18 +30,22 @@ class Batcher:
 
     def delete(self, receipt: str) -> None:
         self._deletes.append(receipt)
-        if len(self._deletes) >= 10:
+        if len(self._deletes) in (1, 10):  # the first wakes the batcher; ten go at once
             self._wake.set()
 
     async def _run(self) -> None:
         # Stopped by a flag, not by cancel(): Python 3.11's wait_for can swallow a cancellation that
         # lands as its wait completes, and a cancelled delete call would lose its batch.
         while not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._linger)
+            await self._wake.wait()  # an idle worker does not tick: nothing to delete, no wake-up
             self._wake.clear()
+            if len(self._deletes) < 10 and not self._closing:
+                with contextlib.suppress(TimeoutError):  # the rest of the receive joins the batch
+                    await asyncio.wait_for(self._wake.wait(), self._linger)
+                self._wake.clear()
             if not self._closing and not await self.flush():
                 await asyncio.sleep(RETRY_S)
+                self._wake.set()  # what failed is tried again
 
     async def flush(self) -> bool:
         """Delete what is pending, ten at a time. A failed call keeps its batch for the next flush

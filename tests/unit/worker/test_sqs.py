@@ -11,7 +11,7 @@ from aiobotocore.session import get_session
 
 from fanout.worker.sqs import Batcher
 from tests.conftest import Server, dev_settings, free_port
-from tests.helpers import Proxy
+from tests.helpers import Proxy, wait_for
 
 
 @pytest.fixture
@@ -43,6 +43,12 @@ async def _received(sqs: Any, url: str, count: int) -> list[str]:
 async def _depth(sqs: Any, url: str) -> dict[str, str]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     return dict((await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names))["Attributes"])
+
+
+async def _empty(sqs: Any, url: str) -> bool:
+    return {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"} == await _depth(
+        sqs, url
+    )
 
 
 async def test_deletes_that_fail_are_kept_until_sqs_is_back(queue: tuple[Any, str, Proxy]) -> None:
@@ -83,3 +89,51 @@ async def test_the_background_task_deletes_in_batches(queue: tuple[Any, str, Pro
     assert {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"} == await _depth(
         sqs, url
     )
+
+
+async def test_the_background_task_deletes_within_its_linger_without_a_flush(
+    queue: tuple[Any, str, Proxy],
+) -> None:
+    """A started batcher, given a few receipts and nothing more, deletes them on its own."""
+    sqs, url, _ = queue
+    batcher = Batcher(sqs, url, linger_s=0.01)
+    batcher.start()
+    try:
+        for receipt in await _received(sqs, url, 3):
+            batcher.delete(receipt)
+        await wait_for(lambda: _empty(sqs, url), timeout=5)
+    finally:
+        await batcher.close()
+
+
+async def test_the_background_task_tries_a_failed_delete_again_on_its_own(
+    queue: tuple[Any, str, Proxy],
+) -> None:
+    """Deletes refused while SQS is unreachable go through once it is back, with no new receipt to wake
+    the batcher."""
+    sqs, url, proxy = queue
+    receipts = await _received(sqs, url, 4)
+    failures = 0
+
+    class Counted:
+        """The SQS client, counting the delete calls that fail."""
+
+        async def delete_message_batch(self, **params: Any) -> Any:
+            nonlocal failures
+            try:
+                return await sqs.delete_message_batch(**params)
+            except Exception:
+                failures += 1
+                raise
+
+    batcher = Batcher(Counted(), url, linger_s=0.01)
+    batcher.start()
+    try:
+        await proxy.stop()
+        for receipt in receipts:
+            batcher.delete(receipt)
+        await wait_for(lambda: failures > 0, timeout=10)
+        await proxy.start()
+        await wait_for(lambda: _empty(sqs, url), timeout=10)
+    finally:
+        await batcher.close()
