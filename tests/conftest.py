@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from fanout.config import Settings
+from fanout.lifeline import die_with_parent
 from fanout.local.stack import moto_argv, wait_stopped
-from fanout.worker.pool import die_with_parent
 
 STARTUP_TIMEOUT_S = 120
 

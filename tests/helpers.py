@@ -22,9 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from fanout.config import Settings
+from fanout.lifeline import die_with_parent
 from fanout.store import ConnectionStore
 from fanout.tokens import sign
-from fanout.worker.pool import die_with_parent
 
 if TYPE_CHECKING:
     from tests.conftest import Stack

@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 
 from fanout.config import Settings
 from fanout.errors import PublishBufferFull, PublisherClosed
+from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
 from fanout.local.stack import moto_argv
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
-from fanout.worker.pool import die_with_parent
 from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings, free_port
 from tests.helpers import QueueReceiver

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from fanout import Publisher
+from fanout.lifeline import die_with_parent
 from fanout.local.stack import wait_stopped
-from fanout.worker.pool import die_with_parent
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import Proxy, connect, drain_queue, wait_for
 

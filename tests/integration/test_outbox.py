@@ -24,12 +24,12 @@ from pymongo.client_session import ClientSession
 
 from fanout.config import Settings
 from fanout.errors import InvalidMessage
+from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
 from fanout.outbox import AsyncOutbox, Outbox
 from fanout.outbox.relay import Relay
 from fanout.publish import build_event
 from fanout.worker.consumer import Worker
-from fanout.worker.pool import die_with_parent
 from tests.catalog_examples import payload
 from tests.conftest import Server, _serve, _stop, _tcp_answers, dev_settings, free_port
 from tests.helpers import QueueReceiver, wait_for

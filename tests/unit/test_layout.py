@@ -79,3 +79,14 @@ def test_the_stacks_moto_script_imports_nothing_of_fanout() -> None:
     """moto's server runs by path for a quick start (``moto_argv``): it must not need the fanout package."""
     tree = ast.parse((SRC / "local" / "motoserver.py").read_text())
     assert [] == [name for name, _ in _imports(tree) if name.split(".")[0] == "fanout"]
+
+
+def test_the_local_stack_loads_no_http_client_library() -> None:
+    """``fanout dev`` reaches its first child sooner: the stack module needs neither aiohttp nor aiobotocore
+    (the worker pool's ``die_with_parent`` lives apart from the pool for this)."""
+    code = (
+        "import sys, fanout.local.stack;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiobotocore', 'aiohttp'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "[]" == out.strip()

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 from fanout.config import Settings
 from fanout.errors import ConfigError
+from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
-from fanout.worker.pool import die_with_parent
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,20 +23,12 @@ from aiohttp import web
 
 from fanout.config import Settings
 from fanout.health import health_app, serve
+from fanout.lifeline import die_with_parent
 from fanout.logging import get_logger
 
 log = get_logger("fanout.pool")
 
 MAX_BACKOFF_S = 30.0
-
-
-def die_with_parent() -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies, so no child outlives a killed parent."""
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _child_main(settings: Settings, slot: int) -> None:

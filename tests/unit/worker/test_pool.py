@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
 from fanout.config import Settings
+from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
-from fanout.worker.pool import Pool, die_with_parent
+from fanout.worker.pool import Pool
 from tests.conftest import Server, dev_settings, free_port
 
 
