@@ -24,12 +24,10 @@ $(DEPLOY_STAMP): $(STAMP)
 run: $(STAMP)
 	@bash scripts/run.sh
 
-## The whole suite: unit, integration and end-to-end tests against real local servers, three test
-## processes per two cores (pytest-xdist; the tests mostly wait on their servers: on 2 cores, 3 processes
-## took 316-335 s against 350-376 s for 2); the TypeScript package is built once per run, under a lock.
-TEST_PROCESSES ?= $(shell $(PYTHON) -c "import os; print(max(2, (os.cpu_count() or 1) * 3 // 2))")
+## The whole suite: unit, integration and end-to-end tests against real local servers, one test process
+## per core (pytest-xdist); the TypeScript package is built once per run, under a lock.
 test: $(DEPLOY_STAMP)
-	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadgroup
+	$(PY) -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests examples deploy

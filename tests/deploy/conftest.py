@@ -42,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that synthesize share one test process (``make test`` runs several): each
+    """The tests that synthesize share one test process (``make test`` runs one per core): each
     session-scoped synth then runs once, not once per process."""
     here = Path(__file__).parent
     for item in items:

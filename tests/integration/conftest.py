@@ -88,7 +88,7 @@ def built_package() -> list[str]:
         assert shutil.which(tool), (
             f"{tool} is required to test clients/typescript (install Node.js 20 or later)"
         )
-    # `make test` runs several test processes, and `npm ci` deletes node_modules first: the first
+    # `make test` runs a test process per core, and `npm ci` deletes node_modules first: the first
     # process of a run builds, under a lock, and the others use its build.
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
     stamp = PACKAGE / "dist-test" / ".built-by"
