@@ -40,6 +40,7 @@ from fanout.worker.limiter import AdaptiveLimiter
 from fanout.worker.ordering import KeyTurns, key_of, seq_of
 from fanout.worker.received import Received
 from fanout.worker.settle import Settler, Tally
+from fanout.worker.stopping import cancel_all
 from fanout.worker.summary import Summary
 
 log = get_logger("fanout.worker")
@@ -154,9 +155,9 @@ class Worker:
             await self._stop.wait()
             # Phase 1: stop picking up work. Phase 2: let in-flight events finish within the budget,
             # then release the rest at once so another worker takes them. Visibility is kept throughout.
-            await _cancel(background)
+            await cancel_all(background)
             await asyncio.gather(intake.stop_pollers(pollers), self._drain())
-            await _cancel([heartbeat])
+            await cancel_all([heartbeat])
             self.summary.flush()
         log.info("worker_stopped", **asdict(self.tally))
         return self.tally
@@ -289,14 +290,8 @@ class Worker:
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_budget_s)
             unfinished = self.intake.held()
-            await _cancel(list(pending))
+            await cancel_all(list(pending))
             for line, receipts in unfinished:
                 await self.settler.release(line.url, receipts)
         for line in self.intake.lines.values():
             await line.batcher.flush()
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,6 +20,7 @@ from fanout.worker import received
 from fanout.worker.received import Received
 from fanout.worker.sqs import Batcher
 from fanout.worker.sqs_client import SqsClient
+from fanout.worker.stopping import cancel_all
 
 log = get_logger("fanout.worker")
 
@@ -125,10 +126,8 @@ class Intake:
             if not open_:
                 task.cancel()
         s = self.settings
-        _, late = await asyncio.wait(pollers, timeout=min(s.receive_wait_s + 5, s.shutdown_budget_s))
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+        await asyncio.wait(pollers, timeout=min(s.receive_wait_s + 5, s.shutdown_budget_s))
+        await cancel_all(pollers)  # those still open after the wait; every outcome retrieved
 
     async def keep_visible(self) -> None:
         """Heartbeat: extend the visibility of held messages before it runs out, shutdown drain included."""
