@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack, contextmanager, suppress
 from pathlib import Path
 
 import aiohttp
@@ -62,18 +62,26 @@ async def _ready(stack: Stack) -> int:
         return 0
 
 
-@pytest.fixture
-def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mongo]]:
-    mongo = Mongo(tmp_path / "mongo", free_port())
+@contextmanager
+def stack_on_own_mongo(tmp: Path) -> Iterator[tuple[Stack, Mongo]]:
+    """A stack whose MongoDB is a SecantusDB process the test owns (to stop or freeze), with 1 s MongoDB
+    deadlines; that MongoDB stops also when the stack did not start: no process outlives its test."""
+    mongo = Mongo(tmp / "mongo", free_port())
     mongo.start()
     env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
     mongo.until_answering()  # `fanout dev` must find it answering, or it would start its own
     try:
-        stack = start_stack(tmp_path, env)  # finds MongoDB answering, so starts no SecantusDB of its own
+        stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
         yield stack, mongo
         stop_stack(stack)
     finally:
-        mongo.stop()  # also when the stack did not start: no process outlives its test
+        mongo.stop()
+
+
+@pytest.fixture
+def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mongo]]:
+    with stack_on_own_mongo(tmp_path) as owned:
+        yield owned
 
 
 async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stack, Mongo]) -> None:

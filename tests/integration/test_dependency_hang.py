@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from fanout.publish import build_event
-from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
+from tests.conftest import Stack
 from tests.helpers import ReadyWatch, connect, drain_queue, sqs_client, wait_for
-from tests.integration.test_dependency_faults import Mongo
+from tests.integration.test_dependency_faults import Mongo, stack_on_own_mongo
 
 FREEZE_S = 6.0
 
@@ -27,17 +27,8 @@ def frozen_stack(
     tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None
 ) -> Iterator[tuple[Stack, Mongo]]:
     """A stack whose MongoDB is a SecantusDB process this module owns, with 1 s MongoDB deadlines."""
-    tmp = tmp_path_factory.mktemp("hang")
-    mongo = Mongo(tmp / "mongo", free_port())
-    mongo.start()
-    mongo.until_answering()
-    env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
-    try:
-        stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
-        yield stack, mongo
-        stop_stack(stack)
-    finally:
-        mongo.stop()  # also when the stack did not start: no process outlives its module
+    with stack_on_own_mongo(tmp_path_factory.mktemp("hang")) as owned:
+        yield owned
 
 
 def _publish(stack: Stack, bodies: list[str]) -> None:
