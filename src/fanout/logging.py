@@ -129,7 +129,9 @@ def configure(level: str = "INFO", fmt: str = "console", stream: TextIO | None =
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line (message and newline together): a pool's processes share an unbuffered
+        # stderr in the image (PYTHONUNBUFFERED=1), and print()'s two writes let their lines interleave.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
     # Libraries log through the standard library: same format, same redaction, warnings and up only.

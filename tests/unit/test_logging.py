@@ -5,7 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,3 +134,28 @@ def test_a_connection_id_under_any_connection_key_is_shortened_once() -> None:
         "connection_id": short_id(raw),
         "connection_ids": [short_id(raw), None],
     } == event
+
+
+_WRITER = """
+import sys
+from fanout.logging import configure, get_logger
+configure("INFO", "json")
+log = get_logger("fanout.worker")
+for i in range(int(sys.argv[1])):
+    log.info("event_done", n=i, filler="x" * 200)
+"""
+
+
+def test_processes_sharing_stderr_never_split_a_line(tmp_path: Path) -> None:
+    """A pool's processes share one stderr, unbuffered in the image (PYTHONUNBUFFERED=1): each line goes
+    out in one write, so the lines of two processes never interleave."""
+    log = tmp_path / "pool.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("ab") as out:
+        writers = [
+            subprocess.Popen([sys.executable, "-c", _WRITER, "1000"], stderr=out, env=env) for _ in range(2)
+        ]
+        assert [w.wait(60) for w in writers] == [0, 0]
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2000
+    assert sorted(json.loads(line)["n"] for line in lines) == sorted([*range(1000)] * 2)
