@@ -1,9 +1,12 @@
 """The lifecycle Lambda's code, bundled at synth time without Docker.
 
 Local bundling installs the runtime dependencies pinned with hashes in ``requirements.lock`` (the image's
-lock) for the Lambda's platform (``--platform manylinux2014_* --only-binary=:all: --python-version 3.11
---require-hashes``), then the ``fanout`` wheel built from this repository without dependencies, into the
-asset folder: the same source and the same dependency files as the worker image, and no Docker engine.
+lock) for the Lambda's platform (``uv pip install --python-platform *-manylinux_2_17 --only-binary
+:all: --python-version 3.11 --require-hashes --compile-bytecode``), then the ``fanout`` package built
+from this repository without dependencies, into the asset folder: the same source and the same
+dependency files as the worker image, and no Docker engine. uv rather than pip: 4.5 s against 16 s for
+the same files on the 2-core test machine (2026-11-30); bytecode is compiled as pip does, so the
+Lambda's read-only file system need not hold sources it compiles at every cold start.
 The lock lists the hash of every file PyPI has for each pinned version (``uv pip compile
 --generate-hashes``), the manylinux wheels of both architectures included, so one lock serves the image
 and the Lambda. The asset's hash is the hash of what goes into it (``src/fanout``, ``pyproject.toml``, the
@@ -18,7 +21,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,17 +28,18 @@ from typing import Any
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
+from uv import find_uv_bin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON_VERSION = "3.11"
-PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+PLATFORMS = {"x86_64": "x86_64-manylinux_2_17", "arm64": "aarch64-manylinux_2_17"}  # manylinux2014
 CACHE_ENV = "FANOUT_LAMBDA_BUNDLE_CACHE"
 LOCK = REPO_ROOT / "requirements.lock"
-_BUNDLER_VERSION = "2"  # bump when the bundle's recipe changes, so old bundles are not reused
+_BUNDLER_VERSION = "3"  # bump when the bundle's recipe changes, so old bundles are not reused
 
 
 class BundlingError(RuntimeError):
-    """pip could not build or install the Lambda's code; its output says why."""
+    """uv could not build or install the Lambda's code; its output says why."""
 
 
 def source_hash(architecture: str) -> str:
@@ -56,13 +59,15 @@ def bundle(out: Path, architecture: str) -> None:
     if cached is not None and cached.is_dir():
         shutil.copytree(cached, out, dirs_exist_ok=True)
         return
-    target = ["--target", str(out), "--platform", PLATFORMS[architecture], "--implementation", "cp"]
-    target += ["--python-version", PYTHON_VERSION, "--only-binary=:all:"]
+    target = ["--target", str(out), "--python-platform", PLATFORMS[architecture]]
+    target += ["--python-version", PYTHON_VERSION, "--compile-bytecode"]
+    _uv("pip", "install", *target, "--only-binary", ":all:", "--require-hashes", "-r", str(LOCK))
     with tempfile.TemporaryDirectory(prefix="fanout-wheel-") as wheels:
-        _pip("wheel", "--no-deps", "--wheel-dir", wheels, str(REPO_ROOT))
+        # Built afresh each time: uv reuses its build of a folder whose pyproject.toml is unchanged.
+        _uv("build", "--wheel", "--out-dir", wheels, str(REPO_ROOT))
         [wheel] = Path(wheels).glob("fanout-*.whl")
-        _pip("install", *target, "--require-hashes", "-r", str(LOCK))
-        _pip("install", *target, "--no-deps", str(wheel))
+        _uv("pip", "install", *target, "--no-deps", str(wheel))
+    (out / ".lock").unlink(missing_ok=True)  # uv's lock on the target folder, not code
     shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts pointing at this machine's interpreter
     if cached is not None:
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cached.parent))
@@ -70,15 +75,10 @@ def bundle(out: Path, architecture: str) -> None:
         partial.rename(cached)  # atomic: a concurrent reader sees a whole bundle or none
 
 
-def _pip(*args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _uv(*args: str) -> None:
+    result = subprocess.run([find_uv_bin(), *args, "--quiet"], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise BundlingError(f"pip {args[0]} failed:\n{result.stdout}{result.stderr}")
+        raise BundlingError(f"uv {args[0]} {args[1]} failed:\n{result.stdout}{result.stderr}")
 
 
 @jsii.implements(ILocalBundling)

@@ -201,3 +201,14 @@ def test_bundle_holds_the_locked_versions(default_synth: Synth) -> None:
         installed[canonicalize_name(name)] = version
     assert "0.1.0" == installed.pop("fanout")
     assert {name: version for name, (version, _) in locked().items()} == installed
+
+
+def test_bundle_is_code_compiled_ahead(default_synth: Synth) -> None:
+    """The Lambda's file system is read-only: its modules come compiled, and nothing of the bundling
+    machine (console scripts, the installer's lock file) is shipped."""
+    asset = default_synth.lambda_asset()
+    sources = {p.stem for p in (asset / "fanout" / "lifecycle").glob("*.py")}
+    compiled = {p.name.split(".")[0] for p in (asset / "fanout" / "lifecycle" / "__pycache__").glob("*.pyc")}
+    assert sources and sources == compiled
+    assert not (asset / "bin").exists()
+    assert [] == [p.name for p in asset.iterdir() if p.is_file() and p.suffix not in (".py", ".so")]
