@@ -118,10 +118,9 @@ async def test_every_client_gets_every_event_under_injected_faults(
     await _faults(fault_stack, error=0.05, throttle=0.03, timeout=0.01, hang_s=2)
     users = [f"load-{i}-{secrets.token_hex(3)}" for i in range(50)]
     pool.start()
-    await pool.ready()
     try:
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-            clients = await _clients(es, http, fault_stack, users)
+            clients, _ = await asyncio.gather(_clients(es, http, fault_stack, users), pool.ready())
             bodies = [
                 build_event("notification.new", user_ids=users, payload={"notificationId": f"n{i}", "n": i})
                 for i in range(500)
@@ -129,7 +128,7 @@ async def test_every_client_gets_every_event_under_injected_faults(
             started = time.monotonic()
             await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
             ids = {b.id for b in bodies}
-            await wait_for(lambda: _all_received(clients, ids), timeout=240, every=0.5)
+            await wait_for(lambda: _all_received(clients, ids), timeout=240, every=0.2)
             figures = _report("faults", clients, ids, started)
             assert figures["duplicates"] <= 0.03 * figures["expected"]
     finally:
