@@ -175,7 +175,7 @@ async def test_a_stopping_worker_leaves_no_event_to_an_abandoned_long_poll(
     """SQS still hands messages to a long poll whose caller has gone, and they stay invisible for the
     visibility timeout. A stopping worker lets its open receives come back, so an event published
     right after it stops reaches the next worker at once."""
-    first = WorkerPool(fault_stack, tmp_path / "first.log", processes=1, FANOUT_RECEIVE_WAIT_S="8")
+    first = WorkerPool(fault_stack, tmp_path / "first.log", processes=1, FANOUT_RECEIVE_WAIT_S="4")
     second = WorkerPool(fault_stack, tmp_path / "second.log", processes=1)
     user = f"handover-{secrets.token_hex(3)}"
     try:
@@ -183,7 +183,7 @@ async def test_a_stopping_worker_leaves_no_event_to_an_abandoned_long_poll(
             client = await connect(es, http, fault_stack.ws_url, fault_stack.settings, user)
             first.start()
             await first.ready()
-            await asyncio.sleep(1)  # both pollers are now waiting in an 8 s long poll
+            await asyncio.sleep(0.5)  # both pollers are now waiting in a 4 s long poll
             assert 0 == await asyncio.to_thread(first.terminate)
             body = build_event("notification.new", user_ids=[user], payload={"notificationId": "n1"})
             await asyncio.to_thread(_publish_many, fault_stack, [body.to_json()])
