@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from fanout.lifeline import die_with_parent
 from fanout.local.stack import wait_stopped
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import Proxy, connect, drain_queue, wait_for
+from tests.integration.conftest import Lane
 
 
 class Mongo:
@@ -113,86 +113,64 @@ async def _is(stack: Stack, status: int) -> bool:
     return status == await _ready(stack)
 
 
-def _worker(tmp_path: Path, env: dict[str, str], **overrides: str) -> subprocess.Popen[bytes]:
-    """`fanout worker` for the stack in ``env``, with some settings pointed elsewhere."""
-    with (tmp_path / "worker.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "fanout", "worker", "--processes", "1"], env={**os.environ, **env, **overrides},
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )  # fmt: skip
-
-
-async def test_gateway_refusing_connections_then_back_loses_no_event(tmp_path: Path) -> None:
+async def test_gateway_refusing_connections_then_back_loses_no_event(lane: Lane) -> None:
     """Posts refused at the socket: /readyz 503, events wait; when the API is back, all are delivered."""
-    proxy_port = free_port()
-    env = stack_env()
-    stack = start_stack(tmp_path, env, "--no-worker")
-    proxy = Proxy(proxy_port, stack.settings.gateway_port)
-    endpoint = f"http://127.0.0.1:{proxy_port}/{stack.settings.gateway_stage}"
-    worker = _worker(tmp_path, env, FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1")
+    stack = lane.stack  # the shared stack's servers, with queues of this test's own
+    proxy = Proxy(free_port(), stack.settings.gateway_port)
+    endpoint = f"http://127.0.0.1:{proxy.port}/{stack.settings.gateway_stage}"
+    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1")
     user = f"refused-{secrets.token_hex(4)}"
-    try:
-        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-            client = await connect(es, http, stack.ws_url, stack.settings, user)
-            await wait_for(lambda: _is(stack, 200), timeout=30)
-            publisher = Publisher(stack.settings)
-            ids = {
-                publisher.publish(
-                    "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
-                )
-                for i in range(10)
-            }
-            await wait_for(lambda: _is(stack, 503), timeout=30)
-            assert [] == client.events()
-            await proxy.start()
-            await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
-            await wait_for(lambda: _is(stack, 200), timeout=30)
-            late = publisher.publish("notification.new", user_ids=[user], payload={"notificationId": "late"})
-            publisher.close()
-            await wait_for(lambda: late in {e["id"] for e in client.events()}, timeout=30)
-            await proxy.stop()
-        assert [] == drain_queue(stack.settings, stack.settings.dlq_name, wait_s=0)
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        stop_stack(stack)
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        client = await connect(es, http, stack.ws_url, stack.settings, user)
+        await wait_for(lambda: _is(stack, 200), timeout=30)
+        publisher = Publisher(stack.settings)
+        ids = {
+            publisher.publish(
+                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
+            )
+            for i in range(10)
+        }
+        await wait_for(lambda: _is(stack, 503), timeout=30)
+        assert [] == client.events()
+        await proxy.start()
+        await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
+        await wait_for(lambda: _is(stack, 200), timeout=30)
+        late = publisher.publish("notification.new", user_ids=[user], payload={"notificationId": "late"})
+        publisher.close()
+        await wait_for(lambda: late in {e["id"] for e in client.events()}, timeout=30)
+        await proxy.stop()
+    assert [] == drain_queue(stack.settings, stack.settings.dlq_name, wait_s=0)
 
 
-async def test_sqs_unreachable_then_back_loses_no_event(tmp_path: Path) -> None:
+async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
     """SQS refusing connections: the worker stays up, /readyz 503; when SQS is back, queued events arrive."""
-    proxy_port = free_port()
-    env = stack_env()
-    stack = start_stack(tmp_path, env, "--no-worker")
-    sqs_port = int(env["FANOUT_AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
-    proxy = Proxy(proxy_port, sqs_port)
+    stack = lane.stack  # the shared stack's servers, with queues of this test's own
+    assert stack.settings.aws_endpoint_url is not None
+    sqs_port = int(stack.settings.aws_endpoint_url.rsplit(":", 1)[1])
+    proxy = Proxy(free_port(), sqs_port)
     await proxy.start()
     # A long poll open at moto when the proxy stops still takes messages sent meanwhile, and its answer is
     # lost: they come back after the visibility timeout, 5 s here rather than 30.
-    proxied = f"http://127.0.0.1:{proxy_port}"
-    worker = _worker(tmp_path, env, FANOUT_AWS_ENDPOINT_URL=proxied, FANOUT_VISIBILITY_TIMEOUT_S="5")
+    proxied = f"http://127.0.0.1:{proxy.port}"
+    worker = lane.worker(FANOUT_AWS_ENDPOINT_URL=proxied, FANOUT_VISIBILITY_TIMEOUT_S="5")
     user = f"nosqs-{secrets.token_hex(4)}"
-    try:
-        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-            client = await connect(es, http, stack.ws_url, stack.settings, user)
-            await wait_for(lambda: _is(stack, 200), timeout=30)
-            await proxy.stop()
-            await wait_for(lambda: _is(stack, 503), timeout=60)
-            publisher = Publisher(stack.settings)  # straight to SQS, which the worker cannot reach
-            ids = {
-                publisher.publish(
-                    "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
-                )
-                for i in range(10)
-            }
-            publisher.close()
-            await asyncio.sleep(2)
-            assert [] == client.events()
-            assert worker.poll() is None
-            await proxy.start()
-            await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
-            await wait_for(lambda: _is(stack, 200), timeout=30)
-            await proxy.stop()
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        stop_stack(stack)
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        client = await connect(es, http, stack.ws_url, stack.settings, user)
+        await wait_for(lambda: _is(stack, 200), timeout=30)
+        await proxy.stop()
+        await wait_for(lambda: _is(stack, 503), timeout=60)
+        publisher = Publisher(stack.settings)  # straight to SQS, which the worker cannot reach
+        ids = {
+            publisher.publish(
+                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
+            )
+            for i in range(10)
+        }
+        publisher.close()
+        await asyncio.sleep(2)
+        assert [] == client.events()
+        assert worker.process is not None and worker.process.poll() is None
+        await proxy.start()
+        await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
+        await wait_for(lambda: _is(stack, 200), timeout=30)
+        await proxy.stop()

@@ -45,7 +45,11 @@ def _ids(client: Client) -> list[str]:
 
 async def _clients(es: AsyncExitStack, http: aiohttp.ClientSession, stack: Stack, n: int) -> list[Client]:
     run = secrets.token_hex(3)
-    return [await connect(es, http, stack.ws_url, stack.settings, f"t-{run}-{i}") for i in range(n)]
+    return list(
+        await asyncio.gather(
+            *(connect(es, http, stack.ws_url, stack.settings, f"t-{run}-{i}") for i in range(n))
+        )
+    )
 
 
 async def test_events_held_past_the_visibility_timeout_waiting_for_a_slot_are_delivered_once(
@@ -55,10 +59,9 @@ async def test_events_held_past_the_visibility_timeout_waiting_for_a_slot_are_de
     being posted stay invisible; each client gets each event once and no message is received twice."""
     stack = lane.stack
     worker = lane.worker(**SLOW)
-    await worker.ready()
-    faults(stack, latency_ms=LATENCY_MS)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-        clients = await _clients(es, http, stack, 3)
+        clients, _ = await asyncio.gather(_clients(es, http, stack, 3), worker.ready())
+        faults(stack, latency_ms=LATENCY_MS)
         events = [
             build_event(
                 "notification.new", payload={"notificationId": "n1"}, user_ids=[c.user_id for c in clients]
@@ -83,10 +86,9 @@ async def test_sigterm_mid_fan_out_with_a_budget_longer_than_the_visibility_drai
     the message waiting for a slot goes back at once, and every client gets each event exactly once."""
     stack = lane.stack
     first = lane.worker(**SLOW, FANOUT_SHUTDOWN_BUDGET_S="8")
-    await first.ready()
-    faults(stack, latency_ms=LATENCY_MS)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-        clients = await _clients(es, http, stack, 3)
+        clients, _ = await asyncio.gather(_clients(es, http, stack, 3), first.ready())
+        faults(stack, latency_ms=LATENCY_MS)
         events = [
             build_event(
                 "notification.new", payload={"notificationId": "n1"}, user_ids=[c.user_id for c in clients]

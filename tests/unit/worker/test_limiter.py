@@ -1,5 +1,6 @@
 """The adaptive limiter paces posts only when 429s pile up, and recovers when they stop."""
 
+import asyncio
 import time
 
 import pytest
@@ -54,3 +55,22 @@ async def test_configured_rate_paces_posts() -> None:
     for _ in range(21):
         await limiter.acquire()
     assert time.monotonic() - started >= 0.19
+
+
+async def test_posts_waiting_at_a_cut_rate_go_at_the_recovered_one() -> None:
+    """A backlog booked at the floor is booked again as the rate grows back: 100 posts that the floor
+    alone would spread over 5 s pass in a fraction of that once no 429 comes."""
+    limiter = AdaptiveLimiter(floor=20, recovery_per_s=1000, window_s=0.1)
+    for i in range(40):  # a window of 40 posts over 2 s, a quarter of them 429: cut to the floor
+        limiter.record(i < 10)
+    limiter._window_start -= 2
+    limiter.record(False)
+    assert 20 == limiter.rate
+
+    async def post() -> None:
+        await limiter.acquire()
+        limiter.record(False)
+
+    started = time.monotonic()
+    await asyncio.gather(*(post() for _ in range(100)))
+    assert time.monotonic() - started < 2.0
