@@ -110,9 +110,9 @@ def _all_received(clients: list[Client], ids: set[str]) -> bool:
 async def test_every_client_gets_every_event_under_injected_faults(
     fault_stack: Stack, pool: WorkerPool
 ) -> None:
-    """5% 5xx, 3% 429 and 1% hung posts: 250 events reach all 50 clients at least once; few duplicates; DLQ empty.
+    """5% 5xx, 3% 429 and 1% hung posts: 500 events reach all 50 clients at least once; few duplicates; DLQ empty.
 
-    12,500 posts still meet each fault about 125 (hung) to 625 (5xx) times, so a path that loses an
+    25,000 posts still meet each fault about 250 (hung) to 1,250 (5xx) times, so a path that loses an
     event on one of them shows; duplicates run near 1.1%, far under the 3% bound at this size too.
     """
     await _faults(fault_stack, error=0.05, throttle=0.03, timeout=0.01, hang_s=2)
@@ -123,7 +123,7 @@ async def test_every_client_gets_every_event_under_injected_faults(
             clients, _ = await asyncio.gather(_clients(es, http, fault_stack, users), pool.ready())
             bodies = [
                 build_event("notification.new", user_ids=users, payload={"notificationId": f"n{i}", "n": i})
-                for i in range(250)
+                for i in range(500)
             ]
             started = time.monotonic()
             await asyncio.to_thread(_publish_many, fault_stack, [b.to_json() for b in bodies])
