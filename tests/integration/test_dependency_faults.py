@@ -143,7 +143,8 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(lane: Lane)
 
 
 async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
-    """SQS refusing connections: the worker stays up, /readyz 503; when SQS is back, queued events arrive."""
+    """SQS refusing connections: the worker stays up, /readyz 503; when SQS is back, queued events arrive;
+    a SIGTERM while it is gone again still stops the worker cleanly."""
     stack = lane.stack  # the shared stack's servers, with queues of this test's own
     assert stack.settings.aws_endpoint_url is not None
     sqs_port = int(stack.settings.aws_endpoint_url.rsplit(":", 1)[1])
@@ -174,3 +175,5 @@ async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
         await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
         await wait_for(lambda: _is(stack, 200), timeout=30)
         await proxy.stop()
+    # SIGTERM with SQS unreachable again: the worker still exits, and cleanly (once it did not, in 30 s).
+    assert 0 == await asyncio.to_thread(worker.terminate, 30)
