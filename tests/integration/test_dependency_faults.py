@@ -54,6 +54,20 @@ class Mongo:
             time.sleep(0.05)
 
 
+def _notify(stack: Stack, user: str, count: int) -> set[str]:
+    """Publish ``count`` notifications to ``user`` straight to SQS; their event ids."""
+    publisher = Publisher(stack.settings)
+    try:
+        return {
+            publisher.publish(
+                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
+            )
+            for i in range(count)
+        }
+    finally:
+        publisher.close()
+
+
 async def _ready(stack: Stack) -> int:
     try:
         async with aiohttp.ClientSession() as http, http.get(f"{stack.metrics_url}/readyz") as r:
@@ -93,14 +107,7 @@ async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stac
         await wait_for(lambda: _is(stack, 200), timeout=30)
         mongo.stop()
         await wait_for(lambda: _is(stack, 503), timeout=30)
-        publisher = Publisher(stack.settings)
-        ids = {
-            publisher.publish(
-                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
-            )
-            for i in range(20)
-        }
-        publisher.close()
+        ids = _notify(stack, user, 20)
         await asyncio.sleep(3)
         assert 503 == await _ready(stack)
         mongo.start()
@@ -123,20 +130,13 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(lane: Lane)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)
         await wait_for(lambda: _is(stack, 200), timeout=30)
-        publisher = Publisher(stack.settings)
-        ids = {
-            publisher.publish(
-                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
-            )
-            for i in range(10)
-        }
+        ids = _notify(stack, user, 10)
         await wait_for(lambda: _is(stack, 503), timeout=30)
         assert [] == client.events()
         await proxy.start()
         await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=60)
         await wait_for(lambda: _is(stack, 200), timeout=30)
-        late = publisher.publish("notification.new", user_ids=[user], payload={"notificationId": "late"})
-        publisher.close()
+        [late] = _notify(stack, user, 1)
         await wait_for(lambda: late in {e["id"] for e in client.events()}, timeout=30)
         await proxy.stop()
     assert [] == drain_queue(stack.settings, stack.settings.dlq_name, wait_s=0)
@@ -160,14 +160,7 @@ async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
         await wait_for(lambda: _is(stack, 200), timeout=30)
         await proxy.stop()
         await wait_for(lambda: _is(stack, 503), timeout=60)
-        publisher = Publisher(stack.settings)  # straight to SQS, which the worker cannot reach
-        ids = {
-            publisher.publish(
-                "notification.new", user_ids=[user], payload={"notificationId": f"n{i}", "n": i}
-            )
-            for i in range(10)
-        }
-        publisher.close()
+        ids = _notify(stack, user, 10)  # straight to SQS, which the worker cannot reach
         await asyncio.sleep(2)
         assert [] == client.events()
         assert worker.process is not None and worker.process.poll() is None
