@@ -30,9 +30,9 @@ test: $(DEPLOY_STAMP)
 	$(PY) -m pytest -n auto --dist loadgroup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples deploy
-	$(VENV)/bin/ruff format --check src tests examples deploy
-	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/ruff check src tests examples deploy bench
+	$(VENV)/bin/ruff format --check src tests examples deploy bench
+	$(VENV)/bin/mypy --strict src bench/profile.py
 
 ## The benchmark, full mode: table on stdout, figures in bench/results/latest.json (about 15 minutes).
 bench: $(STAMP)
