@@ -299,7 +299,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--counted-worker"]:  # the worker ``--count`` starts
         run_counted_worker(sys.argv[2:])
         sys.exit(0)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=3000, help="posts per fan-out (default 3000)")
     parser.add_argument("--raw", help="keep py-spy's raw samples in this directory (f1.txt, f2.txt)")
     parser.add_argument("--log-level", default="INFO", help="the worker's FANOUT_LOG_LEVEL (default INFO)")
