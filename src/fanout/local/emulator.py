@@ -9,6 +9,12 @@ Virtual connections stand in for sockets this machine cannot hold (a 100,000-con
 against a 20,000 file limit): a POST to an id starting with ``virt.`` (API Gateway's ids and the
 emulator's own never hold a '.') is answered 200 and counted as ``virtual``, with no socket. Only POST
 knows them; they take the same checks and injected faults as any other post.
+
+On SIGTERM it closes its sockets, waits up to ``SETTLE_S`` for the route calls still running (the
+$disconnects of those sockets and of clients that left just before), cancels the rest and hands nothing
+more to the lifecycle: its MongoDB client closes next. ``gateway_stopped`` counts both
+(``cancelled_stopping``, ``skipped_stopping``); their records are left to their TTL, as a dropped
+socket's are.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ CLIENT_ROUTES = frozenset(ACTIONS)
 CHOSEN_ID = "_emulatorConnectionId"
 #: Connection ids with this prefix are virtual: a POST to one is answered 200 and counted, no socket.
 VIRTUAL_PREFIX = "virt."
+#: How long a stopping emulator waits for the route calls still running (a closed client's $disconnect)
+#: before it cancels them: its MongoDB client closes next, and a call after that would fail.
+SETTLE_S = 1.0
+#: The answer to a route that arrives while the emulator stops: not handed to the lifecycle.
+_STOPPING = {"statusCode": 503, "body": ""}
 
 
 @dataclass
@@ -97,6 +108,8 @@ class Emulator:
         self.faults = faults or Faults()
         self.sockets: dict[str, _Socket] = {}
         self.counts: dict[str, int] = {}
+        self.stopping = False
+        self._calls: dict[asyncio.Task[Any], asyncio.Future[None]] = {}  # route calls running, by task
         # One registry for /metrics: the emulator's own counters beside the lifecycle's fanout_lifecycle_*.
         self.metrics = GatewayMetrics(lifecycle.metrics.registry)
         self.metrics.open_connections.set_function(lambda: len(self.sockets))
@@ -114,6 +127,31 @@ class Emulator:
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
         self.metrics.count(key)
+
+    async def _route(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Hand ``event`` to the lifecycle, so that a stopping emulator can wait for the call (``settle``)."""
+        task = asyncio.current_task()
+        if self.stopping or task is None:
+            self._count("skipped_stopping")
+            return _STOPPING
+        done = self._calls[task] = asyncio.get_running_loop().create_future()
+        try:
+            return await self.lifecycle.handle(event)
+        finally:
+            done.set_result(None)
+            del self._calls[task]
+
+    async def settle(self, timeout_s: float = SETTLE_S) -> None:
+        """Start no more route calls; wait up to ``timeout_s`` for those running, then cancel the rest
+        (counted as ``cancelled_stopping``): the store they use is about to close."""
+        self.stopping = True
+        calls = dict(self._calls)
+        if calls:
+            await asyncio.wait(calls.values(), timeout=timeout_s)
+        for task, done in calls.items():
+            if not done.done():
+                task.cancel()
+                self._count("cancelled_stopping")
 
     def _event(self, route: str, event_type: str, connection_id: str, request: web.Request) -> dict[str, Any]:
         now_ms = int(time.time() * 1000)
@@ -142,7 +180,7 @@ class Emulator:
         event = self._event("$connect", "CONNECT", connection_id, request)
         event["queryStringParameters"] = {k: v for k, v in request.query.items() if k != CHOSEN_ID}
         event["headers"] = dict(request.headers)
-        answer = await self.lifecycle.handle(event)
+        answer = await self._route(event)
         if answer.get("statusCode") != 200:
             self._count("connect_rejected")
             return web.Response(status=answer.get("statusCode", 500), text=answer.get("body", ""))
@@ -168,9 +206,7 @@ class Emulator:
             gone = self.sockets.pop(connection_id, None)
             if gone is None or not gone.dropped:  # a dropped socket leaves its record behind, stale
                 with contextlib.suppress(Exception):  # best effort, as API Gateway's own $disconnect is
-                    await self.lifecycle.handle(
-                        self._event("$disconnect", "DISCONNECT", connection_id, request)
-                    )
+                    await self._route(self._event("$disconnect", "DISCONNECT", connection_id, request))
             self._count("disconnected")
         return ws
 
@@ -185,7 +221,7 @@ class Emulator:
         event = self._event(route, "MESSAGE", connection_id, request)
         event["body"] = data
         try:
-            answer = await self.lifecycle.handle(event)
+            answer = await self._route(event)
         except (
             Exception
         ) as exc:  # as API Gateway does when an integration fails: tell the client, keep the socket
@@ -297,6 +333,7 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
     finally:
         for entry in list(emulator.sockets.values()):
             await entry.ws.close(code=1001, message=b"server shutting down")
+        await emulator.settle()  # the $disconnects of the sockets just closed, and of clients gone before
         await runner.cleanup()
         await lifecycle.aclose()
         await client.close()
