@@ -38,6 +38,9 @@ CONNECTION_ID = re.compile(r"[A-Za-z0-9_=+/.:-]{1,128}")
 #: A check, and the one event type each applies to (docs/protocol.md section 6).
 _CHECK = re.compile(r"presence|typing:[0-9A-HJKMNP-TV-Z]{26}")
 CHECK_TYPES = {"presence": "user.presence.updated", "typing": "chat.typing.stopped"}
+#: What SQS refuses in a body or a String attribute (SendMessage: tab, LF, CR and #x20-#xFFFD beside
+#: the surrogates, and the supplementary planes are allowed).
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 Attrs = dict[str, dict[str, str]]
 
@@ -187,9 +190,15 @@ def check(value: str) -> Attrs:
     return {CHECK: string(value)}
 
 
+def sqs_text(text: str) -> str:
+    """``text`` with each character SQS refuses in a message (control characters, U+FFFE, U+FFFF, lone
+    surrogates) written as a ``\\uXXXX`` escape: a detail may name a key of a hostile body."""
+    return _NOT_SQS_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def dead_letter(reason: str, detail: str, ids: Sequence[str] = ()) -> Attrs:
     """The attributes of a dead-lettered message."""
-    attrs = {REASON: string(reason), DETAIL: string(detail[:DETAIL_CHARS] or reason)}
+    attrs = {REASON: string(reason), DETAIL: string(sqs_text(detail)[:DETAIL_CHARS] or reason)}
     if ids:
         attrs[CONNECTIONS] = string(json.dumps(list(ids), separators=(",", ":")))
     return attrs

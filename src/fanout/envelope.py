@@ -144,8 +144,12 @@ class QueueBody(_Wire):
         return self.model_copy(update={"target": self.target.model_copy(update={"user_ids": users})})
 
     def to_json(self) -> str:
-        """The body as published to the queue."""
-        return self.model_dump_json(by_alias=True, exclude_defaults=False)
+        """The body as published to the queue. U+FFFE and U+FFFF, which a string may hold (as JSON escapes
+        in the body received) and SQS refuses in a message, stay escaped."""
+        text = self.model_dump_json(by_alias=True, exclude_defaults=False)
+        if "\ufffe" in text or "\uffff" in text:  # JSON's own escaping already covers the control characters
+            text = text.replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff")
+        return text
 
 
 class ClientEnvelope(BaseModel):

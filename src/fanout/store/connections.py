@@ -30,6 +30,9 @@ def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
     return AsyncMongoClient(
         settings.mongo(),
         tz_aware=True,
+        # A date past year 9999 (JavaScript's reach to 275760) comes back as DatetimeMS, which the
+        # record checks skip, instead of failing the decode of every record in the same reply.
+        datetime_conversion="DATETIME_AUTO",
         serverSelectionTimeoutMS=settings.mongo_timeout_ms,
         timeoutMS=settings.mongo_timeout_ms,
     )

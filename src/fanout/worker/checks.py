@@ -30,12 +30,13 @@ log = get_logger("fanout.worker")
 
 
 def _when(value: Any) -> datetime:
-    """A payload's ``lastSeenAt``, or now."""
+    """A payload's ``lastSeenAt`` in UTC, or now when it is absent or not a time MongoDB can store."""
     try:
         at = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        at = None
-    return at if at is not None and at.tzinfo is not None else datetime.now(UTC)
+        # In UTC it must stay within years 1-9999: 0001-01-01T00:00:00+00:01 would fail every write.
+        return at.astimezone(UTC) if at is not None and at.tzinfo is not None else datetime.now(UTC)
+    except (ValueError, OverflowError):
+        return datetime.now(UTC)
 
 
 class Checks:

@@ -79,7 +79,14 @@ class Decider:
             return step
         assert msg.body is not None
         if msg.routing.replay is not None:
-            return await replay(msg, self.clients, self.deliverer, step, self.switches.enabled)
+            return await replay(
+                msg,
+                self.clients,
+                self.deliverer,
+                step,
+                self.switches.enabled,
+                max_receives=self.settings.max_receives,
+            )
         if wait := fate.due_in(msg, time.time()):  # a scheduled check on a FIFO queue: held until due
             return fate.Fate("released", delete=False, release_after_s=wait)
         if msg.routing.check is not None and not await self.checks.confirm(msg.body, msg.routing.check):

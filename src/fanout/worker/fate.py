@@ -159,11 +159,15 @@ def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
     )
 
 
-def replayed(result: FanoutResult) -> Fate:
+def replayed(msg: Received, result: FanoutResult, *, max_receives: int) -> Fate:
     """After a replay (a resume's missed events, posted in order to one connection): done, whatever
     came of it (the client resumes again when it reconnects), except in an outage of the management
-    API, when it is tried again after a pause within its short expiry."""
+    API, when it is tried again after a pause within its short expiry. The same message comes back each
+    time, so on its last receive before SQS's own redrive it is dead-lettered here, with a reason."""
     if result.failed and result.endpoint_down():
+        if msg.receive_count >= max_receives - 1:
+            letter = DeadLetter("retries_exhausted", "management API unreachable on every receive")
+            return Fate("failed", dead_letters=(letter,), outage=True)
         return Fate("released", delete=False, release_after_s=OUTAGE_DELAY_S, outage=True)
     return Fate(result.event_outcome())
 

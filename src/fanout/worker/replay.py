@@ -34,9 +34,11 @@ async def replay(
     deliverer: Deliverer,
     step: fate.Deliver,
     enabled: Callable[[str], bool] = lambda event_type: True,
+    *,
+    max_receives: int,
 ) -> fate.Fate:
     """Post the listed events that the connection may have, in the listed order; ``enabled`` says
-    whether an event type's domain is switched on."""
+    whether an event type's domain is switched on; ``max_receives`` is the queue's redrive count."""
     assert msg.body is not None
     assert msg.routing.replay is not None
     [connection_id] = msg.body.target.connection_ids
@@ -67,7 +69,7 @@ async def replay(
         unsupported=result.outcomes[Outcome.UNSUPPORTED_VERSION],
         outcome=result.event_outcome(),
     )
-    return fate.replayed(result)
+    return fate.replayed(msg, result, max_receives=max_receives)
 
 
 def _add(total: FanoutResult, one: FanoutResult) -> None:

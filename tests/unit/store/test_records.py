@@ -5,8 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import bson
+from bson.datetime_ms import DatetimeMS
+
 from fanout.envelope import Target
 from fanout.store import ConnectionStore
+from fanout.store.connections import mongo_client
+from fanout.store.records import live, now_utc, to_connection
+from tests.conftest import dev_settings
 from tests.unit.store.conftest import SKIPPED, resolve_all
 
 
@@ -46,3 +52,24 @@ async def test_declared_payload_versions_reach_the_worker_with_the_record(store:
     assert not found["c1"].speaks("notification.new", 2)
     assert {} == found["c2"].payloads and found["c2"].speaks("chat.read", 1)
     assert not await store.hello("nobody", 1, None)
+
+
+async def test_a_record_dated_past_pythons_range_is_skipped_not_fatal_to_its_batch() -> None:
+    """A record whose connectedAt or expiresAt lies past year 9999 (MongoDB stores JavaScript dates to year
+    275760) decodes under the worker's client options and is skipped; the records beside it in the same
+    reply are read as usual."""
+    client = mongo_client(dev_settings())
+    now = now_utc()
+    good = {"connectionId": "ok", "userId": "u1", "domainName": "h", "stage": "s", "connectedAt": now,
+            "expiresAt": now + timedelta(hours=1)}  # fmt: skip
+    far = DatetimeMS(8_640_000_000_000_000)  # new Date(8.64e15): year 275760
+    reply = b"".join(
+        bson.encode(doc)
+        for doc in (good | {"connectionId": "late", "connectedAt": far}, good | {"expiresAt": far}, good)
+    )
+    try:
+        late, never, ok = bson.decode_all(reply, client.codec_options)  # as a find's batch is decoded
+    finally:
+        await client.close()
+    assert (None, False) == (to_connection(late), live(never, now))
+    assert ("ok", True) == (getattr(to_connection(ok), "connection_id", None), live(ok, now))

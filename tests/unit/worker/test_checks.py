@@ -13,6 +13,7 @@ import pytest
 from aiobotocore.session import get_session
 from pymongo import AsyncMongoClient
 
+from fanout.envelope import validate
 from fanout.live import events
 from fanout.worker.checks import Checks
 from tests.conftest import Server, dev_settings
@@ -77,3 +78,20 @@ async def test_lapsed_users_still_marked_online_get_a_presence_check(
     assert ("presence", "u1", "offline") == (
         attrs["fanout-check"]["StringValue"], body["payload"]["userId"], body["payload"]["status"])  # fmt: skip
     assert ["u2", "u3"] == sorted(body["target"]["userIds"])
+
+
+async def test_an_offline_check_with_a_last_seen_time_mongodb_cannot_store_still_holds(
+    checks: tuple[Checks, Any, Any, str],
+) -> None:
+    """A presence check whose payload lastSeenAt is valid ISO-8601 but falls before year 1 in UTC
+    (0001-01-01T00:00:00+00:01) holds like any other, its lastSeenAt taken as now, rather than raising on
+    every receive until it is dead-lettered as handler_error."""
+    check, db, _, _ = checks
+    await db.fanoutpresence.insert_one({"_id": "u1", "status": "online", "epoch": 1})
+    doc = events.offline("u1", datetime.now(UTC), ["u2"]).model_dump(by_alias=True)
+    doc["payload"]["lastSeenAt"] = "0001-01-01T00:00:00+00:01"
+    body = validate(doc)  # the catalog's timestamp pattern accepts it
+    before = datetime.now(UTC)
+    assert await check.confirm(body, "presence")
+    stored = await db.fanoutpresence.find_one({"_id": "u1"})
+    assert "offline" == stored["status"] and stored["lastSeenAt"] >= before.replace(microsecond=0)

@@ -249,10 +249,23 @@ def test_a_part_is_never_split_again() -> None:
 def test_a_replay_is_done_whatever_came_of_it_except_in_an_outage() -> None:
     """After a replay the message is deleted, even when a post failed (the client resumes again); when
     the management API refused every post at the socket, it is released to try again in a few seconds."""
-    assert Fate("delivered") == fate.replayed(Posts(ok=3).result())
-    assert Fate("partial") == fate.replayed(Posts(ok=2, failed=("c1",)).result())
-    down = fate.replayed(Posts(failed=("c1",), unreachable=True).result())
+    msg = message()
+    assert Fate("delivered") == fate.replayed(msg, Posts(ok=3).result(), max_receives=5)
+    assert Fate("partial") == fate.replayed(msg, Posts(ok=2, failed=("c1",)).result(), max_receives=5)
+    down = fate.replayed(msg, Posts(failed=("c1",), unreachable=True).result(), max_receives=5)
     assert (False, fate.OUTAGE_DELAY_S, True) == (down.delete, down.release_after_s, down.outage)
+
+
+def test_a_replay_unreachable_on_every_receive_is_dead_lettered_before_sqs_redrives_it() -> None:
+    """A replay to a connection whose endpoint refuses every post (a record naming a dead endpoint) is
+    released until its last receive before SQS's own redrive, and then dead-lettered with a reason rather
+    than released again for SQS to move without one (or, with no redrive, released every 5 s forever)."""
+    unreachable = Posts(failed=("c1",), unreachable=True).result()
+    fates = [fate.replayed(message(receives=n), unreachable, max_receives=5) for n in (3, 4, 40)]
+    assert [True, False, False] == [f.release_after_s is not None for f in fates]
+    assert 2 * [("failed", ("retries_exhausted",))] == [
+        (f.outcome, tuple(d.reason for d in f.dead_letters)) for f in fates[1:]
+    ]
 
 
 def test_a_check_message_received_before_its_sent_at_waits_until_then() -> None:

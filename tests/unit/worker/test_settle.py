@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -167,3 +168,48 @@ async def test_a_switched_off_event_is_counted_and_deleted(moto_server: Server) 
     assert 1 == settler.tally.disabled
     labels = {"event_type": "notification.new", "outcome": "disabled"}
     assert 1 == registry.get_sample_value("fanout_events_total", labels)
+
+
+#: What SQS accepts in a message body and in a String attribute's value (SendMessage, MessageAttributeValue);
+#: moto accepts anything, so the tests check what the worker sent against this.
+SQS_TEXT = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
+@pytest.mark.parametrize("key", ["\u0000", "\u0008tab", "\uffff"])
+async def test_an_invalid_body_whose_detail_would_quote_characters_sqs_refuses_is_still_dead_lettered(
+    settler: tuple[Settler, Any, str, str], key: str
+) -> None:
+    """A body with an unknown key spelled as a JSON escape of a character SQS refuses (NUL, a control
+    character, U+FFFF) reaches the DLQ with its reason, the key's characters escaped in the detail: sent
+    raw, SQS would refuse the dead letter on every receive, and the message reach the DLQ without one."""
+    s, sqs, _, dlq = settler
+    doc = valid()
+    doc[key] = 1
+    msg = parse({"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(doc)})  # the body is ASCII
+    assert msg.invalid is not None
+    await s.apply(msg, Fate("invalid", dead_letters=(DeadLetter(msg.invalid.reason, msg.invalid.detail),)))
+    [dead] = await _all(sqs, dlq)
+    detail = dead["MessageAttributes"][attributes.DETAIL]["StringValue"]
+    assert ("schema", msg.raw) == (dead["MessageAttributes"][attributes.REASON]["StringValue"], dead["Body"])
+    assert SQS_TEXT.fullmatch(detail) and "Extra inputs are not permitted" in detail
+
+
+async def test_what_the_worker_writes_back_of_a_payload_holding_u_fffe_or_u_ffff_is_text_sqs_accepts(
+    settler: tuple[Settler, Any, str, str],
+) -> None:
+    """A payload string holding U+FFFE and U+FFFF (JSON escapes in the published, ASCII body): its
+    remainder, shards and user slices carry them escaped, so SQS takes them and the event is unchanged;
+    written raw, SQS would refuse each write and the whole fan-out would run again on every receive."""
+    s, sqs, queue, _ = settler
+    payload = {"notificationId": "n1", "note": "a\ufffeb\uffffc\u00e9"}
+    doc = valid(target={"userIds": ["u1", "u2"]}, payload=payload)
+    msg = parse({"ReceiptHandle": "r", "MessageId": "m", "Body": json.dumps(doc)})
+    assert msg.body is not None
+    s._bulk = queue  # shards to the events queue here: one queue to read back
+    remainder = Remainder(("c1",), frozenset({"u1"}), round=1, delay_s=0)
+    shards = (Shard(range=(0, 512)), Shard(users=("u1",)), Shard(users=("u2",)))
+    await s.apply(msg, Fate("partial", remainder=remainder, shards=shards))
+    sent = await _all(sqs, queue)
+    assert 4 == len(sent)
+    assert all(SQS_TEXT.fullmatch(m["Body"]) for m in sent)
+    assert all(payload == json.loads(m["Body"])["payload"] for m in sent)
