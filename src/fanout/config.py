@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fanout.errors import ConfigError
@@ -211,6 +212,14 @@ class Settings(BaseSettings):
         if missing:
             raise ConfigError(f"FANOUT_ENV={self.env} needs {', '.join(missing)}")
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in logging.getLevelNamesMapping() or level == "NOTSET":
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
     @field_validator("management_endpoint")
     @classmethod
     def _check_management_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -283,3 +292,22 @@ class Settings(BaseSettings):
         if self.is_dev:
             kwargs |= {"aws_access_key_id": "fanout-local", "aws_secret_access_key": "fanout-local"}
         return kwargs
+
+
+def load(**values: Any) -> Settings:
+    """Settings from ``FANOUT_*`` (and ``values``); ``ConfigError`` with every reason, never a value."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """The reasons of a settings error, each naming its variable, without the values: pydantic's own text
+    quotes the input (every setting, for a rule over several), and a value may be a key or a password."""
+    reasons = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        reason = str(error["msg"]).removeprefix("Value error, ")
+        loc = error["loc"]
+        reasons.append(f"bad setting FANOUT_{str(loc[0]).upper()}: {reason}" if loc else reason)
+    return "; ".join(reasons)

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import boto3
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
-from fanout.config import Settings
+from fanout.config import Settings, describe
 from fanout.errors import ConfigError
 
 
@@ -42,5 +42,5 @@ def load(settings: Settings) -> Settings:
     data = settings.model_dump() | {name: SecretStr(v) for name, v in values.items()}
     try:
         return Settings.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None

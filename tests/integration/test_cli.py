@@ -112,6 +112,30 @@ def test_production_worker_without_settings_is_a_config_error() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FANOUT_ENV": "production", "FANOUT_JWT_SECRET": "tail-of-a-short-secret"}, "at least 32 bytes"),
+        (
+            {"FANOUT_JWKS_URL": "https://login.example.test/jwks?k=tail-of-a-short-secret"},
+            "FANOUT_JWT_ISSUER",
+        ),
+        ({"FANOUT_LOG_LEVEL": "LOUD"}, "FANOUT_LOG_LEVEL"),
+    ],
+    ids=["short key", "jwks without issuer", "unknown log level"],
+)
+def test_a_setting_refused_as_a_whole_is_a_clear_error_without_its_values(
+    env: dict[str, str], message: str
+) -> None:
+    """A settings error that no single variable carries (a short key, a JWKS without issuer) or an unknown
+    log level exits 2 with the reason, no traceback, and none of the values, which may be secrets."""
+    result = _fanout({**env, "FANOUT_MONGO_URI": "mongodb://admin:tail-of-a-password@db.example:1"}, "schema")
+    assert 2 == result.returncode
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "tail-of-a" not in result.stderr
+
+
 def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly() -> None:
     """`fanout flags` names a key outside the known domains (exit 2) and a MongoDB that does not answer (exit 1)."""
     env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}", "FANOUT_MONGO_TIMEOUT_MS": "300"}

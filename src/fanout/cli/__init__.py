@@ -10,12 +10,10 @@ import argparse
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import ValidationError
-
+from fanout import config
 from fanout import logging as fanout_logging
 from fanout.cli import bench, credentials, dlq, flags, local, processes, publish, schema
 from fanout.cli.common import Command, fail
-from fanout.config import Settings
 from fanout.errors import ConfigError, FanoutError, InvalidMessage
 
 EPILOG = """With no settings at all, every command targets the local stack that `fanout dev` starts.
@@ -50,10 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        return fail(f"bad setting FANOUT_{str(first['loc'][0]).upper()}: {first['msg']}")
+        settings = config.load()
+    except ConfigError as exc:
+        return fail(str(exc))
     fanout_logging.configure(settings.log_level, settings.log_format or "console")
     try:
         if args.command in _DEV_ONLY and not settings.is_dev:

@@ -7,7 +7,7 @@ users' frames wherever it says, so a post goes only to:
 - ``https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`` in the worker's region, and only for
   the API ids of ``FANOUT_API_IDS`` when that is set;
 - or the configured management endpoint (``FANOUT_MANAGEMENT_ENDPOINT``), which then serves every record
-  and must be https outside dev.
+  and must be https to a public host name outside dev.
 
 Plain HTTP and local names (``localhost``, ``*.localhost``, ``*.internal``, single-label names such as a
 compose service, loopback and private addresses) are allowed in dev only, where the local emulator runs,
@@ -71,6 +71,8 @@ def override_endpoint(url: str, *, dev: bool) -> Endpoint:
         raise ValueError("must carry no credentials, query or fragment")
     if parts.scheme != "https" and not dev:
         raise ValueError("must be https when FANOUT_ENV=production")
+    if is_local(parts.hostname) and not dev:  # the emulator's kind of host: loopback, private, one label
+        raise ValueError("must name a public host, not a local one, when FANOUT_ENV=production")
     try:
         port = parts.port
     except ValueError:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 from prometheus_client import CollectorRegistry
 
-from fanout import secrets
+from fanout import config, secrets
+from fanout import logging as fanout_logging
 from fanout.config import Settings
 from fanout.emf import LifecycleEmfEmitter
 from fanout.errors import ConfigError
@@ -31,13 +33,14 @@ _lifecycle: Lifecycle | None = None
 _metrics = LifecycleMetrics(CollectorRegistry())
 _emf: LifecycleEmfEmitter | None = None
 _emf_checked = False
+_logs_configured = False
 
 
 def deployed_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings for a deployed handler: never development mode, never the development key, whatever
     else is set; secrets named by ARN are read from Secrets Manager."""
     environ = dict(os.environ if environ is None else environ)
-    settings = Settings()
+    settings = config.load()
     if "AWS_LAMBDA_FUNCTION_NAME" in environ and settings.is_dev:
         raise ConfigError("a deployed lifecycle handler refuses FANOUT_ENV=dev")
     settings.require(("mongo", "jwt"))
@@ -54,6 +57,23 @@ def _started() -> tuple[asyncio.AbstractEventLoop, Lifecycle]:
         lifecycle = Lifecycle(store, settings, metrics=_metrics)
         _loop, _lifecycle = asyncio.new_event_loop(), lifecycle
     return _loop, _lifecycle
+
+
+def _configure_logs() -> None:
+    """The worker's log pipeline (JSON, redaction) for the container's lines, set up on its first
+    invocation; a container whose settings are bad logs why in JSON at INFO."""
+    global _logs_configured
+    if _logs_configured:
+        return
+    _logs_configured = True
+    level, fmt = "INFO", "json"
+    try:
+        s = Settings()
+        level, fmt = s.log_level, s.log_format or fmt
+    except ValueError:  # a bad setting: the start fails and says so
+        pass
+    # The process's own stderr, which Lambda collects: loggers keep the stream they first wrote to.
+    fanout_logging.configure(level, fmt, sys.__stderr__)
 
 
 def _emitter() -> LifecycleEmfEmitter | None:
@@ -74,6 +94,7 @@ def lambda_handler(event: Event, context: object) -> Response:
     """Route one API Gateway WebSocket event (``$request.body.action`` route selection)."""
     if not isinstance(event, dict):
         return {"statusCode": 400, "body": "Bad Request"}
+    _configure_logs()
     try:
         try:
             loop, lifecycle = _started()

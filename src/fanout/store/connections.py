@@ -67,20 +67,20 @@ class ConnectionStore(Resolver):
         await self._col.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
 
     async def put(self, connection_id: str, user_id: str, domain_name: str, stage: str, ttl_s: int) -> None:
-        """Store a new connection record (the ``$connect`` route)."""
+        """Store a new connection record (the ``$connect`` route), replacing any record the id still has:
+        a new connection inherits nothing (topics, payload versions, rate counts) from an earlier one."""
         now = now_utc()
-        await self._col.update_one(
+        await self._col.replace_one(
             {"connectionId": connection_id},
             {
-                "$set": {
-                    "userId": user_id,
-                    "bucket": bucket_of(connection_id),
-                    "domainName": domain_name,
-                    "stage": stage,
-                    "connectedAt": now,
-                    "lastSeenAt": now,
-                    "expiresAt": now + timedelta(seconds=ttl_s),
-                }
+                "connectionId": connection_id,
+                "userId": user_id,
+                "bucket": bucket_of(connection_id),
+                "domainName": domain_name,
+                "stage": stage,
+                "connectedAt": now,
+                "lastSeenAt": now,
+                "expiresAt": now + timedelta(seconds=ttl_s),
             },
             upsert=True,
         )

@@ -133,6 +133,12 @@ def test_a_configured_endpoint_serves_every_record(
     [
         (PROD, f"http://{API}/prod"),
         (PROD, "ftp://example.com/prod"),
+        (PROD, "https://localhost:8443/local"),
+        (PROD, "https://127.0.0.1:8080/local"),
+        (PROD, "https://10.0.3.7/prod"),
+        (PROD, "https://169.254.169.254/latest"),
+        (PROD, "https://gateway:8080/local"),
+        (PROD, "https://api.internal/prod"),
         (DEV, "127.0.0.1:8080/local"),
         (DEV, "http://user:secret@127.0.0.1:8080/local"),
         (DEV, "http://127.0.0.1:8080/local?x=1"),
@@ -140,7 +146,8 @@ def test_a_configured_endpoint_serves_every_record(
     ],
 )
 def test_a_configured_endpoint_that_cannot_be_one_is_a_config_error(dev: bool, override: str) -> None:
-    """Plain http outside dev, another scheme, credentials, a query or a bad port: refused at start."""
+    """Plain http or a local name (loopback, private address, single label) outside dev, another scheme,
+    credentials, a query or a bad port: refused at start."""
     with pytest.raises(ValueError, match=r"must|port"):
         EndpointPolicy(region="us-east-1", dev=dev, override=override)
     env = "dev" if dev else "production"

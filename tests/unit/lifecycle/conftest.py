@@ -4,14 +4,17 @@ events API Gateway sends; and the Lambda entry point as a fresh container, confi
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 from pymongo import MongoClient
 
+from fanout import logging as fanout_logging
 from fanout.lifecycle import Lifecycle, aws
 from fanout.lifecycle.metrics import LifecycleMetrics
 from fanout.store import ConnectionStore, mongo_client
@@ -89,3 +92,10 @@ def reset() -> None:
     aws._loop = aws._lifecycle = None
     aws._metrics = LifecycleMetrics(CollectorRegistry())
     aws._emf, aws._emf_checked = None, False
+    if aws._logs_configured:  # the next container configures its logs again
+        aws._logs_configured = False
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, fanout_logging._Handler)]:
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)

@@ -178,6 +178,25 @@ def test_a_container_that_cannot_start_answers_500_and_starts_later(
     assert {("Connects", ()): 1} == _metrics(doc)
 
 
+def test_a_start_refused_for_a_bad_setting_is_logged_as_json_without_the_values(
+    handler: tuple[Call, Any], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A container whose key is too short logs one JSON error naming the setting and its reason, and no
+    setting's value: neither the key nor the MongoDB URI reaches the log."""
+    call, _ = handler
+    monkeypatch.delenv("FANOUT_CLOUDWATCH_EMF")  # the key is then the last setting given
+    monkeypatch.setenv("FANOUT_JWT_SECRET", "tail-of-a-short-secret")
+    monkeypatch.setenv("FANOUT_MONGO_URI", "mongodb://admin:tail-of-a-password@127.0.0.1:1")
+    capfd.readouterr()
+    assert 500 == call(events.connect("h8", token=sign("hu9", KEY)), None)["statusCode"]
+    out, err = capfd.readouterr()
+    assert "tail-of-a" not in out + err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    [line] = [line for line in lines if line["event"] == "lifecycle_start_failed"]
+    assert ("error", "ConfigError") == (line["level"], line["error"])
+    assert "FANOUT_JWT_SECRET must be at least 32 bytes" in line["exception"]
+
+
 def test_no_emf_unless_asked(
     handler: tuple[Call, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
