@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from fanout.envelope import ClientEnvelope, QueueBody, json_schemas, parse_body
 from fanout.errors import InvalidMessage
@@ -158,3 +159,28 @@ def test_the_one_pass_parse_agrees_with_the_reasoned_one(name: str, raw: str, re
     except Exception:
         slow = None
     assert (fast is None) or (slow is not None and fast == slow)
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [("userIds", ""), ("topics", "!"), ("excludeConnectionIds", ""), ("connectionIds", "")],
+)
+def test_a_target_list_is_refused_at_its_first_bad_entry(key: str, bad: str) -> None:
+    """A target list of 1,000 bad entries gives one error, not one per entry: collecting 100,000 of them
+    (a 400 KB body of empty user ids) held the worker's loop for about a second per message."""
+    doc = valid()
+    doc["target"] = {"userIds": ["u1"], key: [bad] * 1_000}
+    with pytest.raises(ValidationError) as refused:
+        QueueBody.model_validate_json(json.dumps(doc))
+    assert 1 == refused.value.error_count()
+    assert (f"target.{key}.0", "schema") == (_where(refused.value), _reason(doc))
+
+
+def _where(exc: ValidationError) -> str:
+    return ".".join(str(part) for part in exc.errors()[0]["loc"])
+
+
+def _reason(doc: dict[str, object]) -> str:
+    with pytest.raises(InvalidMessage) as refused:
+        parse_body(json.dumps(doc))
+    return refused.value.reason
