@@ -14,6 +14,10 @@ from fanout.config import Settings
 from fanout.envelope import unwrap_sns
 from fanout.errors import InvalidMessage
 
+#: The attributes a redriven message keeps: what narrows or conditions its delivery. Its reason, detail
+#: and round are the DLQ's and are dropped.
+_ROUTING = (attributes.CONNECTIONS, attributes.SHARD, attributes.CHECK, attributes.REPLAY)
+
 
 def _clients(settings: Settings) -> tuple[Any, str, str]:
     sqs = boto3.client("sqs", **settings.aws_client_kwargs())  # type: ignore[call-overload]
@@ -95,7 +99,8 @@ def inspect(settings: Settings, limit: int) -> int:
 
 
 def redrive(settings: Settings, limit: int, reason: str | None) -> int:
-    """Move messages back to the queue, keeping a remainder's connection list."""
+    """Move messages back to the queue, keeping what routes them (a remainder's connections, a shard's
+    buckets, a check, a replay's events), at round 0."""
     sqs, queue, dlq = _clients(settings)
     # Only what is there now: a message that fails again while we run comes back with a new id.
     present = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
@@ -115,7 +120,7 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
                 skipped_handles.append(message["ReceiptHandle"])
                 continue
             kept = message.get("MessageAttributes") or {}
-            attrs = {k: v for k, v in kept.items() if k in (attributes.CONNECTIONS, attributes.SHARD)}
+            attrs = {k: v for k, v in kept.items() if k in _ROUTING}
             attrs[attributes.ROUND] = attributes.number(0)
             # On a FIFO queue a redriven message is a group of its own: its key's order is long past.
             fifo = queues.fifo_fields(queue, message["MessageId"], message["MessageId"])

@@ -102,3 +102,24 @@ def test_redrive_to_a_fifo_queue_gives_each_message_a_group(moto_server: Server)
         sqs.close()
     assert {"evt_0", "evt_1", "evt_2"} == {json.loads(m["Body"])["id"] for m in back}
     assert 3 == len({m["Attributes"]["MessageGroupId"] for m in back})
+
+
+def test_redrive_keeps_a_checks_and_a_replays_routing(queues: tuple[Settings, Any, str, str]) -> None:
+    """A dead-lettered presence check and replay go back with fanout-check and fanout-replay (at round 0):
+    without them the check would post unconditionally and the replay post its own body."""
+    settings, sqs, queue, dlq_url = queues
+    routed = {
+        "check-body": attributes.check("presence"),
+        "replay-body": attributes.replay(["evt_1", "evt_2"]),
+    }
+    for body, attrs in routed.items():
+        dead = attributes.dead_letter("handler_error", "RuntimeError") | attrs
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=dead)
+    assert 0 == dlq.redrive(settings, 100, "handler_error")
+    back = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    got = {m["Body"]: attributes.read(m["MessageAttributes"]) for m in back.get("Messages", [])}
+    assert {
+        "check-body": attributes.Routing(check="presence"),
+        "replay-body": attributes.Routing(replay=("evt_1", "evt_2")),
+    } == got
+    assert not any(attributes.REASON in m["MessageAttributes"] for m in back["Messages"])

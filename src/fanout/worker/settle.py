@@ -165,9 +165,14 @@ class Settler:
     async def _dead_letter(self, msg: Received, letter: DeadLetter) -> None:
         """Copy the message to the DLQ with its reason; every connection id is kept, in as many
         messages as it takes, and each message stays under SQS's size limit."""
-        base = attributes.dead_letter(letter.reason, letter.detail)
-        if msg.routing.shard is not None and not letter.ids:  # redriven, it must stay that shard
-            base |= attributes.shard(0, *msg.routing.shard)
+        # Redriven, a check must be confirmed again and a replay stay one: without them a presence check
+        # would announce "offline" unconditionally, hours later, and a replay post its own body.
+        routing = msg.routing
+        keep = attributes.check(routing.check) if routing.check is not None else {}
+        keep |= attributes.replay(routing.replay) if routing.replay is not None else {}
+        base = attributes.dead_letter(letter.reason, letter.detail) | keep
+        if routing.shard is not None and not letter.ids:  # redriven, it must stay that shard
+            base |= attributes.shard(0, *routing.shard)
         body = msg.raw
         if letter.ids:
             room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK
@@ -175,7 +180,7 @@ class Settler:
                 body = self._body_for(msg, letter.users)  # the original is too big to carry the ids
                 room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK
             for i, ids in enumerate(attributes.chunks(letter.ids, room)):
-                attrs = attributes.dead_letter(letter.reason, letter.detail, ids)
+                attrs = attributes.dead_letter(letter.reason, letter.detail, ids) | keep
                 fifo = self._dlq_fifo(msg, letter, i)
                 await self._sqs.send_message(
                     QueueUrl=self._dlq, MessageBody=body, MessageAttributes=attrs, **fifo
@@ -184,7 +189,7 @@ class Settler:
             over = attributes.size(body, base) - attributes.MAX_MESSAGE_BYTES
             if over > 0:  # an invalid body at SQS's limit: keep what fits, and say so
                 body = body.encode()[: len(body.encode()) - over - _SLACK].decode(errors="ignore")
-                base = attributes.dead_letter(letter.reason, f"{letter.detail} (body truncated)")
+                base = attributes.dead_letter(letter.reason, f"{letter.detail} (body truncated)") | keep
             fifo = self._dlq_fifo(msg, letter, 0)
             await self._sqs.send_message(
                 QueueUrl=self._dlq, MessageBody=body or "-", MessageAttributes=base, **fifo

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from aiobotocore.session import get_session
 from prometheus_client import CollectorRegistry
 
 from fanout import attributes
+from fanout.lifecycle.replays import replay_body
+from fanout.live import events
 from fanout.metrics import Metrics
 from fanout.worker.fate import DeadLetter, Fate, Remainder, Shard
 from fanout.worker.received import Received, parse
@@ -213,3 +216,28 @@ async def test_what_the_worker_writes_back_of_a_payload_holding_u_fffe_or_u_ffff
     assert 4 == len(sent)
     assert all(SQS_TEXT.fullmatch(m["Body"]) for m in sent)
     assert all(payload == json.loads(m["Body"])["payload"] for m in sent)
+
+
+async def test_a_dead_lettered_check_or_replay_keeps_what_routes_it(
+    settler: tuple[Settler, Any, str, str],
+) -> None:
+    """A presence check and a replay dead-lettered by the worker keep fanout-check and fanout-replay, so a
+    redrive confirms the check again (rather than announcing "offline" unconditionally) and replays the
+    kept events (rather than posting the replay's own body)."""
+    s, sqs, _, dlq = settler
+    check = events.offline("u1", datetime.now(UTC), ["u2"]).to_json()
+    messages = [
+        parse({"ReceiptHandle": "r1", "MessageId": "m1", "Body": check, "MessageAttributes": attributes.check("presence")}),
+        parse({"ReceiptHandle": "r2", "MessageId": "m2", "Body": replay_body("c1").to_json(),
+               "MessageAttributes": attributes.replay(["evt_1", "evt_2"])}),
+    ]  # fmt: skip
+    assert [("presence", None), (None, ("evt_1", "evt_2"))] == [
+        (m.routing.check, m.routing.replay) for m in messages
+    ]
+    for msg in messages:
+        await s.apply(msg, Fate("failed", dead_letters=(DeadLetter("handler_error", "RuntimeError"),)))
+    dead = sorted(await _all(sqs, dlq), key=lambda m: m["Body"] != check)
+    assert [attributes.Routing(check="presence"), attributes.Routing(replay=("evt_1", "evt_2"))] == [
+        attributes.read(m["MessageAttributes"]) for m in dead
+    ]
+    assert ["handler_error"] * 2 == [attributes.reason_of(m["MessageAttributes"])[0] for m in dead]
