@@ -476,6 +476,11 @@ export class FanoutClient {
       return;
     }
     if (!frame || typeof frame !== "object" || Array.isArray(frame)) return;
+    if (frame.type === "system.error" && frame.payload?.code === "unknown_connection") {
+      // The record expired or was pruned: nothing reaches this socket any more, whatever frame was
+      // answered so (a ping's answer too). A new connection gets a record.
+      this.reconnect("unknown_connection");
+    }
     const answer = this.pending.get(frame.replyTo);
     if (answer) {
       this.pending.delete(frame.replyTo);
@@ -484,9 +489,6 @@ export class FanoutClient {
       return;
     }
     if (frame.type === "system.resync") return void this.#resync(frame.payload ?? {});
-    if (frame.type === "system.error" && frame.payload?.code === "unknown_connection") {
-      return this.reconnect("unknown_connection"); // the record expired: a new connection gets one
-    }
     if (typeof frame.id !== "string" || typeof frame.type !== "string") return;
     if (!this.recent.add(frame.id)) {
       this.duplicates += 1;

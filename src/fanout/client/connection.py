@@ -238,28 +238,35 @@ class FanoutClient:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
             async for msg in ws:
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._on_frame(msg.data)
+                if msg.type is aiohttp.WSMsgType.TEXT and not self._on_frame(msg.data):
+                    log.info("client_record_lost")
+                    return  # the socket closes, and the client reconnects
         finally:
             for answer in self._pending.values():
                 if not answer.done():
                     answer.set_exception(ConnectionError("connection closed"))
 
-    def _on_frame(self, text: str) -> None:
+    def _on_frame(self, text: str) -> bool:
+        """Handle one frame; False when it says the connection has no record any more."""
         try:
             frame = json.loads(text)
         except ValueError:
-            return
+            return True
         if not isinstance(frame, dict):
-            return
+            return True
         answer = self._pending.get(str(frame.get("replyTo")))
         if answer is not None and not answer.done():
             answer.set_result(frame)
         elif isinstance(frame.get("id"), str):
             if not self.recent.add(frame["id"]):
                 self.duplicates += 1
-                return
+                return True
             self._hand_on(self.reorder.push(frame))
+        # The record expired or was pruned (whatever frame was answered so, a ping too): nothing
+        # reaches this socket any more; a new connection gets a record (protocol section 8).
+        payload = frame.get("payload")
+        lost = isinstance(payload, dict) and payload.get("code") == "unknown_connection"
+        return not (frame.get("type") == "system.error" and lost)
 
     def _hand_on(self, frames: list[Frame]) -> None:
         for frame in frames:

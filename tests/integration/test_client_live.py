@@ -1,0 +1,122 @@
+"""The clients on a real stack: clients/browser/fanout.js (run by Node through fanout_js_driver.mjs) and
+the reference client fanout.client, each following docs/client.md against the real gateway, lifecycle
+and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from fanout import AsyncPublisher
+from fanout.client import Backoff, FanoutClient, token_url
+from fanout.tokens import sign
+from tests.catalog_examples import payload
+from tests.conftest import Stack
+from tests.helpers import wait_for
+
+DRIVER = Path(__file__).with_name("fanout_js_driver.mjs")
+
+
+class Driver:
+    """A fanout.js client in a Node process; ``lines`` holds what it reported, in order."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            self.lines.append(json.loads(raw))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["kind"] == kind]
+
+    def connection_id(self) -> str | None:
+        opened = [s for s in self.of("status") if s["status"] == "open"]
+        return opened[-1]["connectionId"] if opened else None
+
+
+@asynccontextmanager
+async def fanout_js(stack: Stack, user: str, **settings: Any) -> AsyncIterator[Driver]:
+    """A running fanout.js client of ``user``, open (``hello`` answered) when this yields."""
+    assert shutil.which("node"), "node is required to test clients/browser (install Node.js 20 or later)"
+    config = {"url": stack.ws_url, "token": sign(user, stack.settings.jwt_key()), **settings}
+    process = await asyncio.create_subprocess_exec(
+        "node", "--experimental-websocket", "--no-warnings", str(DRIVER),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "FANOUT_DRIVER": json.dumps(config)},
+    )  # fmt: skip
+    driver = Driver(process)
+    try:
+        await wait_for(lambda: driver.connection_id() is not None)
+        yield driver
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture
+async def mongo(stack: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.settings.mongo(), tz_aware=True)
+    yield client
+    await client.close()
+
+
+async def _forget(mongo: AsyncMongoClient[dict[str, Any]], stack: Stack, connection_id: str) -> None:
+    """Delete a connection's record, as a prune or its expiry does, while its socket stays open."""
+    s = stack.settings
+    deleted = await mongo[s.mongo_db][s.connections_collection].delete_one({"connectionId": connection_id})
+    assert 1 == deleted.deleted_count
+
+
+async def test_fanout_js_reconnects_when_a_ping_is_answered_unknown_connection(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """A fanout.js client whose connection record is gone (its pings answered system.error
+    unknown_connection) reconnects, as protocol section 8 says, and gets the events published after."""
+    user = f"cj-{secrets.token_hex(4)}"
+    async with fanout_js(stack, user, options={"heartbeatS": 0.2, "backoffBaseMs": 50}) as client, AsyncPublisher(
+        stack.settings
+    ) as pub:
+        first = client.connection_id()
+        assert first is not None
+        await _forget(mongo, stack, first)
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=5)
+        event_id = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: [event_id] == [e["id"] for e in client.of("event")])
+
+
+async def test_the_reference_client_reconnects_when_a_ping_is_answered_unknown_connection(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """fanout.client whose connection record is gone (its pings answered system.error
+    unknown_connection) reconnects and gets the events published after."""
+    user = f"cp-{secrets.token_hex(4)}"
+    url = token_url(stack.ws_url, lambda: sign(user, stack.settings.jwt_key()))
+    client = FanoutClient(url, heartbeat_s=0.2, backoff=Backoff(0.05, 0.5))
+    async with client, AsyncPublisher(stack.settings) as pub:
+        sub = await client.subscribe(types=["notification"])
+        await asyncio.wait_for(client.connected.wait(), 10)
+        first = client.connection_id
+        assert first is not None
+        await _forget(mongo, stack, first)
+        await wait_for(lambda: client.connected.is_set() and client.connection_id != first, timeout=5)
+        event_id = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        got = await asyncio.wait_for(sub.get(), 10)
+        assert event_id == got["id"]
