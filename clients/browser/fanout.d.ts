@@ -119,10 +119,13 @@ export declare class RecentIds {
   add(id: string): boolean;
 }
 
+/** The catalog's `bulk` types (live counters): a skipped `seq` of theirs is no gap. */
+export declare const LIVE_COUNTERS: ReadonlySet<string>;
+
 export declare class Reorderer {
   constructor(options?: { holdMs?: number; maxHeld?: number; maxKeys?: number; now?: () => number });
   readonly positions: Map<string, number>;
-  push<E extends { id: string; key?: string; seq?: number }>(event: E): E[];
+  push<E extends { id: string; type: string; key?: string; seq?: number }>(event: E): E[];
   overdue(): string[];
   skip(key: string): FanoutEvent[];
   expect(key: string, seq: number): FanoutEvent[];

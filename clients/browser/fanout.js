@@ -14,6 +14,15 @@ const MAX_RESUME_KEYS = 100;
 const MAX_TOPICS_PER_FRAME = 100;
 /** How often a refused resume is tried again without the key the server named. */
 const MAX_RESUME_RETRIES = 5;
+/** The catalog's `bulk` types (`"priority": "bulk"` in `fanout schema`), of which only the latest value
+ * per key matters (live counters): the worker conflates them, so their `seq` skips and is never a gap.
+ * tests/integration/test_browser_client.py checks this list against the catalog. */
+export const LIVE_COUNTERS = new Set([
+  "event.attendance.updated",
+  "event.rsvp.updated",
+  "system.broadcast",
+  "system.heartbeat",
+]);
 
 /** Reconnect delays: uniform in [0, min(capMs, baseMs * 2^attempt)] (full jitter). */
 export class Backoff {
@@ -90,8 +99,8 @@ export class Reorderer {
     }
     const held = this.held.get(key);
     if (seq <= position || held?.has(seq)) return []; // already handed on, or already waiting
-    if (seq === position + 1) {
-      this.#move(key, seq);
+    if (seq === position + 1 || LIVE_COUNTERS.has(event.type)) {
+      this.#move(key, seq); // a live counter's seq skips the values conflation dropped: never a gap
       return [event, ...this.#drain(key)];
     }
     if (!held) this.held.set(key, new Map([[seq, event]]));

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fanout.catalog import CURRENT
 from tests.integration.conftest import PACKAGE
 
 #: One build of clients/typescript per run (`built_package` builds once under a lock; xdist group too).
@@ -37,6 +38,19 @@ def test_the_client_rules_hold_under_node() -> None:
     assert 0 == result.returncode, result.stdout[-4000:] + result.stderr[-2000:]
     passed = re.search(r"^# pass (\d+)$", result.stdout, re.M)
     assert passed is not None and int(passed.group(1)) >= 9
+
+
+def test_the_live_counters_of_fanout_js_are_the_catalogs() -> None:
+    """fanout.js's LIVE_COUNTERS (a skipped seq of theirs is no gap) are the catalog's latest-only types,
+    the ones the worker conflates and the reference client and resume treat the same way."""
+    script = "import('./fanout.js').then((m) => console.log(JSON.stringify([...m.LIVE_COUNTERS])))"
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=BROWSER, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert 0 == result.returncode, result.stderr[-2000:]
+    expected = sorted(t for t, spec in CURRENT.items() if spec.policy.latest_only)
+    assert expected == sorted(json.loads(result.stdout))
 
 
 def test_a_web_app_consumer_compiles_against_the_catalog_types(built_package: list[str]) -> None:

@@ -120,3 +120,21 @@ async def test_the_reference_client_reconnects_when_a_ping_is_answered_unknown_c
         event_id = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
         got = await asyncio.wait_for(sub.get(), 10)
         assert event_id == got["id"]
+
+
+async def test_fanout_js_hands_on_a_live_counter_whose_seq_skipped_at_once(stack: Stack) -> None:
+    """A live counter's seq skips the values conflation dropped (protocol section 19): fanout.js hands on
+    its newer value at once, as docs/client.md says, instead of holding it back as a gap."""
+    user, topic = f"cc-{secrets.token_hex(4)}", f"event:{secrets.token_hex(4)}"
+    body = payload("event.rsvp.updated")
+    hold = {"holdMs": 60_000, "replayWaitMs": 60_000}  # a held counter would wait past the test's bound
+    async with fanout_js(stack, user, options=hold, topics=[topic]) as client, AsyncPublisher(
+        stack.settings
+    ) as pub:
+        sent = [
+            await pub.publish("event.rsvp.updated", payload=body, topics=[topic], ordering_key=topic, seq=seq)
+            for seq in (1, 4)
+        ]
+        await wait_for(lambda: sent == [e["id"] for e in client.of("event")], timeout=10)
+        assert [1, 4] == [e["seq"] for e in client.of("event")]
+        assert [] == client.of("resync")
