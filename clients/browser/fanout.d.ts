@@ -70,6 +70,8 @@ export declare class FanoutClient {
   /** This socket's id (send it as `excludeConnectionIds` with mutations); null while not connected. */
   readonly connectionId: string | null;
   readonly userId: string | null;
+  /** This tab's connection ids, the latest last (at most 10): a resume names them, so no echo. */
+  readonly connectionIds: readonly string[];
   readonly status: Status;
   readonly lastEventId: string | null;
   /** Sockets opened (1 + reconnects). */

@@ -14,6 +14,8 @@ const MAX_RESUME_KEYS = 100;
 const MAX_TOPICS_PER_FRAME = 100;
 /** How often a refused resume is tried again without the key the server named. */
 const MAX_RESUME_RETRIES = 5;
+/** This tab's earlier connection ids a resume names: events that excluded them were its own changes. */
+const MAX_EARLIER_IDS = 10;
 /** The catalog's `bulk` types (`"priority": "bulk"` in `fanout schema`), of which only the latest value
  * per key matters (live counters): the worker conflates them, so their `seq` skips and is never a gap.
  * tests/integration/test_browser_client.py checks this list against the catalog. */
@@ -215,6 +217,7 @@ export class FanoutClient {
     this.document = o.document ?? globalThis.document;
     this.random = o.random ?? Math.random;
     this.connectionId = null; // from system.connected; null while not connected
+    this.connectionIds = []; // this tab's connection ids, the latest last: a resume names them
     this.userId = null;
     this.lastEventId = null; // the last event handed on
     this.status = "idle"; // idle | connecting | open | waiting | hidden | closed
@@ -408,6 +411,9 @@ export class FanoutClient {
     const payload = hello.payload ?? {};
     if (hello.type === "system.connected") {
       this.connectionId = payload.connectionId ?? null;
+      if (typeof this.connectionId === "string") {
+        this.connectionIds = [...this.connectionIds, this.connectionId].slice(-MAX_EARLIER_IDS);
+      }
       this.userId = payload.userId ?? null;
       if (payload.heartbeatS > 0) this.heartbeatS = Math.min(this.heartbeatS, payload.heartbeatS);
       this.canResume = payload.resume !== false;
@@ -439,7 +445,11 @@ export class FanoutClient {
       if (!this.canResume || !(Object.keys(positions).length || last)) {
         return this.#resync({ keys: { ...positions, ...refused }, events: Boolean(last) });
       }
-      const answer = await this.request("resume", { positions, ...(last ? { lastEventId: last } : {}) });
+      const answer = await this.request("resume", {
+        positions,
+        ...(last ? { lastEventId: last } : {}),
+        ...(this.connectionIds.length ? { connectionIds: this.connectionIds } : {}), // no echo of ours
+      });
       const payload = answer.payload ?? {};
       if (answer.type === "resume.ok") {
         const until = performance.now() + (payload.replaying ? this.replayWaitMs : this.reorder.holdMs);

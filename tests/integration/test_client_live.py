@@ -9,10 +9,11 @@ import json
 import secrets
 import shutil
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -21,7 +22,7 @@ from fanout.client import Backoff, FanoutClient, token_url
 from fanout.tokens import sign
 from tests.catalog_examples import payload
 from tests.conftest import Stack
-from tests.helpers import wait_for
+from tests.helpers import connect, wait_for
 
 DRIVER = Path(__file__).with_name("fanout_js_driver.mjs")
 
@@ -91,9 +92,10 @@ async def test_fanout_js_reconnects_when_a_ping_is_answered_unknown_connection(
     """A fanout.js client whose connection record is gone (its pings answered system.error
     unknown_connection) reconnects, as protocol section 8 says, and gets the events published after."""
     user = f"cj-{secrets.token_hex(4)}"
-    async with fanout_js(stack, user, options={"heartbeatS": 0.2, "backoffBaseMs": 50}) as client, AsyncPublisher(
-        stack.settings
-    ) as pub:
+    async with (
+        fanout_js(stack, user, options={"heartbeatS": 0.2, "backoffBaseMs": 50}) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
         first = client.connection_id()
         assert first is not None
         await _forget(mongo, stack, first)
@@ -128,9 +130,10 @@ async def test_fanout_js_hands_on_a_live_counter_whose_seq_skipped_at_once(stack
     user, topic = f"cc-{secrets.token_hex(4)}", f"event:{secrets.token_hex(4)}"
     body = payload("event.rsvp.updated")
     hold = {"holdMs": 60_000, "replayWaitMs": 60_000}  # a held counter would wait past the test's bound
-    async with fanout_js(stack, user, options=hold, topics=[topic]) as client, AsyncPublisher(
-        stack.settings
-    ) as pub:
+    async with (
+        fanout_js(stack, user, options=hold, topics=[topic]) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
         sent = [
             await pub.publish("event.rsvp.updated", payload=body, topics=[topic], ordering_key=topic, seq=seq)
             for seq in (1, 4)
@@ -138,3 +141,75 @@ async def test_fanout_js_hands_on_a_live_counter_whose_seq_skipped_at_once(stack
         await wait_for(lambda: sent == [e["id"] for e in client.of("event")], timeout=10)
         assert [1, 4] == [e["seq"] for e in client.of("event")]
         assert [] == client.of("resync")
+
+
+async def test_a_resume_naming_the_tabs_earlier_connection_replays_no_echo_of_its_own_change(
+    stack: Stack,
+) -> None:
+    """An event that excluded a tab's connection (its own change) is not replayed to that tab when it
+    resumes on a new connection naming the earlier one (protocol section 21, connectionIds), while the
+    user's events it missed are; the tab's other connection got the change live."""
+    s = stack.settings
+    user = f"ce-{secrets.token_hex(4)}"
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http, AsyncPublisher(s) as pub:
+        tab, other = (
+            await connect(es, http, stack.ws_url, s, user),
+            await connect(es, http, stack.ws_url, s, user),
+        )
+        await tab.ws.send_json({"action": "hello", "id": "h1"})
+        await wait_for(lambda: any(f.get("replyTo") == "h1" for f in tab.frames))
+        earlier = next(f for f in tab.frames if f.get("replyTo") == "h1")["payload"]["connectionId"]
+        seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: [seen] == [e["id"] for e in tab.events()])
+        own = await pub.publish(
+            "notification.read", payload=payload("notification.read"), user_ids=[user],
+            exclude_connection_ids=[earlier],
+        )  # fmt: skip
+        await wait_for(lambda: own in [e["id"] for e in other.events()])
+        await tab.close()
+        missed = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: missed in [e["id"] for e in other.events()])
+
+        again = await connect(es, http, stack.ws_url, s, user)
+        await again.ws.send_json(
+            {"action": "resume", "id": "r1", "lastEventId": seen, "connectionIds": [earlier]}
+        )
+        await wait_for(lambda: any(f.get("replyTo") == "r1" for f in again.frames))
+        answer = next(f for f in again.frames if f.get("replyTo") == "r1")
+        assert ("resume.ok", 2) == (answer["type"], answer["payload"]["replaying"])  # seen (overlap), missed
+        await wait_for(lambda: missed in [e["id"] for e in again.events()])
+        await asyncio.sleep(0.3)
+        assert [seen, missed] == [e["id"] for e in again.events()]
+
+
+async def test_fanout_js_resumes_without_the_echo_of_its_own_change(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """fanout.js names its earlier connection ids when it resumes on a new connection, so an event that
+    excluded its earlier connection (the tab's own change) is not replayed to it."""
+    user = f"cn-{secrets.token_hex(4)}"
+    s = stack.settings
+    history = mongo[s.mongo_db][s.history_collection]
+    async with (
+        fanout_js(stack, user, options={"heartbeatS": 0.2, "backoffBaseMs": 50}) as client,
+        AsyncPublisher(s) as pub,
+    ):
+        first = client.connection_id()
+        assert first is not None
+        seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: [seen] == [e["id"] for e in client.of("event")])
+        own = await pub.publish(
+            "notification.read", payload=payload("notification.read"), user_ids=[user],
+            exclude_connection_ids=[first],
+        )  # fmt: skip
+        await wait_for(lambda: _kept(history, own))
+        await _forget(mongo, stack, first)  # the tab reconnects (unknown_connection) and resumes
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=5)
+        after = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: after in [e["id"] for e in client.of("event")])
+        await asyncio.sleep(0.5)
+        assert [seen, after] == [e["id"] for e in client.of("event")]
+
+
+async def _kept(history: Any, event_id: str) -> bool:
+    return await history.count_documents({"_id": event_id}) == 1

@@ -37,6 +37,8 @@ log = get_logger("fanout.client")
 RESUMABLE = re.compile(TOPIC_PATTERN)
 MAX_RESUME_KEYS = 100
 MAX_TOPICS_PER_FRAME = 100
+#: This process's earlier connection ids a resume names: events that excluded them were its own changes.
+MAX_EARLIER_IDS = 10
 
 
 class FanoutClient:
@@ -64,6 +66,7 @@ class FanoutClient:
         self.recent = RecentIds(dedupe_capacity)
         self.on_resync = on_resync
         self.connection_id: str | None = None  # from system.connected
+        self.connection_ids: list[str] = []  # this process's connection ids, the latest last
         self.last_event_id: str | None = None  # the last event handed on
         self.connected = asyncio.Event()
         self.connects = 0  # connections opened (1 + reconnects)
@@ -190,6 +193,8 @@ class FanoutClient:
         payload = hello.get("payload") or {}
         if hello.get("type") == "system.connected":
             self.connection_id = payload.get("connectionId")
+            if isinstance(self.connection_id, str):
+                self.connection_ids = [*self.connection_ids, self.connection_id][-MAX_EARLIER_IDS:]
             if isinstance(payload.get("heartbeatS"), int | float) and payload["heartbeatS"] > 0:
                 self.heartbeat_s = min(self.heartbeat_s, float(payload["heartbeatS"]))
             self._can_resume = payload.get("resume", True) is not False
@@ -210,7 +215,10 @@ class FanoutClient:
         if not self._can_resume or not (positions or last):
             await self._resync(Resync(positions, events=last is not None))
             return
-        answer = await self.request("resume", positions=positions, **({"lastEventId": last} if last else {}))
+        fields: dict[str, Any] = {"lastEventId": last} if last else {}
+        if self.connection_ids:  # the events that excluded them were this process's own changes
+            fields["connectionIds"] = self.connection_ids
+        answer = await self.request("resume", positions=positions, **fields)
         kind, payload = answer.get("type"), answer.get("payload") or {}
         if kind == "resume.ok":  # a gap of these keys waits for the replay, or a hold when there is none
             wait = self.replay_wait_s if payload.get("replaying") else self.reorder.hold_s
