@@ -70,6 +70,8 @@ export declare class FanoutClient {
   /** This socket's id (send it as `excludeConnectionIds` with mutations); null while not connected. */
   readonly connectionId: string | null;
   readonly userId: string | null;
+  /** This tab's connection ids, the latest last (at most 10): a resume names them, so no echo. */
+  readonly connectionIds: readonly string[];
   readonly status: Status;
   readonly lastEventId: string | null;
   /** Sockets opened (1 + reconnects). */
@@ -119,10 +121,13 @@ export declare class RecentIds {
   add(id: string): boolean;
 }
 
+/** The catalog's `bulk` types (live counters): a skipped `seq` of theirs is no gap. */
+export declare const LIVE_COUNTERS: ReadonlySet<string>;
+
 export declare class Reorderer {
   constructor(options?: { holdMs?: number; maxHeld?: number; maxKeys?: number; now?: () => number });
   readonly positions: Map<string, number>;
-  push<E extends { id: string; key?: string; seq?: number }>(event: E): E[];
+  push<E extends { id: string; type: string; key?: string; seq?: number }>(event: E): E[];
   overdue(): string[];
   skip(key: string): FanoutEvent[];
   expect(key: string, seq: number): FanoutEvent[];

@@ -14,6 +14,17 @@ const MAX_RESUME_KEYS = 100;
 const MAX_TOPICS_PER_FRAME = 100;
 /** How often a refused resume is tried again without the key the server named. */
 const MAX_RESUME_RETRIES = 5;
+/** This tab's earlier connection ids a resume names: events that excluded them were its own changes. */
+const MAX_EARLIER_IDS = 10;
+/** The catalog's `bulk` types (`"priority": "bulk"` in `fanout schema`), of which only the latest value
+ * per key matters (live counters): the worker conflates them, so their `seq` skips and is never a gap.
+ * tests/integration/test_browser_client.py checks this list against the catalog. */
+export const LIVE_COUNTERS = new Set([
+  "event.attendance.updated",
+  "event.rsvp.updated",
+  "system.broadcast",
+  "system.heartbeat",
+]);
 
 /** Reconnect delays: uniform in [0, min(capMs, baseMs * 2^attempt)] (full jitter). */
 export class Backoff {
@@ -90,8 +101,8 @@ export class Reorderer {
     }
     const held = this.held.get(key);
     if (seq <= position || held?.has(seq)) return []; // already handed on, or already waiting
-    if (seq === position + 1) {
-      this.#move(key, seq);
+    if (seq === position + 1 || LIVE_COUNTERS.has(event.type)) {
+      this.#move(key, seq); // a live counter's seq skips the values conflation dropped: never a gap
       return [event, ...this.#drain(key)];
     }
     if (!held) this.held.set(key, new Map([[seq, event]]));
@@ -206,6 +217,7 @@ export class FanoutClient {
     this.document = o.document ?? globalThis.document;
     this.random = o.random ?? Math.random;
     this.connectionId = null; // from system.connected; null while not connected
+    this.connectionIds = []; // this tab's connection ids, the latest last: a resume names them
     this.userId = null;
     this.lastEventId = null; // the last event handed on
     this.status = "idle"; // idle | connecting | open | waiting | hidden | closed
@@ -399,6 +411,9 @@ export class FanoutClient {
     const payload = hello.payload ?? {};
     if (hello.type === "system.connected") {
       this.connectionId = payload.connectionId ?? null;
+      if (typeof this.connectionId === "string") {
+        this.connectionIds = [...this.connectionIds, this.connectionId].slice(-MAX_EARLIER_IDS);
+      }
       this.userId = payload.userId ?? null;
       if (payload.heartbeatS > 0) this.heartbeatS = Math.min(this.heartbeatS, payload.heartbeatS);
       this.canResume = payload.resume !== false;
@@ -430,7 +445,11 @@ export class FanoutClient {
       if (!this.canResume || !(Object.keys(positions).length || last)) {
         return this.#resync({ keys: { ...positions, ...refused }, events: Boolean(last) });
       }
-      const answer = await this.request("resume", { positions, ...(last ? { lastEventId: last } : {}) });
+      const answer = await this.request("resume", {
+        positions,
+        ...(last ? { lastEventId: last } : {}),
+        ...(this.connectionIds.length ? { connectionIds: this.connectionIds } : {}), // no echo of ours
+      });
       const payload = answer.payload ?? {};
       if (answer.type === "resume.ok") {
         const until = performance.now() + (payload.replaying ? this.replayWaitMs : this.reorder.holdMs);
@@ -476,6 +495,11 @@ export class FanoutClient {
       return;
     }
     if (!frame || typeof frame !== "object" || Array.isArray(frame)) return;
+    if (frame.type === "system.error" && frame.payload?.code === "unknown_connection") {
+      // The record expired or was pruned: nothing reaches this socket any more, whatever frame was
+      // answered so (a ping's answer too). A new connection gets a record.
+      this.reconnect("unknown_connection");
+    }
     const answer = this.pending.get(frame.replyTo);
     if (answer) {
       this.pending.delete(frame.replyTo);
@@ -484,9 +508,6 @@ export class FanoutClient {
       return;
     }
     if (frame.type === "system.resync") return void this.#resync(frame.payload ?? {});
-    if (frame.type === "system.error" && frame.payload?.code === "unknown_connection") {
-      return this.reconnect("unknown_connection"); // the record expired: a new connection gets one
-    }
     if (typeof frame.id !== "string" || typeof frame.type !== "string") return;
     if (!this.recent.add(frame.id)) {
       this.duplicates += 1;

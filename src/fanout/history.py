@@ -80,6 +80,8 @@ def document(body: QueueBody, expires_at: float, now: datetime, window_s: int) -
         doc["users"] = target.user_ids
     if target.topics:
         doc["topics"] = target.topics
+    if target.exclude_connection_ids:  # the tab that caused it: a resume naming it gets no echo
+        doc["exclude"] = target.exclude_connection_ids
     if target.broadcast:
         doc["broadcast"] = True
     if body.meta.ordering_key is not None:
@@ -176,9 +178,14 @@ class History:
         at = doc.get("at") if doc else None
         return at if isinstance(at, datetime) else None
 
-    async def since(self, at: datetime, who: dict[str, Any], limit: int) -> list[Kept]:
-        """Kept events for ``who`` recorded from ``OVERLAP_S`` before ``at``, oldest first."""
+    async def since(
+        self, at: datetime, who: dict[str, Any], limit: int, mine: list[str] | None = None
+    ) -> list[Kept]:
+        """Kept events for ``who`` recorded from ``OVERLAP_S`` before ``at``, oldest first, less those
+        that excluded one of the connections ``mine`` (the resuming tab's own changes)."""
         query = {"at": {"$gte": at - timedelta(seconds=OVERLAP_S)}} | _kept_now() | who
+        if mine:
+            query["exclude"] = {"$nin": mine}
         cursor = self._col.find(query, _PLAN_FIELDS).sort([("at", ASCENDING), ("_id", ASCENDING)])
         return [_kept(d) for d in await cursor.limit(limit).to_list(None)]
 

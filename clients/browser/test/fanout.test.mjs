@@ -73,6 +73,16 @@ test("a resync position drops held events up to it and hands on those after it",
   assert.deepEqual(ids(reorder.push(ev("e5", "k:1", 5))), []);
 });
 
+test("a live counter's newer value is handed on at once, though its seq skipped", () => {
+  const reorder = new Reorderer();
+  const counter = (id, seq) => ({ ...ev(id, "event:42", seq), type: "event.rsvp.updated" });
+  assert.deepEqual(ids(reorder.push(counter("r1", 1))), ["r1"]);
+  assert.deepEqual(ids(reorder.push(counter("r5", 5))), ["r5"]);
+  assert.deepEqual(ids(reorder.push(counter("r3", 3))), []);
+  assert.deepEqual(reorder.overdue(), []);
+  assert.equal(reorder.positions.get("event:42"), 5);
+});
+
 test("more held events than maxHeld give the gap up at once", () => {
   const reorder = new Reorderer({ maxHeld: 2 });
   reorder.push(ev("e1", "k:1", 1));

@@ -61,7 +61,12 @@ export interface ClientEnvelope<T extends string = string, Payload = object> {
   type: T;
   payload: Payload;
   sentAt: string;
+  /** The key's sequence number, when the publisher set `meta.seq` (protocol section 20). */
   seq?: number;
+  /** The ordering key, when the publisher set `meta.orderingKey`. */
+  key?: string;
+  /** The payload's version when above 1; absent: version 1 (protocol section 12). */
+  payloadVersion?: number;
 }
 
 /** What a caller gives to publish one event; at least one of userIds, topics or broadcast. */

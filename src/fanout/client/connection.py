@@ -37,6 +37,8 @@ log = get_logger("fanout.client")
 RESUMABLE = re.compile(TOPIC_PATTERN)
 MAX_RESUME_KEYS = 100
 MAX_TOPICS_PER_FRAME = 100
+#: This process's earlier connection ids a resume names: events that excluded them were its own changes.
+MAX_EARLIER_IDS = 10
 
 
 class FanoutClient:
@@ -64,6 +66,7 @@ class FanoutClient:
         self.recent = RecentIds(dedupe_capacity)
         self.on_resync = on_resync
         self.connection_id: str | None = None  # from system.connected
+        self.connection_ids: list[str] = []  # this process's connection ids, the latest last
         self.last_event_id: str | None = None  # the last event handed on
         self.connected = asyncio.Event()
         self.connects = 0  # connections opened (1 + reconnects)
@@ -190,6 +193,8 @@ class FanoutClient:
         payload = hello.get("payload") or {}
         if hello.get("type") == "system.connected":
             self.connection_id = payload.get("connectionId")
+            if isinstance(self.connection_id, str):
+                self.connection_ids = [*self.connection_ids, self.connection_id][-MAX_EARLIER_IDS:]
             if isinstance(payload.get("heartbeatS"), int | float) and payload["heartbeatS"] > 0:
                 self.heartbeat_s = min(self.heartbeat_s, float(payload["heartbeatS"]))
             self._can_resume = payload.get("resume", True) is not False
@@ -210,7 +215,10 @@ class FanoutClient:
         if not self._can_resume or not (positions or last):
             await self._resync(Resync(positions, events=last is not None))
             return
-        answer = await self.request("resume", positions=positions, **({"lastEventId": last} if last else {}))
+        fields: dict[str, Any] = {"lastEventId": last} if last else {}
+        if self.connection_ids:  # the events that excluded them were this process's own changes
+            fields["connectionIds"] = self.connection_ids
+        answer = await self.request("resume", positions=positions, **fields)
         kind, payload = answer.get("type"), answer.get("payload") or {}
         if kind == "resume.ok":  # a gap of these keys waits for the replay, or a hold when there is none
             wait = self.replay_wait_s if payload.get("replaying") else self.reorder.hold_s
@@ -238,28 +246,35 @@ class FanoutClient:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
             async for msg in ws:
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._on_frame(msg.data)
+                if msg.type is aiohttp.WSMsgType.TEXT and not self._on_frame(msg.data):
+                    log.info("client_record_lost")
+                    return  # the socket closes, and the client reconnects
         finally:
             for answer in self._pending.values():
                 if not answer.done():
                     answer.set_exception(ConnectionError("connection closed"))
 
-    def _on_frame(self, text: str) -> None:
+    def _on_frame(self, text: str) -> bool:
+        """Handle one frame; False when it says the connection has no record any more."""
         try:
             frame = json.loads(text)
         except ValueError:
-            return
+            return True
         if not isinstance(frame, dict):
-            return
+            return True
         answer = self._pending.get(str(frame.get("replyTo")))
         if answer is not None and not answer.done():
             answer.set_result(frame)
         elif isinstance(frame.get("id"), str):
             if not self.recent.add(frame["id"]):
                 self.duplicates += 1
-                return
+                return True
             self._hand_on(self.reorder.push(frame))
+        # The record expired or was pruned (whatever frame was answered so, a ping too): nothing
+        # reaches this socket any more; a new connection gets a record (protocol section 8).
+        payload = frame.get("payload")
+        lost = isinstance(payload, dict) and payload.get("code") == "unknown_connection"
+        return not (frame.get("type") == "system.error" and lost)
 
     def _hand_on(self, frames: list[Frame]) -> None:
         for frame in frames:

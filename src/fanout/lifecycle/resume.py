@@ -25,14 +25,28 @@ from fanout.lifecycle.replies import Response, error, reply
 
 #: Keys one resume may name; a client that follows more resumes the ones it needs most.
 MAX_POSITIONS = 100
+#: Earlier connection ids of the resuming tab one resume may name.
+MAX_EARLIER = 10
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _MAX_SEQ = 2**53 - 1
 
 
-def parse(body: dict[str, Any]) -> tuple[dict[str, int], str | None] | None:
-    """(positions, last event id) of a resume frame; None when it is malformed."""
+def _earlier(value: Any) -> list[str] | None:
+    """The tab's earlier connection ids: a list of at most ``MAX_EARLIER`` ids; None when malformed."""
+    if not isinstance(value, list) or len(value) > MAX_EARLIER:
+        return None
+    if not all(isinstance(c, str) and 0 < len(c) <= 128 for c in value):
+        return None
+    return value
+
+
+def parse(body: dict[str, Any]) -> tuple[dict[str, int], str | None, list[str]] | None:
+    """(positions, last event id, earlier connection ids) of a resume frame; None when it is malformed."""
     positions: Any = body.get("positions", {})
     last: Any = body.get("lastEventId")
+    earlier = _earlier(body.get("connectionIds", []))
+    if earlier is None:
+        return None
     if not isinstance(positions, dict) or len(positions) > MAX_POSITIONS:
         return None
     for key, seq in positions.items():
@@ -47,7 +61,7 @@ def parse(body: dict[str, Any]) -> tuple[dict[str, int], str | None] | None:
         return None
     if not positions and last is None:
         return None
-    return dict(positions), last
+    return dict(positions), last, earlier
 
 
 async def resume(services: Services, frame: Frame) -> Response:
@@ -55,9 +69,11 @@ async def resume(services: Services, frame: Frame) -> Response:
     parsed = parse(frame.body)
     if parsed is None:
         return error(
-            "bad_resume", frame.reply_to, message="positions: {kind:id: seq >= 0} (at most 100), lastEventId"
+            "bad_resume",
+            frame.reply_to,
+            message="positions: {kind:id: seq >= 0} (at most 100), lastEventId, connectionIds (at most 10)",
         )
-    positions, last = parsed
+    positions, last, earlier = parsed
     held = await services.store.interests(frame.connection_id)
     topics = held[1] if held is not None else []
     for key in positions:
@@ -75,7 +91,8 @@ async def resume(services: Services, frame: Frame) -> Response:
     at = await history.recorded_at(last) if last is not None else None
     since: list[Kept] | None = [] if last is None else None
     if at is not None:
-        since = await history.since(at, who, limit)
+        # What excluded this tab's connections was its own change: never its echo (protocol section 12).
+        since = await history.since(at, who, limit, [frame.connection_id, *earlier])
     found = await asyncio.gather(*(history.of_key(k, s, who, limit) for k, s in positions.items()))
     plan = catchup.plan(
         positions,

@@ -80,14 +80,19 @@ async def _keep(history: History, user: str, key: str | None, seq: int | None) -
         {"positions": {f"event:{i}": 1 for i in range(101)}},
         {"lastEventId": "evt with spaces"},
         {"lastEventId": 7},
+        {"lastEventId": "evt_1", "connectionIds": "c1"},
+        {"lastEventId": "evt_1", "connectionIds": [""]},
+        {"lastEventId": "evt_1", "connectionIds": [7]},
+        {"lastEventId": "evt_1", "connectionIds": ["x" * 129]},
+        {"lastEventId": "evt_1", "connectionIds": [f"c{i}" for i in range(11)]},
     ],
     ids=lambda f: json.dumps(f)[:40],
 )
 async def test_a_malformed_resume_is_answered_bad_resume(
     setup: tuple[Lifecycle, History, Settings], frame: dict[str, Any]
 ) -> None:
-    """Positions that are not {kind:id: whole seq >= 0} (at most 100), or an id that is not an event id,
-    are refused with bad_resume, echoing the frame's id."""
+    """Positions that are not {kind:id: whole seq >= 0} (at most 100), an id that is not an event id, or
+    connectionIds that are not at most 10 ids, are refused with bad_resume, echoing the frame's id."""
     lc, _, _ = setup
     answer = await _send(lc, "c1", {"action": "resume", "id": "r", **frame})
     assert ("system.error", "bad_resume", "r") == (

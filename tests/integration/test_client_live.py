@@ -1,0 +1,215 @@
+"""The clients on a real stack: clients/browser/fanout.js (run by Node through fanout_js_driver.mjs) and
+the reference client fanout.client, each following docs/client.md against the real gateway, lifecycle
+and worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+
+from fanout import AsyncPublisher
+from fanout.client import Backoff, FanoutClient, token_url
+from fanout.tokens import sign
+from tests.catalog_examples import payload
+from tests.conftest import Stack
+from tests.helpers import connect, wait_for
+
+DRIVER = Path(__file__).with_name("fanout_js_driver.mjs")
+
+
+class Driver:
+    """A fanout.js client in a Node process; ``lines`` holds what it reported, in order."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            self.lines.append(json.loads(raw))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line["kind"] == kind]
+
+    def connection_id(self) -> str | None:
+        opened = [s for s in self.of("status") if s["status"] == "open"]
+        return opened[-1]["connectionId"] if opened else None
+
+
+@asynccontextmanager
+async def fanout_js(stack: Stack, user: str, **settings: Any) -> AsyncIterator[Driver]:
+    """A running fanout.js client of ``user``, open (``hello`` answered) when this yields."""
+    assert shutil.which("node"), "node is required to test clients/browser (install Node.js 20 or later)"
+    config = {"url": stack.ws_url, "token": sign(user, stack.settings.jwt_key()), **settings}
+    process = await asyncio.create_subprocess_exec(
+        "node", "--experimental-websocket", "--no-warnings", str(DRIVER),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "FANOUT_DRIVER": json.dumps(config)},
+    )  # fmt: skip
+    driver = Driver(process)
+    try:
+        await wait_for(lambda: driver.connection_id() is not None)
+        yield driver
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture
+async def mongo(stack: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.settings.mongo(), tz_aware=True)
+    yield client
+    await client.close()
+
+
+async def _forget(mongo: AsyncMongoClient[dict[str, Any]], stack: Stack, connection_id: str) -> None:
+    """Delete a connection's record, as a prune or its expiry does, while its socket stays open."""
+    s = stack.settings
+    deleted = await mongo[s.mongo_db][s.connections_collection].delete_one({"connectionId": connection_id})
+    assert 1 == deleted.deleted_count
+
+
+async def test_fanout_js_reconnects_when_a_ping_is_answered_unknown_connection(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """A fanout.js client whose connection record is gone (its pings answered system.error
+    unknown_connection) reconnects, as protocol section 8 says, and gets the events published after."""
+    user = f"cj-{secrets.token_hex(4)}"
+    async with (
+        fanout_js(stack, user, options={"heartbeatS": 0.2, "backoffBaseMs": 50}) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
+        first = client.connection_id()
+        assert first is not None
+        await _forget(mongo, stack, first)
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=5)
+        event_id = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: [event_id] == [e["id"] for e in client.of("event")])
+
+
+async def test_the_reference_client_reconnects_when_a_ping_is_answered_unknown_connection(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """fanout.client whose connection record is gone (its pings answered system.error
+    unknown_connection) reconnects and gets the events published after."""
+    user = f"cp-{secrets.token_hex(4)}"
+    url = token_url(stack.ws_url, lambda: sign(user, stack.settings.jwt_key()))
+    client = FanoutClient(url, heartbeat_s=0.2, backoff=Backoff(0.05, 0.5))
+    async with client, AsyncPublisher(stack.settings) as pub:
+        sub = await client.subscribe(types=["notification"])
+        await asyncio.wait_for(client.connected.wait(), 10)
+        first = client.connection_id
+        assert first is not None
+        await _forget(mongo, stack, first)
+        await wait_for(lambda: client.connected.is_set() and client.connection_id != first, timeout=5)
+        event_id = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        got = await asyncio.wait_for(sub.get(), 10)
+        assert event_id == got["id"]
+
+
+async def test_fanout_js_hands_on_a_live_counter_whose_seq_skipped_at_once(stack: Stack) -> None:
+    """A live counter's seq skips the values conflation dropped (protocol section 19): fanout.js hands on
+    its newer value at once, as docs/client.md says, instead of holding it back as a gap."""
+    user, topic = f"cc-{secrets.token_hex(4)}", f"event:{secrets.token_hex(4)}"
+    body = payload("event.rsvp.updated")
+    hold = {"holdMs": 60_000, "replayWaitMs": 60_000}  # a held counter would wait past the test's bound
+    async with (
+        fanout_js(stack, user, options=hold, topics=[topic]) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
+        sent = [
+            await pub.publish("event.rsvp.updated", payload=body, topics=[topic], ordering_key=topic, seq=seq)
+            for seq in (1, 4)
+        ]
+        await wait_for(lambda: sent == [e["id"] for e in client.of("event")], timeout=10)
+        assert [1, 4] == [e["seq"] for e in client.of("event")]
+        assert [] == client.of("resync")
+
+
+async def test_a_resume_naming_the_tabs_earlier_connection_replays_no_echo_of_its_own_change(
+    stack: Stack,
+) -> None:
+    """An event that excluded a tab's connection (its own change) is not replayed to that tab when it
+    resumes on a new connection naming the earlier one (protocol section 21, connectionIds), while the
+    user's events it missed are; the tab's other connection got the change live."""
+    s = stack.settings
+    user = f"ce-{secrets.token_hex(4)}"
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http, AsyncPublisher(s) as pub:
+        tab, other = (
+            await connect(es, http, stack.ws_url, s, user),
+            await connect(es, http, stack.ws_url, s, user),
+        )
+        await tab.ws.send_json({"action": "hello", "id": "h1"})
+        await wait_for(lambda: any(f.get("replyTo") == "h1" for f in tab.frames))
+        earlier = next(f for f in tab.frames if f.get("replyTo") == "h1")["payload"]["connectionId"]
+        seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: [seen] == [e["id"] for e in tab.events()])
+        own = await pub.publish(
+            "notification.read", payload=payload("notification.read"), user_ids=[user],
+            exclude_connection_ids=[earlier],
+        )  # fmt: skip
+        await wait_for(lambda: own in [e["id"] for e in other.events()])
+        await tab.close()
+        missed = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: missed in [e["id"] for e in other.events()])
+
+        again = await connect(es, http, stack.ws_url, s, user)
+        await again.ws.send_json(
+            {"action": "resume", "id": "r1", "lastEventId": seen, "connectionIds": [earlier]}
+        )
+        await wait_for(lambda: any(f.get("replyTo") == "r1" for f in again.frames))
+        answer = next(f for f in again.frames if f.get("replyTo") == "r1")
+        assert ("resume.ok", 2) == (answer["type"], answer["payload"]["replaying"])  # seen (overlap), missed
+        await wait_for(lambda: missed in [e["id"] for e in again.events()])
+        await asyncio.sleep(0.3)
+        assert [seen, missed] == [e["id"] for e in again.events()]
+
+
+async def test_fanout_js_resumes_without_the_echo_of_its_own_change(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """fanout.js names its earlier connection ids when it resumes on a new connection, so an event that
+    excluded its earlier connection (the tab's own change) is not replayed to it."""
+    user = f"cn-{secrets.token_hex(4)}"
+    s = stack.settings
+    history = mongo[s.mongo_db][s.history_collection]
+    async with (
+        fanout_js(stack, user, options={"heartbeatS": 0.2, "backoffBaseMs": 50}) as client,
+        AsyncPublisher(s) as pub,
+    ):
+        first = client.connection_id()
+        assert first is not None
+        seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: [seen] == [e["id"] for e in client.of("event")])
+        own = await pub.publish(
+            "notification.read", payload=payload("notification.read"), user_ids=[user],
+            exclude_connection_ids=[first],
+        )  # fmt: skip
+        await wait_for(lambda: _kept(history, own))
+        await _forget(mongo, stack, first)  # the tab reconnects (unknown_connection) and resumes
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=5)
+        after = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: after in [e["id"] for e in client.of("event")])
+        await asyncio.sleep(0.5)
+        assert [seen, after] == [e["id"] for e in client.of("event")]
+
+
+async def _kept(history: Any, event_id: str) -> bool:
+    return await history.count_documents({"_id": event_id}) == 1
