@@ -19,7 +19,7 @@ import pytest
 
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
-from tests.conftest import Stack
+from tests.conftest import Server, Stack, dev_settings
 from tests.helpers import connect, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
 
@@ -144,3 +144,52 @@ def test_node_builds_only_bodies_the_worker_takes_as_text_sqs_takes(built_packag
         body = parse_body(result["json"])
         assert given.get("payload", {}) == body.payload, what
         assert result["json"] == body.to_json(), what  # the body Python's publisher writes, byte for byte
+
+
+SEND_TO_FIFO = """
+import { BatchPublisher, Publisher } from "./dist-test/src/index.js";
+const [queueUrl, endpoint, region] = process.argv.slice(1);
+const options = { queueUrl, endpoint, region, credentials: { accessKeyId: "testing", secretAccessKey: "testing" } };
+const failures = [];
+const one = new Publisher(options);
+const batch = new BatchPublisher({ ...options, flushOnExit: false, maxAttempts: 1, onFailure: (f) => failures.push(f.code) });
+const ids = [];
+try {
+  ids.push(await one.publish("notification.misc", { userIds: ["u1"], meta: { orderingKey: "user:u1" } }));
+} catch (error) {
+  failures.push(error.name);
+}
+ids.push(await batch.publish("notification.misc", { userIds: ["u1"], meta: { orderingKey: "user:u1" } }));
+ids.push(await batch.publish("notification.misc", { userIds: ["u2"] }));
+await batch.close();
+one.close();
+process.stdout.write(JSON.stringify({ ids, failures }));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_sends_to_a_fifo_queue_with_the_group_and_deduplication_id_python_uses(
+    built_package: list[str], moto_server: Server
+) -> None:
+    """On a FIFO queue both TypeScript publishers send each event with MessageGroupId = its ordering key
+    (else its id) and MessageDeduplicationId = its id, as the Python publishers do; without them SQS
+    refuses every send."""
+    settings = dev_settings(moto_server)
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    sent = subprocess.run(
+        ["node", "--input-type=module", "-e", SEND_TO_FIFO, url, str(settings.sqs_endpoint()), settings.region],
+        cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(sent)
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+    sqs.close()
+    assert [] == result["failures"]
+    ids = result["ids"]
+    groups = {json.loads(m["Body"])["id"]: m["Attributes"] for m in messages.get("Messages", [])}
+    want = {ids[0]: ("user:u1", ids[0]), ids[1]: ("user:u1", ids[1]), ids[2]: (ids[2], ids[2])}
+    got = {i: (a["MessageGroupId"], a["MessageDeduplicationId"]) for i, a in groups.items()}
+    assert want == got
