@@ -32,7 +32,7 @@ from fanout.publish import build_event
 from fanout.worker.consumer import Worker
 from tests.catalog_examples import payload
 from tests.conftest import Server, _serve, _stop, _tcp_answers, dev_settings, free_port
-from tests.helpers import QueueReceiver, wait_for
+from tests.helpers import QueueReceiver, sqs_client, wait_for
 
 
 def outbox_settings(moto: Server, mongo: Server, **fields: Any) -> Settings:
@@ -137,6 +137,39 @@ async def test_an_aborted_transaction_delivers_nothing(moto_server: Server, mong
         assert {committed: 1} == arrived
         assert 0 == db.fanout_outbox.count_documents({"eventId": aborted.id})
         assert 0 == db.messages.count_documents({})
+
+
+async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_leave(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """An entry SQS refuses for good when sent alone (over 256 KiB, to a queue whose MaximumMessageSize is
+    256 KiB: the outbox takes up to 1 MiB) is marked relayed with SQS's code and counted, and the entry
+    after it is sent, instead of the relay retrying the refused one forever and sending nothing more."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": str(256 * 1024)})
+    sqs.close()
+    users = [f"user-{i:07d}" for i in range(25_000)]  # a body of about 375 KB, its frame small
+    big = build_event("notification.new", user_ids=users, payload=payload("notification.new"))
+    small = build_event("notification.new", user_ids=["u1"], payload=payload("notification.new"))
+
+    def write() -> None:
+        with MongoClient(settings.mongo(), tz_aware=True) as client, client.start_session() as session:
+            outbox = Outbox(client[settings.mongo_db])
+            session.with_transaction(lambda s: [outbox.add(s, big), outbox.add(s, small)])
+
+    await asyncio.to_thread(write)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "a") as (_, registry, _stop):
+            arrived = await receiver.until(1, timeout=15)
+            refused = value(registry, "fanout_outbox_refused_total")
+    entry = await mongo[settings.mongo_db].fanout_outbox.find_one({"eventId": big.id})
+    await mongo.close()
+    assert {small.id: 1} == arrived
+    assert 1 == refused
+    assert entry is not None and entry["relayedAt"] is not None and "InvalidParameterValue" == entry["error"]
 
 
 def test_add_refuses_a_session_without_a_transaction_and_a_body_over_1_mib(mongo_server: Server) -> None:

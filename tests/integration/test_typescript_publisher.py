@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
+import subprocess
 from collections import Counter
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -16,7 +18,8 @@ import aiohttp
 import pytest
 
 from fanout.envelope import parse_body
-from tests.conftest import Stack
+from fanout.errors import InvalidMessage
+from tests.conftest import Server, Stack, dev_settings
 from tests.helpers import connect, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
 
@@ -73,3 +76,120 @@ async def test_events_published_from_node_reach_a_websocket_client(
     assert built
     for raw in built:
         assert raw == parse_body(raw).to_json()  # the body Python's publisher writes, byte for byte
+
+
+#: What SQS takes in a message body (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF).
+SQS_TEXT = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+BUILD = """
+import { readFileSync } from "node:fs";
+import { buildEvent } from "./dist-test/src/index.js";
+const cases = JSON.parse(readFileSync(0, "utf8"));
+const out = cases.map(([type, input]) => {
+  try { return { json: buildEvent(type, input).json }; } catch (e) { return { reason: e.reason ?? String(e) }; }
+});
+process.stdout.write(JSON.stringify(out));
+"""
+#: Inputs the worker dead-letters, though they pass every check the TypeScript package made.
+REFUSED_BY_THE_WORKER = [
+    ("a topic with a space", {"topics": ["conversation c9"]}, "schema"),
+    ("a topic without a kind", {"topics": ["c9"]}, "schema"),
+    ("an ordering key with a space", {"userIds": ["u1"], "meta": {"orderingKey": "a b"}}, "schema"),
+    ("an empty ordering key", {"userIds": ["u1"], "meta": {"orderingKey": ""}}, "schema"),
+    ("a non-ASCII ordering key", {"userIds": ["u1"], "meta": {"orderingKey": "conversation:é"}}, "schema"),
+    ("a payloadVersion string", {"userIds": ["u1"], "meta": {"payloadVersion": "2"}}, "schema"),
+    ("an expiresAt in prose", {"userIds": ["u1"], "meta": {"expiresAt": "Feb 17 2026 10:00"}}, "schema"),
+    ("an expiresAt on no day", {"userIds": ["u1"], "meta": {"expiresAt": "2026-02-30T10:00:00Z"}}, "schema"),
+    ("a lone surrogate in the payload", {"userIds": ["u1"], "payload": {"text": "a\ud800"}}, "schema"),
+    ("a lone surrogate in a user id", {"userIds": ["u\udc00"]}, "schema"),
+    ("a lone surrogate in a payload key", {"userIds": ["u1"], "payload": {"k\ud800": 1}}, "schema"),
+    (
+        "a frame whose key takes it over 128 KiB",
+        {"userIds": ["u1"], "payload": {"t": "x" * (128 * 1024 - 120)}, "meta": {"orderingKey": "k" * 100}},
+        "too_large",
+    ),
+]
+#: Inputs the worker takes: the package must build them, as text SQS takes.
+TAKEN_BY_THE_WORKER = [
+    ("U+FFFE and U+FFFF in the payload", {"userIds": ["u1"], "payload": {"t": "a\ufffeb\uffffc\\ud800"}}),
+    ("U+FFFF in a key and a topic id", {"topics": ["user:u1"], "payload": {"k\uffff": 1}}),
+    ("a well-formed pair", {"userIds": ["u\U0001f600"], "payload": {"t": "\U0001f600"}}),
+    (
+        "a key and a payload version",
+        {"userIds": ["u1"], "meta": {"orderingKey": "user:u1", "payloadVersion": 2}},
+    ),
+    ("a date and an offset", {"userIds": ["u1"], "meta": {"expiresAt": "2026-02-17T10:00:00+01:00"}}),
+]
+
+
+@pytest.mark.timeout(120)
+def test_node_builds_only_bodies_the_worker_takes_as_text_sqs_takes(built_package: list[str]) -> None:
+    """buildEvent refuses, with the worker's reason, every input the worker would dead-letter (topic and
+    ordering-key patterns, payload versions, lone surrogates, a frame grown by its key), and writes what
+    it takes as text SQS accepts, U+FFFE and U+FFFF escaped, read by Python's parser to the same body."""
+    cases = [("notification.misc", i) for _, i, _ in REFUSED_BY_THE_WORKER]
+    cases += [("notification.misc", i) for _, i in TAKEN_BY_THE_WORKER]
+    built = subprocess.run(
+        ["node", "--input-type=module", "-e", BUILD], cwd=PACKAGE, input=json.dumps(cases),
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    results = json.loads(built)
+    for (what, _, reason), result in zip(REFUSED_BY_THE_WORKER, results, strict=False):
+        if "json" in result:  # the oracle: the worker's own parser refuses what Node built
+            with pytest.raises(InvalidMessage):
+                parse_body(result["json"])
+        assert {"reason": reason} == result, what
+    for (what, given), result in zip(TAKEN_BY_THE_WORKER, results[len(REFUSED_BY_THE_WORKER) :], strict=True):
+        assert "json" in result, (what, result)
+        assert SQS_TEXT.fullmatch(result["json"]), what
+        body = parse_body(result["json"])
+        assert given.get("payload", {}) == body.payload, what
+        assert result["json"] == body.to_json(), what  # the body Python's publisher writes, byte for byte
+
+
+SEND_TO_FIFO = """
+import { BatchPublisher, Publisher } from "./dist-test/src/index.js";
+const [queueUrl, endpoint, region] = process.argv.slice(1);
+const options = { queueUrl, endpoint, region, credentials: { accessKeyId: "testing", secretAccessKey: "testing" } };
+const failures = [];
+const one = new Publisher(options);
+const batch = new BatchPublisher({ ...options, flushOnExit: false, maxAttempts: 1, onFailure: (f) => failures.push(f.code) });
+const ids = [];
+try {
+  ids.push(await one.publish("notification.misc", { userIds: ["u1"], meta: { orderingKey: "user:u1" } }));
+} catch (error) {
+  failures.push(error.name);
+}
+ids.push(await batch.publish("notification.misc", { userIds: ["u1"], meta: { orderingKey: "user:u1" } }));
+ids.push(await batch.publish("notification.misc", { userIds: ["u2"] }));
+await batch.close();
+one.close();
+process.stdout.write(JSON.stringify({ ids, failures }));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_sends_to_a_fifo_queue_with_the_group_and_deduplication_id_python_uses(
+    built_package: list[str], moto_server: Server
+) -> None:
+    """On a FIFO queue both TypeScript publishers send each event with MessageGroupId = its ordering key
+    (else its id) and MessageDeduplicationId = its id, as the Python publishers do; without them SQS
+    refuses every send."""
+    settings = dev_settings(moto_server)
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    sent = subprocess.run(
+        ["node", "--input-type=module", "-e", SEND_TO_FIFO, url, str(settings.sqs_endpoint()), settings.region],
+        cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(sent)
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+    sqs.close()
+    assert [] == result["failures"]
+    ids = result["ids"]
+    groups = {json.loads(m["Body"])["id"]: m["Attributes"] for m in messages.get("Messages", [])}
+    want = {ids[0]: ("user:u1", ids[0]), ids[1]: ("user:u1", ids[1]), ids[2]: (ids[2], ids[2])}
+    got = {i: (a["MessageGroupId"], a["MessageDeduplicationId"]) for i, a in groups.items()}
+    assert want == got

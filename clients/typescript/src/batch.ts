@@ -20,6 +20,8 @@ import type { AnyPayloads, EventInput, EventPayloads, EventType, PreparedEvent }
 interface Entry {
   readonly id: string;
   readonly type: string;
+  /** Its FIFO message group, when it has one (else its id). */
+  readonly orderingKey: string | null;
   readonly json: string;
   readonly bytes: number;
   readonly bufferedAt: number;
@@ -94,8 +96,9 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
       await this.waitForSpace();
       this.reserved -= 1;
     }
-    const { id, type } = event.body;
-    this.buffer.push({ id, type, json: event.json, bytes: event.bytes, bufferedAt: performance.now(), attempts: 0 });
+    const { id, type, meta } = event.body;
+    const orderingKey = meta.orderingKey ?? null;
+    this.buffer.push({ id, type, orderingKey, json: event.json, bytes: event.bytes, bufferedAt: performance.now(), attempts: 0 });
     if (this.forcing > 0 || this.batchReady()) this.schedulePump();
     else this.armTimer();
     return id;

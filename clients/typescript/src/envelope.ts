@@ -28,6 +28,14 @@ export const MAX_FRAME_BYTES = 128 * 1024;
 
 const TYPE_PATTERN = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 const ID_PATTERN = /^[A-Za-z0-9_.:-]+$/;
+/** `kind:id`, as `fanout.envelope.TOPIC_PATTERN`. */
+const TOPIC_PATTERN = /^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$/;
+/** What SQS takes as a FIFO MessageGroupId, as `fanout.envelope.OrderingKey`. */
+const ORDERING_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+/** The ISO-8601 forms the worker reads (a date, or a date and time with an optional offset). */
+const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:[.,]\d+)?)?(?:[Zz]|[+-]\d\d:?\d\d)?)?$/;
+/** A lone surrogate as JSON.stringify escapes it (not after an escaped backslash): the worker's parser refuses it. */
+const LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F]/;
 const LIST_LIMITS = { userIds: 100_000, topics: 1_000, excludeConnectionIds: 10_000, connectionIds: 1_000 } as const;
 const KNOWN_META = ["source", "traceId", "orderingKey", "seq", "expiresAt"] as const;
 
@@ -76,11 +84,19 @@ export function buildEvent<T extends string, P extends object>(
   const payloadJson = toJson("payload", payload);
   const sentAt = nowIso();
   const head = `{"v":1,"id":${JSON.stringify(id)},"type":${JSON.stringify(type)},"payload":${payloadJson},"sentAt":"${sentAt}"`;
-  const frame = `${head}${meta.seq == null ? "" : `,"seq":${meta.seq}`}}`;
+  // The frame as the worker writes it (QueueBody.client_frame): seq, key and a payload version other than 1.
+  const version = meta.payloadVersion;
+  const frame =
+    `${head}${meta.seq == null ? "" : `,"seq":${meta.seq}`}` +
+    `${meta.orderingKey == null ? "" : `,"key":${JSON.stringify(meta.orderingKey)}`}` +
+    `${version == null || version === 1 ? "" : `,"payloadVersion":${String(version)}`}}`;
   if (Buffer.byteLength(frame) > MAX_FRAME_BYTES) {
     throw new InvalidEvent("too_large", `client frame over ${MAX_FRAME_BYTES} bytes`);
   }
-  const json = `${head},"target":${JSON.stringify(target)},"meta":${toJson("meta", meta)}}`;
+  let json = `${head},"target":${JSON.stringify(target)},"meta":${toJson("meta", meta)}}`;
+  if (LONE_SURROGATE.test(json)) throw new InvalidEvent("schema", "a string holds a lone surrogate (not UTF-8)");
+  // SQS refuses U+FFFE and U+FFFF in a message; escaped, they reach the payload unchanged (as in to_json).
+  json = json.replace(/[\uFFFE\uFFFF]/g, (c) => (c === "\uFFFE" ? "\\ufffe" : "\\uffff"));
   const bytes = Buffer.byteLength(json);
   if (bytes > MAX_BODY_BYTES) throw new InvalidEvent("too_large", `body over ${MAX_BODY_BYTES} bytes`);
 
@@ -105,6 +121,9 @@ function names(field: keyof typeof LIST_LIMITS, values: readonly string[] | unde
     if (typeof value !== "string" || value.length === 0 || [...value].length > 256) {
       throw new InvalidEvent("schema", `target.${field}: entries are strings of 1-256 characters`);
     }
+    if (field === "topics" && !TOPIC_PATTERN.test(value)) {
+      throw new InvalidEvent("schema", "target.topics: entries are kind:id (user:u1, conversation:c9)");
+    }
   }
   if (new Set(values).size !== values.length) {
     throw new InvalidEvent("duplicate_target", `target.${field}: duplicate entries`);
@@ -120,19 +139,38 @@ function buildMeta(given: Meta | undefined): Meta {
     const value = source[key];
     if (value != null && typeof value !== "string") throw new InvalidEvent("schema", `meta.${key}: must be a string`);
   }
-  const { seq, expiresAt } = source;
+  const { orderingKey, seq, expiresAt, payloadVersion } = source;
+  if (orderingKey != null && !ORDERING_KEY_PATTERN.test(orderingKey)) {
+    throw new InvalidEvent("schema", "meta.orderingKey: 1-128 printable ASCII characters, no space");
+  }
   if (seq != null && !(Number.isSafeInteger(seq) && seq >= 0)) {
     throw new InvalidEvent("schema", "meta.seq: must be an integer >= 0");
   }
-  if (expiresAt != null && (typeof expiresAt !== "string" || Number.isNaN(Date.parse(expiresAt)))) {
+  if (expiresAt != null && (typeof expiresAt !== "string" || !isDateTime(expiresAt))) {
     throw new InvalidEvent("schema", "meta.expiresAt: must be an ISO-8601 date-time");
+  }
+  const version = payloadVersion as unknown;
+  if (version != null && !(Number.isSafeInteger(version) && (version as number) >= 1 && (version as number) <= 1000)) {
+    throw new InvalidEvent("schema", "meta.payloadVersion: must be an integer from 1 to 1000");
   }
   const meta: Record<string, unknown> = {};
   for (const key of KNOWN_META) meta[key] = source[key] ?? null;
+  if (version != null) meta.payloadVersion = version; // after the known keys as Python writes it; absent when unset
   for (const [key, value] of Object.entries(source)) {
-    if (!(KNOWN_META as readonly string[]).includes(key)) meta[key] = value;
+    if (!(KNOWN_META as readonly string[]).includes(key) && key !== "payloadVersion") meta[key] = value;
   }
   return meta as Meta;
+}
+
+/** A date or date-time the worker's parser takes: the ISO-8601 form, and a day, hour and minute that exist. */
+function isDateTime(value: string): boolean {
+  const match = DATE_TIME.exec(value);
+  if (match === null) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0] = match.slice(1).map((part) => Number(part ?? 0));
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
+  const real = date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+  return real && year >= 1 && hour < 24 && minute < 60 && second < 60;
 }
 
 function toJson(field: string, value: object): string {

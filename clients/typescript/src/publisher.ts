@@ -4,7 +4,7 @@ import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 
 import { buildEvent } from "./envelope.js";
 import { PublisherClosedError } from "./errors.js";
-import { openClient, type SqsOptions } from "./sqs.js";
+import { fifoFields, openClient, type SqsOptions } from "./sqs.js";
 import type { AnyPayloads, EventInput, EventPayloads, EventType, PreparedEvent } from "./types.js";
 
 /**
@@ -30,7 +30,9 @@ export class Publisher<P extends EventPayloads = AnyPayloads> {
   /** Send an event built with `buildEvent`; resolves with its id. */
   async send(event: PreparedEvent): Promise<string> {
     if (this.closed) throw new PublisherClosedError("publish after close()");
-    await this.client.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: event.json }));
+    const { id, meta } = event.body;
+    const fifo = fifoFields(this.queueUrl, id, meta.orderingKey);
+    await this.client.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: event.json, ...fifo }));
     return event.body.id;
   }
 

@@ -24,6 +24,20 @@ export function openClient(options: SqsOptions): { client: SQSClient; owned: boo
   return { client: new SQSClient(config), owned: true };
 }
 
+/**
+ * A FIFO queue's fields for one event, as the Python publishers send them: its group is its ordering key
+ * (else its id) and its deduplication id its id; nothing for a standard queue (SQS refuses a FIFO send
+ * without a group).
+ */
+export function fifoFields(
+  queueUrl: string,
+  id: string,
+  orderingKey: string | null | undefined,
+): { MessageGroupId?: string; MessageDeduplicationId?: string } {
+  if (!queueUrl.endsWith(".fifo")) return {};
+  return { MessageGroupId: orderingKey || id, MessageDeduplicationId: id };
+}
+
 /** SendMessageBatch takes at most 10 entries. */
 export const MAX_BATCH_ENTRIES = 10;
 
@@ -35,7 +49,7 @@ export interface Failure {
 }
 
 /** One SendMessageBatch call (with the SDK's own retries); returns the entries that failed and why. */
-export async function sendBatchOnce<E extends { json: string }>(
+export async function sendBatchOnce<E extends { id: string; orderingKey: string | null; json: string }>(
   client: SQSClient,
   queueUrl: string,
   entries: readonly E[],
@@ -46,7 +60,11 @@ export async function sendBatchOnce<E extends { json: string }>(
     const reply = await client.send(
       new SendMessageBatchCommand({
         QueueUrl: queueUrl,
-        Entries: entries.map((entry, index) => ({ Id: String(index), MessageBody: entry.json })),
+        Entries: entries.map((entry, index) => ({
+          Id: String(index),
+          MessageBody: entry.json,
+          ...fifoFields(queueUrl, entry.id, entry.orderingKey),
+        })),
       }),
       { abortSignal },
     );

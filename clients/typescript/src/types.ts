@@ -38,6 +38,8 @@ export interface Meta {
   seq?: number | null;
   /** ISO-8601 with an offset: the worker drops the event after this instant. */
   expiresAt?: string | null;
+  /** The payload's schema version (1-1000); absent means 1. */
+  payloadVersion?: number | null;
   [key: string]: unknown;
 }
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
@@ -42,7 +43,7 @@ from fanout.logging import get_logger
 from fanout.outbox.box import ORDER, PENDING, indexes
 from fanout.outbox.lease import Lease
 from fanout.outbox.metrics import OutboxMetrics
-from fanout.publish.batch import MAX_BATCH_BYTES, Result, outcome, request, split
+from fanout.publish.batch import MAX_BATCH_BYTES, Result, outcome, refused, request, split
 from fanout.store import mongo_client
 
 log = get_logger("fanout.relay")
@@ -172,8 +173,13 @@ class Relay:
         """One call to SQS, then the mark; raises ``Retry`` when some entries must go again."""
         if len(batch) == 1 and (batch[0].get("size") or 0) > MAX_BATCH_BYTES:
             fifo = queues.fifo_fields(self._url, *fifo_ids(batch[0]))
-            await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"], **fifo)
-            result = Result(sent=batch)
+            try:
+                await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"], **fifo)
+                result = Result(sent=batch)
+            except ClientError as exc:  # refused for good: marked, so the entries after it still leave
+                if not refused(exc):
+                    raise
+                result = Result(refused=[(batch[0], str(exc.response["Error"].get("Code", "refused"))[:64])])
         else:
             groups = [fifo_ids(d) for d in batch] if queues.is_fifo(self._url) else None
             entries = request((d["body"] for d in batch), groups)

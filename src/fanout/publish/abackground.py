@@ -28,8 +28,18 @@ from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
-from fanout.publish.background import SENDERS, give_up, refused, report, send_now, sqs_client
-from fanout.publish.batch import MAX_BATCH_BYTES, Backoff, Buffer, Entry, Result, outcome, request_for, single
+from fanout.publish.background import SENDERS, give_up, report, send_now, sqs_client
+from fanout.publish.batch import (
+    MAX_BATCH_BYTES,
+    Backoff,
+    Buffer,
+    Entry,
+    Result,
+    outcome,
+    refused,
+    request_for,
+    single,
+)
 from fanout.publish.direct import build_event
 from fanout.publish.exits import ExitHooks
 from fanout.publish.metrics import metrics_for

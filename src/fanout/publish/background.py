@@ -35,6 +35,7 @@ from fanout.publish.batch import (
     Entry,
     Result,
     outcome,
+    refused,
     request_for,
     single,
     split,
@@ -73,13 +74,6 @@ def send_batch(client: Any, url: str, batch: list[Entry]) -> Result:
             return Result(refused=[(batch[0], exc.response["Error"].get("Code", "refused")[:64])])
         return Result(sent=list(batch))
     return outcome(batch, client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch)))
-
-
-def refused(exc: ClientError) -> bool:
-    """SQS refused the request itself (HTTP 400 other than throttling): sending it again cannot help."""
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return status == 400 and "Throttl" not in code and "RequestThrottled" not in code
 
 
 def report(metrics: PublisherMetrics, batch: list[Entry], result: Result) -> None:

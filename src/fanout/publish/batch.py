@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from fanout import queues
 from fanout.catalog import metric_label
 from fanout.envelope import MAX_BODY_BYTES, QueueBody
@@ -87,6 +89,13 @@ def request_for(url: str, batch: Sequence[Entry]) -> list[dict[str, str]]:
 def single(url: str, entry: Entry) -> dict[str, str]:
     """The FIFO fields of a lone ``SendMessage`` (a body over 256 KiB); nothing on a standard queue."""
     return queues.fifo_fields(url, entry.group or entry.id, entry.id)
+
+
+def refused(exc: ClientError) -> bool:
+    """SQS refused the request itself (HTTP 400 other than throttling): sending it again cannot help."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return status == 400 and "Throttl" not in code and "RequestThrottled" not in code
 
 
 @dataclass
