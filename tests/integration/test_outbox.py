@@ -172,6 +172,38 @@ async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_lea
     assert entry is not None and entry["relayedAt"] is not None and "InvalidParameterValue" == entry["error"]
 
 
+async def test_a_large_entry_the_queue_cannot_take_yet_is_kept_and_sent_once_it_can(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """A large entry (sent alone) refused because the queue is missing (a 400 that is the queue's, as a KMS
+    grant's would be) stays unrelayed and uncounted, and leaves once the queue is back: only a message SQS
+    will never take is marked refused."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)
+    big = build_event(
+        "notification.new",
+        user_ids=[f"user-{i:07d}" for i in range(20_000)],
+        payload=payload("notification.new"),
+    )
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    entries = mongo[settings.mongo_db].fanout_outbox
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "a") as (_, registry, _stop):
+            sqs = sqs_client(settings)
+            sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"])
+            with MongoClient(settings.mongo(), tz_aware=True) as client, client.start_session() as session:
+                session.with_transaction(lambda s: Outbox(client[settings.mongo_db]).add(s, big))
+            await asyncio.sleep(2)  # the relay tries, and is refused, more than once
+            held = await entries.find_one({"eventId": big.id})
+            refused = value(registry, "fanout_outbox_refused_total")
+            create_queues(settings)
+            sqs.close()
+            arrived = await receiver.until(1, timeout=20)
+    await mongo.close()
+    assert held is not None and held.get("relayedAt") is None
+    assert 0 == refused
+    assert {big.id: 1} == arrived
+
+
 def test_add_refuses_a_session_without_a_transaction_and_a_body_over_1_mib(mongo_server: Server) -> None:
     """Outside a transaction the event could outlive an aborted change: refused; so is a body SQS refuses."""
     settings = dev_settings(mongo=mongo_server)

@@ -47,6 +47,9 @@ from fanout.publish.batch import MAX_BATCH_BYTES, Result, outcome, refused, requ
 from fanout.store import mongo_client
 
 log = get_logger("fanout.relay")
+#: SQS's answers to a message it will never take, whoever sends it and however often: too large, or text
+#: it refuses. Any other refusal (a KMS grant, a missing queue) is the queue's and is tried again.
+_CONTENT_REFUSED = frozenset({"InvalidParameterValue", "InvalidMessageContents"})
 
 PAGE = 100  # entries read per query
 STREAM_POLL_S = 10.0  # with a change stream: look anyway this often (a lost wake-up costs at most this)
@@ -176,10 +179,11 @@ class Relay:
             try:
                 await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"], **fifo)
                 result = Result(sent=batch)
-            except ClientError as exc:  # refused for good: marked, so the entries after it still leave
-                if not refused(exc):
-                    raise
-                result = Result(refused=[(batch[0], str(exc.response["Error"].get("Code", "refused"))[:64])])
+            except ClientError as exc:  # the message refused for good: marked, so the entries after it leave
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if not refused(exc) or code not in _CONTENT_REFUSED:
+                    raise  # the queue, its key or the request (a KMS grant, a missing queue): tried again
+                result = Result(refused=[(batch[0], code[:64])])
         else:
             groups = [fifo_ids(d) for d in batch] if queues.is_fifo(self._url) else None
             entries = request((d["body"] for d in batch), groups)
