@@ -18,6 +18,9 @@ MAX_RECEIVE_COUNT = 5  # receives before SQS moves a message to the DLQ by itsel
 QUEUE_RETENTION = Duration.days(4)
 DLQ_RETENTION = Duration.days(14)
 RECEIVE_WAIT_S = 20  # long polling, SQS's maximum
+#: What the publishers, the relay and the worker take in one message (fanout.attributes.MAX_MESSAGE_BYTES),
+#: set on both queues rather than left to the default, which was 256 KiB until SQS allowed 1 MiB.
+MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ def build_queues(stack: Stack, prefix: str, publisher_policy_name: str) -> Queue
         "DeadLetterQueue",
         queue_name=f"{prefix}-events-dlq",
         retention_period=DLQ_RETENTION,
+        max_message_size_bytes=MAX_MESSAGE_BYTES,
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
     )
@@ -43,6 +47,7 @@ def build_queues(stack: Stack, prefix: str, publisher_policy_name: str) -> Queue
         "EventsQueue",
         queue_name=f"{prefix}-events",
         visibility_timeout=Duration.seconds(VISIBILITY_TIMEOUT_S),
+        max_message_size_bytes=MAX_MESSAGE_BYTES,
         retention_period=QUEUE_RETENTION,
         receive_message_wait_time=Duration.seconds(RECEIVE_WAIT_S),
         encryption=sqs.QueueEncryption.SQS_MANAGED,

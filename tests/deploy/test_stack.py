@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fanout import attributes
 from fanout.config import Settings
 from tests.deploy.conftest import EXISTING, REPO_ROOT, Synth, synth, tool
 
@@ -83,6 +84,8 @@ def test_queue_has_an_encrypted_dlq_with_redrive(default_synth: Synth) -> None:
     assert queue["VisibilityTimeout"] == queues.VISIBILITY_TIMEOUT_S == 30
     assert int(env_of(default_synth)["FANOUT_VISIBILITY_TIMEOUT_S"]) == queue["VisibilityTimeout"]
     assert (queue["QueueName"], dlq["QueueName"]) == ("fanout-events", "fanout-events-dlq")
+    # What the publishers, the relay and the worker take (and the worker writes back) fits both queues.
+    assert queue["MaximumMessageSize"] == dlq["MaximumMessageSize"] == attributes.MAX_MESSAGE_BYTES
 
 
 def test_topic_delivers_raw_to_the_queue(default_synth: Synth) -> None:
