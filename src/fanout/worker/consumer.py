@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import time
+from asyncio import FIRST_COMPLETED
 from contextlib import AsyncExitStack
 from dataclasses import asdict
 from typing import Any
@@ -99,7 +100,11 @@ class Worker:
             if self.serve_health:
                 app = health_app(lambda: self.registry, self.readiness.live, self.readiness.check)
                 stack.push_async_callback((await serve(app, s.metrics_host, s.metrics_port)).cleanup)
-            queue_url, bulk_url, dlq_url = await self._connect(clients)
+            urls = await self._connect(clients)
+            if urls is None:  # stopped before SQS and MongoDB answered: nothing was received
+                log.info("worker_stopped", **asdict(Tally()))
+                return Tally()
+            queue_url, bulk_url, dlq_url = urls
             self.intake = intake = Intake(s, clients.hot, self.readiness, self._stop)
             intake.line(stack, queue_url, s.max_events_in_flight, 10, s.pollers)
             if bulk_url:
@@ -208,31 +213,44 @@ class Worker:
 
     # ---- the dependencies
 
-    async def _connect(self, clients: Clients) -> tuple[str, str | None, str]:
-        """Resolve queue URLs and create indexes, retrying with backoff until both answer (or stop).
+    async def _connect(self, clients: Clients) -> tuple[str, str | None, str] | None:
+        """Resolve queue URLs and create indexes, retrying with backoff until both answer; None once
+        stopped.
 
-        The heartbeat ticks meanwhile: waiting for a slow dependency is alive (``/healthz``) but not ready.
+        The heartbeat ticks meanwhile, also while a call hangs (an SQS that never answers holds one for
+        its read timeout times botocore's attempts, over a minute): waiting for a slow dependency is
+        alive (``/healthz``) but not ready. A SIGTERM ends the wait at once.
         """
-        s = self.settings
         delay = 0.5
-        while True:
-            self.readiness.heartbeat = time.monotonic()
-            try:
-                queue = await queues.aurl(clients.sqs, s)
-                bulk = await queues.abulk(clients.sqs, s)
-                dlq = await queues.aurl(clients.sqs, s, dlq=True)
-                self.readiness.sqs = True
-                await clients.store.ensure_indexes()
-                await clients.history.ensure_indexes()
-                await self.switches.refresh()  # switched-off domains stay off across a restart
-                self.readiness.mongo = True
-                return queue, bulk, dlq
-            except Exception as exc:
-                if self._stop.is_set():
-                    raise
+        stopped = asyncio.create_task(self._stop.wait())
+        try:
+            while True:
+                attempt = asyncio.create_task(self._connect_once(clients))
+                while not (attempt.done() or stopped.done()):
+                    self.readiness.heartbeat = time.monotonic()
+                    await asyncio.wait({attempt, stopped}, timeout=PROBE_S, return_when=FIRST_COMPLETED)
+                if stopped.done():
+                    await cancel_all([attempt])
+                    return None
+                if (exc := attempt.exception()) is None:
+                    return attempt.result()
                 log.warning("dependencies_unavailable", error=type(exc).__name__, retry_in=delay)
-                await asyncio.sleep(delay)
+                await asyncio.wait({stopped}, timeout=delay)
                 delay = min(delay * 2, 10)
+        finally:
+            stopped.cancel()
+
+    async def _connect_once(self, clients: Clients) -> tuple[str, str | None, str]:
+        s = self.settings
+        queue = await queues.aurl(clients.sqs, s)
+        bulk = await queues.abulk(clients.sqs, s)
+        dlq = await queues.aurl(clients.sqs, s, dlq=True)
+        self.readiness.sqs = True
+        await clients.store.ensure_indexes()
+        await clients.history.ensure_indexes()
+        await self.switches.refresh()  # switched-off domains stay off across a restart
+        self.readiness.mongo = True
+        return queue, bulk, dlq
 
     async def _probe(self, clients: Clients, queue_url: str) -> None:
         """Refresh readiness every few seconds; a dependency that hangs is not ready within its timeout."""

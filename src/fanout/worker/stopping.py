@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 from fanout.logging import get_logger
 
@@ -13,7 +15,7 @@ CANCEL_BUDGET_S = 5.0
 RECANCEL_S = 0.5
 
 
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait until they end, asking again while one runs on: a library that turns a
     cancellation into an error of its own lets a task with ``except Exception`` (the probe, the census)
     go on, and a plain gather would wait for it for ever. One that will not end within
