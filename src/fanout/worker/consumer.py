@@ -41,7 +41,7 @@ from fanout.worker.limiter import AdaptiveLimiter
 from fanout.worker.ordering import KeyTurns, key_of, seq_of
 from fanout.worker.received import Received
 from fanout.worker.settle import Settler, Tally
-from fanout.worker.stopping import cancel_all
+from fanout.worker.stopping import LAST_CALLS_S, cancel_all
 from fanout.worker.summary import Summary
 
 log = get_logger("fanout.worker")
@@ -304,12 +304,19 @@ class Worker:
             task.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
-        """Wait for in-flight events within the budget, then cancel and release the rest."""
+        """Wait for in-flight events within the budget, then cancel and release the rest, and send the
+        last deletes, those calls within ``LAST_CALLS_S``."""
+        unfinished: list[tuple[Line, list[str]]] = []
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_budget_s)
             unfinished = self.intake.held()
             await cancel_all(list(pending))
-            for line, receipts in unfinished:
-                await self.settler.release(line.url, receipts)
-        for line in self.intake.lines.values():
-            await line.batcher.flush()
+        try:
+            async with asyncio.timeout(LAST_CALLS_S):
+                for line, receipts in unfinished:
+                    await self.settler.release(line.url, receipts)
+                for line in self.intake.lines.values():
+                    await line.batcher.close()
+        except TimeoutError:  # SQS hangs: the messages come back after their visibility timeout
+            deletes = sum(line.batcher.pending for line in self.intake.lines.values())
+            log.warning("last_calls_timed_out", held=sum(len(r) for _, r in unfinished), deletes=deletes)

@@ -13,6 +13,10 @@ log = get_logger("fanout.worker")
 #: How long a shutdown waits for cancelled tasks to end, asking again every ``RECANCEL_S``.
 CANCEL_BUDGET_S = 5.0
 RECANCEL_S = 0.5
+#: How long a shutdown's last SQS calls (releases, pending deletes) may take after the budget: an SQS
+#: that hangs would hold each for its 10 s timeout, past the pool's margin and ECS's stop timeout. What
+#: they could not do comes back after its visibility timeout.
+LAST_CALLS_S = 3.0
 
 
 async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
