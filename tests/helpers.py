@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -112,13 +113,17 @@ def drain_queue(settings: Settings, queue_name: str, wait_s: int = 1) -> list[di
 
 
 class Proxy:
-    """A TCP proxy in front of a server that can refuse connections, like an endpoint outage."""
+    """A TCP proxy in front of a server that can refuse connections, like an endpoint outage, or go
+    silent: with ``silent`` set it accepts connections and forwards nothing either way, like a server
+    that hangs (or a network path that drops packets) while its connections stay open."""
 
     def __init__(self, port: int, upstream: int) -> None:
         self.port, self.upstream = port, upstream
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.serving = False
+        self.silent = False
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.serving = True
@@ -131,6 +136,7 @@ class Proxy:
         for writer in list(self.writers):
             writer.transport.abort()
         await self.server.wait_closed()
+        await asyncio.gather(*self._handlers, return_exceptions=True)  # each ends on its aborted socket
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A connection accepted just before a stop, or stopped while the upstream connects, is cut here:
@@ -139,6 +145,17 @@ class Proxy:
             writer.transport.abort()
             return
         self.writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+        if self.silent:  # read and drop until the client gives up or the proxy stops
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(65536):
+                    pass
+            writer.transport.abort()
+            self.writers.discard(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
         except OSError:
@@ -154,8 +171,9 @@ class Proxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
+                    if not self.silent:
+                        dst.write(data)
+                        await dst.drain()
             except ConnectionError:
                 pass
             finally:

@@ -1,5 +1,7 @@
 """A dependency that hangs rather than refuses: a frozen MongoDB (SIGSTOP) keeps its connections open
-and answers nothing. The worker sees it within seconds, pauses, and loses no event when it resumes."""
+and answers nothing. The worker sees it within seconds, pauses, and loses no event when it resumes. A
+silent SQS (a proxy that accepts connections and forwards nothing) at startup leaves the worker alive
+and stoppable."""
 
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ from contextlib import AsyncExitStack, suppress
 import aiohttp
 import pytest
 
+from fanout import health
 from fanout.publish import build_event
-from tests.conftest import Stack
-from tests.helpers import ReadyWatch, connect, drain_queue, sqs_client, wait_for
+from fanout.worker.consumer import Worker
+from tests.conftest import Stack, free_port
+from tests.helpers import Proxy, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
+from tests.integration.conftest import Lane, faults
 from tests.integration.test_dependency_faults import Mongo, stack_on_own_mongo
 
 FREEZE_S = 6.0
@@ -85,3 +90,90 @@ async def test_a_frozen_mongodb_is_seen_within_seconds_and_no_event_is_lost(
     assert back is not None and back - resumed < 6.0
     assert 3 * FREEZE_S < len(ids)
     assert [] == await asyncio.to_thread(drain_queue, stack.settings, stack.settings.dlq_name, 0)
+
+
+async def _silent_sqs(lane: Lane) -> Proxy:
+    """A proxy to the lane's moto that has gone silent: it accepts connections and answers nothing."""
+    assert lane.stack.settings.aws_endpoint_url is not None
+    proxy = Proxy(free_port(), int(lane.stack.settings.aws_endpoint_url.rsplit(":", 1)[1]))
+    proxy.silent = True
+    await proxy.start()
+    return proxy
+
+
+async def test_a_sigterm_while_sqs_hangs_at_startup_stops_the_worker_in_time(lane: Lane) -> None:
+    """SQS accepts connections and never answers while the worker resolves its queues: a SIGTERM then
+    still stops it, cleanly, within its shutdown budget and the pool's 5 s margin."""
+    proxy = await _silent_sqs(lane)
+    worker = lane.worker(
+        FANOUT_AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", FANOUT_SHUTDOWN_BUDGET_S="2"
+    )
+    await wait_for(lambda: bool(proxy.writers), timeout=30)  # its first call is open at the silent SQS
+    started = time.monotonic()
+    try:
+        code = await asyncio.to_thread(worker.terminate, 2 + 5)
+    finally:
+        await proxy.stop()
+    assert time.monotonic() - started < 2 + 5
+    assert 0 == code
+
+
+async def test_a_starting_worker_stays_alive_while_sqs_hangs(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While SQS accepts connections and never answers, a starting worker is alive but not ready: its
+    heartbeat ticks through the hung call, so /healthz does not get a task replaced for a dependency."""
+    monkeypatch.setattr(health, "STALL_S", 4.0)  # 60 s in production, where such a call hangs over a minute
+    proxy = await _silent_sqs(lane)
+    settings = lane.stack.settings.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{proxy.port}"})
+    worker = Worker(settings, serve_health=False)
+    running = asyncio.create_task(worker.main())
+    live, ready = [], []
+    try:
+        await wait_for(lambda: bool(proxy.writers), timeout=10)  # its first call is open at the silent SQS
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            live.append(worker.readiness.live()[0])
+            ready.append(worker.readiness.ready)
+            await asyncio.sleep(0.25)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 15)
+        await proxy.stop()
+    assert (True, False) == (all(live), any(ready))
+
+
+async def test_a_sigterm_while_sqs_hangs_mid_fan_out_stops_the_worker_in_time(lane: Lane) -> None:
+    """SQS goes silent while 15 events are posted slowly, so their deletes cannot go out: a SIGTERM still
+    stops the worker within its shutdown budget and the pool's 5 s margin; the messages come back on
+    their own after their visibility timeout."""
+    stack = lane.stack
+    assert stack.settings.aws_endpoint_url is not None
+    proxy = Proxy(free_port(), int(stack.settings.aws_endpoint_url.rsplit(":", 1)[1]))
+    await proxy.start()
+    url = f"http://127.0.0.1:{proxy.port}"
+    worker = lane.worker(FANOUT_AWS_ENDPOINT_URL=url, FANOUT_SHUTDOWN_BUDGET_S="2")
+    user = f"held-{secrets.token_hex(4)}"
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+            await connect(es, http, stack.ws_url, stack.settings, user)
+            await worker.ready()
+            faults(stack, latency_ms=2000)
+            events = [
+                build_event("notification.new", payload={"notificationId": f"n{i}"}, user_ids=[user])
+                for i in range(15)
+            ]
+            await asyncio.to_thread(_publish, stack, [e.to_json() for e in events])
+            await wait_for(lambda: _in_flight(stack, 15), timeout=10)
+            proxy.silent = True
+            await wait_for(lambda: _in_flight(stack, 0), timeout=10)  # delivered; their deletes hang
+            started = time.monotonic()
+            code = await asyncio.to_thread(worker.terminate, 60)
+    finally:
+        await proxy.stop()
+    assert time.monotonic() - started < 2 + 5
+    assert 0 == code
+
+
+async def _in_flight(stack: Stack, count: int) -> bool:
+    return count == (await scrape(stack.metrics_url)).value("fanout_events_in_flight")

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fanout import Publisher
 from fanout.tokens import sign
-from tests.conftest import Stack
+from tests.conftest import Stack, free_port
 from tests.helpers import Client, connect, wait_for
 from tests.integration.conftest import Lane
 
@@ -176,3 +176,33 @@ async def test_at_info_a_delivered_event_is_counted_in_the_summary_line_not_logg
     assert 1 == len(summaries), "one line when the worker stops, none before with a one-hour interval"
     counted = summaries[0]["by_type"]["notification.new"]
     assert ({"delivered": 1, "no_connections": 1}, 1) == (counted, summaries[0]["posts"])
+
+
+def _emf_ready(log: Path) -> list[float]:
+    """The CloudWatch ``Ready`` values a worker printed as EMF lines, in order."""
+    values = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            doc = json.loads(line)
+            if "Ready" in doc:
+                values.append(doc["Ready"])
+    return values
+
+
+async def test_a_worker_that_cannot_reach_mongodb_at_startup_reports_not_ready_to_cloudwatch(
+    lane: Lane,
+) -> None:
+    """A worker that starts while MongoDB refuses connections prints Ready 0 for CloudWatch (as /metrics
+    shows fanout_ready 0), so the WorkerNotReady alarm sees it rather than no report from it at all."""
+    refused = f"mongodb://127.0.0.1:{free_port()}"
+    worker = lane.worker(
+        FANOUT_MONGO_URI=refused,
+        FANOUT_MONGO_TIMEOUT_MS="500",
+        FANOUT_CLOUDWATCH_EMF="true",
+        FANOUT_CLOUDWATCH_INTERVAL_S="0.5",
+    )
+    await wait_for(lambda: "dependencies_unavailable" in worker.log.read_text(), timeout=30)
+    await wait_for(lambda: bool(_emf_ready(worker.log)), timeout=5)
+    assert {0} == set(_emf_ready(worker.log))
+    async with aiohttp.ClientSession() as http:
+        assert 0 == _value(await _scrape(http, lane.stack.metrics_url), "fanout_ready")

@@ -66,8 +66,16 @@ class Batcher:
                 log.warning("delete_refused", count=len(failed), code=failed[0].get("Code"))
         return True
 
+    @property
+    def pending(self) -> int:
+        """Deletes not sent yet."""
+        return len(self._deletes)
+
     async def close(self) -> None:
-        """Stop the background task after its current call, then delete what is still pending."""
+        """Stop the background task after its current call, then delete what is still pending; a
+        second call does nothing (the worker's drain closes it within a bound, its exit stack again)."""
+        if self._closing:
+            return
         self._closing = True
         self._wake.set()
         if self._task:
