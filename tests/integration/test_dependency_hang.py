@@ -123,7 +123,7 @@ async def test_a_starting_worker_stays_alive_while_sqs_hangs(
 ) -> None:
     """While SQS accepts connections and never answers, a starting worker is alive but not ready: its
     heartbeat ticks through the hung call, so /healthz does not get a task replaced for a dependency."""
-    monkeypatch.setattr(health, "STALL_S", 4.0)  # 60 s in production, where such a call hangs over a minute
+    monkeypatch.setattr(health, "STALL_S", 3.0)  # 60 s in production, where such a call hangs over a minute
     proxy = await _silent_sqs(lane)
     settings = lane.stack.settings.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{proxy.port}"})
     worker = Worker(settings, serve_health=False)
@@ -131,7 +131,7 @@ async def test_a_starting_worker_stays_alive_while_sqs_hangs(
     live, ready = [], []
     try:
         await wait_for(lambda: bool(proxy.writers), timeout=10)  # its first call is open at the silent SQS
-        end = time.monotonic() + 8
+        end = time.monotonic() + 6  # twice the stall: a heartbeat that stopped would show
         while time.monotonic() < end:
             live.append(worker.readiness.live()[0])
             ready.append(worker.readiness.ready)
