@@ -1,6 +1,7 @@
-"""Large audiences keep every recipient once: a dead letter for thousands of refused connections keeps every
-id, and a body close to SQS's 1 MiB with thousands of failures is re-enqueued, every message the worker
-writes under the limit counting its attributes."""
+"""Large audiences keep every recipient, once: a dead letter for thousands of refused connections keeps
+every id, a body close to SQS's 1 MiB with thousands of failures is re-enqueued, every message the worker
+writes under the limit counting its attributes, and a user list sliced into parts posts no connection
+twice."""
 
 from __future__ import annotations
 
