@@ -1,6 +1,7 @@
-"""Large audiences keep every recipient: a dead letter for thousands of refused connections keeps every
-id, and a body close to SQS's 1 MiB with thousands of failures is re-enqueued, every message the worker
-writes under the limit counting its attributes."""
+"""Large audiences keep every recipient, once: a dead letter for thousands of refused connections keeps
+every id, a body close to SQS's 1 MiB with thousands of failures is re-enqueued, every message the worker
+writes under the limit counting its attributes, and a user list sliced into parts posts no connection
+twice."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import asyncio
 import json
 import secrets
 import time
+from collections import Counter
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -18,7 +22,7 @@ from fanout import attributes
 from fanout.envelope import MAX_BODY_BYTES, parse_body
 from fanout.publish import build_event
 from tests.conftest import Stack, free_port
-from tests.helpers import scrape, sqs_client, wait_for
+from tests.helpers import connect, scrape, sqs_client, wait_for
 from tests.integration.conftest import Lane
 
 pytestmark = pytest.mark.timeout(120)
@@ -152,3 +156,40 @@ async def test_a_body_near_one_mebibyte_with_thousands_of_failures_is_re_enqueue
     assert len(rest) >= 2, "the narrowed body and 3,000 ids are over 1 MiB together"
     assert all(_size(m) <= attributes.MAX_MESSAGE_BYTES for m in rest)
     assert all(set(parse_body(m["Body"]).target.user_ids) == set(failing) for m in rest)
+
+
+async def _connection_ids(stack: Stack, users: list[str]) -> list[str]:
+    """The connection ids of ``users``' records (one client each), in their order."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.settings.mongo(), tz_aware=True)
+    try:
+        col = mongo[stack.settings.mongo_db][stack.settings.connections_collection]
+        docs = await col.find(
+            {"userId": {"$in": users}}, {"_id": 0, "userId": 1, "connectionId": 1}
+        ).to_list()
+    finally:
+        await mongo.close()
+    by_user = {d["userId"]: d["connectionId"] for d in docs}
+    return [by_user[u] for u in users]
+
+
+async def test_a_user_list_with_single_connections_reaches_each_connection_once(lane: Lane) -> None:
+    """Eleven users (over a shard size of ten) plus target.connectionIds naming another user's tab and one
+    of the eleven: every one of the twelve clients gets the event exactly once."""
+    stack = lane.stack
+    worker = lane.worker(FANOUT_SHARD_SIZE="10")
+    run = secrets.token_hex(3)
+    names = [f"slice-{run}-{i:02d}" for i in range(12)]
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        clients, _ = await asyncio.gather(
+            asyncio.gather(*(connect(es, http, stack.ws_url, stack.settings, n) for n in names)),
+            worker.ready(),
+        )
+        single = await _connection_ids(stack, [names[11], names[10]])  # the tab, and the last user's
+        event = build_event(
+            "notification.new", payload={"notificationId": "n1"}, user_ids=names[:11], connection_ids=single
+        )
+        await asyncio.to_thread(_publish, stack, event.to_json())
+        await wait_for(lambda: all(c.events() for c in clients), timeout=30, every=0.1)
+        await asyncio.sleep(2)  # a second part posting them again would have done so by now
+    counts = {c.user_id: dict(Counter(e["id"] for e in c.events())) for c in clients}
+    assert {} == {user: got for user, got in counts.items() if got != {event.id: 1}}

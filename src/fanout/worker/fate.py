@@ -111,7 +111,8 @@ def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) 
     ``users_per_shard``. None: deliver it whole.
 
     A worker-written part (a remainder or a shard) is never split again, and a user list is sliced only
-    when no topic or broadcast could select one connection twice across slices.
+    when no topic, broadcast or single connection (each slice would carry them all) could select one
+    connection twice across slices.
     """
     assert msg.body is not None
     if msg.routing.is_part:
@@ -122,7 +123,7 @@ def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) 
         return Fate("sharded", shards=tuple(Shard(range=pair) for pair in itertools.pairwise(edges)))
     target = msg.body.target
     users = target.user_ids
-    if target.broadcast or target.topics or len(users) <= users_per_shard:
+    if target.broadcast or target.topics or target.connection_ids or len(users) <= users_per_shard:
         return None
     slices = (tuple(users[i : i + users_per_shard]) for i in range(0, len(users), users_per_shard))
     return Fate("sharded", shards=tuple(Shard(users=part) for part in slices))

@@ -196,3 +196,22 @@ async def test_single_connections_are_targets_too(store: ConnectionStore) -> Non
         await store.put(cid, user, "h", "s", ttl_s=60)
     found = await resolve_all(store, Target(user_ids=["ann"], connection_ids=["k1", "k3", "gone"]))
     assert ["k1", "k2", "k3"] == sorted(c.connection_id for c in found)
+
+
+async def test_shards_find_records_with_a_malformed_bucket_once(store: ConnectionStore) -> None:
+    """A record whose bucket is null, not a whole number, out of range or an array (another writer's)
+    is still found by exactly one shard: the last, as a record without a bucket is."""
+    now = datetime.now(UTC)
+    base = {"userId": "u", "domainName": "h", "stage": "s", "connectedAt": now,
+            "expiresAt": now + timedelta(minutes=5)}  # fmt: skip
+    buckets: dict[str, Any] = {"null": None, "text": "7", "big": BUCKETS + 5, "negative": -3, "half": 2.5,
+                               "both": [3, 700], "empty": [], "flag": True, "double": 5.0}  # fmt: skip
+    await store._col.insert_many([{**base, "connectionId": cid, "bucket": b} for cid, b in buckets.items()])
+    edges = [k * BUCKETS // 4 for k in range(5)]
+    found = [
+        c.connection_id
+        for shard in itertools.pairwise(edges)
+        async for b in store.resolve(Target(broadcast=True), shard)
+        for c in b
+    ]
+    assert sorted(buckets) == sorted(found)

@@ -216,6 +216,13 @@ SPLITS = [
         1,
         None,
     ),
+    (
+        "users beside single connections are never sliced",
+        _target(userIds=["a", "b", "c"], connectionIds=["k1"]),
+        0,
+        1,
+        None,
+    ),
     ("a broadcast that fits", _target(broadcast=True), 1, 1, None),
 ]
 
