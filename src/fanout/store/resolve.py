@@ -25,7 +25,6 @@ from fanout.store.records import (
 USER_CHUNK = 500  # user ids per $in query, so one huge audience is many modest queries
 BATCH = 1000  # records per batch when streaming a broadcast, a topic or a shard
 _LIVE_PROJECTION = PROJECTION | {"expiresAt": 1, "bucket": 1}
-_ALL_BUCKETS = list(range(BUCKETS))
 
 
 def _scope(target: Target) -> dict[str, Any]:
@@ -40,19 +39,18 @@ def _scope(target: Target) -> dict[str, Any]:
 
 def _buckets(shard: tuple[int, int]) -> dict[str, Any]:
     """The filter of a shard: buckets ``[lo, hi)`` as an ``$in`` (an index lookup on any server); the
-    last shard also takes every record whose bucket is not one of them: none (written before buckets),
-    or another writer's null, text, out-of-range number or array."""
+    last shard also takes records without a bucket (written before buckets). A record with another
+    writer's bucket (null, text, a number outside 0-1023) is in no shard: matching "any other value"
+    is a scan of every record on some servers (24 s for 20,000 on SecantusDB, against 1.3 s)."""
     lo, hi = shard
     wanted = {"bucket": {"$in": list(range(lo, hi))}}
-    if hi < BUCKETS:
-        return wanted
-    return {"$or": [wanted, {"bucket": {"$nin": _ALL_BUCKETS}}, {"bucket": {"$type": "array"}}]}
+    return {"$or": [wanted, {"bucket": {"$exists": False}}]} if hi >= BUCKETS else wanted
 
 
-def _owns(doc: dict[str, Any], shard: tuple[int, int]) -> bool:
-    """Whether the shard owns a record its filter matched: an array bucket matches the ``$in`` of every
-    shard holding one of its numbers, so only the last shard takes it."""
-    return not isinstance(doc.get("bucket"), list) or shard[1] >= BUCKETS
+def _owned(doc: dict[str, Any]) -> bool:
+    """Whether a record a shard's filter matched is the shard's: an array bucket matches the ``$in`` of
+    every shard holding one of its numbers, so no shard takes it (it would be posted once per shard)."""
+    return not isinstance(doc.get("bucket"), list)
 
 
 def _and(*filters: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +129,11 @@ class Resolver:
             # The buckets are the selective part: expiry is checked here rather than in the query, so
             # no server can prefer the expiresAt index (every record matches it) over the buckets.
             async for batch in self._stream(_and(_scope(target), _buckets(shard)), _LIVE_PROJECTION):
-                yield fresh(d for d in batch if live(d, now) and _owns(d, shard))
+                if self._on_skip is not None:
+                    for doc in batch:
+                        if not _owned(doc):
+                            self._on_skip(doc)
+                yield fresh(d for d in batch if live(d, now) and _owned(d))
             return
         if target.broadcast:
             async for batch in self._stream({"expiresAt": {"$gt": now}}):
