@@ -4,6 +4,7 @@ container settings, and autoscaling on backlog per task and on the oldest messag
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from aws_cdk import Aws, Duration, RemovalPolicy, Size, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -33,6 +35,13 @@ METRICS_PORT = 9400
 # prometheus-client multiprocess files, from tempfile.mkdtemp), so /tmp is a writable volume of the task's
 # ephemeral storage.
 TMP_DIR = "/tmp"  # noqa: S108 - the container's own scratch volume
+# The Dockerfile's non-root USER, set on the task too: an image given with `-c image=` runs unprivileged.
+CONTAINER_USER = "10001:10001"
+# A private ECR image URI: ECS pulls it with the execution role, which then needs that repository's pull.
+ECR_IMAGE = re.compile(
+    r"(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repository>[a-z0-9][a-z0-9._/-]*?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?"
+)
 HEALTH_CHECK_COMMAND = [
     "CMD",
     "python",
@@ -142,6 +151,8 @@ def build_worker(
             str(REPO_ROOT), file="Dockerfile", platform=ecr_assets.Platform.LINUX_AMD64
         )
     )
+    if image_uri:
+        _grant_ecr_pull(stack, image_uri, task.obtain_execution_role())
     # Explicit: inside a Fargate task os.cpu_count() can report the host's CPUs, not the task's share.
     processes = p.integer("processes") if p.get("processes") else max(1, p.integer("cpu") // 1024)
     container = task.add_container(
@@ -161,6 +172,7 @@ def build_worker(
         ),
         stop_timeout=Duration.seconds(STOP_TIMEOUT_S),
         readonly_root_filesystem=True,
+        user=CONTAINER_USER,
         logging=ecs.LogDrivers.aws_logs(
             stream_prefix="worker",
             log_group=log_group,
@@ -185,6 +197,25 @@ def build_worker(
         enable_execute_command=False,
     )
     return Worker(log_group, container, service)
+
+
+def _grant_ecr_pull(stack: Stack, image_uri: str, execution_role: iam.IRole) -> None:
+    """Pull of a given private ECR image: its repository's layers and the registry token; nothing for an
+    image elsewhere (``from_registry`` grants nothing itself, so ECS could not pull an ECR one)."""
+    found = ECR_IMAGE.fullmatch(image_uri)
+    if found is None:
+        return
+    arn = stack.format_arn(
+        service="ecr",
+        region=found["region"],
+        account=found["account"],
+        resource="repository",
+        resource_name=found["repository"],
+    )
+    repository = ecr.Repository.from_repository_attributes(
+        stack, "ImageRepository", repository_arn=arn, repository_name=found["repository"]
+    )
+    repository.grant_pull(execution_role)
 
 
 def worker_environment(

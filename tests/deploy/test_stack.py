@@ -166,6 +166,41 @@ def test_execution_role_reads_only_the_mongo_secret(existing_synth: Synth) -> No
     assert secret == {"Name": "FANOUT_MONGO_URI", "ValueFrom": EXISTING["mongoSecretArn"] + ":uri::"}
 
 
+ECR_PULL = {"ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"}
+
+
+def pulls(s: Synth) -> dict[str, set[str]]:
+    """The execution role's ECR grants: action -> the resources it is granted on, rendered."""
+    role_id = logical_id(s, "AWS::IAM::Role", "WorkerTaskExecutionRole")
+    granted: dict[str, set[str]] = {}
+    for st in role_statements(s, role_id):
+        for action in as_list(st["Action"]):
+            if action.startswith("ecr:"):
+                granted.setdefault(action, set()).update(render(r) for r in as_list(st["Resource"]))
+    return granted
+
+
+def test_execution_role_pulls_a_given_ecr_image_from_its_repository_only(
+    existing_synth: Synth, tmp_path: Any
+) -> None:
+    """An image given as a private ECR URI (the documented `-c image=REPO:TAG`) is pullable: ECS pulls it
+    with the execution role, which gets the pull on that one repository and the registry token, no more;
+    an image outside ECR gets no ECR grant at all."""
+    repository = "arn:${AWS::Partition}:ecr:eu-west-1:111122223333:repository/fanout"
+    assert pulls(existing_synth) == {
+        **{action: {repository} for action in ECR_PULL},
+        "ecr:GetAuthorizationToken": {"*"},
+    }
+    by_digest = synth(
+        tmp_path / "digest",
+        EXISTING | {"image": f"111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/fanout@sha256:{'a' * 64}"},
+    )
+    assert pulls(by_digest)["ecr:BatchGetImage"] == {repository.replace("/fanout", "/team/fanout")}
+    public = synth(tmp_path / "public", EXISTING | {"image": "ghcr.io/example/fanout:1.2.3"})
+    assert pulls(public) == {}
+    assert container(public)["Image"] == "ghcr.io/example/fanout:1.2.3"
+
+
 def test_publisher_policy(default_synth: Synth) -> None:
     """Publishers get send on the queue and publish on the topic, and the stack outputs both."""
     _, policy = default_synth.one("AWS::IAM::ManagedPolicy")
@@ -229,6 +264,21 @@ def test_worker_never_calls_get_or_delete_on_connections() -> None:
         text = path.read_text()
         assert not re.search(r"management\.(get|delete)\(|\.delete\(conn|\.get\(conn", text), path
     assert re.search(r"\.post\(", (worker / "lanes.py").read_text())
+
+
+@pytest.mark.parametrize("which", ["default", "existing"])
+def test_container_runs_as_the_images_non_root_user(
+    which: str, default_synth: Synth, existing_synth: Synth
+) -> None:
+    """The task definition itself runs the worker as the Dockerfile's non-root user, so an image given
+    with `-c image=` runs unprivileged too, whatever its own USER says."""
+    s = default_synth if which == "default" else existing_synth
+    dockerfile_user = re.search(r"^USER (\S+)$", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert dockerfile_user
+    assert container(s).get("User") == dockerfile_user[1]
+    assert service.CONTAINER_USER == dockerfile_user[1]
+    uid, _, gid = service.CONTAINER_USER.partition(":")
+    assert int(uid) > 0 and int(gid) > 0
 
 
 @pytest.mark.parametrize("which", ["default", "existing"])
