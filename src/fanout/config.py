@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     max_events_in_flight: int = 64
     pollers: int = 2
     shutdown_budget_s: float = 20.0
+    stall_s: float = Field(
+        60.0, gt=0, description="a worker loop silent this long is wedged: /healthz fails, a pool restarts it"
+    )
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
     bulk_in_flight: int = Field(2, ge=1, description="shards one process delivers at once")

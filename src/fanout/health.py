@@ -36,7 +36,8 @@ class Readiness:
     endpoint cannot mark the gateway down for the others.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, stall_s: float = STALL_S) -> None:
+        self.stall_s = stall_s
         self.sqs = False
         self.mongo = False
         self._clock = clock
@@ -74,8 +75,8 @@ class Readiness:
         return self.sqs and self.mongo and self.gateway
 
     def live(self) -> tuple[bool, dict[str, Any]]:
-        """Alive: the worker loop ticked within ``STALL_S`` (answering at all proves the event loop runs)."""
-        ok = time.monotonic() - self.heartbeat <= STALL_S
+        """Alive: the worker loop ticked within ``stall_s`` (answering at all proves the event loop runs)."""
+        ok = time.monotonic() - self.heartbeat <= self.stall_s
         return ok, {"ok": ok}
 
     def check(self) -> tuple[bool, dict[str, Any]]:

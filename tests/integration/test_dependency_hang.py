@@ -16,7 +16,6 @@ from contextlib import AsyncExitStack, suppress
 import aiohttp
 import pytest
 
-from fanout import health
 from fanout.publish import build_event
 from fanout.worker.consumer import Worker
 from tests.conftest import Stack, free_port
@@ -118,14 +117,13 @@ async def test_a_sigterm_while_sqs_hangs_at_startup_stops_the_worker_in_time(lan
     assert 0 == code
 
 
-async def test_a_starting_worker_stays_alive_while_sqs_hangs(
-    lane: Lane, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_starting_worker_stays_alive_while_sqs_hangs(lane: Lane) -> None:
     """While SQS accepts connections and never answers, a starting worker is alive but not ready: its
     heartbeat ticks through the hung call, so /healthz does not get a task replaced for a dependency."""
-    monkeypatch.setattr(health, "STALL_S", 3.0)  # 60 s in production, where such a call hangs over a minute
     proxy = await _silent_sqs(lane)
-    settings = lane.stack.settings.model_copy(update={"aws_endpoint_url": f"http://127.0.0.1:{proxy.port}"})
+    # A 3 s stall: 60 s in production, where such a call hangs over a minute.
+    update = {"aws_endpoint_url": f"http://127.0.0.1:{proxy.port}", "stall_s": 3.0}
+    settings = lane.stack.settings.model_copy(update=update)
     worker = Worker(settings, serve_health=False)
     running = asyncio.create_task(worker.main())
     live, ready = [], []

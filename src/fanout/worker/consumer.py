@@ -65,7 +65,7 @@ class Worker:
         self.census = census  # this process samples the socket census (one per pool: slot 0)
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.readiness = Readiness()
+        self.readiness = Readiness(stall_s=settings.stall_s)
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns = KeyTurns()  # per ordering key: one event at a time, lowest seq first

@@ -1,8 +1,10 @@
 """The worker pool: N worker processes under one supervisor with one ``/metrics`` for all of them.
 
 Each child is a fresh interpreter (spawn: pymongo and aiohttp are not fork-safe) that builds its own
-clients. The supervisor restarts a crashed child with backoff, forwards SIGTERM, and serves
-``/metrics`` (prometheus-client multiprocess mode), ``/healthz`` and ``/readyz`` for the pool.
+clients. The supervisor restarts a crashed child with backoff, kills and restarts one whose worker loop
+has not ticked for ``FANOUT_STALL_S`` (wedged: its messages come back after their visibility timeout),
+forwards SIGTERM, and serves ``/metrics`` (prometheus-client multiprocess mode), ``/healthz`` and
+``/readyz`` for the pool.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from multiprocessing.context import SpawnProcess
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from aiohttp import web
@@ -31,14 +34,29 @@ log = get_logger("fanout.pool")
 MAX_BACKOFF_S = 30.0
 
 
-def _child_main(settings: Settings, slot: int) -> None:
-    """Entry point of the worker process in ``slot``; slot 0 also takes the socket census."""
+def _child_main(settings: Settings, slot: int, beat: Synchronized[float]) -> None:
+    """Entry point of the worker process in ``slot``; slot 0 also takes the socket census. ``beat`` gets
+    the worker loop's heartbeat every second, for the supervisor to see a wedged loop."""
     from fanout import logging as fanout_logging
     from fanout.worker.consumer import Worker
 
     die_with_parent()  # a supervisor killed with SIGKILL takes its workers with it
     fanout_logging.configure(settings.log_level, settings.log_format or "json")
-    asyncio.run(Worker(settings, serve_health=False, census=slot == 0).main())
+    worker = Worker(settings, serve_health=False, census=slot == 0)
+
+    async def run() -> None:
+        async def mirror() -> None:
+            while True:
+                beat.value = worker.readiness.heartbeat  # CLOCK_MONOTONIC: one clock for every process
+                await asyncio.sleep(1)
+
+        mirroring = asyncio.create_task(mirror())
+        try:
+            await worker.main()
+        finally:
+            mirroring.cancel()
+
+    asyncio.run(run())
 
 
 class _PoolCollector:
@@ -65,6 +83,7 @@ class Pool:
         self.restarts = 0
         self.children: list[SpawnProcess | None] = [None] * processes
         self._ctx = multiprocessing.get_context("spawn")
+        self._beats = [self._ctx.Value("d", 0.0, lock=False) for _ in range(processes)]
         self._stop = asyncio.Event()
 
     def alive(self) -> int:
@@ -75,8 +94,11 @@ class Pool:
         return self.settings if slot == 0 else self.settings.model_copy(update={"relay": False})
 
     def _spawn(self, slot: int) -> None:
+        self._beats[slot].value = 0.0  # no beat yet: starting (imports, first connect) is not a stall
         child = self._ctx.Process(
-            target=_child_main, args=(self.settings_for(slot), slot), name=f"fanout-worker-{slot}"
+            target=_child_main,
+            args=(self.settings_for(slot), slot, self._beats[slot]),
+            name=f"fanout-worker-{slot}",
         )
         child.start()
         self.children[slot] = child
@@ -108,7 +130,8 @@ class Pool:
         return 0
 
     async def _supervise(self) -> None:
-        """Restart children that die: after 1 s, doubling up to 30 s; a minute of uptime resets it."""
+        """Restart children that die: after 1 s, doubling up to 30 s; a minute of uptime resets it. A child
+        whose worker loop has not ticked for ``stall_s`` is killed first (a wedged loop never ends)."""
         from prometheus_client import multiprocess
 
         backoff = [1.0] * self.processes
@@ -117,6 +140,11 @@ class Pool:
         while not self._stop.is_set():
             now = time.monotonic()
             for slot, child in enumerate(self.children):
+                beat = self._beats[slot].value
+                if child is not None and child.is_alive() and beat and now - beat > self.settings.stall_s:
+                    log.error("worker_process_stalled", slot=slot, pid=child.pid, silent_s=round(now - beat))
+                    child.kill()
+                    child.join(5)
                 if child is None or child.is_alive():
                     continue
                 if child.pid is not None:

@@ -1,12 +1,15 @@
 """The pool supervisor reports what only it can see."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import MongoClient
 
+from fanout.bench.proc import process_tree
 from fanout.config import Settings
 from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
@@ -110,3 +114,63 @@ def test_only_the_first_worker_process_runs_the_relay() -> None:
     pool = Pool(Settings(relay=True), 3)
     assert [True, False, False] == [pool.settings_for(slot).relay for slot in range(3)]
     assert not Pool(Settings(), 2).settings_for(0).relay
+
+
+def _workers(pool: int) -> list[int]:
+    """The pool's worker processes (not multiprocessing's resource tracker)."""
+    found = []
+    for pid in process_tree(pool)[1:]:
+        with contextlib.suppress(OSError):
+            if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return sorted(found)
+
+
+def test_a_worker_process_whose_loop_is_wedged_is_killed_and_restarted(
+    moto_server: Server, mongo_server: Server, tmp_path: Path
+) -> None:
+    """A pool child that stops ticking (SIGSTOP: a loop wedged for good) is killed once FANOUT_STALL_S has
+    passed and started again, and the pool is ready with both processes; /healthz alone, which asks
+    only whether a child lives, would have stayed green."""
+    settings = dev_settings(moto_server, mongo_server)
+    create_queues(settings)
+    port = free_port()
+    env = {
+        **os.environ,
+        "FANOUT_ENV": "dev",
+        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
+        "FANOUT_MONGO_URI": mongo_server.url,
+        "FANOUT_MONGO_DB": settings.mongo_db,
+        "FANOUT_QUEUE_NAME": settings.queue_name,
+        "FANOUT_DLQ_NAME": settings.dlq_name,
+        "FANOUT_METRICS_PORT": str(port),
+        "FANOUT_RECEIVE_WAIT_S": "1",
+        "FANOUT_STALL_S": "5",  # the probe ticks every 2 s, slower under load
+    }
+    log_path = tmp_path / "pool.log"
+    with log_path.open("wb") as log:
+        pool = subprocess.Popen(
+            [sys.executable, "-m", "fanout", "worker", "--processes", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+    def until(what: Callable[[], bool], seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not what():
+            assert pool.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+
+    try:
+        until(lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 60)
+        first = _workers(pool.pid)
+        assert 2 == len(first)
+        os.kill(first[1], signal.SIGSTOP)
+        until(lambda: "worker_process_stalled" in log_path.read_text(), 15)
+        until(lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 60)
+        now = _workers(pool.pid)
+        metrics = _get(f"http://127.0.0.1:{port}/metrics")[1]
+    finally:
+        pool.terminate()
+        pool.wait(30)
+    assert first[0] in now and first[1] not in now and 2 == len(now)
+    assert "fanout_process_restarts_total 1.0" in metrics
