@@ -8,49 +8,14 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from fanout.lifecycle import Lifecycle
-from fanout.local.emulator import Emulator
-from fanout.store import ConnectionStore, mongo_client
 from fanout.tokens import sign
-from tests.conftest import Server, dev_settings, free_port
-
-
-@dataclass
-class Running:
-    emulator: Emulator
-    url: str
-    key: str
-    store: ConnectionStore
-    collection: str
-
-    async def records(self, user: str) -> int:
-        """The connection records of ``user`` in MongoDB."""
-        return await self.store.database[self.collection].count_documents({"userId": user})
-
-
-@pytest.fixture
-async def running(mongo_server: Server) -> AsyncIterator[Running]:
-    """An emulator in this process on a free port, with the emulator object itself at hand."""
-    settings = dev_settings(mongo=mongo_server)
-    client = mongo_client(settings)
-    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
-    port = free_port()
-    emulator = Emulator(Lifecycle(store, settings), "local", f"127.0.0.1:{port}")
-    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"ws://127.0.0.1:{port}/local"
-    yield Running(emulator, url, settings.jwt_key(), store, settings.connections_collection)
-    await runner.cleanup()
-    await client.drop_database(settings.mongo_db)
-    await client.close()
+from tests.conftest import Server
+from tests.unit.local.conftest import Running
 
 
 @contextlib.contextmanager

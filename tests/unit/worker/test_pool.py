@@ -54,6 +54,28 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _start_pool(settings: Settings, port: int, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``fanout worker --processes 2`` on the servers of ``settings``, its metrics on ``port``."""
+    assert settings.aws_endpoint_url is not None and settings.mongo_uri is not None
+    env = {
+        **os.environ,
+        "FANOUT_ENV": "dev",
+        "FANOUT_AWS_ENDPOINT_URL": settings.aws_endpoint_url,
+        "FANOUT_MONGO_URI": settings.mongo_uri.get_secret_value(),
+        "FANOUT_MONGO_DB": settings.mongo_db,
+        "FANOUT_QUEUE_NAME": settings.queue_name,
+        "FANOUT_DLQ_NAME": settings.dlq_name,
+        "FANOUT_METRICS_PORT": str(port),
+        "FANOUT_RECEIVE_WAIT_S": "1",
+        **env,
+    }
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fanout", "worker", "--processes", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+
 def test_active_connections_are_sampled_by_one_process_of_the_pool(
     moto_server: Server, mongo_server: Server, tmp_path: Path
 ) -> None:
@@ -66,23 +88,7 @@ def test_active_connections_are_sampled_by_one_process_of_the_pool(
         [{"connectionId": f"c{i}", "userId": "u", "expiresAt": now + timedelta(hours=1)} for i in range(7)]
     )
     port = free_port()
-    env = {
-        **os.environ,
-        "FANOUT_ENV": "dev",
-        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
-        "FANOUT_MONGO_URI": mongo_server.url,
-        "FANOUT_MONGO_DB": settings.mongo_db,
-        "FANOUT_QUEUE_NAME": settings.queue_name,
-        "FANOUT_DLQ_NAME": settings.dlq_name,
-        "FANOUT_METRICS_PORT": str(port),
-        "FANOUT_RECEIVE_WAIT_S": "1",
-        "FANOUT_CENSUS_INTERVAL_S": "0.3",
-    }
-    with (tmp_path / "pool.log").open("wb") as log:
-        pool = subprocess.Popen(
-            [sys.executable, "-m", "fanout", "worker", "--processes", "2"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )  # fmt: skip
+    pool = _start_pool(settings, port, tmp_path / "pool.log", FANOUT_CENSUS_INTERVAL_S="0.3")
     try:
         deadline = time.monotonic() + 60
         while _get(f"http://127.0.0.1:{port}/readyz")[0] != 200:  # both processes up and ready
@@ -135,24 +141,10 @@ def test_a_worker_process_whose_loop_is_wedged_is_killed_and_restarted(
     settings = dev_settings(moto_server, mongo_server)
     create_queues(settings)
     port = free_port()
-    env = {
-        **os.environ,
-        "FANOUT_ENV": "dev",
-        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
-        "FANOUT_MONGO_URI": mongo_server.url,
-        "FANOUT_MONGO_DB": settings.mongo_db,
-        "FANOUT_QUEUE_NAME": settings.queue_name,
-        "FANOUT_DLQ_NAME": settings.dlq_name,
-        "FANOUT_METRICS_PORT": str(port),
-        "FANOUT_RECEIVE_WAIT_S": "1",
-        "FANOUT_STALL_S": "5",  # the probe ticks every 2 s, slower under load
-    }
     log_path = tmp_path / "pool.log"
-    with log_path.open("wb") as log:
-        pool = subprocess.Popen(
-            [sys.executable, "-m", "fanout", "worker", "--processes", "2"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )  # fmt: skip
+    pool = _start_pool(
+        settings, port, log_path, FANOUT_STALL_S="5"
+    )  # the probe ticks every 2 s, slower loaded
 
     def until(what: Callable[[], bool], seconds: float) -> None:
         deadline = time.monotonic() + seconds
