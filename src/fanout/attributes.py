@@ -86,6 +86,11 @@ class Routing:
         return self.only is not None or self.shard is not None or self.replay is not None
 
 
+#: The attributes ``read`` looks at, and the routing of a message that has none of them.
+_READ = frozenset({ROUND, SHARD, REPLAY, CHECK, CONNECTIONS})
+_PLAIN = Routing()
+
+
 def _value(attrs: Mapping[str, Any], name: str, data_type: str) -> str | None:
     entry = attrs.get(name)
     if entry is None:
@@ -101,8 +106,8 @@ def _value(attrs: Mapping[str, Any], name: str, data_type: str) -> str | None:
 def read(attrs: Mapping[str, Any] | None) -> Routing:
     """The routing of a received message; ``InvalidMessage("bad_attribute")`` for a value the worker
     would never write (a wrong type, a round out of range, a connection list that is not a list of ids)."""
-    if not attrs:
-        return Routing()
+    if not attrs or _READ.isdisjoint(attrs):  # a publisher's message: the common case, one set test
+        return _PLAIN
     round_raw = _value(attrs, ROUND, "Number")
     round_ = 0
     if round_raw is not None:

@@ -60,9 +60,7 @@ async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_fin
         watcher = await connect(es, http, live_stack.ws_url, s, uid("w"))
         await watcher.ws.send_json({"action": "subscribe", "topics": [f"event:{event_id}"], "id": "s1"})
         await wait_for(lambda: any(f.get("replyTo") == "s1" for f in watcher.frames))
-        started = time.monotonic()
         await asyncio.to_thread(_publish, live_stack, event_id, 2.0)
-        published_s = time.monotonic() - started
 
         def counts() -> list[int]:
             return [f["payload"]["checkedInCount"] for f in watcher.events()]
@@ -70,8 +68,8 @@ async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_fin
         await wait_for(lambda: UPDATES - 1 in counts(), timeout=60)
         await asyncio.sleep(1)  # nothing older may follow the final value
         seen = counts()
-    # two seconds of publishing, slower on a busy machine; still hundreds of updates a second
-    assert published_s < 10
+    # No bound on how long publishing took: on a busy machine it took 12 s once. At 300 ms windows, a
+    # hundred frames would still take 30 s of publishing, so the bound below shows conflation anyway.
     assert UPDATES - 1 == seen[-1]
     assert seen == sorted(set(seen))
     assert len(seen) <= UPDATES // 20, len(seen)  # 14 on a 2-core machine at load 2.4

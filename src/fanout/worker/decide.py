@@ -147,9 +147,9 @@ class Decider:
     def _observe(self, msg: Received, result: FanoutResult) -> None:
         assert msg.body is not None
         tally = self.tally
-        tally.delivered += result.outcomes[Outcome.OK]
+        tally.delivered += result.outcomes.get(Outcome.OK, 0)
         tally.retried += result.retries
-        tally.gone += result.outcomes[Outcome.GONE]
+        tally.gone += result.outcomes.get(Outcome.GONE, 0)
         for endpoint in result.reachable:
             self.readiness.endpoint_seen(endpoint, reachable=True)
         for endpoint in result.unreachable - result.reachable:

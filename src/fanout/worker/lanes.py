@@ -11,10 +11,10 @@ notification: those keep three quarters of the lanes. What to post to whom is ``
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fanout.gateway.client import ManagementClient, Outcome, sleep_backoff
 from fanout.metrics import Metrics
@@ -100,7 +100,10 @@ class Lanes:
         self._attempts = attempts
         self.limiter = limiter or AdaptiveLimiter()
         self.in_flight = 0  # posts awaiting an answer; the worker samples it into a gauge
-        self._timers: dict[str, tuple[Any, Any]] = {}  # label -> (post latency, delivery latency)
+        # Each labelled child looked up once: prometheus_client's labels() is a dozen Python calls.
+        self._deliveries = functools.cache(metrics.deliveries.labels)
+        self._post_latency = functools.cache(metrics.post_latency.labels)
+        self._delivery_latency = functools.cache(metrics.delivery_latency.labels)
 
     def start(self) -> None:
         """Start the lanes on first use (they need the running loop)."""
@@ -120,16 +123,9 @@ class Lanes:
         result = event.result
         # Counted once per event rather than once per post: the hot path stays cheap.
         for outcome, count in result.attempts.items():
-            self._metrics.deliveries.labels(event.label, outcome.value).inc(count)
+            self._deliveries(event.label, outcome.value).inc(count)
         if result.retries:
             self._metrics.retries.labels(event.label).inc(result.retries)
-
-    def _timers_for(self, label: str) -> tuple[Any, Any]:
-        timers = self._timers.get(label)
-        if timers is None:
-            m = self._metrics
-            timers = self._timers[label] = (m.post_latency.labels(label), m.delivery_latency.labels(label))
-        return timers
 
     async def _lane(self, jobs: asyncio.Queue[Job]) -> None:
         while True:
@@ -162,7 +158,7 @@ class Lanes:
         elif outcome is Outcome.UNREACHABLE:
             result.unreachable.add(conn.endpoint)
         if outcome is Outcome.OK:
-            self._timers_for(event.label)[1].observe(max(0.0, time.time() - event.sent_at))
+            self._delivery_latency(event.label).observe(max(0.0, time.time() - event.sent_at))
         elif outcome is Outcome.GONE:
             if self._young(conn):  # API Gateway's connect race: try again in a later round, never prune
                 result.fail(conn)
@@ -179,7 +175,7 @@ class Lanes:
     async def _post_with_retries(self, conn: Connection, event: Event) -> Outcome:
         result = event.result
         limiter = self.limiter
-        post_latency = self._timers_for(event.label)[0]
+        post_latency = self._post_latency(event.label)
         attempt = 0
         while True:
             started = time.perf_counter()

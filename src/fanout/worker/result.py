@@ -30,7 +30,8 @@ class FanoutResult:
 
     @property
     def attempted(self) -> int:
-        return sum(self.outcomes.values()) - self.outcomes[Outcome.EXPIRED] - self.outcomes[_UNSUPPORTED]
+        outcomes = self.outcomes  # .get: a missing key would cost a Counter.__missing__ call
+        return sum(outcomes.values()) - outcomes.get(Outcome.EXPIRED, 0) - outcomes.get(_UNSUPPORTED, 0)
 
     def users_of(self, connection_ids: tuple[str, ...]) -> frozenset[str]:
         """The users of some failed or refused connections."""

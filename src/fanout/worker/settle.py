@@ -6,6 +6,7 @@ deleted, so a crash in between means a duplicate, never a loss.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,7 @@ class Settler:
         self._bulk = bulk_url or queue_url  # where shards go
         self._dlq = dlq_url
         self._metrics = metrics
+        self._events = functools.cache(metrics.events.labels)  # labels() is a dozen Python calls
         self.tally = Tally()
 
     def _home(self, msg: Received) -> str:
@@ -73,7 +75,7 @@ class Settler:
     async def apply(self, msg: Received, fate: Fate) -> None:
         """Write the remainder and dead letters, then delete or release the message."""
         label = metric_label(msg.body.type) if msg.body is not None else OTHER
-        self._metrics.events.labels(label, fate.outcome).inc()
+        self._events(label, fate.outcome).inc()
         if fate.outcome in _DROPPED:
             setattr(self.tally, fate.outcome, getattr(self.tally, fate.outcome) + 1)
         if fate.shards:
