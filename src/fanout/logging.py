@@ -1,9 +1,12 @@
 """structlog configuration: JSON in production, console locally, secrets and payloads redacted.
 
 Every line goes through ``redact``: payloads, frames, tokens and URLs are dropped by key, token-shaped
-strings (JWTs, ``?token=`` query parameters, bearer credentials) are masked wherever they appear, and
-connection ids are shortened to a digest. Lines about an event carry ``event_id`` and ``event_type``
-(``bind_event``). Standard-library loggers (aiohttp, pymongo, botocore) go through the same pipeline.
+strings (JWTs, ``?token=`` query parameters, bearer credentials, a URL's password) are masked wherever
+they appear, and connection ids are shortened to a digest, in a management URL too. Tracebacks and
+exceptions are told by ``fanout.tracebacks``: every frame, each exception's type and reason, none of
+the values a library's message quotes (a duplicate key, ``input_value``). Lines about an event carry
+``event_id`` and ``event_type`` (``bind_event``). Standard-library loggers (aiohttp, pymongo, botocore)
+go through the same pipeline.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
+from urllib.parse import unquote
 
 import structlog
+
+from fanout.tracebacks import describe, format_exception
 
 #: Keys whose values never reach a log line.
 REDACTED_KEYS = frozenset(
@@ -52,7 +58,10 @@ _SECRET_TEXT = [
         r"\1[redacted]",
     ),
     (re.compile(r"(\bbearer\s+)\S+", re.IGNORECASE), r"\1[redacted]"),
+    (re.compile(r"(://[^/\s:@\"']+:)[^/\s@\"']+@"), r"\1[redacted]@"),  # mongodb://user:password@host
 ]
+#: A management API URL's connection id (``.../@connections/{id}``), percent-encoded.
+_CONNECTION_PATH = re.compile(r"(@connections/)([^/?#\s\"']+)")
 
 _MAX_DEPTH = 4
 
@@ -73,6 +82,8 @@ def scrub(text: str) -> str:
     """Mask token-shaped substrings of ``text``."""
     for pattern, replacement in _SECRET_TEXT:
         text = pattern.sub(replacement, text)
+    if "@connections/" in text:
+        text = _CONNECTION_PATH.sub(lambda m: m[1] + _digest(unquote(m[2])), text)
     return text
 
 
@@ -90,6 +101,8 @@ def _clean(key: str, value: Any, depth: int) -> Any:
 def _clean_value(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         return scrub(value)
+    if isinstance(value, BaseException):  # an exception passed as a value: told as a traceback tells it
+        return scrub(describe(value))
     if depth >= _MAX_DEPTH:
         return value
     if isinstance(value, dict):
@@ -103,6 +116,24 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
     """Drop secrets and payloads by key, mask token-shaped text anywhere, shorten connection ids."""
     for key in list(event):
         event[key] = _clean(key, event[key], 0)
+    return event
+
+
+#: ``exc_info`` rendered into ``exception`` as a traceback without the values messages quote.
+_exceptions = structlog.processors.ExceptionRenderer(format_exception)
+
+
+def _asyncio_first_line(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """asyncio's report of a lost exception, up to its first line and parenthesis: the lines after it
+    repr the task, callback and arguments (``exception=DuplicateKeyError('... dup key ...')``, payloads);
+    the traceback follows from ``exc_info``."""
+    text = event.get("event")
+    if (
+        getattr(event.get("_record"), "name", "") == "asyncio"
+        and event.get("exc_info")
+        and isinstance(text, str)
+    ):
+        event["event"] = text.partition("\n")[0].partition("(")[0].rstrip()
     return event
 
 
@@ -124,8 +155,8 @@ def configure(level: str = "INFO", fmt: str = "console", stream: TextIO | None =
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             timestamper,
-            structlog.processors.format_exc_info,
-            redact,  # after format_exc_info, so tracebacks are scrubbed too
+            _exceptions,
+            redact,  # after the exceptions are rendered, so tracebacks are scrubbed too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
@@ -143,10 +174,11 @@ def configure(level: str = "INFO", fmt: str = "console", stream: TextIO | None =
                 structlog.stdlib.add_logger_name,
                 structlog.processors.add_log_level,
                 timestamper,
+                _asyncio_first_line,
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
+                _exceptions,
                 redact,
                 renderer,
             ],

@@ -8,35 +8,15 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import structlog
 
 from fanout import logging as fanout_logging
 from fanout.logging import bind_event, redact, scrub, short_id
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlLXNlY3JldA"
-
-
-@pytest.fixture
-def json_logs() -> Iterator[Any]:
-    """Configure JSON logs onto a buffer; return a reader of the parsed lines."""
-    buffer = io.StringIO()
-    fanout_logging.configure("INFO", "json", buffer)
-
-    def read() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-
-    yield read
-    structlog.contextvars.clear_contextvars()
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, fanout_logging._Handler)]:
-        root.removeHandler(handler)
-    root.setLevel(logging.WARNING)
 
 
 def test_redact_drops_secret_and_payload_keys() -> None:

@@ -45,6 +45,7 @@ from fanout.outbox.lease import Lease
 from fanout.outbox.metrics import OutboxMetrics
 from fanout.publish.batch import MAX_BATCH_BYTES, Result, outcome, refused, request, split
 from fanout.store import mongo_client
+from fanout.tracebacks import describe
 
 log = get_logger("fanout.relay")
 #: SQS's answers to a message it will never take, whoever sends it and however often: too large, or text
@@ -146,7 +147,8 @@ class Relay:
                 delay = min(delay * 2, 10)
 
     async def _failed(self, exc: Exception, stop: asyncio.Event, delay: float) -> None:
-        log.warning("relay_failed", error=type(exc).__name__, detail=str(exc)[:200], retry_in=round(delay, 2))
+        # describe: a pymongo or botocore message can quote an entry's key or body
+        log.warning("relay_failed", error=type(exc).__name__, detail=describe(exc), retry_in=round(delay, 2))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
 
