@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fanout.errors import ConfigError
-from fanout.gateway.endpoints import override_endpoint
+from fanout.gateway.endpoints import checked_url
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:9324"
 LOCAL_MONGO_URI = "mongodb://127.0.0.1:27018"
@@ -27,6 +27,14 @@ OWN_ACTIONS = frozenset(
     }
 )
 
+#: What each URL setting names, for its error; outside dev each must be https to a public host.
+_URL_EXAMPLES = {
+    "aws_endpoint_url": "https://sqs.{region}.amazonaws.com (or a VPC endpoint's name)",
+    "management_endpoint": "https://{apiId}.execute-api.{region}.amazonaws.com/{stage}",
+    # a query is allowed: some identity providers name the key set's policy in it
+    "jwks_url": "https://login.example.com/.well-known/jwks.json",
+}
+
 
 class Settings(BaseSettings):
     """Every knob of fanout. Defaults target the local stack that ``fanout dev`` starts.
@@ -41,7 +49,9 @@ class Settings(BaseSettings):
 
     # AWS (SQS / SNS)
     region: str = "us-east-1"
-    aws_endpoint_url: str | None = Field(None, description="SQS/SNS endpoint; the local moto server in dev")
+    aws_endpoint_url: str | None = Field(
+        None, description="SQS/SNS endpoint; the local moto server in dev, https to a public host outside it"
+    )
     queue_name: str = "fanout-events"
     queue_url: str | None = None
     bulk_queue_name: str = "fanout-events-bulk"
@@ -193,11 +203,8 @@ class Settings(BaseSettings):
                 raise ValueError("FANOUT_JWT_SECRET must be at least 32 bytes for HS256")
             if key == DEV_JWT_SECRET and not self.is_dev:
                 raise ValueError("the development key cannot be used outside FANOUT_ENV=dev")
-        if self.jwks_url is not None:
-            if not self.jwt_issuer:
-                raise ValueError("FANOUT_JWKS_URL needs FANOUT_JWT_ISSUER: a key set alone names no issuer")
-            if not (self.jwks_url.startswith("https://") or self.is_dev):
-                raise ValueError("FANOUT_JWKS_URL must be https:// outside FANOUT_ENV=dev")
+        if self.jwks_url is not None and not self.jwt_issuer:
+            raise ValueError("FANOUT_JWKS_URL needs FANOUT_JWT_ISSUER: a key set alone names no issuer")
         return self
 
     def require(self, needs: Iterable[Literal["queue", "mongo", "jwt"]]) -> None:
@@ -223,11 +230,13 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
-    @field_validator("management_endpoint")
+    @field_validator("aws_endpoint_url", "management_endpoint", "jwks_url")
     @classmethod
-    def _check_management_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None:
-            override_endpoint(value, dev=info.data.get("env", "dev") == "dev")
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value:  # empty: unset, as its readers take it
+            name = str(info.field_name)
+            dev = info.data.get("env", "dev") == "dev"
+            checked_url(value, dev=dev, example=_URL_EXAMPLES[name], query=name == "jwks_url")
         return value
 
     @field_validator("api_ids", mode="before")

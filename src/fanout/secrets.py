@@ -26,19 +26,28 @@ def _fetch(client: Any, arn: str, field: str | None) -> str:
         raise ConfigError(f"secret {arn.rsplit(':', 1)[-1]} has no JSON key {field!r}") from None
 
 
-def load(settings: Settings) -> Settings:
-    """``settings`` with every secret named by ARN filled in (values set directly win)."""
+def client(settings: Settings) -> Any:
+    """A Secrets Manager client: the local stack's in dev (moto serves it beside SQS), AWS's own regional
+    endpoint otherwise. ``FANOUT_AWS_ENDPOINT_URL`` names SQS/SNS, so production never sends it there."""
+    kwargs = settings.aws_client_kwargs() if settings.is_dev else {"region_name": settings.region}
+    return boto3.client("secretsmanager", **kwargs)  # type: ignore[call-overload]
+
+
+def load(settings: Settings, secrets_client: Any = None) -> Settings:
+    """``settings`` with every secret named by ARN filled in (values set directly win); read through
+    ``secrets_client`` when given (a test's), else through ``client(settings)``."""
     wanted = {
         "jwt_secret": (settings.jwt_secret is None and settings.jwt_secret_arn, None),
         "mongo_uri": (settings.mongo_uri is None and settings.mongo_secret_arn, settings.mongo_secret_field),
     }
     if not any(arn for arn, _ in wanted.values()):
         return settings
-    client = boto3.client("secretsmanager", **settings.aws_client_kwargs())  # type: ignore[call-overload]
+    sm = client(settings) if secrets_client is None else secrets_client
     try:
-        values = {name: _fetch(client, arn, field) for name, (arn, field) in wanted.items() if arn}
+        values = {name: _fetch(sm, arn, field) for name, (arn, field) in wanted.items() if arn}
     finally:
-        client.close()
+        if secrets_client is None:
+            sm.close()
     data = settings.model_dump() | {name: SecretStr(v) for name, v in values.items()}
     try:
         return Settings.model_validate(data)

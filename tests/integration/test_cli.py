@@ -113,6 +113,27 @@ def test_production_worker_without_settings_is_a_config_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("variable", "url", "reason"),
+    [
+        ("FANOUT_AWS_ENDPOINT_URL", "http://fanout-local:tail-of-a-key@127.0.0.1:9324", "must carry no"),
+        ("FANOUT_AWS_ENDPOINT_URL", "http://127.0.0.1:9324/tail-of-a-path", "must be https"),
+        ("FANOUT_AWS_ENDPOINT_URL", "https://localhost:4566/tail-of-a-path", "must name a public host"),
+        ("FANOUT_JWKS_URL", "https://127.0.0.1:8443/jwks?key=tail-of-a-key", "must name a public host"),
+    ],
+)
+def test_production_refuses_a_local_endpoint_without_its_value(variable: str, url: str, reason: str) -> None:
+    """A production worker given the local stack's SQS endpoint or a loopback JWKS exits 2 before it
+    connects anywhere, naming the variable and the reason, and not the URL."""
+    env = {"FANOUT_ENV": "production", variable: url, "FANOUT_JWT_ISSUER": "https://login.example.test/",
+           "FANOUT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q", "FANOUT_MONGO_URI": "mongodb://db.example:1"}  # fmt: skip
+    result = _fanout(env, "worker", "--processes", "1")
+    assert 2 == result.returncode
+    assert f"bad setting {variable}: {reason}" in result.stderr
+    assert "tail-of-a" not in result.stderr and "127.0.0.1" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         ({"FANOUT_ENV": "production", "FANOUT_JWT_SECRET": "tail-of-a-short-secret"}, "at least 32 bytes"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fanout.config import DEV_JWT_SECRET, Settings
+from fanout.config import DEV_JWT_SECRET, Settings, load
 from fanout.errors import ConfigError
 
 
@@ -99,3 +99,101 @@ def test_a_jwks_or_tickets_only_lifecycle_needs_no_shared_key() -> None:
     Settings(env="production", jwt_connect=False).require(("jwt",))
     with pytest.raises(ConfigError, match="FANOUT_JWKS_URL"):
         Settings(env="production").require(("jwt",))
+
+
+PRODUCTION_AWS_ENDPOINTS = [
+    "https://sqs.us-east-1.amazonaws.com",
+    "https://sqs.us-east-1.amazonaws.com/",
+    "https://vpce-0a1b2c3d4e5f67890-abcdefgh.sqs.us-east-1.vpce.amazonaws.com",
+    "https://sqs.cn-north-1.amazonaws.com.cn:443",
+]
+
+
+@pytest.mark.parametrize("url", PRODUCTION_AWS_ENDPOINTS)
+def test_production_takes_an_https_aws_endpoint(url: str) -> None:
+    """A regional SQS endpoint or an SQS VPC endpoint is an override production may use."""
+    s = Settings(env="production", aws_endpoint_url=url)
+    assert (url, url) == (s.sqs_endpoint(), s.aws_client_kwargs()["endpoint_url"])
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:9324", "must be https"),
+        ("http://sqs.us-east-1.amazonaws.com", "must be https"),
+        ("https://127.0.0.1:9324", "public host"),
+        ("https://localhost:4566", "public host"),
+        ("https://localhost.:4566", "public host"),
+        ("https://127.1:9324", "public host"),
+        ("https://[::1]:9324", "public host"),
+        ("https://10.0.3.7", "public host"),
+        ("https://169.254.169.254", "public host"),
+        ("https://moto:5000", "public host"),
+        ("https://localstack.internal:4566", "public host"),
+        ("https://user:pass@sqs.us-east-1.amazonaws.com", "no credentials"),
+        ("https://sqs.us-east-1.amazonaws.com/?a=1", "no query"),
+        ("sqs.us-east-1.amazonaws.com", "must be a URL such as https://sqs"),
+    ],
+)
+def test_production_refuses_a_local_or_plain_http_aws_endpoint(url: str, reason: str) -> None:
+    """FANOUT_AWS_ENDPOINT_URL in production is https to a public host: the local stack's endpoint (plain
+    HTTP, loopback, a private address, a single-label or .internal name) is refused at start."""
+    with pytest.raises(ValidationError, match=reason):
+        Settings(env="production", aws_endpoint_url=url)
+
+
+def test_dev_takes_the_local_stack_endpoints() -> None:
+    """In dev the moto server is reached over plain HTTP on a local name; an empty value is unset."""
+    for url in ("http://127.0.0.1:9324", "http://localstack:4566", "http://localhost:4566"):
+        assert url == Settings(aws_endpoint_url=url).sqs_endpoint()
+    assert "http://127.0.0.1:9324" == Settings(aws_endpoint_url="").sqs_endpoint()
+    assert Settings(env="production", aws_endpoint_url="").sqs_endpoint() is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://localhost/jwks.json",
+        "https://localhost:8443/.well-known/jwks.json",
+        "https://127.0.0.1:8443/jwks.json",
+        "https://[::1]/jwks.json",
+        "https://192.168.1.20/jwks.json",
+        "https://login/jwks.json",
+        "https://login.internal/jwks.json",
+        "ftp://login.example.test/jwks.json",
+        "https://user:pass@login.example.test/jwks.json",
+    ],
+)
+def test_production_refuses_a_local_jwks(url: str) -> None:
+    """FANOUT_JWKS_URL in production is https to a public host: a key set served by this machine or a
+    private network (loopback, private address, single label) is refused at start, even over https."""
+    with pytest.raises(ValidationError, match="jwks_url"):
+        Settings(env="production", jwks_url=url, jwt_issuer="i")
+
+
+def test_a_public_jwks_keeps_its_query_and_dev_keeps_a_local_one() -> None:
+    """A public identity provider's key set (with a policy query, as some name it) is taken in production;
+    a local key set over plain HTTP in dev only."""
+    public = "https://tenant.b2clogin.example.test/tenant/discovery/v2.0/keys?p=b2c_1_signin"
+    assert public == Settings(env="production", jwks_url=public, jwt_issuer="i").jwks_url
+    local = "http://127.0.0.1:8443/.well-known/jwks.json"
+    assert local == Settings(jwks_url=local, jwt_issuer="i").jwks_url
+
+
+@pytest.mark.parametrize(
+    ("fields", "variable"),
+    [
+        ({"aws_endpoint_url": "http://fanout-local:tail-of-a-key@127.0.0.1:9324"}, "FANOUT_AWS_ENDPOINT_URL"),
+        ({"aws_endpoint_url": "https://127.0.0.1:9324/tail-of-a-path"}, "FANOUT_AWS_ENDPOINT_URL"),
+        ({"jwks_url": "https://127.0.0.1/jwks?key=tail-of-a-key", "jwt_issuer": "i"}, "FANOUT_JWKS_URL"),
+    ],
+)
+def test_a_refused_endpoint_names_its_variable_and_reason_not_its_value(
+    fields: dict[str, str], variable: str
+) -> None:
+    """The settings error names the variable and why it is refused, never the URL, which may hold a key."""
+    with pytest.raises(ConfigError) as caught:
+        load(env="production", **fields)
+    message = str(caught.value)
+    assert message.startswith(f"bad setting {variable}: must")
+    assert "tail-of-a" not in message and "127.0.0.1" not in message

@@ -13,15 +13,19 @@ Plain HTTP and local names (``localhost``, ``*.localhost``, ``*.internal``, sing
 compose service, loopback and private addresses) are allowed in dev only, where the local emulator runs,
 and are reached over plain HTTP. ``ManagementClient`` asks once per (domainName, stage) and caches the
 answer, so a post pays nothing for the check.
+
+``checked_url`` is that rule for every URL a setting names (``FANOUT_MANAGEMENT_ENDPOINT``,
+``FANOUT_AWS_ENDPOINT_URL``, ``FANOUT_JWKS_URL``): nothing of the local stack takes effect in production.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from fanout.errors import FanoutError
 
@@ -55,29 +59,45 @@ class Endpoint:
 
 def is_local(host: str) -> bool:
     """Whether ``host`` (no port) names this machine or a private network rather than a public service."""
+    host = host.removesuffix(".")  # "localhost." is localhost to a resolver
     try:
-        address = ipaddress.ip_address(host)
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:
-        return host == "localhost" or host.endswith(_LOCAL_SUFFIXES) or "." not in host
+        try:  # the C resolver also reads 127.1, 0x7f.1 and 2130706433 as IPv4 addresses
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return host == "localhost" or host.endswith(_LOCAL_SUFFIXES) or "." not in host
     return address.is_private or address.is_loopback or address.is_unspecified
+
+
+def checked_url(url: str, *, dev: bool, example: str, query: bool = False) -> SplitResult:
+    """``url`` split, when a setting may name it: http(s) with a host, no credentials or fragment (nor a
+    query unless ``query``), and outside dev https to a public host. Otherwise ``ValueError`` with the
+    reason, never the URL, which may carry a secret; ``example`` shows what the setting expects."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be a URL such as {example}")
+    if parts.username or parts.password or parts.fragment:
+        raise ValueError("must carry no credentials or fragment")
+    if parts.query and not query:
+        raise ValueError("must carry no query")
+    if parts.scheme != "https" and not dev:
+        raise ValueError("must be https when FANOUT_ENV=production")
+    if is_local(parts.hostname) and not dev:  # the local stack's kind of host: loopback, private, one label
+        raise ValueError("must name a public host, not a local one, when FANOUT_ENV=production")
+    try:
+        if parts.port == 0:  # urlsplit checks the port only when it is read
+            raise ValueError
+    except ValueError:
+        raise ValueError("has a port out of range") from None
+    return parts
 
 
 def override_endpoint(url: str, *, dev: bool) -> Endpoint:
     """The endpoint that ``FANOUT_MANAGEMENT_ENDPOINT`` names; ``ValueError`` when it cannot be one."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be a URL such as https://{apiId}.execute-api.{region}.amazonaws.com/{stage}")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError("must carry no credentials, query or fragment")
-    if parts.scheme != "https" and not dev:
-        raise ValueError("must be https when FANOUT_ENV=production")
-    if is_local(parts.hostname) and not dev:  # the emulator's kind of host: loopback, private, one label
-        raise ValueError("must name a public host, not a local one, when FANOUT_ENV=production")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("has a port out of range") from None
-    return Endpoint(parts.scheme, parts.hostname, port, parts.netloc, parts.path.rstrip("/"))
+    parts = checked_url(url, dev=dev, example="https://{apiId}.execute-api.{region}.amazonaws.com/{stage}")
+    assert parts.hostname is not None  # checked_url refuses a URL without a host
+    return Endpoint(parts.scheme, parts.hostname, parts.port, parts.netloc, parts.path.rstrip("/"))
 
 
 class EndpointPolicy:

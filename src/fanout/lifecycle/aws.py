@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,7 @@ from fanout import logging as fanout_logging
 from fanout.config import Settings
 from fanout.emf import LifecycleEmfEmitter
 from fanout.errors import ConfigError
+from fanout.inbound import InboundQueue
 from fanout.lifecycle.handler import Lifecycle, failure
 from fanout.lifecycle.metrics import LifecycleMetrics, route_label
 from fanout.lifecycle.replies import Event, Response
@@ -36,25 +38,27 @@ _emf_checked = False
 _logs_configured = False
 
 
-def deployed_settings(environ: dict[str, str] | None = None) -> Settings:
+def deployed_settings(environ: dict[str, str] | None = None, secrets_client: Any = None) -> Settings:
     """Settings for a deployed handler: never development mode, never the development key, whatever
-    else is set; secrets named by ARN are read from Secrets Manager."""
+    else is set; secrets named by ARN are read from Secrets Manager (through ``secrets_client`` when a
+    test gives one: production settings reach no local endpoint)."""
     environ = dict(os.environ if environ is None else environ)
     settings = config.load()
     if "AWS_LAMBDA_FUNCTION_NAME" in environ and settings.is_dev:
         raise ConfigError("a deployed lifecycle handler refuses FANOUT_ENV=dev")
     settings.require(("mongo", "jwt"))
-    return secrets.load(settings)
+    return secrets.load(settings, secrets_client)
 
 
-def _started() -> tuple[asyncio.AbstractEventLoop, Lifecycle]:
+def _started(inbound: InboundQueue | None = None) -> tuple[asyncio.AbstractEventLoop, Lifecycle]:
+    """The container's loop and lifecycle, built on first use; ``inbound`` is a test's own queue."""
     global _loop, _lifecycle
     if _loop is None or _lifecycle is None:
         settings = deployed_settings()
         store = ConnectionStore.from_client(
             mongo_client(settings), settings.mongo_db, settings.connections_collection
         )
-        lifecycle = Lifecycle(store, settings, metrics=_metrics)
+        lifecycle = Lifecycle(store, settings, inbound=inbound, metrics=_metrics)
         _loop, _lifecycle = asyncio.new_event_loop(), lifecycle
     return _loop, _lifecycle
 

@@ -139,6 +139,12 @@ def test_a_configured_endpoint_serves_every_record(
         (PROD, "https://169.254.169.254/latest"),
         (PROD, "https://gateway:8080/local"),
         (PROD, "https://api.internal/prod"),
+        (PROD, "https://localhost./local"),
+        (PROD, "https://127.1:8080/local"),
+        (PROD, "https://0x7f.1/local"),
+        (PROD, "https://10.1/prod"),
+        (PROD, "https://2130706433/local"),
+        (PROD, "https://[::ffff:127.0.0.1]/local"),
         (DEV, "127.0.0.1:8080/local"),
         (DEV, "http://user:secret@127.0.0.1:8080/local"),
         (DEV, "http://127.0.0.1:8080/local?x=1"),
@@ -146,8 +152,9 @@ def test_a_configured_endpoint_serves_every_record(
     ],
 )
 def test_a_configured_endpoint_that_cannot_be_one_is_a_config_error(dev: bool, override: str) -> None:
-    """Plain http or a local name (loopback, private address, single label) outside dev, another scheme,
-    credentials, a query or a bad port: refused at start."""
+    """Plain http or a local name (loopback, private address, single label, also spelled with a final dot
+    or as the resolver's short IPv4 forms) outside dev, another scheme, credentials, a query or a bad
+    port: refused at start."""
     with pytest.raises(ValueError, match=r"must|port"):
         EndpointPolicy(region="us-east-1", dev=dev, override=override)
     env = "dev" if dev else "production"

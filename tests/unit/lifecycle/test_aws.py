@@ -12,10 +12,11 @@ import pytest
 
 from fanout.config import DEV_JWT_SECRET, Settings
 from fanout.errors import ConfigError
+from fanout.inbound import InboundQueue
 from fanout.lifecycle import aws
 from fanout.tickets import mint
 from fanout.tokens import sign
-from tests.conftest import Server
+from tests.conftest import Server, dev_settings
 from tests.unit.lifecycle import events
 from tests.unit.lifecycle.conftest import KEY
 
@@ -140,15 +141,16 @@ def test_the_key_can_come_from_secrets_manager(monkeypatch: pytest.MonkeyPatch, 
     )
     for key, value in {
         "FANOUT_ENV": "production",
-        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
         "FANOUT_JWT_SECRET_ARN": arn,
         "FANOUT_MONGO_SECRET_ARN": uri["ARN"],
         "FANOUT_MONGO_SECRET_FIELD": "uri",
     }.items():
         monkeypatch.setenv(key, value)
-    settings = aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+    # moto's client is handed in: production settings cannot name a local endpoint
+    settings = aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"}, secrets_client=sm)
     assert KEY == settings.jwt_key()
     assert "mongodb://db:1" == settings.mongo()
+    sm.close()
 
 
 def test_a_development_key_stored_as_a_secret_is_refused(
@@ -159,13 +161,13 @@ def test_a_development_key_stored_as_a_secret_is_refused(
     arn = sm.create_secret(Name=f"jwt-{secrets.token_hex(4)}", SecretString=DEV_JWT_SECRET)["ARN"]
     for key, value in {
         "FANOUT_ENV": "production",
-        "FANOUT_AWS_ENDPOINT_URL": moto_server.url,
         "FANOUT_JWT_SECRET_ARN": arn,
         "FANOUT_MONGO_URI": "mongodb://db:1",
     }.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match="development key"):
-        aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+        aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"}, secrets_client=sm)
+    sm.close()
 
 
 def test_no_event_loop_is_left_running() -> None:
@@ -197,14 +199,12 @@ def test_a_ticket_connects_through_the_lambda_once(handler: Any) -> None:
     assert 401 == call(events.connect("c8", ticket=ticket), None)["statusCode"]
 
 
-def test_chat_send_through_the_lambda_reaches_the_inbound_queue(
-    handler: Any, moto_server: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """chat.send on its own route goes to FANOUT_INBOUND_QUEUE_URL with the connection's user."""
+def test_chat_send_through_the_lambda_reaches_the_inbound_queue(handler: Any, moto_server: Server) -> None:
+    """chat.send on its own route goes to the inbound queue with the connection's user."""
     sqs = boto3.client("sqs", endpoint_url=moto_server.url, region_name="us-east-1")
     url = sqs.create_queue(QueueName=f"inbound-{secrets.token_hex(4)}")["QueueUrl"]
-    monkeypatch.setenv("FANOUT_AWS_ENDPOINT_URL", moto_server.url)
-    monkeypatch.setenv("FANOUT_INBOUND_QUEUE_URL", url)
+    # The container starts with an inbound queue on moto: production settings cannot name a local endpoint.
+    aws._started(inbound=InboundQueue(dev_settings(moto=moto_server, inbound_queue_url=url)))
     call, _ = handler
     call(events.connect("c9", token=sign("u9", KEY)), None)
     ack = _frame(

@@ -202,8 +202,9 @@ async def test_alg_none_and_hs256_with_the_public_key_are_refused(
     for i, token in enumerate(forged):
         assert 401 == await _status(lc, token, f"c{i}")
     assert 200 == await _status(lc, key.sign(uid="u1"), "ok")  # the same lifecycle takes a real one
+    # .test never resolves (RFC 6761): a fetch would fail, and the refusal must come before any
     production = Verifier(
-        Settings(env="production", jwks_url=f"https://127.0.0.1:{free_port()}/jwks", jwt_issuer=ISSUER)
+        Settings(env="production", jwks_url="https://login.example.test/jwks.json", jwt_issuer=ISSUER)
     )
     for token in forged[:3]:
         with pytest.raises(AuthError, match="not accepted"):  # refused before any key is fetched
