@@ -23,11 +23,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fanout.config import Settings
+from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
 from fanout.local.stack import moto_argv
-from fanout.envelope import QueueBody
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher, build_event
 from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings, free_port
@@ -299,7 +299,9 @@ async def publisher(kind: str, settings: Settings, registry: CollectorRegistry) 
 
 def notification(users: int = 1) -> QueueBody:
     return build_event(
-        "notification.new", user_ids=[f"user-{i:07d}" for i in range(users)], payload=payload("notification.new")
+        "notification.new",
+        user_ids=[f"user-{i:07d}" for i in range(users)],
+        payload=payload("notification.new"),
     )
 
 
