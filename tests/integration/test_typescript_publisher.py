@@ -252,7 +252,9 @@ def test_node_builds_the_envelope_python_send_event_builds(built_package: list[s
     assert [_same_time(b) for b in python] == [_same_time(b) if isinstance(b, str) else b for b in node]
     keys = {json.loads(b)["type"]: json.loads(b)["meta"]["orderingKey"] for b in python[:: len(metas)]}
     assert ("chat:c9", "organization:org7:u_bob", None) == (
-        keys["chat.message"], keys["organization.member.updated"], keys["notification.new"]
+        keys["chat.message"],
+        keys["organization.member.updated"],
+        keys["notification.new"],
     )
 
 
@@ -262,9 +264,18 @@ def test_node_refuses_an_ordering_field_that_escaped_its_type(built_package: lis
     is refused as payload_schema, as the worker would dead-letter it, instead of keying it `chat:undefined`."""
     cases = [
         ("chat.message", {"userIds": ["u1"], "payload": {"messageId": "m1", "senderId": "u2"}}),
-        ("chat.message", {"userIds": ["u1"], "payload": {"conversationId": "", "messageId": "m1", "senderId": "u2"}}),
-        ("chat.message", {"userIds": ["u1"], "payload": {"conversationId": 9, "messageId": "m1", "senderId": "u2"}}),
-        ("chat.message", {"userIds": ["u1"], "meta": {"orderingKey": "mine"}, "payload": {"messageId": "m1"}}),
+        (
+            "chat.message",
+            {"userIds": ["u1"], "payload": {"conversationId": "", "messageId": "m1", "senderId": "u2"}},
+        ),
+        (
+            "chat.message",
+            {"userIds": ["u1"], "payload": {"conversationId": 9, "messageId": "m1", "senderId": "u2"}},
+        ),
+        (
+            "chat.message",
+            {"userIds": ["u1"], "meta": {"orderingKey": "mine"}, "payload": {"messageId": "m1"}},
+        ),
     ]
     built = subprocess.run(
         ["node", "--input-type=module", "-e", CATALOG_BUILD], cwd=PACKAGE, input=json.dumps(cases),

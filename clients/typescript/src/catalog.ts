@@ -816,7 +816,9 @@ export interface CatalogDefaults<P = object> {
  * the publishers' `publish` sets `meta.payloadVersion` to `payloadVersion`, and `meta.orderingKey`, unless
  * the caller gave one, to the domain and the `orderingKey` fields' values joined by `:`.
  */
-export const CATALOG_DEFAULTS: { readonly [T in keyof CatalogPayloads]: CatalogDefaults<CatalogPayloads[T]> } = {
+export const CATALOG_DEFAULTS: {
+  readonly [T in keyof CatalogPayloads]: CatalogDefaults<CatalogPayloads[T]>;
+} = {
   "activity.feed.updated": { payloadVersion: 1, orderingKey: [] },
   "chat.conversation.updated": { payloadVersion: 1, orderingKey: ["conversationId"] },
   "chat.message": { payloadVersion: 1, orderingKey: ["conversationId"] },

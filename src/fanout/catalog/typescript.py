@@ -89,7 +89,9 @@ export interface CatalogDefaults<P = object> {
  * the publishers' `publish` sets `meta.payloadVersion` to `payloadVersion`, and `meta.orderingKey`, unless
  * the caller gave one, to the domain and the `orderingKey` fields' values joined by `:`.
  */
-export const CATALOG_DEFAULTS: { readonly [T in keyof CatalogPayloads]: CatalogDefaults<CatalogPayloads[T]> } = {
+export const CATALOG_DEFAULTS: {
+  readonly [T in keyof CatalogPayloads]: CatalogDefaults<CatalogPayloads[T]>;
+} = {
 """
 
 

@@ -2,9 +2,13 @@
 send the buffer with ``SendMessageBatch``.
 
 A batch goes at once when it is full (10 events or 256 KiB) and after ``FANOUT_PUBLISH_LINGER_MS``
-otherwise. Entries that fail within a batch, and whole calls that fail (SQS unreachable, throttled), are
-retried after a shared backoff (0.1 s doubling to 2 s) until they are sent or the publisher closes; only
-an entry SQS refuses as the sender's fault (a body it will never take) is dropped, counted and logged.
+otherwise. Entries that fail within a batch, and whole calls that fail (SQS unreachable, throttled, or a
+400 that is the queue's: a missing queue, a KMS key or grant, access denied), are retried after a shared
+backoff (0.1 s doubling to 2 s) until they are sent or the publisher closes, and logged once per run of
+failures (``publish_failed`` with SQS's code). Only an event SQS refuses for its content
+(``InvalidParameterValue``, ``InvalidMessageContents``: too large for the queue, text it refuses) is
+dropped, counted (``reason="refused"``) and logged with its id; a batch SQS refuses whole goes again one
+entry at a time, so only that event is (``send``).
 
 When the buffer is full, ``publish`` waits up to ``FANOUT_PUBLISH_BLOCK_MS`` for room, then raises
 ``PublishBufferFull``: an accepted event is never dropped silently, and a refused one is the caller's to
