@@ -287,3 +287,51 @@ def test_node_refuses_an_ordering_field_that_escaped_its_type(built_package: lis
     with pytest.raises(InvalidMessage) as caught:
         parse_body(results[3]["json"])
     assert "payload_schema" == caught.value.reason
+
+
+SEND_THROUGH_REFUSALS = """
+import { BatchPublisher } from "./dist-test/src/index.js";
+const [queueUrl, missingUrl, endpoint, region] = process.argv.slice(1);
+const credentials = { accessKeyId: "testing", secretAccessKey: "testing" };
+const failures = [];
+const options = { endpoint, region, credentials, flushOnExit: false, lingerMs: 60_000, retryDelayMs: 10,
+                  maxAttempts: 3, onFailure: (f) => failures.push([f.id, f.code, f.attempts]) };
+const small = (n) => ({ userIds: ["u1"], payload: { notificationId: `n${n}` } });
+const big = { userIds: Array.from({ length: 100 }, (_, i) => `user-${i}`), payload: { notificationId: "big" } };
+const batch = new BatchPublisher({ ...options, queueUrl });
+const ids = [await batch.publish("notification.new", small(1)), await batch.publish("notification.new", big),
+             await batch.publish("notification.new", small(2))];
+const stats = await batch.close();
+const lost = new BatchPublisher({ ...options, queueUrl: missingUrl });
+ids.push(await lost.publish("notification.new", small(3)));
+await lost.close();
+process.stdout.write(JSON.stringify({ ids, failures, sent: stats.sent }));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_sends_a_refused_batch_one_by_one_and_retries_a_missing_queue(
+    built_package: list[str], moto_server: Server
+) -> None:
+    """The TypeScript batch publisher, as the Python ones: a SendMessageBatch SQS refuses whole for one
+    body (over the queue's MaximumMessageSize of 1 KiB) goes again entry by entry, so the entries around
+    it arrive and only it is reported (InvalidParameterValue, one attempt); a missing queue (a 400 that is
+    the queue's) is retried up to maxAttempts before it is reported, not given up at the first answer."""
+    settings = dev_settings(moto_server)
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}", Attributes={"MaximumMessageSize": "1024"})[
+        "QueueUrl"
+    ]
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    argv = [url, f"{url}-missing", str(settings.sqs_endpoint()), settings.region]
+    sent = subprocess.run(
+        ["node", "--input-type=module", "-e", SEND_THROUGH_REFUSALS, *argv],
+        cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(sent)
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    sqs.close()
+    first, big, second, lost = result["ids"]
+    assert {first, second} == {json.loads(m["Body"])["id"] for m in messages.get("Messages", [])}
+    assert 2 == result["sent"]
+    assert [[big, "InvalidParameterValue", 1], [lost, "QueueDoesNotExist", 3]] == result["failures"]
