@@ -13,22 +13,25 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from prometheus_client import CollectorRegistry
 
 from fanout.config import Settings
+from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
 from fanout.local.stack import moto_argv
-from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
+from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher, build_event
 from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings, free_port
-from tests.helpers import QueueReceiver
+from tests.helpers import QueueReceiver, sqs_client
 
 
 def queue_for(moto: Server) -> Settings:
@@ -260,3 +263,93 @@ def test_buffered_events_are_sent_at_exit_and_on_sigterm(
         assert -signal.SIGTERM == process.returncode
     else:
         assert 0 == process.returncode, err[-2000:]
+
+
+class Either:
+    """The thread-based or the task-based publisher behind the same awaitable calls."""
+
+    def __init__(self, pub: BackgroundPublisher | AsyncBackgroundPublisher) -> None:
+        self.pub = pub
+
+    async def send(self, body: QueueBody) -> str:
+        if isinstance(self.pub, AsyncBackgroundPublisher):
+            return await self.pub.send(body)
+        return self.pub.send(body)
+
+    async def flush(self, timeout_s: float) -> int:
+        if isinstance(self.pub, AsyncBackgroundPublisher):
+            return await self.pub.flush(timeout_s)
+        return await asyncio.to_thread(self.pub.flush, timeout_s)
+
+
+@asynccontextmanager
+async def publisher(kind: str, settings: Settings, registry: CollectorRegistry) -> AsyncIterator[Either]:
+    """A background publisher of ``kind`` (threads or tasks) that sends only on a flush."""
+    options: dict[str, Any] = {"registry": registry, "linger_ms": 60_000, "sigterm": False}
+    if kind == "tasks":
+        async with AsyncBackgroundPublisher(settings, **options) as pub:
+            yield Either(pub)
+    else:
+        sync = BackgroundPublisher(settings, **options)
+        try:
+            yield Either(sync)
+        finally:
+            await asyncio.to_thread(sync.close)
+
+
+def notification(users: int = 1) -> QueueBody:
+    return build_event(
+        "notification.new",
+        user_ids=[f"user-{i:07d}" for i in range(users)],
+        payload=payload("notification.new"),
+    )
+
+
+@pytest.mark.parametrize("kind", ["threads", "tasks"])
+async def test_a_missing_queue_keeps_every_event_until_it_is_back(moto_server: Server, kind: str) -> None:
+    """A 400 that is the queue's (AWS.SimpleQueueService.NonExistentQueue, as a KMS grant's would be)
+    drops nothing: a lone event over 256 KiB and a small one stay buffered and retried, and both arrive
+    once the queue exists again; only a message SQS refuses for its content is dropped."""
+    settings = queue_for(moto_server)
+    registry = CollectorRegistry()
+    big, small = notification(20_000), notification()  # about 300 KB, sent alone with SendMessage
+    sqs = sqs_client(settings)
+    with QueueReceiver(settings) as receiver:
+        async with publisher(kind, settings, registry) as pub:
+            sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"])
+            await pub.send(big)
+            await pub.send(small)
+            during = await pub.flush(1.5)  # SQS answers 400 NonExistentQueue all along
+            refused = value(registry, "fanout_publisher_failed_total")
+            create_queues(settings)
+            after = await pub.flush(20)
+        arrived = receiver.wait(2)
+    sqs.close()
+    assert (2, 0) == (during, refused)
+    assert 0 == after
+    assert {big.id: 1, small.id: 1} == arrived
+    assert 2 <= value(registry, "fanout_publisher_retried_total")
+
+
+@pytest.mark.parametrize("kind", ["threads", "tasks"])
+async def test_a_batch_sqs_refuses_whole_goes_one_by_one(moto_server: Server, kind: str) -> None:
+    """A SendMessageBatch SQS refuses whole for one body (over the queue's MaximumMessageSize of 1 KiB)
+    goes again entry by entry: the entries around it arrive and only that one is refused and counted,
+    instead of the whole batch coming back for ever."""
+    settings = queue_for(moto_server)
+    registry = CollectorRegistry()
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": "1024"})
+    sqs.close()
+    before, big, after = notification(), notification(100), notification()  # big: about 2.4 KB
+    with QueueReceiver(settings) as receiver:
+        async with publisher(kind, settings, registry) as pub:
+            for body in (before, big, after):
+                await pub.send(body)
+            left = await pub.flush(10)
+        arrived = receiver.wait(2)
+    assert 0 == left
+    assert {before.id: 1, after.id: 1} == arrived
+    assert 1 == value(registry, "fanout_publisher_failed_total", reason="refused")
+    assert 2 == value(registry, "fanout_publisher_sent_total")

@@ -41,13 +41,19 @@ def _fanout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         ),
         (["publish", "notification.new", "--user", "u1", "--user", "u1"], "invalid event (duplicate_target)"),
         (
+            ["publish", "notification.new", "--via", "sns", "--payload", '{"notificationId":"n1"}']
+            + [a for i in range(20_000) for a in ("--user", f"user-{i:07d}")],  # a body of about 300 KB
+            "invalid event (too_large): body of",
+        ),
+        (
             ["publish", "notification.new", "--user", "u1", "--payload", '{"title":"no id"}'],
             "invalid event (payload_schema): notification.new@1: payload.notificationId: Field required",
         ),
     ],
 )
 def test_bad_publish_input_exits_2_with_a_clear_message(stack: Stack, args: list[str], message: str) -> None:
-    """A bad type, target or payload is refused before anything is sent, with no traceback."""
+    """A bad type, target or payload, or a body over SNS's 256 KiB through SNS, is refused before
+    anything is sent, with no traceback."""
     result = _fanout(stack.env, *args)
     assert 2 == result.returncode
     assert message in result.stderr

@@ -172,6 +172,39 @@ async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_lea
     assert entry is not None and entry["relayedAt"] is not None and "InvalidParameterValue" == entry["error"]
 
 
+async def test_a_batch_sqs_refuses_whole_goes_one_by_one_and_the_rest_leave(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """A SendMessageBatch SQS refuses whole with a 400 (here for one body over the queue's MaximumMessageSize
+    of 1 KiB, as it would for BatchRequestTooLong or TooManyEntriesInBatchRequest) goes again one entry at a
+    time: the entries around the bad one leave, and only it is marked refused, instead of the
+    relay sending that batch for ever and nothing after it."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": "1024"})
+    sqs.close()
+    note = payload("notification.new")
+    first, later = (build_event("notification.new", user_ids=["u1"], payload=note) for _ in range(2))
+    big = build_event("notification.new", user_ids=[f"user-{i:05d}" for i in range(100)], payload=note)
+
+    def write() -> None:
+        with MongoClient(settings.mongo(), tz_aware=True) as client, client.start_session() as session:
+            outbox = Outbox(client[settings.mongo_db])
+            session.with_transaction(lambda s: [outbox.add(s, e) for e in (first, big, later)])
+
+    await asyncio.to_thread(write)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "a") as (_, registry, _stop):
+            arrived = await receiver.until(2, timeout=15)
+            await wait_for(lambda: value(registry, "fanout_outbox_refused_total") == 1)
+    entry = await mongo[settings.mongo_db].fanout_outbox.find_one({"eventId": big.id})
+    await mongo.close()
+    assert {first.id: 1, later.id: 1} == arrived
+    assert entry is not None and entry["relayedAt"] is not None and "InvalidParameterValue" == entry["error"]
+
+
 async def test_a_large_entry_the_queue_cannot_take_yet_is_kept_and_sent_once_it_can(
     moto_server: Server, mongo_server: Server
 ) -> None:

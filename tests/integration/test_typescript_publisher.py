@@ -17,8 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from fanout.catalog import CURRENT
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
+from fanout.publish import build_event, catalog_event
+from tests.catalog_examples import EXAMPLES
 from tests.conftest import Server, Stack, dev_settings
 from tests.helpers import connect, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
@@ -161,6 +164,9 @@ try {
 }
 ids.push(await batch.publish("notification.misc", { userIds: ["u1"], meta: { orderingKey: "user:u1" } }));
 ids.push(await batch.publish("notification.misc", { userIds: ["u2"] }));
+const message = { conversationId: "c9", messageId: "m1", senderId: "u2" };
+ids.push(await one.publish("chat.message", { userIds: ["u1"], payload: message }));
+ids.push(await batch.publish("chat.message", { userIds: ["u2"], payload: message }));
 await batch.close();
 one.close();
 process.stdout.write(JSON.stringify({ ids, failures }));
@@ -172,8 +178,8 @@ def test_node_sends_to_a_fifo_queue_with_the_group_and_deduplication_id_python_u
     built_package: list[str], moto_server: Server
 ) -> None:
     """On a FIFO queue both TypeScript publishers send each event with MessageGroupId = its ordering key
-    (else its id) and MessageDeduplicationId = its id, as the Python publishers do; without them SQS
-    refuses every send."""
+    (the caller's, the catalog's for a catalogued type, else its id) and MessageDeduplicationId = its id,
+    as the Python publishers do; without them SQS refuses every send."""
     settings = dev_settings(moto_server)
     sqs = sqs_client(settings)
     url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}.fifo", Attributes={"FifoQueue": "true"})[
@@ -191,5 +197,141 @@ def test_node_sends_to_a_fifo_queue_with_the_group_and_deduplication_id_python_u
     ids = result["ids"]
     groups = {json.loads(m["Body"])["id"]: m["Attributes"] for m in messages.get("Messages", [])}
     want = {ids[0]: ("user:u1", ids[0]), ids[1]: ("user:u1", ids[1]), ids[2]: (ids[2], ids[2])}
+    want |= {ids[3]: ("chat:c9", ids[3]), ids[4]: ("chat:c9", ids[4])}
     got = {i: (a["MessageGroupId"], a["MessageDeduplicationId"]) for i, a in groups.items()}
     assert want == got
+
+
+CATALOG_BUILD = """
+import { readFileSync } from "node:fs";
+import { catalogEvent } from "./dist-test/src/index.js";
+const cases = JSON.parse(readFileSync(0, "utf8"));
+const out = cases.map(([type, input]) => {
+  try { return { json: catalogEvent(type, input).json }; } catch (e) { return { reason: e.reason ?? String(e) }; }
+});
+process.stdout.write(JSON.stringify(out));
+"""
+SENT_AT = re.compile(r'"sentAt":"[^"]*"')
+
+
+def _same_time(body: str) -> str:
+    return SENT_AT.sub('"sentAt":"2026-02-17T00:00:00.000Z"', body, count=1)
+
+
+@pytest.mark.timeout(120)
+def test_node_builds_the_envelope_python_send_event_builds(built_package: list[str]) -> None:
+    """For every catalogued type, and with a caller's meta (its own ordering key, a stale payloadVersion,
+    extra keys), the publishers' catalogEvent writes the body Python's send_event writes, byte for byte
+    but the send time: the catalog's meta.payloadVersion and meta.orderingKey (chat:c9, organization:org7:u_bob)
+    included; an uncatalogued type is built as Python's build_event builds it."""
+    audience = {"user_ids": ["u1"], "topics": ["conversation:c9"], "exclude_connection_ids": ["cx"]}
+    metas: list[dict[str, object]] = [
+        {},
+        {"traceId": "t-1", "source": "api", "tenant": "t9"},
+        {"orderingKey": "mine", "payloadVersion": 7},
+    ]
+    python: list[str] = []
+    cases: list[tuple[str, dict[str, object]]] = []
+    for event_type in sorted(CURRENT):
+        for n, meta in enumerate(metas):
+            event_id = f"evt_{event_type.replace('.', '_')}_{n}"
+            body = catalog_event(EXAMPLES[event_type], meta=meta, event_id=event_id, **audience)  # type: ignore[arg-type]
+            python.append(body.to_json())
+            node_input = {"id": event_id, "userIds": ["u1"], "topics": ["conversation:c9"],
+                          "excludeConnectionIds": ["cx"], "payload": body.payload, "meta": meta}  # fmt: skip
+            cases.append((event_type, node_input))
+    other = build_event("chat.unheard.of", user_ids=["u1"], payload={"a": 1}, event_id="evt_other")
+    python.append(other.to_json())
+    cases.append(("chat.unheard.of", {"id": "evt_other", "userIds": ["u1"], "payload": {"a": 1}}))
+    built = subprocess.run(
+        ["node", "--input-type=module", "-e", CATALOG_BUILD], cwd=PACKAGE, input=json.dumps(cases),
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    node = [r.get("json", r) for r in json.loads(built)]
+    assert len(CURRENT) * len(metas) + 1 == len(node)
+    assert [_same_time(b) for b in python] == [_same_time(b) if isinstance(b, str) else b for b in node]
+    keys = {json.loads(b)["type"]: json.loads(b)["meta"]["orderingKey"] for b in python[:: len(metas)]}
+    assert ("chat:c9", "organization:org7:u_bob", None) == (
+        keys["chat.message"],
+        keys["organization.member.updated"],
+        keys["notification.new"],
+    )
+
+
+@pytest.mark.timeout(120)
+def test_node_refuses_an_ordering_field_that_escaped_its_type(built_package: list[str]) -> None:
+    """A payload whose ordering field is missing, empty or not a string (past the compiler with `as`)
+    is refused as payload_schema, as the worker would dead-letter it, instead of keying it `chat:undefined`."""
+    cases = [
+        ("chat.message", {"userIds": ["u1"], "payload": {"messageId": "m1", "senderId": "u2"}}),
+        (
+            "chat.message",
+            {"userIds": ["u1"], "payload": {"conversationId": "", "messageId": "m1", "senderId": "u2"}},
+        ),
+        (
+            "chat.message",
+            {"userIds": ["u1"], "payload": {"conversationId": 9, "messageId": "m1", "senderId": "u2"}},
+        ),
+        (
+            "chat.message",
+            {"userIds": ["u1"], "meta": {"orderingKey": "mine"}, "payload": {"messageId": "m1"}},
+        ),
+    ]
+    built = subprocess.run(
+        ["node", "--input-type=module", "-e", CATALOG_BUILD], cwd=PACKAGE, input=json.dumps(cases),
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    results = json.loads(built)
+    assert [{"reason": "payload_schema"}] * 3 == results[:3]
+    assert "json" in results[3]  # the caller's own key: nothing to derive (the worker checks the payload)
+    with pytest.raises(InvalidMessage) as caught:
+        parse_body(results[3]["json"])
+    assert "payload_schema" == caught.value.reason
+
+
+SEND_THROUGH_REFUSALS = """
+import { BatchPublisher } from "./dist-test/src/index.js";
+const [queueUrl, missingUrl, endpoint, region] = process.argv.slice(1);
+const credentials = { accessKeyId: "testing", secretAccessKey: "testing" };
+const failures = [];
+const options = { endpoint, region, credentials, flushOnExit: false, lingerMs: 60_000, retryDelayMs: 10,
+                  maxAttempts: 3, onFailure: (f) => failures.push([f.id, f.code, f.attempts]) };
+const small = (n) => ({ userIds: ["u1"], payload: { notificationId: `n${n}` } });
+const big = { userIds: Array.from({ length: 100 }, (_, i) => `user-${i}`), payload: { notificationId: "big" } };
+const batch = new BatchPublisher({ ...options, queueUrl });
+const ids = [await batch.publish("notification.new", small(1)), await batch.publish("notification.new", big),
+             await batch.publish("notification.new", small(2))];
+const stats = await batch.close();
+const lost = new BatchPublisher({ ...options, queueUrl: missingUrl });
+ids.push(await lost.publish("notification.new", small(3)));
+await lost.close();
+process.stdout.write(JSON.stringify({ ids, failures, sent: stats.sent }));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_sends_a_refused_batch_one_by_one_and_retries_a_missing_queue(
+    built_package: list[str], moto_server: Server
+) -> None:
+    """The TypeScript batch publisher, as the Python ones: a SendMessageBatch SQS refuses whole for one
+    body (over the queue's MaximumMessageSize of 1 KiB) goes again entry by entry, so the entries around
+    it arrive and only it is reported (InvalidParameterValue, one attempt); a missing queue (a 400 that is
+    the queue's) is retried up to maxAttempts before it is reported, not given up at the first answer."""
+    settings = dev_settings(moto_server)
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}", Attributes={"MaximumMessageSize": "1024"})[
+        "QueueUrl"
+    ]
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    argv = [url, f"{url}-missing", str(settings.sqs_endpoint()), settings.region]
+    sent = subprocess.run(
+        ["node", "--input-type=module", "-e", SEND_THROUGH_REFUSALS, *argv],
+        cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    result = json.loads(sent)
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    sqs.close()
+    first, big, second, lost = result["ids"]
+    assert {first, second} == {json.loads(m["Body"])["id"] for m in messages.get("Messages", [])}
+    assert 2 == result["sent"]
+    assert [[big, "InvalidParameterValue", 1], [lost, "QueueDoesNotExist", 3]] == result["failures"]

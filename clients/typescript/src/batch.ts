@@ -9,7 +9,7 @@
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
 
-import { buildEvent } from "./envelope.js";
+import { catalogEvent } from "./envelope.js";
 import { BufferFullError, PublisherClosedError } from "./errors.js";
 import { installExitHooks } from "./exit.js";
 import { Fifo } from "./fifo.js";
@@ -82,14 +82,15 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
   }
 
   /**
-   * Build and validate one event and buffer it; resolves with its id once buffered (not yet sent).
+   * Build and validate one event and buffer it; resolves with its id once buffered (not yet sent). A
+   * catalogued type gets the catalog's `meta.payloadVersion` and `meta.orderingKey` (`catalogEvent`).
    * Throws `InvalidEvent` on bad input, `BufferFullError` after `maxBlockMs` of a full buffer.
    */
   async publish<T extends EventType<P>>(type: T, input: EventInput<P[T] & object> = {}): Promise<string> {
-    return this.enqueue(buildEvent(type, input));
+    return this.enqueue(catalogEvent(type, input));
   }
 
-  /** Buffer an event built with `buildEvent`; resolves with its id. */
+  /** Buffer an event built with `buildEvent` or `catalogEvent`; resolves with its id. */
   async enqueue(event: PreparedEvent): Promise<string> {
     if (this.closing) throw new PublisherClosedError("publish after close()");
     if (this.spaceWaiters.length > 0 || this.buffer.length + this.reserved >= this.opt.maxBufferedEvents) {

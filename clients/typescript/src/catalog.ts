@@ -802,3 +802,45 @@ export interface SystemReplayEnvelope {
   seq?: number;
   key?: string;
 }
+
+/** What a typed publisher takes from the catalog for one event type. */
+export interface CatalogDefaults<P = object> {
+  /** `meta.payloadVersion`: the type's current version, the one its payload interface describes. */
+  readonly payloadVersion: number;
+  /** The payload fields whose values, after the domain, form `meta.orderingKey` (`chat:c9`); none: no key. */
+  readonly orderingKey: readonly (keyof P & string)[];
+}
+
+/**
+ * Each catalogued type's publishing defaults, as Python's `send_event` applies them (`catalog_event`):
+ * the publishers' `publish` sets `meta.payloadVersion` to `payloadVersion`, and `meta.orderingKey`, unless
+ * the caller gave one, to the domain and the `orderingKey` fields' values joined by `:`.
+ */
+export const CATALOG_DEFAULTS: {
+  readonly [T in keyof CatalogPayloads]: CatalogDefaults<CatalogPayloads[T]>;
+} = {
+  "activity.feed.updated": { payloadVersion: 1, orderingKey: [] },
+  "chat.conversation.updated": { payloadVersion: 1, orderingKey: ["conversationId"] },
+  "chat.message": { payloadVersion: 1, orderingKey: ["conversationId"] },
+  "chat.read": { payloadVersion: 1, orderingKey: ["conversationId"] },
+  "chat.receipt.updated": { payloadVersion: 1, orderingKey: ["conversationId"] },
+  "chat.typing.started": { payloadVersion: 1, orderingKey: ["conversationId"] },
+  "chat.typing.stopped": { payloadVersion: 1, orderingKey: ["conversationId"] },
+  "event.attendance.updated": { payloadVersion: 1, orderingKey: ["eventId"] },
+  "event.rsvp.updated": { payloadVersion: 1, orderingKey: ["eventId"] },
+  "event.saved.updated": { payloadVersion: 1, orderingKey: ["eventId"] },
+  "event.upcoming.updated": { payloadVersion: 1, orderingKey: ["eventId"] },
+  "follow.request.created": { payloadVersion: 1, orderingKey: ["requestId"] },
+  "follow.request.updated": { payloadVersion: 1, orderingKey: ["requestId"] },
+  "notification.new": { payloadVersion: 1, orderingKey: [] },
+  "notification.read": { payloadVersion: 1, orderingKey: [] },
+  "notification.unread.updated": { payloadVersion: 1, orderingKey: [] },
+  "organization.announcement": { payloadVersion: 1, orderingKey: ["organizationId"] },
+  "organization.member.updated": { payloadVersion: 1, orderingKey: ["organizationId", "userId"] },
+  "system.broadcast": { payloadVersion: 1, orderingKey: [] },
+  "system.heartbeat": { payloadVersion: 1, orderingKey: [] },
+  "system.notice": { payloadVersion: 1, orderingKey: [] },
+  "system.reconnect": { payloadVersion: 1, orderingKey: [] },
+  "system.replay": { payloadVersion: 1, orderingKey: [] },
+  "user.presence.updated": { payloadVersion: 1, orderingKey: ["userId"] },
+};

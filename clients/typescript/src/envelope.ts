@@ -1,5 +1,6 @@
 /**
- * Builds the v1 queue body exactly as `fanout.publish.build_event` does, and refuses what the worker
+ * Builds the v1 queue body exactly as `fanout.publish.build_event` does (`buildEvent`), or with the
+ * catalog's version and ordering key as `catalog_event` does (`catalogEvent`), and refuses what the worker
  * would dead-letter: the same type pattern, known domains, non-empty and duplicate-free targets, and
  * API Gateway's 128 KiB frame limit. Errors carry the worker's own reason codes.
  */
@@ -7,6 +8,7 @@
 import { Buffer } from "node:buffer";
 import { ulid } from "ulid";
 
+import { CATALOG_DEFAULTS, type CatalogDefaults } from "./catalog.js";
 import { InvalidEvent } from "./errors.js";
 import type { EventInput, Meta, PreparedEvent, QueueBody, Target } from "./types.js";
 
@@ -102,6 +104,39 @@ export function buildEvent<T extends string, P extends object>(
 
   const body: QueueBody<T, P> = { v: 1, id, type, payload, sentAt, target, meta };
   return { body, json, bytes };
+}
+
+/**
+ * `buildEvent` with what the catalog says of a catalogued type, as Python's `send_event` builds it
+ * (`fanout.publish.catalog_event`): `meta.payloadVersion` is the type's current version, and
+ * `meta.orderingKey`, unless the caller gave one, the domain and the payload's ordering fields joined by
+ * `:` (`chat:c9`). A type outside the catalog is built as given. Throws `InvalidEvent` as `buildEvent`
+ * does, and `payload_schema` when an ordering field is not a non-empty string (a payload that escaped
+ * its type, which the worker would dead-letter the same way).
+ */
+export function catalogEvent<T extends string, P extends object>(
+  type: T,
+  input: EventInput<P> = {},
+): PreparedEvent<T, P> {
+  const defaults: CatalogDefaults | undefined = Object.hasOwn(CATALOG_DEFAULTS, type)
+    ? (CATALOG_DEFAULTS as Readonly<Record<string, CatalogDefaults>>)[type]
+    : undefined;
+  if (defaults === undefined || !isPlainObject(input.meta ?? {}) || !isPlainObject(input.payload ?? {})) {
+    return buildEvent(type, input); // uncatalogued, or refused there with the reason
+  }
+  const meta: Meta = { ...input.meta, payloadVersion: defaults.payloadVersion };
+  if (meta.orderingKey == null && defaults.orderingKey.length > 0) {
+    const payload = (input.payload ?? {}) as Record<string, unknown>;
+    const values = defaults.orderingKey.map((field) => payload[field]);
+    const bad = values.findIndex((value) => typeof value !== "string" || value.length === 0);
+    if (bad >= 0) {
+      buildEvent(type, { ...input, meta }); // any other fault first, with its own reason
+      const field = defaults.orderingKey[bad] ?? "";
+      throw new InvalidEvent("payload_schema", `${type}: payload.${field}: a non-empty string (its ordering key)`);
+    }
+    meta.orderingKey = [type.slice(0, type.indexOf(".")), ...values].join(":");
+  }
+  return buildEvent(type, { ...input, meta });
 }
 
 function isPlainObject(value: unknown): value is object {

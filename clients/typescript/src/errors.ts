@@ -9,7 +9,7 @@ export class InvalidEvent extends FanoutError {
   override name = "InvalidEvent";
 
   constructor(
-    readonly reason: "schema" | "unknown_domain" | "empty_target" | "duplicate_target" | "too_large",
+    readonly reason: "schema" | "unknown_domain" | "empty_target" | "duplicate_target" | "too_large" | "payload_schema",
     detail: string,
   ) {
     super(`invalid event (${reason}): ${detail}`);

@@ -2,7 +2,7 @@
 
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 
-import { buildEvent } from "./envelope.js";
+import { catalogEvent } from "./envelope.js";
 import { PublisherClosedError } from "./errors.js";
 import { fifoFields, openClient, type SqsOptions } from "./sqs.js";
 import type { AnyPayloads, EventInput, EventPayloads, EventType, PreparedEvent } from "./types.js";
@@ -22,12 +22,15 @@ export class Publisher<P extends EventPayloads = AnyPayloads> {
     ({ client: this.client, owned: this.owned } = openClient(options));
   }
 
-  /** Build, validate and send one event; resolves with its id. Throws `InvalidEvent` on bad input. */
+  /**
+   * Build, validate and send one event; resolves with its id. A catalogued type gets the catalog's
+   * `meta.payloadVersion` and `meta.orderingKey` (`catalogEvent`). Throws `InvalidEvent` on bad input.
+   */
   async publish<T extends EventType<P>>(type: T, input: EventInput<P[T] & object> = {}): Promise<string> {
-    return this.send(buildEvent(type, input));
+    return this.send(catalogEvent(type, input));
   }
 
-  /** Send an event built with `buildEvent`; resolves with its id. */
+  /** Send an event built with `buildEvent` or `catalogEvent`; resolves with its id. */
   async send(event: PreparedEvent): Promise<string> {
     if (this.closed) throw new PublisherClosedError("publish after close()");
     const { id, meta } = event.body;

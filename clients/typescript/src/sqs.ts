@@ -1,6 +1,6 @@
 /** Where events go, the SQS client that takes them there (AWS SDK v3), and the batch call. */
 
-import { SendMessageBatchCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
+import { SendMessageBatchCommand, SendMessageCommand, SQSClient, type SQSClientConfig } from "@aws-sdk/client-sqs";
 
 export interface SqsOptions {
   /** The queue's URL (`FANOUT_QUEUE_URL`), e.g. `http://127.0.0.1:9324/123456789012/fanout-events` locally. */
@@ -48,7 +48,24 @@ export interface Failure {
   permanent: boolean;
 }
 
-/** One SendMessageBatch call (with the SDK's own retries); returns the entries that failed and why. */
+/**
+ * SQS's answers to a message it will never take, whoever sends it and however often: too large for the
+ * queue, or text it refuses (`fanout.publish.batch.CONTENT_REFUSED`). Every other client error (a missing
+ * queue, a KMS key or grant, access denied) is the queue's, and the event is sent again.
+ */
+const CONTENT_REFUSED: ReadonlySet<string> = new Set(["InvalidParameterValue", "InvalidMessageContents"]);
+/** SQS's answers to a SendMessageBatch it refuses as a request, whatever its messages: they can go one by one. */
+const BATCH_REFUSED: ReadonlySet<string> = new Set(
+  ["BatchRequestTooLong", "TooManyEntriesInBatchRequest", "BatchEntryIdsNotDistinct", "InvalidBatchEntryId"].flatMap(
+    (code) => [code, `AWS.SimpleQueueService.${code}`],
+  ),
+);
+
+/**
+ * One SendMessageBatch call (with the SDK's own retries); returns the entries that failed and why. A call
+ * SQS refuses whole for its shape or for one message's content goes again one SendMessage per entry, so
+ * the good entries are sent and only the bad one fails for good.
+ */
 export async function sendBatchOnce<E extends { id: string; orderingKey: string | null; json: string }>(
   client: SQSClient,
   queueUrl: string,
@@ -73,26 +90,50 @@ export async function sendBatchOnce<E extends { id: string; orderingKey: string 
     entries.forEach((entry, index) => {
       if (ok.has(String(index))) return;
       const f = failed.get(String(index));
+      const code = f?.Code ?? "MissingFromReply";
       failures.set(entry, {
-        code: f?.Code ?? "MissingFromReply",
+        code,
         message: f?.Message ?? "the reply named the entry neither Successful nor Failed",
-        permanent: f?.SenderFault === true, // SQS's word that sending the same entry again cannot help
+        permanent: f?.SenderFault === true && CONTENT_REFUSED.has(code), // the body itself: sending it again cannot help
       });
     });
   } catch (error) {
     const failure = describe(error);
-    for (const entry of entries) failures.set(entry, failure);
+    if (!refusedAsBatch(error)) {
+      for (const entry of entries) failures.set(entry, failure);
+      return failures;
+    }
+    for (const entry of entries) {
+      try {
+        const fifo = fifoFields(queueUrl, entry.id, entry.orderingKey);
+        await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: entry.json, ...fifo }), { abortSignal });
+      } catch (single) {
+        failures.set(entry, describe(single));
+      }
+    }
   }
   return failures;
 }
 
-/** An SDK error as a failure; only a client fault that SQS does not call retryable is permanent. */
+/** The codes an SDK error carries: its name, and the query-protocol code SQS also sends. */
+function codesOf(error: unknown): string[] {
+  const e = error as { name?: unknown; Code?: unknown };
+  return [e.name, e.Code].filter((code): code is string => typeof code === "string");
+}
+
+/** SQS refused a whole SendMessageBatch for its shape or for a message's content (HTTP 400). */
+function refusedAsBatch(error: unknown): boolean {
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return status === 400 && codesOf(error).some((code) => BATCH_REFUSED.has(code) || CONTENT_REFUSED.has(code));
+}
+
+/** An SDK error as a failure; permanent only when SQS refused the message for its content. */
 function describe(error: unknown): Failure {
-  const e = error as { name?: unknown; code?: unknown; message?: unknown; $fault?: unknown; $retryable?: unknown };
+  const e = error as { name?: unknown; code?: unknown; message?: unknown; $fault?: unknown };
   const name = typeof e.name === "string" && e.name !== "Error" ? e.name : undefined;
   return {
     code: name ?? (typeof e.code === "string" ? e.code : "Error"), // ECONNREFUSED and the like
     message: String(e.message ?? error).slice(0, 300),
-    permanent: e.$fault === "client" && !e.$retryable,
+    permanent: e.$fault === "client" && codesOf(error).some((code) => CONTENT_REFUSED.has(code)),
   };
 }

@@ -1,4 +1,5 @@
-"""TypeScript declarations for the catalog, written by json-schema-to-typescript (npm) through Node.
+"""TypeScript declarations for the catalog, written by json-schema-to-typescript (npm) through Node, and
+the catalog's publishing defaults per type (``CATALOG_DEFAULTS``), written here.
 
 The generator is pinned with its whole dependency tree by ``json2ts/package-lock.json`` beside this
 module, so the output is the same on every machine. On first use ``npm ci`` installs it into a cache
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fanout.catalog import CURRENT
 from fanout.catalog.export import typescript_document
 from fanout.errors import FanoutError
 
@@ -73,8 +75,39 @@ def _home(cache: Path, npm: str) -> Path:
     return home
 
 
+DEFAULTS_DOC = """
+/** What a typed publisher takes from the catalog for one event type. */
+export interface CatalogDefaults<P = object> {
+  /** `meta.payloadVersion`: the type's current version, the one its payload interface describes. */
+  readonly payloadVersion: number;
+  /** The payload fields whose values, after the domain, form `meta.orderingKey` (`chat:c9`); none: no key. */
+  readonly orderingKey: readonly (keyof P & string)[];
+}
+
+/**
+ * Each catalogued type's publishing defaults, as Python's `send_event` applies them (`catalog_event`):
+ * the publishers' `publish` sets `meta.payloadVersion` to `payloadVersion`, and `meta.orderingKey`, unless
+ * the caller gave one, to the domain and the `orderingKey` fields' values joined by `:`.
+ */
+export const CATALOG_DEFAULTS: {
+  readonly [T in keyof CatalogPayloads]: CatalogDefaults<CatalogPayloads[T]>;
+} = {
+"""
+
+
+def defaults_source() -> str:
+    """``CATALOG_DEFAULTS``: every current type's payload version and ordering fields, in type order."""
+    lines = [DEFAULTS_DOC]
+    for event_type, spec in sorted(CURRENT.items()):
+        fields = ", ".join(json.dumps(f) for f in spec.policy.ordering)
+        entry = f"payloadVersion: {spec.version}, orderingKey: [{fields}]"
+        lines.append(f"  {json.dumps(event_type)}: {{ {entry} }},\n")
+    lines.append("};\n")
+    return "".join(lines)
+
+
 def generate(cache: Path, schema: dict[str, Any] | None = None) -> str:
-    """The TypeScript declarations of ``schema`` (default: the whole catalog)."""
+    """The TypeScript declarations of ``schema`` (default: the whole catalog, with ``CATALOG_DEFAULTS``)."""
     node, npm = _tools()
     home = _home(cache, npm)
     request = {"schema": schema or typescript_document(), "name": "CatalogPayloads", "banner": BANNER}
@@ -89,4 +122,4 @@ def generate(cache: Path, schema: dict[str, Any] | None = None) -> str:
     )
     if done.returncode != 0 or not done.stdout:
         raise GeneratorError(f"json-schema-to-typescript failed:\n{done.stderr[-2000:]}")
-    return done.stdout
+    return done.stdout if schema is not None else done.stdout + defaults_source()

@@ -37,6 +37,7 @@ def add_publish(sub: Subparsers) -> None:
 
 def run_publish(args: argparse.Namespace, settings: Settings) -> int:
     """Publish one event and print its id."""
+    from fanout.errors import InvalidMessage
     from fanout.publish import Publisher, build_event
 
     try:
@@ -57,6 +58,8 @@ def run_publish(args: argparse.Namespace, settings: Settings) -> int:
         publisher = Publisher(settings, via=args.via)
         publisher.send(body)
         publisher.close()
+    except InvalidMessage:
+        raise  # too large for the destination: bad input, exit 2 as for any invalid event
     except Exception as exc:
         return fail(f"could not publish to {settings.sqs_endpoint() or 'AWS'}: {exc}", 1)
     print(body.id)

@@ -5,6 +5,11 @@ oldest first, sends them in batches (up to 10 entries and 256 KiB, one batch aft
 each batch relayed once SQS has it. Killed between a send and its mark, the next relay sends that one
 batch again, with the same event ids; nothing else is sent twice.
 
+An entry SQS refuses for its content (too large for the queue, text it refuses) is marked relayed with
+SQS's code, so the entries after it leave. A batch SQS refuses whole (its shape, or one body) goes again
+one entry at a time. Any other failure, a 400 that is the queue's included (a missing queue, a KMS grant),
+keeps the entries pending and is tried again with backoff, logged as ``relay_failed``.
+
 It learns of new entries from a change stream on the outbox (inserts only: an aborted transaction's
 entry never shows) and looks anyway every ``STREAM_POLL_S``. Where the server refuses change streams
 (a standalone mongod, some MongoDB-compatible services) it polls every ``FANOUT_RELAY_POLL_S`` instead.
@@ -30,7 +35,6 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
@@ -43,14 +47,12 @@ from fanout.logging import get_logger
 from fanout.outbox.box import ORDER, PENDING, indexes
 from fanout.outbox.lease import Lease
 from fanout.outbox.metrics import OutboxMetrics
-from fanout.publish.batch import MAX_BATCH_BYTES, Result, outcome, refused, request, split
+from fanout.publish.batch import Entry, split
+from fanout.publish.send import asend_batch
 from fanout.store import mongo_client
 from fanout.tracebacks import describe
 
 log = get_logger("fanout.relay")
-#: SQS's answers to a message it will never take, whoever sends it and however often: too large, or text
-#: it refuses. Any other refusal (a KMS grant, a missing queue) is the queue's and is tried again.
-_CONTENT_REFUSED = frozenset({"InvalidParameterValue", "InvalidMessageContents"})
 
 PAGE = 100  # entries read per query
 STREAM_POLL_S = 10.0  # with a change stream: look anyway this often (a lost wake-up costs at most this)
@@ -70,6 +72,14 @@ def fifo_ids(doc: dict[str, Any]) -> tuple[str, str]:
         meta = None
     key = meta.get("orderingKey") if isinstance(meta, dict) else None
     return (key if isinstance(key, str) and key else event_id), event_id
+
+
+def entry_of(doc: dict[str, Any]) -> Entry:
+    """An outbox entry as a batch entry: its event id, metric label, body and size, and its FIFO group."""
+    group, event_id = fifo_ids(doc)
+    body = str(doc["body"])
+    size = doc.get("size") or len(body.encode())
+    return Entry(event_id, metric_label(str(doc.get("type", ""))), body, size, 0.0, group)
 
 
 class Retry(Exception):
@@ -175,35 +185,29 @@ class Relay:
             log.info("outbox_relayed", count=sent)
 
     async def _send(self, batch: list[dict[str, Any]]) -> int:
-        """One call to SQS, then the mark; raises ``Retry`` when some entries must go again."""
-        if len(batch) == 1 and (batch[0].get("size") or 0) > MAX_BATCH_BYTES:
-            fifo = queues.fifo_fields(self._url, *fifo_ids(batch[0]))
-            try:
-                await self.sqs.send_message(QueueUrl=self._url, MessageBody=batch[0]["body"], **fifo)
-                result = Result(sent=batch)
-            except ClientError as exc:  # the message refused for good: marked, so the entries after it leave
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                if not refused(exc) or code not in _CONTENT_REFUSED:
-                    raise  # the queue, its key or the request (a KMS grant, a missing queue): tried again
-                result = Result(refused=[(batch[0], code[:64])])
-        else:
-            groups = [fifo_ids(d) for d in batch] if queues.is_fifo(self._url) else None
-            entries = request((d["body"] for d in batch), groups)
-            result = outcome(batch, await self.sqs.send_message_batch(QueueUrl=self._url, Entries=entries))
+        """One call to SQS (one per entry when SQS refuses the batch as such), then the marks; raises
+        ``Retry`` when some entries must go again, and the call's error when none is known sent. Only an
+        entry SQS refuses for its content is marked refused, so the entries after it still leave; a
+        refusal that is the queue's (a missing queue, a KMS grant) keeps every entry for the next try."""
+        entries = [entry_of(doc) for doc in batch]
+        docs = {id(entry): doc for entry, doc in zip(entries, batch, strict=True)}
+        result = await asend_batch(self.sqs, self._url, entries)
         now = datetime.now(UTC)
-        if result.sent:
-            ids = [d["_id"] for d in result.sent]
+        sent = [docs[id(entry)] for entry in result.sent]
+        if sent:
+            ids = [d["_id"] for d in sent]
             await self.outbox.update_many({"_id": {"$in": ids}}, {"$set": {"relayedAt": now}})
-        for doc, code in result.refused:
-            await self.outbox.update_one({"_id": doc["_id"]}, {"$set": {"relayedAt": now, "error": code}})
-            self.metrics.refused.labels(metric_label(doc.get("type", ""))).inc()
-            log.error("outbox_entry_refused", event_id=doc.get("eventId"), code=code)
-        for doc in result.sent:
-            self.metrics.relayed.labels(metric_label(doc.get("type", ""))).inc()
-        self.relayed += len(result.sent)
+        for entry, code in result.refused:
+            mark = {"$set": {"relayedAt": now, "error": code}}
+            await self.outbox.update_one({"_id": docs[id(entry)]["_id"]}, mark)
+            self.metrics.refused.labels(entry.label).inc()
+            log.error("outbox_entry_refused", event_id=entry.id, code=code)
+        for entry in result.sent:
+            self.metrics.relayed.labels(entry.label).inc()
+        self.relayed += len(sent)
         if result.retry:
-            raise Retry(f"{len(result.retry)} of {len(batch)} entries not taken")
-        return len(result.sent)
+            raise Retry(f"{len(result.retry)} of {len(batch)} entries not taken ({result.why})")
+        return len(sent)
 
     async def _observe(self) -> None:
         """Lag (age of the oldest pending entry) and pending entries, for every relay."""

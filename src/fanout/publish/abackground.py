@@ -20,7 +20,6 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from fanout import queues
@@ -28,37 +27,14 @@ from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
-from fanout.publish.background import SENDERS, give_up, report, send_now, sqs_client
-from fanout.publish.batch import (
-    MAX_BATCH_BYTES,
-    Backoff,
-    Buffer,
-    Entry,
-    Result,
-    outcome,
-    refused,
-    request_for,
-    single,
-)
+from fanout.publish.background import SENDERS, failure, give_up, report, send_now, sqs_client
+from fanout.publish.batch import Backoff, Buffer, Entry, Result
 from fanout.publish.direct import build_event
 from fanout.publish.exits import ExitHooks
 from fanout.publish.metrics import metrics_for
+from fanout.publish.send import asend_batch
 
 log = get_logger("fanout.publisher")
-
-
-async def asend_batch(client: Any, url: str, batch: list[Entry]) -> Result:
-    """``send_batch`` with an aiobotocore client."""
-    if len(batch) == 1 and batch[0].size > MAX_BATCH_BYTES:
-        try:
-            await client.send_message(QueueUrl=url, MessageBody=batch[0].body, **single(url, batch[0]))
-        except ClientError as exc:
-            if not refused(exc):
-                raise
-            return Result(refused=[(batch[0], exc.response["Error"].get("Code", "refused")[:64])])
-        return Result(sent=list(batch))
-    reply = await client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch))
-    return outcome(batch, reply)
 
 
 class AsyncBackgroundPublisher:
@@ -210,10 +186,10 @@ class AsyncBackgroundPublisher:
                 raise
             except Exception as exc:
                 result = Result(retry=batch)
-                self._failed(f"call failed: {type(exc).__name__}", batch)
+                self._failed(f"call failed: {failure(exc)}", batch)
             else:
                 if result.retry:
-                    self._failed("entries failed", result.retry)
+                    self._failed(f"entries failed: {result.why}", result.retry)
             report(self.metrics, batch, result)
             self._buf.done(batch, result.retry)
             if result.retry:

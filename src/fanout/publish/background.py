@@ -2,9 +2,13 @@
 send the buffer with ``SendMessageBatch``.
 
 A batch goes at once when it is full (10 events or 256 KiB) and after ``FANOUT_PUBLISH_LINGER_MS``
-otherwise. Entries that fail within a batch, and whole calls that fail (SQS unreachable, throttled), are
-retried after a shared backoff (0.1 s doubling to 2 s) until they are sent or the publisher closes; only
-an entry SQS refuses as the sender's fault (a body it will never take) is dropped, counted and logged.
+otherwise. Entries that fail within a batch, and whole calls that fail (SQS unreachable, throttled, or a
+400 that is the queue's: a missing queue, a KMS key or grant, access denied), are retried after a shared
+backoff (0.1 s doubling to 2 s) until they are sent or the publisher closes, and logged once per run of
+failures (``publish_failed`` with SQS's code). Only an event SQS refuses for its content
+(``InvalidParameterValue``, ``InvalidMessageContents``: too large for the queue, text it refuses) is
+dropped, counted (``reason="refused"``) and logged with its id; a batch SQS refuses whole goes again one
+entry at a time, so only that event is (``send``).
 
 When the buffer is full, ``publish`` waits up to ``FANOUT_PUBLISH_BLOCK_MS`` for room, then raises
 ``PublishBufferFull``: an accepted event is never dropped silently, and a refused one is the caller's to
@@ -28,21 +32,11 @@ from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
-from fanout.publish.batch import (
-    MAX_BATCH_BYTES,
-    Backoff,
-    Buffer,
-    Entry,
-    Result,
-    outcome,
-    refused,
-    request_for,
-    single,
-    split,
-)
+from fanout.publish.batch import Backoff, Buffer, Entry, Result, error_code, split
 from fanout.publish.direct import build_event
 from fanout.publish.exits import ExitHooks
 from fanout.publish.metrics import PublisherMetrics, metrics_for
+from fanout.publish.send import send_batch
 
 log = get_logger("fanout.publisher")
 
@@ -62,20 +56,6 @@ def sqs_client(settings: Settings, senders: int = SENDERS) -> Any:
     return boto3.client("sqs", config=config, **settings.aws_client_kwargs())  # type: ignore[call-overload]
 
 
-def send_batch(client: Any, url: str, batch: list[Entry]) -> Result:
-    """One call: ``SendMessageBatch``, or ``SendMessage`` for a lone body over 256 KiB. Raises when the
-    call itself fails (nothing known about its entries: all are retried)."""
-    if len(batch) == 1 and batch[0].size > MAX_BATCH_BYTES:
-        try:
-            client.send_message(QueueUrl=url, MessageBody=batch[0].body, **single(url, batch[0]))
-        except ClientError as exc:
-            if not refused(exc):
-                raise
-            return Result(refused=[(batch[0], exc.response["Error"].get("Code", "refused")[:64])])
-        return Result(sent=list(batch))
-    return outcome(batch, client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch)))
-
-
 def report(metrics: PublisherMetrics, batch: list[Entry], result: Result) -> None:
     """Count one batch call's outcome; log refused entries by id (never their payload)."""
     metrics.batch_size.observe(len(batch))
@@ -84,6 +64,12 @@ def report(metrics: PublisherMetrics, batch: list[Entry], result: Result) -> Non
     for entry, code in result.refused:
         metrics.failed.labels(entry.label, "refused").inc()
         log.error("publish_refused", event_id=entry.id, event_type=entry.label, code=code)
+
+
+def failure(exc: Exception) -> str:
+    """What a failed call is logged as: SQS's error code (``AWS.SimpleQueueService.NonExistentQueue``,
+    ``KMS.AccessDeniedException``...), else the exception's class."""
+    return (error_code(exc) or "ClientError") if isinstance(exc, ClientError) else type(exc).__name__
 
 
 def give_up(metrics: PublisherMetrics, unsent: list[Entry]) -> None:
@@ -233,10 +219,10 @@ class BackgroundPublisher:
                 result = send_batch(self._client, self._url, batch)
             except Exception as exc:
                 result = Result(retry=batch)
-                self._failed(f"call failed: {type(exc).__name__}", batch)
+                self._failed(f"call failed: {failure(exc)}", batch)
             else:
                 if result.retry:
-                    self._failed("entries failed", result.retry)
+                    self._failed(f"entries failed: {result.why}", result.retry)
             report(self.metrics, batch, result)
             with self._work:
                 self._buf.done(batch, result.retry)

@@ -91,26 +91,69 @@ def single(url: str, entry: Entry) -> dict[str, str]:
     return queues.fifo_fields(url, entry.group or entry.id, entry.id)
 
 
+#: SQS's answers to a message it will never take, whoever sends it and however often: too large for the
+#: queue, or text it refuses. Every other 400 (a missing queue, a KMS key or grant, access, throttling) is
+#: the queue's or the moment's: the message is sent again.
+CONTENT_REFUSED = frozenset({"InvalidParameterValue", "InvalidMessageContents"})
+#: SQS's answers to a ``SendMessageBatch`` it refuses as a request, whatever its messages (the query
+#: protocol's spelling and the JSON one's): its entries can still go one at a time.
+BATCH_REFUSED = frozenset(
+    prefix + code
+    for prefix in ("", "AWS.SimpleQueueService.")
+    for code in (
+        "BatchRequestTooLong",
+        "TooManyEntriesInBatchRequest",
+        "BatchEntryIdsNotDistinct",
+        "InvalidBatchEntryId",
+    )
+)
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a failed call (at most 64 characters), ``""`` when it has none."""
+    return str(exc.response.get("Error", {}).get("Code", ""))[:64]
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
 def refused(exc: ClientError) -> bool:
-    """SQS refused the request itself (HTTP 400 other than throttling): sending it again cannot help."""
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    return status == 400 and "Throttl" not in code and "RequestThrottled" not in code
+    """SQS refused the message for its content (a 400 of ``CONTENT_REFUSED``): sending it again cannot
+    help. Any other failure, 400s included (``AWS.SimpleQueueService.NonExistentQueue``, ``KMS.*``,
+    ``AccessDenied``), is worth sending again once the queue is fixed."""
+    return _status(exc) == 400 and error_code(exc) in CONTENT_REFUSED
+
+
+def batch_refused(exc: ClientError) -> bool:
+    """SQS refused a ``SendMessageBatch`` whole, for its shape or for one message's content: sent one
+    by one, the good entries go and only a bad one is refused."""
+    return _status(exc) == 400 and (error_code(exc) in BATCH_REFUSED or error_code(exc) in CONTENT_REFUSED)
 
 
 @dataclass
 class Result:
-    """A batch call's reply, entry by entry: sent, worth retrying, or refused for good (with the code)."""
+    """A batch call's reply, entry by entry: sent, worth retrying, or refused for good (with the code).
+    ``why``: the first retried entry's code, for the log."""
 
     sent: list[Any] = field(default_factory=list)
     retry: list[Any] = field(default_factory=list)
     refused: list[tuple[Any, str]] = field(default_factory=list)
+    why: str = ""
+
+    def add(self, other: Result) -> None:
+        """Count ``other``'s entries in this result too."""
+        self.sent += other.sent
+        self.retry += other.retry
+        self.refused += other.refused
+        self.why = self.why or other.why
 
 
 def outcome(batch: Sequence[Any], reply: dict[str, Any]) -> Result:
-    """Read a ``SendMessageBatch`` reply. A failure that is the sender's fault (a body SQS will never
-    take) is refused; any other failure (throttling, an internal error) is retried. An entry the reply
-    does not mention is retried too: SQS answers for every entry, so that reply is not to be trusted."""
+    """Read a ``SendMessageBatch`` reply. An entry SQS failed as the sender's fault for its content
+    (``CONTENT_REFUSED``) is refused; any other failure (throttling, an internal error, a KMS key the
+    queue cannot use) is retried. An entry the reply does not mention is retried too: SQS answers for
+    every entry, so that reply is not to be trusted."""
     result = Result()
     done: set[int] = set()
     for ok in reply.get("Successful", []):
@@ -123,11 +166,16 @@ def outcome(batch: Sequence[Any], reply: dict[str, Any]) -> Result:
         if index is None or index in done:
             continue
         done.add(index)
-        if failed.get("SenderFault"):
-            result.refused.append((batch[index], str(failed.get("Code", "refused"))[:64]))
+        code = str(failed.get("Code") or "refused")[:64]
+        if failed.get("SenderFault") and code in CONTENT_REFUSED:
+            result.refused.append((batch[index], code))
         else:
             result.retry.append(batch[index])
-    result.retry += [entry for i, entry in enumerate(batch) if i not in done]
+            result.why = result.why or code
+    missing = [entry for i, entry in enumerate(batch) if i not in done]
+    if missing:
+        result.retry += missing
+        result.why = result.why or "missing from the reply"
     return result
 
 

@@ -4,6 +4,9 @@ With an ordering key (``ordering_key=...``, or the catalog's in ``send_event``) 
 (``fanout.sequence``) an event gets the next ``seq`` of its key; on a FIFO queue or topic (a name ending in
 ``.fifo``) the key is its ``MessageGroupId`` and the event id its deduplication id, so SQS hands a key's
 events out one at a time, in order.
+
+A body over the destination's limit is refused with ``InvalidMessage("too_large")`` before the call:
+1 MiB for SQS, 256 KiB (262,144 bytes) for SNS, whose ``Publish`` did not grow when SQS's messages did.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from ulid import ULID
 from fanout import queues
 from fanout.catalog import Payload, spec_of
 from fanout.config import Settings
-from fanout.envelope import QueueBody, now_iso, validate
-from fanout.errors import ConfigError
+from fanout.envelope import MAX_BODY_BYTES, QueueBody, now_iso, validate
+from fanout.errors import ConfigError, InvalidMessage
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator
 
 Via = Literal["sqs", "sns"]
+#: SNS's limit for one ``Publish``, message and attributes together (SQS takes 1 MiB, SNS still 256 KiB).
+MAX_SNS_BYTES = 256 * 1024
 
 
 def new_event_id() -> str:
@@ -111,6 +116,17 @@ def fifo_fields(destination: str, body: QueueBody) -> dict[str, str]:
     return queues.fifo_fields(destination, body.meta.ordering_key or body.id, body.id)
 
 
+def wire_text(body: QueueBody, via: Via) -> str:
+    """The body as sent; ``InvalidMessage("too_large")`` over the destination's limit (SNS's 256 KiB, no
+    message attributes are sent; SQS's 1 MiB), in the caller's path rather than as a refused call."""
+    text = body.to_json()
+    size = len(text.encode())
+    limit = MAX_SNS_BYTES if via == "sns" else MAX_BODY_BYTES
+    if size > limit:
+        raise InvalidMessage("too_large", f"body of {size} bytes is over {limit} ({via.upper()}'s limit)")
+    return text
+
+
 def _topic_arn(settings: Settings, create: Any) -> str:
     if settings.topic_arn:
         return settings.topic_arn
@@ -140,12 +156,14 @@ class Publisher:
             self._dest = _topic_arn(self.settings, client.create_topic)
 
     def send(self, body: QueueBody) -> str:
-        """Send a built event; returns its id."""
+        """Send a built event; returns its id. ``InvalidMessage("too_large")`` over the destination's
+        limit (SNS: 256 KiB), before any call."""
+        text = wire_text(body, self.via)
         fifo = fifo_fields(self._dest, body)
         if self.via == "sqs":
-            self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
+            self._client.send_message(QueueUrl=self._dest, MessageBody=text, **fifo)
         else:
-            self._client.publish(TopicArn=self._dest, Message=body.to_json(), **fifo)
+            self._client.publish(TopicArn=self._dest, Message=text, **fifo)
         return body.id
 
     def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
@@ -209,12 +227,13 @@ class AsyncPublisher:
         await self._cm.__aexit__(*exc)
 
     async def send(self, body: QueueBody) -> str:
-        """Send a built event; returns its id."""
+        """Send a built event; returns its id (``InvalidMessage("too_large")`` as ``Publisher.send``)."""
+        text = wire_text(body, self.via)
         fifo = fifo_fields(self._dest, body)
         if self.via == "sqs":
-            await self._client.send_message(QueueUrl=self._dest, MessageBody=body.to_json(), **fifo)
+            await self._client.send_message(QueueUrl=self._dest, MessageBody=text, **fifo)
         else:
-            await self._client.publish(TopicArn=self._dest, Message=body.to_json(), **fifo)
+            await self._client.publish(TopicArn=self._dest, Message=text, **fifo)
         return body.id
 
     async def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:

@@ -15,7 +15,7 @@ from fanout.publish.batch import Entry
 
 BATCH_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 
-#: Why an event was not sent: SQS refused it for good, the buffer stayed full (the caller got
+#: Why an event was not sent: SQS refused it for its content, the buffer stayed full (the caller got
 #: ``PublishBufferFull``), or it was still unsent when the publisher closed.
 FAILED_REASONS = ("refused", "buffer_full", "unsent_at_close")
 
@@ -30,7 +30,7 @@ class PublisherMetrics:
         self.sent = Counter("fanout_publisher_sent", "Events SQS accepted", ["event_type"], registry=registry)
         self.failed = Counter(
             "fanout_publisher_failed",
-            "Events not sent: refused by SQS, buffer full, or unsent at close",
+            "Events not sent: refused by SQS for their content, buffer full, or unsent at close",
             ["event_type", "reason"],
             registry=registry,
         )

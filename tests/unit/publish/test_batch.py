@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from fanout.errors import InvalidMessage
@@ -13,7 +14,9 @@ from fanout.publish.batch import (
     Backoff,
     Buffer,
     Entry,
+    batch_refused,
     outcome,
+    refused,
     request,
     request_for,
     single,
@@ -79,20 +82,57 @@ def test_on_a_fifo_queue_each_entry_names_its_group_and_deduplication_id() -> No
 
 
 def test_outcome_retries_server_faults_and_unanswered_entries_and_refuses_sender_faults() -> None:
-    """A sender fault is refused for good; a server fault, or an entry the reply omits, is retried."""
-    batch = [entry(i) for i in range(5)]
+    """A sender fault for the content is refused for good; a server fault, a sender fault that is the
+    queue's (a KMS key), or an entry the reply omits, is retried."""
+    batch = [entry(i) for i in range(6)]
     reply = {
         "Successful": [{"Id": "0"}, {"Id": "3"}, {"Id": "3"}, {"Id": "99"}],
         "Failed": [
             {"Id": "1", "SenderFault": True, "Code": "InvalidMessageContents"},
             {"Id": "2", "SenderFault": False, "Code": "InternalError"},
+            {"Id": "5", "SenderFault": True, "Code": "KMS.AccessDeniedException"},
             {"Id": "x", "SenderFault": True},
         ],
     }
     result = outcome(batch, reply)
     assert [batch[0], batch[3]] == result.sent
     assert [(batch[1], "InvalidMessageContents")] == result.refused
-    assert [batch[2], batch[4]] == result.retry
+    assert [batch[2], batch[5], batch[4]] == result.retry
+    assert "InternalError" == result.why
+
+
+def error(code: str, status: int = 400) -> ClientError:
+    """The error botocore raises for SQS's answer ``code`` with HTTP ``status``."""
+    reply = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(reply, "SendMessage")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "final", "split"),
+    [
+        ("InvalidParameterValue", 400, True, True),  # a body over the queue's maximum size
+        ("InvalidMessageContents", 400, True, True),  # characters SQS refuses
+        ("AWS.SimpleQueueService.NonExistentQueue", 400, False, False),
+        ("QueueDoesNotExist", 400, False, False),
+        ("KMS.AccessDeniedException", 400, False, False),
+        ("KmsAccessDenied", 400, False, False),
+        ("AccessDenied", 403, False, False),
+        ("RequestThrottled", 400, False, False),
+        ("KMS.ThrottlingException", 400, False, False),
+        ("InternalError", 500, False, False),
+        ("AWS.SimpleQueueService.BatchRequestTooLong", 400, False, True),
+        ("BatchRequestTooLong", 400, False, True),
+        ("AWS.SimpleQueueService.TooManyEntriesInBatchRequest", 400, False, True),
+        ("BatchEntryIdsNotDistinct", 400, False, True),
+        ("AWS.SimpleQueueService.InvalidBatchEntryId", 400, False, True),
+    ],
+)
+def test_only_a_content_refusal_is_final_and_a_refused_batch_goes_one_by_one(
+    code: str, status: int, final: bool, split: bool
+) -> None:
+    """A message is refused for good only for its content; a missing queue, a KMS key or grant, access
+    or throttling is retried; a batch refused for its shape or one body is sent again entry by entry."""
+    assert (final, split) == (refused(error(code, status)), batch_refused(error(code, status)))
 
 
 def test_buffer_lingers_until_a_batch_is_full_or_the_oldest_is_due() -> None:
