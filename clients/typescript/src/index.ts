@@ -1,7 +1,16 @@
 /** @fanout/publisher: publish fanout v1 events to SQS from Node services. */
 
 export { BatchPublisher } from "./batch.js";
-export { buildEvent, DOMAINS, MAX_BODY_BYTES, MAX_FRAME_BYTES, newEventId, nowIso } from "./envelope.js";
+export {
+  ACCESS_REVOKED,
+  buildEvent,
+  DOMAINS,
+  MAX_BODY_BYTES,
+  MAX_FRAME_BYTES,
+  newEventId,
+  nowIso,
+  revocation,
+} from "./envelope.js";
 export { BufferFullError, FanoutError, InvalidEvent, PublisherClosedError } from "./errors.js";
 export { Publisher } from "./publisher.js";
 export type { BatchOptions, BatchStats, PublishFailure } from "./options.js";
