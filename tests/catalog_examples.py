@@ -23,6 +23,7 @@ from fanout.catalog import (
     OrganizationAnnouncement,
     OrganizationMemberUpdated,
     Payload,
+    SystemAccessRevoked,
     SystemBroadcast,
     SystemHeartbeat,
     SystemNotice,
@@ -80,6 +81,7 @@ EXAMPLES: dict[str, Payload] = {
     "system.notice": SystemNotice(notice_id="n_1", severity="warning", title="Scheduled maintenance at 22:00"),
     "system.broadcast": SystemBroadcast(broadcast_id="b_1", title="We're back", body="Thanks for waiting"),
     "system.replay": SystemReplay(),
+    "system.access.revoked": SystemAccessRevoked(topics=["organization:org7", "conversation:c9"]),
 }  # fmt: skip
 
 

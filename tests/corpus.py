@@ -33,6 +33,16 @@ def _without(key: str) -> dict[str, Any]:
     return body
 
 
+def _revoked(topics: Any = ("organization:o1",), **changes: Any) -> dict[str, Any]:
+    """A ``system.access.revoked`` body for u1 (valid as it is), changed as given."""
+    body = valid(
+        type="system.access.revoked",
+        payload={"topics": list(topics) if isinstance(topics, tuple) else topics},
+    )
+    body.update(changes)
+    return body
+
+
 def _sns(message: Any, **extra: Any) -> str:
     doc = {
         "Type": "Notification",
@@ -113,6 +123,27 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("catalogued payload, unknown version", json.dumps(valid(meta={"payloadVersion": 9})), "payload_schema"),
     ("payload version 0", json.dumps(valid(meta={"payloadVersion": 0})), "schema"),
     ("negative seq", json.dumps(valid(meta={"seq": -1})), "schema"),
+    ("revocation for everyone", json.dumps(_revoked(target={"broadcast": True})), "bad_target"),
+    ("revocation for a topic", json.dumps(_revoked(target={"topics": ["organization:o1"]})), "bad_target"),
+    (
+        "revocation for users and one connection",
+        json.dumps(_revoked(target={"userIds": ["u1"], "connectionIds": ["c1"]})),
+        "bad_target",
+    ),
+    (
+        "revocation sparing a connection",
+        json.dumps(_revoked(target={"userIds": ["u1"], "excludeConnectionIds": ["c1"]})),
+        "bad_target",
+    ),
+    ("revoked topics not a list", json.dumps(_revoked(topics="organization:o1")), "payload_schema"),
+    ("no revoked topic", json.dumps(_revoked(topics=[])), "payload_schema"),
+    (
+        "101 revoked topics",
+        json.dumps(_revoked(topics=[f"organization:o{i}" for i in range(101)])),
+        "payload_schema",
+    ),
+    ("a revoked user: topic", json.dumps(_revoked(topics=["organization:o1", "user:u1"])), "payload_schema"),
+    ("a revoked topic not kind:id", json.dumps(_revoked(topics=["organization"])), "payload_schema"),
     ("sns without Message", _sns(None), "sns_missing_message"),
     ("sns Message not a string", _sns({"v": 1}), "sns_missing_message"),
     (

@@ -121,6 +121,9 @@ export declare class RecentIds {
   add(id: string): boolean;
 }
 
+/** The event by which the server takes topics away from this user; the client drops them itself. */
+export declare const ACCESS_REVOKED: "system.access.revoked";
+
 /** The catalog's `bulk` types (live counters): a skipped `seq` of theirs is no gap. */
 export declare const LIVE_COUNTERS: ReadonlySet<string>;
 
@@ -131,4 +134,6 @@ export declare class Reorderer {
   overdue(): string[];
   skip(key: string): FanoutEvent[];
   expect(key: string, seq: number): FanoutEvent[];
+  /** Drop a key's position and held events (a revoked topic). */
+  forget(key: string): void;
 }

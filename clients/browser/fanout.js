@@ -6,14 +6,18 @@
 // a `ping` every `heartbeatS`. A lost socket comes back after exponential backoff with full jitter, and
 // not while the tab is hidden. Each event is dropped when its id was seen already and handed on in `seq`
 // order per ordering key; a gap is held back, then resumed, then given up (subscribers are told to
-// refetch, as for a `system.resync`). The rules are docs/client.md's; types in fanout.d.ts beside it.
+// refetch, as for a `system.resync`). A `system.access.revoked` takes its topics out of every subscriber,
+// so no reconnect asks for them again. The rules are docs/client.md's; types in fanout.d.ts beside it.
 
 /** Keys a resume may name: streams are named like topics (`kind:id`). */
 const RESUMABLE = /^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$/;
 const MAX_RESUME_KEYS = 100;
 const MAX_TOPICS_PER_FRAME = 100;
-/** How often a refused resume is tried again without the key the server named. */
+/** How often a refused resume, or a refused subscribe on reconnect, is tried again without the key or
+ * topic the server named. */
 const MAX_RESUME_RETRIES = 5;
+/** The event by which the server takes topics away from this user (protocol section 8). */
+export const ACCESS_REVOKED = "system.access.revoked";
 /** This tab's earlier connection ids a resume names: events that excluded them were its own changes. */
 const MAX_EARLIER_IDS = 10;
 /** The catalog's `bulk` types (`"priority": "bulk"` in `fanout schema`), of which only the latest value
@@ -133,6 +137,13 @@ export class Reorderer {
     const held = this.held.get(key);
     if (held) for (const s of [...held.keys()]) if (s <= seq) held.delete(s);
     return this.#drain(key);
+  }
+
+  /** Drop a key's position and held events: a stream the tab may no longer follow (a revoked topic). */
+  forget(key) {
+    this.positions.delete(key);
+    this.held.delete(key);
+    this.gapSince.delete(key);
   }
 
   #move(key, seq) {
@@ -422,13 +433,25 @@ export class FanoutClient {
     }
     const topics = this.#topics();
     for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_FRAME) {
-      const answer = await this.request("subscribe", { topics: topics.slice(i, i + MAX_TOPICS_PER_FRAME) });
-      if (answer.type !== "subscribe.ok") this.lastError = new Error(`subscribe: ${answer.payload?.code}`);
+      await this.#subscribeAgain(topics.slice(i, i + MAX_TOPICS_PER_FRAME));
     }
     if (this.reorder.positions.size || this.lastEventId) {
       await this.#resume([...this.reorder.positions.keys()], true);
     } else if (this.connects > 0) {
       this.#resync({ keys: {}, events: true }); // a reconnect with nothing to resume from: refetch
+    }
+  }
+
+  /** One refused topic refuses the whole frame: a topic this tab may no longer follow (a revocation it
+   * missed while away) is left out of this connection and the rest sent again. */
+  async #subscribeAgain(topics) {
+    for (let tries = 0; tries <= MAX_RESUME_RETRIES && topics.length; tries++) {
+      const answer = await this.request("subscribe", { topics });
+      if (answer.type === "subscribe.ok") return;
+      this.lastError = new Error(`subscribe: ${answer.payload?.code}`);
+      const refused = answer.payload?.topic;
+      if (answer.payload?.code !== "forbidden_topic" || !topics.includes(refused)) return;
+      topics = topics.filter((t) => t !== refused);
     }
   }
 
@@ -519,6 +542,7 @@ export class FanoutClient {
   #handOn(events) {
     for (const event of events) {
       this.lastEventId = event.id;
+      if (event.type === ACCESS_REVOKED) this.#revoked(event.payload?.topics);
       for (const sub of [...this.subs]) {
         if (this.subs.has(sub) && sub.matches(event)) this.#safely(sub.callback, event);
       }
@@ -527,6 +551,17 @@ export class FanoutClient {
         this.reconnectAfterMs = Number.isFinite(after) && after >= 0 ? after : 1000;
         this.reconnect(event.payload?.reason ?? "system.reconnect");
       }
+    }
+  }
+
+  /** The server took these topics off every connection of this user: no subscriber holds them any more
+   * (a reconnect does not ask for them, an unsubscribe does not name them), and no resume names them. */
+  #revoked(topics) {
+    const gone = new Set(Array.isArray(topics) ? topics.filter((t) => typeof t === "string") : []);
+    for (const sub of this.subs) sub.topics = sub.topics.filter((t) => !gone.has(t));
+    for (const key of gone) {
+      this.reorder.forget(key);
+      this.resumedGap.delete(key);
     }
   }
 

@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import from_json
 
-from fanout.catalog import DOMAINS, domain_of, lookup, versions_of
+from fanout.catalog import DOMAINS, TOPIC_PATTERN, domain_of, lookup, versions_of
 from fanout.errors import InvalidMessage
 
 MAX_BODY_BYTES = 1024 * 1024  # SQS's limit for one message
@@ -30,8 +30,7 @@ EventType = Annotated[
 ]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]+$", min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-#: Topics are ``kind:id`` (``user:u1``, ``event:42``, ``organization:7``, ``conversation:c9``).
-TOPIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$"
+#: Topics are ``kind:id`` (``fanout.catalog.TOPIC_PATTERN``: payloads name topics too).
 Topic = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
 #: An ordering key: what SQS accepts as a FIFO ``MessageGroupId`` (1-128 printable ASCII characters).
 #: Name it like a topic (``conversation:c9``, ``user:u1``) so clients can resume it.
@@ -250,13 +249,27 @@ def _checked(body: QueueBody) -> QueueBody:
 
 def check_payload(body: QueueBody) -> None:
     """Validate a catalogued type's payload against its model (``meta.payloadVersion``, default 1);
-    ``InvalidMessage("payload_schema")`` when it does not match. Uncatalogued types pass unchecked."""
+    ``InvalidMessage("payload_schema")`` when it does not match, ``InvalidMessage("bad_target")`` when
+    the type takes ``userIds`` alone and the body targets more. Uncatalogued types pass unchecked."""
     version = body.meta.payload_version or 1
     spec = lookup(body.type, version)
     if spec is not None:
         spec.check(body.payload)
+        if spec.users_only:  # the one test a common body pays; the rest only for such a type
+            _users_only(body)
     elif versions_of(body.type):
         raise InvalidMessage("payload_schema", f"{body.type} has no payload version {version}")
+
+
+def _users_only(body: QueueBody) -> None:
+    """A type that reaches users as such (a revocation reaches every tab of its users): no topics,
+    connections, broadcast or excluded connections."""
+    t = body.target
+    if t.topics or t.connection_ids or t.broadcast or t.exclude_connection_ids:
+        raise InvalidMessage(
+            "bad_target",
+            f"{body.type} targets userIds only (no topics, connectionIds, broadcast or excludeConnectionIds)",
+        )
 
 
 def json_schemas() -> dict[str, Any]:

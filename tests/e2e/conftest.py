@@ -1,6 +1,7 @@
 """A local stack with short timings for typing, presence, receipts and counters: the automatic typing stop
 after 1 s, the presence grace 2 s, a census every second and a conflation window of 300 ms, so each test
-waits seconds rather than minutes. Tests keep apart by their own user, conversation and event ids."""
+waits seconds rather than minutes; organization topics are the product's (``product.may_follow``). Tests
+keep apart by their own user, conversation, organization and event ids."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ LIVE_ENV = {
     "FANOUT_PRESENCE_GRACE_S": "2",
     "FANOUT_CENSUS_INTERVAL_S": "1",
     "FANOUT_CONFLATE_MS": "300",
+    "FANOUT_TOPIC_POLICY": "tests.e2e.product:may_follow",
 }
 
 

@@ -16,7 +16,7 @@ from tests.corpus import MALFORMED, valid
 
 REASONS = {
     "not_json", "schema", "unknown_version", "unknown_domain", "empty_target", "duplicate_target",
-    "too_large", "sns_missing_message", "sns_bad_envelope", "payload_schema",
+    "bad_target", "too_large", "sns_missing_message", "sns_bad_envelope", "payload_schema",
 }  # fmt: skip
 
 
@@ -87,6 +87,17 @@ def test_malformed_body_is_invalid_with_its_reason(name: str, raw: str, reason: 
     with pytest.raises(InvalidMessage) as caught:
         parse_body(raw)
     assert reason == caught.value.reason
+
+
+def test_a_revocation_for_users_alone_parses_and_only_it_is_held_to_users() -> None:
+    """system.access.revoked targeting userIds parses with its topics; the topic target it may not have is
+    still a valid target for any other type."""
+    body = parse_body(
+        json.dumps(valid(type="system.access.revoked", payload={"topics": ["organization:o1"]}))
+    )
+    assert (["u1"], ["organization:o1"]) == (body.target.user_ids, body.payload["topics"])
+    other = parse_body(json.dumps(valid(target={"topics": ["organization:o1"]})))
+    assert ["organization:o1"] == other.target.topics
 
 
 def test_corpus_has_at_least_twenty_kinds() -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from fanout.catalog import ChatMessage, NotificationNew, Payload
 from fanout.errors import InvalidMessage
-from fanout.publish import catalog_event
+from fanout.publish import catalog_event, revocation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,22 @@ def test_a_caller_ordering_key_wins() -> None:
         "mine"
         == catalog_event(payload, topics=["conversation:c9"], meta={"orderingKey": "mine"}).meta.ordering_key
     )
+
+
+def test_a_revocation_is_built_for_users_and_refused_with_the_workers_reasons() -> None:
+    """revocation() builds system.access.revoked for the users with its topics and payload version; bad
+    topics are payload_schema as the worker would say, and one string is a TypeError, not 15 topics."""
+    body = revocation(["u1", "u2"], ["organization:o1", "conversation:c9"], event_id="evt_r1")
+    assert ("system.access.revoked", "evt_r1", ["u1", "u2"], 1) == (
+        body.type, body.id, body.target.user_ids, body.meta.payload_version
+    )  # fmt: skip
+    assert {"topics": ["organization:o1", "conversation:c9"]} == body.payload
+    for topics in ([], ["user:u1"], [f"organization:o{i}" for i in range(101)]):
+        with pytest.raises(InvalidMessage) as caught:
+            revocation(["u1"], topics)
+        assert "payload_schema" == caught.value.reason
+    with pytest.raises(TypeError):
+        revocation(["u1"], "organization:o1")
 
 
 def test_a_payload_outside_the_catalog_is_refused_at_run_time() -> None:

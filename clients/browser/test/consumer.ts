@@ -35,6 +35,12 @@ client.subscribe(
   (event) => console.log(event.id),
 );
 
+// The client drops revoked topics itself; the app hides what it showed for them.
+client.subscribe("system.access.revoked", (event) => {
+  const topics: string[] = event.payload.topics;
+  console.log(topics.includes("organization:7"));
+});
+
 client.onStatus((status) => console.log(status, client.connectionId));
 client.start();
 

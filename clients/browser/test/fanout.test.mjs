@@ -97,3 +97,14 @@ test("a ticket URL carries a fresh, encoded ticket on every call", async () => {
   assert.equal(await build(), "ws://h/local?ticket=fot_a%2B1");
   assert.equal(await build(), "ws://h/local?ticket=fot_a%2B2");
 });
+
+test("forgetting a key drops its position and what it held, so a resume no longer names it", () => {
+  const reorder = new Reorderer({ holdMs: 0 });
+  reorder.push(ev("o1", "organization:7", 1));
+  reorder.push(ev("o3", "organization:7", 3));
+  reorder.push(ev("c1", "chat:c9", 1));
+  reorder.forget("organization:7");
+  assert.deepEqual([...reorder.positions.keys()], ["chat:c9"]);
+  assert.deepEqual(reorder.overdue(), []);
+  assert.deepEqual(ids(reorder.push(ev("o5", "organization:7", 5))), ["o5"]);
+});

@@ -9,7 +9,7 @@
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
 
-import { catalogEvent } from "./envelope.js";
+import { catalogEvent, revocation } from "./envelope.js";
 import { BufferFullError, PublisherClosedError } from "./errors.js";
 import { installExitHooks } from "./exit.js";
 import { Fifo } from "./fifo.js";
@@ -88,6 +88,11 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
    */
   async publish<T extends EventType<P>>(type: T, input: EventInput<P[T] & object> = {}): Promise<string> {
     return this.enqueue(catalogEvent(type, input));
+  }
+
+  /** Take `topics` away from `userIds` live (a `system.access.revoked`); resolves with its id once buffered. */
+  async revokeTopics(userIds: readonly string[], topics: readonly string[]): Promise<string> {
+    return this.enqueue(revocation(userIds, topics));
   }
 
   /** Buffer an event built with `buildEvent` or `catalogEvent`; resolves with its id. */

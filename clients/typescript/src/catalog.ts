@@ -36,7 +36,8 @@ export type CatalogEnvelope =
   | SystemReconnectEnvelope
   | SystemNoticeEnvelope
   | SystemBroadcastEnvelope
-  | SystemReplayEnvelope;
+  | SystemReplayEnvelope
+  | SystemAccessRevokedEnvelope;
 
 /**
  * Event type -> the payload its current version carries: the map publishers take.
@@ -60,6 +61,7 @@ export interface CatalogPayloads {
   "notification.unread.updated": NotificationUnreadUpdated;
   "organization.announcement": OrganizationAnnouncement;
   "organization.member.updated": OrganizationMemberUpdated;
+  "system.access.revoked": SystemAccessRevoked;
   "system.broadcast": SystemBroadcast;
   "system.heartbeat": SystemHeartbeat;
   "system.notice": SystemNotice;
@@ -363,6 +365,22 @@ export interface OrganizationMemberUpdated {
    */
   role?: string | null;
   updatedAt?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * The user may no longer follow these topics: the product removed them from an organization or a
+ * conversation. The worker has taken the topics off every connection of the user before this frame is
+ * posted; a client drops them from the topics it subscribes again on reconnect.
+ *
+ * This interface was referenced by `CatalogPayloads`'s JSON-Schema
+ * via the `definition` "SystemAccessRevoked".
+ */
+export interface SystemAccessRevoked {
+  /**
+   * @minItems 1
+   * @maxItems 100
+   */
+  topics: string[];
   [k: string]: unknown;
 }
 /**
@@ -802,6 +820,21 @@ export interface SystemReplayEnvelope {
   seq?: number;
   key?: string;
 }
+/**
+ * The frame a client receives for system.access.revoked@1.
+ *
+ * This interface was referenced by `CatalogPayloads`'s JSON-Schema
+ * via the `definition` "SystemAccessRevokedEnvelope".
+ */
+export interface SystemAccessRevokedEnvelope {
+  v: 1;
+  id: string;
+  type: "system.access.revoked";
+  payload: SystemAccessRevoked;
+  sentAt: string;
+  seq?: number;
+  key?: string;
+}
 
 /** What a typed publisher takes from the catalog for one event type. */
 export interface CatalogDefaults<P = object> {
@@ -837,6 +870,7 @@ export const CATALOG_DEFAULTS: {
   "notification.unread.updated": { payloadVersion: 1, orderingKey: [] },
   "organization.announcement": { payloadVersion: 1, orderingKey: ["organizationId"] },
   "organization.member.updated": { payloadVersion: 1, orderingKey: ["organizationId", "userId"] },
+  "system.access.revoked": { payloadVersion: 1, orderingKey: [] },
   "system.broadcast": { payloadVersion: 1, orderingKey: [] },
   "system.heartbeat": { payloadVersion: 1, orderingKey: [] },
   "system.notice": { payloadVersion: 1, orderingKey: [] },

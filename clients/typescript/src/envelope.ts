@@ -1,8 +1,9 @@
 /**
  * Builds the v1 queue body exactly as `fanout.publish.build_event` does (`buildEvent`), or with the
  * catalog's version and ordering key as `catalog_event` does (`catalogEvent`), and refuses what the worker
- * would dead-letter: the same type pattern, known domains, non-empty and duplicate-free targets, and
- * API Gateway's 128 KiB frame limit. Errors carry the worker's own reason codes.
+ * would dead-letter: the same type pattern, known domains, non-empty and duplicate-free targets, a
+ * revocation's payload and target, and API Gateway's 128 KiB frame limit. Errors carry the worker's own
+ * reason codes.
  */
 
 import { Buffer } from "node:buffer";
@@ -38,6 +39,10 @@ const ORDERING_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)(?:[Tt ](\d\d):(\d\d)(?::(\d\d)(?:[.,]\d+)?)?(?:[Zz]|[+-]\d\d:?\d\d)?)?$/;
 /** A lone surrogate as JSON.stringify escapes it (not after an escaped backslash): the worker's parser refuses it. */
 const LONE_SURROGATE = /(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F]/;
+/** The type a product publishes to take topics away from users (protocol section 8). */
+export const ACCESS_REVOKED = "system.access.revoked";
+/** Topics one revocation names at most. */
+const MAX_REVOKED_TOPICS = 100;
 const LIST_LIMITS = { userIds: 100_000, topics: 1_000, excludeConnectionIds: 10_000, connectionIds: 1_000 } as const;
 const KNOWN_META = ["source", "traceId", "orderingKey", "seq", "expiresAt"] as const;
 
@@ -82,6 +87,7 @@ export function buildEvent<T extends string, P extends object>(
   if (target.userIds.length === 0 && target.topics.length === 0 && target.connectionIds.length === 0 && !target.broadcast) {
     throw new InvalidEvent("empty_target", "no userIds, topics, connectionIds or broadcast");
   }
+  if (type === ACCESS_REVOKED) checkRevocation(payload, target);
 
   const payloadJson = toJson("payload", payload);
   const sentAt = nowIso();
@@ -137,6 +143,38 @@ export function catalogEvent<T extends string, P extends object>(
     meta.orderingKey = [type.slice(0, type.indexOf(".")), ...values].join(":");
   }
   return buildEvent(type, { ...input, meta });
+}
+
+/**
+ * A `system.access.revoked` event: the worker takes `topics` (1 to 100 `kind:id`, never `user:`) off every
+ * connection of `userIds`, then posts the event to each of them. Throws `InvalidEvent` on bad input.
+ */
+export function revocation(
+  userIds: readonly string[],
+  topics: readonly string[],
+  options: { id?: string } = {},
+): PreparedEvent<typeof ACCESS_REVOKED, { topics: string[] }> {
+  if (!Array.isArray(topics)) throw new InvalidEvent("payload_schema", "payload.topics: must be an array");
+  return buildEvent(ACCESS_REVOKED, { userIds, payload: { topics: [...topics] }, meta: { payloadVersion: 1 }, ...options });
+}
+
+/** What the worker refuses in a revocation: a target beyond userIds, topics not 1-100 `kind:id`, a `user:` topic. */
+function checkRevocation(payload: object, target: Target): void {
+  if (target.topics.length || target.connectionIds.length || target.broadcast || target.excludeConnectionIds.length) {
+    throw new InvalidEvent("bad_target", `${ACCESS_REVOKED} targets userIds only (no topics, connectionIds, broadcast or excludeConnectionIds)`);
+  }
+  const topics = (payload as { topics?: unknown }).topics;
+  if (!Array.isArray(topics) || topics.length < 1 || topics.length > MAX_REVOKED_TOPICS) {
+    throw new InvalidEvent("payload_schema", `payload.topics: a list of 1 to ${MAX_REVOKED_TOPICS} topics`);
+  }
+  for (const topic of topics) {
+    if (typeof topic !== "string" || !TOPIC_PATTERN.test(topic)) {
+      throw new InvalidEvent("payload_schema", "payload.topics: entries are kind:id (organization:7, conversation:c9)");
+    }
+    if (topic.startsWith("user:")) {
+      throw new InvalidEvent("payload_schema", "payload.topics: a user: topic cannot be revoked");
+    }
+  }
 }
 
 function isPlainObject(value: unknown): value is object {

@@ -9,7 +9,14 @@ export class InvalidEvent extends FanoutError {
   override name = "InvalidEvent";
 
   constructor(
-    readonly reason: "schema" | "unknown_domain" | "empty_target" | "duplicate_target" | "too_large" | "payload_schema",
+    readonly reason:
+      | "schema"
+      | "unknown_domain"
+      | "empty_target"
+      | "duplicate_target"
+      | "bad_target"
+      | "payload_schema"
+      | "too_large",
     detail: string,
   ) {
     super(`invalid event (${reason}): ${detail}`);

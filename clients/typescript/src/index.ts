@@ -2,7 +2,17 @@
 
 export { BatchPublisher } from "./batch.js";
 export { CATALOG_DEFAULTS } from "./catalog.js";
-export { buildEvent, catalogEvent, DOMAINS, MAX_BODY_BYTES, MAX_FRAME_BYTES, newEventId, nowIso } from "./envelope.js";
+export {
+  ACCESS_REVOKED,
+  buildEvent,
+  catalogEvent,
+  DOMAINS,
+  MAX_BODY_BYTES,
+  MAX_FRAME_BYTES,
+  newEventId,
+  nowIso,
+  revocation,
+} from "./envelope.js";
 export { BufferFullError, FanoutError, InvalidEvent, PublisherClosedError } from "./errors.js";
 export { Publisher } from "./publisher.js";
 export type { BatchOptions, BatchStats, PublishFailure } from "./options.js";

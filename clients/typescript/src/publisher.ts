@@ -2,7 +2,7 @@
 
 import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 
-import { catalogEvent } from "./envelope.js";
+import { catalogEvent, revocation } from "./envelope.js";
 import { PublisherClosedError } from "./errors.js";
 import { fifoFields, openClient, type SqsOptions } from "./sqs.js";
 import type { AnyPayloads, EventInput, EventPayloads, EventType, PreparedEvent } from "./types.js";
@@ -37,6 +37,11 @@ export class Publisher<P extends EventPayloads = AnyPayloads> {
     const fifo = fifoFields(this.queueUrl, id, meta.orderingKey);
     await this.client.send(new SendMessageCommand({ QueueUrl: this.queueUrl, MessageBody: event.json, ...fifo }));
     return event.body.id;
+  }
+
+  /** Take `topics` away from `userIds` live (a `system.access.revoked`); resolves with its id. */
+  async revokeTopics(userIds: readonly string[], topics: readonly string[]): Promise<string> {
+    return this.send(revocation(userIds, topics));
   }
 
   /** Release the client (unless it was the caller's own). */

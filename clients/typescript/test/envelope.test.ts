@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 
-import { buildEvent, InvalidEvent, MAX_FRAME_BYTES, Publisher, type UntypedPayloads } from "../src/index.js";
+import { buildEvent, InvalidEvent, MAX_FRAME_BYTES, Publisher, revocation, type UntypedPayloads } from "../src/index.js";
 
 import { endpoint, expectDelivered, expectSameBody, queueUrl, region, userId } from "./support/env.js";
 import { SqsProxy } from "./support/proxy.js";
@@ -36,6 +36,15 @@ describe("buildEvent", () => {
     assert.deepEqual(JSON.parse(event.json), event.body);
     expectSameBody(event.json);
     expectSameBody(buildEvent("system.broadcast", { broadcast: true, excludeConnectionIds: ["c1"], payload: { broadcastId: "b1" } }).json);
+  });
+
+  test("builds a revocation for users alone, in the Python publisher's shape", () => {
+    const event = revocation(["u1", "u2"], ["organization:o1", "conversation:c9"]);
+    assert.equal(event.body.type, "system.access.revoked");
+    assert.deepEqual(event.body.payload, { topics: ["organization:o1", "conversation:c9"] });
+    assert.deepEqual(event.body.target.userIds, ["u1", "u2"]);
+    assert.equal(event.body.meta.payloadVersion, 1);
+    expectSameBody(event.json);
   });
 
   test("gives every event its own id, and keeps an id the caller chose", () => {
@@ -75,6 +84,13 @@ describe("Publisher", () => {
       ["a negative seq", () => publisher.publish("chat.message", { userIds: [userId], meta: { seq: -1 } }), "schema"],
       ["a bad expiresAt", () => publisher.publish("chat.message", { userIds: [userId], meta: { expiresAt: "soon" } }), "schema"],
       ["a bad id", () => publisher.publish("notification.new", { userIds: [userId], id: "has space" }), "schema"],
+      ["a revocation for a topic", () => publisher.publish("system.access.revoked", { topics: ["organization:o1"], payload: { topics: ["organization:o1"] } }), "bad_target"],
+      ["a revocation for everyone", () => publisher.publish("system.access.revoked", { broadcast: true, payload: { topics: ["organization:o1"] } }), "bad_target"],
+      ["a revocation sparing a tab", () => publisher.publish("system.access.revoked", { userIds: [userId], excludeConnectionIds: ["c1"], payload: { topics: ["organization:o1"] } }), "bad_target"],
+      ["revoked topics not a list", () => publisher.publish("system.access.revoked", { userIds: [userId], payload: { topics: "organization:o1" } }), "payload_schema"],
+      ["no revoked topic", () => publisher.revokeTopics([userId], []), "payload_schema"],
+      ["101 revoked topics", () => publisher.revokeTopics([userId], Array.from({ length: 101 }, (_, i) => `organization:o${i}`)), "payload_schema"],
+      ["a revoked user: topic", () => publisher.revokeTopics([userId], ["organization:o1", `user:${userId}`]), "payload_schema"],
       [
         "a frame over 128 KiB",
         () => publisher.publish("notification.new", { userIds: [userId], payload: { text: "x".repeat(MAX_FRAME_BYTES) } }),
@@ -85,6 +101,13 @@ describe("Publisher", () => {
       await assert.rejects(publish, (error: unknown) => error instanceof InvalidEvent && error.reason === reason, what);
     }
     assert.deepEqual(proxy.calls, []);
+  });
+
+  test("revokeTopics sends one system.access.revoked for the users, which reaches their socket", async () => {
+    const id = await publisher.revokeTopics([userId], ["organization:ts-revoked"]);
+    const [call] = proxy.calls;
+    assert.deepEqual([call?.action, call?.eventIds, call?.status], ["SendMessage", [id], 200]);
+    expectDelivered(id, "system.access.revoked", { topics: ["organization:ts-revoked"] });
   });
 
   test("publish sends one event at once with SendMessage and resolves with its id", async () => {

@@ -9,7 +9,7 @@ accepted, without a payload check, with the prefix policies.
 from __future__ import annotations
 
 from fanout.catalog import activity, chat, event, follow, notification, organization, system, user
-from fanout.catalog._base import EventSpec, Payload
+from fanout.catalog._base import TOPIC_PATTERN, EventSpec, Payload
 from fanout.catalog.activity import ActivityFeedUpdated
 from fanout.catalog.chat import (
     ChatConversationUpdated,
@@ -39,6 +39,8 @@ from fanout.catalog.policy import (
     prefix_policy,
 )
 from fanout.catalog.system import (
+    ACCESS_REVOKED,
+    SystemAccessRevoked,
     SystemBroadcast,
     SystemHeartbeat,
     SystemNotice,
@@ -119,6 +121,7 @@ def metric_label(event_type: str) -> str:
 
 
 __all__ = [
+    "ACCESS_REVOKED",
     "CURRENT",
     "DEFAULT_POLICY",
     "DOMAINS",
@@ -126,6 +129,7 @@ __all__ = [
     "OTHER",
     "PRIORITIES",
     "SPECS",
+    "TOPIC_PATTERN",
     "ActivityFeedUpdated",
     "AttendeePreview",
     "ChatConversationUpdated",
@@ -149,6 +153,7 @@ __all__ = [
     "Payload",
     "Policy",
     "Priority",
+    "SystemAccessRevoked",
     "SystemBroadcast",
     "SystemHeartbeat",
     "SystemNotice",

@@ -23,6 +23,8 @@ Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=256)]
 Text = Annotated[str, Strict(), StringConstraints(max_length=10_000)]
 Url = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=2048)]
 Count = Annotated[int, Strict(), Field(ge=0)]
+#: Topics are ``kind:id`` (``user:u1``, ``event:42``, ``organization:7``, ``conversation:c9``).
+TOPIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$"
 Timestamp = Annotated[
     str,
     Strict(),
@@ -56,6 +58,7 @@ class EventSpec:
     version: int
     model: builtins.type[Payload]
     policy: Policy
+    users_only: bool = False  # its target may name userIds alone (no topics, connections or broadcast)
 
     @property
     def domain(self) -> str:
@@ -93,7 +96,10 @@ def event(
     version: int = 1,
     ordering: tuple[str, ...] = (),
     priority: Priority = "normal",
+    users_only: bool = False,
 ) -> EventSpec:
-    """Declare a catalog entry; its maximum age and rounds come from the type's prefix policy."""
+    """Declare a catalog entry; its maximum age and rounds come from the type's prefix policy.
+    ``users_only``: a body of this type that targets anything but ``userIds`` is invalid."""
     base = prefix_policy(event_type)
-    return EventSpec(event_type, version, model, Policy(base.max_age_s, base.rounds, ordering, priority))
+    policy = Policy(base.max_age_s, base.rounds, ordering, priority)
+    return EventSpec(event_type, version, model, policy, users_only)

@@ -48,6 +48,7 @@ def catalog_document() -> dict[str, Any]:
             "current": CURRENT[spec.type] is spec,
             "domain": spec.domain,
             "policy": policy_document(spec.policy),
+            "usersOnly": spec.users_only,  # its target may name userIds alone
             "payload": payload_schema(spec),
         }
         for spec in sorted(SPECS, key=lambda s: (s.type, s.version))

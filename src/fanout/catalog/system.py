@@ -1,14 +1,34 @@
-"""``system.*``: heartbeat, reconnect hints, operator notices, broadcasts and replays."""
+"""``system.*``: heartbeat, reconnect hints, operator notices, broadcasts, replays and revocations."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, Strict, StringConstraints
 
-from fanout.catalog._base import Count, Id, Name, Payload, Text, Timestamp, Url, event
+from fanout.catalog._base import TOPIC_PATTERN, Count, Id, Name, Payload, Text, Timestamp, Url, event
 
 Severity = Literal["info", "warning", "critical"]
+
+#: The type a product publishes when it takes topics away from users (docs/protocol.md section 8).
+ACCESS_REVOKED = "system.access.revoked"
+#: Topics one revocation names at most: what one connection may hold.
+MAX_REVOKED_TOPICS = 100
+
+
+def _not_own_user(topic: str) -> str:
+    if topic.startswith("user:"):
+        raise ValueError("a user: topic cannot be revoked (a user always follows its own)")
+    return topic
+
+
+RevocableTopic = Annotated[
+    str,
+    Strict(),
+    StringConstraints(pattern=TOPIC_PATTERN),
+    AfterValidator(_not_own_user),
+    Field(json_schema_extra={"not": {"pattern": "^user:"}}),
+]
 
 
 class SystemHeartbeat(Payload):
@@ -52,10 +72,19 @@ class SystemReplay(Payload):
     connection; the worker posts the kept frames, never this body (docs/protocol.md section 21)."""
 
 
+class SystemAccessRevoked(Payload):
+    """The user may no longer follow these topics: the product removed them from an organization or a
+    conversation. The worker has taken the topics off every connection of the user before this frame is
+    posted; a client drops them from the topics it subscribes again on reconnect."""
+
+    topics: list[RevocableTopic] = Field(min_length=1, max_length=MAX_REVOKED_TOPICS)
+
+
 EVENTS = (
     event("system.heartbeat", SystemHeartbeat, priority="bulk"),
     event("system.reconnect", SystemReconnect),
     event("system.notice", SystemNotice),
     event("system.broadcast", SystemBroadcast, priority="bulk"),
     event("system.replay", SystemReplay),
+    event(ACCESS_REVOKED, SystemAccessRevoked, users_only=True),
 )

@@ -6,7 +6,8 @@ heartbeat), subscribe every subscriber's topics, ``resume`` from what this proce
 read frames until the socket closes, with a ``ping`` every ``heartbeat_s``. A lost connection comes back
 after an exponential backoff with full jitter. Every event is dropped when its id was seen already,
 and handed on in ``seq`` order per ordering key; a gap is held back for ``hold_s``, then resumed, then
-given up (the application is told to refetch, as it is for a ``system.resync``).
+given up (the application is told to refetch, as it is for a ``system.resync``). A
+``system.access.revoked`` takes its topics out of every subscriber, so no reconnect asks for them again.
 
 The rules are the protocol's (docs/client.md): a web client in TypeScript follows the same ones.
 """
@@ -24,11 +25,11 @@ from typing import Any
 
 import aiohttp
 
+from fanout.catalog import ACCESS_REVOKED, TOPIC_PATTERN
 from fanout.client.backoff import Backoff
 from fanout.client.dedupe import RecentIds
 from fanout.client.reorder import Frame, Reorderer
 from fanout.client.subscription import RequestFailed, Resync, Subscription, UrlBuilder
-from fanout.envelope import TOPIC_PATTERN
 from fanout.logging import get_logger
 
 log = get_logger("fanout.client")
@@ -39,6 +40,8 @@ MAX_RESUME_KEYS = 100
 MAX_TOPICS_PER_FRAME = 100
 #: This process's earlier connection ids a resume names: events that excluded them were its own changes.
 MAX_EARLIER_IDS = 10
+#: How often a refused subscribe frame is sent again without the topic the server named.
+MAX_SUBSCRIBE_RETRIES = 5
 
 
 class FanoutClient:
@@ -202,11 +205,26 @@ class FanoutClient:
             raise RequestFailed(f"hello refused: {payload.get('code')}")
         topics = self._topics()
         for start in range(0, len(topics), MAX_TOPICS_PER_FRAME):
-            answer = await self.request("subscribe", topics=topics[start : start + MAX_TOPICS_PER_FRAME])
-            if answer.get("type") != "subscribe.ok":
-                log.warning("client_subscribe_refused", code=(answer.get("payload") or {}).get("code"))
+            await self._subscribe_again(topics[start : start + MAX_TOPICS_PER_FRAME])
         if self.reorder.positions or self.last_event_id:
             await self._resume(list(self.reorder.positions), with_events=True)
+
+    async def _subscribe_again(self, topics: list[str]) -> None:
+        """Subscribe a reconnected connection. One refused topic refuses the whole frame: a topic this
+        process may no longer follow (a revocation it missed while away) is left out of this connection
+        and the rest sent again, so it does not cost the others."""
+        for _ in range(MAX_SUBSCRIBE_RETRIES + 1):
+            answer = await self.request("subscribe", topics=topics)
+            payload = answer.get("payload") or {}
+            if answer.get("type") == "subscribe.ok":
+                return
+            log.warning("client_subscribe_refused", code=payload.get("code"))
+            refused = payload.get("topic")
+            if payload.get("code") != "forbidden_topic" or refused not in topics:
+                return
+            topics = [t for t in topics if t != refused]
+            if not topics:
+                return
 
     async def _resume(self, keys: list[str], *, with_events: bool) -> None:
         positions = {k: self.reorder.positions[k] for k in keys if RESUMABLE.fullmatch(k)}
@@ -279,9 +297,23 @@ class FanoutClient:
     def _hand_on(self, frames: list[Frame]) -> None:
         for frame in frames:
             self.last_event_id = frame["id"]
+            if frame.get("type") == ACCESS_REVOKED:
+                self._revoked(frame.get("payload"))
             for sub in self._subs:
                 if sub.matches(frame):
                     sub.put(frame)
+
+    def _revoked(self, payload: Any) -> None:
+        """The server took these topics off every connection of this user: no subscriber holds them any
+        more (a reconnect does not ask for them), and no resume names them."""
+        topics = payload.get("topics") if isinstance(payload, dict) else None
+        gone = {t for t in topics if isinstance(t, str)} if isinstance(topics, list) else set()
+        for sub in self._subs:
+            sub.topics = tuple(t for t in sub.topics if t not in gone)
+        for key in gone:
+            self.reorder.forget(key)
+            self._resumed_gap.pop(key, None)
+        log.info("client_topics_revoked", topics=len(gone))
 
     async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """A ``ping`` every ``heartbeat_s``; no answer in time closes the socket, and it reconnects."""

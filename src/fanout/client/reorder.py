@@ -84,6 +84,13 @@ class Reorderer:
             del held[stale]
         return self._drain(key)
 
+    def forget(self, key: str) -> None:
+        """Drop a key's position and held events: a stream the client may no longer follow (a revoked
+        topic), which its next resume must not name."""
+        self.positions.pop(key, None)
+        self._held.pop(key, None)
+        self._gap_since.pop(key, None)
+
     def _move(self, key: str, seq: int) -> None:
         self.positions.pop(key, None)
         self.positions[key] = seq

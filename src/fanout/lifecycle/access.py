@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 
 from fanout import hooks
-from fanout.envelope import TOPIC_PATTERN
+from fanout.catalog import TOPIC_PATTERN
 
 #: Kinds anyone signed in may follow: an event's public counters, for example.
 PUBLIC_KINDS = frozenset({"event"})

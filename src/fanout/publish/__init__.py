@@ -16,6 +16,7 @@ from fanout.publish.direct import (
     build_event,
     catalog_event,
     new_event_id,
+    revocation,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "build_event",
     "catalog_event",
     "new_event_id",
+    "revocation",
 ]

@@ -19,7 +19,7 @@ from aiobotocore.session import get_session
 from ulid import ULID
 
 from fanout import queues
-from fanout.catalog import Payload, spec_of
+from fanout.catalog import ACCESS_REVOKED, CURRENT, Payload, spec_of
 from fanout.config import Settings
 from fanout.envelope import MAX_BODY_BYTES, QueueBody, now_iso, validate
 from fanout.errors import ConfigError, InvalidMessage
@@ -97,6 +97,22 @@ def catalog_event(
     if key is not None and hints.get("orderingKey") is None:
         hints["orderingKey"] = key
     return build_event(spec.type, payload=wire, meta=hints, **audience)
+
+
+def revocation(user_ids: Iterable[str], topics: Iterable[str], *, event_id: str | None = None) -> QueueBody:
+    """A ``system.access.revoked`` event: the worker takes ``topics`` (1 to 100 ``kind:id``, never
+    ``user:``) off every connection of ``user_ids``, then posts the event to each of them
+    (docs/protocol.md section 8). Send it with any publisher's ``send`` (or the outbox's ``add``);
+    ``InvalidMessage`` on bad input, with the worker's reason."""
+    if isinstance(topics, str):
+        raise TypeError("topics: a list of kind:id topics, not one string")
+    return build_event(
+        ACCESS_REVOKED,
+        user_ids=user_ids,
+        payload={"topics": list(topics)},
+        meta={"payloadVersion": CURRENT[ACCESS_REVOKED].version},
+        event_id=event_id,
+    )
 
 
 def with_seq(body: QueueBody, seq: int) -> QueueBody:
@@ -185,6 +201,10 @@ class Publisher:
             body = with_seq(body, self.sequences.next(key))
         return self.send(body)
 
+    def revoke_topics(self, user_ids: Iterable[str], topics: Iterable[str]) -> str:
+        """Take ``topics`` away from ``user_ids`` live (``revocation``); returns the event id."""
+        return self.send(revocation(user_ids, topics))
+
     def close(self) -> None:
         self._client.close()
 
@@ -253,3 +273,7 @@ class AsyncPublisher:
             assert self.sequences is not None
             body = with_seq(body, await self.sequences.next(key))
         return await self.send(body)
+
+    async def revoke_topics(self, user_ids: Iterable[str], topics: Iterable[str]) -> str:
+        """Take ``topics`` away from ``user_ids`` live (``revocation``); returns the event id."""
+        return await self.send(revocation(user_ids, topics))

@@ -2,7 +2,7 @@
 
 ``records``: a record's shape and how the worker reads one, skipping the malformed; ``resolve``: the live
 connections an event reaches, streamed in batches; ``connections``: ``ConnectionStore``, those reads plus
-the lifecycle's writes and the worker's prune.
+the lifecycle's writes and the worker's prune and revocations.
 """
 
 from fanout.store.connections import ConnectionStore, mongo_client

@@ -1,6 +1,6 @@
 """``ConnectionStore``: the connection records in MongoDB, compatible with the ones the existing API writes.
-The lifecycle writes them (connect, frames, topics, disconnect); the worker reads them (``resolve.py``)
-and prunes the gone."""
+The lifecycle writes them (connect, frames, topics, disconnect); the worker reads them (``resolve.py``),
+prunes the gone and takes revoked topics off them."""
 
 from __future__ import annotations
 
@@ -127,6 +127,19 @@ class ConnectionStore(Resolver):
             return_document=ReturnDocument.AFTER,
         )
         return list(doc.get("topics") or []) if doc is not None else []
+
+    async def revoke(self, user_ids: list[str], topics: list[str]) -> int:
+        """Take ``topics`` off every record of ``user_ids`` (a ``system.access.revoked``): one
+        ``update_many``, expired records included (a frame can still revive one). A ``user:`` topic is
+        never taken: a user always follows its own. The number of records changed."""
+        topics = [t for t in topics if not t.startswith("user:")]
+        if not (user_ids and topics):
+            return 0
+        result = await self._col.update_many(
+            {"userId": {"$in": user_ids}, "topics": {"$in": topics}},
+            {"$pull": {"topics": {"$in": topics}}},
+        )
+        return result.modified_count
 
     async def hello(self, connection_id: str, protocol: int, payloads: dict[str, list[int]] | None) -> bool:
         """Store what a connection speaks: its protocol and, when declared, its payload versions (a hello

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from fanout.catalog import metric_label, policy_for
+from fanout.catalog import ACCESS_REVOKED, metric_label, policy_for
 from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.flags import LiveSwitches
@@ -72,6 +72,8 @@ class Decider:
             log.warning("invalid_message", message_id=msg.message_id, reason=msg.invalid.reason)
         else:
             bind_event(msg.body.id, msg.body.type)  # this task's own context: its posts' lines name it too
+            if msg.body.type == ACCESS_REVOKED:  # rare: this comparison is all that other events pay
+                await self._revoke(msg.body)
         policy = policy_for(msg.body.type) if msg.body is not None else policy_for("")
         enabled = msg.body is None or self.switches.enabled(msg.body.type)
         step = fate.before(msg, policy, time.time(), self.settings.visibility_timeout_s, enabled=enabled)
@@ -113,6 +115,14 @@ class Decider:
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result)
+
+    async def _revoke(self, body: QueueBody) -> None:
+        """Take the revoked topics off the users' records before anything is posted, whatever becomes of
+        the frame itself (switched off, expired, a later round): every lookup from now on misses them.
+        Idempotent, so a remainder or a redrive doing it again changes nothing."""
+        users, topics = body.target.user_ids, list(body.payload["topics"])
+        changed = await self.clients.store.revoke(users, topics)
+        log.info("topics_revoked", event_id=body.id, users=len(users), topics=len(topics), records=changed)
 
     async def _keep(self, body: QueueBody, expires_at: float) -> None:
         """The event's history write. One that fails is logged and counted and never fails the delivery:

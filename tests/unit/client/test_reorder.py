@@ -148,3 +148,17 @@ def test_a_live_counters_newer_value_is_handed_on_at_once_and_an_older_one_dropp
     )
     assert [1] == seqs(order.push(ev(1)))  # another key, of an ordinary type, keeps its gaps
     assert ([], 1) == (order.push(ev(3)), order.held("k"))
+
+
+def test_a_forgotten_key_has_no_position_no_held_events_and_no_gap() -> None:
+    """forget (a revoked topic) drops the key's position and what it held, so no resume names it and its
+    gap never comes due; the other keys keep theirs, and the key starts afresh if it comes back."""
+    clock = Clock()
+    reorder = Reorderer(hold_s=1.0, clock=clock)
+    reorder.push(ev(1, "organization:7"))
+    reorder.push(ev(3, "organization:7"))
+    reorder.push(ev(1, "chat:c9"))
+    reorder.forget("organization:7")
+    clock.now += 5
+    assert ({"chat:c9": 1}, [], 0) == (reorder.positions, reorder.overdue(), reorder.held("organization:7"))
+    assert [5] == seqs(reorder.push(ev(5, "organization:7")))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from fanout.envelope import Target
 from fanout.store import ConnectionStore
@@ -54,3 +54,24 @@ async def test_an_upgrade_is_asked_once_per_connection_and_key_even_concurrently
     assert await store.ask_upgrade_once("c1", "chat.message@3")
     assert not await store.ask_upgrade_once("c1", "chat.message@2")
     assert not await store.ask_upgrade_once("nobody", "chat.message@2")
+
+
+async def test_revoke_takes_the_topics_off_every_record_of_the_users_only(store: ConnectionStore) -> None:
+    """One revocation takes organization:o1 off both tabs of u1, expired record included, leaves u1's own
+    user: topic (even when named) and its other topics, and leaves u2's records as they were."""
+    for cid, user in (("t1", "u1"), ("t2", "u1"), ("t3", "u2")):
+        await store.put(cid, user, "h", "s", ttl_s=60)
+        held = await store.subscribe(cid, [f"user:{user}", "organization:o1", "event:42"], cap=100)
+        assert held is not None
+    await store._col.drop_index("expiresAt_1")  # so the TTL monitor cannot take the expired record first
+    await store._col.update_one({"connectionId": "t2"}, {"$set": {"expiresAt": datetime.now(UTC)}})
+    assert 2 == await store.revoke(["u1", "u9"], ["organization:o1", "user:u1", "conversation:c9"])
+    topics = {cid: (await store.get(cid) or {})["topics"] for cid in ("t1", "t2", "t3")}
+    assert {
+        "t1": ["user:u1", "event:42"],
+        "t2": ["user:u1", "event:42"],
+        "t3": ["user:u2", "organization:o1", "event:42"],
+    } == topics
+    assert ["t3"] == [c.connection_id for c in await resolve_all(store, Target(topics=["organization:o1"]))]
+    assert 0 == await store.revoke(["u1"], ["organization:o1"])
+    assert 0 == await store.revoke(["u1"], ["user:u1"])

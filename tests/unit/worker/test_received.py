@@ -22,7 +22,7 @@ from tests.corpus import valid
 #: docs/protocol.md section 4, less ``unparseable``, which would mean a parser bug.
 REASONS = {
     "not_json", "schema", "duplicate_target", "unknown_version", "unknown_domain", "empty_target",
-    "too_large", "sns_missing_message", "sns_bad_envelope", "bad_attribute", "payload_schema",
+    "bad_target", "too_large", "sns_missing_message", "sns_bad_envelope", "bad_attribute", "payload_schema",
 }  # fmt: skip
 
 #: Tokens a naive JSON parser takes or chokes on; spliced into the text where a value goes.
