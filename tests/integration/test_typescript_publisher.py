@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from fanout.catalog import CURRENT
+from fanout.catalog import ACCESS_REVOKED, CURRENT
 from fanout.envelope import parse_body
 from fanout.errors import InvalidMessage
 from fanout.publish import build_event, catalog_event
@@ -233,13 +233,15 @@ def test_node_builds_the_envelope_python_send_event_builds(built_package: list[s
     python: list[str] = []
     cases: list[tuple[str, dict[str, object]]] = []
     for event_type in sorted(CURRENT):
+        users_only = event_type == ACCESS_REVOKED  # a revocation reaches users alone (bad_target otherwise)
+        to = {"user_ids": ["u1"]} if users_only else audience
+        node_to = {"userIds": ["u1"]} if users_only else {
+            "userIds": ["u1"], "topics": ["conversation:c9"], "excludeConnectionIds": ["cx"]}  # fmt: skip
         for n, meta in enumerate(metas):
             event_id = f"evt_{event_type.replace('.', '_')}_{n}"
-            body = catalog_event(EXAMPLES[event_type], meta=meta, event_id=event_id, **audience)  # type: ignore[arg-type]
+            body = catalog_event(EXAMPLES[event_type], meta=meta, event_id=event_id, **to)  # type: ignore[arg-type]
             python.append(body.to_json())
-            node_input = {"id": event_id, "userIds": ["u1"], "topics": ["conversation:c9"],
-                          "excludeConnectionIds": ["cx"], "payload": body.payload, "meta": meta}  # fmt: skip
-            cases.append((event_type, node_input))
+            cases.append((event_type, {"id": event_id, **node_to, "payload": body.payload, "meta": meta}))
     other = build_event("chat.unheard.of", user_ids=["u1"], payload={"a": 1}, event_id="evt_other")
     python.append(other.to_json())
     cases.append(("chat.unheard.of", {"id": "evt_other", "userIds": ["u1"], "payload": {"a": 1}}))
