@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
@@ -203,6 +204,11 @@ class Settings(BaseSettings):
                 raise ValueError("FANOUT_JWT_SECRET must be at least 32 bytes for HS256")
             if key == DEV_JWT_SECRET and not self.is_dev:
                 raise ValueError("the development key cannot be used outside FANOUT_ENV=dev")
+        if not self.is_dev and (named := _botocore_endpoints()):
+            raise ValueError(
+                f"FANOUT_ENV={self.env} refuses {', '.join(named)}: botocore would send its AWS calls there "
+                "while the worker's own SQS client would not; name an endpoint with FANOUT_AWS_ENDPOINT_URL"
+            )
         if self.jwks_url is not None and not self.jwt_issuer:
             raise ValueError("FANOUT_JWKS_URL needs FANOUT_JWT_ISSUER: a key set alone names no issuer")
         return self
@@ -304,6 +310,12 @@ class Settings(BaseSettings):
         if self.is_dev:
             kwargs |= {"aws_access_key_id": "fanout-local", "aws_secret_access_key": "fanout-local"}
         return kwargs
+
+
+def _botocore_endpoints() -> list[str]:
+    """The variables botocore reads an endpoint from (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS``...):
+    LocalStack's and moto's way to redirect a client, which production never takes."""
+    return sorted(k for k in os.environ if k == "AWS_ENDPOINT_URL" or k.startswith("AWS_ENDPOINT_URL_"))
 
 
 def load(**values: Any) -> Settings:

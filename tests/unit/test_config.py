@@ -142,6 +142,21 @@ def test_production_refuses_a_local_or_plain_http_aws_endpoint(url: str, reason:
         Settings(env="production", aws_endpoint_url=url)
 
 
+@pytest.mark.parametrize(
+    "variable", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SECRETS_MANAGER"]
+)
+def test_production_refuses_botocores_own_endpoint_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """botocore's own endpoint variables would send the AWS clients (not the worker's SQS client) to a
+    local stack: production refuses them by name, without their value; dev keeps working with them."""
+    monkeypatch.setenv(variable, "http://127.0.0.1:4566/tail-of-a-value")
+    with pytest.raises(ConfigError, match=variable) as refused:
+        load(env="production")
+    assert "tail-of-a-value" not in str(refused.value)
+    assert load(env="dev").is_dev
+
+
 def test_dev_takes_the_local_stack_endpoints() -> None:
     """In dev the moto server is reached over plain HTTP on a local name; an empty value is unset."""
     for url in ("http://127.0.0.1:9324", "http://localstack:4566", "http://localhost:4566"):
