@@ -13,8 +13,7 @@
 const RESUMABLE = /^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$/;
 const MAX_RESUME_KEYS = 100;
 const MAX_TOPICS_PER_FRAME = 100;
-/** How often a refused resume, or a refused subscribe on reconnect, is tried again without the key or
- * topic the server named. */
+/** How often a refused resume is tried again without the key the server named. */
 const MAX_RESUME_RETRIES = 5;
 /** The event by which the server takes topics away from this user (protocol section 8). */
 export const ACCESS_REVOKED = "system.access.revoked";
@@ -443,9 +442,10 @@ export class FanoutClient {
   }
 
   /** One refused topic refuses the whole frame: a topic this tab may no longer follow (a revocation it
-   * missed while away) is left out of this connection and the rest sent again. */
+   * missed while away) is left out of this connection and the rest sent again, as often as topics are
+   * refused: each refusal drops one. */
   async #subscribeAgain(topics) {
-    for (let tries = 0; tries <= MAX_RESUME_RETRIES && topics.length; tries++) {
+    while (topics.length) {
       const answer = await this.request("subscribe", { topics });
       if (answer.type === "subscribe.ok") return;
       this.lastError = new Error(`subscribe: ${answer.payload?.code}`);

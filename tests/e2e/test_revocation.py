@@ -215,3 +215,31 @@ async def test_both_client_libraries_drop_a_revoked_topic_and_keep_the_rest_when
 
         await records.delete_many({"userId": user})  # lost (pruned or expired): both reconnect
         await wait_for(lambda: held([topics[1]]), timeout=10)
+
+
+async def test_both_client_libraries_keep_the_allowed_topic_after_more_refusals_than_retries(
+    live_stack: Stack, product_db: Any
+) -> None:
+    """fanout.client and fanout.js, each subscribed to eight organizations, lose seven of them without a
+    frame (a tab away while they were revoked). When they reconnect, the server refuses the seven one
+    by one and the eighth is still subscribed: dropping refused topics ends only when none is left."""
+    s = live_stack.settings
+    user, orgs = uid("k"), [uid("org") for _ in range(8)]
+    topics = [f"organization:{o}" for o in orgs]
+    await product_db[MEMBERS].insert_many([{"_id": member_id(o, user)} for o in orgs])
+    records = product_db[s.connections_collection]
+    url = token_url(live_stack.ws_url, lambda: sign(user, s.jwt_key()))
+    py = FanoutClient(url, heartbeat_s=0.2, backoff=Backoff(0.05, 0.5))
+    options = {"heartbeatS": 0.2, "backoffBaseMs": 50}
+    async with py, fanout_js(live_stack, user, options=options, topics=topics):
+        await py.subscribe(topics)
+        await asyncio.wait_for(py.connected.wait(), 10)
+
+        async def held(expected: list[str]) -> bool:
+            found = await _topics(product_db, s, user)
+            return len(found) == 2 and all(sorted(t) == sorted(expected) for t in found.values())
+
+        await wait_for(lambda: held(topics))
+        await product_db[MEMBERS].delete_many({"_id": {"$in": [member_id(o, user) for o in orgs[:7]]}})
+        await records.delete_many({"userId": user})  # lost (pruned or expired): both reconnect
+        await wait_for(lambda: held(topics[7:]), timeout=15)

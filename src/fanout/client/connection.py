@@ -40,8 +40,6 @@ MAX_RESUME_KEYS = 100
 MAX_TOPICS_PER_FRAME = 100
 #: This process's earlier connection ids a resume names: events that excluded them were its own changes.
 MAX_EARLIER_IDS = 10
-#: How often a refused subscribe frame is sent again without the topic the server named.
-MAX_SUBSCRIBE_RETRIES = 5
 
 
 class FanoutClient:
@@ -212,8 +210,9 @@ class FanoutClient:
     async def _subscribe_again(self, topics: list[str]) -> None:
         """Subscribe a reconnected connection. One refused topic refuses the whole frame: a topic this
         process may no longer follow (a revocation it missed while away) is left out of this connection
-        and the rest sent again, so it does not cost the others."""
-        for _ in range(MAX_SUBSCRIBE_RETRIES + 1):
+        and the rest sent again, so it does not cost the others: as often as topics are refused, since
+        each refusal drops one (a tab away while many were revoked)."""
+        while topics:
             answer = await self.request("subscribe", topics=topics)
             payload = answer.get("payload") or {}
             if answer.get("type") == "subscribe.ok":
@@ -223,8 +222,6 @@ class FanoutClient:
             if payload.get("code") != "forbidden_topic" or refused not in topics:
                 return
             topics = [t for t in topics if t != refused]
-            if not topics:
-                return
 
     async def _resume(self, keys: list[str], *, with_events: bool) -> None:
         positions = {k: self.reorder.positions[k] for k in keys if RESUMABLE.fullmatch(k)}

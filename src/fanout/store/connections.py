@@ -131,15 +131,21 @@ class ConnectionStore(Resolver):
     async def revoke(self, user_ids: list[str], topics: list[str]) -> int:
         """Take ``topics`` off every record of ``user_ids`` (a ``system.access.revoked``): one
         ``update_many``, expired records included (a frame can still revive one). A ``user:`` topic is
-        never taken: a user always follows its own. The number of records changed."""
+        never taken: a user always follows its own. A malformed record holding one revoked topic as a
+        string, which a lookup matches too and ``$pull`` refuses, is emptied by a second one. The number
+        of records changed."""
         topics = [t for t in topics if not t.startswith("user:")]
         if not (user_ids and topics):
             return 0
-        result = await self._col.update_many(
-            {"userId": {"$in": user_ids}, "topics": {"$in": topics}},
-            {"$pull": {"topics": {"$in": topics}}},
+        users = {"userId": {"$in": user_ids}}
+        # $elemMatch: lists only, so a malformed record cannot fail the update for the user's other records
+        listed = await self._col.update_many(
+            users | {"topics": {"$elemMatch": {"$in": topics}}}, {"$pull": {"topics": {"$in": topics}}}
         )
-        return result.modified_count
+        single = await self._col.update_many(
+            users | {"topics": {"$in": topics, "$not": {"$type": "array"}}}, {"$set": {"topics": []}}
+        )
+        return listed.modified_count + single.modified_count
 
     async def hello(self, connection_id: str, protocol: int, payloads: dict[str, list[int]] | None) -> bool:
         """Store what a connection speaks: its protocol and, when declared, its payload versions (a hello

@@ -75,3 +75,18 @@ async def test_revoke_takes_the_topics_off_every_record_of_the_users_only(store:
     assert ["t3"] == [c.connection_id for c in await resolve_all(store, Target(topics=["organization:o1"]))]
     assert 0 == await store.revoke(["u1"], ["organization:o1"])
     assert 0 == await store.revoke(["u1"], ["user:u1"])
+
+
+async def test_revoke_passes_a_record_whose_topics_is_one_string_and_still_reaches_the_others(
+    store: ConnectionStore,
+) -> None:
+    """A malformed record of the user holding its topic as a string (not the lifecycle's list) neither
+    fails the revocation ($pull refuses a non-array) nor keeps the user's other tab on the topic: the
+    list loses it, the string record is emptied, and a topic lookup reaches neither."""
+    for cid in ("s1", "t1"):
+        await store.put(cid, "u1", "h", "s", ttl_s=60)
+    await store._col.update_one({"connectionId": "s1"}, {"$set": {"topics": "organization:o1"}})
+    assert await store.subscribe("t1", ["organization:o1", "event:42"], cap=100) is not None
+    assert 2 == await store.revoke(["u1"], ["organization:o1"])
+    assert [[], ["event:42"]] == [(await store.get(c) or {})["topics"] for c in ("s1", "t1")]
+    assert [] == await resolve_all(store, Target(topics=["organization:o1"]))
