@@ -86,6 +86,7 @@ class Decider:
                 step,
                 self.switches.enabled,
                 max_receives=self.settings.max_receives,
+                outage_delay_s=self.settings.outage_delay_s,
             )
         if wait := fate.due_in(msg, time.time()):  # a scheduled check on a FIFO queue: held until due
             return fate.Fate("released", delete=False, release_after_s=wait)
@@ -112,7 +113,7 @@ class Decider:
                 on_answered=release,
             )
         self._observe(msg, result)
-        return fate.after(msg, policy, result)
+        return fate.after(msg, policy, result, self.settings.outage_delay_s)
 
     async def _keep(self, body: QueueBody, expires_at: float) -> None:
         """The event's history write. One that fails is logged and counted and never fails the delivery:
