@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
     bulk_in_flight: int = Field(2, ge=1, description="shards one process delivers at once")
+    outage_delay_s: int = Field(
+        5, ge=0, le=900, description="while the management API refuses every connection: retry after this"
+    )
     census_interval_s: float = Field(
         30, gt=0, description="how often one process samples active connections and TTL removals"
     )

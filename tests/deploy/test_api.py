@@ -14,8 +14,9 @@ from fanout.lifecycle.handler import ACTIONS
 from tests.deploy.conftest import CUSTOM_API, Synth
 from tests.deploy.test_stack import as_list, env_of, logical_id, render
 
-from fanout_cdk import lifecycle, websocket_api  # isort: skip - deploy/ is on sys.path through conftest
-from fanout_cdk.parameters import DUMMY_JWT_SECRET_ARN, DUMMY_SECRET_ARN  # isort: skip
+# fanout_cdk imports aws_cdk, which starts a Node process and loads the CDK into it (seconds of CPU): the
+# tests import it where they read it, so a test process that collects this file but runs none of it (the
+# other one of `make test`) never pays for it. deploy/ is on sys.path through conftest.
 
 # Settings the lifecycle Lambda is given that src/fanout/config.py does not read yet (issue 15: the
 # lifecycle reads its keys from Secrets Manager). Remove each once Settings has it.
@@ -43,6 +44,8 @@ def test_api_routes_on_the_action_field(default_synth: Synth) -> None:
 def test_every_route_is_two_way_through_the_lambda(default_synth: Synth) -> None:
     """$connect, $disconnect, $default and every client action route to the one Lambda proxy integration,
     each with its $default route response."""
+    from fanout_cdk import websocket_api
+
     # every action the lifecycle answers has a route of its own (its own metrics and throttling)
     assert set(ACTIONS) | {"chat.send", "chat.read"} <= set(websocket_api.CLIENT_ACTIONS)
     found = routes(default_synth)
@@ -69,6 +72,8 @@ def test_every_route_is_two_way_through_the_lambda(default_synth: Synth) -> None
 
 def test_api_gateway_may_invoke_the_lambda_for_each_route(default_synth: Synth) -> None:
     """Each route has its invoke permission, scoped to that route of this API."""
+    from fanout_cdk import websocket_api
+
     function_id = logical_id(default_synth, "AWS::Lambda::Function", "LifecycleFunction")
     api_id = logical_id(default_synth, "AWS::ApiGatewayV2::Api", "WebSocketApi")
     sources = set()
@@ -173,6 +178,8 @@ def test_worker_posts_through_the_new_api(default_synth: Synth) -> None:
 
 def test_lambda_runtime_handler_and_sizes(default_synth: Synth) -> None:
     """Python 3.11 on x86_64 with the stated memory and timeout, running the handler that src defines."""
+    from fanout_cdk import lifecycle
+
     _, function = default_synth.one("AWS::Lambda::Function")
     props = function["Properties"]
     assert props["Runtime"] == "python3.11" and props["Architectures"] == ["x86_64"]
@@ -190,6 +197,9 @@ def test_lambda_role_is_least_privilege(which: str, default_synth: Synth, custom
     """The Lambda's role writes its own logs, attaches to the VPC, reads the two secrets and sends to the
     inbound and events queues only, once each: no wildcard action, no managed policy, no management-API
     permission."""
+    from fanout_cdk import lifecycle
+    from fanout_cdk.parameters import DUMMY_JWT_SECRET_ARN, DUMMY_SECRET_ARN
+
     s = default_synth if which == "default" else custom_api_synth
     role_id = logical_id(s, "AWS::IAM::Role", "LifecycleRole")
     role = s.template["Resources"][role_id]["Properties"]
@@ -253,6 +263,8 @@ def test_lambda_environment_is_production_only(
 
 def test_secret_resources_cover_partial_arns() -> None:
     """A complete secret ARN is granted as is; a partial one with Secrets Manager's random suffix."""
+    from fanout_cdk import lifecycle
+
     complete = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/jwt-Ab12Cd"
     assert lifecycle.secret_resource(complete) == complete
     assert lifecycle.secret_resource("arn:aws:secretsmanager:eu-west-1:1:secret:prod/jwt") == (

@@ -24,8 +24,6 @@ from tests.conftest import _tcp_answers, die_with_parent, free_port
 from tests.deploy.conftest import Synth
 from tests.deploy.test_image import locked
 
-from fanout_cdk.lifecycle import LAMBDA_HANDLER  # isort: skip - deploy/ is on sys.path through conftest
-
 # Run inside the fresh interpreter: the asset first on the path, then the handler named as Lambda names it.
 RUNNER = r"""
 import importlib, json, sys
@@ -141,6 +139,10 @@ def run_in_fresh_interpreter(
     asset: Path, env: dict[str, str], events: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Feed the events to the handler in `python -I -S` (no site-packages, no PYTHONPATH, no cwd on the path)."""
+    # imported here: fanout_cdk imports aws_cdk, which starts a Node process (seconds of CPU) in any test
+    # process that collects this file (deploy/ is on sys.path through conftest)
+    from fanout_cdk.lifecycle import LAMBDA_HANDLER
+
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", RUNNER, str(asset), LAMBDA_HANDLER],
         input=json.dumps(events),

@@ -13,8 +13,11 @@ from fanout import attributes
 from fanout.config import Settings
 from tests.deploy.conftest import EXISTING, REPO_ROOT, Synth, synth, tool
 
-from fanout_cdk import queues, service  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
-from metrics_contract import NAMESPACE  # isort: skip
+from metrics_contract import NAMESPACE  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
+
+# fanout_cdk imports aws_cdk, which starts a Node process and loads the CDK into it (seconds of CPU): the
+# tests import it where they read it, so a test process that collects this file but runs none of it (the
+# other one of `make test`) never pays for it.
 
 
 def render(value: Any) -> str:
@@ -69,6 +72,8 @@ def logical_id(s: Synth, type_: str, prefix: str) -> str:
 
 def test_queue_has_an_encrypted_dlq_with_redrive(default_synth: Synth) -> None:
     """The events queue redrives to an encrypted DLQ after 5 receives, with the worker's visibility timeout."""
+    from fanout_cdk import queues
+
     queue_id = logical_id(default_synth, "AWS::SQS::Queue", "EventsQueue")
     dlq_id = logical_id(default_synth, "AWS::SQS::Queue", "DeadLetterQueue")
     queue = default_synth.template["Resources"][queue_id]["Properties"]
@@ -227,6 +232,8 @@ def test_publisher_policy(default_synth: Synth) -> None:
 
 def test_container_health_check_and_stop_timeout(default_synth: Synth) -> None:
     """The container checks /healthz and gets the shutdown budget plus 10 s to stop."""
+    from fanout_cdk import service
+
     c = container(default_synth)
     assert c["StopTimeout"] == service.SHUTDOWN_BUDGET_S + 10 == service.STOP_TIMEOUT_S <= 120
     assert env_of(default_synth)["FANOUT_SHUTDOWN_BUDGET_S"] == str(service.SHUTDOWN_BUDGET_S)
@@ -272,6 +279,8 @@ def test_container_runs_as_the_images_non_root_user(
 ) -> None:
     """The task definition itself runs the worker as the Dockerfile's non-root user, so an image given
     with `-c image=` runs unprivileged too, whatever its own USER says."""
+    from fanout_cdk import service
+
     s = default_synth if which == "default" else existing_synth
     dockerfile_user = re.search(r"^USER (\S+)$", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert dockerfile_user
@@ -286,6 +295,8 @@ def test_root_filesystem_is_read_only_with_a_writable_tmp(
     which: str, default_synth: Synth, existing_synth: Synth
 ) -> None:
     """The container's root filesystem is read-only; /tmp, where the worker writes, is a task volume."""
+    from fanout_cdk import service
+
     s = default_synth if which == "default" else existing_synth
     c = container(s)
     assert c["ReadonlyRootFilesystem"] is True

@@ -161,7 +161,8 @@ def test_an_outage_loses_no_event_silently(moto: Moto) -> None:
     settings = dev_settings(aws_endpoint_url=moto.url)
     create_queues(settings)
     registry = CollectorRegistry()
-    pub = BackgroundPublisher(settings, registry=registry, buffer=300, block_ms=20, flush_s=30)
+    # each refused publish first waits block_ms for room, which an outage never makes: 200 of them below
+    pub = BackgroundPublisher(settings, registry=registry, buffer=300, block_ms=5, flush_s=30)
     accepted: list[str] = []
     told = 0
 

@@ -98,11 +98,11 @@ async def test_a_broadcast_is_sharded_over_the_pool_and_urgent_events_pass_it(
     pool = WorkerPool(stack, tmp_path / "pool.log")
     virtual = AUDIENCE - REAL
     try:
+        pool.start()  # it starts (seconds) while the clients connect: it posts nothing before the broadcast
         assert REAL == await clients.ask("connect", users=[f"b-{i}" for i in range(REAL)])
         await asyncio.to_thread(_insert_virtual, stack, virtual)
         virtual0 = await asyncio.to_thread(_virtual_posts, stack)
         await clients.ask("reset", track_ids=True)
-        pool.start()
         await pool.ready()
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             async with http.put(f"{stack.gateway_url}/_emulator/faults", json={"latency_ms": 2}) as r:

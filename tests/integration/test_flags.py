@@ -10,12 +10,15 @@ import subprocess
 import sys
 import time
 from contextlib import AsyncExitStack
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
 
 from fanout import AsyncPublisher
 from fanout.catalog import ChatMessage, NotificationNew
+from fanout.flags import FlagStore
 from tests.conftest import Stack
 from tests.helpers import connect, wait_for
 
@@ -55,9 +58,12 @@ async def test_switching_chat_off_and_on(stack: Stack) -> None:
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)
         publisher = await es.enter_async_context(AsyncPublisher(stack.settings))
-        es.push_async_callback(
-            asyncio.to_thread, _fanout, stack, "flags", "clear", "chat"
-        )  # whatever happens
+        mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.settings.mongo())
+        es.push_async_callback(mongo.close)
+        store = FlagStore.from_client(mongo, stack.settings.mongo_db, stack.settings.flags_collection)
+        # whatever happens, the shared stack delivers chat again (cleared here: a `fanout flags` process
+        # costs a Python start-up)
+        es.push_async_callback(store.clear, "chat")
 
         switched = await asyncio.to_thread(_fanout, stack, "flags", "set", "chat", "off")
         assert 0 == switched.returncode, switched.stderr

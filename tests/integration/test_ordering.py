@@ -125,12 +125,12 @@ async def test_a_fifo_queue_keeps_each_keys_order_on_the_wire_across_a_pool_of_t
     run = secrets.token_hex(4)
     users = [f"fifo-{run}-{i}" for i in range(2)]
     keys = [f"user:{u}" for u in users] + [f"event:fifo-{run}-{i}" for i in range(2)]
-    await pool.ready()
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         clients = [await connect(es, http, stack.ws_url, s, u) for u in users]
         for client in clients:
             await client.ws.send_json({"action": "subscribe", "topics": keys[2:], "id": "s"})
             await wait_for(lambda c=client: any(f.get("replyTo") == "s" for f in c.frames))
+        await pool.ready()  # started by the fixture: it was starting while the clients connected
 
         async def publish(key: str, count: int) -> list[str]:
             sequences = SequenceAllocator(mongo, s.mongo_db, s.sequences_collection)

@@ -88,6 +88,7 @@ class Decider:
                 step,
                 self.switches.enabled,
                 max_receives=self.settings.max_receives,
+                outage_delay_s=self.settings.outage_delay_s,
             )
         if wait := fate.due_in(msg, time.time()):  # a scheduled check on a FIFO queue: held until due
             return fate.Fate("released", delete=False, release_after_s=wait)
@@ -114,7 +115,7 @@ class Decider:
                 on_answered=release,
             )
         self._observe(msg, result)
-        return fate.after(msg, policy, result)
+        return fate.after(msg, policy, result, self.settings.outage_delay_s)
 
     async def _revoke(self, body: QueueBody) -> None:
         """Take the revoked topics off the users' records before anything is posted, whatever becomes of

@@ -16,7 +16,7 @@ from fanout.catalog import Policy
 from fanout.worker.received import Received
 from fanout.worker.result import FanoutResult
 
-OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection
+OUTAGE_DELAY_S = 5  # re-enqueue delay while the management API refuses every connection (the default)
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 MAX_RELEASE_S = 60
 CLOCK_SKEW_S = 0.25  # a check this little ahead of the worker's clock is due (the lifecycle's may run ahead)
@@ -129,8 +129,9 @@ def split(msg: Received, parts: int, users_per_shard: int, buckets: int = 1024) 
     return Fate("sharded", shards=tuple(Shard(users=part) for part in slices))
 
 
-def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
-    """After the fan-out: delete, with a remainder for what still failed or dead letters for what cannot."""
+def after(msg: Received, policy: Policy, result: FanoutResult, outage_delay_s: int = OUTAGE_DELAY_S) -> Fate:
+    """After the fan-out: delete, with a remainder for what still failed or dead letters for what cannot
+    (in an outage, the remainder is visible after ``outage_delay_s``)."""
     outcome = result.event_outcome()
     if result.too_large:
         return Fate(outcome, dead_letters=(DeadLetter("too_large", "management API answered 413"),))
@@ -144,7 +145,7 @@ def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
     failed = tuple(result.failed)
     if failed and result.endpoint_down():
         # An outage, not this event's fault: keep the round; the event's own expiry bounds the tries.
-        remainder = Remainder(failed, result.users_of(failed), msg.round, OUTAGE_DELAY_S)
+        remainder = Remainder(failed, result.users_of(failed), msg.round, outage_delay_s)
     elif failed and msg.round < policy.rounds:
         nxt = msg.round + 1
         remainder = Remainder(failed, result.users_of(failed), nxt, min(MAX_DELAY_S, 2**nxt))
@@ -160,7 +161,9 @@ def after(msg: Received, policy: Policy, result: FanoutResult) -> Fate:
     )
 
 
-def replayed(msg: Received, result: FanoutResult, *, max_receives: int) -> Fate:
+def replayed(
+    msg: Received, result: FanoutResult, *, max_receives: int, outage_delay_s: int = OUTAGE_DELAY_S
+) -> Fate:
     """After a replay (a resume's missed events, posted in order to one connection): done, whatever
     came of it (the client resumes again when it reconnects), except in an outage of the management
     API, when it is tried again after a pause within its short expiry. The same message comes back each
@@ -169,7 +172,7 @@ def replayed(msg: Received, result: FanoutResult, *, max_receives: int) -> Fate:
         if msg.receive_count >= max_receives - 1:
             letter = DeadLetter("retries_exhausted", "management API unreachable on every receive")
             return Fate("failed", dead_letters=(letter,), outage=True)
-        return Fate("released", delete=False, release_after_s=OUTAGE_DELAY_S, outage=True)
+        return Fate("released", delete=False, release_after_s=outage_delay_s, outage=True)
     return Fate(result.event_outcome())
 
 

@@ -36,9 +36,11 @@ async def replay(
     enabled: Callable[[str], bool] = lambda event_type: True,
     *,
     max_receives: int,
+    outage_delay_s: int = fate.OUTAGE_DELAY_S,
 ) -> fate.Fate:
     """Post the listed events that the connection may have, in the listed order; ``enabled`` says
-    whether an event type's domain is switched on; ``max_receives`` is the queue's redrive count."""
+    whether an event type's domain is switched on; ``max_receives`` is the queue's redrive count;
+    ``outage_delay_s`` how soon a replay the management API refused is tried again."""
     assert msg.body is not None
     assert msg.routing.replay is not None
     [connection_id] = msg.body.target.connection_ids
@@ -69,7 +71,7 @@ async def replay(
         unsupported=result.outcomes[Outcome.UNSUPPORTED_VERSION],
         outcome=result.event_outcome(),
     )
-    return fate.replayed(msg, result, max_receives=max_receives)
+    return fate.replayed(msg, result, max_receives=max_receives, outage_delay_s=outage_delay_s)
 
 
 def _add(total: FanoutResult, one: FanoutResult) -> None:

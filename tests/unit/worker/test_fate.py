@@ -166,6 +166,14 @@ def test_after_the_fan_out(case: str, round_: int, posts: Posts, expected: Fate)
     assert expected == fate.after(message(round_=round_), POLICY, posts.result())
 
 
+def test_an_outage_remainder_and_replay_wait_the_given_delay() -> None:
+    """In an outage the remainder and the released replay are visible after FANOUT_OUTAGE_DELAY_S."""
+    down = Posts(failed=("c1",), unreachable=True).result()
+    remainder = fate.after(message(), POLICY, down, outage_delay_s=1).remainder
+    assert remainder is not None and 1 == remainder.delay_s
+    assert 1 == fate.replayed(message(), down, max_receives=5, outage_delay_s=1).release_after_s
+
+
 def test_a_policy_without_rounds_dead_letters_at_once() -> None:
     """A typing indicator (no rounds) that still fails is dead-lettered, not put back."""
     decided = fate.after(message(), Policy(max_age_s=5, rounds=0), Posts(failed=("c1",)).result())
