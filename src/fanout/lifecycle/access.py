@@ -38,6 +38,11 @@ class AccessPolicy:
     def __init__(self, check: TopicCheck | None = None) -> None:
         self._check = check
 
+    def gated(self, topic: str) -> bool:
+        """Whether the product's check decides ``topic`` (its answer can change: a revocation)."""
+        kind = topic.partition(":")[0]
+        return self._check is not None and kind != "user" and kind not in PUBLIC_KINDS
+
     async def allows(self, user_id: str, topic: str) -> bool:
         kind, _, ident = topic.partition(":")
         if kind == "user":

@@ -1,7 +1,8 @@
 """``subscribe``, ``notification.subscribe`` and ``unsubscribe``: topic interests on the connection record.
 
 Each is answered with the connection's resulting topic list. A subscription is authorized topic by
-topic (``access.AccessPolicy``); one refused topic refuses the frame, and nothing is stored.
+topic (``access.AccessPolicy``); one refused topic refuses the frame, and nothing is stored. A topic the
+product's check decides is asked again once stored, so a revocation cannot fall between the two.
 """
 
 from __future__ import annotations
@@ -28,12 +29,20 @@ async def subscribe(services: Services, frame: Frame) -> Response:
     topics = _topics(frame)
     if topics is None:
         return error("bad_topics", frame.reply_to, pattern="kind:id", max=MAX_TOPICS)
+    access = services.access
     for topic in topics:
-        if not await services.access.allows(frame.user_id, topic):
+        if not await access.allows(frame.user_id, topic):
             return error("forbidden_topic", frame.reply_to, topic=topic)
     held = await services.store.subscribe(frame.connection_id, topics, MAX_TOPICS)
     if held is None:
         return error("too_many_topics", frame.reply_to, max=MAX_TOPICS)
+    # Asked again once stored: a revocation the worker applied between the first answer and the write
+    # would be undone by it. The product changes its access before it publishes the revocation, so this
+    # answer sees it, and what it refuses is taken back.
+    refused = [t for t in topics if access.gated(t) and not await access.allows(frame.user_id, t)]
+    if refused:
+        await services.store.unsubscribe(frame.connection_id, refused)
+        return error("forbidden_topic", frame.reply_to, topic=refused[0])
     return reply("subscribe.ok", {"topics": held}, frame.reply_to)
 
 

@@ -25,6 +25,17 @@ def members_only(user_id: str, topic: str) -> bool:
     return topic == "organization:7" and user_id == "u1"
 
 
+ANSWERED: set[tuple[str, str]] = set()
+
+
+def revoked_after_first_answer(user_id: str, topic: str) -> bool:
+    """A product check whose access is revoked right after its first answer (a removal racing the
+    subscribe): it allows each (user, topic) once, then refuses."""
+    first = (user_id, topic) not in ANSWERED
+    ANSWERED.add((user_id, topic))
+    return first
+
+
 async def async_check(user_id: str, topic: str) -> bool:
     """An asynchronous product check, which may ask another service."""
     await asyncio.sleep(0)
@@ -115,7 +126,25 @@ async def test_gated_kinds_ask_the_product_check(lifecycle: Lifecycle) -> None:
     refused = await _send(lifecycle, "c2", {"action": "subscribe", "topics": ["organization:7"]})
     assert "subscribe.ok" == ok["type"]
     assert "forbidden_topic" == refused["payload"]["code"]
-    assert [("u1", "organization:7"), ("u2", "organization:7")] == CALLS
+    # u1's allowed topic is asked again once stored (a revocation may fall in between); u2's refused one not
+    assert [("u1", "organization:7"), ("u1", "organization:7"), ("u2", "organization:7")] == CALLS
+
+
+@pytest.mark.parametrize(
+    "lifecycle", ["tests.unit.lifecycle.test_topics:revoked_after_first_answer"], indirect=True
+)
+async def test_access_revoked_while_the_subscribe_is_stored_is_taken_back(lifecycle: Lifecycle) -> None:
+    """The product's check allows organization:7, then the product revokes it before the topic is
+    stored (the worker's revocation ran first): the second answer refuses it, and the record keeps only
+    what was allowed (the public topic of the same frame, and nothing gated)."""
+    ANSWERED.clear()
+    answer = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["organization:7", "event:3"]})
+    assert ("system.error", "forbidden_topic", "organization:7") == (
+        answer["type"],
+        answer["payload"]["code"],
+        answer["payload"]["topic"],
+    )
+    assert ["event:3"] == (await lifecycle.services.store.get("c1") or {})["topics"]
 
 
 @pytest.mark.parametrize("lifecycle", ["tests.unit.lifecycle.test_topics:async_check"], indirect=True)
