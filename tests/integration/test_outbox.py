@@ -172,6 +172,41 @@ async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_lea
     assert entry is not None and entry["relayedAt"] is not None and "InvalidParameterValue" == entry["error"]
 
 
+async def test_an_entry_another_writer_malformed_is_marked_and_the_entries_after_it_still_leave(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """Entries written around the outbox's own helper (no body, a body that is not text, a size that is
+    not a byte count) are marked relayed as malformed_entry and counted, and the good entry after them
+    leaves, instead of every batch they fall in failing and holding back everything after it."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)
+    good = build_event("notification.new", user_ids=["u1"], payload=payload("notification.new"))
+    now = datetime.now(UTC)
+    bad = [
+        {"eventId": "evt_no_body", "type": "notification.new", "createdAt": now},
+        {"eventId": "evt_not_text", "type": "notification.new", "body": {"v": 1}, "createdAt": now},
+        {"eventId": "evt_bad_size", "type": "notification.new", "body": good.to_json(), "size": "9",
+         "createdAt": now},
+    ]  # fmt: skip
+
+    def write() -> None:
+        with MongoClient(settings.mongo(), tz_aware=True) as client:
+            client[settings.mongo_db].fanout_outbox.insert_many(bad)
+            with client.start_session() as session:
+                session.with_transaction(lambda s: Outbox(client[settings.mongo_db]).add(s, good))
+
+    await asyncio.to_thread(write)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "a") as (_, registry, _stop):
+            arrived = await receiver.until(1, timeout=15)
+            refused = value(registry, "fanout_outbox_refused_total")
+    marks = await mongo[settings.mongo_db].fanout_outbox.find({"eventId": {"$ne": good.id}}).to_list()
+    await mongo.close()
+    assert {good.id: 1} == arrived
+    assert 3 == refused
+    assert {"malformed_entry"} == {m.get("error") for m in marks} and all(m.get("relayedAt") for m in marks)
+
+
 async def test_a_batch_sqs_refuses_whole_goes_one_by_one_and_the_rest_leave(
     moto_server: Server, mongo_server: Server
 ) -> None:

@@ -82,6 +82,13 @@ def entry_of(doc: dict[str, Any]) -> Entry:
     return Entry(event_id, metric_label(str(doc.get("type", ""))), body, size, 0.0, group)
 
 
+def _well_formed(doc: dict[str, Any]) -> bool:
+    """An entry the relay can send: a text body, and a size (when written) that is a byte count. Another
+    writer's entry without them would fail every batch it falls in, and hold back every entry after it."""
+    size = doc.get("size")
+    return isinstance(doc.get("body"), str) and (size is None or (type(size) is int and size >= 0))
+
+
 class Retry(Exception):
     """SQS did not take every entry of a batch: send the rest after a pause."""
 
@@ -177,6 +184,9 @@ class Relay:
             )
             if not docs:
                 break
+            for doc in [d for d in docs if not _well_formed(d)]:  # never sendable: marked, so the rest leave
+                docs.remove(doc)
+                await self._refuse(doc, "malformed_entry")
             for batch in split(docs, lambda d: d.get("size") or len(d["body"].encode())):
                 if stop.is_set() or not await self.lease.keep():
                     return  # never start a batch without the lease
@@ -198,16 +208,21 @@ class Relay:
             ids = [d["_id"] for d in sent]
             await self.outbox.update_many({"_id": {"$in": ids}}, {"$set": {"relayedAt": now}})
         for entry, code in result.refused:
-            mark = {"$set": {"relayedAt": now, "error": code}}
-            await self.outbox.update_one({"_id": docs[id(entry)]["_id"]}, mark)
-            self.metrics.refused.labels(entry.label).inc()
-            log.error("outbox_entry_refused", event_id=entry.id, code=code)
+            await self._refuse(docs[id(entry)], code, now)
         for entry in result.sent:
             self.metrics.relayed.labels(entry.label).inc()
         self.relayed += len(sent)
         if result.retry:
             raise Retry(f"{len(result.retry)} of {len(batch)} entries not taken ({result.why})")
         return len(sent)
+
+    async def _refuse(self, doc: dict[str, Any], code: str, now: datetime | None = None) -> None:
+        """Mark an entry relayed with the reason it never will be, so the entries after it still leave."""
+        mark = {"$set": {"relayedAt": now or datetime.now(UTC), "error": code}}
+        await self.outbox.update_one({"_id": doc["_id"]}, mark)
+        self.metrics.refused.labels(metric_label(str(doc.get("type", "")))).inc()
+        event_id = doc.get("eventId")
+        log.error("outbox_entry_refused", event_id=event_id if isinstance(event_id, str) else None, code=code)
 
     async def _observe(self) -> None:
         """Lag (age of the oldest pending entry) and pending entries, for every relay."""
