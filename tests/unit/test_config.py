@@ -130,6 +130,9 @@ def test_production_takes_an_https_aws_endpoint(url: str) -> None:
         ("https://169.254.169.254", "public host"),
         ("https://moto:5000", "public host"),
         ("https://localstack.internal:4566", "public host"),
+        ("https://localhost.localstack.cloud:4566", "public host"),  # public DNS, answered with 127.0.0.1
+        ("https://sqs.us-east-1.localhost.localstack.cloud:4566", "public host"),
+        ("https://moto.local:5000", "public host"),
         ("https://user:pass@sqs.us-east-1.amazonaws.com", "no credentials"),
         ("https://sqs.us-east-1.amazonaws.com/?a=1", "no query"),
         ("sqs.us-east-1.amazonaws.com", "must be a URL such as https://sqs"),

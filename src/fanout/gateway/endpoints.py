@@ -35,7 +35,9 @@ _STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _HOST_PORT = re.compile(
     r"((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?::(\d{1,5}))?"
 )
-_LOCAL_SUFFIXES = (".localhost", ".internal")
+#: Names that are local by definition: reserved for loopback or private networks (.localhost, .internal,
+#: mDNS .local, .localdomain), and LocalStack's public names that resolve to 127.0.0.1.
+_LOCAL_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain", ".localstack.cloud")
 
 
 class EndpointRefused(FanoutError, ValueError):
