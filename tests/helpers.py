@@ -7,6 +7,7 @@ import collections
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,6 +49,17 @@ class Client:
     def events(self) -> list[dict[str, Any]]:
         """Frames that are events (not replies such as ping.pong)."""
         return [f for f in self.frames if "id" in f]
+
+    def event_ids(self) -> list[str]:
+        """The ids of the events received, in order."""
+        return [e["id"] for e in self.events()]
+
+    async def ask(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Send a client action and return the answer that names it."""
+        ref = secrets.token_hex(4)
+        await self.ws.send_json(frame | {"id": ref})
+        await wait_for(lambda: any(f.get("replyTo") == ref for f in self.frames))
+        return next(f for f in self.frames if f.get("replyTo") == ref)
 
     async def close(self) -> None:
         await self.ws.close()

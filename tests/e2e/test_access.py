@@ -45,10 +45,6 @@ async def _publish(stack: Stack, event_type: str, **kwargs: Any) -> str:
         publisher.close()
 
 
-def _ids(client: Client) -> list[str]:
-    return [e["id"] for e in client.events()]
-
-
 async def test_a_tab_learns_its_id_and_exclude_skips_only_that_tab(stack: Stack) -> None:
     """hello tells a tab its connection id; an event published with that id in excludeConnectionIds reaches
     the user's other tab and phone but not that tab, which still gets the next event."""
@@ -64,10 +60,10 @@ async def test_a_tab_learns_its_id_and_exclude_skips_only_that_tab(stack: Stack)
         first = await _publish(
             stack, "notification.new", user_ids=[user], exclude_connection_ids=[me["connectionId"]]
         )
-        await wait_for(lambda: _ids(other_tab) == [first] and _ids(phone) == [first])
+        await wait_for(lambda: other_tab.event_ids() == [first] and phone.event_ids() == [first])
         second = await _publish(stack, "notification.new", user_ids=[user])
-        await wait_for(lambda: all(second in _ids(c) for c in (tab, other_tab, phone)))
-        assert [second] == _ids(tab)
+        await wait_for(lambda: all(second in c.event_ids() for c in (tab, other_tab, phone)))
+        assert [second] == tab.event_ids()
 
 
 async def test_an_unsupported_payload_version_is_not_posted_and_the_client_is_asked_to_upgrade(
@@ -83,11 +79,11 @@ async def test_an_unsupported_payload_version_is_not_posted_and_the_client_is_as
         await _hello(old, payloads={kind: [1]})
         sent = [await _publish(stack, kind, user_ids=[user], meta={"payloadVersion": 2}) for _ in range(2)]
         marker = await _publish(stack, "notification.new", user_ids=[user])
-        await wait_for(lambda: set(sent) <= set(_ids(new)) and marker in _ids(old))
+        await wait_for(lambda: set(sent) <= set(new.event_ids()) and marker in old.event_ids())
         await asyncio.sleep(0.3)  # a second reconnect, had one been sent, would have come by now
         asks = [e for e in old.events() if e["type"] == "system.reconnect"]
         assert [{"reason": "upgrade", "eventType": kind, "payloadVersion": 2}] == [a["payload"] for a in asks]
-        assert not set(sent) & set(_ids(old))
+        assert not set(sent) & set(old.event_ids())
         assert {2} == {e["payloadVersion"] for e in new.events() if e["id"] in sent}
     after = (await scrape(stack.metrics_url)).value("fanout_deliveries_total", outcome="unsupported_version")
     assert 2 == after - before
@@ -141,8 +137,8 @@ async def test_chat_send_reaches_the_domain_with_the_verified_user_and_the_answe
             payload={"requestId": message["requestId"], "text": "hi"},
         )  # fmt: skip
         marker = await _publish(stack, "notification.new", user_ids=[user])
-        await wait_for(lambda: answer in _ids(tab) and marker in _ids(other_tab))
-        assert answer not in _ids(other_tab)
+        await wait_for(lambda: answer in tab.event_ids() and marker in other_tab.event_ids())
+        assert answer not in other_tab.event_ids()
 
 
 def _ticket(stack: Stack, user: str) -> str:

@@ -22,20 +22,8 @@ from tests.catalog_examples import payload
 from tests.conftest import Stack
 from tests.e2e.conftest import uid
 from tests.e2e.product import MEMBERS, member_id
-from tests.helpers import Client, connect, sqs_client, wait_for
+from tests.helpers import connect, sqs_client, wait_for
 from tests.integration.test_client_live import fanout_js
-
-
-async def _ask(client: Client, frame: dict[str, Any]) -> dict[str, Any]:
-    """Send a client action and return the answer that names it."""
-    ref = secrets.token_hex(4)
-    await client.ws.send_json(frame | {"id": ref})
-    await wait_for(lambda: any(f.get("replyTo") == ref for f in client.frames))
-    return next(f for f in client.frames if f.get("replyTo") == ref)
-
-
-def _ids(client: Client) -> list[str]:
-    return [e["id"] for e in client.events()]
 
 
 async def _publish(stack: Stack, call: str, *args: Any, **kwargs: Any) -> str:
@@ -61,6 +49,23 @@ async def _topics(product_db: Any, settings: Settings, user: str) -> dict[str, l
     return {doc["connectionId"]: doc.get("topics", []) async for doc in records}
 
 
+#: fanout.js reconnecting as fast as the Python client below.
+JS_OPTIONS = {"heartbeatS": 0.2, "backoffBaseMs": 50}
+
+
+async def _member_of_organizations(
+    live_stack: Stack, product_db: Any, prefix: str, n: int
+) -> tuple[str, list[str], list[str], FanoutClient]:
+    """A new user, member of ``n`` new organizations in the product's records: the user, the
+    organizations, their topics, and a Python client of that user that reconnects fast."""
+    s = live_stack.settings
+    user, orgs = uid(prefix), [uid("org") for _ in range(n)]
+    await product_db[MEMBERS].insert_many([{"_id": member_id(o, user)} for o in orgs])
+    url = token_url(live_stack.ws_url, lambda: sign(user, s.jwt_key()))
+    client = FanoutClient(url, heartbeat_s=0.2, backoff=Backoff(0.05, 0.5))
+    return user, orgs, [f"organization:{o}" for o in orgs], client
+
+
 async def test_a_revocation_empties_both_tabs_records_before_they_hear_it_and_stops_the_topic(
     live_stack: Stack, product_db: Any
 ) -> None:
@@ -78,9 +83,9 @@ async def test_a_revocation_empties_both_tabs_records_before_they_hear_it_and_st
         tabs = [await connect(es, http, live_stack.ws_url, s, revoked) for _ in range(2)]
         stays = await connect(es, http, live_stack.ws_url, s, member)
         for tab in tabs:
-            answer = await _ask(tab, {"action": "subscribe", "topics": [topic, kept, f"user:{revoked}"]})
+            answer = await tab.ask({"action": "subscribe", "topics": [topic, kept, f"user:{revoked}"]})
             assert "subscribe.ok" == answer["type"], answer
-        assert "subscribe.ok" == (await _ask(stays, {"action": "subscribe", "topics": [topic]}))["type"]
+        assert "subscribe.ok" == (await stays.ask({"action": "subscribe", "topics": [topic]}))["type"]
 
         await product_db[MEMBERS].delete_one({"_id": member_id(org, revoked)})  # the product's check first
         revocation = await _publish(live_stack, "revoke_topics", [revoked], [topic])
@@ -88,7 +93,7 @@ async def test_a_revocation_empties_both_tabs_records_before_they_hear_it_and_st
 
         async def heard_with_records() -> bool:
             for n, tab in enumerate(tabs):
-                if revocation in _ids(tab) and n not in seen:
+                if revocation in tab.event_ids() and n not in seen:
                     seen[n] = [t for ts in (await _topics(product_db, s, revoked)).values() for t in ts]
             return len(seen) == 2
 
@@ -100,16 +105,18 @@ async def test_a_revocation_empties_both_tabs_records_before_they_hear_it_and_st
         assert [[topic]] == list((await _topics(product_db, s, member)).values())
 
         after = await _announce(live_stack, org)
-        await wait_for(lambda: after in _ids(stays))
+        await wait_for(lambda: after in stays.event_ids())
         await asyncio.sleep(0.5)  # a post to a revoked tab would have come with the member's
-        assert all(after not in _ids(tab) for tab in tabs)
+        assert all(after not in tab.event_ids() for tab in tabs)
 
-        by_key = await _ask(tabs[0], {"action": "resume", "positions": {topic: 0}})
+        by_key = await tabs[0].ask({"action": "resume", "positions": {topic: 0}})
         assert ("forbidden_stream", topic) == (by_key["payload"].get("code"), by_key["payload"].get("key"))
-        by_id = await _ask(tabs[0], {"action": "resume", "lastEventId": revocation})
+        by_id = await tabs[0].ask({"action": "resume", "lastEventId": revocation})
         assert ("resume.ok", 1) == (by_id["type"], by_id["payload"]["replaying"])
-        await wait_for(lambda: 2 == _ids(tabs[0]).count(revocation))  # the replay came, without the topic's
-        assert after not in _ids(tabs[0])
+        await wait_for(
+            lambda: 2 == tabs[0].event_ids().count(revocation)
+        )  # the replay came, without the topic's
+        assert after not in tabs[0].event_ids()
 
 
 def _revocation(target: dict[str, Any], topics: Any) -> dict[str, Any]:
@@ -157,7 +164,7 @@ async def test_hostile_revocations_are_dead_lettered_with_their_reason_and_chang
     }
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         tab = await connect(es, http, live_stack.ws_url, s, victim)
-        answer = await _ask(tab, {"action": "subscribe", "topics": [topic, f"user:{victim}"]})
+        answer = await tab.ask({"action": "subscribe", "topics": [topic, f"user:{victim}"]})
         assert "subscribe.ok" == answer["type"], answer
         sqs = sqs_client(s)
         url = sqs.get_queue_url(QueueName=s.queue_name)["QueueUrl"]
@@ -174,9 +181,11 @@ async def test_hostile_revocations_are_dead_lettered_with_their_reason_and_chang
         await wait_for(all_dead, timeout=30)
         marker = await _publish(live_stack, "publish", "notification.new", user_ids=[victim],
                                 payload=payload("notification.new"))  # fmt: skip
-        await wait_for(lambda: marker in _ids(tab))  # posted after anything the worker had taken before it
+        await wait_for(
+            lambda: marker in tab.event_ids()
+        )  # posted after anything the worker had taken before it
         assert [[topic, f"user:{victim}"]] == list((await _topics(product_db, s, victim)).values())
-        assert [marker] == _ids(tab)
+        assert [marker] == tab.event_ids()
     assert want == got
 
 
@@ -188,14 +197,9 @@ async def test_both_client_libraries_drop_a_revoked_topic_and_keep_the_rest_when
     lost and they reconnect, each connection holds the second organization alone: the revoked topic is
     not asked for again, and the one the server now refuses does not cost the other."""
     s = live_stack.settings
-    user, orgs = uid("c"), [uid("org") for _ in range(3)]
-    topics = [f"organization:{o}" for o in orgs]
-    await product_db[MEMBERS].insert_many([{"_id": member_id(o, user)} for o in orgs])
+    user, orgs, topics, py = await _member_of_organizations(live_stack, product_db, "c", 3)
     records = product_db[s.connections_collection]
-    url = token_url(live_stack.ws_url, lambda: sign(user, s.jwt_key()))
-    py = FanoutClient(url, heartbeat_s=0.2, backoff=Backoff(0.05, 0.5))
-    options = {"heartbeatS": 0.2, "backoffBaseMs": 50}
-    async with py, fanout_js(live_stack, user, options=options, topics=topics) as js:
+    async with py, fanout_js(live_stack, user, options=JS_OPTIONS, topics=topics) as js:
         sub = await py.subscribe(topics)
         await asyncio.wait_for(py.connected.wait(), 10)
 
@@ -224,14 +228,9 @@ async def test_both_client_libraries_keep_the_allowed_topic_after_more_refusals_
     frame (a tab away while they were revoked). When they reconnect, the server refuses the seven one
     by one and the eighth is still subscribed: dropping refused topics ends only when none is left."""
     s = live_stack.settings
-    user, orgs = uid("k"), [uid("org") for _ in range(8)]
-    topics = [f"organization:{o}" for o in orgs]
-    await product_db[MEMBERS].insert_many([{"_id": member_id(o, user)} for o in orgs])
+    user, orgs, topics, py = await _member_of_organizations(live_stack, product_db, "k", 8)
     records = product_db[s.connections_collection]
-    url = token_url(live_stack.ws_url, lambda: sign(user, s.jwt_key()))
-    py = FanoutClient(url, heartbeat_s=0.2, backoff=Backoff(0.05, 0.5))
-    options = {"heartbeatS": 0.2, "backoffBaseMs": 50}
-    async with py, fanout_js(live_stack, user, options=options, topics=topics):
+    async with py, fanout_js(live_stack, user, options=JS_OPTIONS, topics=topics):
         await py.subscribe(topics)
         await asyncio.wait_for(py.connected.wait(), 10)
 

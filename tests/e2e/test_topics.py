@@ -6,26 +6,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from contextlib import AsyncExitStack
-from typing import Any
 
 import aiohttp
 
 from fanout import Publisher
 from tests.catalog_examples import payload
 from tests.conftest import Stack
-from tests.helpers import Client, connect, wait_for
-
-
-async def _ask(client: Client, frame: dict[str, Any]) -> dict[str, Any]:
-    """Send a client action and return the answer that names it."""
-    ref = secrets.token_hex(4)
-    await client.ws.send_json(frame | {"id": ref})
-    await wait_for(lambda: any(f.get("replyTo") == ref for f in client.frames))
-    return next(f for f in client.frames if f.get("replyTo") == ref)
-
-
-def _ids(client: Client) -> list[str]:
-    return [e["id"] for e in client.events()]
+from tests.helpers import connect, wait_for
 
 
 async def _announce(stack: Stack, topic: str) -> str:
@@ -49,15 +36,15 @@ async def test_a_topic_reaches_its_subscribers_only_and_unsubscribe_stops_delive
             for _ in range(3)
         ]
         for client in (stays, leaves):
-            answer = await _ask(client, {"action": "subscribe", "topics": [topic]})
+            answer = await client.ask({"action": "subscribe", "topics": [topic]})
             assert ("subscribe.ok", True) == (answer["type"], topic in answer["payload"]["topics"])
         first = await _announce(stack, topic)
-        await wait_for(lambda: first in _ids(stays) and first in _ids(leaves))
-        answer = await _ask(leaves, {"action": "unsubscribe", "topics": [topic]})
+        await wait_for(lambda: first in stays.event_ids() and first in leaves.event_ids())
+        answer = await leaves.ask({"action": "unsubscribe", "topics": [topic]})
         assert ("unsubscribe.ok", False) == (answer["type"], topic in answer["payload"]["topics"])
         second = await _announce(stack, topic)
-        await wait_for(lambda: second in _ids(stays))
+        await wait_for(lambda: second in stays.event_ids())
         await asyncio.sleep(0.5)  # a post to the one that left would have arrived with the other's
-    assert [first] == _ids(leaves)
-    assert [first, second] == _ids(stays)
-    assert [] == _ids(outsider)
+    assert [first] == leaves.event_ids()
+    assert [first, second] == stays.event_ids()
+    assert [] == outsider.event_ids()

@@ -26,7 +26,7 @@ from fanout.publish import build_event
 from tests.catalog_examples import payload
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack_later
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
-from tests.helpers import Client, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
+from tests.helpers import ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
 #: One process for the module (``make test`` runs one per core), so its stack starts once per run.
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")]
@@ -81,10 +81,6 @@ def _fanout(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _ids(client: Client) -> list[str]:
-    return [e["id"] for e in client.events()]
-
-
 async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_ones_delivered(
     hostile_stack: Stack,
 ) -> None:
@@ -114,7 +110,7 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
         client = await connect(es, http, stack.ws_url, stack.settings, user)
         await asyncio.to_thread(drain_queue, stack.settings, stack.settings.dlq_name, 0)
         await asyncio.to_thread(_send, stack, messages)
-        await wait_for(lambda: valid_ids <= set(_ids(client)), timeout=60)
+        await wait_for(lambda: valid_ids <= set(client.event_ids()), timeout=60)
 
         async def settled() -> bool:  # an outcome is counted first, a dead letter once it is written
             now = await scrape(stack.metrics_url)
@@ -130,7 +126,7 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
         await wait_for(queue_empty, timeout=10, every=0.2)
         after = await scrape(stack.metrics_url)
         assert len(hostile) == await asyncio.to_thread(_depth, stack, stack.settings.dlq_name)
-        assert not attribute_ids & set(_ids(client)), "a message with a forged attribute was delivered"
+        assert not attribute_ids & set(client.event_ids()), "a message with a forged attribute was delivered"
 
         # Each message was received once: the worker counts one outcome per receive it handles, so as
         # many outcomes as messages, none of them a release, means no message came back for a second try.
@@ -158,7 +154,7 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
         assert f"{len(hostile)} moved" in moved.stderr
         # Redriven without the forged attributes, the attribute cases are valid events now; the rest
         # comes back to the DLQ with the same reasons.
-        await wait_for(lambda: attribute_ids <= set(_ids(client)), timeout=30)
+        await wait_for(lambda: attribute_ids <= set(client.event_ids()), timeout=30)
         back = len(hostile) - len(attribute_ids)
         await wait_for(lambda: back == _depth(stack, stack.settings.dlq_name), timeout=30, every=0.2)
         dead = await asyncio.to_thread(drain_queue, stack.settings, stack.settings.dlq_name, 0)
@@ -167,7 +163,7 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
     )
     assert {200} == ready.statuses()
     assert len(ready.seen) > 10
-    assert Counter(_ids(client)).most_common(1)[0][1] == 1, "an event arrived twice"
+    assert Counter(client.event_ids()).most_common(1)[0][1] == 1, "an event arrived twice"
 
 
 async def _records(stack: Stack) -> tuple[AsyncMongoClient[dict[str, Any]], Any]:
@@ -210,11 +206,11 @@ async def test_a_forged_connection_list_cannot_reach_another_user(hostile_stack:
             stack,
             [(body, {attributes.CONNECTIONS: attributes.string(json.dumps(ids))}) for body, ids in forged],
         )
-        await wait_for(lambda: json.loads(forged[1][0])["id"] in _ids(target), timeout=15)
+        await wait_for(lambda: json.loads(forged[1][0])["id"] in target.event_ids(), timeout=15)
         await wait_for(lambda: _settled(stack, before, len(forged)), timeout=15, every=0.1)
         await asyncio.sleep(0.5)
     assert [] == other.events()
-    assert [json.loads(forged[1][0])["id"]] == _ids(target)
+    assert [json.loads(forged[1][0])["id"]] == target.event_ids()
 
 
 async def _settled(stack: Stack, before: float, count: int) -> bool:
@@ -260,7 +256,7 @@ async def test_malformed_connection_records_beside_good_ones_do_not_stop_deliver
         )  # one receive, merged lookups
         for client in clients:
             wanted = {e.id for e in events if client.user_id in e.target.user_ids}
-            await wait_for(lambda c=client, w=wanted: w <= set(_ids(c)), timeout=10)
+            await wait_for(lambda c=client, w=wanted: w <= set(c.event_ids()), timeout=10)
         took = time.monotonic() - started
         await col.delete_many({"connectionId": {"$in": [d["connectionId"] for d in bad]}})
     after = (await scrape(stack.metrics_url)).value("fanout_records_skipped_total")
@@ -312,9 +308,9 @@ async def test_subscriptions_beyond_a_clients_rights_are_refused_on_a_real_socke
         )
         mine = build_event("notification.new", payload={"notificationId": "n1"}, topics=[f"event:{run}-0-0"])
         await asyncio.to_thread(_send, stack, [(leak.to_json(), {}), (mine.to_json(), {})])
-        await wait_for(lambda: mine.id in _ids(me), timeout=15)
+        await wait_for(lambda: mine.id in me.event_ids(), timeout=15)
         await wait_for(lambda: _settled(stack, before, 2), timeout=15, every=0.1)
-    assert [mine.id] == _ids(me)
+    assert [mine.id] == me.event_ids()
 
 
 async def test_every_unusable_client_frame_is_answered_with_system_error(hostile_stack: Stack) -> None:
@@ -360,7 +356,7 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
         healthy = await connect(es, http, stack.ws_url, stack.settings, f"healthy-{run}")
         first = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[healthy.user_id])
         await asyncio.to_thread(_send, stack, [(first.to_json(), {})])
-        await wait_for(lambda: first.id in _ids(healthy), timeout=15)
+        await wait_for(lambda: first.id in healthy.event_ids(), timeout=15)
         ids = {first.id}
         soon = (datetime.now(UTC) + timedelta(seconds=6)).isoformat()  # bounds the dead user's outage rounds
         for _ in range(5):
@@ -376,7 +372,7 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
             ids.add(good.id)
             await asyncio.to_thread(_send, stack, [(dead.to_json(), {}), (good.to_json(), {})])
             await asyncio.sleep(0.4)
-        await wait_for(lambda: ids <= set(_ids(healthy)), timeout=15)
+        await wait_for(lambda: ids <= set(healthy.event_ids()), timeout=15)
 
         async def dead_posts_failed() -> bool:
             now = await scrape(stack.metrics_url)

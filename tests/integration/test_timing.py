@@ -39,10 +39,6 @@ def _publish(stack: Stack, bodies: list[str]) -> None:
     sqs.close()
 
 
-def _ids(client: Client) -> list[str]:
-    return [e["id"] for e in client.events()]
-
-
 async def _clients(es: AsyncExitStack, http: aiohttp.ClientSession, stack: Stack, n: int) -> list[Client]:
     run = secrets.token_hex(3)
     return list(
@@ -70,10 +66,10 @@ async def test_events_held_past_the_visibility_timeout_waiting_for_a_slot_are_de
         ]
         await asyncio.to_thread(_publish, stack, [e.to_json() for e in events])
         ids = {e.id for e in events}
-        await wait_for(lambda: all(ids <= set(_ids(c)) for c in clients), timeout=40, every=0.2)
+        await wait_for(lambda: all(ids <= set(c.event_ids()) for c in clients), timeout=40, every=0.2)
         await asyncio.sleep(2.5)  # a message that lapsed would be received again by now
         consumed = (await scrape(stack.metrics_url)).value("fanout_events_total")
-    assert all(Counter(_ids(c)) == dict.fromkeys(ids, 1) for c in clients), "duplicate frames"
+    assert all(Counter(c.event_ids()) == dict.fromkeys(ids, 1) for c in clients), "duplicate frames"
     assert len(events) == consumed, "a message was received again"
     assert 0 == worker.terminate()
 
@@ -110,9 +106,9 @@ async def test_sigterm_mid_fan_out_with_a_budget_longer_than_the_visibility_drai
         assert 0 == await stopping
         drained_s = time.monotonic() - signalled
         faults(stack, latency_ms=0)
-        await wait_for(lambda: all(ids <= set(_ids(c)) for c in clients), timeout=40, every=0.2)
+        await wait_for(lambda: all(ids <= set(c.event_ids()) for c in clients), timeout=40, every=0.2)
         await asyncio.sleep(2.5)  # time for a duplicate to show
-    assert all(Counter(_ids(c)) == dict.fromkeys(ids, 1) for c in clients), "duplicate frames"
+    assert all(Counter(c.event_ids()) == dict.fromkeys(ids, 1) for c in clients), "duplicate frames"
     assert drained_s > 1.0, "the drain waited for the fan-out in flight"
     assert "worker_stopped" in first.log.read_text()
     assert 0 == second.terminate()
@@ -156,10 +152,10 @@ async def test_a_young_connections_410_is_delivered_on_a_later_round(
         )
         client = Client(user, ws)
         es.push_async_callback(client.close)
-        await wait_for(lambda: event.id in _ids(client), timeout=15)
+        await wait_for(lambda: event.id in client.event_ids(), timeout=15)
         await asyncio.sleep(1)
         after = await scrape(stack.metrics_url)
-    assert [event.id] == _ids(client)
+    assert [event.id] == client.event_ids()
     assert 1 <= after.value("fanout_deliveries_total", outcome="gone") - before.value(
         "fanout_deliveries_total", outcome="gone"
     )
@@ -208,8 +204,8 @@ async def test_an_event_that_expires_queued_behind_a_long_fan_out_is_not_posted(
         faults(stack, latency_ms=0)
         check = build_event("chat.message", user_ids=[client.user_id], payload=payload("chat.message"))
         await asyncio.to_thread(_publish, stack, [check.to_json()])
-        await wait_for(lambda: check.id in _ids(client), timeout=15)
-    assert [check.id] == _ids(client)
+        await wait_for(lambda: check.id in client.event_ids(), timeout=15)
+    assert [check.id] == client.event_ids()
     assert 1 == after.value("fanout_events_total", outcome="expired") - before.value(
         "fanout_events_total", outcome="expired"
     )
