@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -18,9 +19,10 @@ import pytest
 from fanout import Publisher
 from fanout.lifeline import die_with_parent
 from fanout.local.stack import wait_stopped
+from fanout.worker.consumer import Worker
 from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
 from tests.helpers import Proxy, connect, drain_queue, wait_for
-from tests.integration.conftest import Lane
+from tests.integration.conftest import NO_FAULTS, Lane, faults
 
 
 class Mongo:
@@ -170,3 +172,63 @@ async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
         await proxy.stop()
     # SIGTERM with SQS unreachable again: the worker still exits, and cleanly (once it did not, in 30 s).
     assert 0 == await asyncio.to_thread(worker.terminate, 30)
+
+
+async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle on 20 s long polls, the probe asks SQS itself every round; while events flow, each receive
+    that answers already shows SQS is up, and the probe spares its aiobotocore call."""
+    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 20, "shutdown_budget_s": 2.0})
+    worker = Worker(settings, serve_health=False)
+    running = asyncio.create_task(worker.main())
+    try:
+        await wait_for(lambda: worker.readiness.ready, timeout=30)
+        sqs = worker.clients.sqs
+        asked: list[float] = []
+        real = sqs.get_queue_attributes
+
+        async def counted(**kwargs: Any) -> Any:  # the real call, counted
+            asked.append(time.monotonic())
+            return await real(**kwargs)
+
+        monkeypatch.setattr(sqs, "get_queue_attributes", counted)
+        await asyncio.sleep(4.5)  # idle: rounds at about 0, 2 and 4 s
+        idle = len(asked)
+        user = f"probe-{secrets.token_hex(4)}"
+        end = time.monotonic() + 4.5
+        while time.monotonic() < end:  # a receive answers every 0.3 s or so
+            await asyncio.to_thread(_notify, lane.stack, user, 1)
+            await asyncio.sleep(0.3)
+        busy = len(asked) - idle
+        assert worker.readiness.ready
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+    assert idle >= 2, asked
+    assert busy <= 1, asked  # a round that straddles the first events may still ask
+
+
+async def test_events_in_flight_is_sampled_while_their_posts_are_held(lane: Lane) -> None:
+    """Three events whose posts the emulator holds for 4 s read as three in flight at the next probe,
+    and as none once they are delivered."""
+    worker = Worker(lane.stack.settings, serve_health=False)
+    running = asyncio.create_task(worker.main())
+    user = f"held-{secrets.token_hex(4)}"
+
+    def in_flight() -> float | None:
+        return worker.registry.get_sample_value("fanout_events_in_flight")
+
+    try:
+        async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+            client = await connect(es, http, lane.stack.ws_url, lane.stack.settings, user)
+            await wait_for(lambda: worker.readiness.ready, timeout=30)
+            faults(lane.stack, **{**NO_FAULTS, "latency_ms": 4000})
+            ids = await asyncio.to_thread(_notify, lane.stack, user, 3)
+            await wait_for(lambda: in_flight() == 3, timeout=10)
+            faults(lane.stack, **NO_FAULTS)
+            await wait_for(lambda: ids <= {e["id"] for e in client.events()}, timeout=15)
+            await wait_for(lambda: in_flight() == 0, timeout=10)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)

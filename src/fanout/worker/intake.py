@@ -102,6 +102,8 @@ class Intake:
                     MessageAttributeNames=["All"],
                     MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
                 )
+                self.readiness.sqs = True
+                self.readiness.receives += 1
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
