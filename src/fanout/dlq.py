@@ -23,7 +23,7 @@ _ROUTING = (attributes.CONNECTIONS, attributes.SHARD, attributes.CHECK, attribut
 
 
 def _clients(settings: Settings) -> tuple[Any, str, str]:
-    sqs = boto3.client("sqs", **settings.aws_client_kwargs())  # type: ignore[call-overload]
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
     return sqs, queues.url(sqs, settings), queues.url(sqs, settings, dlq=True)
 
 

@@ -29,8 +29,12 @@ def _fetch(client: Any, arn: str, field: str | None) -> str:
 def client(settings: Settings) -> Any:
     """A Secrets Manager client: the local stack's in dev (moto serves it beside SQS), AWS's own regional
     endpoint otherwise. ``FANOUT_AWS_ENDPOINT_URL`` names SQS/SNS, so production never sends it there."""
-    kwargs = settings.aws_client_kwargs() if settings.is_dev else {"region_name": settings.region}
-    return boto3.client("secretsmanager", **kwargs)  # type: ignore[call-overload]
+    kwargs = (
+        settings.aws_client_kwargs()
+        if settings.is_dev
+        else {"region_name": settings.region, "config": settings.aws_config()}
+    )
+    return boto3.client("secretsmanager", **kwargs)
 
 
 def load(settings: Settings, secrets_client: Any = None) -> Settings:
