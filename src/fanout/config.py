@@ -6,13 +6,16 @@ import logging
 import os
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fanout.errors import ConfigError
 from fanout.gateway.endpoints import checked_url
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 LOCAL_AWS_ENDPOINT = "http://127.0.0.1:9324"
 LOCAL_MONGO_URI = "mongodb://127.0.0.1:27018"
@@ -304,14 +307,28 @@ class Settings(BaseSettings):
             return self.jwt_secret.get_secret_value()
         return DEV_JWT_SECRET if self.is_dev else None
 
-    def aws_client_kwargs(self) -> dict[str, str]:
-        """Keyword arguments for a boto3/aiobotocore client; dummy credentials against the local stack."""
-        kwargs: dict[str, str] = {"region_name": self.region}
+    def aws_config(self, config: Config | None = None) -> Config | None:
+        """The botocore config of every AWS client: ``config`` (a client's own timeouts, pool, retries),
+        and outside dev ``ignore_configured_endpoint_urls``, so an ``endpoint_url`` or ``services`` section
+        in ``~/.aws/config`` (``AWS_CONFIG_FILE``) cannot send production's calls elsewhere."""
+        if self.is_dev:
+            return config
+        from botocore.config import Config  # here: most importers of Settings never build a client
+
+        ignore = Config(ignore_configured_endpoint_urls=True)  # type: ignore[call-arg]  # botocore-stubs lack it
+        return ignore if config is None else config.merge(ignore)
+
+    def aws_client_kwargs(self, config: Config | None = None) -> dict[str, Any]:
+        """Keyword arguments for a boto3/aiobotocore SQS or SNS client, with ``aws_config(config)``;
+        dummy credentials against the local stack."""
+        kwargs: dict[str, Any] = {"region_name": self.region}
         endpoint = self.sqs_endpoint()
         if endpoint:
             kwargs["endpoint_url"] = endpoint
         if self.is_dev:
             kwargs |= {"aws_access_key_id": "fanout-local", "aws_secret_access_key": "fanout-local"}
+        if (merged := self.aws_config(config)) is not None:
+            kwargs["config"] = merged
         return kwargs
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from typing import Any
 
 import boto3
@@ -13,6 +14,8 @@ from fanout import attributes, queues
 from fanout.config import Settings
 from fanout.envelope import unwrap_sns
 from fanout.errors import InvalidMessage
+from fanout.publish.batch import Entry, split
+from fanout.publish.send import send_batch
 
 #: The attributes a redriven message keeps: what narrows or conditions its delivery. Its reason, detail
 #: and round are the DLQ's and are dropped.
@@ -20,7 +23,7 @@ _ROUTING = (attributes.CONNECTIONS, attributes.SHARD, attributes.CHECK, attribut
 
 
 def _clients(settings: Settings) -> tuple[Any, str, str]:
-    sqs = boto3.client("sqs", **settings.aws_client_kwargs())  # type: ignore[call-overload]
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
     return sqs, queues.url(sqs, settings), queues.url(sqs, settings, dlq=True)
 
 
@@ -79,13 +82,7 @@ def inspect(settings: Settings, limit: int) -> int:
             seen[message["MessageId"]] = _summary(message)
             handles.append(message["ReceiptHandle"])
             print(json.dumps(seen[message["MessageId"]]))
-    # Put them back at once: inspect only looks.
-    for start in range(0, len(handles), 10):
-        entries = [
-            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-            for i, h in enumerate(handles[start : start + 10])
-        ]
-        sqs.change_message_visibility_batch(QueueUrl=dlq, Entries=entries)
+    _release(sqs, dlq, handles)  # inspect only looks
     reasons: dict[str, int] = {}
     for item in seen.values():
         reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
@@ -100,36 +97,76 @@ def inspect(settings: Settings, limit: int) -> int:
 
 def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     """Move messages back to the queue, keeping what routes them (a remainder's connections, a shard's
-    buckets, a check, a replay's events), at round 0."""
+    buckets, a check, a replay's events), at round 0. Each batch is sent before it is deleted, so a crash
+    leaves a message in both queues, never in neither. Exits 1 when SQS refused any message."""
     sqs, queue, dlq = _clients(settings)
     # Only what is there now: a message that fails again while we run comes back with a new id.
     present = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
     limit = min(limit, int(present["Attributes"]["ApproximateNumberOfMessages"]))
-    moved = skipped = 0
-    seen = 0
-    skipped_handles: list[str] = []
+    moved = skipped = seen = 0
+    refused: Counter[str] = Counter()  # SQS error code -> messages not sent: they stay in the DLQ
+    undeleted: Counter[str] = Counter()  # sent, but their delete from the DLQ failed: now in both
+    held: list[str] = []  # skipped or refused: invisible until the end, so no receive here sees them again
     while moved < limit and seen < limit:
-        batch = _receive(sqs, dlq, 60)
-        if not batch:
+        received = _receive(sqs, dlq, 60)
+        if not received:
             break
-        seen += len(batch)
-        for message in batch:
-            summary = _summary(message)
-            if moved >= limit or (reason and summary["reason"] != reason):
+        seen += len(received)
+        handles: dict[str, str] = {}
+        entries: list[Entry] = []
+        for message in received:
+            if moved + len(entries) >= limit or (
+                reason and attributes.reason_of(message.get("MessageAttributes"))[0] != reason
+            ):
                 skipped += 1
-                skipped_handles.append(message["ReceiptHandle"])
+                held.append(message["ReceiptHandle"])
                 continue
-            kept = message.get("MessageAttributes") or {}
-            attrs = {k: v for k, v in kept.items() if k in _ROUTING}
-            attrs[attributes.ROUND] = attributes.number(0)
-            # On a FIFO queue a redriven message is a group of its own: its key's order is long past.
-            fifo = queues.fifo_fields(queue, message["MessageId"], message["MessageId"])
-            sqs.send_message(QueueUrl=queue, MessageBody=message["Body"], MessageAttributes=attrs, **fifo)
-            sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
-            moved += 1
-            if moved % 100 == 0:
+            handles[message["MessageId"]] = message["ReceiptHandle"]
+            entries.append(_entry(message))
+        for batch in split(entries):
+            result = send_batch(sqs, queue, batch)
+            # Not sent, for its content or for the moment (throttled): it stays, and is counted by code.
+            for entry, code in [*result.refused, *((e, result.why or "failed") for e in result.retry)]:
+                refused[code] += 1
+                held.append(handles[entry.id])
+            if result.sent:
+                undeleted += _delete(sqs, dlq, [handles[entry.id] for entry in result.sent])
+            before, moved = moved, moved + len(result.sent)
+            if moved // 100 > before // 100:
                 print(f"redrive: {moved} moved", file=sys.stderr)
-    for handle in skipped_handles:
-        sqs.change_message_visibility(QueueUrl=dlq, ReceiptHandle=handle, VisibilityTimeout=0)
-    print(f"redrive: {moved} moved to the queue, {skipped} left in the DLQ", file=sys.stderr)
-    return 0
+    _release(sqs, dlq, held)
+    left = skipped + refused.total()
+    line = f"redrive: {moved} moved to the queue, {left} left in the DLQ"
+    if refused:
+        line += f" ({refused.total()} refused by SQS: {json.dumps(dict(refused))})"
+    if undeleted:
+        line += f"; {undeleted.total()} sent but not deleted from the DLQ: {json.dumps(dict(undeleted))}"
+    print(line, file=sys.stderr)
+    return 1 if refused or undeleted else 0
+
+
+def _entry(message: dict[str, Any]) -> Entry:
+    """A DLQ message as a send: its routing attributes at round 0; on a FIFO queue a group of its own
+    (its key's order is long past), its message id as group and deduplication id."""
+    kept = message.get("MessageAttributes") or {}
+    attrs = {k: v for k, v in kept.items() if k in _ROUTING}
+    attrs[attributes.ROUND] = attributes.number(0)
+    body = message["Body"]
+    return Entry(message["MessageId"], "", body, attributes.size(body, attrs), attrs=attrs)
+
+
+def _delete(sqs: Any, dlq: str, handles: list[str]) -> Counter[str]:
+    """Delete up to ten messages; the error code of each delete that failed."""
+    entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)]
+    reply = sqs.delete_message_batch(QueueUrl=dlq, Entries=entries)
+    return Counter(str(failed.get("Code") or "failed")[:64] for failed in reply.get("Failed", []))
+
+
+def _release(sqs: Any, dlq: str, handles: list[str]) -> None:
+    """Make received messages visible again at once, ten per call."""
+    for start in range(0, len(handles), 10):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+            for i, h in enumerate(handles[start : start + 10])
+        ]
+        sqs.change_message_visibility_batch(QueueUrl=dlq, Entries=entries)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import boto3
 import pytest
 from pydantic import ValidationError
 
+from fanout import queues, secrets
 from fanout.config import DEV_JWT_SECRET, Settings, load
 from fanout.errors import ConfigError
+from fanout.publish import background
+from tests.conftest import Server
 
 
 def test_dev_defaults_reach_the_local_stack() -> None:
@@ -215,3 +221,45 @@ def test_a_refused_endpoint_names_its_variable_and_reason_not_its_value(
     message = str(caught.value)
     assert message.startswith(f"bad setting {variable}: must")
     assert "tail-of-a" not in message and "127.0.0.1" not in message
+
+
+#: Two ways an AWS config file redirects every client: a profile's endpoint_url, or a services section.
+CONFIG_FILE_ENDPOINTS = [
+    "[default]\nendpoint_url = {url}\n",
+    "[default]\nservices = local\n\n[services local]\nsqs =\n  endpoint_url = {url}\n"
+    "secretsmanager =\n  endpoint_url = {url}\n",
+]
+
+
+@pytest.mark.parametrize("text", CONFIG_FILE_ENDPOINTS, ids=["endpoint_url", "services"])
+async def test_production_clients_ignore_endpoints_from_the_aws_config_file(
+    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """An endpoint in AWS_CONFIG_FILE (here the moto server) redirects a plain boto3 client, but not
+    production's boto3 and aiobotocore clients, which go to AWS's regional endpoints (inspected, never
+    called), keeping their own config; dev's clients go to FANOUT_AWS_ENDPOINT_URL as before."""
+    path = tmp_path / "config"
+    path.write_text(text.format(url=moto_server.url))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a session made earlier read /dev/null
+    settings = Settings(env="production", region="eu-west-1")
+    regional = "https://sqs.eu-west-1.amazonaws.com"
+    plain = boto3.client("sqs", region_name="eu-west-1")
+    batch = background.sqs_client(settings)
+    secrets_client = secrets.client(settings)
+    lazy = queues.LazyQueue(settings, f"{regional}/123456789012/q", "q")
+    dev = boto3.client("sqs", **Settings(aws_endpoint_url="http://127.0.0.1:9").aws_client_kwargs())
+    try:
+        aio = await lazy.client()  # a known URL: opened, nothing sent
+        assert moto_server.url == plain.meta.endpoint_url  # the file does redirect a client
+        assert (regional, regional, 2) == (
+            aio.meta.endpoint_url,
+            batch.meta.endpoint_url,
+            batch.meta.config.connect_timeout,
+        )
+        assert "https://secretsmanager.eu-west-1.amazonaws.com" == secrets_client.meta.endpoint_url
+        assert "http://127.0.0.1:9" == dev.meta.endpoint_url
+    finally:
+        for client in (plain, batch, secrets_client, dev):
+            client.close()
+        await lazy.aclose()

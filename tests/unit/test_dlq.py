@@ -123,3 +123,85 @@ def test_redrive_keeps_a_checks_and_a_replays_routing(queues: tuple[Settings, An
         "replay-body": attributes.Routing(replay=("evt_1", "evt_2")),
     } == got
     assert not any(attributes.REASON in m["MessageAttributes"] for m in back["Messages"])
+
+
+def _fill(sqs: Any, dlq_url: str, bodies: list[str]) -> None:
+    for body in bodies:
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=body, MessageAttributes=attributes.dead_letter("forbidden", "x", ["c1"]))  # fmt: skip
+
+
+def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    while reply := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages"):
+        got += reply
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(reply)],
+        )
+    return got
+
+
+def test_redrive_moves_messages_in_batches_within_sqss_limits(
+    queues: tuple[Settings, Any, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redrive of 25 more messages (three of 100 KB) sends and deletes them with batch calls of at most
+    10 entries and 262,144 bytes of bodies and attributes, and never one message at a time."""
+    settings, sqs, queue, dlq_url = queues
+    bodies = [json.dumps(valid(id=f"evt_{i}")) for i in range(22)] + [f"{i}" * 100_000 for i in range(3)]
+    _fill(sqs, dlq_url, bodies)
+    calls: list[tuple[str, dict[str, Any]]] = []
+    # botocore's own event hook on the default session redrive's boto3.client uses: calls still reach moto
+    session = boto3.Session()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
+    session.events.register(
+        "before-parameter-build.sqs", lambda params, model, **_: calls.append((model.name, dict(params)))
+    )
+    assert 0 == dlq.redrive(settings, 100, None)
+    names = [name for name, _ in calls]
+    sends = [params["Entries"] for name, params in calls if name == "SendMessageBatch"]
+    assert not {"SendMessage", "DeleteMessage", "ChangeMessageVisibility"} & set(names)
+    assert len(HOSTILE) + len(bodies) == sum(len(e) for e in sends)
+    assert all(len(e) <= 10 for e in sends)
+    assert all(
+        sum(attributes.size(x["MessageBody"], x["MessageAttributes"]) for x in e) <= 262_144 for e in sends
+    )
+    assert len(sends) == names.count("DeleteMessageBatch")
+    assert sorted(bodies + [b for b, _ in HOSTILE]) == sorted(m["Body"] for m in _drain(sqs, queue))
+
+
+def test_a_message_sqs_refuses_stays_in_the_dlq_and_the_redrive_fails(
+    queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A message the queue refuses (over its MaximumMessageSize) stays in the DLQ, visible, and is reported
+    by count and SQS code without its body; its batch-mates and the rest move; the redrive exits 1."""
+    settings, sqs, queue, dlq_url = queues
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"MaximumMessageSize": "1024"})
+    _drain(sqs, dlq_url)  # the hostile corpus has bodies over 1 KiB too
+    big = SECRET + "x" * 2000
+    bodies = [json.dumps(valid(id=f"evt_{i}")) for i in range(24)]
+    _fill(sqs, dlq_url, [*bodies[:12], big, *bodies[12:]])
+    assert 1 == dlq.redrive(settings, 100, None)
+    err = capsys.readouterr().err
+    assert sorted(bodies) == sorted(m["Body"] for m in _drain(sqs, queue))
+    assert [big] == [m["Body"] for m in _drain(sqs, dlq_url)]  # visible again at once
+    assert (
+        'redrive: 24 moved to the queue, 1 left in the DLQ (1 refused by SQS: {"InvalidParameterValue": 1})'
+        in err
+    )
+    assert SECRET not in err
+
+
+def test_a_message_over_256_kib_is_redriven_alone_with_its_routing(
+    queues: tuple[Settings, Any, str, str],
+) -> None:
+    """A dead-lettered remainder over 256 KiB (no batch can carry it) goes back alone, with its connection
+    list at round 0, beside the batched rest."""
+    settings, sqs, queue, dlq_url = queues
+    _drain(sqs, dlq_url)
+    huge = json.dumps(valid(payload={"pad": "x" * 300_000}))
+    _fill(sqs, dlq_url, [huge, "small"])
+    assert 0 == dlq.redrive(settings, 100, None)
+    back = {m["Body"]: attributes.read(m["MessageAttributes"]) for m in _drain(sqs, queue)}
+    assert {huge: attributes.Routing(0, ("c1",)), "small": attributes.Routing(0, ("c1",))} == back

@@ -159,7 +159,7 @@ def publish_times(rig: Rig) -> dict[int, Percentiles]:
     """
     settings = rig.settings.model_copy(update={"queue_name": rig.pub_queue})
     publisher = Publisher(settings)
-    sqs: Any = boto3.client("sqs", **rig.settings.aws_client_kwargs())  # type: ignore[call-overload]
+    sqs: Any = boto3.client("sqs", **rig.settings.aws_client_kwargs())
     url = sqs.get_queue_url(QueueName=rig.pub_queue)["QueueUrl"]
 
     def drain() -> None:

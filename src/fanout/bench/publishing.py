@@ -196,7 +196,7 @@ def measure(
 ) -> dict[str, Any]:
     """Every figure above against the stack ``settings`` reaches; returns them with the targets."""
     bench_queue = f"{settings.queue_name}-bench-publish-{secrets.token_hex(3)}"
-    sqs: Any = boto3.client("sqs", **settings.aws_client_kwargs())  # type: ignore[call-overload]
+    sqs: Any = boto3.client("sqs", **settings.aws_client_kwargs())
     queue_url = sqs.create_queue(QueueName=bench_queue)["QueueUrl"]
     side = settings.model_copy(update={"queue_name": bench_queue, "queue_url": None})
     try:

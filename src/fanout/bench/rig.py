@@ -103,7 +103,7 @@ class Rig:
         self.stack.env = {**DEV_DEFAULTS, **clean, **self.env, "AWS_EC2_METADATA_DISABLED": "true"}
         self.echo(f"starting the local stack (logs in {self.stack.log_dir})")
         self.stack.start()
-        sqs: Any = boto3.client("sqs", **self.settings.aws_client_kwargs())  # type: ignore[call-overload]
+        sqs: Any = boto3.client("sqs", **self.settings.aws_client_kwargs())
         sqs.create_queue(QueueName=self.pub_queue)
         sqs.close()
         ctx = multiprocessing.get_context("spawn")

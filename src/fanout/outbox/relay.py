@@ -292,7 +292,7 @@ async def main(settings: Settings) -> int:
     async with AsyncExitStack() as stack:
         session = get_session()
         sqs = await stack.enter_async_context(
-            session.create_client("sqs", config=config, **settings.aws_client_kwargs())
+            session.create_client("sqs", **settings.aws_client_kwargs(config))
         )
         mongo = mongo_client(settings)
         stack.push_async_callback(mongo.close)

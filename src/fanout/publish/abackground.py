@@ -89,7 +89,7 @@ class AsyncBackgroundPublisher:
             max_pool_connections=self._senders + 1,
             retries={"total_max_attempts": 1, "mode": "standard"},
         )
-        client = get_session().create_client("sqs", config=config, **self.settings.aws_client_kwargs())
+        client = get_session().create_client("sqs", **self.settings.aws_client_kwargs(config))
         self._client = await self._stack.enter_async_context(client)
         try:
             self._url = await queues.aurl(self._client, self.settings)

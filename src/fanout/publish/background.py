@@ -53,7 +53,7 @@ def sqs_client(settings: Settings, senders: int = SENDERS) -> Any:
         max_pool_connections=senders + 1,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
-    return boto3.client("sqs", config=config, **settings.aws_client_kwargs())  # type: ignore[call-overload]
+    return boto3.client("sqs", **settings.aws_client_kwargs(config))
 
 
 def report(metrics: PublisherMetrics, batch: list[Entry], result: Result) -> None:

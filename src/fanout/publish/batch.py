@@ -37,6 +37,7 @@ class Entry:
     size: int
     at: float = 0.0  # monotonic time it was buffered
     group: str = ""  # its FIFO message group: the ordering key, else the event id
+    attrs: dict[str, dict[str, str]] = field(default_factory=dict)  # MessageAttributes (a redrive's)
 
     @classmethod
     def of(cls, body: QueueBody) -> Entry:
@@ -68,10 +69,10 @@ def split(entries: Sequence[Any], size_of: Any = lambda e: e.size) -> list[list[
     return batches
 
 
-def request(bodies: Iterable[str], fifo: Iterable[tuple[str, str]] | None = None) -> list[dict[str, str]]:
+def request(bodies: Iterable[str], fifo: Iterable[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """``SendMessageBatch`` entries; each ``Id`` is the entry's index in the batch. ``fifo``: for a FIFO
     queue, each entry's (message group, deduplication id)."""
-    entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+    entries: list[dict[str, Any]] = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
     if fifo is not None:
         for entry, (group, dedup) in zip(entries, fifo, strict=True):
             entry["MessageGroupId"] = group
@@ -79,16 +80,24 @@ def request(bodies: Iterable[str], fifo: Iterable[tuple[str, str]] | None = None
     return entries
 
 
-def request_for(url: str, batch: Sequence[Entry]) -> list[dict[str, str]]:
+def request_for(url: str, batch: Sequence[Entry]) -> list[dict[str, Any]]:
     """The ``SendMessageBatch`` entries of buffered events; on a FIFO queue each names its group (the
     ordering key, else the event id) and its deduplication id (the event id), as ``Publisher`` does."""
     fifo = [(e.group or e.id, e.id) for e in batch] if queues.is_fifo(url) else None
-    return request((e.body for e in batch), fifo)
+    entries = request((e.body for e in batch), fifo)
+    for entry, e in zip(entries, batch, strict=True):
+        if e.attrs:
+            entry["MessageAttributes"] = e.attrs
+    return entries
 
 
-def single(url: str, entry: Entry) -> dict[str, str]:
-    """The FIFO fields of a lone ``SendMessage`` (a body over 256 KiB); nothing on a standard queue."""
-    return queues.fifo_fields(url, entry.group or entry.id, entry.id)
+def single(url: str, entry: Entry) -> dict[str, Any]:
+    """The FIFO fields and attributes of a lone ``SendMessage`` (a body over 256 KiB); nothing more on a
+    standard queue."""
+    fields: dict[str, Any] = dict(queues.fifo_fields(url, entry.group or entry.id, entry.id))
+    if entry.attrs:
+        fields["MessageAttributes"] = entry.attrs
+    return fields
 
 
 #: SQS's answers to a message it will never take, whoever sends it and however often: too large for the

@@ -164,8 +164,8 @@ class Publisher:
         self.settings = settings or Settings()
         self.via = via
         self.sequences = sequences
-        client = boto3.client(via, **self.settings.aws_client_kwargs())  # type: ignore[call-overload]
-        self._client: Any = client
+        client: Any = boto3.client(via, **self.settings.aws_client_kwargs())
+        self._client = client
         if via == "sqs":
             self._dest = queues.url(client, self.settings)
         else:

@@ -54,9 +54,7 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, on_skip: SkipH
         max_pool_connections=s.pollers + 8,
         retries={"max_attempts": 3, "mode": "standard"},
     )
-    sqs = await stack.enter_async_context(
-        get_session().create_client("sqs", config=config, **s.aws_client_kwargs())
-    )
+    sqs = await stack.enter_async_context(get_session().create_client("sqs", **s.aws_client_kwargs(config)))
     endpoint = s.sqs_endpoint() or f"https://sqs.{s.region}.amazonaws.com"
     hot = SqsClient(
         Signer(credentials(s), s.region, service="sqs"),
