@@ -40,7 +40,6 @@ class Readiness:
         self.stall_s = stall_s
         self.sqs = False
         self.mongo = False
-        self.receives = 0  # receives SQS answered; the probe skips its own call while this grows
         self._clock = clock
         self._endpoints: dict[str, tuple[bool, float]] = {}  # endpoint -> (answered, when)
         self.heartbeat = time.monotonic()  # the worker loop sets it

@@ -232,3 +232,30 @@ async def test_events_in_flight_is_sampled_while_their_posts_are_held(lane: Lane
     finally:
         worker.stop()
         await asyncio.wait_for(running, 30)
+
+
+async def test_a_worker_is_not_ready_while_its_events_queue_is_gone(lane: Lane) -> None:
+    """With the events queue deleted (its receives fail) and the bulk queue still answering, the worker
+    reports not ready throughout (review12: any bulk-queue receive that answers sets readiness.sqs back
+    to True and makes the probe skip its events-queue check, so /readyz flaps to ready)."""
+    import boto3
+
+    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 1, "shutdown_budget_s": 2.0})
+    worker = Worker(settings, serve_health=False)
+    running = asyncio.create_task(worker.main())
+    samples: list[bool] = []
+    try:
+        await wait_for(lambda: worker.readiness.ready, timeout=30)
+        assert len(worker.intake.lines) == 2  # the events queue and the bulk queue
+        sqs: Any = boto3.client("sqs", **settings.aws_client_kwargs())
+        sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"])
+        sqs.close()
+        await wait_for(lambda: not worker.readiness.sqs, timeout=15)
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            samples.append(worker.readiness.ready)
+            await asyncio.sleep(0.1)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+    assert samples and not any(samples), f"ready in {sum(samples)} of {len(samples)} samples"

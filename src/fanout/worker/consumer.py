@@ -164,6 +164,8 @@ class Worker:
             # then release the rest at once so another worker takes them. Visibility is kept throughout.
             await cancel_all(background)
             await asyncio.gather(intake.stop_pollers(pollers), self._drain())
+            self.metrics.events_in_flight.set(0)  # the probe that samples them stopped with the rest
+            self.metrics.posts_in_flight.set(0)
             await cancel_all([heartbeat])
             self.summary.flush()
         log.info("worker_stopped", **asdict(self.tally))
@@ -256,7 +258,8 @@ class Worker:
     async def _probe(self, clients: Clients, queue_url: str) -> None:
         """Refresh readiness every few seconds; a dependency that hangs is not ready within its timeout."""
         timeout_s = max(1.0, self.settings.mongo_timeout_ms / 1000)
-        receives = self.readiness.receives
+        events = self.intake.lines[queue_url]  # the events queue's line: the bulk queue's says nothing of it
+        answered = events.answered
         while True:
             self.readiness.heartbeat = time.monotonic()
             try:
@@ -264,9 +267,9 @@ class Worker:
                 self.readiness.mongo = True
             except Exception:
                 self.readiness.mongo = False
-            # A receive SQS answered since the last round already told: under load the probe then
-            # skips its aiobotocore call, which costs the worker about a millisecond of CPU.
-            if self.readiness.receives == receives:
+            # A receive of the events queue answered since the last round already told, unless a poller
+            # has failed since: under load the probe skips its aiobotocore call (about 1 ms of CPU).
+            if events.answered == answered or not self.readiness.sqs:
                 attributes = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
                 try:
                     async with asyncio.timeout(timeout_s):
@@ -274,7 +277,7 @@ class Worker:
                     self.readiness.sqs = True
                 except Exception:
                     self.readiness.sqs = False
-            receives = self.readiness.receives
+            answered = events.answered
             self.metrics.ready.set(1 if self.readiness.ready else 0)
             # Sampled, as a scrape reads them: a multiprocess gauge's inc and dec cost ten calls an event.
             self.metrics.events_in_flight.set(len(self._tasks))

@@ -36,6 +36,7 @@ class Line:
     slots: asyncio.Semaphore
     per_receive: int
     receiving: list[bool]  # per poller: a receive is open at SQS
+    answered: int = 0  # receives SQS answered: while this grows, the readiness probe need not ask
 
 
 #: What a poller hands its received batch to: the worker starts each message in a slot.
@@ -102,8 +103,7 @@ class Intake:
                     MessageAttributeNames=["All"],
                     MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
                 )
-                self.readiness.sqs = True
-                self.readiness.receives += 1
+                line.answered += 1
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
