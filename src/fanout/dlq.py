@@ -57,6 +57,10 @@ def _summary(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: How long redrive keeps what it received invisible: what it leaves is made visible again at the end.
+HOLD_S = 300
+
+
 def _receive(sqs: Any, dlq: str, visibility: int) -> list[dict[str, Any]]:
     reply = sqs.receive_message(
         QueueUrl=dlq,
@@ -98,31 +102,42 @@ def inspect(settings: Settings, limit: int) -> int:
 def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     """Move messages back to the queue, keeping what routes them (a remainder's connections, a shard's
     buckets, a check, a replay's events), at round 0. Each batch is sent before it is deleted, so a crash
-    leaves a message in both queues, never in neither. Exits 1 when SQS refused any message."""
+    leaves a message in both queues, never in neither. Exits 1 when any message could not be moved."""
     sqs, queue, dlq = _clients(settings)
     # Only what is there now: a message that fails again while we run comes back with a new id.
     present = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
-    limit = min(limit, int(present["Attributes"]["ApproximateNumberOfMessages"]))
+    there = int(present["Attributes"]["ApproximateNumberOfMessages"])
+    limit = min(limit, there)
     moved = skipped = seen = 0
-    refused: Counter[str] = Counter()  # SQS error code -> messages not sent: they stay in the DLQ
+    refused: Counter[str] = Counter()  # why a message was not sent (SQS's error code): it stays in the DLQ
     undeleted: Counter[str] = Counter()  # sent, but their delete from the DLQ failed: now in both
     held: list[str] = []  # skipped or refused: invisible until the end, so no receive here sees them again
-    while moved < limit and seen < limit:
-        received = _receive(sqs, dlq, 60)
+    examined: set[str] = set()  # message ids: one that comes back within the run is not counted twice
+    while moved < limit and seen < there:  # skipped messages count as seen: --max counts moves
+        received = _receive(sqs, dlq, HOLD_S)
         if not received:
             break
         seen += len(received)
         handles: dict[str, str] = {}
         entries: list[Entry] = []
         for message in received:
+            if message["MessageId"] in examined:  # back after HOLD_S in a long run: counted already
+                held.append(message["ReceiptHandle"])
+                continue
+            examined.add(message["MessageId"])
             if moved + len(entries) >= limit or (
                 reason and attributes.reason_of(message.get("MessageAttributes"))[0] != reason
             ):
                 skipped += 1
                 held.append(message["ReceiptHandle"])
                 continue
+            entry = _entry(message)
+            if entry is None:  # a routing attribute that is not text: moving it could widen its audience
+                refused["malformed_routing"] += 1
+                held.append(message["ReceiptHandle"])
+                continue
             handles[message["MessageId"]] = message["ReceiptHandle"]
-            entries.append(_entry(message))
+            entries.append(entry)
         for batch in split(entries):
             result = send_batch(sqs, queue, batch)
             # Not sent, for its content or for the moment (throttled): it stays, and is counted by code.
@@ -138,18 +153,22 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     left = skipped + refused.total()
     line = f"redrive: {moved} moved to the queue, {left} left in the DLQ"
     if refused:
-        line += f" ({refused.total()} refused by SQS: {json.dumps(dict(refused))})"
+        line += f" ({refused.total()} not moved: {json.dumps(dict(refused))})"
     if undeleted:
         line += f"; {undeleted.total()} sent but not deleted from the DLQ: {json.dumps(dict(undeleted))}"
     print(line, file=sys.stderr)
     return 1 if refused or undeleted else 0
 
 
-def _entry(message: dict[str, Any]) -> Entry:
+def _entry(message: dict[str, Any]) -> Entry | None:
     """A DLQ message as a send: its routing attributes at round 0; on a FIFO queue a group of its own
-    (its key's order is long past), its message id as group and deduplication id."""
+    (its key's order is long past), its message id as group and deduplication id. None when a routing
+    attribute is not a string or number (Binary, say): the worker would refuse it anyway."""
     kept = message.get("MessageAttributes") or {}
     attrs = {k: v for k, v in kept.items() if k in _ROUTING}
+    if not all(isinstance(v, dict) and isinstance(v.get("StringValue"), str) for v in attrs.values()):
+        return None
+    attrs = {k: {"DataType": str(v["DataType"]), "StringValue": v["StringValue"]} for k, v in attrs.items()}
     attrs[attributes.ROUND] = attributes.number(0)
     body = message["Body"]
     return Entry(message["MessageId"], "", body, attributes.size(body, attrs), attrs=attrs)

@@ -187,8 +187,7 @@ def test_a_message_sqs_refuses_stays_in_the_dlq_and_the_redrive_fails(
     assert sorted(bodies) == sorted(m["Body"] for m in _drain(sqs, queue))
     assert [big] == [m["Body"] for m in _drain(sqs, dlq_url)]  # visible again at once
     assert (
-        'redrive: 24 moved to the queue, 1 left in the DLQ (1 refused by SQS: {"InvalidParameterValue": 1})'
-        in err
+        'redrive: 24 moved to the queue, 1 left in the DLQ (1 not moved: {"InvalidParameterValue": 1})' in err
     )
     assert SECRET not in err
 
@@ -205,3 +204,37 @@ def test_a_message_over_256_kib_is_redriven_alone_with_its_routing(
     assert 0 == dlq.redrive(settings, 100, None)
     back = {m["Body"]: attributes.read(m["MessageAttributes"]) for m in _drain(sqs, queue)}
     assert {huge: attributes.Routing(0, ("c1",)), "small": attributes.Routing(0, ("c1",))} == back
+
+
+def test_a_binary_routing_attribute_does_not_crash_the_redrive(
+    queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DLQ message whose fanout-connections attribute is Binary (anyone who can send to the queue can
+    set one; SQS's own redrive keeps it) stays in the DLQ, counted as malformed_routing, and the redrive
+    exits 1; the rest of its receive moves (before, attributes.size raised KeyError on it)."""
+    settings, sqs, queue, dlq_url = queues
+    _drain(sqs, dlq_url)
+    sqs.send_message(
+        QueueUrl=dlq_url,
+        MessageBody="binary-routing",
+        MessageAttributes={attributes.CONNECTIONS: {"DataType": "Binary", "BinaryValue": b"\x00c1"}},
+    )
+    _fill(sqs, dlq_url, ["a", "b"])
+    assert 1 == dlq.redrive(settings, 100, None)
+    assert '1 left in the DLQ (1 not moved: {"malformed_routing": 1})' in capsys.readouterr().err
+    assert ["a", "b"] == sorted(m["Body"] for m in _drain(sqs, queue))
+    assert ["binary-routing"] == [m["Body"] for m in _drain(sqs, dlq_url)]
+
+
+def test_redrive_with_a_reason_and_a_max_finds_matches_past_the_first_receive(
+    queues: tuple[Settings, Any, str, str],
+) -> None:
+    """`--reason schema --max 5` over a DLQ whose first 20 messages have another reason still moves the
+    5 schema messages behind them (before, skipped messages counted towards --max, so it moved none)."""
+    settings, sqs, queue, dlq_url = queues
+    _drain(sqs, dlq_url)
+    _fill(sqs, dlq_url, [f"other-{i}" for i in range(20)])
+    for i in range(5):
+        sqs.send_message(QueueUrl=dlq_url, MessageBody=f"schema-{i}", MessageAttributes=attributes.dead_letter("schema", "x"))  # fmt: skip
+    assert 0 == dlq.redrive(settings, 5, "schema")
+    assert sorted(f"schema-{i}" for i in range(5)) == sorted(m["Body"] for m in _drain(sqs, queue))
