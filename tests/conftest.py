@@ -39,6 +39,14 @@ def free_port() -> int:
             return port
 
 
+@pytest.fixture(autouse=True)
+def _unpinned_endpoints() -> Iterator[None]:
+    """A production entry point run in a test pins botocore's endpoints for the whole process
+    (``config.pin_aws_endpoints``): undone after each test, so the next one starts as a fresh process."""
+    yield
+    os.environ.pop("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolate_aws() -> Iterator[None]:
     """No test can reach a real AWS account: dummy credentials, no config files, no profile."""

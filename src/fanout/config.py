@@ -332,6 +332,14 @@ class Settings(BaseSettings):
         return kwargs
 
 
+def pin_aws_endpoints(settings: Settings) -> None:
+    """In production, botocore ignores endpoint URLs from the AWS config file for every client of this
+    process, also those its credential chain builds itself (an assumed role's STS client), which
+    ``Settings.aws_config`` cannot reach. The entry points call it once, before any client exists."""
+    if not settings.is_dev:
+        os.environ["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true"
+
+
 def _botocore_endpoints() -> list[str]:
     """The variables botocore reads an endpoint from (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_SQS``...):
     LocalStack's and moto's way to redirect a client, which production never takes."""

@@ -263,3 +263,29 @@ async def test_production_clients_ignore_endpoints_from_the_aws_config_file(
         for client in (plain, batch, secrets_client, dev):
             client.close()
         await lazy.aclose()
+
+
+def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
+    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile that assumes a role, with a services section sending STS to a local server (here moto),
+    does not make production's credential chain call that server (review12: botocore's AssumeRole
+    provider builds its own STS client, without Settings.aws_config, so the file's endpoint is used).
+    A dead HTTPS proxy keeps the fixed behaviour from reaching real AWS."""
+    from fanout.worker.clients import credentials
+
+    path = tmp_path / "config"
+    path.write_text(
+        "[default]\nrole_arn = arn:aws:iam::123456789012:role/fanout\nsource_profile = src\n"
+        "services = local\n\n[profile src]\naws_access_key_id = src\naws_secret_access_key = src\n"
+        f"services = local\n\n[services local]\nsts =\n  endpoint_url = {moto_server.url}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    settings = Settings(env="production", region="us-east-1")
+    got = None
+    with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
+        got = credentials(settings).get_frozen_credentials()
+    assert got is None

@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = config.load()
     except ConfigError as exc:
         return fail(str(exc))
+    config.pin_aws_endpoints(settings)
     fanout_logging.configure(settings.log_level, settings.log_format or "console")
     try:
         if args.command in _DEV_ONLY and not settings.is_dev:

@@ -46,6 +46,7 @@ def deployed_settings(environ: dict[str, str] | None = None, secrets_client: Any
     settings = config.load()
     if "AWS_LAMBDA_FUNCTION_NAME" in environ and settings.is_dev:
         raise ConfigError("a deployed lifecycle handler refuses FANOUT_ENV=dev")
+    config.pin_aws_endpoints(settings)
     settings.require(("mongo", "jwt"))
     return secrets.load(settings, secrets_client)
 
