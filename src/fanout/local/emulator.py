@@ -217,14 +217,12 @@ class Emulator:
             action = json.loads(data).get("action")
         except (ValueError, AttributeError, RecursionError):
             action = None
-        route = action if action in CLIENT_ROUTES else "$default"
+        route = action if isinstance(action, str) and action in CLIENT_ROUTES else "$default"
         event = self._event(route, "MESSAGE", connection_id, request)
         event["body"] = data
         try:
             answer = await self._route(event)
-        except (
-            Exception
-        ) as exc:  # as API Gateway does when an integration fails: tell the client, keep the socket
+        except Exception as exc:  # as API Gateway does when an integration fails: tell the client
             log.warning("route_failed", route=route, error=type(exc).__name__)
             answer = {"statusCode": 500, "body": json.dumps({"message": "Internal server error"})}
         if answer.get("body") and not ws.closed:
