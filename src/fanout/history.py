@@ -172,9 +172,10 @@ class History:
             return answers
         return [None] * len(docs)
 
-    async def recorded_at(self, event_id: str) -> datetime | None:
-        """When an event was kept; None once the window has dropped it (or it never was)."""
-        doc = await self._col.find_one({"_id": event_id} | _kept_now(), {"_id": 0, "at": 1})
+    async def recorded_at(self, event_id: str, who: dict[str, Any]) -> datetime | None:
+        """When an event of ``who``'s was kept; None once the window has dropped it, or when it never was
+        (another user's event id reads as unknown: a resume must not tell that it exists)."""
+        doc = await self._col.find_one({"_id": event_id} | _kept_now() | who, {"_id": 0, "at": 1})
         at = doc.get("at") if doc else None
         return at if isinstance(at, datetime) else None
 

@@ -136,7 +136,9 @@ async def test_reads_see_only_the_audience_and_only_within_the_window(history: t
     assert {mine.id, topic.id, everyone.id} == {k.id for k in since}
     assert [mine.id] == [k.id for k in await kept.of_key("user:u1", 0, who, 10)]
     assert [] == await kept.of_key("user:u2", 0, who, 10)
-    assert None is await kept.recorded_at(old.id)
+    assert None is await kept.recorded_at(old.id, who)
+    assert None is await kept.recorded_at(theirs.id, who)  # another user's: as if never kept
+    assert None is not await kept.recorded_at(mine.id, who)
     frames = await kept.frames([theirs.id, everyone.id, mine.id], audience("u1", [], wide=False))
     assert [everyone.id, mine.id] == [f.id for f in frames]
     assert mine.client_frame == frames[1].frame

@@ -29,7 +29,7 @@ from fanout.tokens import Verifier
 
 log = get_logger("fanout.lifecycle")
 
-MAX_FRAME_CHARS = 32 * 1024  # API Gateway allows 128 KiB; no action needs more than this
+MAX_FRAME_BYTES = 32 * 1024  # UTF-8; API Gateway allows 128 KiB; no action needs more than this
 
 
 async def ping(services: Services, frame: Frame) -> Response:
@@ -114,7 +114,12 @@ class Lifecycle:
 
     async def _message(self, route: str, event: Event, connection_id: str) -> Response:
         raw = event.get("body")
-        if not isinstance(raw, str) or len(raw) > MAX_FRAME_CHARS:
+        # Characters first (never more than the bytes), then the bytes: "é" is two, an emoji four.
+        if (
+            not isinstance(raw, str)
+            or len(raw) > MAX_FRAME_BYTES
+            or (size := len(raw.encode("utf-8", "surrogatepass"))) > MAX_FRAME_BYTES
+        ):
             return error("bad_frame", message="frames must be JSON objects of at most 32 KiB")
         try:  # pydantic's parser: no NaN/Infinity, no lone surrogates, nesting capped at 200
             body = from_json(raw, allow_inf_nan=False)
@@ -134,7 +139,6 @@ class Lifecycle:
             handler = forward.forward
         if handler is None:
             return error("unknown_action", reply_to)
-        size = len(raw.encode("utf-8", "surrogatepass"))
         return await handler(self.services, Frame(connection_id, user_id, action, body, reply_to, size))
 
 

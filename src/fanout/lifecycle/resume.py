@@ -20,6 +20,7 @@ from typing import Any
 from fanout.history import Kept, audience
 from fanout.lifecycle import catchup, replays
 from fanout.lifecycle.access import valid_topic
+from fanout.lifecycle.chat import limited
 from fanout.lifecycle.context import Frame, Services
 from fanout.lifecycle.replies import Response, error, reply
 
@@ -27,6 +28,9 @@ from fanout.lifecycle.replies import Response, error, reply
 MAX_POSITIONS = 100
 #: Earlier connection ids of the resuming tab one resume may name.
 MAX_EARLIER = 10
+#: Resumes one connection may send per 10-second window: a tab resumes once after it connects, and each
+#: resume may queue a replay of up to ``FANOUT_HISTORY_MAX_REPLAY`` posts through the shared lanes.
+RESUMES_PER_WINDOW = 3
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _MAX_SEQ = 2**53 - 1
 
@@ -73,6 +77,8 @@ async def resume(services: Services, frame: Frame) -> Response:
             frame.reply_to,
             message="positions: {kind:id: seq >= 0} (at most 100), lastEventId, connectionIds (at most 10)",
         )
+    if refused := await limited(services, frame, "resume", RESUMES_PER_WINDOW):
+        return refused
     positions, last, earlier = parsed
     held = await services.store.interests(frame.connection_id)
     topics = held[1] if held is not None else []
@@ -88,7 +94,7 @@ async def resume(services: Services, frame: Frame) -> Response:
         )
     who = audience(frame.user_id, topics)
     limit = history.max_replay + 1
-    at = await history.recorded_at(last) if last is not None else None
+    at = await history.recorded_at(last, who) if last is not None else None
     since: list[Kept] | None = [] if last is None else None
     if at is not None:
         # What excluded this tab's connections was its own change: never its echo (protocol section 12).

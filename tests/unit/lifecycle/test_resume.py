@@ -3,6 +3,7 @@ replay message it puts on the events queue (real MongoDB and SQS servers)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -161,3 +162,36 @@ async def test_without_a_history_every_resume_is_a_resync(setup: tuple[Lifecycle
         answer["type"],
         answer["payload"],
     )
+
+
+async def test_another_users_event_id_is_answered_like_an_unknown_one(
+    setup: tuple[Lifecycle, History, Settings],
+) -> None:
+    """A lastEventId kept for another user only is answered exactly as an id never kept: a resume does
+    not tell whether someone else's event exists (before, resume.ok against system.resync)."""
+    lc, history, _ = setup
+    theirs = await _keep(history, "u2", None, None)
+    foreign = await _send(lc, "c1", {"action": "resume", "lastEventId": theirs})
+    unknown = await _send(lc, "c1", {"action": "resume", "lastEventId": "evt_never_kept"})
+    assert ("system.resync", True) == (unknown["type"], unknown["payload"]["events"])
+    assert (unknown["type"], unknown["payload"]) == (foreign["type"], foreign["payload"])
+
+
+async def test_a_connection_gets_three_resumes_a_window_and_then_rate_limited(
+    setup: tuple[Lifecycle, History, Settings],
+) -> None:
+    """Twenty resumes in a row from one connection queue three replays; the other seventeen are
+    rate_limited (each replay may be FANOUT_HISTORY_MAX_REPLAY posts through the shared lanes)."""
+    lc, history, settings = setup
+    for seq in range(1, 6):
+        await _keep(history, "u1", "user:u1", seq)
+    if int(time.time()) % 10 >= 8:  # the window is wall-clock: start the twenty at the top of one
+        await asyncio.sleep(10 - time.time() % 10)
+    answers = [await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 0}}) for _ in range(20)]
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    queued = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    sqs.close()
+    codes = [a["payload"].get("code") for a in answers if a["type"] == "system.error"]
+    assert ["rate_limited"] * 17 == codes
+    assert "3" == queued["Attributes"]["ApproximateNumberOfMessages"]
