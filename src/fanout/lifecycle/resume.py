@@ -28,9 +28,10 @@ from fanout.lifecycle.replies import Response, error, reply
 MAX_POSITIONS = 100
 #: Earlier connection ids of the resuming tab one resume may name.
 MAX_EARLIER = 10
-#: Resumes one connection may send per 10-second window: a tab resumes once after it connects, and each
-#: resume may queue a replay of up to ``FANOUT_HISTORY_MAX_REPLAY`` posts through the shared lanes.
-RESUMES_PER_WINDOW = 3
+#: Resumes one connection may send per 10-second window. A tab resumes after it connects (the clients
+#: try again up to 5 times without a refused key) and on a gap; each resume may queue a replay of up to
+#: ``FANOUT_HISTORY_MAX_REPLAY`` posts through the shared lanes.
+RESUMES_PER_WINDOW = 10
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _MAX_SEQ = 2**53 - 1
 

@@ -177,11 +177,11 @@ async def test_another_users_event_id_is_answered_like_an_unknown_one(
     assert (unknown["type"], unknown["payload"]) == (foreign["type"], foreign["payload"])
 
 
-async def test_a_connection_gets_three_resumes_a_window_and_then_rate_limited(
+async def test_a_connection_gets_ten_resumes_a_window_and_then_rate_limited(
     setup: tuple[Lifecycle, History, Settings],
 ) -> None:
-    """Twenty resumes in a row from one connection queue three replays; the other seventeen are
-    rate_limited (each replay may be FANOUT_HISTORY_MAX_REPLAY posts through the shared lanes)."""
+    """Twenty resumes in a row from one connection queue ten replays; the other ten are rate_limited
+    (each replay may be FANOUT_HISTORY_MAX_REPLAY posts through the shared lanes)."""
     lc, history, settings = setup
     for seq in range(1, 6):
         await _keep(history, "u1", "user:u1", seq)
@@ -193,5 +193,5 @@ async def test_a_connection_gets_three_resumes_a_window_and_then_rate_limited(
     queued = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     sqs.close()
     codes = [a["payload"].get("code") for a in answers if a["type"] == "system.error"]
-    assert ["rate_limited"] * 17 == codes
-    assert "3" == queued["Attributes"]["ApproximateNumberOfMessages"]
+    assert ["rate_limited"] * 10 == codes
+    assert "10" == queued["Attributes"]["ApproximateNumberOfMessages"]
