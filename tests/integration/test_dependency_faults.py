@@ -127,7 +127,8 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(lane: Lane)
     stack = lane.stack  # the shared stack's servers, with queues of this test's own
     proxy = Proxy(free_port(), stack.settings.gateway_port)
     endpoint = f"http://127.0.0.1:{proxy.port}/{stack.settings.gateway_stage}"
-    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1")
+    # the first event meets the refusal, an outage: it is tried again 1 s later, not 5
+    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1", FANOUT_OUTAGE_DELAY_S="1")
     user = f"refused-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)

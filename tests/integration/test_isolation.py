@@ -50,16 +50,17 @@ async def _run(stack: Stack, scenario: dict[str, object]) -> None:
     topic = [f"event:{run}-{t}" for t in range(4)]
     mongo, store = open_store(stack.settings)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-        clients: list[tuple[int, Client, str, frozenset[int]]] = []
-        for u, count in enumerate(per_user):
-            for _ in range(count):
-                client = await connect(es, http, stack.ws_url, stack.settings, users[u])
-                me = f"event:self-{secrets.token_hex(6)}"
-                subs = subscriptions[len(clients)]
-                await client.ws.send_json({"action": "subscribe", "topics": [me, *(topic[t] for t in subs)]})
-                await wait_for(lambda c=client: any(f.get("type") == "subscribe.ok" for f in c.frames))
-                [record] = await store._col.find({"topics": me}).to_list(None)
-                clients.append((u, client, record["connectionId"], subs))
+
+        async def tab(u: int, subs: frozenset[int]) -> tuple[int, Client, str, frozenset[int]]:
+            client = await connect(es, http, stack.ws_url, stack.settings, users[u])
+            me = f"event:self-{secrets.token_hex(6)}"
+            await client.ws.send_json({"action": "subscribe", "topics": [me, *(topic[t] for t in subs)]})
+            await wait_for(lambda: any(f.get("type") == "subscribe.ok" for f in client.frames))
+            [record] = await store._col.find({"topics": me}).to_list(None)
+            return u, client, record["connectionId"], subs
+
+        owners = [u for u, count in enumerate(per_user) for _ in range(count)]  # one entry per connection
+        clients = list(await asyncio.gather(*(tab(u, subscriptions[i]) for i, u in enumerate(owners))))
         expected: dict[int, set[str]] = {i: set() for i in range(len(clients))}
         # A counter of its own per event: values of one counter conflate (protocol section 19), and an
         # excluded tab may then miss an older value it never needed; this test is about addressing.

@@ -36,12 +36,12 @@ SMOKE = Plan(
     # /proc counts CPU in 10 ms ticks: each phase needs well over 10 ms of the worker's CPU to read above 0.
     # 20 posts at fan-out 2 (10 events, about 6 ms) read 0 once the worker got cheaper per event.
     throughput_posts={1: 60, 2: 80, 20: 200, 200: 400},
-    latency_s=0.5,
+    latency_s=0.2,
     publish_calls=3,
     inline_calls={1: 1, 100: 1},
     inline_posts=40,
     baseline_posts=100,
-    soak_s=0.5,
+    soak_s=0.2,
     pool=(2,),
     broadcast=200,
     receive_wait_s=1,  # the pool curve's restart and the end stop a worker each

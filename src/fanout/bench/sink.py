@@ -119,8 +119,8 @@ async def _serve(pipe: Connection, url: str, key: str) -> None:
                 sink.reset(args.get("track_ids", False))
                 reply = True
             elif command == "close":
-                for ws in sink.clients:
-                    await ws.close()
+                # all at once: each close waits for the emulator's answer, 200 in turn took 1.5 s
+                await asyncio.gather(*(ws.close() for ws in sink.clients))
                 await asyncio.gather(*sink.readers, return_exceptions=True)
                 pipe.send(True)
                 return
