@@ -205,8 +205,9 @@ class Pool:
         return registry
 
     def ready(self, registry: Any) -> bool:
-        """Every child is alive and each reports SQS and MongoDB reachable."""
-        if self.alive() < self.processes:
+        """Every child is alive and each reports SQS and MongoDB reachable. A child still importing has
+        no ``fanout_ready`` of its own yet, so the others' would speak for it: it must have ticked too."""
+        if self.alive() < self.processes or not all(beat.value for beat in self._beats):
             return False
         for family in registry.collect():
             if family.name == "fanout_ready":
