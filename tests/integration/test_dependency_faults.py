@@ -210,9 +210,9 @@ async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
     assert busy <= 1, asked  # a round that straddles the first events may still ask
 
 
-async def test_events_in_flight_is_sampled_while_their_posts_are_held(lane: Lane) -> None:
-    """Three events whose posts the emulator holds for 4 s read as three in flight at the next probe,
-    and as none once they are delivered."""
+async def test_events_in_flight_counts_the_events_whose_posts_are_held(lane: Lane) -> None:
+    """Three events whose posts the emulator holds for 4 s read as three in flight, and as none once
+    they are delivered."""
     worker = Worker(lane.stack.settings, serve_health=False)
     running = asyncio.create_task(worker.main())
     user = f"held-{secrets.token_hex(4)}"

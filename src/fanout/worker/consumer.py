@@ -164,8 +164,7 @@ class Worker:
             # then release the rest at once so another worker takes them. Visibility is kept throughout.
             await cancel_all(background)
             await asyncio.gather(intake.stop_pollers(pollers), self._drain())
-            self.metrics.events_in_flight.set(0)  # the probe that samples them stopped with the rest
-            self.metrics.posts_in_flight.set(0)
+            self.metrics.posts_in_flight.set(0)  # the probe that samples it stopped with the rest
             await cancel_all([heartbeat])
             self.summary.flush()
         log.info("worker_stopped", **asdict(self.tally))
@@ -190,6 +189,7 @@ class Worker:
             if release is not None:
                 release()  # at the latest: usually the key's next event started once the posts answered
             self.intake.drop(msg.receipt)
+            self.metrics.events_in_flight.dec()
             self.intake.lines[msg.queue_url].slots.release()
 
     def _log_error(self, msg: Received, exc: Exception) -> None:
@@ -279,8 +279,6 @@ class Worker:
                     self.readiness.sqs = False
             answered = events.answered
             self.metrics.ready.set(1 if self.readiness.ready else 0)
-            # Sampled, as a scrape reads them: a multiprocess gauge's inc and dec cost ten calls an event.
-            self.metrics.events_in_flight.set(len(self._tasks))
             self.metrics.posts_in_flight.set(self.deliverer.in_flight)
             await asyncio.sleep(PROBE_S)
 
@@ -304,6 +302,7 @@ class Worker:
                 await self.settler.release(line.url, rest)
                 return
             self.settler.tally.received += 1
+            self.metrics.events_in_flight.inc()
             key = key_of(msg)
             # A conflated counter takes no turn: it would wait behind the values that conflation drops.
             if key and msg.body and not self.conflator.conflates(msg.body):
