@@ -62,15 +62,7 @@ def test_redrive_moves_each_back_with_its_connections(queues: tuple[Settings, An
     """Redrive sends every message back to the queue with its connection list and round 0, and empties the DLQ."""
     settings, sqs, queue, dlq_url = queues
     assert 0 == dlq.redrive(settings, 100, None)
-    back = []
-    while reply := sqs.receive_message(
-        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-    ).get("Messages"):
-        back += reply
-        sqs.delete_message_batch(
-            QueueUrl=queue,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(reply)],
-        )
+    back = _drain(sqs, queue)
     assert sorted(b for b, _ in HOSTILE) == sorted(m["Body"] for m in back)
     with_ids = [m for m in back if attributes.CONNECTIONS in m.get("MessageAttributes", {})]
     assert len(with_ids) == sum(1 for _, r in HOSTILE if r)
