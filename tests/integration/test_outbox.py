@@ -4,6 +4,7 @@ transaction, exactly one relay sends, and a relay killed mid-batch resends at mo
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import signal
@@ -161,15 +162,19 @@ async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_lea
 
     await asyncio.to_thread(write)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
-    with QueueReceiver(settings) as receiver:
-        async with running(settings, "a") as (_, registry, _stop):
-            arrived = await receiver.until(1, timeout=15)
-            refused = value(registry, "fanout_outbox_refused_total")
+    arrived, refused = await _relay_until_one(settings)
     entry = await mongo[settings.mongo_db].fanout_outbox.find_one({"eventId": big.id})
     await mongo.close()
     assert {small.id: 1} == arrived
     assert 1 == refused
     assert entry is not None and entry["relayedAt"] is not None and "InvalidParameterValue" == entry["error"]
+
+
+async def _relay_until_one(settings: Settings) -> tuple[collections.Counter[str], float]:
+    """Run one relay until one event arrives on the queue: what arrived, and the refusals it counted."""
+    with QueueReceiver(settings) as receiver:
+        async with running(settings, "a") as (_, registry, _stop):
+            return await receiver.until(1, timeout=15), value(registry, "fanout_outbox_refused_total")
 
 
 async def test_an_entry_another_writer_malformed_is_marked_and_the_entries_after_it_still_leave(
@@ -196,10 +201,7 @@ async def test_an_entry_another_writer_malformed_is_marked_and_the_entries_after
 
     await asyncio.to_thread(write)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
-    with QueueReceiver(settings) as receiver:
-        async with running(settings, "a") as (_, registry, _stop):
-            arrived = await receiver.until(1, timeout=15)
-            refused = value(registry, "fanout_outbox_refused_total")
+    arrived, refused = await _relay_until_one(settings)
     marks = await mongo[settings.mongo_db].fanout_outbox.find({"eventId": {"$ne": good.id}}).to_list()
     await mongo.close()
     assert {good.id: 1} == arrived
