@@ -53,7 +53,7 @@ def key_of(body: QueueBody) -> str | None:
 
 def order_of(body: QueueBody) -> float:
     """Which of two events of a key is newer: ``meta.seq``, else ``sentAt``."""
-    return float(body.meta.seq) if body.meta.seq is not None else body.sent_at_epoch()
+    return float(body.meta.seq) if body.meta.seq is not None else body.sent_at_epoch
 
 
 @dataclass

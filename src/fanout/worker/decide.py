@@ -174,8 +174,8 @@ class Decider:
                 connections=len(result.refused),
                 endpoints=sorted(result.refused_endpoints)[:10],
             )
-        shard, outcome = msg.routing.shard, result.event_outcome()
-        self.summary.add(metric_label(msg.body.type), outcome, result.attempted, len(result.failed))
+        shard, outcome, posts = msg.routing.shard, result.event_outcome(), result.attempted
+        self.summary.add(metric_label(msg.body.type), outcome, posts, len(result.failed))
         # The plain case is counted in the summary line: its own line only at debug (bench/README.md).
         plain = outcome == "delivered" and shard is None and msg.round == 0
         (log.debug if plain else log.info)(
@@ -183,7 +183,7 @@ class Decider:
             event_id=msg.body.id,
             event_type=msg.body.type,
             outcome=outcome,
-            posts=result.attempted,
+            posts=posts,
             failed=len(result.failed),
             round=msg.round,
             shard=f"{shard[0]}-{shard[1]}" if shard else None,

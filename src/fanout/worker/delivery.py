@@ -102,7 +102,7 @@ class Deliverer:
             frame,
             hashlib.sha256(frame).hexdigest(),
             metric_label(body.type),
-            body.sent_at_epoch(),
+            body.sent_at_epoch,
             deadline,
             expires_at,
             FanoutResult(),

@@ -77,7 +77,7 @@ def expires_at(msg: Received, policy: Policy) -> float:
     """When the event stops being worth delivering: ``meta.expiresAt``, else ``sentAt`` + the type's age."""
     assert msg.body is not None
     meta = msg.body.meta.expires_at
-    return meta.timestamp() if meta is not None else msg.body.sent_at_epoch() + policy.max_age_s
+    return meta.timestamp() if meta is not None else msg.body.sent_at_epoch + policy.max_age_s
 
 
 def before(
@@ -100,7 +100,7 @@ def due_in(msg: Received, now: float) -> int:
     ``DelaySeconds``, so a scheduled typing stop or presence check arrives at once and is held until
     then; a time more than ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
     assert msg.body is not None
-    ahead = msg.body.sent_at_epoch() - now
+    ahead = msg.body.sent_at_epoch - now
     due = msg.routing.check is None or ahead <= CLOCK_SKEW_S or ahead > MAX_DELAY_S
     return 0 if due else math.ceil(ahead)
 
