@@ -4,9 +4,10 @@ The lifecycle keeps no state between invocations, so each limit is a window of `
 wall-clock time on the record (``store.take_slot``: ``<kind>Window``, ``<kind>Count``), counted with
 atomic updates. An action checks its limit after the frame's shape is validated (no I/O) and before any
 work the frame would cause (the product's topic check, MongoDB reads, a record write), so a refused frame
-costs one update. The limit counts frames, or, for the actions whose work grows with the ids a frame
-names, those ids (``cost``). A refusal is ``system.error`` ``rate_limited`` with ``max`` and ``windowS``:
-the clients wait ``windowS`` and send the frame again. docs/protocol.md section 8 has the table.
+costs only the count's updates of the record. The limit counts frames, or, for the actions whose work
+grows with the ids a frame names, those ids (``cost``). A refusal is ``system.error`` ``rate_limited``
+with ``max`` and ``windowS``: the clients wait ``windowS`` and send the frame again. docs/protocol.md
+section 8 has the table.
 """
 
 from __future__ import annotations
