@@ -96,11 +96,16 @@ export declare class FanoutClient {
   onStatus(callback: (status: Status) => void): Unsubscribe;
   onResync(callback: (resync: Resync) => void): Unsubscribe;
   setPosition(key: string, seq: number): void;
+  /** Send one action frame and resolve with its answer. A `hello`, `subscribe`, `resume` or
+   * `presence.query` refused `rate_limited` is sent again after the answer's `windowS` (plus up to a
+   * fifth), at most 3 times; then the refusal is the answer. */
   request(action: string, fields?: Record<string, unknown>, timeoutMs?: number): Promise<Answer>;
 }
 
 /** The tab's one client, created and started by the first call. */
 export declare function shared(options: ClientOptions): FanoutClient;
+/** The seconds a `rate_limited` answer asks to wait (`windowS`, above 0 and at most 60); null otherwise. */
+export declare function rateLimitedWait(answer: Answer): number | null;
 export declare function ticketUrl(base: string, fetchTicket: () => Promise<string> | string): UrlBuilder;
 export declare function tokenUrl(base: string, getToken: () => Promise<string> | string): UrlBuilder;
 

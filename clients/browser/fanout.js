@@ -7,7 +7,9 @@
 // not while the tab is hidden. Each event is dropped when its id was seen already and handed on in `seq`
 // order per ordering key; a gap is held back, then resumed, then given up (subscribers are told to
 // refetch, as for a `system.resync`). A `system.access.revoked` takes its topics out of every subscriber,
-// so no reconnect asks for them again. The rules are docs/client.md's; types in fanout.d.ts beside it.
+// so no reconnect asks for them again. A `hello`, `subscribe`, `resume` or `presence.query` refused
+// `rate_limited` is sent again once the server's window has passed, a few times at most. The rules are
+// docs/client.md's; types in fanout.d.ts beside it.
 
 /** Keys a resume may name: streams are named like topics (`kind:id`). */
 const RESUMABLE = /^[a-z][a-z0-9_]{0,31}:[A-Za-z0-9_.@=+-][A-Za-z0-9_.:@=+-]{0,127}$/;
@@ -19,6 +21,13 @@ const MAX_RESUME_RETRIES = 5;
 export const ACCESS_REVOKED = "system.access.revoked";
 /** This tab's earlier connection ids a resume names: events that excluded them were its own changes. */
 const MAX_EARLIER_IDS = 10;
+/** Actions sent again when refused `rate_limited`: the server counted nothing of them, and each is worth
+ * as much `windowS` later. A typing indicator or a domain action is not: the app decides. */
+const PATIENT_ACTIONS = new Set(["hello", "subscribe", "notification.subscribe", "resume", "presence.query"]);
+/** How often one such frame is sent again; then the refusal is its answer (the action's failure path). */
+const MAX_RATE_LIMITED_RETRIES = 3;
+/** The longest `windowS` waited for, in seconds; a longer (or malformed) one is taken as the answer. */
+const MAX_WINDOW_S = 60;
 /** The catalog's `bulk` types (`"priority": "bulk"` in `fanout schema`), of which only the latest value
  * per key matters (live counters): the worker conflates them, so their `seq` skips and is never a gap.
  * tests/integration/test_browser_client.py checks this list against the catalog. */
@@ -178,6 +187,15 @@ export class Reorderer {
   }
 }
 
+/** The seconds a `rate_limited` refusal asks to wait (its `windowS`); null for any other answer, or a
+ * window that is not a number of seconds above 0 and at most MAX_WINDOW_S. */
+export function rateLimitedWait(answer) {
+  const payload = answer?.payload;
+  if (answer?.type !== "system.error" || payload?.code !== "rate_limited") return null;
+  const windowS = payload.windowS;
+  return typeof windowS === "number" && windowS > 0 && windowS <= MAX_WINDOW_S ? windowS : null;
+}
+
 /** A URL builder that fetches a fresh single-use ticket for every connect. */
 export function ticketUrl(base, fetchTicket) {
   return async () => {
@@ -322,9 +340,25 @@ export class FanoutClient {
     this.#handOn(this.reorder.expect(key, seq));
   }
 
-  /** Send one action frame and resolve with its answer (matched by `replyTo`). */
-  request(action, fields = {}, timeoutMs = this.requestTimeoutMs) {
+  /** Send one action frame and resolve with its answer (matched by `replyTo`). A frame of a `hello`,
+   * `subscribe`, `resume` or `presence.query` refused `rate_limited` is sent again on the same socket
+   * once the answer's `windowS` (and up to a fifth more, so tabs refused together do not return
+   * together) has passed, at most MAX_RATE_LIMITED_RETRIES times. */
+  async request(action, fields = {}, timeoutMs = this.requestTimeoutMs) {
     const ws = this.ws;
+    let answer = await this.#send(ws, action, fields, timeoutMs);
+    for (let retry = 0; PATIENT_ACTIONS.has(action) && retry < MAX_RATE_LIMITED_RETRIES; retry++) {
+      const windowS = rateLimitedWait(answer);
+      if (windowS === null) break;
+      this.lastError = new Error(`${action}: rate_limited`);
+      await new Promise((resolve) => setTimeout(resolve, windowS * 1000 * (1 + 0.2 * this.random())));
+      if (this.ws !== ws) throw new RequestFailed(`${action}: not connected`);
+      answer = await this.#send(ws, action, fields, timeoutMs);
+    }
+    return answer;
+  }
+
+  #send(ws, action, fields, timeoutMs) {
     if (!ws || ws.readyState !== 1) return Promise.reject(new RequestFailed(`${action}: not connected`));
     const id = `c${++this.ids}`;
     return new Promise((resolve, reject) => {

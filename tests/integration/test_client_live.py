@@ -11,7 +11,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -19,12 +19,23 @@ from pymongo import AsyncMongoClient
 
 from fanout import AsyncPublisher
 from fanout.client import Backoff, FanoutClient, token_url
+from fanout.config import Settings
 from fanout.tokens import sign
 from tests.catalog_examples import payload
 from tests.conftest import Stack
 from tests.helpers import connect, wait_for
 
 DRIVER = Path(__file__).with_name("fanout_js_driver.mjs")
+
+
+class Reachable(Protocol):
+    """A server a client connects to: a stack, or an emulator in the test's own process."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def ws_url(self) -> str: ...
 
 
 class Driver:
@@ -49,7 +60,7 @@ class Driver:
 
 
 @asynccontextmanager
-async def fanout_js(stack: Stack, user: str, **settings: Any) -> AsyncIterator[Driver]:
+async def fanout_js(stack: Reachable, user: str, **settings: Any) -> AsyncIterator[Driver]:
     """A running fanout.js client of ``user``, open (``hello`` answered) when this yields."""
     assert shutil.which("node"), "node is required to test clients/browser (install Node.js 20 or later)"
     config = {"url": stack.ws_url, "token": sign(user, stack.settings.jwt_key()), **settings}

@@ -1,9 +1,9 @@
-// The rules of fanout.js that need no server: backoff, duplicates by id, per-key order.
+// The rules of fanout.js that need no server: backoff, duplicates by id, per-key order, rate_limited waits.
 // Run by tests/integration/test_browser_client.py with `node --test`.
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { Backoff, RecentIds, Reorderer, ticketUrl } from "../fanout.js";
+import { Backoff, RecentIds, Reorderer, rateLimitedWait, ticketUrl } from "../fanout.js";
 
 const ev = (id, key, seq) => ({ id, type: "chat.message", key, seq, payload: {} });
 const ids = (events) => events.map((e) => e.id);
@@ -107,4 +107,21 @@ test("forgetting a key drops its position and what it held, so a resume no longe
   assert.deepEqual([...reorder.positions.keys()], ["chat:c9"]);
   assert.deepEqual(reorder.overdue(), []);
   assert.deepEqual(ids(reorder.push(ev("o5", "organization:7", 5))), ["o5"]);
+});
+
+test("a rate_limited refusal asks for its windowS; another answer or an insane window for no wait", () => {
+  const refusal = (payload) => ({ v: 1, type: "system.error", payload: { code: "rate_limited", ...payload } });
+  assert.deepEqual([10, 0.5, 60].map((windowS) => rateLimitedWait(refusal({ windowS }))), [10, 0.5, 60]);
+  const others = [
+    { v: 1, type: "subscribe.ok", payload: { topics: [] } },
+    { v: 1, type: "system.error", payload: { code: "forbidden_topic", windowS: 10 } },
+    { v: 1, type: "system.error" },
+    refusal({}),
+    refusal({ windowS: "10" }),
+    refusal({ windowS: 0 }),
+    refusal({ windowS: -1 }),
+    refusal({ windowS: 61 }),
+    refusal({ windowS: Infinity }),
+  ];
+  assert.deepEqual(others.map(rateLimitedWait), others.map(() => null));
 });

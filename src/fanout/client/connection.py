@@ -8,6 +8,8 @@ after an exponential backoff with full jitter. Every event is dropped when its i
 and handed on in ``seq`` order per ordering key; a gap is held back for ``hold_s``, then resumed, then
 given up (the application is told to refetch, as it is for a ``system.resync``). A
 ``system.access.revoked`` takes its topics out of every subscriber, so no reconnect asks for them again.
+A ``hello``, ``subscribe``, ``resume`` or ``presence.query`` refused ``rate_limited`` is sent again once
+the server's window has passed, a few times at most.
 
 The rules are the protocol's (docs/client.md): a web client in TypeScript follows the same ones.
 """
@@ -40,6 +42,13 @@ MAX_RESUME_KEYS = 100
 MAX_TOPICS_PER_FRAME = 100
 #: This process's earlier connection ids a resume names: events that excluded them were its own changes.
 MAX_EARLIER_IDS = 10
+#: Actions sent again when refused ``rate_limited``: the server counted nothing of them, and each is
+#: worth as much ``windowS`` later. A typing indicator or a domain action is not: the application decides.
+PATIENT_ACTIONS = frozenset({"hello", "subscribe", "notification.subscribe", "resume", "presence.query"})
+#: How often one such frame is sent again; then the refusal is its answer (the action's failure path).
+MAX_RATE_LIMITED_RETRIES = 3
+#: The longest ``windowS`` waited for; a longer (or malformed) one is taken as the answer.
+MAX_WINDOW_S = 60.0
 
 
 class FanoutClient:
@@ -132,10 +141,29 @@ class FanoutClient:
         self._hand_on(self.reorder.expect(key, seq))
 
     async def request(self, action: str, **fields: Any) -> Frame:
-        """Send one action frame and return its answer (matched by ``replyTo``)."""
+        """Send one action frame and return its answer (matched by ``replyTo``). A frame of
+        ``PATIENT_ACTIONS`` refused ``rate_limited`` is sent again on the same socket once the answer's
+        ``windowS`` (and up to a fifth more, so tabs refused together do not return together) has
+        passed, at most ``MAX_RATE_LIMITED_RETRIES`` times."""
         ws = self._ws
         if ws is None:
             raise RequestFailed("not connected")
+        answer = await self._request_once(ws, action, fields)
+        for _ in range(MAX_RATE_LIMITED_RETRIES if action in PATIENT_ACTIONS else 0):
+            wait = rate_limited_wait(answer)
+            if wait is None:
+                break
+            wait *= 1 + self.backoff.rng.uniform(0, 0.2)
+            log.info("client_rate_limited", action=action, wait_s=round(wait, 2))
+            await asyncio.sleep(wait)
+            if self._ws is not ws:
+                raise RequestFailed(f"{action}: not connected")
+            answer = await self._request_once(ws, action, fields)
+        return answer
+
+    async def _request_once(
+        self, ws: aiohttp.ClientWebSocketResponse, action: str, fields: dict[str, Any]
+    ) -> Frame:
         frame_id = f"c{next(self._ids)}"
         answer: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self._pending[frame_id] = answer
@@ -344,3 +372,19 @@ class FanoutClient:
                     self._resumed_gap.pop(key, None)
                     self._hand_on(self.reorder.skip(key))
                     await self._resync(Resync({key: self.reorder.positions[key]}))
+
+
+def rate_limited_wait(answer: Frame) -> float | None:
+    """The seconds a ``rate_limited`` refusal asks to wait (its ``windowS``); None for any other answer,
+    or a window that is not a number of seconds from 0 to ``MAX_WINDOW_S``."""
+    payload = answer.get("payload")
+    if answer.get("type") != "system.error" or not isinstance(payload, dict):
+        return None
+    window = payload.get("windowS")
+    if (
+        payload.get("code") != "rate_limited"
+        or isinstance(window, bool)
+        or not isinstance(window, int | float)
+    ):
+        return None
+    return float(window) if 0 < window <= MAX_WINDOW_S else None

@@ -14,20 +14,18 @@ forwarded frames are. docs/protocol.md sections 16 and 18 are the contract.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fanout.catalog import ChatReceiptUpdated, ChatTypingStarted, ChatTypingStopped
 from fanout.lifecycle.context import Frame, Services
 from fanout.lifecycle.emit import Outgoing, emit
+from fanout.lifecycle.limits import limited
 from fanout.lifecycle.replies import Response, error, reply
 from fanout.live.events import event
 from fanout.live.presence import iso
 from fanout.live.receipts import AckState
 
-#: Rate windows of chat.typing and chat.ack frames, in seconds.
-WINDOW_S = 10
 TYPING_STATES = ("started", "stopped")
 ACK_STATES = ("delivered", "read")
 
@@ -35,14 +33,6 @@ ACK_STATES = ("delivered", "read")
 def ident(value: Any) -> str | None:
     """An id from a frame: a string of 1 to 256 characters, else None."""
     return value if isinstance(value, str) and 0 < len(value) <= 256 else None
-
-
-async def limited(services: Services, frame: Frame, kind: str, limit: int) -> Response | None:
-    """``rate_limited`` when the connection used its ``limit`` frames of ``kind`` in this window."""
-    window = int(time.time() // WINDOW_S)
-    if await services.store.take_slot(frame.connection_id, kind, window, limit):
-        return None
-    return error("rate_limited", frame.reply_to, max=limit, windowS=WINDOW_S)
 
 
 async def typing(services: Services, frame: Frame) -> Response:

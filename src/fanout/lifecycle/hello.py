@@ -13,12 +13,16 @@ import re
 from typing import Any
 
 from fanout.lifecycle.context import Frame, Services
+from fanout.lifecycle.limits import limited
 from fanout.lifecycle.replies import Response, error, reply
 
 #: Protocol versions this server speaks; a client gets the highest one both sides name.
 SERVER_PROTOCOLS = (1,)
 #: Seconds between the client's ``ping`` frames (API Gateway closes a connection idle for 10 minutes).
 HEARTBEAT_S = 30
+#: hello frames per connection per 10-second window: a client sends one per connection (a later one
+#: only to declare other payload versions); each writes the record.
+HELLOS_PER_WINDOW = 5
 MAX_PROTOCOLS = 16
 MAX_PAYLOAD_TYPES = 200
 MAX_VERSIONS = 16
@@ -72,6 +76,8 @@ async def hello(services: Services, frame: Frame) -> Response:
     if not common:
         return error("unsupported_protocol", frame.reply_to, supported=list(SERVER_PROTOCOLS))
     protocol = max(common)
+    if refused := await limited(services, frame, "hello", HELLOS_PER_WINDOW):
+        return refused
     if not await services.store.hello(frame.connection_id, protocol, payloads):
         return error("unknown_connection", frame.reply_to)
     answer = {

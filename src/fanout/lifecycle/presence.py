@@ -18,6 +18,7 @@ from fanout.catalog import UserPresenceUpdated
 from fanout.lifecycle.chat import ident
 from fanout.lifecycle.context import Frame, Services
 from fanout.lifecycle.emit import Outgoing, emit
+from fanout.lifecycle.limits import limited
 from fanout.lifecycle.replies import Response, error, reply
 from fanout.live import events
 from fanout.logging import get_logger
@@ -26,6 +27,10 @@ log = get_logger("fanout.lifecycle")
 
 #: Users one presence.query may name.
 MAX_QUERY = 100
+#: Users one connection's presence.query frames may name per 10-second window: five full queries, or a
+#: page asking user by user for each avatar it shows. Each frame reads MongoDB (or calls the product's
+#: audience function once per user named), so the limit counts users, not frames.
+PRESENCE_USERS_PER_WINDOW = 5 * MAX_QUERY
 
 
 async def connected(services: Services, user_id: str) -> None:
@@ -69,6 +74,8 @@ async def query(services: Services, frame: Frame) -> Response:
     if not (isinstance(wanted, list) and 0 < len(wanted) <= MAX_QUERY and all(ident(u) for u in wanted)):
         return error("bad_request", frame.reply_to, field="userIds", max=MAX_QUERY)
     users = list(dict.fromkeys(wanted))
+    if refused := await limited(services, frame, "presence", PRESENCE_USERS_PER_WINDOW, len(users)):
+        return refused
     visible = await services.live.audience.visible(frame.user_id, users)
     rows = await services.live.presence.current([u for u in users if u in visible])
     return reply("presence.ok", {"users": rows}, frame.reply_to)

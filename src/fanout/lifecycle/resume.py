@@ -20,8 +20,8 @@ from typing import Any
 from fanout.history import Kept, audience
 from fanout.lifecycle import catchup, replays
 from fanout.lifecycle.access import valid_topic
-from fanout.lifecycle.chat import limited
 from fanout.lifecycle.context import Frame, Services
+from fanout.lifecycle.limits import limited
 from fanout.lifecycle.replies import Response, error, reply
 
 #: Keys one resume may name; a client that follows more resumes the ones it needs most.

@@ -3,6 +3,9 @@
 Each is answered with the connection's resulting topic list. A subscription is authorized topic by
 topic (``access.AccessPolicy``); one refused topic refuses the frame, and nothing is stored. A topic the
 product's check decides is asked again once stored, so a revocation cannot fall between the two.
+
+Both are rate-limited per connection (``limits.py``) before any of that: a subscribe by the topics it
+names, since each may cost two calls of the product's check; an unsubscribe, one write, by frames.
 """
 
 from __future__ import annotations
@@ -11,10 +14,18 @@ from typing import Any
 
 from fanout.lifecycle.access import valid_topic
 from fanout.lifecycle.context import Frame, Services
+from fanout.lifecycle.limits import limited
 from fanout.lifecycle.replies import Response, error, reply
 
 #: Topics one connection may hold in total, over all its frames.
 MAX_TOPICS = 100
+#: Topics one connection's subscribe frames may name per 10-second window (a frame of none counts one):
+#: ten times what it may hold. A reconnecting tab names at most 100; one away while topics were revoked
+#: names them again once per refused topic (100 + 99 + ...: 9 refusals of 100 topics fit). The product's
+#: check is called at most twice per topic named: 2,000 calls per window, where frames were unbounded.
+SUBSCRIBE_TOPICS_PER_WINDOW = 10 * MAX_TOPICS
+#: Unsubscribe frames per connection per 10-second window: one per subscriber a page closes, at most.
+UNSUBSCRIBES_PER_WINDOW = 100
 
 
 def _topics(frame: Frame) -> list[str] | None:
@@ -29,6 +40,8 @@ async def subscribe(services: Services, frame: Frame) -> Response:
     topics = _topics(frame)
     if topics is None:
         return error("bad_topics", frame.reply_to, pattern="kind:id", max=MAX_TOPICS)
+    if over := await limited(services, frame, "subscribe", SUBSCRIBE_TOPICS_PER_WINDOW, len(topics)):
+        return over
     access = services.access
     for topic in topics:
         if not await access.allows(frame.user_id, topic):
@@ -51,5 +64,7 @@ async def unsubscribe(services: Services, frame: Frame) -> Response:
     topics = _topics(frame)
     if topics is None:
         return error("bad_topics", frame.reply_to, pattern="kind:id", max=MAX_TOPICS)
+    if refused := await limited(services, frame, "unsubscribe", UNSUBSCRIBES_PER_WINDOW):
+        return refused
     held = await services.store.unsubscribe(frame.connection_id, topics)
     return reply("unsubscribe.ok", {"topics": held}, frame.reply_to)

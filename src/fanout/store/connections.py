@@ -167,19 +167,22 @@ class ConnectionStore(Resolver):
         )
         return result.modified_count > 0
 
-    async def take_slot(self, connection_id: str, kind: str, window: int, limit: int) -> bool:
-        """Count one frame of ``kind`` (``forward``, ``typing``, ``ack``) in the connection's current rate
-        window (``window``: the window's number); False when ``limit`` frames already passed in it. Each
+    async def take_slot(self, connection_id: str, kind: str, window: int, limit: int, cost: int = 1) -> bool:
+        """Count ``cost`` units of ``kind`` (``forward``, ``typing``, ``subscribe``...: frames, or the
+        topics or users a frame names) in the connection's current rate window (``window``: the window's
+        number); False when they would take the window past ``limit``, and then nothing is counted. Each
         step is one atomic update on the record (``<kind>Window``, ``<kind>Count``), so concurrent frames
         (several Lambda containers) cannot pass more than ``limit`` together."""
+        if cost > limit:
+            return False
         field_window, field_count = f"{kind}Window", f"{kind}Count"
-        count = ({"connectionId": connection_id, field_window: window, field_count: {"$lt": limit}},
-                 {"$inc": {field_count: 1}})  # fmt: skip
+        count = ({"connectionId": connection_id, field_window: window, field_count: {"$lte": limit - cost}},
+                 {"$inc": {field_count: cost}})  # fmt: skip
         if (await self._col.update_one(*count)).matched_count:
             return True
         opened = await self._col.update_one(
             {"connectionId": connection_id, field_window: {"$ne": window}},
-            {"$set": {field_window: window, field_count: 1}},
+            {"$set": {field_window: window, field_count: cost}},
         )
         if opened.matched_count:
             return True
