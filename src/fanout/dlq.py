@@ -113,43 +113,51 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     undeleted: Counter[str] = Counter()  # sent, but their delete from the DLQ failed: now in both
     held: list[str] = []  # skipped or refused: invisible until the end, so no receive here sees them again
     examined: set[str] = set()  # message ids: one that comes back within the run is not counted twice
-    while moved < limit and seen < there:  # skipped messages count as seen: --max counts moves
-        received = _receive(sqs, dlq, HOLD_S)
-        if not received:
-            break
-        seen += len(received)
-        handles: dict[str, str] = {}
-        entries: list[Entry] = []
-        for message in received:
-            if message["MessageId"] in examined:  # back after HOLD_S in a long run: counted already
-                held.append(message["ReceiptHandle"])
-                continue
-            examined.add(message["MessageId"])
-            if moved + len(entries) >= limit or (
-                reason and attributes.reason_of(message.get("MessageAttributes"))[0] != reason
-            ):
-                skipped += 1
-                held.append(message["ReceiptHandle"])
-                continue
-            entry = _entry(message)
-            if entry is None:  # a routing attribute that is not text: moving it could widen its audience
-                refused["malformed_routing"] += 1
-                held.append(message["ReceiptHandle"])
-                continue
-            handles[message["MessageId"]] = message["ReceiptHandle"]
-            entries.append(entry)
-        for batch in split(entries):
-            result = send_batch(sqs, queue, batch)
-            # Not sent, for its content or for the moment (throttled): it stays, and is counted by code.
-            for entry, code in [*result.refused, *((e, result.why or "failed") for e in result.retry)]:
-                refused[code] += 1
-                held.append(handles[entry.id])
-            if result.sent:
-                undeleted += _delete(sqs, dlq, [handles[entry.id] for entry in result.sent])
-            before, moved = moved, moved + len(result.sent)
-            if moved // 100 > before // 100:
-                print(f"redrive: {moved} moved", file=sys.stderr)
-    _release(sqs, dlq, held)
+    handles: dict[str, str] = {}  # receipt handles of what is being moved, by message id, until settled
+    try:
+        while moved < limit and seen < there:  # skipped messages count as seen: --max counts moves
+            received = _receive(sqs, dlq, HOLD_S)
+            if not received:
+                break
+            seen += len(received)
+            entries: list[Entry] = []
+            for message in received:
+                if message["MessageId"] in examined:  # back after HOLD_S in a long run: counted already
+                    held.append(message["ReceiptHandle"])
+                    continue
+                examined.add(message["MessageId"])
+                if moved + len(entries) >= limit or (
+                    reason and attributes.reason_of(message.get("MessageAttributes"))[0] != reason
+                ):
+                    skipped += 1
+                    held.append(message["ReceiptHandle"])
+                    continue
+                entry = _entry(message)
+                if entry is None:  # a routing attribute that is not text: moved, it could reach more
+                    refused["malformed_routing"] += 1
+                    held.append(message["ReceiptHandle"])
+                    continue
+                handles[message["MessageId"]] = message["ReceiptHandle"]
+                entries.append(entry)
+            for batch in split(entries):
+                result = send_batch(sqs, queue, batch)
+                # Not sent, for its content or for the moment (throttled): it stays, and is counted by code.
+                for entry, code in [*result.refused, *((e, result.why or "failed") for e in result.retry)]:
+                    refused[code] += 1
+                    held.append(handles.pop(entry.id))
+                if result.sent:
+                    undeleted += _delete(sqs, dlq, [handles.pop(entry.id) for entry in result.sent])
+                before, moved = moved, moved + len(result.sent)
+                if moved // 100 > before // 100:
+                    print(f"redrive: {moved} moved", file=sys.stderr)
+    finally:  # also when a call fails mid-run: what was held becomes visible again now, not in HOLD_S
+        _report(moved, skipped, refused, undeleted)
+        _release(sqs, dlq, [*held, *handles.values()])
+    return 1 if refused or undeleted else 0
+
+
+def _report(moved: int, skipped: int, refused: Counter[str], undeleted: Counter[str]) -> None:
+    """The redrive's last line: what moved, what stayed and why."""
     left = skipped + refused.total()
     line = f"redrive: {moved} moved to the queue, {left} left in the DLQ"
     if refused:
@@ -157,7 +165,6 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     if undeleted:
         line += f"; {undeleted.total()} sent but not deleted from the DLQ: {json.dumps(dict(undeleted))}"
     print(line, file=sys.stderr)
-    return 1 if refused or undeleted else 0
 
 
 def _entry(message: dict[str, Any]) -> Entry | None:

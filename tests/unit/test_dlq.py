@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import boto3
 import pytest
 
 from fanout import attributes, dlq
+from fanout.cli.dlq import run_dlq
 from fanout.config import Settings
 from tests.conftest import Server, dev_settings
 from tests.corpus import valid
@@ -230,3 +232,20 @@ def test_redrive_with_a_reason_and_a_max_finds_matches_past_the_first_receive(
         sqs.send_message(QueueUrl=dlq_url, MessageBody=f"schema-{i}", MessageAttributes=attributes.dead_letter("schema", "x"))  # fmt: skip
     assert 0 == dlq.redrive(settings, 5, "schema")
     assert sorted(f"schema-{i}" for i in range(5)) == sorted(m["Body"] for m in _drain(sqs, queue))
+
+
+def test_a_redrive_whose_queue_is_gone_mid_run_says_so_and_hides_nothing(
+    queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The events queue (named by URL, so the start does not look it up) is gone: the first send fails
+    after the DLQ's messages were received. The CLI prints one line and exits 1, the run's report is
+    printed, and every message is visible in the DLQ again at once rather than after HOLD_S."""
+    settings, sqs, queue, dlq_url = queues
+    sqs.delete_queue(QueueUrl=queue)
+    gone = settings.model_copy(update={"queue_url": queue})
+    assert 1 == run_dlq(argparse.Namespace(dlq_command="redrive", max=100, reason=None), gone)
+    err = capsys.readouterr().err
+    assert "redrive: 0 moved to the queue" in err
+    assert err.splitlines()[-1].startswith("fanout: error: SQS: ")
+    assert "Traceback" not in err
+    assert sorted(b for b, _ in HOSTILE) == sorted(m["Body"] for m in _drain(sqs, dlq_url))

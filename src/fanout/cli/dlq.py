@@ -24,8 +24,14 @@ def add_dlq(sub: Subparsers) -> None:
 
 def run_dlq(args: argparse.Namespace, settings: Settings) -> int:
     """Inspect or redrive the dead-letter queue."""
-    from fanout import dlq
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    if args.dlq_command == "inspect":
-        return dlq.inspect(settings, args.max)
-    return dlq.redrive(settings, args.max, args.reason)
+    from fanout import dlq
+    from fanout.cli.common import fail
+
+    try:
+        if args.dlq_command == "inspect":
+            return dlq.inspect(settings, args.max)
+        return dlq.redrive(settings, args.max, args.reason)
+    except (BotoCoreError, ClientError) as exc:  # unreachable, throttled, refused: one line, no traceback
+        return fail(f"SQS: {str(exc)[:300]}", 1)
