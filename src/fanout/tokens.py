@@ -7,8 +7,9 @@ So a token signed with HS256 using the public key as its secret never meets that
 
 JWKS keys come from PyJWT's ``PyJWKClient``: the key set is cached for ``FANOUT_JWKS_CACHE_S``, a ``kid``
 not in it forces one refresh at most every ``FANOUT_JWKS_REFRESH_S`` (a stream of forged kids cannot
-turn into a stream of fetches), and every fetch is bounded by ``FANOUT_JWKS_TIMEOUT_S``. The fetch is
-blocking (urllib), so it runs in a thread: the emulator's loop keeps serving other sockets meanwhile.
+turn into a stream of fetches), and every fetch is bounded by ``FANOUT_JWKS_TIMEOUT_S``. A fetch that fails
+or answers no key set refuses the token (``AuthError``), never the route. The fetch is blocking (urllib),
+so it runs in a thread: the emulator's loop keeps serving other sockets meanwhile.
 """
 
 from __future__ import annotations
@@ -97,9 +98,13 @@ class Verifier:
     async def _verify_jwks(self, token: str, jwks: jwt.PyJWKClient) -> str:
         try:
             key = await asyncio.to_thread(jwks.get_signing_key_from_jwt, token)
-        except jwt.PyJWKClientConnectionError:
+        except (jwt.PyJWKClientConnectionError, OSError):  # OSError: reset while the answer was read
             log.warning("jwks_unreachable")  # every JWKS connect fails until it answers again
             raise AuthError("JWKS unreachable") from None
+        except (ValueError, RecursionError) as exc:  # PyJWT lets these out of an answer that is no key
+            # set: a proxy's page, bytes that are not text, JSON nested past the parser's depth
+            log.warning("jwks_unreadable", error=type(exc).__name__)
+            raise AuthError("JWKS unreadable") from None
         except jwt.PyJWTError as exc:  # unknown kid (after the allowed refresh), a bad key set
             raise AuthError(f"invalid token: {type(exc).__name__}") from None
         try:

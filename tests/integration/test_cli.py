@@ -78,6 +78,23 @@ def test_a_ticket_lifetime_outside_1_to_60_seconds_exits_2(stack: Stack, ttl: st
     assert "a ticket lives 1 to 60 seconds" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["", "--ttl", "60"], "a token's user id is 1 to 256 characters"),
+        (["u" * 257], "a token's user id is 1 to 256 characters"),
+        (["u1", "--ttl", "0"], "a token lives at least 1 second"),
+        (["u1", "--ttl", "-5"], "a token lives at least 1 second"),
+    ],
+)
+def test_a_token_connect_would_refuse_is_not_printed(args: list[str], message: str) -> None:
+    """`fanout token` refuses a user id or lifetime that $connect would refuse (401) with a clear message
+    and exit code 2, and prints no token."""
+    result = _fanout({"FANOUT_ENV": "dev"}, "token", *args)
+    assert (2, "") == (result.returncode, result.stdout)
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
 def test_token_and_schema(stack: Stack) -> None:
     """`fanout token` signs for the user; `fanout schema` prints the wire schemas and the whole catalog."""
     token = _fanout(stack.env, "token", "u42").stdout.strip()

@@ -34,8 +34,13 @@ def add_ticket(sub: Subparsers) -> None:
 
 def run_token(args: argparse.Namespace, settings: Settings) -> int:
     """Print a signed development token."""
-    from fanout.tokens import sign
+    from fanout.tokens import MAX_USER_ID_CHARS, sign
 
+    # what $connect would refuse is not printed: it could only ever be answered 401
+    if not 0 < len(args.user_id) <= MAX_USER_ID_CHARS:
+        return fail(f"a token's user id is 1 to {MAX_USER_ID_CHARS} characters")
+    if args.ttl < 1:
+        return fail("a token lives at least 1 second (--ttl)")
     print(sign(args.user_id, settings.jwt_key(), args.ttl, settings.jwt_audience))
     return 0
 

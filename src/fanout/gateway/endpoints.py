@@ -11,8 +11,9 @@ users' frames wherever it says, so a post goes only to:
 
 Plain HTTP and local names (``localhost``, ``*.localhost``, ``*.internal``, single-label names such as a
 compose service, loopback and private addresses) are allowed in dev only, where the local emulator runs,
-and are reached over plain HTTP. ``ManagementClient`` asks once per (domainName, stage) and caches the
-answer, so a post pays nothing for the check.
+and are reached over plain HTTP. A name is judged as the resolver reads it (IDNA), so fullwidth digits
+(U+FF11 for 1) or a soft hyphen cannot spell a local address past the check. ``ManagementClient`` asks
+once per (domainName, stage) and caches the answer, so a post pays nothing for the check.
 
 ``checked_url`` is that rule for every URL a setting names (``FANOUT_MANAGEMENT_ENDPOINT``,
 ``FANOUT_AWS_ENDPOINT_URL``, ``FANOUT_JWKS_URL``): nothing of the local stack takes effect in production.
@@ -61,6 +62,10 @@ class Endpoint:
 
 def is_local(host: str) -> bool:
     """Whether ``host`` (no port) names this machine or a private network rather than a public service."""
+    try:  # as the resolver reads it: IDNA maps fullwidth digits and letters to ASCII (127.0.0.1, localhost)
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or overlong label: no resolver reads it, so never a public host
+        return True
     host = host.removesuffix(".")  # "localhost." is localhost to a resolver
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)

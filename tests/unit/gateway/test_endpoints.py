@@ -4,6 +4,7 @@ endpoint) in production, local names over plain HTTP in dev too, narrowed by an 
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime
 
 import pytest
@@ -160,6 +161,37 @@ def test_a_configured_endpoint_that_cannot_be_one_is_a_config_error(dev: bool, o
     env = "dev" if dev else "production"
     with pytest.raises(ValidationError, match="management_endpoint"):
         Settings(env=env, management_endpoint=override)
+
+
+#: Local addresses spelled in characters the resolver maps to ASCII (IDNA: fullwidth digits, a soft hyphen,
+#: which maps to nothing), each with the address it reads.
+LOCAL_SPELLINGS = [
+    ("\uff11\uff12\uff17.0.0.1", "127.0.0.1"),
+    ("\uff11\uff12\uff17.\uff10.\uff10.\uff11", "127.0.0.1"),
+    ("127.0.0.\u00ad1", "127.0.0.1"),
+    ("\uff11\uff16\uff19.254.169.254", "169.254.169.254"),
+]
+
+
+@pytest.mark.parametrize(("spelled", "address"), LOCAL_SPELLINGS)
+def test_a_local_address_spelled_in_other_characters_is_refused_in_production(
+    spelled: str, address: str
+) -> None:
+    """A host the resolver reads as a loopback or link-local address (a connection to it reaches this
+    machine) is refused by every URL setting in production, however its characters spell it; dev takes it."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert address == socket.getaddrinfo(spelled, port, type=socket.SOCK_STREAM)[0][4][0]
+        if address == "127.0.0.1":
+            socket.create_connection((spelled, port), timeout=2).close()  # reaches the local server
+    for fields in (
+        {"management_endpoint": f"https://{spelled}/prod"},
+        {"aws_endpoint_url": f"https://{spelled}"},
+        {"jwks_url": f"https://{spelled}/jwks.json", "jwt_issuer": "i"},
+    ):
+        with pytest.raises(ValidationError, match="must name a public host"):
+            Settings(env="production", **fields)
+        assert Settings(**fields).env == "dev"
 
 
 def test_api_ids_are_read_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:

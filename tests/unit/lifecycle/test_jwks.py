@@ -8,6 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from structlog.testing import capture_logs
 
 from fanout.config import Settings
 from fanout.errors import AuthError
@@ -65,6 +68,7 @@ class Jwks:
     keys: list[Key]
     fetches: int = 0
     delay_s: float = 0.0
+    raw: bytes | None = None  # served instead of the key set
 
 
 @pytest.fixture
@@ -75,6 +79,8 @@ async def jwks() -> AsyncIterator[Jwks]:
         served.fetches += 1
         if served.delay_s:
             await asyncio.sleep(served.delay_s)
+        if served.raw is not None:
+            return web.Response(body=served.raw, content_type="application/json")
         return web.json_response({"keys": [k.jwk() for k in served.keys]})
 
     app = web.Application()
@@ -223,6 +229,57 @@ async def test_an_unreachable_or_slow_jwks_refuses_within_its_timeout(
     assert time.monotonic() - started < 2
     gone = await _lifecycle(make_lifecycle, jwks, jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
     assert 401 == await _status(gone, jwks.keys[0].sign(uid="u1"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"<html>down for maintenance</html>",
+        b"\xff\xfe\x00",
+        b'{"keys":' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    ],
+    ids=["html", "not-text", "nested"],
+)
+async def test_a_jwks_answer_that_is_no_key_set_refuses_the_connect(
+    make_lifecycle: MakeLifecycle, jwks: Jwks, raw: bytes
+) -> None:
+    """A JWKS answering 200 with something that is not a key set (a proxy's page, bytes that are not text,
+    JSON nested past the parser) refuses the connect (401) and logs jwks_unreadable: no route error."""
+    lc = await _lifecycle(make_lifecycle, jwks)
+    jwks.raw = raw
+    with capture_logs() as logs:
+        assert 401 == await _status(lc, jwks.keys[0].sign(uid="u1"))
+    assert ["jwks_unreadable"] == [line["event"] for line in logs]
+    errors = lc.metrics.registry.get_sample_value(
+        "fanout_lifecycle_route_errors_total", {"route": "$connect"}
+    )
+    assert errors is None  # never counted
+    jwks.raw = None  # the provider answers again: the next connect fetches the set and passes
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u1"), "c2")
+
+
+async def test_a_jwks_connection_reset_mid_answer_refuses_the_connect(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """A JWKS whose connection is reset while its answer is read refuses the connect (401) and logs
+    jwks_unreachable, as an unreachable one does: no route error."""
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b'{"keys":[' + b" " * 3000)
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a RST
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        lc = await _lifecycle(make_lifecycle, jwks, jwks_url=f"http://127.0.0.1:{port}/jwks.json")
+        with capture_logs() as logs:
+            assert 401 == await _status(lc, jwks.keys[0].sign(uid="u1"))
+    assert ["jwks_unreachable"] == [line["event"] for line in logs]
 
 
 async def test_hs256_stays_for_local_use_beside_jwks(make_lifecycle: MakeLifecycle, jwks: Jwks) -> None:
