@@ -53,6 +53,7 @@ _DIGEST = re.compile(r"[0-9a-f]{8}")
 #: Token-shaped text inside any string value: JWTs, token query parameters, bearer credentials.
 _SECRET_TEXT = [
     (re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*"), "[redacted-jwt]"),
+    (re.compile(r"fot_[A-Za-z0-9_-]{43}"), "[redacted-ticket]"),  # a ticket (tickets.py) outside a URL
     (
         re.compile(r"([?&](?:token|access_token|id_token|jwt|auth|ticket)=)[^&\s\"']+", re.IGNORECASE),
         r"\1[redacted]",

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from fanout import logging as fanout_logging
+from fanout import tickets
 from fanout.logging import bind_event, redact, scrub, short_id
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJlLXNlY3JldA"
@@ -50,6 +51,8 @@ def test_scrub_masks_token_shaped_text_anywhere() -> None:
     assert "[redacted]" == redact(None, "info", {"ticket": "fot_abc"})["ticket"]
     assert "Authorization: Bearer [redacted]" == scrub("Authorization: Bearer abc.def")
     assert "error near [redacted-jwt] in header" == scrub(f"error near {JWT} in header")
+    ticket, _ = tickets._new("u1", 30)  # a real ticket's shape, not written anywhere
+    assert "ticket [redacted-ticket] was used" == scrub(f"ticket {ticket} was used")
 
 
 def test_connection_ids_are_hashed_singly_and_in_lists() -> None:
