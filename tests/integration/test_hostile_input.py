@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient
 from fanout import attributes
 from fanout.publish import build_event
 from tests.catalog_examples import payload
-from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack_later
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
@@ -332,7 +332,7 @@ async def test_every_unusable_client_frame_is_answered_with_system_error(hostile
 
 
 async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_ready(
-    hostile_stack: Stack,
+    hostile_stack: Stack, closed_port: int
 ) -> None:
     """Posts for one user's records fail at a closed port while another user's succeed on the emulator:
     /readyz stays ready, and the healthy user gets every event."""
@@ -341,7 +341,7 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
     dead_user = f"dead-{run}"
     now = datetime.now(UTC)
     old = now - timedelta(minutes=5)  # past the connect grace: no young-connection handling
-    records = [{"connectionId": f"dead{i}{run}", "userId": dead_user, "domainName": f"127.0.0.1:{free_port()}",
+    records = [{"connectionId": f"dead{i}{run}", "userId": dead_user, "domainName": f"127.0.0.1:{closed_port}",
                 "stage": "local", "connectedAt": old, "lastSeenAt": old, "expiresAt": now + timedelta(hours=1)}
                for i in range(2)]  # fmt: skip
     mongo, col = await _records(stack)
