@@ -284,6 +284,7 @@ def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's legacy retries waited 10 s for the dead proxy
     settings = Settings(env="production", region="us-east-1")
     got = None
     with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
