@@ -180,9 +180,12 @@ async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
 ) -> None:
     """Idle on 20 s long polls, the probe asks SQS itself every round; while events flow, each receive
     that answers already shows SQS is up, and the probe spares its aiobotocore call."""
-    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 20, "shutdown_budget_s": 2.0})
+    # Rounds every second (2 s by default): the events below still answer a receive three times a round.
+    update = {"receive_wait_s": 20, "shutdown_budget_s": 0.5, "probe_s": 1.0}
+    settings = lane.stack.settings.model_copy(update=update)
     worker = Worker(settings, serve_health=False)
     running = asyncio.create_task(worker.main())
+    publisher = await asyncio.to_thread(Publisher, lane.stack.settings)
     try:
         await wait_for(lambda: worker.readiness.ready, timeout=30)
         sqs = worker.clients.sqs
@@ -194,16 +197,19 @@ async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
             return await real(**kwargs)
 
         monkeypatch.setattr(sqs, "get_queue_attributes", counted)
-        await asyncio.sleep(4.5)  # idle: rounds at about 0, 2 and 4 s
+        await wait_for(lambda: len(asked) >= 2, timeout=3)  # idle: a round about every second, each asks
         idle = len(asked)
         user = f"probe-{secrets.token_hex(4)}"
-        end = time.monotonic() + 4.5
+        end = time.monotonic() + 3  # three rounds: each would ask again were the receives not counted
         while time.monotonic() < end:  # a receive answers every 0.3 s or so
-            await asyncio.to_thread(_notify, lane.stack, user, 1)
+            await asyncio.to_thread(
+                publisher.publish, "notification.new", user_ids=[user], payload={"notificationId": "n1"}
+            )
             await asyncio.sleep(0.3)
         busy = len(asked) - idle
         assert worker.readiness.ready
     finally:
+        publisher.close()
         worker.stop()
         await asyncio.wait_for(running, 30)
     assert idle >= 2, asked
