@@ -247,7 +247,9 @@ async def test_a_worker_is_not_ready_while_its_events_queue_is_gone(lane: Lane) 
     to True and makes the probe skip its events-queue check, so /readyz flaps to ready)."""
     import boto3
 
-    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 1, "shutdown_budget_s": 2.0})
+    # Probe rounds every 0.5 s and a bulk receive answering every second: a flap shows within a few seconds.
+    update = {"receive_wait_s": 1, "shutdown_budget_s": 2.0, "probe_s": 0.5}
+    settings = lane.stack.settings.model_copy(update=update)
     worker = Worker(settings, serve_health=False)
     running = asyncio.create_task(worker.main())
     samples: list[bool] = []
@@ -258,7 +260,7 @@ async def test_a_worker_is_not_ready_while_its_events_queue_is_gone(lane: Lane) 
         sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"])
         sqs.close()
         await wait_for(lambda: not worker.readiness.sqs, timeout=15)
-        end = time.monotonic() + 8
+        end = time.monotonic() + 3  # six probe rounds, three bulk receives
         while time.monotonic() < end:
             samples.append(worker.readiness.ready)
             await asyncio.sleep(0.1)
