@@ -79,12 +79,14 @@ async def _ready(stack: Stack) -> int:
 
 
 @contextmanager
-def stack_on_own_mongo(tmp: Path) -> Iterator[tuple[Stack, Mongo]]:
+def stack_on_own_mongo(tmp: Path, **env: str) -> Iterator[tuple[Stack, Mongo]]:
     """A stack whose MongoDB is a SecantusDB process the test owns (to stop or freeze), with 1 s MongoDB
-    deadlines; that MongoDB stops also when the stack did not start: no process outlives its test."""
+    deadlines and the FANOUT_* overrides ``env``; that MongoDB stops also when the stack did not start: no
+    process outlives its test."""
     mongo = Mongo(tmp / "mongo", free_port())
     mongo.start()
-    env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
+    uri = f"mongodb://127.0.0.1:{mongo.port}"
+    env = stack_env(FANOUT_MONGO_URI=uri, FANOUT_MONGO_TIMEOUT_MS="1000", **env)
     mongo.until_answering()  # `fanout dev` must find it answering, or it would start its own
     try:
         stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
@@ -96,7 +98,8 @@ def stack_on_own_mongo(tmp: Path) -> Iterator[tuple[Stack, Mongo]]:
 
 @pytest.fixture
 def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mongo]]:
-    with stack_on_own_mongo(tmp_path) as owned:
+    # probe rounds every 0.5 s (2 s by default): /readyz follows MongoDB going and coming back sooner
+    with stack_on_own_mongo(tmp_path, FANOUT_PROBE_S="0.5") as owned:
         yield owned
 
 
@@ -110,7 +113,7 @@ async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stac
         mongo.stop()
         await wait_for(lambda: _is(stack, 503), timeout=30)
         ids = _notify(stack, user, 20)
-        await asyncio.sleep(3)
+        await asyncio.sleep(1.5)  # three probe rounds (were 1.5 rounds of 2 s)
         assert 503 == await _ready(stack)
         mongo.start()
         await wait_for(lambda: _is(stack, 200), timeout=60)
