@@ -34,8 +34,9 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")
 
 @pytest.fixture(scope="module")
 def hostile_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
-    """A stack of its own: the tests below count every event its worker consumes."""
-    stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env())
+    """A stack of its own: the tests below count every event its worker consumes. Its probe runs every
+    0.5 s, so the pool's readiness follows a dead endpoint's failures within a second."""
+    stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env(FANOUT_PROBE_S="0.5"))
     yield stack
     stop_stack_later(stack)
 
@@ -380,6 +381,6 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
             return unreachable - before.value("fanout_deliveries_total", outcome="unreachable") >= 10
 
         await wait_for(dead_posts_failed, timeout=15, every=0.2)
-        await asyncio.sleep(2.5)  # a probe interval: the pool's gauge would show it too
+        await asyncio.sleep(1.0)  # two probe rounds: the pool's gauge would show it too
         await col.delete_many({"userId": dead_user})
     assert {200} == ready.statuses()
