@@ -130,8 +130,10 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(lane: Lane)
     stack = lane.stack  # the shared stack's servers, with queues of this test's own
     proxy = Proxy(free_port(), stack.settings.gateway_port)
     endpoint = f"http://127.0.0.1:{proxy.port}/{stack.settings.gateway_stage}"
-    # the first event meets the refusal, an outage: it is tried again 1 s later, not 5
-    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1", FANOUT_OUTAGE_DELAY_S="1")
+    # the first event meets the refusal, an outage: it is tried again 1 s later, not 5; /readyz follows
+    # the probe's rounds, every 0.5 s rather than 2
+    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1", FANOUT_OUTAGE_DELAY_S="1",
+                FANOUT_PROBE_S="0.5")  # fmt: skip
     user = f"refused-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)
@@ -159,7 +161,10 @@ async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
     # A long poll open at moto when the proxy stops still takes messages sent meanwhile, and its answer is
     # lost: they come back after the visibility timeout, 5 s here rather than 30.
     proxied = f"http://127.0.0.1:{proxy.port}"
-    worker = lane.worker(FANOUT_AWS_ENDPOINT_URL=proxied, FANOUT_VISIBILITY_TIMEOUT_S="5")
+    # /readyz follows the probe's rounds, every 0.5 s rather than 2
+    worker = lane.worker(
+        FANOUT_AWS_ENDPOINT_URL=proxied, FANOUT_VISIBILITY_TIMEOUT_S="5", FANOUT_PROBE_S="0.5"
+    )
     user = f"nosqs-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)
