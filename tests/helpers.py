@@ -310,6 +310,7 @@ class QueueReceiver:
         self.bodies: list[dict[str, Any]] = []
         self.message_ids: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
         self.redelivered = 0  # the same SQS message received again
+        self._in_hand = 0  # messages received and not yet counted
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -328,6 +329,7 @@ class QueueReceiver:
         sqs = sqs_client(self.settings)
         url = ""
         while not self._stop.is_set():
+            held = 0
             try:
                 url = url or sqs.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
                 # Short polls, pausing only on an empty queue: a long poll returns with the first message of
@@ -337,6 +339,9 @@ class QueueReceiver:
                 if not messages:
                     time.sleep(0.02)
                 if messages:
+                    held = len(messages)
+                    with self._lock:  # in hand before they leave the queue (see _drained)
+                        self._in_hand += held
                     deleted = sqs.delete_message_batch(
                         QueueUrl=url,
                         Entries=[
@@ -346,9 +351,12 @@ class QueueReceiver:
                     )
                     assert not deleted.get("Failed"), deleted["Failed"]
             except Exception:
+                with self._lock:
+                    self._in_hand -= held
                 time.sleep(0.2)
                 continue
             with self._lock:
+                self._in_hand -= held
                 for m in messages:
                     body = json.loads(m["Body"])
                     if m["MessageId"] in self.message_ids[body["id"]]:
@@ -377,3 +385,31 @@ class QueueReceiver:
         time.sleep(settle_s)
         with self._lock:
             return collections.Counter(self.ids)
+
+    def wait_sent(self, count: int, timeout: float = 60) -> collections.Counter[str]:
+        """For a sender that has finished: wait until ``count`` messages arrived and the queue is drained,
+        so every message it sent, duplicates included, is counted without a settling time; the counts."""
+        deadline = time.monotonic() + timeout
+        while self.total() < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sqs = sqs_client(self.settings)
+        try:
+            url = sqs.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
+            while not self._drained(sqs, url) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            sqs.close()
+        with self._lock:
+            return collections.Counter(self.ids)
+
+    def _drained(self, sqs: Any, url: str) -> bool:
+        """The queue holds no message (visible, received or delayed), then none is still being counted.
+        In that order: a message leaves the queue only once it is in hand, so every one the queue held
+        before the first read is counted once the second reads zero."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        if any(int(attributes[name]) for name in names):
+            return False
+        with self._lock:
+            return self._in_hand == 0
