@@ -377,6 +377,10 @@ class QueueReceiver:
         """``wait`` without blocking the event loop (for tests whose relays run on it)."""
         return await asyncio.to_thread(self.wait, count, timeout, settle_s)
 
+    async def until_sent(self, count: int, timeout: float = 60) -> collections.Counter[str]:
+        """``wait_sent`` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_sent, count, timeout)
+
     def wait(self, count: int, timeout: float = 60, settle_s: float = 1.0) -> collections.Counter[str]:
         """Wait until ``count`` messages arrived, then ``settle_s`` more for any duplicate; the counts."""
         deadline = time.monotonic() + timeout
