@@ -173,10 +173,12 @@ async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_lea
 
 
 async def _relay_until_one(settings: Settings) -> tuple[collections.Counter[str], float]:
-    """Run one relay until one event arrives on the queue: what arrived, and the refusals it counted."""
+    """Run one relay until one event arrives on the queue: what arrived and the refusals it counted, read
+    once it has stopped (the refused entries come before that event: it refuses them before sending on)."""
     with QueueReceiver(settings) as receiver:
         async with running(settings, "a") as (_, registry, _stop):
-            return await receiver.until(1, timeout=15), value(registry, "fanout_outbox_refused_total")
+            await receiver.until(1, timeout=15, settle_s=0)
+        return await receiver.until_sent(1), value(registry, "fanout_outbox_refused_total")
 
 
 async def test_an_entry_another_writer_malformed_is_marked_and_the_entries_after_it_still_leave(
