@@ -103,6 +103,41 @@ def sqs_client(settings: Settings) -> Any:
     return boto3.client("sqs", **settings.aws_client_kwargs())
 
 
+def queue_depth(settings: Settings, queue_name: str) -> int:
+    """Messages in a queue: visible, in flight (received, not yet deleted) and delayed."""
+    sqs = sqs_client(settings)
+    try:
+        url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return sum(int(attributes[name]) for name in names)
+    finally:
+        sqs.close()
+
+
+async def settled(settings: Settings, clients: list[Client], timeout: float = 30) -> None:
+    """Nothing more will be posted to ``clients``, and they have read all that was: the events and bulk
+    queues of ``settings`` hold no message (a worker deletes one only once its posts were answered and its
+    remainder written), then each client's ping is answered (after every frame posted to it before).
+
+    For queues of one test's own, with a worker that stays up, and messages whose visibility never
+    lapses: a worker still holding a copy of a message that lapsed, whose other copy was deleted, is not
+    seen in the queue (the tests of lapses keep a settling time)."""
+
+    async def empty() -> bool:
+        depths = await asyncio.gather(
+            *(
+                asyncio.to_thread(queue_depth, settings, q)
+                for q in (settings.queue_name, settings.bulk_queue_name)
+            )
+        )
+        return not any(depths)
+
+    await wait_for(empty, timeout=timeout, every=0.1)
+    await asyncio.gather(*(c.ask({"action": "ping"}) for c in clients))
+
+
 def drain_queue(settings: Settings, queue_name: str, wait_s: int = 1) -> list[dict[str, Any]]:
     """Receive and delete everything in a queue (with attributes)."""
     sqs = sqs_client(settings)

@@ -22,7 +22,7 @@ from fanout import attributes
 from fanout.envelope import MAX_BODY_BYTES, parse_body
 from fanout.publish import build_event
 from tests.conftest import Stack
-from tests.helpers import connect, scrape, sqs_client, wait_for
+from tests.helpers import connect, scrape, settled, sqs_client, wait_for
 from tests.integration.conftest import Lane
 
 pytestmark = pytest.mark.timeout(120)
@@ -195,6 +195,6 @@ async def test_a_user_list_with_single_connections_reaches_each_connection_once(
         )
         await asyncio.to_thread(_publish, stack, event.to_json())
         await wait_for(lambda: all(c.events() for c in clients), timeout=30, every=0.1)
-        await asyncio.sleep(2)  # a second part posting them again would have done so by now
+        await settled(stack.settings, clients)  # every part posted: a second post of one would be read
     counts = {c.user_id: dict(Counter(e["id"] for e in c.events())) for c in clients}
     assert {} == {user: got for user, got in counts.items() if got != {event.id: 1}}
