@@ -310,7 +310,9 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
             async with running(settings, "second") as (b, reg_b, _):
                 # the relays run meanwhile: each insert wakes both, and the other asks for the lease
                 ids = await asyncio.to_thread(add_events, settings, 150, 50)
-                await receiver.until(150)
+                await receiver.until(150, settle_s=0)
+                # counted once marked, just after the send: a relay that sent none would stay under 150
+                await wait_for(lambda: value(reg_a, "fanout_outbox_relayed_total") >= 150)
                 assert (True, False) == (a.lease.held, b.lease.held)
                 assert 150 == value(reg_a, "fanout_outbox_relayed_total")
                 assert 0 == value(reg_b, "fanout_outbox_relayed_total")
@@ -321,9 +323,11 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
                 stop_a.set()  # the leaseholder stops and gives the lease up; the other takes it
                 await wait_for(lambda: b.lease.held, timeout=10)
                 more = await asyncio.to_thread(add_events, settings, 30)
-                arrived = await receiver.until(180)
+                await receiver.until(180, settle_s=0)
+                await wait_for(lambda: value(reg_b, "fanout_outbox_relayed_total") >= 30)
                 assert 30 == value(reg_b, "fanout_outbox_relayed_total")
                 assert 150 == value(reg_a, "fanout_outbox_relayed_total")
+        arrived = await receiver.until_sent(180)  # both relays have stopped: all they sent is counted
     assert {i: 1 for i in ids + more} == dict(arrived)
 
 
