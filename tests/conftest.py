@@ -39,6 +39,16 @@ def free_port() -> int:
             return port
 
 
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port that refuses every connection for the whole test: bound and never listening, so no server
+    can take it meanwhile, as one of another test process could a port ``free_port`` found free (then the
+    posts meant to be refused met a server that never answered HTTP, and each waited out its timeout)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 @pytest.fixture(autouse=True)
 def _unpinned_endpoints() -> Iterator[None]:
     """A production entry point run in a test pins botocore's endpoints for the whole process

@@ -103,6 +103,41 @@ def sqs_client(settings: Settings) -> Any:
     return boto3.client("sqs", **settings.aws_client_kwargs())
 
 
+def queue_depth(settings: Settings, queue_name: str) -> int:
+    """Messages in a queue: visible, in flight (received, not yet deleted) and delayed."""
+    sqs = sqs_client(settings)
+    try:
+        url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return sum(int(attributes[name]) for name in names)
+    finally:
+        sqs.close()
+
+
+async def settled(settings: Settings, clients: list[Client], timeout: float = 30) -> None:
+    """Nothing more will be posted to ``clients``, and they have read all that was: the events and bulk
+    queues of ``settings`` hold no message (a worker deletes one only once its posts were answered and its
+    remainder written), then each client's ping is answered (after every frame posted to it before).
+
+    For queues of one test's own, with a worker that stays up, and messages whose visibility never
+    lapses: a worker still holding a copy of a message that lapsed, whose other copy was deleted, is not
+    seen in the queue (the tests of lapses keep a settling time)."""
+
+    async def empty() -> bool:
+        depths = await asyncio.gather(
+            *(
+                asyncio.to_thread(queue_depth, settings, q)
+                for q in (settings.queue_name, settings.bulk_queue_name)
+            )
+        )
+        return not any(depths)
+
+    await wait_for(empty, timeout=timeout, every=0.1)
+    await asyncio.gather(*(c.ask({"action": "ping"}) for c in clients))
+
+
 def drain_queue(settings: Settings, queue_name: str, wait_s: int = 1) -> list[dict[str, Any]]:
     """Receive and delete everything in a queue (with attributes)."""
     sqs = sqs_client(settings)
@@ -310,6 +345,7 @@ class QueueReceiver:
         self.bodies: list[dict[str, Any]] = []
         self.message_ids: collections.defaultdict[str, list[str]] = collections.defaultdict(list)
         self.redelivered = 0  # the same SQS message received again
+        self._in_hand = 0  # messages received and not yet counted
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -328,6 +364,7 @@ class QueueReceiver:
         sqs = sqs_client(self.settings)
         url = ""
         while not self._stop.is_set():
+            held = 0
             try:
                 url = url or sqs.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
                 # Short polls, pausing only on an empty queue: a long poll returns with the first message of
@@ -337,6 +374,9 @@ class QueueReceiver:
                 if not messages:
                     time.sleep(0.02)
                 if messages:
+                    held = len(messages)
+                    with self._lock:  # in hand before they leave the queue (see _drained)
+                        self._in_hand += held
                     deleted = sqs.delete_message_batch(
                         QueueUrl=url,
                         Entries=[
@@ -346,9 +386,12 @@ class QueueReceiver:
                     )
                     assert not deleted.get("Failed"), deleted["Failed"]
             except Exception:
+                with self._lock:
+                    self._in_hand -= held
                 time.sleep(0.2)
                 continue
             with self._lock:
+                self._in_hand -= held
                 for m in messages:
                     body = json.loads(m["Body"])
                     if m["MessageId"] in self.message_ids[body["id"]]:
@@ -369,6 +412,10 @@ class QueueReceiver:
         """``wait`` without blocking the event loop (for tests whose relays run on it)."""
         return await asyncio.to_thread(self.wait, count, timeout, settle_s)
 
+    async def until_sent(self, count: int, timeout: float = 60) -> collections.Counter[str]:
+        """``wait_sent`` without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_sent, count, timeout)
+
     def wait(self, count: int, timeout: float = 60, settle_s: float = 1.0) -> collections.Counter[str]:
         """Wait until ``count`` messages arrived, then ``settle_s`` more for any duplicate; the counts."""
         deadline = time.monotonic() + timeout
@@ -377,3 +424,31 @@ class QueueReceiver:
         time.sleep(settle_s)
         with self._lock:
             return collections.Counter(self.ids)
+
+    def wait_sent(self, count: int, timeout: float = 60) -> collections.Counter[str]:
+        """For a sender that has finished: wait until ``count`` messages arrived and the queue is drained,
+        so every message it sent, duplicates included, is counted without a settling time; the counts."""
+        deadline = time.monotonic() + timeout
+        while self.total() < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sqs = sqs_client(self.settings)
+        try:
+            url = sqs.get_queue_url(QueueName=self.settings.queue_name)["QueueUrl"]
+            while not self._drained(sqs, url) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            sqs.close()
+        with self._lock:
+            return collections.Counter(self.ids)
+
+    def _drained(self, sqs: Any, url: str) -> bool:
+        """The queue holds no message (visible, received or delayed), then none is still being counted.
+        In that order: a message leaves the queue only once it is in hand, so every one the queue held
+        before the first read is counted once the second reads zero."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        if any(int(attributes[name]) for name in names):
+            return False
+        with self._lock:
+            return self._in_hand == 0

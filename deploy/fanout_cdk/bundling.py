@@ -12,7 +12,9 @@ The lock lists the hash of every file PyPI has for each pinned version (``uv pip
 and the Lambda. The asset's hash is the hash of what goes into it (``src/fanout``, ``pyproject.toml``, the
 lock, the platform), so an unchanged source is not bundled again into the same output.
 With ``FANOUT_LAMBDA_BUNDLE_CACHE`` set to a folder, a bundle is also kept there by hash and copied from it
-(the tests bundle once per session this way).
+(the tests bundle once per session this way), as hard links where the two folders share a file system:
+a bundle is about 100 MB in 4,600 files, which took 5 to 7 s to copy on the 2-core test machine, and
+nothing writes into a bundle's files once it is made.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def bundle(out: Path, architecture: str) -> None:
     cache_root = os.environ.get(CACHE_ENV)
     cached = Path(cache_root) / source_hash(architecture) if cache_root else None
     if cached is not None and cached.is_dir():
-        shutil.copytree(cached, out, dirs_exist_ok=True)
+        _copy(cached, out)
         return
     target = ["--target", str(out), "--python-platform", PLATFORMS[architecture]]
     target += ["--python-version", PYTHON_VERSION, "--compile-bytecode"]
@@ -71,8 +73,20 @@ def bundle(out: Path, architecture: str) -> None:
     shutil.rmtree(out / "bin", ignore_errors=True)  # console scripts pointing at this machine's interpreter
     if cached is not None:
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cached.parent))
-        shutil.copytree(out, partial, dirs_exist_ok=True)
+        _copy(out, partial)
         partial.rename(cached)  # atomic: a concurrent reader sees a whole bundle or none
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy the folder ``src`` into ``dst``, each file as a hard link where it can be one."""
+    shutil.copytree(src, dst, copy_function=_link_or_copy, dirs_exist_ok=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(src, dst)
 
 
 def _uv(*args: str) -> None:

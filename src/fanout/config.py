@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     stall_s: float = Field(
         60.0, gt=0, description="a worker loop silent this long is wedged: /healthz fails, a pool restarts it"
     )
+    probe_s: float = Field(
+        2.0, ge=0.1, le=30, description="readiness probe interval; each round is also the loop's heartbeat"
+    )
     max_receives: int = Field(5, ge=2, description="the queue's redrive maxReceiveCount")
     shard_size: int = Field(2000, ge=10, description="connections per shard of a large audience")
     bulk_in_flight: int = Field(2, ge=1, description="shards one process delivers at once")
@@ -214,6 +217,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"FANOUT_ENV={self.env} refuses {', '.join(named)}: botocore would send its AWS calls there "
                 "while the worker's own SQS client would not; name an endpoint with FANOUT_AWS_ENDPOINT_URL"
+            )
+        if self.probe_s >= self.stall_s:
+            raise ValueError(
+                "FANOUT_PROBE_S must be shorter than FANOUT_STALL_S: each probe round is the worker loop's "
+                "heartbeat, and a loop silent for FANOUT_STALL_S is taken for wedged"
             )
         if self.jwks_url is not None and not self.jwt_issuer:
             raise ValueError("FANOUT_JWKS_URL needs FANOUT_JWT_ISSUER: a key set alone names no issuer")

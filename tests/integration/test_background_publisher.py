@@ -77,7 +77,7 @@ async def test_two_thousand_events_from_eight_tasks_arrive_exactly_once(moto_ser
             watcher = asyncio.create_task(watch())
             ids = [i for part in await asyncio.gather(*(task(k) for k in range(8))) for i in part]
             watcher.cancel()
-        arrived = receiver.wait(len(ids), timeout=100)
+        arrived = receiver.wait_sent(len(ids), timeout=100)
     assert 2_000 == len(set(ids))
     assert 100 == peak, "the buffer never filled: nothing waited for room"
     twice = {i: receiver.message_ids[i] for i, n in arrived.items() if n > 1}
@@ -113,7 +113,7 @@ def test_eight_threads_through_the_sync_publisher_arrive_exactly_once(moto_serve
         assert 0 == pub.close()
         with pytest.raises(PublisherClosed):
             pub.publish("chat.message", user_ids=["u1"], payload=payload("chat.message"))
-        arrived = receiver.wait(800)
+        arrived = receiver.wait_sent(800)
     assert Counter(ids) == arrived
     assert 800 == len(arrived)
     assert 0 == pub.pending
@@ -189,7 +189,7 @@ def test_an_outage_loses_no_event_silently(moto: Moto) -> None:
         assert 0 == pub.flush()  # what was buffered during the outage goes out once SQS is back
         publish(100)
         assert 0 == pub.close()
-        arrived = receiver.wait(len(accepted))
+        arrived = receiver.wait_sent(len(accepted))
     assert 500 - during == told > 0
     assert 800 == len(accepted) + told
     assert set(accepted) == set(arrived)
@@ -251,7 +251,7 @@ def test_buffered_events_are_sent_at_exit_and_on_sigterm(
         if mode.startswith("sigterm"):
             process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
-        arrived = receiver.wait(305)
+        arrived = receiver.wait_sent(305)
     assert first["pending"] > 0, "nothing was left for the exit flush to send"
     assert set(first["ids"]) == set(arrived)
     # The async form's batches in flight when the loop ended went again (their fate was unknown): at most
@@ -324,7 +324,7 @@ async def test_a_missing_queue_keeps_every_event_until_it_is_back(moto_server: S
             refused = value(registry, "fanout_publisher_failed_total")
             create_queues(settings)
             after = await pub.flush(20)
-        arrived = receiver.wait(2)
+        arrived = receiver.wait_sent(2)
     sqs.close()
     assert (2, 0) == (during, refused)
     assert 0 == after
@@ -349,7 +349,7 @@ async def test_a_batch_sqs_refuses_whole_goes_one_by_one(moto_server: Server, ki
             for body in (before, big, after):
                 await pub.send(body)
             left = await pub.flush(10)
-        arrived = receiver.wait(2)
+        arrived = receiver.wait_sent(2)
     assert 0 == left
     assert {before.id: 1, after.id: 1} == arrived
     assert 1 == value(registry, "fanout_publisher_failed_total", reason="refused")

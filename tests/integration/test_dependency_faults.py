@@ -79,12 +79,14 @@ async def _ready(stack: Stack) -> int:
 
 
 @contextmanager
-def stack_on_own_mongo(tmp: Path) -> Iterator[tuple[Stack, Mongo]]:
+def stack_on_own_mongo(tmp: Path, **env: str) -> Iterator[tuple[Stack, Mongo]]:
     """A stack whose MongoDB is a SecantusDB process the test owns (to stop or freeze), with 1 s MongoDB
-    deadlines; that MongoDB stops also when the stack did not start: no process outlives its test."""
+    deadlines and the FANOUT_* overrides ``env``; that MongoDB stops also when the stack did not start: no
+    process outlives its test."""
     mongo = Mongo(tmp / "mongo", free_port())
     mongo.start()
-    env = stack_env(FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{mongo.port}", FANOUT_MONGO_TIMEOUT_MS="1000")
+    uri = f"mongodb://127.0.0.1:{mongo.port}"
+    env = stack_env(FANOUT_MONGO_URI=uri, FANOUT_MONGO_TIMEOUT_MS="1000", **env)
     mongo.until_answering()  # `fanout dev` must find it answering, or it would start its own
     try:
         stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
@@ -96,7 +98,8 @@ def stack_on_own_mongo(tmp: Path) -> Iterator[tuple[Stack, Mongo]]:
 
 @pytest.fixture
 def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mongo]]:
-    with stack_on_own_mongo(tmp_path) as owned:
+    # probe rounds every 0.5 s (2 s by default): /readyz follows MongoDB going and coming back sooner
+    with stack_on_own_mongo(tmp_path, FANOUT_PROBE_S="0.5") as owned:
         yield owned
 
 
@@ -110,7 +113,7 @@ async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stac
         mongo.stop()
         await wait_for(lambda: _is(stack, 503), timeout=30)
         ids = _notify(stack, user, 20)
-        await asyncio.sleep(3)
+        await asyncio.sleep(1.5)  # three probe rounds (were 1.5 rounds of 2 s)
         assert 503 == await _ready(stack)
         mongo.start()
         await wait_for(lambda: _is(stack, 200), timeout=60)
@@ -127,8 +130,10 @@ async def test_gateway_refusing_connections_then_back_loses_no_event(lane: Lane)
     stack = lane.stack  # the shared stack's servers, with queues of this test's own
     proxy = Proxy(free_port(), stack.settings.gateway_port)
     endpoint = f"http://127.0.0.1:{proxy.port}/{stack.settings.gateway_stage}"
-    # the first event meets the refusal, an outage: it is tried again 1 s later, not 5
-    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1", FANOUT_OUTAGE_DELAY_S="1")
+    # the first event meets the refusal, an outage: it is tried again 1 s later, not 5; /readyz follows
+    # the probe's rounds, every 0.5 s rather than 2
+    lane.worker(FANOUT_MANAGEMENT_ENDPOINT=endpoint, FANOUT_POST_TIMEOUT_S="1", FANOUT_OUTAGE_DELAY_S="1",
+                FANOUT_PROBE_S="0.5")  # fmt: skip
     user = f"refused-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)
@@ -156,7 +161,10 @@ async def test_sqs_unreachable_then_back_loses_no_event(lane: Lane) -> None:
     # A long poll open at moto when the proxy stops still takes messages sent meanwhile, and its answer is
     # lost: they come back after the visibility timeout, 5 s here rather than 30.
     proxied = f"http://127.0.0.1:{proxy.port}"
-    worker = lane.worker(FANOUT_AWS_ENDPOINT_URL=proxied, FANOUT_VISIBILITY_TIMEOUT_S="5")
+    # /readyz follows the probe's rounds, every 0.5 s rather than 2
+    worker = lane.worker(
+        FANOUT_AWS_ENDPOINT_URL=proxied, FANOUT_VISIBILITY_TIMEOUT_S="5", FANOUT_PROBE_S="0.5"
+    )
     user = f"nosqs-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)
@@ -180,9 +188,12 @@ async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
 ) -> None:
     """Idle on 20 s long polls, the probe asks SQS itself every round; while events flow, each receive
     that answers already shows SQS is up, and the probe spares its aiobotocore call."""
-    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 20, "shutdown_budget_s": 2.0})
+    # Rounds every second (2 s by default): the events below still answer a receive three times a round.
+    update = {"receive_wait_s": 20, "shutdown_budget_s": 0.5, "probe_s": 1.0}
+    settings = lane.stack.settings.model_copy(update=update)
     worker = Worker(settings, serve_health=False)
     running = asyncio.create_task(worker.main())
+    publisher = await asyncio.to_thread(Publisher, lane.stack.settings)
     try:
         await wait_for(lambda: worker.readiness.ready, timeout=30)
         sqs = worker.clients.sqs
@@ -194,16 +205,19 @@ async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
             return await real(**kwargs)
 
         monkeypatch.setattr(sqs, "get_queue_attributes", counted)
-        await asyncio.sleep(4.5)  # idle: rounds at about 0, 2 and 4 s
+        await wait_for(lambda: len(asked) >= 2, timeout=3)  # idle: a round about every second, each asks
         idle = len(asked)
         user = f"probe-{secrets.token_hex(4)}"
-        end = time.monotonic() + 4.5
+        end = time.monotonic() + 3  # three rounds: each would ask again were the receives not counted
         while time.monotonic() < end:  # a receive answers every 0.3 s or so
-            await asyncio.to_thread(_notify, lane.stack, user, 1)
+            await asyncio.to_thread(
+                publisher.publish, "notification.new", user_ids=[user], payload={"notificationId": "n1"}
+            )
             await asyncio.sleep(0.3)
         busy = len(asked) - idle
         assert worker.readiness.ready
     finally:
+        publisher.close()
         worker.stop()
         await asyncio.wait_for(running, 30)
     assert idle >= 2, asked
@@ -241,7 +255,9 @@ async def test_a_worker_is_not_ready_while_its_events_queue_is_gone(lane: Lane) 
     to True and makes the probe skip its events-queue check, so /readyz flaps to ready)."""
     import boto3
 
-    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 1, "shutdown_budget_s": 2.0})
+    # Probe rounds every 0.5 s and a bulk receive answering every second: a flap shows within a few seconds.
+    update = {"receive_wait_s": 1, "shutdown_budget_s": 2.0, "probe_s": 0.5}
+    settings = lane.stack.settings.model_copy(update=update)
     worker = Worker(settings, serve_health=False)
     running = asyncio.create_task(worker.main())
     samples: list[bool] = []
@@ -252,7 +268,7 @@ async def test_a_worker_is_not_ready_while_its_events_queue_is_gone(lane: Lane) 
         sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"])
         sqs.close()
         await wait_for(lambda: not worker.readiness.sqs, timeout=15)
-        end = time.monotonic() + 8
+        end = time.monotonic() + 3  # six probe rounds, three bulk receives
         while time.monotonic() < end:
             samples.append(worker.readiness.ready)
             await asyncio.sleep(0.1)

@@ -121,15 +121,16 @@ async def test_a_starting_worker_stays_alive_while_sqs_hangs(lane: Lane) -> None
     """While SQS accepts connections and never answers, a starting worker is alive but not ready: its
     heartbeat ticks through the hung call, so /healthz does not get a task replaced for a dependency."""
     proxy = await _silent_sqs(lane)
-    # A 3 s stall: 60 s in production, where such a call hangs over a minute.
-    update = {"aws_endpoint_url": f"http://127.0.0.1:{proxy.port}", "stall_s": 3.0}
+    # A 1.5 s stall, three heartbeats of 0.5 s: 60 s and 2 s in production, where such a call hangs over
+    # a minute.
+    update = {"aws_endpoint_url": f"http://127.0.0.1:{proxy.port}", "stall_s": 1.5, "probe_s": 0.5}
     settings = lane.stack.settings.model_copy(update=update)
     worker = Worker(settings, serve_health=False)
     running = asyncio.create_task(worker.main())
     live, ready = [], []
     try:
         await wait_for(lambda: bool(proxy.writers), timeout=10)  # its first call is open at the silent SQS
-        end = time.monotonic() + 6  # twice the stall: a heartbeat that stopped would show
+        end = time.monotonic() + 3  # twice the stall: a heartbeat that stopped would show
         while time.monotonic() < end:
             live.append(worker.readiness.live()[0])
             ready.append(worker.readiness.ready)

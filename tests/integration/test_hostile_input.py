@@ -24,7 +24,7 @@ from pymongo import AsyncMongoClient
 from fanout import attributes
 from fanout.publish import build_event
 from tests.catalog_examples import payload
-from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack_later
+from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
 from tests.helpers import ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
 
@@ -34,8 +34,9 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")
 
 @pytest.fixture(scope="module")
 def hostile_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
-    """A stack of its own: the tests below count every event its worker consumes."""
-    stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env())
+    """A stack of its own: the tests below count every event its worker consumes. Its probe runs every
+    0.5 s, so the pool's readiness follows a dead endpoint's failures within a second."""
+    stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env(FANOUT_PROBE_S="0.5"))
     yield stack
     stop_stack_later(stack)
 
@@ -332,7 +333,7 @@ async def test_every_unusable_client_frame_is_answered_with_system_error(hostile
 
 
 async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_ready(
-    hostile_stack: Stack,
+    hostile_stack: Stack, closed_port: int
 ) -> None:
     """Posts for one user's records fail at a closed port while another user's succeed on the emulator:
     /readyz stays ready, and the healthy user gets every event."""
@@ -341,7 +342,7 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
     dead_user = f"dead-{run}"
     now = datetime.now(UTC)
     old = now - timedelta(minutes=5)  # past the connect grace: no young-connection handling
-    records = [{"connectionId": f"dead{i}{run}", "userId": dead_user, "domainName": f"127.0.0.1:{free_port()}",
+    records = [{"connectionId": f"dead{i}{run}", "userId": dead_user, "domainName": f"127.0.0.1:{closed_port}",
                 "stage": "local", "connectedAt": old, "lastSeenAt": old, "expiresAt": now + timedelta(hours=1)}
                for i in range(2)]  # fmt: skip
     mongo, col = await _records(stack)
@@ -380,6 +381,6 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
             return unreachable - before.value("fanout_deliveries_total", outcome="unreachable") >= 10
 
         await wait_for(dead_posts_failed, timeout=15, every=0.2)
-        await asyncio.sleep(2.5)  # a probe interval: the pool's gauge would show it too
+        await asyncio.sleep(1.0)  # two probe rounds: the pool's gauge would show it too
         await col.delete_many({"userId": dead_user})
     assert {200} == ready.statuses()

@@ -21,8 +21,8 @@ from pymongo import AsyncMongoClient
 from fanout import attributes
 from fanout.envelope import MAX_BODY_BYTES, parse_body
 from fanout.publish import build_event
-from tests.conftest import Stack, free_port
-from tests.helpers import connect, scrape, sqs_client, wait_for
+from tests.conftest import Stack
+from tests.helpers import connect, scrape, settled, sqs_client, wait_for
 from tests.integration.conftest import Lane
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,7 +122,9 @@ async def test_a_dead_letter_for_thousands_of_refused_connections_keeps_every_id
     assert {event.id} == {parse_body(m["Body"]).id for m in dead}
 
 
-async def test_a_body_near_one_mebibyte_with_thousands_of_failures_is_re_enqueued(lane: Lane) -> None:
+async def test_a_body_near_one_mebibyte_with_thousands_of_failures_is_re_enqueued(
+    lane: Lane, closed_port: int
+) -> None:
     """A 1 MiB-close body whose 3,000 connections all fail: the remainder (the body narrowed to their
     users, plus every id) is written in messages under 1 MiB with attributes, and nothing is released."""
     stack = lane.stack
@@ -131,7 +133,7 @@ async def test_a_body_near_one_mebibyte_with_thousands_of_failures_is_re_enqueue
     run = secrets.token_hex(3)
     users = [f"wide-{run}-{i:05d}".ljust(250, "w") for i in range(4_000)]  # user ids may be 256 long
     failing = users[:FAILING]
-    await _insert(stack, _records(run, failing, f"127.0.0.1:{free_port()}", "local"))  # a closed port
+    await _insert(stack, _records(run, failing, f"127.0.0.1:{closed_port}", "local"))
     soon = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
     event = build_event(
         "notification.new",
@@ -193,6 +195,6 @@ async def test_a_user_list_with_single_connections_reaches_each_connection_once(
         )
         await asyncio.to_thread(_publish, stack, event.to_json())
         await wait_for(lambda: all(c.events() for c in clients), timeout=30, every=0.1)
-        await asyncio.sleep(2)  # a second part posting them again would have done so by now
+        await settled(stack.settings, clients)  # every part posted: a second post of one would be read
     counts = {c.user_id: dict(Counter(e["id"] for e in c.events())) for c in clients}
     assert {} == {user: got for user, got in counts.items() if got != {event.id: 1}}

@@ -104,8 +104,9 @@ async def test_a_write_and_its_event_in_one_transaction_are_delivered_once(
                     "event.rsvp.updated", user_ids=["u1"], payload=payload("event.rsvp.updated")
                 )
                 await AsyncOutbox(db).add(session, event)
-            arrived = await receiver.until(1)
+            await receiver.until(1, settle_s=0)
             await wait_for(lambda: value(registry, "fanout_outbox_pending") == 0)
+        arrived = await receiver.until_sent(1)  # the relay has stopped: all it sent is counted
         assert {event.id: 1} == arrived
         assert [json.loads(event.to_json())] == receiver.bodies
         entry = await db.fanout_outbox.find_one({"eventId": event.id})
@@ -134,7 +135,8 @@ async def test_an_aborted_transaction_delivers_nothing(moto_server: Server, mong
             with pytest.raises(RuntimeError):
                 change_that_fails()
             [committed] = await asyncio.to_thread(add_events, settings, 1)
-            arrived = await receiver.until(1)
+            await receiver.until(1, settle_s=0)
+        arrived = await receiver.until_sent(1)  # the relay has stopped: all it sent is counted
         assert {committed: 1} == arrived
         assert 0 == db.fanout_outbox.count_documents({"eventId": aborted.id})
         assert 0 == db.messages.count_documents({})
@@ -171,10 +173,12 @@ async def test_an_entry_sqs_refuses_is_marked_and_the_entries_after_it_still_lea
 
 
 async def _relay_until_one(settings: Settings) -> tuple[collections.Counter[str], float]:
-    """Run one relay until one event arrives on the queue: what arrived, and the refusals it counted."""
+    """Run one relay until one event arrives on the queue: what arrived and the refusals it counted, read
+    once it has stopped (the refused entries come before that event: it refuses them before sending on)."""
     with QueueReceiver(settings) as receiver:
         async with running(settings, "a") as (_, registry, _stop):
-            return await receiver.until(1, timeout=15), value(registry, "fanout_outbox_refused_total")
+            await receiver.until(1, timeout=15, settle_s=0)
+        return await receiver.until_sent(1), value(registry, "fanout_outbox_refused_total")
 
 
 async def test_an_entry_another_writer_malformed_is_marked_and_the_entries_after_it_still_leave(
@@ -234,8 +238,9 @@ async def test_a_batch_sqs_refuses_whole_goes_one_by_one_and_the_rest_leave(
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
     with QueueReceiver(settings) as receiver:
         async with running(settings, "a") as (_, registry, _stop):
-            arrived = await receiver.until(2, timeout=15)
+            await receiver.until(2, timeout=15, settle_s=0)
             await wait_for(lambda: value(registry, "fanout_outbox_refused_total") == 1)
+        arrived = await receiver.until_sent(2)  # the relay has stopped: all it sent is counted
     entry = await mongo[settings.mongo_db].fanout_outbox.find_one({"eventId": big.id})
     await mongo.close()
     assert {first.id: 1, later.id: 1} == arrived
@@ -267,7 +272,8 @@ async def test_a_large_entry_the_queue_cannot_take_yet_is_kept_and_sent_once_it_
             refused = value(registry, "fanout_outbox_refused_total")
             create_queues(settings)
             sqs.close()
-            arrived = await receiver.until(1, timeout=20)
+            await receiver.until(1, timeout=20, settle_s=0)
+        arrived = await receiver.until_sent(1)  # the relay has stopped: all it sent is counted
     await mongo.close()
     assert held is not None and held.get("relayedAt") is None
     assert 0 == refused
@@ -304,7 +310,9 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
             async with running(settings, "second") as (b, reg_b, _):
                 # the relays run meanwhile: each insert wakes both, and the other asks for the lease
                 ids = await asyncio.to_thread(add_events, settings, 150, 50)
-                await receiver.until(150)
+                await receiver.until(150, settle_s=0)
+                # counted once marked, just after the send: a relay that sent none would stay under 150
+                await wait_for(lambda: value(reg_a, "fanout_outbox_relayed_total") >= 150)
                 assert (True, False) == (a.lease.held, b.lease.held)
                 assert 150 == value(reg_a, "fanout_outbox_relayed_total")
                 assert 0 == value(reg_b, "fanout_outbox_relayed_total")
@@ -315,9 +323,11 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
                 stop_a.set()  # the leaseholder stops and gives the lease up; the other takes it
                 await wait_for(lambda: b.lease.held, timeout=10)
                 more = await asyncio.to_thread(add_events, settings, 30)
-                arrived = await receiver.until(180)
+                await receiver.until(180, settle_s=0)
+                await wait_for(lambda: value(reg_b, "fanout_outbox_relayed_total") >= 30)
                 assert 30 == value(reg_b, "fanout_outbox_relayed_total")
                 assert 150 == value(reg_a, "fanout_outbox_relayed_total")
+        arrived = await receiver.until_sent(180)  # both relays have stopped: all they sent is counted
     assert {i: 1 for i in ids + more} == dict(arrived)
 
 
@@ -332,8 +342,9 @@ async def test_without_change_streams_the_relay_polls(moto_server: Server, tmp_p
         with QueueReceiver(settings) as receiver:
             async with running(settings, "a") as (relay, _, _):
                 ids = await asyncio.to_thread(add_events, settings, 20, 5)
-                arrived = await receiver.until(20)
+                await receiver.until(20, settle_s=0)
                 assert not relay.following
+            arrived = await receiver.until_sent(20)  # the relay has stopped: all it sent is counted
         assert {i: 1 for i in ids} == dict(arrived)
     finally:
         _stop(process, wake=lambda: _tcp_answers(port))
@@ -403,15 +414,17 @@ def test_a_relay_killed_mid_batch_resends_at_most_that_batch(
         finally:
             os.kill(moto_server.process.pid, signal.SIGCONT)  # the killed relay's last batch lands now
         marked = client[settings.mongo_db].fanout_outbox.count_documents({"relayedAt": {"$ne": None}})
-        # Past the marked events, the batch lands whole (one SendMessageBatch): the first of it, then a
-        # moment for the rest to be received. Counting too few fails the resend check below, never passes it.
-        sent = receiver.wait(marked + 1, timeout=5, settle_s=0.5).total()
+        # Past the marked events, the batch lands whole (one SendMessageBatch): the first of it, then the
+        # queue drained (the killed relay sends nothing more). Counting too few fails the resend check
+        # below, never passes it.
+        sent = receiver.wait_sent(marked + 1, timeout=5).total()
         second = start_relay(env, log)
         try:
-            arrived = receiver.wait(300 + sent - marked, timeout=90)
+            receiver.wait(300 + sent - marked, timeout=90, settle_s=0)
         finally:
             second.terminate()
             second.wait(20)
+        arrived = receiver.wait_sent(300 + sent - marked)  # the second relay has stopped too
         left = client[settings.mongo_db].fanout_outbox.count_documents({"relayedAt": None})
     assert 100 <= marked < 300, "the relay was not killed mid-run"
     assert 0 < sent - marked <= 10, f"{sent - marked} events sent but not marked: not one batch"

@@ -21,7 +21,7 @@ from fanout.publish import build_event
 from fanout.tokens import sign
 from tests.catalog_examples import payload
 from tests.conftest import Stack, free_port
-from tests.helpers import Client, connect, scrape, sqs_client, wait_for
+from tests.helpers import Client, connect, scrape, settled, sqs_client, wait_for
 from tests.integration.conftest import Lane, faults, stats
 
 pytestmark = pytest.mark.timeout(90)
@@ -153,7 +153,7 @@ async def test_a_young_connections_410_is_delivered_on_a_later_round(
         client = Client(user, ws)
         es.push_async_callback(client.close)
         await wait_for(lambda: event.id in client.event_ids(), timeout=15)
-        await asyncio.sleep(1)
+        await settled(stack.settings, [client])  # nothing more to post, nor to count
         after = await scrape(stack.metrics_url)
     assert [event.id] == client.event_ids()
     assert 1 <= after.value("fanout_deliveries_total", outcome="gone") - before.value(

@@ -58,10 +58,14 @@ def test_require_names_every_missing_setting_at_once() -> None:
         ({"receive_wait_s": 21}, "less than or equal to 20"),
         ({"max_receives": 1}, "greater than or equal to 2"),
         ({"env": "staging"}, "'dev' or 'production'"),
+        ({"probe_s": 0}, "greater than or equal to 0.1"),
+        ({"probe_s": 31}, "less than or equal to 30"),
+        ({"probe_s": 5, "stall_s": 5}, "FANOUT_PROBE_S must be shorter than FANOUT_STALL_S"),
     ],
 )
 def test_bad_values_are_refused_when_built(fields: dict[str, object], message: str) -> None:
-    """A short or development key in production, or an out-of-range value, fails at construction."""
+    """A short or development key in production, an out-of-range value, or a probe round no shorter than
+    a stall fails at construction."""
     with pytest.raises(ValidationError, match=message):
         Settings(**fields)  # type: ignore[arg-type]
 
@@ -284,6 +288,7 @@ def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's legacy retries waited 10 s for the dead proxy
     settings = Settings(env="production", region="us-east-1")
     got = None
     with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server

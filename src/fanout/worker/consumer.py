@@ -46,8 +46,6 @@ from fanout.worker.summary import Summary
 
 log = get_logger("fanout.worker")
 
-PROBE_S = 2.0  # readiness probe interval
-
 
 class Worker:
     """One worker process: SQS consumer, fan-out, health server."""
@@ -231,7 +229,9 @@ class Worker:
                 attempt = asyncio.create_task(self._connect_once(clients))
                 while not (attempt.done() or stopped.done()):
                     self.readiness.heartbeat = time.monotonic()
-                    await asyncio.wait({attempt, stopped}, timeout=PROBE_S, return_when=FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {attempt, stopped}, timeout=self.settings.probe_s, return_when=FIRST_COMPLETED
+                    )
                 if stopped.done():
                     await cancel_all([attempt])
                     return None
@@ -256,7 +256,7 @@ class Worker:
         return queue, bulk, dlq
 
     async def _probe(self, clients: Clients, queue_url: str) -> None:
-        """Refresh readiness every few seconds; a dependency that hangs is not ready within its timeout."""
+        """Refresh readiness every ``probe_s``; a dependency that hangs is not ready within its timeout."""
         timeout_s = max(1.0, self.settings.mongo_timeout_ms / 1000)
         events = self.intake.lines[queue_url]  # the events queue's line: the bulk queue's says nothing of it
         answered = events.answered
@@ -280,7 +280,7 @@ class Worker:
             answered = events.answered
             self.metrics.ready.set(1 if self.readiness.ready else 0)
             self.metrics.posts_in_flight.set(self.deliverer.in_flight)
-            await asyncio.sleep(PROBE_S)
+            await asyncio.sleep(self.settings.probe_s)
 
     # ---- starting and draining
 

@@ -142,9 +142,9 @@ def test_a_worker_process_whose_loop_is_wedged_is_killed_and_restarted(
     create_queues(settings)
     port = free_port()
     log_path = tmp_path / "pool.log"
-    pool = _start_pool(
-        settings, port, log_path, FANOUT_STALL_S="5"
-    )  # the probe ticks every 2 s, slower loaded
+    # Heartbeats every 0.5 s, mirrored to the supervisor every second: a beat is at most 1.5 s old, later
+    # loaded; 3.5 s of silence is a stall (2 s of margin, as 5 s had over the default 2 s probe).
+    pool = _start_pool(settings, port, log_path, FANOUT_STALL_S="3.5", FANOUT_PROBE_S="0.5")
 
     def until(what: Callable[[], bool], seconds: float) -> None:
         deadline = time.monotonic() + seconds
