@@ -250,7 +250,12 @@ def test_buffered_events_are_sent_at_exit_and_on_sigterm(
         first = json.loads(process.stdout.readline())
         if mode.startswith("sigterm"):
             process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # killed and read, so no open pipe outlives this test
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"the publisher was still running 60 s after {mode}; its stderr ends: {err[-3000:]}")
         arrived = receiver.wait_sent(305)
     assert first["pending"] > 0, "nothing was left for the exit flush to send"
     assert set(first["ids"]) == set(arrived)

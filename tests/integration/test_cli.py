@@ -181,9 +181,9 @@ def test_a_setting_refused_as_a_whole_is_a_clear_error_without_its_values(
     assert "tail-of-a" not in result.stderr
 
 
-def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly() -> None:
+def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly(closed_port: int) -> None:
     """`fanout flags` names a key outside the known domains (exit 2) and a MongoDB that does not answer (exit 1)."""
-    env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{free_port()}", "FANOUT_MONGO_TIMEOUT_MS": "300"}
+    env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{closed_port}", "FANOUT_MONGO_TIMEOUT_MS": "300"}
     bad = _fanout(env, "flags", "set", "billing", "off")
     assert 2 == bad.returncode
     assert "'billing' is not in a known domain" in bad.stderr

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fanout import Publisher
 from fanout.tokens import sign
-from tests.conftest import Stack, free_port
+from tests.conftest import Stack
 from tests.helpers import Client, connect, wait_for
 from tests.integration.conftest import Lane
 
@@ -190,11 +190,11 @@ def _emf_ready(log: Path) -> list[float]:
 
 
 async def test_a_worker_that_cannot_reach_mongodb_at_startup_reports_not_ready_to_cloudwatch(
-    lane: Lane,
+    lane: Lane, closed_port: int
 ) -> None:
     """A worker that starts while MongoDB refuses connections prints Ready 0 for CloudWatch (as /metrics
     shows fanout_ready 0), so the WorkerNotReady alarm sees it rather than no report from it at all."""
-    refused = f"mongodb://127.0.0.1:{free_port()}"
+    refused = f"mongodb://127.0.0.1:{closed_port}"
     worker = lane.worker(
         FANOUT_MONGO_URI=refused,
         FANOUT_MONGO_TIMEOUT_MS="500",

@@ -18,7 +18,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from fanout.flags import FlagStore, LiveSwitches, Switches, check_key
-from tests.conftest import Server, dev_settings, free_port
+from tests.conftest import Server, dev_settings
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,9 @@ async def test_malformed_documents_are_ignored(store: tuple[FlagStore, Any]) -> 
     assert {"follow": False} == (await flags.read()).states
 
 
-async def test_a_worker_keeps_its_last_reading_when_mongodb_is_gone(store: tuple[FlagStore, Any]) -> None:
+async def test_a_worker_keeps_its_last_reading_when_mongodb_is_gone(
+    store: tuple[FlagStore, Any], closed_port: int
+) -> None:
     """LiveSwitches picks a change up on refresh; against a MongoDB that does not answer it keeps the state."""
     flags, _ = store
     live = LiveSwitches(flags)
@@ -94,7 +96,7 @@ async def test_a_worker_keeps_its_last_reading_when_mongodb_is_gone(store: tuple
         await asyncio.wait_for(_until(lambda: not live.enabled("chat.message")), 5)
 
     gone: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        f"mongodb://127.0.0.1:{free_port()}", serverSelectionTimeoutMS=100, timeoutMS=100
+        f"mongodb://127.0.0.1:{closed_port}", serverSelectionTimeoutMS=100, timeoutMS=100
     )
     stranded = LiveSwitches(FlagStore(gone["fanout"]["fanoutflags"]))
     stranded.current = live.current

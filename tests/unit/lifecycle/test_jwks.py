@@ -218,7 +218,7 @@ async def test_alg_none_and_hs256_with_the_public_key_are_refused(
 
 
 async def test_an_unreachable_or_slow_jwks_refuses_within_its_timeout(
-    make_lifecycle: MakeLifecycle, jwks: Jwks
+    make_lifecycle: MakeLifecycle, jwks: Jwks, closed_port: int
 ) -> None:
     """A JWKS that does not answer within FANOUT_JWKS_TIMEOUT_S refuses the connect (401) in about that
     time; the lifecycle never waits on the identity provider unbounded."""
@@ -227,7 +227,7 @@ async def test_an_unreachable_or_slow_jwks_refuses_within_its_timeout(
     started = time.monotonic()
     assert 401 == await _status(lc, jwks.keys[0].sign(uid="u1"))
     assert time.monotonic() - started < 2
-    gone = await _lifecycle(make_lifecycle, jwks, jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json")
+    gone = await _lifecycle(make_lifecycle, jwks, jwks_url=f"http://127.0.0.1:{closed_port}/jwks.json")
     assert 401 == await _status(gone, jwks.keys[0].sign(uid="u1"))
 
 

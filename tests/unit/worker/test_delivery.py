@@ -201,13 +201,13 @@ async def test_a_remainder_round_reaches_only_listed_connections_of_the_target(r
     assert got[2] is None
 
 
-async def test_a_failed_lookup_raises_and_leaves_no_unretrieved_future() -> None:
+async def test_a_failed_lookup_raises_and_leaves_no_unretrieved_future(closed_port: int) -> None:
     """MongoDB refusing connections: deliver() raises the lookup's error, and asyncio reports no future
     whose error nobody read (each such report is an error-level log line during an outage)."""
     reports: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, context: reports.append(context))
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        f"mongodb://127.0.0.1:{free_port()}", serverSelectionTimeoutMS=200, timeoutMS=300
+        f"mongodb://127.0.0.1:{closed_port}", serverSelectionTimeoutMS=200, timeoutMS=300
     )
     http = HttpClient(timeout_s=1)
     deliverer = Deliverer(
