@@ -199,7 +199,8 @@ def test_an_outage_loses_no_event_silently(moto: Moto) -> None:
 
 
 _SCRIPT = """
-import asyncio, json, os, signal, sys, time
+import asyncio, faulthandler, json, os, signal, sys, time
+faulthandler.enable()  # a SIGABRT from the test prints every thread's stack: where a hang waits
 from prometheus_client import CollectorRegistry
 from fanout.config import Settings
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
@@ -252,10 +253,14 @@ def test_buffered_events_are_sent_at_exit_and_on_sigterm(
             process.send_signal(signal.SIGTERM)
         try:
             out, err = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:  # killed and read, so no open pipe outlives this test
-            process.kill()
-            out, err = process.communicate()
-            pytest.fail(f"the publisher was still running 60 s after {mode}; its stderr ends: {err[-3000:]}")
+        except subprocess.TimeoutExpired:  # its stacks, then killed and read: no open pipe outlives this test
+            process.send_signal(signal.SIGABRT)
+            try:
+                out, err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                out, err = process.communicate()
+            pytest.fail(f"the publisher was still running 60 s after {mode}; its stderr: {err[-10_000:]}")
         arrived = receiver.wait_sent(305)
     assert first["pending"] > 0, "nothing was left for the exit flush to send"
     assert set(first["ids"]) == set(arrived)
