@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
@@ -44,10 +44,6 @@ def _publish(stack: Stack, event_id: str, seconds: float) -> None:
         list(pool.map(send, range(10)))
 
 
-async def _equals(value: Awaitable[float], expected: float) -> bool:
-    return await value == expected
-
-
 async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_final_value(
     live_stack: Stack,
 ) -> None:
@@ -55,7 +51,7 @@ async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_fin
     increasing order, the last one holding 1,999; the rest are counted as conflated."""
     event_id = uid("e")
     s = live_stack.settings
-    before = (await scrape(live_stack.metrics_url)).value("fanout_events_total", outcome="conflated")
+    before = await _outcomes(live_stack)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         watcher = await connect(es, http, live_stack.ws_url, s, uid("w"))
         await watcher.ws.send_json({"action": "subscribe", "topics": [f"event:{event_id}"], "id": "s1"})
@@ -74,11 +70,31 @@ async def test_a_hot_counter_reaches_a_watcher_as_few_frames_ending_with_the_fin
     assert seen == sorted(set(seen))
     assert len(seen) <= UPDATES // 20, len(seen)  # 14 on a 2-core machine at load 2.4
 
-    async def conflated() -> float:
-        after = (await scrape(live_stack.metrics_url)).value("fanout_events_total", outcome="conflated")
-        return after - before
+    async def settled() -> bool:  # every update received has its outcome, the stragglers' too
+        now = await _outcomes(live_stack) - before
+        return now[CONFLATED] + now[DELIVERED] >= UPDATES
 
-    # every update not seen is counted as conflated, once the worker has taken the stragglers too
-    with contextlib.suppress(AssertionError):  # the assertion below says what is missing
-        await wait_for(lambda: _equals(conflated(), UPDATES - len(seen)), timeout=20, every=0.5)
-    assert UPDATES - len(seen) == await conflated()
+    # Every update not seen is counted as conflated, once the worker has taken the stragglers too. SQS
+    # delivers at least once: a message received again (its delete late under load) is conflated again,
+    # so each receive past the 2,000 may add one; with none the count is exact.
+    with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+        await wait_for(settled, timeout=20, every=0.5)
+    counted = await _outcomes(live_stack) - before
+    again = counted.total() - UPDATES
+    assert len(seen) == counted[DELIVERED]
+    assert UPDATES - len(seen) <= counted[CONFLATED] <= UPDATES - len(seen) + again, counted
+
+
+CONFLATED, DELIVERED = "conflated", "delivered"
+
+
+async def _outcomes(stack: Stack) -> Counter[str]:
+    """The worker's outcomes of attendance updates so far (other tests share the stack)."""
+    figures = await scrape(stack.metrics_url)
+    return Counter(
+        {
+            s.labels["outcome"]: int(s.value)
+            for s in figures.samples
+            if s.name == "fanout_events_total" and s.labels.get("event_type") == "event.attendance.updated"
+        }
+    )
