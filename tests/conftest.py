@@ -247,6 +247,27 @@ def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def mongo_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """SecantusDB alone over TLS, its certificate from a test CA: production settings refuse a plain
+    MongoDB URI, so the tests that run handlers as deployed reach this one."""
+    import trustme  # here: only the production-mode tests need it
+
+    certs = tmp_path_factory.mktemp("mongo-tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(certs / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(certs / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(certs / "cert.pem"))
+    port = free_port()
+    argv = [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+            "--storage-path", ":memory:", "--log-level", "ERROR",
+            "--tls-cert-file", str(certs / "cert.pem"), "--tls-key-file", str(certs / "key.pem")]  # fmt: skip
+    process = _serve(argv, lambda: _tcp_answers(port), certs / "secantus.log")
+    yield Server(f"mongodb://127.0.0.1:{port}/?tls=true&tlsCAFile={certs / 'ca.pem'}", process)
+    _stop(process, wake=lambda: _tcp_answers(port))
+
+
+@pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Server]:
     """moto (SQS, SNS, Secrets Manager) alone, for tests that need only AWS APIs."""
     port = free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -259,6 +260,13 @@ class Settings(BaseSettings):
             checked_url(value, dev=dev, example=_URL_EXAMPLES[name], query=name == "jwks_url")
         return value
 
+    @field_validator("mongo_uri")
+    @classmethod
+    def _check_mongo_uri(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("env", "dev") != "dev":
+            checked_mongo_uri(value.get_secret_value())
+        return value
+
     @field_validator("api_ids", mode="before")
     @classmethod
     def _split_api_ids(cls, value: Any) -> Any:
@@ -346,6 +354,37 @@ def pin_aws_endpoints(settings: Settings) -> None:
     ``Settings.aws_config`` cannot reach. The entry points call it once, before any client exists."""
     if not settings.is_dev:
         os.environ["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true"
+
+
+def checked_mongo_uri(uri: str) -> None:
+    """Outside dev, MongoDB is reached over TLS that checks the server's certificate: ``mongodb+srv://``
+    (TLS unless turned off) or ``mongodb://`` with ``tls=true``, and none of ``tlsInsecure``,
+    ``tlsAllowInvalidCertificates``, ``tlsAllowInvalidHostnames``. The local stack's plain
+    ``mongodb://127.0.0.1`` cannot take effect in production. ``ValueError`` with the reason, never the URI,
+    which may carry a password."""
+    from pymongo.errors import PyMongoError  # here: most importers of Settings never reach MongoDB
+    from pymongo.uri_parser import split_options
+
+    srv = uri.startswith("mongodb+srv://")
+    if not (srv or uri.startswith("mongodb://")):
+        raise ValueError("must be a MongoDB URI such as mongodb+srv://user:password@cluster.example.net/")
+    # Where the options start, as pymongo reads a URI: after the database path, else after the hosts.
+    rest = uri.partition("://")[2]
+    hosts, slash, path = rest.partition("/")
+    query = (path if slash else hosts).partition("?")[2]
+    try:
+        with warnings.catch_warnings():  # a repeated option: pymongo warns when the client reads it too
+            warnings.simplefilter("ignore")
+            options = split_options(query) if query else {}
+    except OSError:  # pymongo opens the files an option names (tlsCAFile, tlsCertificateKeyFile)
+        raise ValueError("names a TLS file that cannot be read") from None
+    except (PyMongoError, ValueError):
+        raise ValueError("has options pymongo cannot read") from None
+    if not options.get("tls", srv):
+        raise ValueError("must use TLS when FANOUT_ENV=production (mongodb+srv://, or tls=true)")
+    for name in ("tlsInsecure", "tlsAllowInvalidCertificates", "tlsAllowInvalidHostnames"):
+        if options.get(name):
+            raise ValueError(f"must check the server's certificate when FANOUT_ENV=production ({name})")
 
 
 def _botocore_endpoints() -> list[str]:

@@ -143,13 +143,15 @@ def test_production_worker_without_settings_is_a_config_error() -> None:
         ("FANOUT_AWS_ENDPOINT_URL", "http://127.0.0.1:9324/tail-of-a-path", "must be https"),
         ("FANOUT_AWS_ENDPOINT_URL", "https://localhost:4566/tail-of-a-path", "must name a public host"),
         ("FANOUT_JWKS_URL", "https://127.0.0.1:8443/jwks?key=tail-of-a-key", "must name a public host"),
+        ("FANOUT_MONGO_URI", "mongodb://fanout:tail-of-a-key@127.0.0.1:27018", "must use TLS"),
     ],
 )
 def test_production_refuses_a_local_endpoint_without_its_value(variable: str, url: str, reason: str) -> None:
-    """A production worker given the local stack's SQS endpoint or a loopback JWKS exits 2 before it
-    connects anywhere, naming the variable and the reason, and not the URL."""
-    env = {"FANOUT_ENV": "production", variable: url, "FANOUT_JWT_ISSUER": "https://login.example.test/",
-           "FANOUT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q", "FANOUT_MONGO_URI": "mongodb://db.example:1"}  # fmt: skip
+    """A production worker given the local stack's SQS endpoint or MongoDB, or a loopback JWKS, exits 2
+    before it connects anywhere, naming the variable and the reason, and not the URL."""
+    env = {"FANOUT_ENV": "production", "FANOUT_JWT_ISSUER": "https://login.example.test/",
+           "FANOUT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+           "FANOUT_MONGO_URI": "mongodb://db.example:1/?tls=true", variable: url}  # fmt: skip
     result = _fanout(env, "worker", "--processes", "1")
     assert 2 == result.returncode
     assert f"bad setting {variable}: {reason}" in result.stderr
@@ -174,7 +176,9 @@ def test_a_setting_refused_as_a_whole_is_a_clear_error_without_its_values(
 ) -> None:
     """A settings error that no single variable carries (a short key, a JWKS without issuer) or an unknown
     log level exits 2 with the reason, no traceback, and none of the values, which may be secrets."""
-    result = _fanout({**env, "FANOUT_MONGO_URI": "mongodb://admin:tail-of-a-password@db.example:1"}, "schema")
+    result = _fanout(
+        {**env, "FANOUT_MONGO_URI": "mongodb://admin:tail-of-a-password@db.example:1/?tls=true"}, "schema"
+    )
     assert 2 == result.returncode
     assert message in result.stderr
     assert "Traceback" not in result.stderr

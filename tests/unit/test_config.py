@@ -227,6 +227,54 @@ def test_a_refused_endpoint_names_its_variable_and_reason_not_its_value(
     assert "tail-of-a" not in message and "127.0.0.1" not in message
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb+srv://fanout:tail-of-a-password@cluster0.example.net/?retryWrites=true&w=majority",
+        "mongodb://docdb-1.cluster-abc.eu-west-1.docdb.amazonaws.com:27017/fanout?tls=true&replicaSet=rs0",
+        "mongodb://mongo-a.internal:27017,mongo-b.internal:27017/?ssl=true&replicaSet=rs0",
+        "mongodb://mongo.internal/?tls=true&tlsInsecure=false",
+    ],
+)
+def test_production_takes_a_mongodb_over_tls(uri: str) -> None:
+    """Atlas (``mongodb+srv://``: TLS unless turned off), DocumentDB and a replica set with ``tls=true``
+    (or its older name ``ssl``) are taken in production, private hosts included."""
+    assert uri == Settings(env="production", mongo_uri=uri).mongo()
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        ("mongodb://127.0.0.1:27018", "must use TLS"),  # the local stack's
+        ("mongodb://fanout:tail-of-a-password@mongo.internal:27017/fanout", "must use TLS"),
+        ("mongodb+srv://cluster0.example.net/?tls=false", "must use TLS"),
+        (
+            "mongodb://mongo.internal/?tls=true&tls=false",
+            "must use TLS",
+        ),  # the last one counts, as in pymongo
+        ("mongodb://mongo.internal/?tls=true&tlsInsecure=true", "check the server's certificate"),
+        (
+            "mongodb+srv://cluster0.example.net/?tlsAllowInvalidCertificates=true",
+            "check the server's certificate",
+        ),
+        (
+            "mongodb://mongo.internal/?TLS=true;tlsallowinvalidhostnames=true",
+            "check the server's certificate",
+        ),
+        ("mongodb://mongo.internal/?tls=true&tlsCAFile=/nonexistent/ca.pem", "TLS file that cannot be read"),
+        ("mongodb://mongo.internal/?tls=maybe", "options pymongo cannot read"),
+        ("https://tail-of-a-password@mongo.internal/", "must be a MongoDB URI"),
+    ],
+)
+def test_production_refuses_a_mongodb_without_checked_tls(uri: str, reason: str) -> None:
+    """Outside dev MongoDB is reached over TLS that checks the server's certificate, so the local stack's
+    plain URI cannot take effect there. The error names the variable and the reason, never the URI."""
+    with pytest.raises(ConfigError, match=f"bad setting FANOUT_MONGO_URI: .*{reason}") as caught:
+        load(env="production", mongo_uri=uri)
+    assert "tail-of-a" not in str(caught.value) and "mongo.internal" not in str(caught.value)
+    assert uri == Settings(mongo_uri=uri).mongo()  # dev takes any of them
+
+
 #: Two ways an AWS config file redirects every client: a profile's endpoint_url, or a services section.
 CONFIG_FILE_ENDPOINTS = [
     "[default]\nendpoint_url = {url}\n",

@@ -62,13 +62,13 @@ KEY = "k" * 40
 
 @pytest.fixture
 def handler(
-    mongo_server: Server, monkeypatch: pytest.MonkeyPatch
+    mongo_tls_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, MongoClient[dict[str, Any]]]]:
     """``lambda_handler`` configured as a deployed function; the records collection to look at."""
     db = f"lc_{secrets.token_hex(4)}"
     for key, value in {
         "FANOUT_ENV": "production",
-        "FANOUT_MONGO_URI": mongo_server.url,
+        "FANOUT_MONGO_URI": mongo_tls_server.url,  # production reaches MongoDB over TLS only
         "FANOUT_MONGO_DB": db,
         "FANOUT_JWT_SECRET": KEY,
         "FANOUT_CLOUDWATCH_EMF": "true",
@@ -76,7 +76,7 @@ def handler(
     }.items():
         monkeypatch.setenv(key, value)
     reset()
-    mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_server.url, tz_aware=True)
+    mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_tls_server.url, tz_aware=True)
     yield aws.lambda_handler, mongo
     mongo.drop_database(db)
     mongo.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 from typing import Any
@@ -126,21 +127,40 @@ def test_a_deployed_handler_refuses_development_mode(monkeypatch: pytest.MonkeyP
         aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
 
 
-def test_a_deployed_handler_needs_a_key(monkeypatch: pytest.MonkeyPatch, mongo_server: Server) -> None:
+def test_a_deployed_handler_needs_a_key(monkeypatch: pytest.MonkeyPatch, mongo_tls_server: Server) -> None:
     """In production without FANOUT_JWT_SECRET or its ARN the handler refuses to start."""
     monkeypatch.setenv("FANOUT_ENV", "production")
-    monkeypatch.setenv("FANOUT_MONGO_URI", mongo_server.url)
+    monkeypatch.setenv("FANOUT_MONGO_URI", mongo_tls_server.url)
     with pytest.raises(ConfigError, match="FANOUT_JWT_SECRET"):
         aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
 
 
-def test_the_key_can_come_from_secrets_manager(monkeypatch: pytest.MonkeyPatch, moto_server: Server) -> None:
-    """FANOUT_JWT_SECRET_ARN names a Secrets Manager secret whose value becomes the key."""
+def test_a_deployed_handler_refuses_a_plain_mongodb(
+    monkeypatch: pytest.MonkeyPatch, mongo_server: Server
+) -> None:
+    """The local stack's MongoDB, plain TCP to a loopback port, cannot take effect in production: the
+    handler refuses to start, saying why, without the URI (a URI may carry a password)."""
+    monkeypatch.setenv("FANOUT_ENV", "production")
+    monkeypatch.setenv("FANOUT_JWT_SECRET", KEY)
+    monkeypatch.setenv("FANOUT_MONGO_URI", mongo_server.url.replace("://", "://fanout:hunter2secret@"))
+    with pytest.raises(ConfigError, match="FANOUT_MONGO_URI: must use TLS") as refused:
+        aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
+    assert "hunter2secret" not in str(refused.value) and "127.0.0.1" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("stored", "refused"),
+    [("mongodb://db:1/?tls=true", None), ("mongodb://fanout:tail-of-a-password@db:1", "must use TLS")],
+    ids=["tls", "plain"],
+)
+def test_the_key_can_come_from_secrets_manager(
+    monkeypatch: pytest.MonkeyPatch, moto_server: Server, stored: str, refused: str | None
+) -> None:
+    """FANOUT_JWT_SECRET_ARN names a Secrets Manager secret whose value becomes the key; the MongoDB URI
+    read from a secret is held to production's rule as one set directly is (TLS), and never quoted."""
     sm = boto3.client("secretsmanager", endpoint_url=moto_server.url, region_name="us-east-1")
     arn = sm.create_secret(Name=f"jwt-{secrets.token_hex(4)}", SecretString=KEY)["ARN"]
-    uri = sm.create_secret(
-        Name=f"mongo-{secrets.token_hex(4)}", SecretString=json.dumps({"uri": "mongodb://db:1"})
-    )
+    uri = sm.create_secret(Name=f"mongo-{secrets.token_hex(4)}", SecretString=json.dumps({"uri": stored}))
     for key, value in {
         "FANOUT_ENV": "production",
         "FANOUT_JWT_SECRET_ARN": arn,
@@ -149,9 +169,17 @@ def test_the_key_can_come_from_secrets_manager(monkeypatch: pytest.MonkeyPatch, 
     }.items():
         monkeypatch.setenv(key, value)
     # moto's client is handed in: production settings cannot name a local endpoint
-    settings = aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"}, secrets_client=sm)
-    assert KEY == settings.jwt_key()
-    assert "mongodb://db:1" == settings.mongo()
+    deployed = functools.partial(
+        aws.deployed_settings, {"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"}, secrets_client=sm
+    )
+    if refused is None:
+        settings = deployed()
+        assert KEY == settings.jwt_key()
+        assert stored == settings.mongo()
+    else:
+        with pytest.raises(ConfigError, match=f"FANOUT_MONGO_URI: {refused}") as caught:
+            deployed()
+        assert "tail-of-a" not in str(caught.value)
     sm.close()
 
 
@@ -164,7 +192,7 @@ def test_a_development_key_stored_as_a_secret_is_refused(
     for key, value in {
         "FANOUT_ENV": "production",
         "FANOUT_JWT_SECRET_ARN": arn,
-        "FANOUT_MONGO_URI": "mongodb://db:1",
+        "FANOUT_MONGO_URI": "mongodb://db:1/?tls=true",
     }.items():
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match="development key"):

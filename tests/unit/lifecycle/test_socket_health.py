@@ -122,7 +122,7 @@ def no_mongo(handler: tuple[Call, Any], monkeypatch: pytest.MonkeyPatch) -> Iter
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setenv("FANOUT_MONGO_URI", f"mongodb://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("FANOUT_MONGO_URI", f"mongodb://127.0.0.1:{server.server_address[1]}/?tls=true")
     monkeypatch.setenv("FANOUT_MONGO_TIMEOUT_MS", "300")
     yield handler[0]
     reset()  # the handler's client goes before its server does
@@ -186,7 +186,7 @@ def test_a_start_refused_for_a_bad_setting_is_logged_as_json_without_the_values(
     call, _ = handler
     monkeypatch.delenv("FANOUT_CLOUDWATCH_EMF")  # the key is then the last setting given
     monkeypatch.setenv("FANOUT_JWT_SECRET", "tail-of-a-short-secret")
-    monkeypatch.setenv("FANOUT_MONGO_URI", "mongodb://admin:tail-of-a-password@127.0.0.1:1")
+    monkeypatch.setenv("FANOUT_MONGO_URI", "mongodb://admin:tail-of-a-password@127.0.0.1:1/?tls=true")
     capfd.readouterr()
     assert 500 == call(events.connect("h8", token=sign("hu9", KEY)), None)["statusCode"]
     out, err = capfd.readouterr()

@@ -35,7 +35,7 @@ def _listening(port: int) -> bool:
 async def test_serve_refuses_outside_dev() -> None:
     """serve() raises before it reaches MongoDB, SQS or a port when FANOUT_ENV is production."""
     settings = Settings(
-        env="production", mongo_uri="mongodb://127.0.0.1:1", queue_url="https://sqs.invalid/q"
+        env="production", mongo_uri="mongodb://127.0.0.1:1/?tls=true", queue_url="https://sqs.invalid/q"
     )
     with pytest.raises(ConfigError, match="local stack only"):
         await serve(settings)
@@ -50,7 +50,7 @@ def test_the_demo_server_exits_outside_dev_and_binds_nothing() -> None:
         "fanout.local.demo",
         FANOUT_ENV="production",
         FANOUT_DEMO_PORT=str(port),
-        FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}",
+        FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}/?tls=true",
         FANOUT_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/000000000000/never-used",
     )
     assert 2 == result.returncode, result.stderr[-2000:]
