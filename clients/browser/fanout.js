@@ -196,6 +196,16 @@ export function rateLimitedWait(answer) {
   return typeof windowS === "number" && windowS > 0 && windowS <= MAX_WINDOW_S ? windowS : null;
 }
 
+/** The topics of `asked` that a `forbidden_topic` refusal names: every one in its `topics`, or the one
+ * `topic` of a server before that. Nothing for another answer, and never a topic not asked, so a retry
+ * without them always asks for less. */
+export function refusedTopics(answer, asked) {
+  const payload = answer?.payload;
+  if (answer?.type !== "system.error" || payload?.code !== "forbidden_topic") return new Set();
+  const named = Array.isArray(payload.topics) ? payload.topics : [payload.topic];
+  return new Set(named.filter((t) => typeof t === "string" && asked.includes(t)));
+}
+
 /** A URL builder that fetches a fresh single-use ticket for every connect. */
 export function ticketUrl(base, fetchTicket) {
   return async () => {
@@ -475,17 +485,16 @@ export class FanoutClient {
     }
   }
 
-  /** One refused topic refuses the whole frame: a topic this tab may no longer follow (a revocation it
-   * missed while away) is left out of this connection and the rest sent again, as often as topics are
-   * refused: each refusal drops one. */
+  /** One refused topic refuses the whole frame: the topics this tab may no longer follow (revocations
+   * it missed while away) are left out of this connection and the rest sent again (`refusedTopics`). */
   async #subscribeAgain(topics) {
     while (topics.length) {
       const answer = await this.request("subscribe", { topics });
       if (answer.type === "subscribe.ok") return;
       this.lastError = new Error(`subscribe: ${answer.payload?.code}`);
-      const refused = answer.payload?.topic;
-      if (answer.payload?.code !== "forbidden_topic" || !topics.includes(refused)) return;
-      topics = topics.filter((t) => t !== refused);
+      const refused = refusedTopics(answer, topics);
+      if (!refused.size) return;
+      topics = topics.filter((t) => !refused.has(t));
     }
   }
 

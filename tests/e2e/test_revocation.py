@@ -225,8 +225,9 @@ async def test_both_client_libraries_keep_the_allowed_topic_after_more_refusals_
     live_stack: Stack, product_db: Any
 ) -> None:
     """fanout.client and fanout.js, each subscribed to eight organizations, lose seven of them without a
-    frame (a tab away while they were revoked). When they reconnect, the server refuses the seven one
-    by one and the eighth is still subscribed: dropping refused topics ends only when none is left."""
+    frame (a tab away while they were revoked). When they reconnect, the server refuses the seven
+    (naming them all) and the eighth is still subscribed: dropping refused topics ends only when none is
+    left."""
     s = live_stack.settings
     user, orgs, topics, py = await _member_of_organizations(live_stack, product_db, "k", 8)
     records = product_db[s.connections_collection]

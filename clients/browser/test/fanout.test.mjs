@@ -1,9 +1,10 @@
-// The rules of fanout.js that need no server: backoff, duplicates by id, per-key order, rate_limited waits.
+// The rules of fanout.js that need no server: backoff, duplicates by id, per-key order, rate_limited waits,
+// the topics a forbidden_topic refusal leaves out.
 // Run by tests/integration/test_browser_client.py with `node --test`.
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { Backoff, RecentIds, Reorderer, rateLimitedWait, ticketUrl } from "../fanout.js";
+import { Backoff, RecentIds, Reorderer, rateLimitedWait, refusedTopics, ticketUrl } from "../fanout.js";
 
 const ev = (id, key, seq) => ({ id, type: "chat.message", key, seq, payload: {} });
 const ids = (events) => events.map((e) => e.id);
@@ -124,4 +125,21 @@ test("a rate_limited refusal asks for its windowS; another answer or an insane w
     refusal({ windowS: Infinity }),
   ];
   assert.deepEqual(others.map(rateLimitedWait), others.map(() => null));
+});
+
+test("a forbidden_topic refusal leaves out every asked topic it names, and nothing else", () => {
+  const asked = ["organization:1", "organization:2", "event:3"];
+  const forbidden = (payload) => ({ v: 1, type: "system.error", payload: { code: "forbidden_topic", ...payload } });
+  const cases = [
+    [forbidden({ topic: "organization:1", topics: ["organization:1", "organization:2"] }), ["organization:1", "organization:2"]],
+    [forbidden({ topic: "organization:2" }), ["organization:2"]], // a server before `topics`
+    [forbidden({ topic: "organization:1", topics: ["organization:1", "user:other", 7, null] }), ["organization:1"]],
+    [forbidden({ topic: "organization:1", topics: "organization:2" }), ["organization:1"]],
+    [forbidden({ topic: "user:other" }), []],
+    [forbidden({ topics: [] }), []],
+    [{ v: 1, type: "system.error", payload: { code: "too_many_topics", topic: "event:3" } }, []],
+    [{ v: 1, type: "subscribe.ok", payload: { code: "forbidden_topic", topic: "event:3" } }, []],
+    [{ v: 1, type: "system.error", payload: "forbidden_topic" }, []],
+  ];
+  for (const [answer, refused] of cases) assert.deepEqual([...refusedTopics(answer, asked)].sort(), refused.sort());
 });

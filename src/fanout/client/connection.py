@@ -236,20 +236,20 @@ class FanoutClient:
             await self._resume(list(self.reorder.positions), with_events=True)
 
     async def _subscribe_again(self, topics: list[str]) -> None:
-        """Subscribe a reconnected connection. One refused topic refuses the whole frame: a topic this
-        process may no longer follow (a revocation it missed while away) is left out of this connection
-        and the rest sent again, so it does not cost the others: as often as topics are refused, since
-        each refusal drops one (a tab away while many were revoked)."""
+        """Subscribe a reconnected connection. One refused topic refuses the whole frame: the topics this
+        process may no longer follow (revocations it missed while away) are left out of this connection
+        and the rest sent again, so they do not cost the others (``refused_topics``)."""
         while topics:
             answer = await self.request("subscribe", topics=topics)
-            payload = answer.get("payload") or {}
             if answer.get("type") == "subscribe.ok":
                 return
-            log.warning("client_subscribe_refused", code=payload.get("code"))
-            refused = payload.get("topic")
-            if payload.get("code") != "forbidden_topic" or refused not in topics:
+            payload = answer.get("payload")
+            log.warning(
+                "client_subscribe_refused", code=payload.get("code") if isinstance(payload, dict) else None
+            )
+            if not (refused := refused_topics(answer, topics)):
                 return
-            topics = [t for t in topics if t != refused]
+            topics = [t for t in topics if t not in refused]
 
     async def _resume(self, keys: list[str], *, with_events: bool) -> None:
         positions = {k: self.reorder.positions[k] for k in keys if RESUMABLE.fullmatch(k)}
@@ -372,6 +372,20 @@ class FanoutClient:
                     self._resumed_gap.pop(key, None)
                     self._hand_on(self.reorder.skip(key))
                     await self._resync(Resync({key: self.reorder.positions[key]}))
+
+
+def refused_topics(answer: Frame, asked: list[str]) -> set[str]:
+    """The topics of ``asked`` that a ``forbidden_topic`` refusal names: every one in its ``topics``, or
+    the one ``topic`` of a server before that. Nothing for another answer, and never a topic not asked,
+    so a retry without them always asks for less."""
+    payload = answer.get("payload")
+    if answer.get("type") != "system.error" or not isinstance(payload, dict):
+        return set()
+    if payload.get("code") != "forbidden_topic":
+        return set()
+    named = payload.get("topics")
+    named = named if isinstance(named, list) else [payload.get("topic")]
+    return {t for t in named if isinstance(t, str)} & set(asked)
 
 
 def rate_limited_wait(answer: Frame) -> float | None:

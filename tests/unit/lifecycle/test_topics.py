@@ -79,6 +79,21 @@ async def test_a_refusal_names_the_topic_and_stores_nothing(lifecycle: Lifecycle
     assert "topics" not in (await lifecycle.services.store.get("c2") or {})
 
 
+@pytest.mark.parametrize("lifecycle", ["tests.unit.lifecycle.test_topics:members_only"], indirect=True)
+async def test_a_refusal_names_every_refused_topic_of_the_frame(lifecycle: Lifecycle) -> None:
+    """A frame with several refused topics is answered once, naming them all in the frame's order, so a
+    client drops them together; ``topic`` still names the first, for clients that read only it."""
+    frame = {"action": "subscribe", "topics": ["conversation:9", "event:1", "user:u2", "organization:7"]}
+    answer = await _send(lifecycle, "c1", frame)
+    assert ("forbidden_topic", "conversation:9", ["conversation:9", "user:u2"]) == (
+        answer["payload"]["code"],
+        answer["payload"]["topic"],
+        answer["payload"]["topics"],
+    )
+    frame["topics"] = ["event:1", "organization:7"]  # sent again without them: taken
+    assert ["event:1", "organization:7"] == (await _send(lifecycle, "c1", frame))["payload"]["topics"]
+
+
 async def test_the_cap_holds_over_many_frames(lifecycle: Lifecycle) -> None:
     """Frames of a few topics each cannot together exceed the per-connection total."""
     for start in range(0, MAX_TOPICS, 10):
@@ -139,10 +154,11 @@ async def test_access_revoked_while_the_subscribe_is_stored_is_taken_back(lifecy
     what was allowed (the public topic of the same frame, and nothing gated)."""
     ANSWERED.clear()
     answer = await _send(lifecycle, "c1", {"action": "subscribe", "topics": ["organization:7", "event:3"]})
-    assert ("system.error", "forbidden_topic", "organization:7") == (
+    assert ("system.error", "forbidden_topic", "organization:7", ["organization:7"]) == (
         answer["type"],
         answer["payload"]["code"],
         answer["payload"]["topic"],
+        answer["payload"]["topics"],
     )
     assert ["event:3"] == (await lifecycle.services.store.get("c1") or {})["topics"]
 
