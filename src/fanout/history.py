@@ -137,7 +137,7 @@ class History:
         self._sequences: AsyncCollection[dict[str, Any]] = db[settings.sequences_collection]
         self.window_s = settings.history_window_s
         self.max_replay = settings.history_max_replay
-        self._writes: Coalescer[dict[str, Any], None] = Coalescer(self._write, most=WRITE_BATCH)
+        self._writes: Coalescer[dict[str, Any], None] = Coalescer(self.write_many, most=WRITE_BATCH)
 
     @property
     def enabled(self) -> bool:
@@ -158,10 +158,15 @@ class History:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             future.set_result(None)
             return future
-        return self._writes.submit(document(body, expires_at, datetime.now(UTC), self.window_s))
+        return self._writes.submit(self.document(body, expires_at))
 
-    async def _write(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
-        """One ``insert_many``: a refused document fails only its event; a duplicate was kept already."""
+    def document(self, body: QueueBody, expires_at: float) -> dict[str, Any]:
+        """The history document of an event kept now."""
+        return document(body, expires_at, datetime.now(UTC), self.window_s)
+
+    async def write_many(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Keep events in one ``insert_many`` (at most ``WRITE_BATCH``): a refused document fails only its
+        event (its answer is the error); a duplicate was kept already."""
         try:
             await self._col.insert_many(docs, ordered=False)
         except BulkWriteError as exc:

@@ -69,14 +69,15 @@ class _UserLookups:
         self._col = collection
         self._on_skip = on_skip
         self._lookups: Coalescer[list[str], list[dict[str, Any]]] = Coalescer(
-            self._query, most=USER_CHUNK, weigh=len
+            self.query, most=USER_CHUNK, weigh=len
         )
 
     def find(self, users: list[str]) -> asyncio.Future[list[dict[str, Any]]]:
         """The live records of ``users`` (at most ``USER_CHUNK`` of them)."""
         return self._lookups.submit(users)
 
-    async def _query(self, wanted: list[list[str]]) -> list[list[dict[str, Any]]]:
+    async def query(self, wanted: list[list[str]]) -> list[list[dict[str, Any]]]:
+        """The live records of each list of users, in one query for all (``USER_CHUNK`` users at most)."""
         users = list({user for some in wanted for user in some})
         query = {"userId": {"$in": users}, "expiresAt": {"$gt": now_utc()}}
         docs = await self._col.find(query, PROJECTION).to_list(None)
@@ -106,11 +107,20 @@ class Resolver:
             elif self._on_skip is not None:
                 self._on_skip(doc)
 
+    async def find_users(self, wanted: list[list[str]]) -> list[list[dict[str, Any]]]:
+        """The live records of each list of users (``USER_CHUNK`` users in all at most), in one query: the
+        ``found`` of ``resolve`` for the events whose lookups a caller merged itself."""
+        return await self._users.query(wanted)
+
     async def resolve(
-        self, target: Target, shard: tuple[int, int] | None = None
+        self,
+        target: Target,
+        shard: tuple[int, int] | None = None,
+        found: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[list[Connection]]:
         """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
-        to the records in buckets ``[lo, hi)``."""
+        to the records in buckets ``[lo, hi)``. ``found``: the records of the target's users (at most
+        ``USER_CHUNK`` of them), read already by ``find_users``."""
         now = now_utc()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
@@ -140,19 +150,22 @@ class Resolver:
                 yield fresh(batch)
             return
         users = target.user_ids
-        for start in range(0, len(users), USER_CHUNK):
-            found = fresh(await self._users.find(users[start : start + USER_CHUNK]))
-            if found:
-                yield found
+        if found is not None and len(users) <= USER_CHUNK:
+            if mine := fresh(found):
+                yield mine
+        else:
+            for start in range(0, len(users), USER_CHUNK):
+                if mine := fresh(await self._users.find(users[start : start + USER_CHUNK])):
+                    yield mine
         if target.topics:
             query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}
             async for batch in self._stream(query):
-                if found := fresh(batch):
-                    yield found
+                if mine := fresh(batch):
+                    yield mine
         if target.connection_ids:
             query = {"connectionId": {"$in": target.connection_ids}, "expiresAt": {"$gt": now}}
-            if found := fresh(await self._col.find(query, PROJECTION).to_list(None)):
-                yield found
+            if mine := fresh(await self._col.find(query, PROJECTION).to_list(None)):
+                yield mine
 
     async def _stream(
         self, query: dict[str, Any], projection: dict[str, int] = PROJECTION

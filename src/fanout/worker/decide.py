@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fanout.catalog import ACCESS_REVOKED, metric_label, policy_for
+from fanout.coalesce import Coalescer
 from fanout.config import Settings
 from fanout.envelope import QueueBody
 from fanout.flags import LiveSwitches
 from fanout.gateway.client import Outcome
 from fanout.health import Readiness
+from fanout.history import WRITE_BATCH
 from fanout.logging import bind_event, get_logger
 from fanout.metrics import Metrics
 from fanout.store import BUCKETS
+from fanout.store.resolve import USER_CHUNK
 from fanout.worker import fate
 from fanout.worker.checks import Checks
 from fanout.worker.clients import Clients
@@ -64,6 +68,12 @@ class Decider:
         self.summary = summary
         self.tally = tally
         self.pid = pid
+        # The common event (a few users, kept in the history) has its history write and its lookup in one
+        # merged call: the writes of the events that arrive together, then one query for their users.
+        self._plain_users = min(USER_CHUNK, settings.shard_size)
+        self._kept_and_found: Coalescer[tuple[QueueBody, float], list[dict[str, Any]]] = Coalescer(
+            self._keep_then_find, most=self._plain_users, weigh=lambda r: len(r[0].target.user_ids)
+        )
 
     async def decide(self, msg: Received, release: Callable[[], None] | None = None) -> fate.Fate:
         """The message's fate; ``release`` hands its ordering key's turn on once the posts answered."""
@@ -96,8 +106,12 @@ class Decider:
             return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
         if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
             return fate.Fate("conflated")
-        if not msg.routing.is_kept:
-            await self._keep(msg.body, step.expires_at)  # before the lookup (and the shards'): history.py
+        found = None  # the records of its users, when read with its history write
+        if not msg.routing.is_kept:  # the write comes before the lookup (and the shards'): history.py
+            if self._plain(msg.body):
+                found = await self._kept_and_found.submit((msg.body, step.expires_at))
+            else:
+                await self._keep(msg.body, step.expires_at)
         if split := await self._split(msg):
             return split
         deadline = time.monotonic() + step.budget_s
@@ -113,6 +127,7 @@ class Decider:
                 shard=msg.routing.shard,
                 bulk=bulk,
                 on_answered=release,
+                found=found,
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result, self.settings.outage_delay_s)
@@ -134,8 +149,40 @@ class Decider:
         try:
             await history.record(body, expires_at)
         except Exception as exc:  # the history is best effort: delivery goes on without it
-            log.warning("history_write_failed", error=type(exc).__name__)  # its text may quote the frame
-            self.metrics.history_write_failures.inc()
+            self._not_kept(exc)
+
+    def _not_kept(self, exc: BaseException) -> None:
+        log.warning("history_write_failed", error=type(exc).__name__)  # its text may quote the frame
+        self.metrics.history_write_failures.inc()
+
+    def _plain(self, body: QueueBody) -> bool:
+        """A kept event for a few users and nothing else: its write and lookup can go in one merged call."""
+        target = body.target
+        return (
+            self.clients.history.enabled
+            and 0 < len(target.user_ids) <= self._plain_users
+            and not (target.topics or target.connection_ids or target.broadcast)
+        )
+
+    async def _keep_then_find(self, kept: list[tuple[QueueBody, float]]) -> list[list[dict[str, Any]]]:
+        """The history writes of some plain events, then one lookup of all their users (``_keep``'s
+        rules: a failed write is logged and counted, and the lookup goes on)."""
+        history = self.clients.history
+        docs = [history.document(body, at) for body, at in kept]
+        for start in range(0, len(docs), WRITE_BATCH):
+            try:
+                for failed in await history.write_many(docs[start : start + WRITE_BATCH]):
+                    if failed is not None:
+                        self._not_kept(failed)
+            except Exception as exc:
+                self._not_kept(exc)
+        started = time.perf_counter()
+        found = await self.clients.store.find_users([body.target.user_ids for body, _ in kept])
+        latency = self.metrics.lookup_latency
+        took = time.perf_counter() - started
+        for _ in kept:
+            latency.observe(took)  # each event waited for it, as for a lookup of its own
+        return found
 
     async def _split(self, msg: Received) -> fate.Fate | None:
         """Shards for an audience larger than ``FANOUT_SHARD_SIZE``: every process of the pool then

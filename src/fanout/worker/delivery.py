@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from ulid import ULID
 
@@ -66,14 +67,20 @@ class Deliverer:
         body: QueueBody,
         only: tuple[str, ...] | None,
         shard: tuple[int, int] | None = None,
+        found: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
-        ``shard`` a shard to its range of connection ids."""
+        ``shard`` a shard to its range of connection ids; ``found`` holds its users' records, read already
+        (their lookup's latency observed where they were read)."""
         started = time.perf_counter()
         store = self._store
-        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target, shard)
+        if only is not None:
+            batches = store.by_ids(only, body.target)
+        else:
+            batches = store.resolve(body.target, shard, found)
         async for batch in batches:
-            self._metrics.lookup_latency.observe(time.perf_counter() - started)
+            if found is None:
+                self._metrics.lookup_latency.observe(time.perf_counter() - started)
             yield batch
             started = time.perf_counter()
 
@@ -87,13 +94,15 @@ class Deliverer:
         shard: tuple[int, int] | None = None,
         bulk: bool = False,
         on_answered: Callable[[], None] | None = None,
+        found: list[dict[str, Any]] | None = None,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
         no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
         ``bulk`` posts go through the bulk lanes. A connection that does not speak the event's payload
         version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
         upgrade. ``on_answered`` is called once every connection has answered its first post (before
-        any retry), or when there was none to post to."""
+        any retry), or when there was none to post to. ``found``: the records of the target's users, read
+        already (``ConnectionStore.find_users``)."""
         lanes = self._lanes
         lanes.start()
         jobs = lanes.bulk if bulk else lanes.jobs
@@ -131,7 +140,7 @@ class Deliverer:
                     await jobs.put((conn, target))  # waits only when every lane of its kind is busy
 
         try:
-            await put(self.connections(body, only, shard))
+            await put(self.connections(body, only, shard, found))
             event.answered_one()
             event.finish_one()
             if upgrade is None:
