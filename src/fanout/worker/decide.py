@@ -168,14 +168,21 @@ class Decider:
         """The history writes of some plain events, then one lookup of all their users (``_keep``'s
         rules: a failed write is logged and counted, and the lookup goes on)."""
         history = self.clients.history
-        docs = [history.document(body, at) for body, at in kept]
-        for start in range(0, len(docs), WRITE_BATCH):
+        docs = []
+        for body, at in kept:
             try:
-                for failed in await history.write_many(docs[start : start + WRITE_BATCH]):
-                    if failed is not None:
-                        self._not_kept(failed)
-            except Exception as exc:
+                docs.append(history.document(body, at))
+            except Exception as exc:  # this event alone goes unkept: the others' writes go on
                 self._not_kept(exc)
+        for start in range(0, len(docs), WRITE_BATCH):
+            chunk = docs[start : start + WRITE_BATCH]
+            try:
+                failures = await history.write_many(chunk)
+            except Exception as exc:  # every event of the call went unkept, each counted as before
+                failures = [exc] * len(chunk)
+            for failed in failures:
+                if failed is not None:
+                    self._not_kept(failed)
         started = time.perf_counter()
         found = await self.clients.store.find_users([body.target.user_ids for body, _ in kept])
         latency = self.metrics.lookup_latency
