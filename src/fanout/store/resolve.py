@@ -4,6 +4,7 @@ or one shard of them), streamed in batches and never loaded whole; each connecti
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -108,32 +109,35 @@ class Resolver:
                 self._on_skip(doc)
 
     async def find_users(self, wanted: list[list[str]]) -> list[list[dict[str, Any]]]:
-        """The live records of each list of users (``USER_CHUNK`` users in all at most), in one query: the
-        ``found`` of ``resolve`` for the events whose lookups a caller merged itself."""
+        """The live records of each list of users (``USER_CHUNK`` users in all at most), in one query, for
+        the events whose lookups a caller merged itself (``of_users``)."""
         return await self._users.query(wanted)
 
+    def of_users(self, found: list[dict[str, Any]], target: Target) -> list[Connection]:
+        """The connections of a users-only ``target`` among the records ``find_users`` read for it: what
+        ``resolve`` yields for it, without a query of its own."""
+        return self._fresh(found, set(target.exclude_connection_ids), set())
+
+    def _fresh(self, docs: Iterable[dict[str, Any]], excluded: set[str], seen: set[str]) -> list[Connection]:
+        """The well-formed connections among ``docs`` not excluded nor seen before (added to ``seen``)."""
+        out = []
+        for conn in self._connections(docs):
+            cid = conn.connection_id
+            if cid in excluded or cid in seen:
+                continue
+            seen.add(cid)
+            out.append(conn)
+        return out
+
     async def resolve(
-        self,
-        target: Target,
-        shard: tuple[int, int] | None = None,
-        found: list[dict[str, Any]] | None = None,
+        self, target: Target, shard: tuple[int, int] | None = None
     ) -> AsyncIterator[list[Connection]]:
         """Yield the live connections of a target in batches, each connection once; ``shard`` narrows it
-        to the records in buckets ``[lo, hi)``. ``found``: the records of the target's users (at most
-        ``USER_CHUNK`` of them), read already by ``find_users``."""
+        to the records in buckets ``[lo, hi)``."""
         now = now_utc()
         excluded = set(target.exclude_connection_ids)
         seen: set[str] = set()
-
-        def fresh(docs: Iterable[dict[str, Any]]) -> list[Connection]:
-            out = []
-            for conn in self._connections(docs):
-                cid = conn.connection_id
-                if cid in excluded or cid in seen:
-                    continue
-                seen.add(cid)
-                out.append(conn)
-            return out
+        fresh = functools.partial(self._fresh, excluded=excluded, seen=seen)
 
         if shard is not None:
             # The buckets are the selective part: expiry is checked here rather than in the query, so
@@ -150,13 +154,9 @@ class Resolver:
                 yield fresh(batch)
             return
         users = target.user_ids
-        if found is not None and len(users) <= USER_CHUNK:
-            if mine := fresh(found):
+        for start in range(0, len(users), USER_CHUNK):
+            if mine := fresh(await self._users.find(users[start : start + USER_CHUNK])):
                 yield mine
-        else:
-            for start in range(0, len(users), USER_CHUNK):
-                if mine := fresh(await self._users.find(users[start : start + USER_CHUNK])):
-                    yield mine
         if target.topics:
             query = {"topics": {"$in": target.topics}, "expiresAt": {"$gt": now}}
             async for batch in self._stream(query):

@@ -172,8 +172,7 @@ class Worker:
 
     async def _handle(self, msg: Received, turn: asyncio.Future[None] | None) -> None:
         """The per-message boundary: wait for its key's turn, decide its fate, then carry it out."""
-        key = key_of(msg) or ""
-        release = functools.partial(self._turns.leave, key, turn) if turn is not None else None
+        release = functools.partial(self._turns.leave, key_of(msg) or "", turn) if turn is not None else None
         try:
             try:
                 if turn is not None:

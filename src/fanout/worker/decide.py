@@ -70,9 +70,12 @@ class Decider:
         self.pid = pid
         # The common event (a few users, kept in the history) has its history write and its lookup in one
         # merged call: the writes of the events that arrive together, then one query for their users.
+        # A call carries at most USER_CHUNK users and WRITE_BATCH events (each weighs at least
+        # USER_CHUNK // WRITE_BATCH): a full call goes at once, beside the one in flight.
         self._plain_users = min(USER_CHUNK, settings.shard_size)
+        least = USER_CHUNK // WRITE_BATCH
         self._kept_and_found: Coalescer[tuple[QueueBody, float], list[dict[str, Any]]] = Coalescer(
-            self._keep_then_find, most=self._plain_users, weigh=lambda r: len(r[0].target.user_ids)
+            self._keep_then_find, most=USER_CHUNK, weigh=lambda r: max(least, len(r[0].target.user_ids))
         )
 
     async def decide(self, msg: Received, release: Callable[[], None] | None = None) -> fate.Fate:
@@ -106,14 +109,15 @@ class Decider:
             return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
         if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
             return fate.Fate("conflated")
+        # The history write comes before the lookup (and the shards'): history.py.
         found = None  # the records of its users, when read with its history write
-        if not msg.routing.is_kept:  # the write comes before the lookup (and the shards'): history.py
-            if self._plain(msg.body):
-                found = await self._kept_and_found.submit((msg.body, step.expires_at))
-            else:
+        if not msg.routing.is_kept and self._plain(msg.body):  # never split: a few users and nothing else
+            found = await self._kept_and_found.submit((msg.body, step.expires_at))
+        else:
+            if not msg.routing.is_kept:
                 await self._keep(msg.body, step.expires_at)
-        if split := await self._split(msg):
-            return split
+            if split := await self._split(msg):
+                return split
         deadline = time.monotonic() + step.budget_s
         bound = step.budget_s + 2 * self.settings.post_timeout_s + 10  # every post has its own timeout
         # The catalog's bulk types (counters, broadcasts), and every part of a split audience.
@@ -174,15 +178,13 @@ class Decider:
                 docs.append(history.document(body, at))
             except Exception as exc:  # this event alone goes unkept: the others' writes go on
                 self._not_kept(exc)
-        for start in range(0, len(docs), WRITE_BATCH):
-            chunk = docs[start : start + WRITE_BATCH]
-            try:
-                failures = await history.write_many(chunk)
-            except Exception as exc:  # every event of the call went unkept, each counted as before
-                failures = [exc] * len(chunk)
-            for failed in failures:
-                if failed is not None:
-                    self._not_kept(failed)
+        try:
+            failures = await history.write_many(docs)
+        except Exception as exc:  # every event of the call went unkept, each counted as before
+            failures = [exc] * len(docs)
+        for failed in failures:
+            if failed is not None:
+                self._not_kept(failed)
         started = time.perf_counter()
         found = await self.clients.store.find_users([body.target.user_ids for body, _ in kept])
         latency = self.metrics.lookup_latency

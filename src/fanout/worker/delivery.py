@@ -67,20 +67,14 @@ class Deliverer:
         body: QueueBody,
         only: tuple[str, ...] | None,
         shard: tuple[int, int] | None = None,
-        found: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[list[Connection]]:
         """The event's live connections in batches; ``only`` narrows a remainder round to its ids,
-        ``shard`` a shard to its range of connection ids; ``found`` holds its users' records, read already
-        (their lookup's latency observed where they were read)."""
+        ``shard`` a shard to its range of connection ids."""
         started = time.perf_counter()
         store = self._store
-        if only is not None:
-            batches = store.by_ids(only, body.target)
-        else:
-            batches = store.resolve(body.target, shard, found)
+        batches = store.by_ids(only, body.target) if only is not None else store.resolve(body.target, shard)
         async for batch in batches:
-            if found is None:
-                self._metrics.lookup_latency.observe(time.perf_counter() - started)
+            self._metrics.lookup_latency.observe(time.perf_counter() - started)
             yield batch
             started = time.perf_counter()
 
@@ -121,26 +115,29 @@ class Deliverer:
         version = body.payload_version
         upgrade: Event | None = None  # system.reconnect to connections that do not speak the version
 
-        async def put(batches: AsyncIterator[list[Connection]]) -> None:
+        async def put(batch: list[Connection]) -> None:
             nonlocal upgrade
-            async for batch in batches:
-                for conn in batch:
-                    if event.stopped:
-                        break
-                    target = event
-                    # One attribute test per post when nobody declared versions and the event is version 1.
-                    if (version != 1 or conn.payloads is not None) and not conn.speaks(body.type, version):
-                        event.result.outcomes[_UNSUPPORTED] += 1
-                        event.result.attempts[_UNSUPPORTED] += 1
-                        upgrade = upgrade or self._upgrade(body, version, event)
-                        target = upgrade
-                    else:
-                        event.unanswered += 1
-                    target.pending += 1
-                    await jobs.put((conn, target))  # waits only when every lane of its kind is busy
+            for conn in batch:
+                if event.stopped:
+                    break
+                target = event
+                # One attribute test per post when nobody declared versions and the event is version 1.
+                if (version != 1 or conn.payloads is not None) and not conn.speaks(body.type, version):
+                    event.result.outcomes[_UNSUPPORTED] += 1
+                    event.result.attempts[_UNSUPPORTED] += 1
+                    upgrade = upgrade or self._upgrade(body, version, event)
+                    target = upgrade
+                else:
+                    event.unanswered += 1
+                target.pending += 1
+                await jobs.put((conn, target))  # waits only when every lane of its kind is busy
 
         try:
-            await put(self.connections(body, only, shard, found))
+            if found is not None:  # its users' records, read with its history write: no lookup of its own
+                await put(self._store.of_users(found, body.target))
+            else:
+                async for batch in self.connections(body, only, shard):
+                    await put(batch)
             event.answered_one()
             event.finish_one()
             if upgrade is None:
