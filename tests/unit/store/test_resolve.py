@@ -32,6 +32,37 @@ async def test_resolve_ignores_expired_records_and_excluded_connections(store: C
     assert "u1" == found[0].user_id and "local" == found[0].stage
 
 
+async def test_merged_reads_give_each_target_what_resolve_gives_it(store: ConnectionStore) -> None:
+    """``find_users`` then ``of_users`` (the worker's merged step, for events of a few users) give each
+    target exactly what ``resolve`` yields for it: its users' live, well-formed, not excluded records, each
+    once, and never another user's."""
+    for cid, user in (("c1", "u1"), ("c2", "u1"), ("c3", "u2"), ("c4", "u3"), ("c5", "u4")):
+        await store.put(cid, user, "127.0.0.1:1", "local", ttl_s=60)
+    await store._col.update_one(
+        {"connectionId": "c2"}, {"$set": {"expiresAt": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    await store._col.insert_one(  # another writer's record without a stage: skipped
+        {
+            "connectionId": "bad",
+            "userId": "u3",
+            "domainName": "h",
+            "expiresAt": datetime.now(UTC) + timedelta(hours=1),
+        }
+    )
+    targets = [
+        Target(user_ids=["u1", "u2"], exclude_connection_ids=["c3"]),
+        Target(user_ids=["u3", "nobody"]),
+        Target(user_ids=["u2", "u1"]),
+        Target(user_ids=["u4"], exclude_connection_ids=["c5"]),
+    ]
+    found = await store.find_users([t.user_ids for t in targets])
+    merged = [
+        sorted(c.connection_id for c in store.of_users(f, t)) for f, t in zip(found, targets, strict=True)
+    ]
+    alone = [sorted(c.connection_id for c in await resolve_all(store, t)) for t in targets]
+    assert [["c1"], ["c4"], ["c1", "c3"], []] == merged == alone
+
+
 async def test_large_user_lists_are_queried_in_chunks(store: ConnectionStore) -> None:
     """An audience larger than one chunk still resolves every connection exactly once."""
     users = [f"user{i}" for i in range(USER_CHUNK * 2 + 7)]
