@@ -81,6 +81,10 @@ METRICS: dict[str, MetricSpec] = {
     "ConnectsUnauthorized": MetricSpec(
         "Count", ((),), "fanout_lifecycle_unauthorized_total", source="lifecycle"
     ),
+    # $connect answered 429: the user already holds FANOUT_MAX_CONNECTIONS_PER_USER live connections:
+    "ConnectsRefused": MetricSpec(
+        "Count", ((),), "fanout_lifecycle_connects_refused_total", source="lifecycle"
+    ),
     # A route's handler failed (the Route dimension is the API Gateway route key, e.g. `$connect`):
     "RouteErrors": MetricSpec(
         "Count", (("Route",), ()), "fanout_lifecycle_route_errors_total", source="lifecycle"

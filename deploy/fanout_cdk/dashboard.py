@@ -139,7 +139,10 @@ def _socket_health(dashboard: cw.Dashboard, socket: Socket) -> None:
                     m("Disconnects", "Sum", label="disconnects"),
                     m("Reconnects", "Sum", label="reconnects"),
                 ],
-                right=[m("ConnectsUnauthorized", "Sum", label="401s")],
+                right=[
+                    m("ConnectsUnauthorized", "Sum", label="401s"),
+                    m("ConnectsRefused", "Sum", label="429s (too many connections)"),
+                ],
                 width=8,
             ),
             cw.GraphWidget(

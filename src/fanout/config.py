@@ -147,6 +147,11 @@ class Settings(BaseSettings):
         None, description="package.module:function deciding gated topic kinds (organization, conversation)"
     )
     connection_ttl_s: int = 7200
+    max_connections_per_user: int = Field(
+        50,
+        ge=0,
+        description="live connections one user may hold; a $connect past it is refused (429); 0: any",
+    )
 
     # Ordering and catch-up after reconnect (docs/protocol.md, sections 20 and 21)
     sequences_collection: str = Field("fanoutsequences", description="per-key seq counters")

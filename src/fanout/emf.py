@@ -46,6 +46,7 @@ LIFECYCLE_METRICS: dict[str, str] = {
     "Connects": "Count",
     "Disconnects": "Count",
     "ConnectsUnauthorized": "Count",
+    "ConnectsRefused": "Count",
     "Reconnects": "Count",
     "RouteErrors": "Count",  # dimensions [Route], none
 }
@@ -54,6 +55,7 @@ _LIFECYCLE_SERIES = {
     "Connects": "fanout_lifecycle_connects_total",
     "Disconnects": "fanout_lifecycle_disconnects_total",
     "ConnectsUnauthorized": "fanout_lifecycle_unauthorized_total",
+    "ConnectsRefused": "fanout_lifecycle_connects_refused_total",
     "Reconnects": "fanout_lifecycle_reconnects_total",
 }
 _UNITS = {**CLOUDWATCH_METRICS, **LIFECYCLE_METRICS}

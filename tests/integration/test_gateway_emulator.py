@@ -26,6 +26,31 @@ async def test_connect_without_a_valid_token_gets_401(stack: Stack, how: str) ->
     assert 401 == caught.value.status
 
 
+async def test_a_user_past_the_connection_limit_gets_429_until_a_socket_closes(stack: Stack) -> None:
+    """One user's sockets up to FANOUT_MAX_CONNECTIONS_PER_USER open; the next handshake is refused with
+    HTTP 429 (the clients back off and try again) until one of them closes."""
+    limit = stack.settings.max_connections_per_user
+    params = {"token": sign(f"many-{secrets.token_hex(4)}", stack.settings.jwt_key())}
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as sockets:
+        opened = [
+            await sockets.enter_async_context(http.ws_connect(stack.ws_url, params=params))
+            for _ in range(limit)
+        ]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await http.ws_connect(stack.ws_url, params=params)
+        assert 429 == caught.value.status
+        await opened[0].close()
+
+        async def admitted() -> bool:
+            try:
+                await sockets.enter_async_context(http.ws_connect(stack.ws_url, params=params))
+            except aiohttp.WSServerHandshakeError:
+                return False
+            return True
+
+        await wait_for(admitted)  # once the emulator has run the closed socket's $disconnect
+
+
 async def test_bearer_header_connects_and_record_is_stored_then_removed(stack: Stack) -> None:
     """Authorization: Bearer works; the record exists while open and is gone after close."""
     user = f"bearer-{secrets.token_hex(4)}"

@@ -13,8 +13,15 @@ from fanout.errors import AuthError
 from fanout.lifecycle import presence
 from fanout.lifecycle.context import Services
 from fanout.lifecycle.replies import Event, Response
+from fanout.logging import get_logger
+
+log = get_logger("fanout.lifecycle")
 
 UNAUTHORIZED: Response = {"statusCode": 401, "body": "Unauthorized"}
+TOO_MANY: Response = {"statusCode": 429, "body": "Too Many Connections"}
+#: API Gateway closes a connection idle this long, and a client pings every 30 s: a record not seen for it
+#: is a connection whose ``$disconnect`` was lost, and does not count against its user's limit.
+IDLE_S = 600
 
 
 def _query(event: Event, name: str) -> str | None:
@@ -54,6 +61,10 @@ async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Resp
     if user_id is None:
         services.metrics.unauthorized.inc()
         return UNAUTHORIZED
+    if await _at_limit(services, user_id, ctx["connectionId"]):
+        services.metrics.refused.inc()
+        log.warning("connect_refused", reason="too_many_connections")
+        return TOO_MANY
     ttl_s = services.settings.connection_ttl_s
     await services.store.put(ctx["connectionId"], user_id, ctx["domainName"], ctx["stage"], ttl_s)
     services.metrics.connects.inc()
@@ -61,6 +72,18 @@ async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Resp
         services.metrics.reconnects.inc()
     await presence.connected(services, user_id)
     return {"statusCode": 200}
+
+
+async def _at_limit(services: Services, user_id: str, connection_id: str) -> bool:
+    """The user already holds ``FANOUT_MAX_CONNECTIONS_PER_USER`` live connections: every one of them
+    multiplies what the per-connection rate limits let the user do, and every fan-out to the user."""
+    limit = services.settings.max_connections_per_user
+    if not limit:
+        return False
+    count = await services.store.live_count(
+        user_id, other_than=connection_id, seen_within_s=IDLE_S, at_most=limit
+    )
+    return count >= limit
 
 
 async def disconnect(services: Services, ctx: dict[str, Any]) -> Response:

@@ -23,7 +23,7 @@ def route_label(route: object) -> str:
 
 
 class LifecycleMetrics:
-    """Connects, disconnects, 401s, reconnects and route errors, on the registry it is given."""
+    """Connects, disconnects, 401s, 429s, reconnects and route errors, on the registry it is given."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -36,6 +36,11 @@ class LifecycleMetrics:
         self.unauthorized = Counter(
             "fanout_lifecycle_unauthorized",
             "$connect answered 401: no token, or a bad or expired one",
+            registry=registry,
+        )
+        self.refused = Counter(
+            "fanout_lifecycle_connects_refused",
+            "$connect answered 429: the user already holds FANOUT_MAX_CONNECTIONS_PER_USER live connections",
             registry=registry,
         )
         self.reconnects = Counter(

@@ -96,6 +96,13 @@ class ConnectionStore(Resolver):
         user = doc.get("userId") if doc else None
         return user if isinstance(user, str) and user else None
 
+    async def live_count(self, user_id: str, *, other_than: str, seen_within_s: float, at_most: int) -> int:
+        """How many of the user's connections, ``other_than`` aside, connected or sent a frame within the
+        last ``seen_within_s`` seconds; counting stops at ``at_most``."""
+        since = now_utc() - timedelta(seconds=seen_within_s)
+        query = {"userId": user_id, "connectionId": {"$ne": other_than}, "lastSeenAt": {"$gte": since}}
+        return await self._col.count_documents(query, limit=at_most)
+
     async def subscribe(self, connection_id: str, topics: list[str], cap: int) -> list[str] | None:
         """Add topics to a connection's interests unless that would make more than ``cap`` in total;
         the resulting list, or None when refused (or the connection has no record). Atomic: the size

@@ -74,6 +74,20 @@ def test_a_401_counts_as_unauthorized_not_as_a_connect(
     assert {("ConnectsUnauthorized", ()): 1} == _metrics(doc)
 
 
+def test_a_429_counts_as_refused_not_as_a_connect(
+    handler: tuple[Call, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A $connect past the user's limit of live connections prints ConnectsRefused 1 and no Connects."""
+    monkeypatch.setenv("FANOUT_MAX_CONNECTIONS_PER_USER", "1")
+    call, _ = handler
+    token = sign("hu9", KEY)
+    assert 200 == call(events.connect("h9a", token=token), None)["statusCode"]
+    capsys.readouterr()
+    assert 429 == call(events.connect("h9b", token=token), None)["statusCode"]
+    [doc] = _emf(capsys)
+    assert {("ConnectsRefused", ()): 1} == _metrics(doc)
+
+
 def test_a_frame_prints_nothing(handler: tuple[Call, Any], capsys: pytest.CaptureFixture[str]) -> None:
     """An invocation that counted nothing (a ping, a client's bad frame) prints no EMF line."""
     call, _ = handler
