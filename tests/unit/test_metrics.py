@@ -45,6 +45,7 @@ SOCKET_HEALTH = (
     "Connects",
     "Disconnects",
     "ConnectsUnauthorized",
+    "ConnectsRefused",
     "RouteErrors",
     "Reconnects",
     "ActiveConnections",

@@ -13,15 +13,13 @@ from fanout.errors import AuthError
 from fanout.lifecycle import presence
 from fanout.lifecycle.context import Services
 from fanout.lifecycle.replies import Event, Response
-from fanout.logging import get_logger
-
-log = get_logger("fanout.lifecycle")
 
 UNAUTHORIZED: Response = {"statusCode": 401, "body": "Unauthorized"}
 TOO_MANY: Response = {"statusCode": 429, "body": "Too Many Connections"}
-#: API Gateway closes a connection idle this long, and a client pings every 30 s: a record not seen for it
-#: is a connection whose ``$disconnect`` was lost, and does not count against its user's limit.
-IDLE_S = 600
+#: A connection counts against its user's limit while its record was written within this long: a client
+#: pings every 30 s (a hidden browser tab's timers still run once a minute), so a record unseen for six
+#: heartbeats is a socket gone without its ``$disconnect``, or half-open, and must not lock its user out.
+LIVE_WITHIN_S = 180
 
 
 def _query(event: Event, name: str) -> str | None:
@@ -56,17 +54,18 @@ async def _user(services: Services, event: Event) -> str | None:
 
 
 async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Response:
-    """Verify the ticket or token and store the connection record; 401 without a valid one."""
+    """Verify the ticket or token and store the connection record; 401 without a valid one, 429 past the
+    user's limit of live connections."""
     user_id = await _user(services, event)
     if user_id is None:
         services.metrics.unauthorized.inc()
         return UNAUTHORIZED
-    if await _at_limit(services, user_id, ctx["connectionId"]):
+    store, connection_id, ttl_s = services.store, ctx["connectionId"], services.settings.connection_ttl_s
+    await store.put(connection_id, user_id, ctx["domainName"], ctx["stage"], ttl_s)
+    if await _over_limit(services, user_id, connection_id):
+        await store.remove(connection_id)
         services.metrics.refused.inc()
-        log.warning("connect_refused", reason="too_many_connections")
         return TOO_MANY
-    ttl_s = services.settings.connection_ttl_s
-    await services.store.put(ctx["connectionId"], user_id, ctx["domainName"], ctx["stage"], ttl_s)
     services.metrics.connects.inc()
     if await services.disconnects.is_reconnect(user_id):
         services.metrics.reconnects.inc()
@@ -74,16 +73,18 @@ async def connect(services: Services, event: Event, ctx: dict[str, Any]) -> Resp
     return {"statusCode": 200}
 
 
-async def _at_limit(services: Services, user_id: str, connection_id: str) -> bool:
-    """The user already holds ``FANOUT_MAX_CONNECTIONS_PER_USER`` live connections: every one of them
-    multiplies what the per-connection rate limits let the user do, and every fan-out to the user."""
+async def _over_limit(services: Services, user_id: str, connection_id: str) -> bool:
+    """The user holds ``FANOUT_MAX_CONNECTIONS_PER_USER`` other live connections: every connection
+    multiplies what the per-connection rate limits let the user do, and every fan-out to them. Counted
+    once this one's record is stored, so of connects arriving together the later ones see the earlier and
+    none passes the limit (at worst, all of them are refused and try again)."""
     limit = services.settings.max_connections_per_user
     if not limit:
         return False
-    count = await services.store.live_count(
-        user_id, other_than=connection_id, seen_within_s=IDLE_S, at_most=limit
+    others = await services.store.others_live(
+        connection_id, user_id, seen_within_s=LIVE_WITHIN_S, at_most=limit
     )
-    return count >= limit
+    return others >= limit
 
 
 async def disconnect(services: Services, ctx: dict[str, Any]) -> Response:

@@ -96,11 +96,19 @@ class ConnectionStore(Resolver):
         user = doc.get("userId") if doc else None
         return user if isinstance(user, str) and user else None
 
-    async def live_count(self, user_id: str, *, other_than: str, seen_within_s: float, at_most: int) -> int:
-        """How many of the user's connections, ``other_than`` aside, connected or sent a frame within the
-        last ``seen_within_s`` seconds; counting stops at ``at_most``."""
-        since = now_utc() - timedelta(seconds=seen_within_s)
-        query = {"userId": user_id, "connectionId": {"$ne": other_than}, "lastSeenAt": {"$gte": since}}
+    async def others_live(
+        self, connection_id: str, user_id: str, *, seen_within_s: float, at_most: int
+    ) -> int:
+        """How many of the user's connections but this one connected or sent a frame within the last
+        ``seen_within_s`` seconds; counting stops at ``at_most``. Records every lookup skips do not count:
+        expired ones, and a ``userId`` that is not one value."""
+        now = now_utc()
+        query = {
+            "userId": {"$eq": user_id, "$not": {"$type": "array"}},
+            "connectionId": {"$ne": connection_id},
+            "expiresAt": {"$gt": now},
+            "lastSeenAt": {"$gte": now - timedelta(seconds=seen_within_s)},
+        }
         return await self._col.count_documents(query, limit=at_most)
 
     async def subscribe(self, connection_id: str, topics: list[str], cap: int) -> list[str] | None:

@@ -3,13 +3,18 @@ the limit of live connections per user."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pymongo import MongoClient
+from pymongo.collection import Collection
 
 from fanout.config import DEV_JWT_SECRET
 from fanout.lifecycle import Lifecycle
-from fanout.lifecycle.connect import IDLE_S
+from fanout.lifecycle.connect import LIVE_WITHIN_S
 from fanout.tokens import sign
 from tests.conftest import Server
 from tests.unit.lifecycle import events
@@ -68,25 +73,64 @@ async def test_a_user_at_the_connection_limit_is_refused_and_nothing_is_stored(
     assert 2 == _refused(lc)
 
 
-async def test_a_record_unseen_for_the_idle_timeout_does_not_hold_a_place(
+@contextmanager
+def _records(mongo_server: Server, lc: Lifecycle) -> Iterator[Collection[dict[str, Any]]]:
+    settings = lc.services.settings
+    with MongoClient[dict[str, Any]](mongo_server.url, tz_aware=True) as mongo:
+        yield mongo[settings.mongo_db][settings.connections_collection]
+
+
+def _ago(seconds: float) -> datetime:
+    return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+async def test_a_record_unseen_for_six_heartbeats_does_not_hold_a_place(
     make_lifecycle: MakeLifecycle, mongo_server: Server
 ) -> None:
-    """A record whose $disconnect was lost stops counting once it has not been seen for API Gateway's
-    idle timeout (a live client pings every 30 s): a user is never locked out by their lost tabs."""
+    """A connection counts while its record was written within LIVE_WITHIN_S (a client pings every 30 s);
+    one unseen for longer (its $disconnect lost, or half-open) stops counting, and a frame on it counts it
+    again: a user is never locked out by tabs that are gone."""
     lc = await make_lifecycle(max_connections_per_user=1)
-    assert 200 == await _status(lc, "c1", "u1")
-    assert 429 == await _status(lc, "c2", "u1")
-    await send(lc, "c1", {"action": "ping"})  # a frame keeps it counted
-    assert 429 == await _status(lc, "c2", "u1")
+    with _records(mongo_server, lc) as records:
+        assert 200 == await _status(lc, "c1", "u1")
+        records.update_one({"connectionId": "c1"}, {"$set": {"lastSeenAt": _ago(LIVE_WITHIN_S - 30)}})
+        assert 429 == await _status(lc, "c2", "u1")
 
-    long_ago = datetime.now(UTC) - timedelta(seconds=IDLE_S + 5)
-    settings = lc.services.settings
-    with MongoClient(mongo_server.url) as mongo:
-        records = mongo[settings.mongo_db][settings.connections_collection]
-        assert (
-            1 == records.update_one({"connectionId": "c1"}, {"$set": {"lastSeenAt": long_ago}}).matched_count
+        records.update_one({"connectionId": "c1"}, {"$set": {"lastSeenAt": _ago(LIVE_WITHIN_S + 5)}})
+        await send(lc, "c1", {"action": "ping"})  # the frame refreshes lastSeenAt: counted again
+        assert 429 == await _status(lc, "c2", "u1")
+
+        records.update_one({"connectionId": "c1"}, {"$set": {"lastSeenAt": _ago(LIVE_WITHIN_S + 5)}})
+        assert 200 == await _status(lc, "c2", "u1")
+
+
+async def test_records_every_lookup_skips_do_not_count(
+    make_lifecycle: MakeLifecycle, mongo_server: Server
+) -> None:
+    """An expired record, or one whose userId is a list naming the user, holds no place."""
+    lc = await make_lifecycle(max_connections_per_user=1)
+    fresh = {"lastSeenAt": _ago(1), "connectedAt": _ago(2), "domainName": "h", "stage": "s"}
+    with _records(mongo_server, lc) as records:
+        records.insert_many(
+            [
+                {"connectionId": "old", "userId": "u1", "expiresAt": _ago(1), **fresh},
+                {"connectionId": "list", "userId": ["u1", "u2"], "expiresAt": _ago(-60), **fresh},
+            ]
         )
-    assert 200 == await _status(lc, "c2", "u1")
+    assert 200 == await _status(lc, "c1", "u1")
+    assert 429 == await _status(lc, "c2", "u1")  # the stored one does count
+
+
+async def test_connects_arriving_together_pass_only_up_to_the_limit(make_lifecycle: MakeLifecycle) -> None:
+    """Ten $connects of one user at once with a limit of 2: each counts the records stored before its
+    check, so no more than two pass (checked first, stored after, five did), and the refused ones leave no
+    record."""
+    lc = await make_lifecycle(max_connections_per_user=2)
+    statuses = await asyncio.gather(*(_status(lc, f"p{i}", "u1") for i in range(10)))
+    admitted = statuses.count(200)
+    assert admitted <= 2
+    assert 10 - admitted == statuses.count(429) == _refused(lc)
+    assert admitted == await lc.services.store._col.count_documents({"userId": "u1"})
 
 
 async def test_no_limit_when_it_is_zero(make_lifecycle: MakeLifecycle) -> None:
