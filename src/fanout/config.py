@@ -361,6 +361,31 @@ def pin_aws_endpoints(settings: Settings) -> None:
         os.environ["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] = "true"
 
 
+def pinned(session: Any, settings: Settings) -> Any:
+    """``session`` (botocore's or aiobotocore's) with ``pin_aws_endpoints``'s rule for its clients alone:
+    outside dev, each ignores endpoint URLs configured outside the settings, the credential chain's own
+    included. For the publishers, which run in a domain service's process: no entry point of ours pins it,
+    and the service's other clients are not ours to change."""
+    if not settings.is_dev:
+        session.set_config_variable("ignore_configured_endpoint_urls", True)
+    return session
+
+
+def boto3_session(settings: Settings) -> Any:
+    """A boto3 session whose clients follow ``pinned``."""
+    import boto3
+    import botocore.session
+
+    return boto3.Session(botocore_session=pinned(botocore.session.get_session(), settings))
+
+
+def aio_session(settings: Settings) -> Any:
+    """An aiobotocore session whose clients follow ``pinned``."""
+    from aiobotocore.session import get_session
+
+    return pinned(get_session(), settings)
+
+
 def checked_mongo_uri(uri: str) -> None:
     """Outside dev, MongoDB is reached over TLS that checks the server's certificate: ``mongodb+srv://``
     (TLS unless turned off) or ``mongodb://`` with ``tls=true``, and none of ``tlsInsecure``,

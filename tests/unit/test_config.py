@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from fanout import queues, secrets
 from fanout.config import DEV_JWT_SECRET, Settings, load
 from fanout.errors import ConfigError
-from fanout.publish import background
+from fanout.publish import AsyncBackgroundPublisher, AsyncPublisher, Publisher, background
 from tests.conftest import Server
 
 
@@ -342,3 +342,39 @@ def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
     with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
         got = credentials(settings).get_frozen_credentials()
     assert got is None
+
+
+def _assume_role_via(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config file whose profile assumes a role, its STS calls sent to ``server``; no other credentials,
+    and a dead HTTPS proxy, so a chain that ignores the file fails rather than reach real AWS."""
+    path = tmp_path / "config"
+    path.write_text(
+        "[default]\nrole_arn = arn:aws:iam::123456789012:role/fanout\nsource_profile = src\n"
+        "services = local\n\n[profile src]\naws_access_key_id = src\naws_secret_access_key = src\n"
+        f"services = local\n\n[services local]\nsts =\n  endpoint_url = {server.url}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
+async def test_the_publishers_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
+    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a domain service's process no entry point of ours pins botocore's endpoints, and the service's
+    own clients are left alone (a plain boto3 client's chain does ask the file's STS, here moto), but the
+    publishers' clients, sync and async, never do in production."""
+    _assume_role_via(moto_server, tmp_path, monkeypatch)
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+    settings = Settings(env="production", region="us-east-1", queue_url=queue)
+    plain = boto3.Session().client("sqs", region_name="us-east-1")
+    assert "ASIA" in plain._request_signer._credentials.get_frozen_credentials().access_key  # moto's STS
+    for client in (Publisher(settings)._client, background.sqs_client(settings)):
+        with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
+            client._request_signer._credentials.get_frozen_credentials()
+    async with AsyncPublisher(settings) as one, AsyncBackgroundPublisher(settings) as batched:
+        for aclient in (one._client, batched._client):
+            with pytest.raises(Exception):  # noqa: B017, PT011
+                await aclient._request_signer._credentials.get_frozen_credentials()

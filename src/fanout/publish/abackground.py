@@ -19,11 +19,10 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from prometheus_client import CollectorRegistry
 
 from fanout import queues
-from fanout.config import Settings
+from fanout.config import Settings, aio_session
 from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
@@ -89,7 +88,7 @@ class AsyncBackgroundPublisher:
             max_pool_connections=self._senders + 1,
             retries={"total_max_attempts": 1, "mode": "standard"},
         )
-        client = get_session().create_client("sqs", **self.settings.aws_client_kwargs(config))
+        client = aio_session(self.settings).create_client("sqs", **self.settings.aws_client_kwargs(config))
         self._client = await self._stack.enter_async_context(client)
         try:
             self._url = await queues.aurl(self._client, self.settings)

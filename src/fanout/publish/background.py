@@ -22,13 +22,12 @@ import threading
 import time
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client import CollectorRegistry
 
 from fanout import queues
-from fanout.config import Settings
+from fanout.config import Settings, boto3_session
 from fanout.envelope import QueueBody
 from fanout.errors import PublishBufferFull, PublisherClosed
 from fanout.logging import get_logger
@@ -53,7 +52,7 @@ def sqs_client(settings: Settings, senders: int = SENDERS) -> Any:
         max_pool_connections=senders + 1,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
-    return boto3.client("sqs", **settings.aws_client_kwargs(config))
+    return boto3_session(settings).client("sqs", **settings.aws_client_kwargs(config))
 
 
 def report(metrics: PublisherMetrics, batch: list[Entry], result: Result) -> None:

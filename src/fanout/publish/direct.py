@@ -14,13 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypedDict, Unpack
 
-import boto3
-from aiobotocore.session import get_session
 from ulid import ULID
 
 from fanout import queues
 from fanout.catalog import ACCESS_REVOKED, CURRENT, Payload, spec_of
-from fanout.config import Settings
+from fanout.config import Settings, aio_session, boto3_session
 from fanout.envelope import MAX_BODY_BYTES, QueueBody, now_iso, validate
 from fanout.errors import ConfigError, InvalidMessage
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator
@@ -164,7 +162,7 @@ class Publisher:
         self.settings = settings or Settings()
         self.via = via
         self.sequences = sequences
-        client: Any = boto3.client(via, **self.settings.aws_client_kwargs())
+        client: Any = boto3_session(self.settings).client(via, **self.settings.aws_client_kwargs())
         self._client = client
         if via == "sqs":
             self._dest = queues.url(client, self.settings)
@@ -227,7 +225,7 @@ class AsyncPublisher:
         self._dest = ""
 
     async def __aenter__(self) -> AsyncPublisher:
-        self._cm = get_session().create_client(self.via, **self.settings.aws_client_kwargs())
+        self._cm = aio_session(self.settings).create_client(self.via, **self.settings.aws_client_kwargs())
         self._client = await self._cm.__aenter__()
         try:
             if self.via == "sqs":

@@ -12,7 +12,7 @@ from aiobotocore.session import get_session
 from botocore.credentials import Credentials
 from pymongo import AsyncMongoClient
 
-from fanout.config import Settings, pin_aws_endpoints
+from fanout.config import Settings, pinned
 from fanout.errors import ConfigError
 from fanout.gateway.client import ManagementClient
 from fanout.gateway.http import HttpClient
@@ -39,8 +39,7 @@ def credentials(settings: Settings) -> Any:
     kwargs = settings.aws_client_kwargs()
     if "aws_access_key_id" in kwargs:
         return Credentials(kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"])
-    pin_aws_endpoints(settings)  # an assumed role's STS client, too, ignores the config file's endpoints
-    creds = botocore.session.get_session().get_credentials()
+    creds = pinned(botocore.session.get_session(), settings).get_credentials()  # an assumed role's STS too
     if creds is None:
         raise ConfigError("no AWS credentials found for signing @connections requests")
     return creds
