@@ -326,17 +326,7 @@ def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
     A dead HTTPS proxy keeps the fixed behaviour from reaching real AWS."""
     from fanout.worker.clients import credentials
 
-    path = tmp_path / "config"
-    path.write_text(
-        "[default]\nrole_arn = arn:aws:iam::123456789012:role/fanout\nsource_profile = src\n"
-        "services = local\n\n[profile src]\naws_access_key_id = src\naws_secret_access_key = src\n"
-        f"services = local\n\n[services local]\nsts =\n  endpoint_url = {moto_server.url}\n"
-    )
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's legacy retries waited 10 s for the dead proxy
+    _assume_role_via(moto_server, tmp_path, monkeypatch)
     settings = Settings(env="production", region="us-east-1")
     got = None
     with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
@@ -357,7 +347,7 @@ def _assume_role_via(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's legacy retries waited 10 s for the dead proxy
 
 
 async def test_the_publishers_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(

@@ -8,11 +8,10 @@ from typing import Any
 
 import botocore.session
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.credentials import Credentials
 from pymongo import AsyncMongoClient
 
-from fanout.config import Settings, pinned
+from fanout.config import Settings, aio_session, pinned
 from fanout.errors import ConfigError
 from fanout.gateway.client import ManagementClient
 from fanout.gateway.http import HttpClient
@@ -54,7 +53,7 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, on_skip: SkipH
         max_pool_connections=s.pollers + 8,
         retries={"max_attempts": 3, "mode": "standard"},
     )
-    sqs = await stack.enter_async_context(get_session().create_client("sqs", **s.aws_client_kwargs(config)))
+    sqs = await stack.enter_async_context(aio_session(s).create_client("sqs", **s.aws_client_kwargs(config)))
     endpoint = s.sqs_endpoint() or f"https://sqs.{s.region}.amazonaws.com"
     hot = SqsClient(
         Signer(credentials(s), s.region, service="sqs"),
