@@ -7,10 +7,9 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
-from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from fanout.config import Settings
+from fanout.config import Settings, aio_session
 
 
 def _wanted(settings: Settings, dlq: bool) -> tuple[str | None, str]:
@@ -80,7 +79,7 @@ class LazyQueue:
         async with self._opening:
             if self._client is None:
                 client = await self._stack.enter_async_context(
-                    get_session().create_client("sqs", **self._settings.aws_client_kwargs())
+                    aio_session(self._settings).create_client("sqs", **self._settings.aws_client_kwargs())
                 )
                 self.url = self._known or str((await client.get_queue_url(QueueName=self._name))["QueueUrl"])
                 self._client = client

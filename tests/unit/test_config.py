@@ -318,7 +318,7 @@ async def test_production_clients_ignore_endpoints_from_the_aws_config_file(
 
 
 def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
-    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_port: int
 ) -> None:
     """A profile that assumes a role, with a services section sending STS to a local server (here moto),
     does not make production's credential chain call that server (review12: botocore's AssumeRole
@@ -326,7 +326,7 @@ def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
     A dead HTTPS proxy keeps the fixed behaviour from reaching real AWS."""
     from fanout.worker.clients import credentials
 
-    _assume_role_via(moto_server, tmp_path, monkeypatch)
+    _assume_role_via(moto_server, tmp_path, monkeypatch, closed_port)
     settings = Settings(env="production", region="us-east-1")
     got = None
     with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
@@ -334,9 +334,10 @@ def test_production_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
     assert got is None
 
 
-def _assume_role_via(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _assume_role_via(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dead: int) -> None:
     """A config file whose profile assumes a role, its STS calls sent to ``server``; no other credentials,
-    and a dead HTTPS proxy, so a chain that ignores the file fails rather than reach real AWS."""
+    and every HTTPS call through a proxy on the closed port ``dead`` (whatever proxy variables the machine
+    had), so a chain that ignores the file fails rather than reach real AWS."""
     path = tmp_path / "config"
     path.write_text(
         "[default]\nrole_arn = arn:aws:iam::123456789012:role/fanout\nsource_profile = src\n"
@@ -346,24 +347,28 @@ def _assume_role_via(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    for name in ("https_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # Python prefers the lowercase one; NO_PROXY would skip it
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{dead}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's legacy retries waited 10 s for the dead proxy
 
 
 async def test_the_publishers_credentials_ignore_an_sts_endpoint_from_the_aws_config_file(
-    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closed_port: int
 ) -> None:
     """In a domain service's process no entry point of ours pins botocore's endpoints, and the service's
     own clients are left alone (a plain boto3 client's chain does ask the file's STS, here moto), but the
     publishers' clients, sync and async, never do in production."""
-    _assume_role_via(moto_server, tmp_path, monkeypatch)
+    _assume_role_via(moto_server, tmp_path, monkeypatch, closed_port)
     queue = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
     settings = Settings(env="production", region="us-east-1", queue_url=queue)
     plain = boto3.Session().client("sqs", region_name="us-east-1")
     assert "ASIA" in plain._request_signer._credentials.get_frozen_credentials().access_key  # moto's STS
+    plain.close()
     for client in (Publisher(settings)._client, background.sqs_client(settings)):
         with pytest.raises(Exception):  # noqa: B017, PT011 - any failure: it did not reach the local server
             client._request_signer._credentials.get_frozen_credentials()
+        client.close()
     async with AsyncPublisher(settings) as one, AsyncBackgroundPublisher(settings) as batched:
         for aclient in (one._client, batched._client):
             with pytest.raises(Exception):  # noqa: B017, PT011

@@ -34,14 +34,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from fanout import queues
 from fanout.catalog import metric_label
-from fanout.config import Settings
+from fanout.config import Settings, aio_session
 from fanout.health import STALL_S, health_app, serve
 from fanout.logging import get_logger
 from fanout.outbox.box import ORDER, PENDING, indexes
@@ -290,9 +289,8 @@ async def main(settings: Settings) -> int:
     registry = CollectorRegistry()
     config = AioConfig(connect_timeout=5, read_timeout=15, retries={"max_attempts": 3, "mode": "standard"})
     async with AsyncExitStack() as stack:
-        session = get_session()
         sqs = await stack.enter_async_context(
-            session.create_client("sqs", **settings.aws_client_kwargs(config))
+            aio_session(settings).create_client("sqs", **settings.aws_client_kwargs(config))
         )
         mongo = mongo_client(settings)
         stack.push_async_callback(mongo.close)
