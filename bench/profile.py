@@ -5,6 +5,7 @@ delete, metrics, logging, handling, the event loop).
     .venv/bin/python bench/profile.py                 # about 3 minutes on 2 cores; prints a table
     .venv/bin/python bench/profile.py --log-level DEBUG   # every event's own log line, as before aggregation
     .venv/bin/python bench/profile.py --count         # Python calls per event by bucket, fan-out 1 and 20
+    .venv/bin/python bench/profile.py --count --detail calls.json   # and by function, into a JSON file
 
 py-spy (the dev extra) starts the worker as its child: this machine does not let it attach to a running
 process. Shares come from the samples; µs per event is the share times the worker's CPU per event, read
@@ -138,9 +139,18 @@ def frame_bucket(frame: FrameType | None, kinds: dict[str, str | None]) -> str:
     return "lookup" if mongo else "loop"
 
 
+def _function(frame: FrameType, event: str, arg: Any) -> str:
+    """The function a profile event calls: ``worker/lanes.py:Lanes._post``, or ``C:dict.get``."""
+    if event == "call":
+        code = frame.f_code
+        return f"{'/'.join(Path(code.co_filename).parts[-2:])}:{code.co_qualname}"
+    return f"C:{getattr(arg, '__qualname__', type(arg).__name__)}"
+
+
 def run_counted_worker(argv: list[str]) -> None:
-    """``python -m fanout ARGV`` counting its calls per bucket between SIGUSR1 and SIGUSR2. Each signal
-    is answered by a line appended to ``$FANOUT_CALLS_OUT``: ``start``, then the count as JSON."""
+    """``python -m fanout ARGV`` counting its calls per bucket and function (``bucket<TAB>function``)
+    between SIGUSR1 and SIGUSR2. Each signal is answered by a line appended to ``$FANOUT_CALLS_OUT``:
+    ``start``, then the count as JSON."""
     counts: Counter[str] = Counter()
     kinds: dict[str, str | None] = {}
     out = Path(os.environ["FANOUT_CALLS_OUT"])
@@ -148,7 +158,7 @@ def run_counted_worker(argv: list[str]) -> None:
 
     def count(frame: FrameType, event: str, arg: Any) -> None:
         if on[0] and (event == "call" or event == "c_call"):
-            counts[frame_bucket(frame, kinds)] += 1
+            counts[f"{frame_bucket(frame, kinds)}\t{_function(frame, event, arg)}"] += 1
 
     def start(*_: Any) -> None:
         counts.clear()
@@ -275,10 +285,18 @@ async def main(args: argparse.Namespace) -> None:
         if args.count:
             print("Python calls per event (fan-out 1) or per post (fan-out 20), by bucket")
             print(f"{'fan-out':>8} {'calls':>7}  " + "  ".join(f"{b:>9}" for b in BUCKETS))
+            detail: dict[int, dict[str, float]] = {}
             for fanout, posts, counts in await count_calls(rig, [(1, args.posts), (20, 3 * args.posts)]):
                 per = max(1, posts // fanout) if fanout == 1 else max(1, posts)
-                row = "  ".join(f"{counts[b] / per:>9.1f}" for b in BUCKETS)
+                buckets: Counter[str] = Counter()
+                for key, n in counts.items():
+                    buckets[key.partition("\t")[0]] += n
+                row = "  ".join(f"{buckets[b] / per:>9.1f}" for b in BUCKETS)
                 print(f"{fanout:>8} {sum(counts.values()) / per:>7.0f}  {row}")
+                detail[fanout] = {k: round(n / per, 2) for k, n in counts.most_common()}
+            if args.detail:
+                await asyncio.to_thread(Path(args.detail).write_text, json.dumps(detail, indent=1) + "\n")
+                print(f"calls per event (per post at fan-out 20) by bucket and function: {args.detail}")
             return
         with tempfile.TemporaryDirectory() as scratch:
             tmp = args.raw or scratch
@@ -305,5 +323,10 @@ if __name__ == "__main__":
     parser.add_argument("--log-level", default="INFO", help="the worker's FANOUT_LOG_LEVEL (default INFO)")
     parser.add_argument(
         "--count", action="store_true", help="count calls per event by bucket (fan-out 1 and 20), no py-spy"
+    )
+    parser.add_argument(
+        "--detail",
+        metavar="PATH",
+        help="with --count: write the calls per event by bucket and function to this JSON file",
     )
     asyncio.run(main(parser.parse_args()))
