@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,7 @@ from fanout import attributes, queues
 from fanout.config import Settings
 from fanout.envelope import unwrap_sns
 from fanout.errors import InvalidMessage
-from fanout.publish.batch import Entry, split
+from fanout.publish.batch import Backoff, Entry, Result, split
 from fanout.publish.send import send_batch
 
 #: The attributes a redriven message keeps: what narrows or conditions its delivery. Its reason, detail
@@ -59,6 +60,9 @@ def _summary(message: dict[str, Any]) -> dict[str, Any]:
 
 #: How long redrive keeps what it received invisible: what it leaves is made visible again at the end.
 HOLD_S = 300
+#: How many more times redrive sends a batch's entries SQS did not take for the moment (throttled, an
+#: internal error), after a pause of 0.1 s doubling to 2 s: about 4 s in all before they are left.
+SEND_RETRIES = 5
 
 
 def _receive(sqs: Any, dlq: str, visibility: int) -> list[dict[str, Any]]:
@@ -140,8 +144,8 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
                 handles[message["MessageId"]] = message["ReceiptHandle"]
                 entries.append(entry)
             for batch in split(entries):
-                result = send_batch(sqs, queue, batch)
-                # Not sent, for its content or for the moment (throttled): it stays, and is counted by code.
+                result = _send(sqs, queue, batch)
+                # Not sent, for its content or still for the moment (throttled): it stays, counted by code.
                 for entry, code in [*result.refused, *((e, result.why or "failed") for e in result.retry)]:
                     refused[code] += 1
                     held.append(handles.pop(entry.id))
@@ -154,6 +158,24 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
         _report(moved, skipped, refused, undeleted)
         _release(sqs, dlq, [*held, *handles.values()])
     return 1 if refused or undeleted else 0
+
+
+def _send(sqs: Any, queue: str, batch: list[Entry]) -> Result:
+    """Send one batch, and send again what SQS did not take for the moment, up to ``SEND_RETRIES``
+    times after a pause (within ``HOLD_S``: the receipt handles stay valid). What it refused for its
+    content is not sent again."""
+    result = send_batch(sqs, queue, batch)
+    backoff = Backoff()
+    for _ in range(SEND_RETRIES):
+        if not result.retry:
+            break
+        time.sleep(backoff.failed())
+        try:
+            again = send_batch(sqs, queue, result.retry)
+        except Exception:  # the call failed whole: what was sent is settled, the rest stays
+            break
+        result = Result(result.sent + again.sent, again.retry, result.refused + again.refused, again.why)
+    return result
 
 
 def _report(moved: int, skipped: int, refused: Counter[str], undeleted: Counter[str]) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import http.client
+import http.server
 import json
+import threading
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -249,3 +253,108 @@ def test_a_redrive_whose_queue_is_gone_mid_run_says_so_and_hides_nothing(
     assert err.splitlines()[-1].startswith("fanout: error: SQS: ")
     assert "Traceback" not in err
     assert sorted(b for b, _ in HOSTILE) == sorted(m["Body"] for m in _drain(sqs, dlq_url))
+
+
+class _Throttling:
+    """An HTTP server in front of moto that answers the first ``throttle`` ``SendMessageBatch`` calls
+    itself, every entry failed as SQS fails one it cannot take for the moment (``RequestThrottled``, not
+    the sender's fault), and hands every other call to moto."""
+
+    def __init__(self, upstream: str, throttle: int) -> None:
+        self.throttle, self.throttled, self.sent = throttle, 0, 0
+        host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                    outer.sent += 1
+                    if outer.throttled < outer.throttle:
+                        outer.throttled += 1
+                        failed = [
+                            {
+                                "Id": e["Id"],
+                                "SenderFault": False,
+                                "Code": "RequestThrottled",
+                                "Message": "slow down",
+                            }
+                            for e in json.loads(body)["Entries"]
+                        ]
+                        return self._answer(200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps({"Successful": [], "Failed": failed}).encode())  # fmt: skip
+                upstream = http.client.HTTPConnection(host, int(port), timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream.request("POST", self.path, body, headers)
+                reply = upstream.getresponse()
+                self._answer(reply.status, dict(reply.getheaders()), reply.read())
+                upstream.close()
+
+            def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Throttling:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_entries_sqs_throttles_are_sent_again_within_the_run(
+    queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQS fails a batch's entries for the moment (throttled) twice: the redrive sends them again after a
+    pause and moves every message, once, exiting 0 (before, they stayed in the DLQ and it exited 1)."""
+    settings, sqs, queue, dlq_url = queues
+    _drain(sqs, dlq_url)
+    bodies = [f"b{i}" for i in range(7)]
+    _fill(sqs, dlq_url, bodies)
+    with _Throttling(str(settings.aws_endpoint_url), throttle=2) as front:
+        code = dlq.redrive(settings.model_copy(update={"aws_endpoint_url": front.url}), 100, None)
+    assert (front.throttled, front.sent) == (2, 3)
+    assert 0 == code
+    assert "redrive: 7 moved to the queue, 0 left in the DLQ" in capsys.readouterr().err
+    assert sorted(bodies) == sorted(m["Body"] for m in _drain(sqs, queue))
+    assert [] == _drain(sqs, dlq_url)
+
+
+def test_entries_still_throttled_after_the_retries_stay_in_the_dlq(
+    queues: tuple[Settings, Any, str, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Throttled on every try: the batch is sent 1 + SEND_RETRIES times, then its messages stay in the
+    DLQ, visible at once, counted by SQS's code, and the redrive exits 1."""
+    monkeypatch.setattr(dlq, "SEND_RETRIES", 2)
+    settings, sqs, queue, dlq_url = queues
+    _drain(sqs, dlq_url)
+    _fill(sqs, dlq_url, ["a", "b", "c"])
+    with _Throttling(str(settings.aws_endpoint_url), throttle=1_000) as front:
+        code = dlq.redrive(settings.model_copy(update={"aws_endpoint_url": front.url}), 100, None)
+    assert (1, 3) == (code, front.sent)
+    assert (
+        '0 moved to the queue, 3 left in the DLQ (3 not moved: {"RequestThrottled": 3})'
+        in capsys.readouterr().err
+    )
+    assert [] == _drain(sqs, queue)
+    assert ["a", "b", "c"] == sorted(m["Body"] for m in _drain(sqs, dlq_url))
