@@ -61,7 +61,7 @@ def _summary(message: dict[str, Any]) -> dict[str, Any]:
 #: How long redrive keeps what it received invisible: what it leaves is made visible again at the end.
 HOLD_S = 300
 #: How many more times redrive sends a batch's entries SQS did not take for the moment (throttled, an
-#: internal error), after a pause of 0.1 s doubling to 2 s: about 4 s in all before they are left.
+#: internal error), after pauses of 0.1 s doubling (with jitter): at most about 3 s before they are left.
 SEND_RETRIES = 5
 
 
