@@ -123,7 +123,7 @@ class Lifecycle:
             return error("bad_frame", message="frames must be JSON objects of at most 32 KiB")
         try:  # pydantic's parser: no NaN/Infinity, no lone surrogates, nesting capped at 200
             body = from_json(raw, allow_inf_nan=False)
-        except ValueError:
+        except (ValueError, TypeError):  # TypeError: a lone surrogate as a character, not an escape
             body = None
         if not isinstance(body, dict):
             return error("bad_frame", message="frames must be JSON objects")

@@ -74,6 +74,8 @@ MALFORMED_FRAMES = [
     ("a json array", "[1,2]", "bad_frame"),
     ("deep nesting", "[" * 100_000 + "]" * 100_000, "bad_frame"),
     ("nan", '{"action":"ping","x":NaN}', "bad_frame"),
+    # A lone surrogate as a character, not an escape: no UTF-8 text holds one, and the parser refuses it.
+    ("a lone surrogate", '{"action":"ping","id":"f1","x":"\ud800"}', "bad_frame"),
     # About 40 KB of UTF-8 in 20,006 characters: the bound is 32 KiB of bytes (protocol section 8).
     ("over 32 KiB of UTF-8", '{"action":"ping","pad":"' + "é" * 20_000 + '"}', "bad_frame"),
     ("no action", '{"hello":1}', "unknown_action"),
