@@ -52,6 +52,8 @@ def verify(token: str | None, key: str, audience: str | None = None) -> str:
     """The user id an HS256 token was issued for; ``AuthError`` when it is missing, forged or expired."""
     if not token:
         raise AuthError("missing token")
+    if not token.isascii():  # base64url and dots only; PyJWT lets a lone surrogate's UnicodeEncodeError out
+        raise AuthError("invalid token: malformed")
     try:
         claims = jwt.decode(
             token, key, algorithms=["HS256"], audience=audience, options={"require": ["sub", "exp"]}
@@ -85,6 +87,8 @@ class Verifier:
             raise AuthError("missing token")
         if len(token) > MAX_TOKEN_CHARS:
             raise AuthError("token too long")
+        if not token.isascii():  # as in ``verify``: header bytes that are not UTF-8 arrive as surrogates
+            raise AuthError("invalid token: malformed")
         try:
             alg = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:

@@ -18,8 +18,9 @@ def test_round_trip_gives_the_user_id() -> None:
 @pytest.mark.parametrize(
     "token",
     [None, "", "not-a-jwt", sign("u1", OTHER), sign("u1", K, ttl_s=-10),
-     jwt.encode({"sub": "u1"}, K, algorithm="HS256"), jwt.encode({"sub": "u1", "exp": 9e9}, K * 2, algorithm="HS384")],
-    ids=["none", "empty", "garbage", "wrong-key", "expired", "no-exp", "wrong-alg"],
+     jwt.encode({"sub": "u1"}, K, algorithm="HS256"), jwt.encode({"sub": "u1", "exp": 9e9}, K * 2, algorithm="HS384"),
+     sign("u1", K) + "\udcff"],
+    ids=["none", "empty", "garbage", "wrong-key", "expired", "no-exp", "wrong-alg", "lone-surrogate"],
 )  # fmt: skip
 def test_bad_tokens_are_refused(token: str | None) -> None:
     """Missing, forged, expired or differently signed tokens raise AuthError."""

@@ -57,6 +57,16 @@ def test_connect_without_a_valid_token_is_401(handler: Any, token: str | None) -
     assert 401 == call(events.connect("c3", token=token), None)["statusCode"]
 
 
+@pytest.mark.parametrize("where", ["token", "bearer"])
+def test_a_token_holding_a_lone_surrogate_is_401(handler: Any, where: str) -> None:
+    """Bytes of a header or query that are not UTF-8 can reach the handler as lone surrogates (aiohttp,
+    under the local emulator, decodes header bytes so): such a token is refused like any malformed one,
+    never answered 500."""
+    call, _ = handler
+    for token in (sign("u1", KEY) + "\udcff", "\ud800"):
+        assert 401 == call(events.connect("c3", **{where: token}), None)["statusCode"]
+
+
 def test_frames_are_answered_on_their_route_and_on_default(handler: Any) -> None:
     """A ping on its own route and on $default is answered with ping.pong echoing the frame's id."""
     call, _ = handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -31,3 +32,26 @@ async def test_an_unhashable_action_is_answered_unknown_action_and_the_socket_st
     )
     assert aiohttp.WSMsgType.TEXT == second.type, second
     assert "ping.pong" == json.loads(second.data)["type"]
+
+
+async def test_an_authorization_header_of_bytes_that_are_not_utf8_is_refused_401(
+    emulator: tuple[str, str],
+) -> None:
+    """aiohttp hands header bytes that are not UTF-8 on as lone surrogates: a bearer token holding some is
+    refused 401 like any malformed token, never answered 500."""
+    host, key = emulator
+    name, port = host.split(":")
+    reader, writer = await asyncio.open_connection(name, int(port))
+    token = sign("hf2", key).encode() + b"\xff\xed\xa0\x80"
+    writer.write(
+        b"GET /local HTTP/1.1\r\nHost: "
+        + host.encode()
+        + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Authorization: Bearer " + token + b"\r\n\r\n"
+    )
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    await writer.wait_closed()
+    assert status.startswith(b"HTTP/1.1 401 "), status
