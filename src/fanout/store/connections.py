@@ -119,7 +119,9 @@ class ConnectionStore(Resolver):
         if doc is None:
             return None
         current = doc.get("topics")
-        held: list[str] = list(current) if isinstance(current, list) else []
+        if "topics" in doc and not isinstance(current, list):  # $addToSet refuses it: held is nothing
+            await self._empty_malformed_topics(connection_id)
+        held = _held(current)
         new = [t for t in topics if t not in held]
         if len(held) + len(new) > cap:
             return None
@@ -131,17 +133,31 @@ class ConnectionStore(Resolver):
             projection={"_id": 0, "topics": 1},
             return_document=ReturnDocument.AFTER,
         )
-        return list(doc["topics"]) if doc is not None else None
+        return _held(doc["topics"]) if doc is not None else None
 
     async def unsubscribe(self, connection_id: str, topics: list[str]) -> list[str]:
         """Remove topics from a connection's interests; the resulting list."""
         doc = await self._col.find_one_and_update(
-            {"connectionId": connection_id},
+            {
+                "connectionId": connection_id,
+                "$or": [{"topics": {"$exists": False}}, {"topics": {"$type": "array"}}],
+            },
             {"$pullAll": {"topics": topics}},
             projection={"_id": 0, "topics": 1},
             return_document=ReturnDocument.AFTER,
         )
-        return list(doc.get("topics") or []) if doc is not None else []
+        if doc is None:  # no record, or a malformed topics ($pullAll refuses it), which holds nothing
+            await self._empty_malformed_topics(connection_id)
+            return []
+        return _held(doc.get("topics"))
+
+    async def _empty_malformed_topics(self, connection_id: str) -> None:
+        """Set ``topics`` to an empty list where another writer left something else (a string, null): it
+        is read as no topics held, and the updates of a list would fail on it."""
+        await self._col.update_one(
+            {"connectionId": connection_id, "topics": {"$exists": True, "$not": {"$type": "array"}}},
+            {"$set": {"topics": []}},
+        )
 
     async def revoke(self, user_ids: list[str], topics: list[str]) -> int:
         """Take ``topics`` off every record of ``user_ids`` (a ``system.access.revoked``): one
@@ -230,8 +246,13 @@ class ConnectionStore(Resolver):
         conn = to_connection(doc) if doc is not None else None
         if conn is None or doc is None:
             return None
-        topics = doc.get("topics")
-        return conn, [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []
+        return conn, _held(doc.get("topics"))
 
     async def get(self, connection_id: str) -> dict[str, Any] | None:
         return await self._col.find_one({"connectionId": connection_id}, {"_id": 0})
+
+
+def _held(topics: Any) -> list[str]:
+    """The topics a record holds as the lifecycle reads them: the strings of its list (another writer's
+    null, string or other values hold nothing)."""
+    return [t for t in topics if isinstance(t, str)] if isinstance(topics, list) else []

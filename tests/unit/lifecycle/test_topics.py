@@ -6,9 +6,11 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from fanout.lifecycle import Lifecycle
 from fanout.lifecycle.topics import MAX_TOPICS
@@ -131,6 +133,29 @@ async def test_unsubscribe_answers_the_remaining_list(lifecycle: Lifecycle) -> N
         answer["payload"]["topics"],
         answer["replyTo"],
     )
+
+
+MALFORMED_TOPICS = [
+    ("one string", "event:1", []),
+    ("null", None, []),
+    ("an object", {"event:1": True}, []),
+    ("a number", 7, []),
+    ("a list of other values", [datetime.now(UTC), ObjectId(), b"event:1", 1, None, "event:1"], ["event:1"]),
+]
+
+
+@pytest.mark.parametrize(("case", "topics", "held"), MALFORMED_TOPICS, ids=[m[0] for m in MALFORMED_TOPICS])
+async def test_a_record_whose_topics_another_writer_left_malformed_subscribes_and_unsubscribes(
+    lifecycle: Lifecycle, case: str, topics: Any, held: list[str]
+) -> None:
+    """``topics`` that is not a list holds nothing, as every other read of the record takes it: a
+    subscribe or unsubscribe answers with what the record then holds (strings only, never a value that is
+    not a topic), never internal_error."""
+    records = lifecycle.services.store._col
+    for action, then in (("unsubscribe", held), ("subscribe", [*held, "event:2"])):
+        await records.update_one({"connectionId": "c1"}, {"$set": {"topics": topics}})
+        answer = await _send(lifecycle, "c1", {"action": action, "topics": ["event:2"]})
+        assert (f"{action}.ok", then) == (answer["type"], answer["payload"]["topics"])
 
 
 @pytest.mark.parametrize("lifecycle", ["tests.unit.lifecycle.test_topics:members_only"], indirect=True)
