@@ -34,7 +34,8 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Topic = Annotated[str, StringConstraints(pattern=TOPIC_PATTERN)]
 #: An ordering key: what SQS accepts as a FIFO ``MessageGroupId`` (1-128 printable ASCII characters).
 #: Name it like a topic (``conversation:c9``, ``user:u1``) so clients can resume it.
-OrderingKey = Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]
+ORDERING_KEY_PATTERN = r"^[\x21-\x7e]{1,128}$"
+OrderingKey = Annotated[str, StringConstraints(pattern=ORDERING_KEY_PATTERN)]
 
 
 class _Wire(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 from ulid import ULID
 
 from fanout.catalog import Payload, UserPresenceUpdated, spec_of
-from fanout.envelope import QueueBody, validate
+from fanout.envelope import ORDERING_KEY_PATTERN, QueueBody, validate
 from fanout.live.presence import iso
+
+_ORDERING_KEY = re.compile(ORDERING_KEY_PATTERN)
 
 
 def event(
@@ -21,7 +24,9 @@ def event(
     spec = spec_of(type(payload))
     wire = payload.wire()
     meta: dict[str, Any] = {"payloadVersion": spec.version}
-    if (key := spec.ordering_key(wire)) is not None:
+    # An id may hold what a key may not (a space, non-ASCII, 256 characters): then the event goes without
+    # one, unordered on a FIFO queue, rather than not at all.
+    if (key := spec.ordering_key(wire)) is not None and _ORDERING_KEY.fullmatch(key):
         meta["orderingKey"] = key
     doc = {
         "v": 1,

@@ -64,6 +64,22 @@ async def test_the_offline_check_fails_after_a_reconnect_and_holds_otherwise(mak
     assert ["online"] == [m["body"]["payload"]["status"] for m in live.drain()]
 
 
+async def test_a_user_id_no_ordering_key_can_hold_is_announced_without_one(make_live: MakeLive) -> None:
+    """A user id of 1 to 256 characters is a user id (section 8) even where ``user:<id>`` is no ordering key
+    (non-ASCII, a space, 124 characters or more): their online and offline go out without a key instead of
+    failing (``presence_failed``) and never being announced."""
+    live = await make_live(presence=True, presence_grace_s=0)
+    odd = ["josé", "ann lee", "u" * 256]
+    for i, user in enumerate(odd):
+        await live.conversation(f"c{i}", user, "u2")
+        await live.connect(f"c{i}", user)
+        await live.disconnect(f"c{i}")
+    sent = [m["body"] for m in live.drain(wait_s=5, at_least=6)]
+    expected = sorted((u, s) for u in odd for s in ("online", "offline"))
+    assert expected == sorted((b["payload"]["userId"], b["payload"]["status"]) for b in sent)
+    assert [None] * 6 == [b["meta"].get("orderingKey") for b in sent]
+
+
 async def test_a_user_nobody_may_see_goes_offline_without_a_message(make_live: MakeLive) -> None:
     """With an empty audience nothing is published on connect or disconnect, and the user is offline at
     once with lastSeenAt; with FANOUT_PRESENCE=false nothing at all happens."""

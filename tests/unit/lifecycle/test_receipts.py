@@ -64,6 +64,25 @@ async def test_duplicates_and_regressions_collapse(make_live: MakeLive) -> None:
     ]
 
 
+async def test_a_conversation_id_no_ordering_key_can_hold_still_reaches_the_sender(
+    make_live: MakeLive,
+) -> None:
+    """A conversation id the key ``chat:<id>`` cannot hold (a space, non-ASCII, 124 characters or more)
+    publishes the receipt without an ordering key: never a 500 that left the receipt raised, so that the
+    acknowledgement sent again was a duplicate and the sender never heard of it."""
+    live = await make_live()
+    odd = ["c 9", "會話", "c" * 256]
+    for conversation in odd:
+        await live.conversation(conversation, "u1", "u2")
+    await live.connect("c1", "u1")
+    for conversation in odd:
+        answer = await send(live.lc, "c1", _ack("read", conversationId=conversation))
+        assert ("chat.ack.ok", "read") == (answer["type"], answer["payload"]["state"])
+    sent = [m["body"] for m in live.drain(wait_s=5, at_least=3)]
+    assert sorted(odd) == sorted(b["payload"]["conversationId"] for b in sent)
+    assert [(["u2"], None)] * 3 == [(b["target"]["userIds"], b["meta"].get("orderingKey")) for b in sent]
+
+
 async def test_concurrent_acks_publish_once(make_live: MakeLive) -> None:
     """Ten identical read acknowledgements at the same moment (several tabs, retries) publish exactly one
     receipt: the state is raised by one conditional update."""

@@ -155,6 +155,24 @@ async def test_hostile_typing_frames_are_answered_with_the_field_at_fault(make_l
     assert [] == live.drain()
 
 
+async def test_a_conversation_id_no_ordering_key_can_hold_is_published_without_one(
+    make_live: MakeLive,
+) -> None:
+    """A conversation of the product whose id has a space, non-ASCII or 124 characters or more makes a key
+    ``chat:<id>`` the envelope refuses: its indicators go out without an ordering key, not as a 500."""
+    live = await make_live(typing_timeout_s=1)
+    odd = ["c 9", "會話", "c" * 256]
+    for conversation in odd:
+        await live.conversation(conversation, "u1", "u2")
+    await live.connect("c1", "u1")
+    for conversation in odd:
+        answer = await send(live.lc, "c1", _typing(conversation, "started"))
+        assert ("chat.typing.ok", conversation) == (answer["type"], answer["payload"]["conversationId"])
+    sent = [m["body"] for m in live.drain(wait_s=5, at_least=6)]
+    assert sorted(odd * 2) == sorted(b["payload"]["conversationId"] for b in sent)
+    assert [None] * 6 == [b["meta"].get("orderingKey") for b in sent]
+
+
 async def test_typing_frames_are_rate_limited_per_connection(make_live: MakeLive) -> None:
     """With FANOUT_TYPING_RATE=2, five frames sent at once let two through and answer the rest
     rate_limited; another connection of the same user has its own window."""
