@@ -146,7 +146,12 @@ class Settings(BaseSettings):
     topic_policy: str | None = Field(
         None, description="package.module:function deciding gated topic kinds (organization, conversation)"
     )
-    connection_ttl_s: int = 7200
+    connection_ttl_s: int = Field(
+        600,
+        ge=60,
+        le=7200,
+        description="a record's expiresAt: lastSeenAt plus this; silent this long, a connection gets no post",
+    )
     max_connections_per_user: int = Field(
         50,
         ge=0,

@@ -74,6 +74,9 @@ class Rig:
             # SecantusDB scans the whole collection for the last broadcast shard's query (its
             # ``bucket: {$exists: false}`` branch): about 7 s at 100,000 records, past the 5 s default.
             "FANOUT_MONGO_TIMEOUT_MS": "30000",
+            # The sink's clients do not ping (1,000 pings every 30 s would be load on the stack measured),
+            # and a full run lasts longer than a record's default 10 minutes without a frame.
+            "FANOUT_CONNECTION_TTL_S": "7200",
             "FANOUT_LOG_LEVEL": "INFO",  # as deployed: the worker's log lines count against its CPU
             "FANOUT_LOG_FORMAT": "json",
             "FANOUT_RECEIVE_WAIT_S": str(plan.receive_wait_s),

@@ -138,3 +138,33 @@ async def test_no_limit_when_it_is_zero(make_lifecycle: MakeLifecycle) -> None:
     lc = await make_lifecycle(max_connections_per_user=0)
     assert [200] * 4 == [await _status(lc, f"c{i}", "u1") for i in range(4)]
     assert 0 == _refused(lc)
+
+
+async def test_a_connection_silent_for_ten_minutes_gets_no_more_posts(
+    make_lifecycle: MakeLifecycle, mongo_server: Server
+) -> None:
+    """By default a record expires 10 minutes after its last frame (FANOUT_CONNECTION_TTL_S): a socket
+    the server's posts alone keep open is past the connection limit's count after 3 silent minutes, and
+    is posted to for 7 more at most. So a client holding sockets open with a frame every few minutes holds
+    about 10/3 times the limit, not (with the former 2 hours) 40 times."""
+    lc = await make_lifecycle(max_connections_per_user=1)
+    store = lc.services.store
+
+    async def posted_to() -> list[str]:
+        return [doc["connectionId"] for doc in (await store.find_users([["u1"]]))[0]]
+
+    with _records(mongo_server, lc) as records:
+        assert 200 == await _status(lc, "c1", "u1")
+        record = records.find_one({"connectionId": "c1"})
+        assert record is not None
+        assert timedelta(seconds=600) == record["expiresAt"] - record["lastSeenAt"]
+
+        def silent_for(seconds: float) -> None:
+            back = {"lastSeenAt": _ago(seconds), "expiresAt": _ago(seconds - 600)}
+            records.update_one({"connectionId": "c1"}, {"$set": back})
+
+        silent_for(9 * 60)
+        assert 200 == await _status(lc, "c2", "u1")  # no longer counted
+        assert {"c1", "c2"} == set(await posted_to())  # still posted to
+        silent_for(10 * 60 + 1)
+        assert ["c2"] == await posted_to()
