@@ -384,3 +384,37 @@ async def test_a_record_naming_a_dead_endpoint_does_not_make_the_gateway_not_rea
         await asyncio.sleep(1.0)  # two probe rounds: the pool's gauge would show it too
         await col.delete_many({"userId": dead_user})
     assert {200} == ready.statuses()
+
+
+async def test_a_record_declaring_payload_versions_no_int_can_read_does_not_fail_its_users_events(
+    hostile_stack: Stack,
+) -> None:
+    """A record whose ``payloads`` holds a version that passes ``str.isdigit`` but is no decimal number
+    (a superscript two, 5,000 digits) has those entries ignored: the user's events reach its other
+    connections on the first receive instead of failing the fan-out on every receive."""
+    stack = hostile_stack
+    run = secrets.token_hex(4)
+    user = f"versions-{run}"
+    now = datetime.now(UTC)
+    old = now - timedelta(minutes=5)  # past the connect grace: the emulator's 410 prunes it
+    records = [
+        {"connectionId": f"ver{i}{run}", "userId": user, "domainName": f"127.0.0.1:{stack.settings.gateway_port}",
+         "stage": "local", "connectedAt": old, "lastSeenAt": old, "expiresAt": now + timedelta(hours=1),
+         "payloads": [entry]}
+        for i, entry in enumerate(("notification.new@\u00b2", "notification.new@" + "9" * 5000))
+    ]  # fmt: skip
+    mongo, col = await _records(stack)
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        es.push_async_callback(mongo.close)
+        client = await connect(es, http, stack.ws_url, stack.settings, user)
+        await col.insert_many(records)
+        before = await scrape(stack.metrics_url)
+        event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user])
+        await asyncio.to_thread(_send, stack, [(event.to_json(), {})])
+        await wait_for(lambda: event.id in client.event_ids(), timeout=10)
+        await wait_for(lambda: _settled(stack, before.value("fanout_events_total"), 1), timeout=10, every=0.1)
+        after = await scrape(stack.metrics_url)
+        await col.delete_many({"userId": user})
+    assert 0 == after.value("fanout_events_total", outcome="released") - before.value(
+        "fanout_events_total", outcome="released"
+    )

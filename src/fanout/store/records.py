@@ -70,13 +70,15 @@ def payload_entries(payloads: dict[str, list[int]]) -> list[str]:
 
 
 def _payloads(value: Any) -> Payloads | None:
-    """The record's ``payloads`` as a lookup; entries that are not ``type@version`` are ignored."""
+    """The record's ``payloads`` as a lookup; entries that are not ``type@version`` are ignored, and so is
+    a version no payload has (over 4 digits) or that only looks like digits (``str.isdigit`` takes a
+    superscript two, which ``int`` refuses: that failed every lookup of the record's user)."""
     if not isinstance(value, list):
         return None
     found: dict[str, set[int]] = {}
     for entry in value:
         event_type, _, version = entry.rpartition("@") if isinstance(entry, str) else ("", "", "")
-        if event_type and version.isdigit():
+        if event_type and version.isascii() and version.isdigit() and len(version) <= 4:
             found.setdefault(event_type, set()).add(int(version))
     return {t: frozenset(v) for t, v in found.items()}
 
