@@ -113,7 +113,7 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
         await asyncio.to_thread(_send, stack, messages)
         await wait_for(lambda: valid_ids <= set(client.event_ids()), timeout=60)
 
-        async def settled() -> bool:  # an outcome is counted first, a dead letter once it is written
+        async def settled() -> bool:  # every outcome counted, every dead letter written
             now = await scrape(stack.metrics_url)
             outcomes, letters = (
                 now.value(n) - before.value(n) for n in ("fanout_events_total", "fanout_dead_lettered_total")
@@ -418,3 +418,34 @@ async def test_a_record_declaring_payload_versions_no_int_can_read_does_not_fail
     assert 0 == after.value("fanout_events_total", outcome="released") - before.value(
         "fanout_events_total", outcome="released"
     )
+
+
+async def test_a_remainder_sqs_refuses_ends_in_the_dlq_with_a_reason(
+    hostile_stack: Stack, closed_port: int
+) -> None:
+    """An event whose remainder cannot be written (its body re-serialized grows past SQS's limit: every
+    ``1e15`` of ``meta`` becomes ``1000000000000000.0``) is released with a backoff like any failed
+    fan-out and dead-lettered as ``handler_error`` on its last receive, instead of waiting out its
+    visibility timeout on every receive and reaching the DLQ through SQS's redrive with no reason."""
+    stack = hostile_stack
+    run = secrets.token_hex(4)
+    user = f"grows-{run}"
+    now = datetime.now(UTC)
+    old = now - timedelta(minutes=5)
+    dead = {"connectionId": f"grows{run}", "userId": user, "domainName": f"127.0.0.1:{closed_port}",
+            "stage": "local", "connectedAt": old, "lastSeenAt": old, "expiresAt": now + timedelta(hours=1)}  # fmt: skip
+    body = json.loads(event_body(user, "s"))
+    body["meta"] = {"pad": [1e15] * 70_000}
+    raw = json.dumps(body, separators=(",", ":")).replace("1000000000000000.0", "1e15")
+    assert len(raw) < attributes.MAX_MESSAGE_BYTES / 2
+    mongo, col = await _records(stack)
+    async with AsyncExitStack() as es:
+        es.push_async_callback(mongo.close)
+        await col.insert_one(dead)
+        await asyncio.to_thread(drain_queue, stack.settings, stack.settings.dlq_name, 0)
+        await asyncio.to_thread(_send, stack, [(raw, {})])
+        await wait_for(lambda: 1 == _depth(stack, stack.settings.dlq_name), timeout=45, every=0.5)
+        [letter] = await asyncio.to_thread(drain_queue, stack.settings, stack.settings.dlq_name, 0)
+        await col.delete_many({"userId": user})
+    assert "handler_error" == letter["MessageAttributes"][attributes.REASON]["StringValue"]
+    assert raw == letter["Body"]

@@ -181,7 +181,15 @@ class Worker:
             except Exception as exc:  # a dependency failed mid-fan-out: never die on one message
                 decided = fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
                 self._log_error(msg, exc)
-            await self.settler.apply(msg, decided)
+            try:
+                await self.settler.apply(msg, decided)
+            except Exception as exc:  # SQS refused what it leaves (a remainder, shards, a dead letter)
+                log.warning("settle_failed", message_id=msg.message_id, error=type(exc).__name__)
+                # As for a failed fan-out: released with a backoff, dead-lettered with a reason on its
+                # last receive, rather than back after its visibility timeout each time and moved by SQS.
+                await self.settler.apply(
+                    msg, fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
+                )
         finally:
             if release is not None:
                 release()  # at the latest: usually the key's next event started once the posts answered

@@ -73,11 +73,9 @@ class Settler:
         return msg.queue_url or self._queue
 
     async def apply(self, msg: Received, fate: Fate) -> None:
-        """Write the remainder and dead letters, then delete or release the message."""
+        """Write the remainder and dead letters, then delete or release the message. Its outcome is
+        counted once they are written: when SQS refuses one, the worker settles it another way."""
         label = metric_label(msg.body.type) if msg.body is not None else OTHER
-        self._events(label, fate.outcome).inc()
-        if fate.outcome in _DROPPED:
-            setattr(self.tally, fate.outcome, getattr(self.tally, fate.outcome) + 1)
         if fate.shards:
             await self._shards(msg, fate.shards)
             self._metrics.shards.labels(label).inc(len(fate.shards))
@@ -88,6 +86,9 @@ class Settler:
             self.tally.remainders += 1
         for letter in fate.dead_letters:
             await self._dead_letter(msg, letter)
+        self._events(label, fate.outcome).inc()
+        if fate.outcome in _DROPPED:
+            setattr(self.tally, fate.outcome, getattr(self.tally, fate.outcome) + 1)
         if fate.release_after_s is not None:
             await self.release(self._home(msg), [msg.receipt], fate.release_after_s)
         elif fate.delete:
