@@ -15,6 +15,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import from_json
@@ -83,6 +84,14 @@ class Meta(_Wire):
     def _as_utc(cls, value: datetime | None) -> datetime | None:
         # Without an offset it is UTC: read as local time, 0001-01-01 had no timestamp and broke the worker.
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    @model_validator(mode="after")
+    def _finite(self) -> Meta:
+        # A body parsed straight from its bytes reads NaN, Infinity and 1e400 (as inf) in the keys kept
+        # as they are; refused here, the body takes parse_body's strict path and gets its reason there.
+        if self.model_extra:  # rare: the common body pays this test only
+            json.dumps(self.model_extra, allow_nan=False)  # ValueError for a number JSON cannot carry
+        return self
 
 
 def _utc(value: str) -> str:
