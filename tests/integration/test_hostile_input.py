@@ -449,3 +449,33 @@ async def test_a_remainder_sqs_refuses_ends_in_the_dlq_with_a_reason(
         await col.delete_many({"userId": user})
     assert "handler_error" == letter["MessageAttributes"][attributes.REASON]["StringValue"]
     assert raw == letter["Body"]
+
+
+async def test_a_gone_record_dated_in_the_future_is_pruned_not_retried_for_rounds(
+    hostile_stack: Stack,
+) -> None:
+    """A record whose ``connectedAt`` lies an hour ahead (an API that wrote its local time as UTC) is not
+    in API Gateway's connect race: its 410 prunes it on the first receive, where the grace period would
+    have sent every event of its user through every remainder round to the DLQ."""
+    stack = hostile_stack
+    run = secrets.token_hex(4)
+    user = f"ahead-{run}"
+    now = datetime.now(UTC)
+    ahead = {"connectionId": f"ahead{run}", "userId": user, "domainName": f"127.0.0.1:{stack.settings.gateway_port}",
+             "stage": "local", "connectedAt": now + timedelta(hours=1), "lastSeenAt": now,
+             "expiresAt": now + timedelta(hours=2)}  # fmt: skip
+    mongo, col = await _records(stack)
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        es.push_async_callback(mongo.close)
+        client = await connect(es, http, stack.ws_url, stack.settings, user)
+        await col.insert_one(ahead)
+        before = await scrape(stack.metrics_url)
+        event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user])
+        await asyncio.to_thread(_send, stack, [(event.to_json(), {})])
+        await wait_for(lambda: event.id in client.event_ids(), timeout=10)
+        await wait_for(lambda: _settled(stack, before.value("fanout_events_total"), 1), timeout=10, every=0.1)
+        after = await scrape(stack.metrics_url)
+        left = await col.find_one({"connectionId": ahead["connectionId"]})
+        await col.delete_many({"userId": user})
+    assert left is None
+    assert 0 == after.value("fanout_remainders_total") - before.value("fanout_remainders_total")

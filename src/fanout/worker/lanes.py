@@ -202,4 +202,8 @@ class Lanes:
 
     @staticmethod
     def _young(conn: Connection) -> bool:
-        return conn.connected_at is not None and time.time() - conn.connected_at.timestamp() < CONNECT_GRACE_S
+        # Within the grace either way (a $connect's clock may run a little ahead of ours); a record dated
+        # further ahead is no connect race and would never be pruned.
+        if conn.connected_at is None:
+            return False
+        return abs(time.time() - conn.connected_at.timestamp()) < CONNECT_GRACE_S
