@@ -103,7 +103,7 @@ class Decider:
                 max_receives=self.settings.max_receives,
                 outage_delay_s=self.settings.outage_delay_s,
             )
-        if wait := fate.due_in(msg, time.time()):  # a scheduled check on a FIFO queue: held until due
+        if wait := fate.due_in(msg, time.time(), self.settings.outage_delay_s):  # FIFO: held until due
             return fate.Fate("released", delete=False, release_after_s=wait)
         if msg.routing.check is not None and not await self.checks.confirm(msg.body, msg.routing.check):
             return fate.Fate("superseded")  # a typing stop or presence check that no longer holds

@@ -12,6 +12,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from fanout import queues
 from fanout.catalog import Policy
 from fanout.worker.received import Received
 from fanout.worker.result import FanoutResult
@@ -95,13 +96,23 @@ def before(
     return Deliver(min(visibility_s * 4, max(1.0, expiry - now)), expiry)
 
 
-def due_in(msg: Received, now: float) -> int:
-    """Whole seconds until a check message is due (its ``sentAt``), 0 once it is. A FIFO queue takes no
-    ``DelaySeconds``, so a scheduled typing stop or presence check arrives at once and is held until
-    then; a time more than ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
-    assert msg.body is not None
-    ahead = msg.body.sent_at_epoch - now
-    due = msg.routing.check is None or ahead <= CLOCK_SKEW_S or ahead > MAX_DELAY_S
+def due_in(msg: Received, now: float, outage_delay_s: int = OUTAGE_DELAY_S) -> int:
+    """Whole seconds until a message fanout delayed on purpose is due, 0 once it is. A FIFO queue takes no
+    ``DelaySeconds``, so such a message arrives at once and is held until then: a scheduled typing stop or
+    presence check until its ``sentAt``, a remainder until its round's delay has passed since it was sent
+    (2^round s, or ``outage_delay_s`` for round 0: only an outage writes a remainder of round 0). Without
+    the hold an outage's remainder came back every second or so until the event expired. A time more than
+    ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
+    routing = msg.routing
+    if routing.check is not None:
+        assert msg.body is not None
+        ahead = msg.body.sent_at_epoch - now
+    elif routing.only is not None and msg.sent_at is not None and queues.is_fifo(msg.queue_url):
+        delay = min(MAX_DELAY_S, 2**routing.round) if routing.round else outage_delay_s
+        ahead = msg.sent_at + delay - now
+    else:
+        return 0
+    due = ahead <= CLOCK_SKEW_S or ahead > MAX_DELAY_S
     return 0 if due else math.ceil(ahead)
 
 

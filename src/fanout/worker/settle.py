@@ -113,11 +113,13 @@ class Settler:
         base = attributes.remainder(remainder.round, [])
         room = attributes.MAX_MESSAGE_BYTES - attributes.size(body, base) - _SLACK
         url = self._home(msg)
-        group = msg.body.meta.ordering_key or msg.body.id
         for i, ids in enumerate(attributes.chunks(remainder.ids, room)):
-            # A FIFO queue takes no per-message delay: the remainder comes back at once, in its group.
-            # Its deduplication id is the received message's, so a crash before the delete writes it once.
-            fifo: dict[str, Any] = queues.fifo_fields(url, group, f"{msg.message_id}-r{i}")
+            # A FIFO queue takes no per-message delay: the remainder comes back at once and is held until
+            # its delay has passed (fate.due_in), in a group of its own so that it holds up no later event
+            # of its key. Its deduplication id is the received message's, so a crash before the delete
+            # writes it once.
+            part = f"{msg.message_id}-r{i}"
+            fifo: dict[str, Any] = queues.fifo_fields(url, part, part)
             await self._sqs.send_message(
                 QueueUrl=url,
                 MessageBody=body,

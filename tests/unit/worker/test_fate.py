@@ -298,3 +298,22 @@ def test_a_check_message_received_before_its_sent_at_waits_until_then() -> None:
     assert (6, 1) == (fate.due_in(msg(5.4), at), fate.due_in(msg(0.9), at))
     assert (0, 0, 0) == (fate.due_in(msg(-1), at), fate.due_in(msg(0.1), at), fate.due_in(msg(5, None), at))
     assert 0 == fate.due_in(msg(fate.MAX_DELAY_S + 60), at)
+
+
+def test_a_remainder_received_before_its_delay_on_a_fifo_queue_waits_until_then() -> None:
+    """A FIFO queue takes no DelaySeconds: a remainder received early waits out what is left of 2^round s
+    since it was sent, or the outage delay at round 0 (only an outage writes one); on a standard queue,
+    which applied the delay itself, and once it is due, it does not wait."""
+    sent = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+    def msg(round_: int, queue: str = "https://sqs/q.fifo") -> Received:
+        m = {"ReceiptHandle": "r", "Body": json.dumps(valid()), "Attributes": {"SentTimestamp": str(int(sent * 1000))},
+             "MessageAttributes": attributes.remainder(round_, ["c1"])}  # fmt: skip
+        return parse(m, queue)
+
+    assert (5, 7, 3) == (
+        fate.due_in(msg(0), sent),
+        fate.due_in(msg(3), sent + 1),
+        fate.due_in(msg(0), sent + 2, 5),
+    )
+    assert (0, 0) == (fate.due_in(msg(0), sent + 5), fate.due_in(msg(0, "https://sqs/q"), sent))

@@ -113,8 +113,9 @@ async def test_an_invalid_body_at_the_limit_is_cut_to_fit(settler: tuple[Settler
 
 async def test_on_fifo_queues_every_write_names_its_group_and_waits_for_no_delay(moto_server: Server) -> None:
     """With FIFO queues (which refuse a per-message delay and require a group), a remainder goes back at
-    once in the event's key group, a dead letter and every shard carry a group, and a second apply of
-    the same received message (a crash before the delete) writes nothing twice."""
+    once in a group of its own (the worker holds it until due), a dead letter and every shard carry a
+    group, and a second apply of the same received message (a crash before the delete) writes nothing
+    twice."""
     settings = dev_settings(moto_server)
     fifo = {"FifoQueue": "true"}
     async with get_session().create_client("sqs", **settings.aws_client_kwargs()) as sqs:
