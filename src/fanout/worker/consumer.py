@@ -187,9 +187,11 @@ class Worker:
                 log.warning("settle_failed", message_id=msg.message_id, error=type(exc).__name__)
                 # As for a failed fan-out: released with a backoff, dead-lettered with a reason on its
                 # last receive, rather than back after its visibility timeout each time and moved by SQS.
-                await self.settler.apply(
-                    msg, fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
-                )
+                retry = fate.on_error(msg, exc, stopping=False, max_receives=self.settings.max_receives)
+                try:
+                    await self.settler.apply(msg, retry)
+                except Exception as again:  # SQS fails this too: back after its visibility timeout
+                    log.warning("settle_failed", message_id=msg.message_id, error=type(again).__name__)
         finally:
             if release is not None:
                 release()  # at the latest: usually the key's next event started once the posts answered
