@@ -123,6 +123,15 @@ MALFORMED: list[tuple[str, str, str]] = [
     ("catalogued payload, unknown version", json.dumps(valid(meta={"payloadVersion": 9})), "payload_schema"),
     ("payload version 0", json.dumps(valid(meta={"payloadVersion": 0})), "schema"),
     ("negative seq", json.dumps(valid(meta={"seq": -1})), "schema"),
+    ("seq as text", json.dumps(valid(meta={"seq": "5"})), "schema"),
+    ("seq as a float", json.dumps(valid(meta={"seq": 5.0})), "schema"),
+    ("broadcast as text", json.dumps(valid(target={"broadcast": "yes"})), "schema"),
+    ("broadcast as a number", json.dumps(valid(target={"broadcast": 1})), "schema"),
+    (
+        "broadcast false as text",
+        json.dumps(valid(target={"userIds": ["u1"], "broadcast": "false"})),
+        "schema",
+    ),
     ("revocation for everyone", json.dumps(_revoked(target={"broadcast": True})), "bad_target"),
     ("revocation for a topic", json.dumps(_revoked(target={"topics": ["organization:o1"]})), "bad_target"),
     (

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StringConstraints,
     ValidationError,
@@ -51,7 +52,7 @@ class Target(_Wire):
     # 1 MiB body (260,000 empty ids) held the worker's loop for about 3 s.
     user_ids: list[Name] = Field(default_factory=list, max_length=100_000, fail_fast=True)
     topics: list[Topic] = Field(default_factory=list, max_length=1_000, fail_fast=True)
-    broadcast: bool = False
+    broadcast: StrictBool = False  # true or false only: "yes", 1 or "1" must not reach everyone
     exclude_connection_ids: list[Name] = Field(default_factory=list, max_length=10_000, fail_fast=True)
     connection_ids: list[Name] = Field(default_factory=list, max_length=1_000, fail_fast=True)
 
@@ -74,7 +75,7 @@ class Meta(_Wire):
     source: str | None = None
     trace_id: str | None = None
     ordering_key: OrderingKey | None = None
-    seq: int | None = Field(None, ge=0, le=2**53 - 1)  # a browser's Number holds it exactly
+    seq: StrictInt | None = Field(None, ge=0, le=2**53 - 1)  # a browser's Number holds it exactly
     expires_at: datetime | None = None
     # Left out of the body when unset, so bodies written without it stay byte for byte the same.
     payload_version: StrictInt | None = Field(None, ge=1, le=1000, exclude_if=lambda v: v is None)
