@@ -53,7 +53,11 @@ async def replay(
     )
     deadline = time.monotonic() + step.budget_s
     result = FanoutResult()
-    for kept in frames:  # one after another: the client gets them in this order
+    cut = 0  # frames left unposted at the deadline
+    for i, kept in enumerate(frames):  # one after another: the client gets them in this order
+        if time.monotonic() >= deadline:  # a slow endpoint: the rest waits for the client's next resume
+            cut = len(frames) - i  # (the body's expiry bounds a real replay; a forged one may name years)
+            break
         if not enabled(kept.type):
             continue
         if (kept.version != 1 or conn.payloads is not None) and not conn.speaks(kept.type, kept.version):
@@ -69,6 +73,7 @@ async def replay(
         asked=len(msg.routing.replay),
         posted=result.attempted,
         unsupported=result.outcomes[Outcome.UNSUPPORTED_VERSION],
+        cut=cut,
         outcome=result.event_outcome(),
     )
     return fate.replayed(msg, result, max_receives=max_receives, outage_delay_s=outage_delay_s)

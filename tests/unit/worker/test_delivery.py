@@ -22,17 +22,24 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from fanout.envelope import parse_body
+from fanout import attributes
+from fanout.envelope import Meta, parse_body
 from fanout.gateway.client import ManagementClient, Outcome
 from fanout.gateway.http import HttpClient
 from fanout.gateway.sigv4 import Signer
+from fanout.history import History
 from fanout.lifecycle import Lifecycle
+from fanout.lifecycle.replays import replay_body
 from fanout.local.emulator import Emulator
 from fanout.metrics import Metrics
 from fanout.publish import build_event
 from fanout.store import ConnectionStore, mongo_client
 from fanout.tokens import sign
+from fanout.worker.clients import Clients
 from fanout.worker.delivery import Deliverer
+from fanout.worker.fate import Deliver
+from fanout.worker.received import parse
+from fanout.worker.replay import replay
 from tests.conftest import Server, dev_settings, free_port
 from tests.corpus import valid
 
@@ -304,3 +311,36 @@ async def test_only_connections_that_asked_are_looked_at_for_versions(rig: Rig) 
         await asyncio.gather(*(_frames(ws, 0.2) for ws in sockets))
     assert [None, None, None] == [c.payloads for c in conns]
     assert 3 == result.outcomes[Outcome.OK]
+
+
+async def test_a_replay_stops_posting_at_its_time_budget(rig: Rig, mongo_server: Server) -> None:
+    """A replay naming many kept events, against an endpoint slow to answer, stops at its budget (its
+    body's expiry bounds a real one; anyone who can send to the queue can forge one expiring in years):
+    the frames it posted arrive in order, the rest waits for the client's next resume, and the worker's
+    slot is not held for the whole list."""
+    settings = dev_settings(mongo=mongo_server)
+    history = History(rig.store._col.database, settings)
+    await history.ensure_indexes()
+    bodies = [build_event("notification.new", user_ids=["r1"], payload={"notificationId": f"n{i}"}) for i in range(40)]  # fmt: skip
+    for body in bodies:
+        await history.record(body, time.time() + 600)
+    async with aiohttp.ClientSession() as http:
+        [ws] = await _clients(rig, http, "r1", 1)
+        [record] = await rig.store._col.find({"userId": "r1"}).to_list()
+        body = replay_body(record["connectionId"]).model_copy(update={"meta": Meta(expires_at=datetime(2099, 1, 1, tzinfo=UTC))})  # fmt: skip
+        msg = parse(
+            {
+                "ReceiptHandle": "r",
+                "MessageId": "m",
+                "Body": body.to_json(),
+                "MessageAttributes": attributes.replay([b.id for b in bodies]),
+                "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+            }
+        )
+        rig.emulator.faults.update({"latency_ms": 100})
+        clients = Clients(None, None, None, rig.store, None, history)  # type: ignore[arg-type]
+        decided = await replay(msg, clients, rig.deliverer, Deliver(1.0, time.time() + 3600), max_receives=5)
+        got = [(await _frame(ws))["id"] for _ in range(rig.emulator.counts.get("delivered", 0))]
+    assert 0 < len(got) < len(bodies)  # 40 posts of 100 ms each take 4 s
+    assert [b.id for b in bodies[: len(got)]] == got
+    assert decided.delete
