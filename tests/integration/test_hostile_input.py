@@ -26,7 +26,7 @@ from fanout.publish import build_event
 from tests.catalog_examples import payload
 from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
 from tests.corpus import CLIENT_FRAMES, Attrs, event_body, hostile_messages
-from tests.helpers import ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
+from tests.helpers import ReadyWatch, Scrape, connect, drain_queue, scrape, sqs_client, wait_for
 
 #: One process for the module (``make test`` runs one per core), so its stack starts once per run.
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")]
@@ -170,6 +170,28 @@ async def test_hostile_messages_are_dead_lettered_on_first_receive_and_valid_one
 async def _records(stack: Stack) -> tuple[AsyncMongoClient[dict[str, Any]], Any]:
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.settings.mongo(), tz_aware=True)
     return mongo, mongo[stack.settings.mongo_db][stack.settings.connections_collection]
+
+
+async def _one_event_beside(
+    stack: Stack, user: str, records: list[dict[str, Any]]
+) -> tuple[Scrape, Scrape, list[dict[str, Any]]]:
+    """One notification to ``user``, who has a live client beside ``records``: the metrics before and
+    once it settled, and what is left of ``records``."""
+    mongo, col = await _records(stack)
+    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
+        es.push_async_callback(mongo.close)
+        client = await connect(es, http, stack.ws_url, stack.settings, user)
+        await col.insert_many(records)
+        before = await scrape(stack.metrics_url)
+        event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user])
+        await asyncio.to_thread(_send, stack, [(event.to_json(), {})])
+        await wait_for(lambda: event.id in client.event_ids(), timeout=10)
+        await wait_for(lambda: _settled(stack, before.value("fanout_events_total"), 1), timeout=10, every=0.1)
+        after = await scrape(stack.metrics_url)
+        ids = [r["connectionId"] for r in records]
+        left = await col.find({"connectionId": {"$in": ids}}).to_list()
+        await col.delete_many({"userId": user})
+    return before, after, left
 
 
 async def _connection_ids(col: Any, user: str) -> list[str]:
@@ -403,18 +425,7 @@ async def test_a_record_declaring_payload_versions_no_int_can_read_does_not_fail
          "payloads": [entry]}
         for i, entry in enumerate(("notification.new@\u00b2", "notification.new@" + "9" * 5000))
     ]  # fmt: skip
-    mongo, col = await _records(stack)
-    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-        es.push_async_callback(mongo.close)
-        client = await connect(es, http, stack.ws_url, stack.settings, user)
-        await col.insert_many(records)
-        before = await scrape(stack.metrics_url)
-        event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user])
-        await asyncio.to_thread(_send, stack, [(event.to_json(), {})])
-        await wait_for(lambda: event.id in client.event_ids(), timeout=10)
-        await wait_for(lambda: _settled(stack, before.value("fanout_events_total"), 1), timeout=10, every=0.1)
-        after = await scrape(stack.metrics_url)
-        await col.delete_many({"userId": user})
+    before, after, _ = await _one_event_beside(stack, user, records)
     assert 0 == after.value("fanout_events_total", outcome="released") - before.value(
         "fanout_events_total", outcome="released"
     )
@@ -464,18 +475,6 @@ async def test_a_gone_record_dated_in_the_future_is_pruned_not_retried_for_round
     ahead = {"connectionId": f"ahead{run}", "userId": user, "domainName": f"127.0.0.1:{stack.settings.gateway_port}",
              "stage": "local", "connectedAt": now + timedelta(hours=1), "lastSeenAt": now,
              "expiresAt": now + timedelta(hours=2)}  # fmt: skip
-    mongo, col = await _records(stack)
-    async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
-        es.push_async_callback(mongo.close)
-        client = await connect(es, http, stack.ws_url, stack.settings, user)
-        await col.insert_one(ahead)
-        before = await scrape(stack.metrics_url)
-        event = build_event("notification.new", payload={"notificationId": "n1"}, user_ids=[user])
-        await asyncio.to_thread(_send, stack, [(event.to_json(), {})])
-        await wait_for(lambda: event.id in client.event_ids(), timeout=10)
-        await wait_for(lambda: _settled(stack, before.value("fanout_events_total"), 1), timeout=10, every=0.1)
-        after = await scrape(stack.metrics_url)
-        left = await col.find_one({"connectionId": ahead["connectionId"]})
-        await col.delete_many({"userId": user})
-    assert left is None
+    before, after, left = await _one_event_beside(stack, user, [ahead])
+    assert [] == left
     assert 0 == after.value("fanout_remainders_total") - before.value("fanout_remainders_total")
