@@ -271,6 +271,7 @@ export class FanoutClient {
     this.resumedGap = new Map(); // key -> when its resumed gap is given up
     this.unresumable = new Set(); // keys the server refused to resume
     this.running = false;
+    this.looping = false; // #run is going: after close(), until it sees that, or carries on after start()
     this.wake = null; // resolves the wait before a reconnect early (tab visible again, network back)
     this.onVisibility = () => {
       if (!this.#hidden() && this.wake) this.wake();
@@ -286,7 +287,7 @@ export class FanoutClient {
     this.running = true;
     this.document?.addEventListener?.("visibilitychange", this.onVisibility);
     globalThis.addEventListener?.("online", this.onOnline);
-    this.#run();
+    if (!this.looping) this.#run(); // a loop not yet ended by close() carries on: one socket, not two
     return this;
   }
 
@@ -384,23 +385,28 @@ export class FanoutClient {
   // ---- the connection's life
 
   async #run() {
-    while (this.running) {
-      if (this.#hidden()) {
-        this.#status("hidden"); // a hidden tab does not reconnect; it does when it is shown again
-        await this.#wait(Infinity);
-        continue;
+    this.looping = true;
+    try {
+      while (this.running) {
+        if (this.#hidden()) {
+          this.#status("hidden"); // a hidden tab does not reconnect; it does when it is shown again
+          await this.#wait(Infinity);
+          continue;
+        }
+        try {
+          await this.#connectOnce();
+        } catch (error) {
+          this.lastError = error;
+        }
+        if (!this.running) break;
+        const asked = this.reconnectAfterMs;
+        this.reconnectAfterMs = undefined;
+        const delay = asked !== undefined ? this.random() * asked : this.backoff.next();
+        this.#status("waiting");
+        await this.#wait(delay);
       }
-      try {
-        await this.#connectOnce();
-      } catch (error) {
-        this.lastError = error;
-      }
-      if (!this.running) break;
-      const asked = this.reconnectAfterMs;
-      this.reconnectAfterMs = undefined;
-      const delay = asked !== undefined ? this.random() * asked : this.backoff.next();
-      this.#status("waiting");
-      await this.#wait(delay);
+    } finally {
+      this.looping = false;
     }
   }
 
@@ -419,6 +425,7 @@ export class FanoutClient {
   async #connectOnce() {
     this.#status("connecting");
     const url = await this.url();
+    if (!this.running) return; // closed while the URL was built (a ticket fetched): no socket
     const ws = new this.WebSocket(url);
     this.ws = ws;
     const closed = new Promise((resolve) => {

@@ -54,14 +54,23 @@ class Driver:
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line["kind"] == kind]
 
+    async def do(self, command: str, **fields: Any) -> None:
+        """Have the client do ``command`` (close, start, subscribe with ``topics``), in the order asked."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"do": command, **fields}).encode() + b"\n")
+        await self.process.stdin.drain()
+
     def connection_id(self) -> str | None:
         opened = [s for s in self.of("status") if s["status"] == "open"]
         return opened[-1]["connectionId"] if opened else None
 
 
 @asynccontextmanager
-async def fanout_js(stack: Reachable, user: str, **settings: Any) -> AsyncIterator[Driver]:
-    """A running fanout.js client of ``user``, open (``hello`` answered) when this yields."""
+async def fanout_js(
+    stack: Reachable, user: str, *, opened: bool = True, **settings: Any
+) -> AsyncIterator[Driver]:
+    """A running fanout.js client of ``user``, open (``hello`` answered) when this yields, or at once
+    when not ``opened``."""
     assert shutil.which("node"), "node is required to test clients/browser (install Node.js 20 or later)"
     config = {"url": stack.ws_url, "token": sign(user, stack.settings.jwt_key()), **settings}
     process = await asyncio.create_subprocess_exec(
@@ -71,7 +80,8 @@ async def fanout_js(stack: Reachable, user: str, **settings: Any) -> AsyncIterat
     )  # fmt: skip
     driver = Driver(process)
     try:
-        await wait_for(lambda: driver.connection_id() is not None)
+        if opened:
+            await wait_for(lambda: driver.connection_id() is not None)
         yield driver
     finally:
         assert process.stdin is not None
@@ -224,3 +234,37 @@ async def test_fanout_js_resumes_without_the_echo_of_its_own_change(
 
 async def _kept(history: Any, event_id: str) -> bool:
     return await history.count_documents({"_id": event_id}) == 1
+
+
+async def _records(mongo: AsyncMongoClient[dict[str, Any]], stack: Stack, user: str) -> int:
+    s = stack.settings
+    return await mongo[s.mongo_db][s.connections_collection].count_documents({"userId": user})
+
+
+async def test_fanout_js_closed_while_it_builds_the_url_opens_no_socket(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """close() while the connect URL is being built (a ticket fetched from the app's API) stops the client
+    there: no socket opens once the URL is ready, and the client stays closed."""
+    user = f"cu-{secrets.token_hex(4)}"
+    async with fanout_js(stack, user, opened=False, urlDelayMs=1000) as client:
+        await client.do("close")
+        await wait_for(lambda: bool(client.of("done")))
+        await asyncio.sleep(2)
+        assert 0 == await _records(mongo, stack, user)
+        assert ["connecting", "closed"] == [s["status"] for s in client.of("status")]
+
+
+async def test_fanout_js_closed_and_started_again_while_it_builds_the_url_holds_one_socket(
+    stack: Stack, mongo: AsyncMongoClient[dict[str, Any]]
+) -> None:
+    """close() then start() while the connect URL is being built (a React effect run twice, under Strict
+    Mode) leaves one connection, not two sockets of the same tab."""
+    user = f"cs-{secrets.token_hex(4)}"
+    async with fanout_js(stack, user, opened=False, urlDelayMs=1000) as client:
+        await client.do("close")
+        await client.do("start")
+        await wait_for(lambda: client.connection_id() is not None, timeout=10)
+        await asyncio.sleep(1.5)
+        assert 1 == await _records(mongo, stack, user)
+        assert 1 == len([s for s in client.of("status") if s["status"] == "open"])
