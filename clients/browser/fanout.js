@@ -267,6 +267,7 @@ export class FanoutClient {
     this.pending = new Map(); // frame id -> {resolve, reject, timer}
     this.ids = 0;
     this.ws = null;
+    this.topicsSent = false; // this socket was sent the subscribers' topics: a later change sends its own
     this.timers = new Set();
     this.resumedGap = new Map(); // key -> when its resumed gap is given up
     this.unresumable = new Set(); // keys the server refused to resume
@@ -321,14 +322,14 @@ export class FanoutClient {
     const known = new Set(this.#topics());
     this.subs.add(sub);
     const fresh = sub.topics.filter((t) => !known.has(t));
-    if (fresh.length && this.status === "open") {
+    if (fresh.length && this.topicsSent) {
       this.request("subscribe", { topics: fresh }).catch(() => {}); // a later reconnect sends it again
     }
     return () => {
       if (!this.subs.delete(sub)) return;
       const left = new Set(this.#topics());
       const gone = sub.topics.filter((t) => !left.has(t));
-      if (gone.length && this.status === "open") {
+      if (gone.length && this.topicsSent) {
         this.request("unsubscribe", { topics: gone }).catch(() => {});
       }
     };
@@ -450,6 +451,7 @@ export class FanoutClient {
       this.timers.clear();
       this.connectionId = null;
       this.ws = null;
+      this.topicsSent = false;
       for (const [, answer] of this.pending) {
         clearTimeout(answer.timer);
         answer.reject(new RequestFailed("the socket closed"));
@@ -482,6 +484,7 @@ export class FanoutClient {
       throw new RequestFailed(`hello refused: ${payload.code}`); // a server before hello: carry on
     }
     const topics = this.#topics();
+    this.topicsSent = true; // a subscriber added or removed from now on is not in `topics`
     for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_FRAME) {
       await this.#subscribeAgain(topics.slice(i, i + MAX_TOPICS_PER_FRAME));
     }

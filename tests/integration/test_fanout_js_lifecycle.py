@@ -1,0 +1,82 @@
+"""fanout.js against a real lifecycle whose answers the test can hold back: the gateway emulator in the
+test's own process over a real SecantusDB, so a frame the client sends while its connection is still
+being set up (hello, subscribe, resume) meets the server it would meet in production."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from fanout.config import Settings
+from fanout.lifecycle import Lifecycle, handler
+from fanout.local.emulator import Emulator
+from fanout.store import ConnectionStore, mongo_client
+from tests.conftest import Server, dev_settings, free_port
+from tests.helpers import wait_for
+from tests.integration.test_client_live import fanout_js
+
+
+@dataclass
+class Local:
+    """An emulator serving in this process, and what a client reaches it by."""
+
+    settings: Settings
+    ws_url: str
+    store: ConnectionStore
+
+    async def topics(self, user: str) -> list[list[str]]:
+        """The topics of each connection record of ``user``."""
+        records = self.store.database[self.settings.connections_collection].find({"userId": user})
+        return [sorted(doc.get("topics", [])) async for doc in records]
+
+
+@pytest.fixture
+async def local(mongo_server: Server) -> AsyncIterator[Local]:
+    """The emulator in this process on a free port."""
+    settings = dev_settings(mongo=mongo_server, presence=False)
+    client = mongo_client(settings)
+    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
+    await store.ensure_indexes()
+    port = free_port()
+    emulator = Emulator(Lifecycle(store, settings), "local", f"127.0.0.1:{port}")
+    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield Local(settings, f"ws://127.0.0.1:{port}/local", store)
+    await runner.cleanup()
+    await client.drop_database(settings.mongo_db)
+    await client.close()
+
+
+async def test_a_subscriber_added_while_the_connection_resumes_gets_its_topics(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber added once the connection sent its subscribers' topics but before it is open (its
+    resume not answered yet) has its topics added to that connection, not only to the next one."""
+    answer = asyncio.Event()
+    resume = handler.ACTIONS["resume"]
+
+    async def held(services: Any, frame: Any) -> Any:
+        await answer.wait()
+        return await resume(services, frame)
+
+    monkeypatch.setitem(handler.ACTIONS, "resume", held)
+    user, run = f"cr-{secrets.token_hex(4)}", secrets.token_hex(4)
+    first, late = f"event:{run}a", f"event:{run}b"
+    async with fanout_js(local, user, opened=False, topics=[first], positions={first: 0}) as client:
+        await wait_for(lambda: _holds(local, user, [first]), timeout=10)
+        await client.do("subscribe", topics=[late])
+        await wait_for(lambda: bool(client.of("done")))
+        answer.set()
+        await wait_for(lambda: client.connection_id() is not None)
+        await wait_for(lambda: _holds(local, user, [first, late]), timeout=5)
+
+
+async def _holds(local: Local, user: str, topics: list[str]) -> bool:
+    return [sorted(topics)] == await local.topics(user)
