@@ -599,7 +599,9 @@ export class FanoutClient {
       for (const sub of [...this.subs]) {
         if (this.subs.has(sub) && sub.matches(event)) this.#safely(sub.callback, event);
       }
-      if (event.type === "system.reconnect") {
+      // An upgrade ask (an event of a payload version this tab does not speak) is the app's to act on,
+      // with a newer build: the same hello on a new connection would only be asked again, per event.
+      if (event.type === "system.reconnect" && event.payload?.reason !== "upgrade") {
         const after = event.payload?.afterMs;
         this.reconnectAfterMs = Number.isFinite(after) && after >= 0 ? after : 1000;
         this.reconnect(event.payload?.reason ?? "system.reconnect");

@@ -268,3 +268,22 @@ async def test_fanout_js_closed_and_started_again_while_it_builds_the_url_holds_
         await asyncio.sleep(1.5)
         assert 1 == await _records(mongo, stack, user)
         assert 1 == len([s for s in client.of("status") if s["status"] == "open"])
+
+
+async def test_fanout_js_asked_to_upgrade_hands_the_ask_on_and_keeps_its_connection(stack: Stack) -> None:
+    """A system.reconnect with reason upgrade (an event of a payload version this tab does not speak,
+    protocol section 12) reaches the app, which loads a newer build when convenient; fanout.js does not
+    reconnect for it: the same hello would be asked again by the next such event, a reconnect per event."""
+    user, kind = f"cv-{secrets.token_hex(4)}", "chat.sticker.sent"
+    async with (
+        fanout_js(stack, user, options={"backoffBaseMs": 50}) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
+        first = client.connection_id()
+        for _ in range(3):
+            await pub.publish(kind, payload={"stickerId": "s1"}, user_ids=[user], meta={"payloadVersion": 2})
+            await asyncio.sleep(0.5)
+        marker = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: marker in [e["id"] for e in client.of("event")], timeout=10)
+        assert "system.reconnect" in [e["type"] for e in client.of("event")]
+        assert [first] == [s["connectionId"] for s in client.of("status") if s["status"] == "open"]
