@@ -230,6 +230,13 @@ export class RequestFailed extends Error {
   }
 }
 
+/** A close frame's reason: at most 123 bytes of UTF-8 (close() throws past them), whole characters. */
+function closeReason(reason) {
+  const chars = [...String(reason)].slice(0, 100);
+  while (new TextEncoder().encode(chars.join("")).length > 123) chars.pop();
+  return chars.join("");
+}
+
 function matcher(filter) {
   if (typeof filter === "function") return filter;
   const types = filter === undefined || filter === null ? [] : [filter].flat();
@@ -304,7 +311,7 @@ export class FanoutClient {
 
   /** Ask for a reconnect now (a `system.reconnect`, or the app's own reason). */
   reconnect(reason = "asked") {
-    this.ws?.close(4000, String(reason).slice(0, 100));
+    this.ws?.close(4000, closeReason(reason));
   }
 
   /**

@@ -287,3 +287,17 @@ async def test_fanout_js_asked_to_upgrade_hands_the_ask_on_and_keeps_its_connect
         await wait_for(lambda: marker in [e["id"] for e in client.of("event")], timeout=10)
         assert "system.reconnect" in [e["type"] for e in client.of("event")]
         assert [first] == [s["connectionId"] for s in client.of("status") if s["status"] == "open"]
+
+
+async def test_fanout_js_reconnects_when_asked_with_a_long_reason_in_any_script(stack: Stack) -> None:
+    """A system.reconnect whose reason (a catalog Name, up to 256 characters) takes more than the 123
+    bytes a close frame's reason may carry in UTF-8 still closes the socket, and the client reconnects."""
+    user = f"cl-{secrets.token_hex(4)}"
+    async with (
+        fanout_js(stack, user, options={"backoffBaseMs": 50}) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
+        first = client.connection_id()
+        reason = "メンテナンスのため再接続します" * 4  # 60 characters, 180 bytes
+        await pub.publish("system.reconnect", payload={"reason": reason, "afterMs": 0}, user_ids=[user])
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
