@@ -604,7 +604,8 @@ export class FanoutClient {
       this.lastEventId = event.id;
       if (event.type === ACCESS_REVOKED) this.#revoked(event.payload?.topics);
       for (const sub of [...this.subs]) {
-        if (this.subs.has(sub) && sub.matches(event)) this.#safely(sub.callback, event);
+        // A filter is the app's code too: one that throws is reported, and costs no one else the event.
+        if (this.subs.has(sub)) this.#safely((e) => sub.matches(e) && sub.callback(e), event);
       }
       // An upgrade ask (an event of a payload version this tab does not speak) is the app's to act on,
       // with a newer build: the same hello on a new connection would only be asked again, per event.

@@ -2,7 +2,8 @@
 // real stack, for tests/integration/test_client_live.py. Settings come in FANOUT_DRIVER (JSON: url,
 // token, options, topics, positions, urlDelayMs: how long building each connect URL takes, as fetching a
 // ticket does); each thing the client does is one JSON line on stdout. Each line on stdin is a command
-// (`{"do":"close"}`, `{"do":"start"}`, `{"do":"subscribe","topics":[…]}`); it stops when stdin closes.
+// (`{"do":"close"}`, `{"do":"start"}`, `{"do":"subscribe","topics":[…]}`, with `"throws":true` a
+// subscriber whose filter throws); it stops when stdin closes.
 import { createInterface } from "node:readline";
 
 import { FanoutClient, tokenUrl } from "../../clients/browser/fanout.js";
@@ -30,8 +31,14 @@ client.start();
 const commands = {
   close: () => client.close(),
   start: () => client.start(),
-  subscribe: ({ topics: more }) => client.subscribe(null, () => {}, { topics: more }),
+  subscribe: ({ topics: more = [], throws = false }) =>
+    client.subscribe(throws ? failing : null, () => {}, { topics: more }),
 };
+function failing() {
+  throw new Error("an app's filter failed");
+}
+// As a browser does: an exception no one caught is reported, and the page goes on.
+process.on("uncaughtException", (error) => say({ kind: "uncaught", message: String(error) }));
 createInterface({ input: process.stdin })
   .on("line", (line) => {
     const command = JSON.parse(line);

@@ -55,7 +55,8 @@ class Driver:
         return [line for line in self.lines if line["kind"] == kind]
 
     async def do(self, command: str, **fields: Any) -> None:
-        """Have the client do ``command`` (close, start, subscribe with ``topics``), in the order asked."""
+        """Have the client do ``command`` (close, start, subscribe with ``topics``, and a filter that
+        throws with ``throws``), in the order asked."""
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"do": command, **fields}).encode() + b"\n")
         await self.process.stdin.drain()
@@ -301,3 +302,28 @@ async def test_fanout_js_reconnects_when_asked_with_a_long_reason_in_any_script(
         reason = "メンテナンスのため再接続します" * 4  # 60 characters, 180 bytes
         await pub.publish("system.reconnect", payload={"reason": reason, "afterMs": 0}, user_ids=[user])
         await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
+
+
+async def test_fanout_js_hands_each_event_on_though_a_subscribers_filter_throws(stack: Stack) -> None:
+    """A subscriber's filter that throws (an app's predicate meeting a payload it did not expect) is
+    reported like a callback that throws: the other subscribers still get that event, and the events
+    it released from behind a gap are all handed on, none lost."""
+    user = f"cf-{secrets.token_hex(4)}"
+    key = f"user:{user}"
+    hold = {"holdMs": 60_000, "replayWaitMs": 60_000}
+    async with (
+        fanout_js(stack, user, options=hold, positions={key: 0}) as client,
+        AsyncPublisher(stack.settings) as pub,
+    ):
+        await client.do("subscribe", throws=True)
+        await wait_for(lambda: bool(client.of("done")))
+        body = payload("notification.new")
+        sent = {seq: "" for seq in (1, 2, 3)}
+        for seq in (2, 3, 1):  # 2 and 3 wait behind the gap; 1 releases all three at once
+            sent[seq] = await pub.publish(
+                "notification.new", payload=body, user_ids=[user], ordering_key=key, seq=seq
+            )
+            await asyncio.sleep(0.5)
+        await wait_for(lambda: len(client.of("event")) == 3, timeout=10)
+        assert list(sent.values()) == [e["id"] for e in client.of("event")]
+        assert client.of("uncaught")
