@@ -38,6 +38,9 @@ export const LIVE_COUNTERS = new Set([
   "system.heartbeat",
 ]);
 
+/** A `seq` as the protocol has it: a whole number from 0 to 2^53-1; a resume naming another is refused. */
+const isSeq = (seq) => Number.isSafeInteger(seq) && seq >= 0;
+
 /** Reconnect delays: uniform in [0, min(capMs, baseMs * 2^attempt)] (full jitter). */
 export class Backoff {
   constructor({ baseMs = 500, capMs = 30_000, random = Math.random } = {}) {
@@ -105,7 +108,7 @@ export class Reorderer {
   /** The events ready to hand on now that `event` arrived, in order (possibly none). */
   push(event) {
     const { key, seq } = event;
-    if (typeof key !== "string" || !Number.isInteger(seq)) return [event];
+    if (typeof key !== "string" || !isSeq(seq)) return [event];
     const position = this.positions.get(key);
     if (position === undefined) {
       this.#move(key, seq);
@@ -560,7 +563,7 @@ export class FanoutClient {
   #resync(resync) {
     const keys = {};
     for (const [key, seq] of Object.entries(resync.keys ?? {})) {
-      if (!Number.isInteger(seq)) continue;
+      if (!isSeq(seq)) continue;
       keys[key] = seq;
       this.#handOn(this.reorder.expect(key, seq));
     }

@@ -327,3 +327,38 @@ async def test_fanout_js_hands_each_event_on_though_a_subscribers_filter_throws(
         await wait_for(lambda: len(client.of("event")) == 3, timeout=10)
         assert list(sent.values()) == [e["id"] for e in client.of("event")]
         assert client.of("uncaught")
+
+
+#: What API Gateway's management API asks of a caller (the emulator checks its form).
+SIGNED = {"Authorization": "AWS4-HMAC-SHA256 Credential=test/20260217/us-east-1/execute-api/aws4_request"}
+
+
+@pytest.mark.parametrize("seq", [-1, 2**53])
+async def test_fanout_js_takes_no_position_from_a_seq_a_resume_would_be_refused(
+    stack: Stack, seq: int
+) -> None:
+    """A frame whose seq is not a whole number from 0 to 2^53-1 (protocol section 7; a buggy producer
+    posting to the connection) is handed on without ordering: taken as the key's position, it made every
+    later resume bad_resume, so each reconnect refetched everything instead of replaying what it missed."""
+    user = f"cq-{secrets.token_hex(4)}"
+    s = stack.settings
+    async with (
+        fanout_js(stack, user, options={"backoffBaseMs": 50}) as client,
+        AsyncPublisher(s) as pub,
+        aiohttp.ClientSession() as http,
+    ):
+        first = client.connection_id()
+        url = f"{stack.gateway_url}/{s.gateway_stage}/@connections/{first}"
+        frame = {"v": 1, "id": "evt_odd", "type": "notification.new", "key": f"user:{user}", "seq": seq,
+                 "payload": payload("notification.new"), "sentAt": "2026-12-01T00:00:00Z"}  # fmt: skip
+        async with http.post(url, data=json.dumps(frame).encode(), headers=SIGNED) as r:
+            assert 200 == r.status
+        seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: ["evt_odd", seen] == [e["id"] for e in client.of("event")])
+        async with http.delete(url, headers=SIGNED) as r:  # the socket drops: reconnect and resume
+            assert r.status in (200, 204)
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
+        missed = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: missed in [e["id"] for e in client.of("event")])
+        await asyncio.sleep(0.5)
+        assert [] == client.of("resync")
