@@ -43,7 +43,7 @@ export interface SubscribeOptions {
 export interface ClientOptions {
   /** The connect URL, built on every connect: `ticketUrl(base, fetchTicket)`. */
   url: UrlBuilder;
-  /** Seconds between pings, at most the server's `heartbeatS` (default 30). */
+  /** Seconds between pings, at most the server's `heartbeatS` (one of 1 s or more; default 30). */
   heartbeatS?: number;
   /** A ping unanswered this long closes the socket, and it reconnects (default 10,000). */
   pongTimeoutMs?: number;

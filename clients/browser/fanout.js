@@ -28,6 +28,9 @@ const PATIENT_ACTIONS = new Set(["hello", "subscribe", "notification.subscribe",
 const MAX_RATE_LIMITED_RETRIES = 3;
 /** The longest `windowS` waited for, in seconds; a longer (or malformed) one is taken as the answer. */
 const MAX_WINDOW_S = 60;
+/** The shortest `heartbeatS` of a `hello` answer followed, in seconds; a shorter (or malformed) one is
+ * not: the lowest is kept for good, and a ping a millisecond would be too. */
+const MIN_HEARTBEAT_S = 1;
 /** The catalog's `bulk` types (`"priority": "bulk"` in `fanout schema`), of which only the latest value
  * per key matters (live counters): the worker conflates them, so their `seq` skips and is never a gap.
  * tests/integration/test_browser_client.py checks this list against the catalog. */
@@ -488,7 +491,10 @@ export class FanoutClient {
         this.connectionIds = [...this.connectionIds, this.connectionId].slice(-MAX_EARLIER_IDS);
       }
       this.userId = payload.userId ?? null;
-      if (payload.heartbeatS > 0) this.heartbeatS = Math.min(this.heartbeatS, payload.heartbeatS);
+      const heartbeatS = payload.heartbeatS;
+      if (typeof heartbeatS === "number" && heartbeatS >= MIN_HEARTBEAT_S) {
+        this.heartbeatS = Math.min(this.heartbeatS, heartbeatS);
+      }
       this.canResume = payload.resume !== false;
     } else if (payload.code !== "unknown_action") {
       throw new RequestFailed(`hello refused: ${payload.code}`); // a server before hello: carry on

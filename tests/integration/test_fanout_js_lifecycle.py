@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from fanout.config import Settings
-from fanout.lifecycle import Lifecycle, handler
+from fanout.lifecycle import Lifecycle, handler, hello
 from fanout.local.emulator import Emulator
 from fanout.store import ConnectionStore, mongo_client
 from tests.conftest import Server, dev_settings, free_port
@@ -76,6 +77,27 @@ async def test_a_subscriber_added_while_the_connection_resumes_gets_its_topics(
         answer.set()
         await wait_for(lambda: client.connection_id() is not None)
         await wait_for(lambda: _holds(local, user, [first, late]), timeout=5)
+
+
+@pytest.mark.parametrize("heartbeat", [0.001, "0.001"], ids=["number", "string"])
+async def test_fanout_js_pings_at_most_once_a_second_whatever_hello_says(
+    local: Local, monkeypatch: pytest.MonkeyPatch, heartbeat: object
+) -> None:
+    """A hello answer whose heartbeatS is not a number of seconds of at least 1 (a buggy server) is not
+    followed: it set a ping every millisecond, each a write of the connection record, for the rest of
+    the page's life (the client keeps the lowest heartbeat it was told)."""
+    pings: list[float] = []
+    ping = handler.ACTIONS["ping"]
+
+    async def counted(services: Any, frame: Any) -> Any:
+        pings.append(time.monotonic())
+        return await ping(services, frame)
+
+    monkeypatch.setitem(handler.ACTIONS, "ping", counted)
+    monkeypatch.setattr(hello, "HEARTBEAT_S", heartbeat)
+    async with fanout_js(local, f"ch-{secrets.token_hex(4)}"):
+        await asyncio.sleep(1.5)
+    assert [] == pings
 
 
 async def _holds(local: Local, user: str, topics: list[str]) -> bool:
