@@ -282,6 +282,7 @@ export class FanoutClient {
     this.ws = null;
     this.topicsSent = false; // this socket was sent the subscribers' topics: a later change sends its own
     this.timers = new Set();
+    this.sleeps = new Set(); // the rate_limited waits of this socket's frames: they end when it closes
     this.resumedGap = new Map(); // key -> when its resumed gap is given up
     this.unresumable = new Set(); // keys the server refused to resume
     this.running = false;
@@ -376,11 +377,24 @@ export class FanoutClient {
       const windowS = rateLimitedWait(answer);
       if (windowS === null) break;
       this.lastError = new Error(`${action}: rate_limited`);
-      await new Promise((resolve) => setTimeout(resolve, windowS * 1000 * (1 + 0.2 * this.random())));
+      await this.#sleep(windowS * 1000 * (1 + 0.2 * this.random()));
       if (this.ws !== ws) throw new RequestFailed(`${action}: not connected`);
       answer = await this.#send(ws, action, fields, timeoutMs);
     }
     return answer;
+  }
+
+  /** Wait `ms`, or until the socket closes: a refusal's window is its connection's, gone with it. */
+  #sleep(ms) {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleeps.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleeps.add(done);
+    });
   }
 
   #send(ws, action, fields, timeoutMs) {
@@ -443,7 +457,10 @@ export class FanoutClient {
     const ws = new this.WebSocket(url);
     this.ws = ws;
     const closed = new Promise((resolve) => {
-      ws.onclose = resolve;
+      ws.onclose = (event) => {
+        if (this.ws === ws) this.#unanswered(); // now, not at their timeout: #open may be awaiting them
+        resolve(event);
+      };
     });
     ws.onmessage = (message) => this.#onFrame(message.data);
     const refused = closed.then(() => {
@@ -465,13 +482,19 @@ export class FanoutClient {
       this.connectionId = null;
       this.ws = null;
       this.topicsSent = false;
-      for (const [, answer] of this.pending) {
-        clearTimeout(answer.timer);
-        answer.reject(new RequestFailed("the socket closed"));
-      }
-      this.pending.clear();
+      this.#unanswered();
       if (ws.readyState < 2) ws.close();
     }
+  }
+
+  /** The socket closed: its frames fail now, those waiting out a rate_limited window too. */
+  #unanswered() {
+    for (const [, answer] of this.pending) {
+      clearTimeout(answer.timer);
+      answer.reject(new RequestFailed("the socket closed"));
+    }
+    this.pending.clear();
+    for (const wake of [...this.sleeps]) wake(); // sent again on no socket: it fails
   }
 
   #every(ms, fn) {

@@ -11,16 +11,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from fanout.config import Settings
-from fanout.lifecycle import Lifecycle, handler, hello
+from fanout.lifecycle import Lifecycle, handler, hello, limits
 from fanout.local.emulator import Emulator
 from fanout.store import ConnectionStore, mongo_client
 from tests.conftest import Server, dev_settings, free_port
 from tests.helpers import wait_for
-from tests.integration.test_client_live import fanout_js
+from tests.integration.test_client_live import SIGNED, fanout_js
 
 
 @dataclass
@@ -98,6 +99,63 @@ async def test_fanout_js_pings_at_most_once_a_second_whatever_hello_says(
     async with fanout_js(local, f"ch-{secrets.token_hex(4)}"):
         await asyncio.sleep(1.5)
     assert [] == pings
+
+
+async def test_fanout_js_closed_and_started_while_a_refused_hello_waits_connects_again_at_once(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hello refused rate_limited waits windowS (60 s here) on its socket; when that socket closes
+    (close() then start(), or the server going away) the wait ends with it: the client connects again
+    after its backoff, not once the window of a connection that is gone has passed."""
+    hellos: list[str] = []  # the connection of each hello frame
+    answer = handler.ACTIONS["hello"]
+
+    async def counted(services: Any, frame: Any) -> Any:
+        hellos.append(frame.connection_id)
+        return await answer(services, frame)
+
+    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
+    monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)  # every hello refused, windowS 60
+    monkeypatch.setattr(limits, "WINDOW_S", 60)
+    options = {"backoffBaseMs": 50}
+    async with fanout_js(local, f"cw-{secrets.token_hex(4)}", opened=False, options=options) as client:
+        await wait_for(lambda: len(hellos) == 1, timeout=10)
+        await client.do("close")
+        await client.do("start")
+        await wait_for(lambda: len(set(hellos)) == 2, timeout=5)
+
+
+@pytest.mark.parametrize("answer", ["none yet", "rate_limited"])
+async def test_fanout_js_whose_socket_goes_while_its_hello_waits_connects_again_at_once(
+    local: Local, monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    """A socket that goes away (a deploy, API Gateway) while its hello waits, for the answer or out a
+    rate_limited window, fails the hello then: the client connects again after its backoff, instead of
+    waiting for the answer's timeout (10 s) or the window (60 s here) of a connection that is gone."""
+    hellos: list[str] = []  # the connection of each hello frame
+    reply = handler.ACTIONS["hello"]
+
+    async def counted(services: Any, frame: Any) -> Any:
+        hellos.append(frame.connection_id)
+        if answer == "none yet" and len(hellos) == 1:
+            await asyncio.sleep(30)
+        return await reply(services, frame)
+
+    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
+    if answer == "rate_limited":
+        monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)  # every hello refused, windowS 60
+        monkeypatch.setattr(limits, "WINDOW_S", 60)
+    options = {"backoffBaseMs": 50}
+    async with (
+        fanout_js(local, f"cg-{secrets.token_hex(4)}", opened=False, options=options),
+        aiohttp.ClientSession() as http,
+    ):
+        await wait_for(lambda: len(hellos) == 1, timeout=10)
+        await asyncio.sleep(0.5)  # the refusal reached the client
+        gateway = local.ws_url.replace("ws://", "http://")
+        async with http.delete(f"{gateway}/@connections/{hellos[0]}", headers=SIGNED) as r:
+            assert r.status in (200, 204)
+        await wait_for(lambda: len(set(hellos)) == 2, timeout=5)
 
 
 async def _holds(local: Local, user: str, topics: list[str]) -> bool:
