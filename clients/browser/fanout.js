@@ -28,6 +28,8 @@ const PATIENT_ACTIONS = new Set(["hello", "subscribe", "notification.subscribe",
 const MAX_RATE_LIMITED_RETRIES = 3;
 /** The longest `windowS` waited for, in seconds; a longer (or malformed) one is taken as the answer. */
 const MAX_WINDOW_S = 60;
+/** The longest `afterMs` of a `system.reconnect` waited for. */
+const MAX_RECONNECT_AFTER_MS = 300_000;
 /** The shortest `heartbeatS` of a `hello` answer followed, in seconds; a shorter (or malformed) one is
  * not: the lowest is kept for good, and a ping a millisecond would be too. */
 const MIN_HEARTBEAT_S = 1;
@@ -200,6 +202,17 @@ export function rateLimitedWait(answer) {
   if (answer?.type !== "system.error" || payload?.code !== "rate_limited") return null;
   const windowS = payload.windowS;
   return typeof windowS === "number" && windowS > 0 && windowS <= MAX_WINDOW_S ? windowS : null;
+}
+
+/** The milliseconds within which to reconnect when `event` is a `system.reconnect` to follow: its
+ * `afterMs` (1 s without a sane one, at most MAX_RECONNECT_AFTER_MS: a tab kept away longer misses every
+ * event meanwhile); null for any other event, and for an upgrade ask (an event of a payload version this
+ * tab does not speak), which is the app's to act on with a newer build: the same hello on a new
+ * connection would only be asked again, per event. */
+export function reconnectAfterMs(event) {
+  if (event?.type !== "system.reconnect" || event.payload?.reason === "upgrade") return null;
+  const after = event.payload?.afterMs;
+  return Number.isFinite(after) && after >= 0 ? Math.min(after, MAX_RECONNECT_AFTER_MS) : 1000;
 }
 
 /** The topics of `asked` that a `forbidden_topic` refusal names: every one in its `topics`, or the one
@@ -639,11 +652,9 @@ export class FanoutClient {
         // A filter is the app's code too: one that throws is reported, and costs no one else the event.
         if (this.subs.has(sub)) this.#safely((e) => sub.matches(e) && sub.callback(e), event);
       }
-      // An upgrade ask (an event of a payload version this tab does not speak) is the app's to act on,
-      // with a newer build: the same hello on a new connection would only be asked again, per event.
-      if (event.type === "system.reconnect" && event.payload?.reason !== "upgrade") {
-        const after = event.payload?.afterMs;
-        this.reconnectAfterMs = Number.isFinite(after) && after >= 0 ? after : 1000;
+      const after = reconnectAfterMs(event);
+      if (after !== null) {
+        this.reconnectAfterMs = after;
         this.reconnect(event.payload?.reason ?? "system.reconnect");
       }
     }

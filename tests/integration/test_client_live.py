@@ -362,3 +362,26 @@ async def test_fanout_js_takes_no_position_from_a_seq_a_resume_would_be_refused(
         await wait_for(lambda: missed in [e["id"] for e in client.of("event")])
         await asyncio.sleep(0.5)
         assert [] == client.of("resync")
+
+
+async def test_the_reference_client_reconnects_when_asked_but_not_to_upgrade(stack: Stack) -> None:
+    """fanout.client follows a system.reconnect (a new connection after afterMs with jitter) and hands
+    an upgrade ask on without reconnecting, as fanout.js does (docs/client.md); it ignored both."""
+    user = f"cr-{secrets.token_hex(4)}"
+    url = token_url(stack.ws_url, lambda: sign(user, stack.settings.jwt_key()))
+    client = FanoutClient(url, backoff=Backoff(0.05, 0.5))
+    async with client, AsyncPublisher(stack.settings) as pub:
+        sub = await client.subscribe(types=["system", "chat", "notification"])
+        await asyncio.wait_for(client.connected.wait(), 10)
+        first = client.connection_id
+        for _ in range(2):
+            await pub.publish("chat.sticker.sent", payload={"stickerId": "s1"}, user_ids=[user], meta={"payloadVersion": 2})  # fmt: skip
+        await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        got = [(await asyncio.wait_for(sub.get(), 10))["type"] for _ in range(2)]
+        assert ["system.reconnect", "notification.new"] == got  # one upgrade ask per connection
+        assert (first, 1) == (client.connection_id, client.connects)
+
+        asked = await pub.publish("system.reconnect", payload={"reason": "maintenance", "afterMs": 0}, user_ids=[user])  # fmt: skip
+        assert asked == (await asyncio.wait_for(sub.get(), 10))["id"]
+        await wait_for(lambda: client.connected.is_set() and client.connection_id != first, timeout=10)
+        assert 2 == client.connects

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { Backoff, RecentIds, Reorderer, rateLimitedWait, refusedTopics, ticketUrl } from "../fanout.js";
+import { Backoff, RecentIds, Reorderer, rateLimitedWait, reconnectAfterMs, refusedTopics, ticketUrl } from "../fanout.js";
 
 const ev = (id, key, seq) => ({ id, type: "chat.message", key, seq, payload: {} });
 const ids = (events) => events.map((e) => e.id);
@@ -142,4 +142,14 @@ test("a forbidden_topic refusal leaves out every asked topic it names, and nothi
     [{ v: 1, type: "system.error", payload: "forbidden_topic" }, []],
   ];
   for (const [answer, refused] of cases) assert.deepEqual([...refusedTopics(answer, asked)].sort(), refused.sort());
+});
+
+test("a system.reconnect is followed within its afterMs, at most 5 minutes; an upgrade ask is not", () => {
+  const ask = (payload) => ({ v: 1, id: "evt_1", type: "system.reconnect", payload });
+  assert.equal(reconnectAfterMs(ask({ reason: "maintenance", afterMs: 5000 })), 5000);
+  assert.equal(reconnectAfterMs(ask({ afterMs: 0 })), 0);
+  for (const afterMs of [undefined, "5000", -1, Number.NaN]) assert.equal(reconnectAfterMs(ask({ afterMs })), 1000);
+  assert.equal(reconnectAfterMs(ask({ afterMs: 1e12 })), 300_000);
+  assert.equal(reconnectAfterMs(ask({ reason: "upgrade", eventType: "chat.message", payloadVersion: 2 })), null);
+  assert.equal(reconnectAfterMs({ type: "notification.new", payload: { afterMs: 0 } }), null);
 });

@@ -20,6 +20,7 @@ import asyncio
 import inspect
 import itertools
 import json
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,7 +31,7 @@ import aiohttp
 from fanout.catalog import ACCESS_REVOKED, TOPIC_PATTERN
 from fanout.client.backoff import Backoff
 from fanout.client.dedupe import RecentIds
-from fanout.client.reorder import Frame, Reorderer
+from fanout.client.reorder import Frame, Reorderer, is_seq
 from fanout.client.subscription import RequestFailed, Resync, Subscription, UrlBuilder
 from fanout.logging import get_logger
 
@@ -49,6 +50,13 @@ PATIENT_ACTIONS = frozenset({"hello", "subscribe", "notification.subscribe", "re
 MAX_RATE_LIMITED_RETRIES = 3
 #: The longest ``windowS`` waited for; a longer (or malformed) one is taken as the answer.
 MAX_WINDOW_S = 60.0
+#: The shortest heartbeat a ``hello`` answer may ask for: pings are not rate limited, and each writes
+#: the connection's record.
+MIN_HEARTBEAT_S = 1.0
+#: A ``system.reconnect``'s ``afterMs`` without one, and the longest followed: a tab asked to stay away
+#: longer would miss every event meanwhile.
+RECONNECT_AFTER_S = 1.0
+MAX_RECONNECT_AFTER_S = 300.0
 
 
 class FanoutClient:
@@ -88,6 +96,7 @@ class FanoutClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._asked_after_s: float | None = None  # a system.reconnect's afterMs, for the next wait
         self._can_resume = True
         self._resumed_gap: dict[str, float] = {}  # key -> when its resumed gap is given up (monotonic)
 
@@ -190,7 +199,8 @@ class FanoutClient:
             except Exception as exc:  # any failure of one connection: back off, then connect again
                 log.info("client_disconnected", error=type(exc).__name__)
             if not self._closing:
-                await asyncio.sleep(self.backoff.next())
+                asked, self._asked_after_s = self._asked_after_s, None
+                await asyncio.sleep(random.uniform(0, asked) if asked is not None else self.backoff.next())
 
     async def _connect_once(self) -> None:
         assert self._session is not None
@@ -224,8 +234,7 @@ class FanoutClient:
             self.connection_id = payload.get("connectionId")
             if isinstance(self.connection_id, str):
                 self.connection_ids = [*self.connection_ids, self.connection_id][-MAX_EARLIER_IDS:]
-            if isinstance(payload.get("heartbeatS"), int | float) and payload["heartbeatS"] > 0:
-                self.heartbeat_s = min(self.heartbeat_s, float(payload["heartbeatS"]))
+            self.heartbeat_s = heartbeat_of(payload, self.heartbeat_s)
             self._can_resume = payload.get("resume", True) is not False
         elif payload.get("code") != "unknown_action":  # a server before hello answers unknown_action
             raise RequestFailed(f"hello refused: {payload.get('code')}")
@@ -269,7 +278,7 @@ class FanoutClient:
         if kind == "system.resync":
             keys_: Any = payload.get("keys")
             keys_ = keys_ if isinstance(keys_, dict) else {}
-            fresh = {k: v for k, v in keys_.items() if isinstance(k, str) and isinstance(v, int)}
+            fresh = {k: v for k, v in keys_.items() if isinstance(k, str) and is_seq(v)}
             await self._resync(Resync(fresh, events=payload.get("events") is True))
         elif kind != "resume.ok":  # refused or unknown: everything asked must be refetched
             if payload.get("code") == "unknown_action":
@@ -290,7 +299,6 @@ class FanoutClient:
         try:
             async for msg in ws:
                 if msg.type is aiohttp.WSMsgType.TEXT and not self._on_frame(msg.data):
-                    log.info("client_record_lost")
                     return  # the socket closes, and the client reconnects
         finally:
             for answer in self._pending.values():
@@ -313,11 +321,18 @@ class FanoutClient:
                 self.duplicates += 1
                 return True
             self._hand_on(self.reorder.push(frame))
+        payload = frame.get("payload")
+        payload = payload if isinstance(payload, dict) else {}
         # The record expired or was pruned (whatever frame was answered so, a ping too): nothing
         # reaches this socket any more; a new connection gets a record (protocol section 8).
-        payload = frame.get("payload")
-        lost = isinstance(payload, dict) and payload.get("code") == "unknown_connection"
-        return not (frame.get("type") == "system.error" and lost)
+        if frame.get("type") == "system.error" and payload.get("code") == "unknown_connection":
+            log.info("client_record_lost")
+            return False
+        if (asked := reconnect_after(frame)) is not None:
+            self._asked_after_s = asked
+            log.info("client_asked_to_reconnect", after_s=asked)
+            return False
+        return True
 
     def _hand_on(self, frames: list[Frame]) -> None:
         for frame in frames:
@@ -386,6 +401,31 @@ def refused_topics(answer: Frame, asked: list[str]) -> set[str]:
     named = payload.get("topics")
     named = named if isinstance(named, list) else [payload.get("topic")]
     return {t for t in named if isinstance(t, str)} & set(asked)
+
+
+def heartbeat_of(connected: dict[str, Any], current: float) -> float:
+    """The heartbeat to keep after a ``system.connected``: its ``heartbeatS`` when shorter, if that is a
+    number of at least ``MIN_HEARTBEAT_S`` (a ping a millisecond is no heartbeat)."""
+    beat = connected.get("heartbeatS")
+    if isinstance(beat, int | float) and not isinstance(beat, bool) and beat >= MIN_HEARTBEAT_S:
+        return min(current, float(beat))
+    return current
+
+
+def reconnect_after(frame: dict[str, Any]) -> float | None:
+    """The seconds within which to reconnect, when ``frame`` is a ``system.reconnect`` to follow: its
+    ``afterMs`` (1 s without a sane one, at most ``MAX_RECONNECT_AFTER_S``). None for any other frame,
+    and for an upgrade ask: the same ``hello`` on a new connection would be asked again by the next event
+    of that version; the application gets it like any event (docs/client.md)."""
+    if frame.get("type") != "system.reconnect":
+        return None
+    payload = frame["payload"] if isinstance(frame.get("payload"), dict) else {}
+    if payload.get("reason") == "upgrade":
+        return None
+    after = payload.get("afterMs")
+    if isinstance(after, int | float) and not isinstance(after, bool) and after >= 0:
+        return min(after / 1000, MAX_RECONNECT_AFTER_S)
+    return RECONNECT_AFTER_S
 
 
 def rate_limited_wait(answer: Frame) -> float | None:

@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from fanout.catalog import policy_for
 
 Frame = dict[str, Any]
+
+
+#: The largest ``seq`` (a browser's Number holds it exactly); a resume naming more is refused.
+MAX_SEQ = 2**53 - 1
+
+
+def is_seq(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a ``seq`` a position can be: an int from 0 to ``MAX_SEQ``. Any other orders
+    nothing: taken as a position, every later resume naming it would be refused ``bad_resume``."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
 
 
 class Reorderer:
@@ -40,7 +50,7 @@ class Reorderer:
     def push(self, frame: Frame) -> list[Frame]:
         """The events ready to hand on now that ``frame`` arrived, in order (possibly none)."""
         key, seq = frame.get("key"), frame.get("seq")
-        if not isinstance(key, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        if not isinstance(key, str) or not is_seq(seq):
             return [frame]
         position = self.positions.get(key)
         if position is None:

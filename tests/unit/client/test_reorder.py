@@ -162,3 +162,15 @@ def test_a_forgotten_key_has_no_position_no_held_events_and_no_gap() -> None:
     clock.now += 5
     assert ({"chat:c9": 1}, [], 0) == (reorder.positions, reorder.overdue(), reorder.held("organization:7"))
     assert [5] == seqs(reorder.push(ev(5, "organization:7")))
+
+
+def test_a_seq_no_resume_accepts_orders_nothing() -> None:
+    """A seq below 0 or past 2^53-1 (a buggy producer) is handed on at once and takes no position: as a
+    position, every later resume naming it would be refused bad_resume."""
+    r = Reorderer()
+    assert 1 == len(r.push(ev(-1)))
+    assert 1 == len(r.push(ev(2**53, event_id="big")))
+    assert 1 == len(r.push(ev(True, event_id="bool")))  # type: ignore[arg-type]
+    assert {} == r.positions
+    assert 1 == len(r.push(ev(2**53 - 1, event_id="max")))
+    assert {"k": 2**53 - 1} == r.positions
