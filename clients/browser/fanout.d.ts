@@ -102,7 +102,8 @@ export declare class FanoutClient {
   request(action: string, fields?: Record<string, unknown>, timeoutMs?: number): Promise<Answer>;
 }
 
-/** The tab's one client, created and started by the first call. */
+/** The tab's one client, created and started by the first call; after it is closed (a sign-out), the
+ * next call creates a new one with its own options. */
 export declare function shared(options: ClientOptions): FanoutClient;
 /** The seconds a `rate_limited` answer asks to wait (`windowS`, above 0 and at most 60); null otherwise. */
 export declare function rateLimitedWait(answer: Answer): number | null;

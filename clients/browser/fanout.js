@@ -738,8 +738,9 @@ export class FanoutClient {
 
 let tabClient = null;
 
-/** The tab's one client: created (and started) by the first call, returned as it is by later ones. */
+/** The tab's one client: created (and started) by the first call, returned as it is by later ones
+ * until it is closed (a sign-out): the next call after that creates a new one with its own options. */
 export function shared(options) {
-  if (!tabClient) tabClient = new FanoutClient(options).start();
+  if (!tabClient || !tabClient.running) tabClient = new FanoutClient(options).start();
   return tabClient;
 }

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { Backoff, RecentIds, Reorderer, rateLimitedWait, reconnectAfterMs, refusedTopics, ticketUrl } from "../fanout.js";
+import { Backoff, RecentIds, Reorderer, rateLimitedWait, reconnectAfterMs, refusedTopics, shared, ticketUrl } from "../fanout.js";
 
 const ev = (id, key, seq) => ({ id, type: "chat.message", key, seq, payload: {} });
 const ids = (events) => events.map((e) => e.id);
@@ -152,4 +152,15 @@ test("a system.reconnect is followed within its afterMs, at most 5 minutes; an u
   assert.equal(reconnectAfterMs(ask({ afterMs: 1e12 })), 300_000);
   assert.equal(reconnectAfterMs(ask({ reason: "upgrade", eventType: "chat.message", payloadVersion: 2 })), null);
   assert.equal(reconnectAfterMs({ type: "notification.new", payload: { afterMs: 0 } }), null);
+});
+
+test("the tab's shared client is one until it is closed; the next call after a sign-out makes a new one", () => {
+  const pending = () => new Promise(() => {}); // a URL never built: no socket is opened
+  const first = shared({ url: pending, document: null });
+  assert.equal(shared({ url: pending, document: null }), first);
+  first.close();
+  const second = shared({ url: pending, document: null });
+  assert.notEqual(second, first);
+  assert.equal(second.running, true);
+  second.close();
 });
