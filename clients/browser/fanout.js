@@ -522,11 +522,12 @@ export class FanoutClient {
     });
     const payload = hello.payload ?? {};
     if (hello.type === "system.connected") {
-      this.connectionId = payload.connectionId ?? null;
-      if (typeof this.connectionId === "string") {
+      const text = (value) => (typeof value === "string" ? value : null); // as fanout.d.ts types them
+      this.connectionId = text(payload.connectionId);
+      if (this.connectionId !== null) {
         this.connectionIds = [...this.connectionIds, this.connectionId].slice(-MAX_EARLIER_IDS);
       }
-      this.userId = payload.userId ?? null;
+      this.userId = text(payload.userId);
       const heartbeatS = payload.heartbeatS;
       if (typeof heartbeatS === "number" && heartbeatS >= MIN_HEARTBEAT_S) {
         this.heartbeatS = Math.min(this.heartbeatS, heartbeatS);
