@@ -8,6 +8,7 @@ waiting for a slow dependency is alive but not ready, and must not be killed for
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from fanout.errors import ConfigError
 
 #: ``/healthz`` fails when the worker loop has not ticked for this long: it is wedged.
 STALL_S = 60.0
@@ -105,11 +108,25 @@ def health_app(registry: Callable[[], CollectorRegistry], live: Check, ready: Ch
     return app
 
 
-async def serve(app: web.Application, host: str, port: int, shutdown_s: float = 60) -> web.AppRunner:
-    """Serve ``app`` on ``host:port``; the caller cleans the runner up."""
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    shutdown_s: float = 60,
+    variables: str = "FANOUT_METRICS_HOST, FANOUT_METRICS_PORT",
+) -> web.AppRunner:
+    """Serve ``app`` on ``host:port``; the caller cleans the runner up. ``ConfigError`` naming
+    ``variables`` when it cannot listen there (the port taken, say by a worker and a relay on one host,
+    or a host that is no address of this machine)."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        # errno's own words ("Address already in use"); a resolver's error has its text, no errno of the OS
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot listen on {host}:{port} ({variables}): {reason}") from None
     return runner
 
 

@@ -127,6 +127,26 @@ def test_dev_reports_a_taken_port_without_a_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args", [["worker", "--processes", "1"], ["worker", "--processes", "2"], ["relay"]], ids=str
+)
+def test_a_taken_metrics_port_is_a_clear_error(closed_port: int, args: list[str]) -> None:
+    """A worker (one process or a pool) or a relay whose FANOUT_METRICS_PORT is taken, as by a worker and
+    a relay on one host, names the address and its variables and exits 2, without a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port}",
+               "FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{closed_port}", "FANOUT_MONGO_TIMEOUT_MS": "300",
+               "FANOUT_QUEUE_URL": f"http://127.0.0.1:{closed_port}/000000000000/q",
+               "FANOUT_METRICS_PORT": str(port)}  # fmt: skip
+        result = _fanout(env, *args)
+    assert 2 == result.returncode
+    assert f"cannot listen on 127.0.0.1:{port} (FANOUT_METRICS_HOST, FANOUT_METRICS_PORT)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_production_worker_without_settings_is_a_config_error() -> None:
     """With FANOUT_ENV=production and nothing else, the worker names every missing setting at once."""
     result = _fanout({"FANOUT_ENV": "production"}, "worker", "--processes", "1")

@@ -324,7 +324,13 @@ async def serve(settings: Settings, faults: Faults | None = None) -> None:
     await lifecycle.services.tickets.ensure_indexes()
     domain = f"{settings.gateway_host}:{settings.gateway_port}"
     emulator = Emulator(lifecycle, settings.gateway_stage, domain, faults)
-    runner = await health.serve(emulator.app(), settings.gateway_host, settings.gateway_port, shutdown_s=2)
+    runner = await health.serve(
+        emulator.app(),
+        settings.gateway_host,
+        settings.gateway_port,
+        shutdown_s=2,
+        variables="FANOUT_GATEWAY_HOST, FANOUT_GATEWAY_PORT",
+    )
     log.info("gateway_started", websocket=f"ws://{domain}/{settings.gateway_stage}")
     try:
         await health.until_signalled()

@@ -111,7 +111,11 @@ class Pool:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        runner = await self._serve(metrics_dir)
+        try:
+            runner = await self._serve(metrics_dir)
+        except BaseException:  # cannot listen (ConfigError): nothing started, nothing left behind
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            raise
         emf = self._emf()
         emf_task = asyncio.create_task(emf.run()) if emf else None
         try:
