@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     connections_collection: str = "websocketconnections"
     flags_collection: str = Field("fanoutflags", description="run-time switches per domain or type")
     tickets_collection: str = Field("fanouttickets", description="connection tickets (hashes), TTL-indexed")
-    mongo_timeout_ms: int = 5000
+    mongo_timeout_ms: int = Field(5000, ge=1, description="deadline of every MongoDB call (0 would be none)")
 
     # API Gateway management API
     management_endpoint: str | None = Field(
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     api_ids: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), description="API ids that posts may go to, comma-separated; empty: any in the region"
     )
-    post_timeout_s: float = 5.0
+    post_timeout_s: float = Field(5.0, gt=0)
     post_attempts: int = 4
     max_posts_in_flight: int = 256
     max_posts_per_s: float | None = Field(
@@ -93,8 +93,8 @@ class Settings(BaseSettings):
     # Worker
     receive_wait_s: int = Field(20, ge=0, le=20)
     visibility_timeout_s: int = Field(30, ge=1, le=43200)
-    max_events_in_flight: int = 64
-    pollers: int = 2
+    max_events_in_flight: int = Field(64, ge=1)
+    pollers: int = Field(2, ge=1, description="0 would receive nothing, silently")
     shutdown_budget_s: float = 20.0
     stall_s: float = Field(
         60.0, gt=0, description="a worker loop silent this long is wedged: /healthz fails, a pool restarts it"
@@ -115,13 +115,15 @@ class Settings(BaseSettings):
         300, ge=0, le=10_000, description="hot counters: at most one post per key and window; 0: off"
     )
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = 9400
+    metrics_port: int = Field(9400, ge=1, le=65535)
 
     # Local gateway emulator and lifecycle handlers
     gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
+    gateway_port: int = Field(8080, ge=1, le=65535)
     gateway_stage: str = "local"
-    demo_port: int = Field(8090, description="the demo page of `fanout dev`, on FANOUT_GATEWAY_HOST")
+    demo_port: int = Field(
+        8090, ge=1, le=65535, description="the demo page of `fanout dev`, on FANOUT_GATEWAY_HOST"
+    )
     jwt_secret: SecretStr | None = None
     jwt_secret_arn: str | None = Field(
         None, description="Secrets Manager secret holding the connect-token key"

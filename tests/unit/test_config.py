@@ -61,6 +61,15 @@ def test_require_names_every_missing_setting_at_once() -> None:
         ({"probe_s": 0}, "greater than or equal to 0.1"),
         ({"probe_s": 31}, "less than or equal to 30"),
         ({"probe_s": 5, "stall_s": 5}, "FANOUT_PROBE_S must be shorter than FANOUT_STALL_S"),
+        # each of these made a worker that receives nothing, hangs, times out every post or calls MongoDB
+        # without a deadline, or crashes with a traceback once it binds or connects
+        ({"pollers": 0}, "greater than or equal to 1"),
+        ({"max_events_in_flight": 0}, "greater than or equal to 1"),
+        ({"post_timeout_s": 0}, "greater than 0"),
+        ({"mongo_timeout_ms": 0}, "greater than or equal to 1"),
+        ({"mongo_timeout_ms": -5}, "greater than or equal to 1"),
+        ({"metrics_port": 99999}, "less than or equal to 65535"),
+        ({"gateway_port": 0}, "greater than or equal to 1"),
     ],
 )
 def test_bad_values_are_refused_when_built(fields: dict[str, object], message: str) -> None:
