@@ -104,6 +104,16 @@ def test_token_and_schema(stack: Stack) -> None:
     assert KNOWN_TYPES == {e["type"] for e in schemas["events"]}
 
 
+@pytest.mark.parametrize("where", ["missing/schema.json", "."], ids=["no such directory", "a directory"])
+def test_schema_out_that_cannot_be_written_is_a_clear_error(tmp_path: Path, where: str) -> None:
+    """`fanout schema --out PATH` into a directory that does not exist, or onto a directory, names the path
+    and the reason and exits 2, without a traceback."""
+    result = _fanout({}, "schema", "--out", str(tmp_path / where))
+    assert 2 == result.returncode
+    assert f"cannot write --out {tmp_path / where}: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_schema_typescript_without_node_says_what_is_missing(tmp_path: Path) -> None:
     """Without node and npm on PATH, `fanout schema --typescript` names them and exits 1, no traceback."""
     result = _fanout({"PATH": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}, "schema", "--typescript")

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from fanout.cli.common import fail
 from fanout.config import Settings
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ def run_schema(args: argparse.Namespace, settings: Settings) -> int:
         text = json.dumps(catalog_document(), indent=2) + "\n"
     if args.out is None:
         sys.stdout.write(text)
-    else:
+        return 0
+    try:
         Path(args.out).write_text(text)
+    except OSError as exc:  # no such directory, a directory, no permission: one line, no traceback
+        return fail(f"cannot write --out {args.out}: {exc.strerror or type(exc).__name__}")
     return 0
