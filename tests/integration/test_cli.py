@@ -39,6 +39,10 @@ def _fanout(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
             ["publish", "notification.new", "--user", "u1", "--payload", "[1]"],
             "--payload must be a JSON object",
         ),
+        (
+            ["publish", "notification.new", "--user", "u1", "--payload", '{"a":' * 5000 + "1" + "}" * 5000],
+            "--payload is nested too deeply",
+        ),
         (["publish", "notification.new", "--user", "u1", "--user", "u1"], "invalid event (duplicate_target)"),
         (
             ["publish", "notification.new", "--via", "sns", "--payload", '{"notificationId":"n1"}']

@@ -44,6 +44,8 @@ def run_publish(args: argparse.Namespace, settings: Settings) -> int:
         payload = json.loads(args.payload)
     except ValueError as exc:
         return fail(f"--payload is not JSON: {exc}")
+    except RecursionError:  # nested deeper than the parser goes
+        return fail("--payload is nested too deeply")
     if not isinstance(payload, dict):
         return fail('--payload must be a JSON object, e.g. \'{"title":"hi"}\'')
     body = build_event(
