@@ -148,8 +148,9 @@ class Params:
         """Refuse malformed values before any resource is made."""
         for key in INTEGERS:
             self.integer(key)
-        if self.get("processes"):
-            self.integer("processes")
+        if self.get("processes") and self.integer("processes") < 1:  # the worker refuses --processes 0
+            processes = self.get("processes")
+            raise ValueError(f"context parameter 'processes' must be at least 1, got {processes!r}")
         self.retention("logRetentionDays")
         self.flag("apiGatewayLogsRole")
         if bool(self.get("domainName")) != bool(self.get("certificateArn")):

@@ -416,6 +416,7 @@ def test_worker_alone_needs_no_token_key(existing_synth: Synth) -> None:
         ({"apiId": "not-an-id"}, "apiId"),
         ({"vpcId": "vpc-0123456789abcdef0"}, "subnetIds"),
         ({"cpu": "lots"}, "cpu"),
+        ({"processes": "0"}, "'processes' must be at least 1"),
         ({"logRetentionDays": "31"}, "logRetentionDays"),
         ({"throttleRate": "fast"}, "throttleRate"),
         ({"apiGatewayLogsRole": "maybe"}, "apiGatewayLogsRole"),

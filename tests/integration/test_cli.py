@@ -161,6 +161,16 @@ def test_a_taken_metrics_port_is_a_clear_error(closed_port: int, args: list[str]
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("count", ["0", "-1"])
+def test_a_worker_of_no_processes_is_refused(count: str) -> None:
+    """`fanout worker --processes 0` is refused as -1 is, rather than taken for the default (the CPUs the
+    machine reports, a Fargate host's rather than the task's)."""
+    result = _fanout({}, "worker", "--processes", count)
+    assert 2 == result.returncode
+    assert "--processes must be at least 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_production_worker_without_settings_is_a_config_error() -> None:
     """With FANOUT_ENV=production and nothing else, the worker names every missing setting at once."""
     result = _fanout({"FANOUT_ENV": "production"}, "worker", "--processes", "1")

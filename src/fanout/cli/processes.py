@@ -48,7 +48,7 @@ def add_relay(sub: Subparsers) -> None:
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run one worker process, or supervise a pool of them."""
-    processes = args.processes or os.cpu_count() or 1
+    processes = args.processes if args.processes is not None else os.cpu_count() or 1
     if processes < 1:
         return fail("--processes must be at least 1")
     if processes == 1:
