@@ -147,6 +147,7 @@ def test_production_takes_an_https_aws_endpoint(url: str) -> None:
         ("https://[::1]:9324", "public host"),
         ("https://10.0.3.7", "public host"),
         ("https://169.254.169.254", "public host"),
+        ("https://100.101.102.103", "public host"),  # shared address space (RFC 6598), e.g. Tailscale's
         ("https://moto:5000", "public host"),
         ("https://localstack.internal:4566", "public host"),
         ("https://localhost.localstack.cloud:4566", "public host"),  # public DNS, answered with 127.0.0.1

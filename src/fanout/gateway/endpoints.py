@@ -10,10 +10,11 @@ users' frames wherever it says, so a post goes only to:
   and must be https to a public host name outside dev.
 
 Plain HTTP and local names (``localhost``, ``*.localhost``, ``*.internal``, single-label names such as a
-compose service, loopback and private addresses) are allowed in dev only, where the local emulator runs,
-and are reached over plain HTTP. A name is judged as the resolver reads it (IDNA), so fullwidth digits
-(U+FF11 for 1) or a soft hyphen cannot spell a local address past the check. ``ManagementClient`` asks
-once per (domainName, stage) and caches the answer, so a post pays nothing for the check.
+compose service, loopback, private and shared (100.64.0.0/10) addresses) are allowed in dev only, where
+the local emulator runs, and are reached over plain HTTP. A name is judged as the resolver reads it
+(IDNA), so fullwidth digits (U+FF11 for 1) or a soft hyphen cannot spell a local address past the check.
+``ManagementClient`` asks once per (domainName, stage) and caches the answer, so a post pays nothing for
+the check.
 
 ``checked_url`` is that rule for every URL a setting names (``FANOUT_MANAGEMENT_ENDPOINT``,
 ``FANOUT_AWS_ENDPOINT_URL``, ``FANOUT_JWKS_URL``): nothing of the local stack takes effect in production.
@@ -74,7 +75,9 @@ def is_local(host: str) -> bool:
             address = ipaddress.IPv4Address(socket.inet_aton(host))
         except (OSError, ValueError):
             return host == "localhost" or host.endswith(_LOCAL_SUFFIXES) or "." not in host
-    return address.is_private or address.is_loopback or address.is_unspecified
+    # not is_global: also the shared address space 100.64.0.0/10 (carrier NAT, Tailscale's addresses, a
+    # VPC's secondary range), which is_private leaves out, though no public service is reached there
+    return address.is_private or address.is_loopback or address.is_unspecified or not address.is_global
 
 
 def checked_url(url: str, *, dev: bool, example: str, query: bool = False) -> SplitResult:

@@ -146,6 +146,7 @@ def test_a_configured_endpoint_serves_every_record(
         (PROD, "https://10.1/prod"),
         (PROD, "https://2130706433/local"),
         (PROD, "https://[::ffff:127.0.0.1]/local"),
+        (PROD, "https://100.64.0.1/local"),
         (DEV, "127.0.0.1:8080/local"),
         (DEV, "http://user:secret@127.0.0.1:8080/local"),
         (DEV, "http://127.0.0.1:8080/local?x=1"),
