@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"-c expects KEY=VALUE, got {item!r}")
         context[key] = value
     cli = "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ
-    app, stack = build_app(context, None if cli else args.outdir)
+    try:
+        app, stack = build_app(context, None if cli else args.outdir)
+    except ValueError as exc:  # a malformed or missing parameter (Params.check): one line, no traceback
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     assembly = app.synth()
     if not cli:  # the cdk CLI prints these itself
         for message in assembly.get_stack_artifact(stack.artifact_id).messages:

@@ -429,6 +429,19 @@ def test_bad_parameters_are_refused(tmp_path: Any, context: dict[str, str], mess
         synth(tmp_path, context)
 
 
+def test_synth_names_a_bad_parameter_in_one_line(
+    app_module: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make deploy-synth CONTEXT="cpu=lots"` (app.py run directly) exits 2 with one line naming the
+    parameter, not a traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        app_module.main(["-c", "cpu=lots", "--outdir", str(tmp_path)])
+    assert 2 == exit_.value.code
+    err = capsys.readouterr().err
+    assert err.endswith("error: context parameter 'cpu' must be an integer, got 'lots'\n")
+    assert "Traceback" not in err and 1 == err.count("\n")
+
+
 # ---- cfn-lint ----------------------------------------------------------------------------------------------
 
 
