@@ -241,6 +241,17 @@ def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly(closed_port: int) 
     assert "Traceback" not in bad.stderr + gone.stderr
 
 
+def test_gateway_without_mongodb_says_so_without_a_traceback(closed_port: int) -> None:
+    """`fanout gateway` alone, with no MongoDB for its connection records, says so and exits 1, as `fanout
+    flags` and `fanout ticket` do."""
+    env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{closed_port}", "FANOUT_MONGO_TIMEOUT_MS": "300",
+           "FANOUT_GATEWAY_PORT": str(free_port())}  # fmt: skip
+    result = _fanout(env, "gateway")
+    assert 1 == result.returncode
+    assert "MongoDB did not answer (ServerSelectionTimeoutError)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_ctrl_c_on_dev_with_clients_connected_stops_in_order_without_a_traceback(
     tmp_path: Path,
 ) -> None:

@@ -99,6 +99,9 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the gateway emulator alone, with the faults given, until stopped."""
+    from pymongo.errors import PyMongoError
+
+    from fanout.cli.common import fail
     from fanout.local.emulator import Faults, serve
 
     faults = Faults()
@@ -111,5 +114,8 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
             "latency_ms": args.latency_ms,
         }
     )
-    asyncio.run(serve(settings, faults))
+    try:
+        asyncio.run(serve(settings, faults))
+    except PyMongoError as exc:  # it stores the connection records there: not running, or a wrong URI
+        return fail(f"MongoDB did not answer ({type(exc).__name__}); is FANOUT_MONGO_URI right?", 1)
     return 0
