@@ -93,10 +93,11 @@ class Tickets:
 
     def mint(self, user_id: str, ttl_s: int | None = None) -> str:
         """A new ticket for ``user_id``, valid once within ``ttl_s`` (default ``FANOUT_TICKET_TTL_S``)."""
+        # checked before MongoDB is asked anything: a bad user id or lifetime is the caller's error
+        ticket, doc = _new(user_id, self.settings.ticket_ttl_s if ttl_s is None else ttl_s)
         if not self._indexed:
             self._col.create_index([("expiresAt", ASCENDING)], **_TTL_INDEX)
             self._indexed = True
-        ticket, doc = _new(user_id, self.settings.ticket_ttl_s if ttl_s is None else ttl_s)
         self._col.insert_one(doc)
         return ticket
 

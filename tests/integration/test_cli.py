@@ -241,6 +241,25 @@ def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly(closed_port: int) 
     assert "Traceback" not in bad.stderr + gone.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["", "--ttl", "30"], "a ticket's user id is 1 to 256"),
+        (["u1", "--ttl", "0"], "a ticket lives 1 to 60"),
+    ],
+)
+def test_a_bad_ticket_is_refused_before_mongodb_is_asked(
+    closed_port: int, args: list[str], message: str
+) -> None:
+    """`fanout ticket` names a bad user id or lifetime (exit 2) even when MongoDB does not answer, rather
+    than waiting out its timeout and blaming MongoDB."""
+    env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{closed_port}", "FANOUT_MONGO_TIMEOUT_MS": "300"}
+    result = _fanout(env, "ticket", *args)
+    assert 2 == result.returncode
+    assert message in result.stderr
+    assert "MongoDB" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_gateway_without_mongodb_says_so_without_a_traceback(closed_port: int) -> None:
     """`fanout gateway` alone, with no MongoDB for its connection records, says so and exits 1, as `fanout
     flags` and `fanout ticket` do."""
