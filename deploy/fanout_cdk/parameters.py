@@ -80,6 +80,12 @@ INTEGERS = ("cpu", "memory", "minTasks", "maxTasks", "backlogPerTask", "throttle
 # A complete secret ARN ends in Secrets Manager's 6-character suffix; a partial one does not.
 COMPLETE_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
 API_ID = re.compile(r"[a-z0-9]{10}")
+# A stage name as API Gateway allows it (and the worker's records carry it): it goes into the task role's
+# @connections ARN, where `*` or `?` would widen the grant to other stages.
+STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# A secret's ARN, complete or partial, whose name has only the characters Secrets Manager allows: it goes
+# into the roles' GetSecretValue resources, where `*` or `?` would grant other secrets of the account.
+SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+")
 
 _RETENTION = {
     1: "ONE_DAY",
@@ -158,6 +164,16 @@ class Params:
         api_id = self.get("apiId")
         if api_id is not None and not API_ID.fullmatch(api_id):
             raise ValueError(f"apiId {api_id!r} is not an API Gateway id (10 lowercase letters or digits)")
+        stage = self.req("stage")
+        if not STAGE.fullmatch(stage):
+            raise ValueError(f"stage {stage!r} is not an API Gateway stage name (letters, digits, _ and -)")
+        for key in ("mongoSecretArn", *(("jwtSecretArn",) if self.creates_api else ())):
+            arn = self.req(key)
+            if not SECRET_ARN.fullmatch(arn):
+                raise ValueError(
+                    f"context parameter {key!r} must be a secret's ARN "
+                    f"(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), got {arn!r}"
+                )
 
     def retention(self, key: str) -> logs.RetentionDays:
         """A log retention in days, one of those CloudWatch Logs offers."""

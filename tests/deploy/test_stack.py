@@ -417,6 +417,11 @@ def test_worker_alone_needs_no_token_key(existing_synth: Synth) -> None:
         ({"vpcId": "vpc-0123456789abcdef0"}, "subnetIds"),
         ({"cpu": "lots"}, "cpu"),
         ({"processes": "0"}, "'processes' must be at least 1"),
+        # a wildcard would widen the task role's @connections grant, or the secret reads, past the one named
+        ({"apiId": "a1b2c3d4e5", "stage": "*"}, "stage name"),
+        ({"mongoSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:*"}, "mongoSecretArn"),
+        ({"jwtSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:fanout/?"}, "jwtSecretArn"),
+        ({"mongoSecretArn": "fanout/mongo"}, "must be a secret's ARN"),
         ({"logRetentionDays": "31"}, "logRetentionDays"),
         ({"throttleRate": "fast"}, "throttleRate"),
         ({"apiGatewayLogsRole": "maybe"}, "apiGatewayLogsRole"),
