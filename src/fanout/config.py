@@ -405,10 +405,9 @@ def checked_mongo_uri(uri: str) -> None:
     srv = uri.startswith("mongodb+srv://")
     if not (srv or uri.startswith("mongodb://")):
         raise ValueError("must be a MongoDB URI such as mongodb+srv://user:password@cluster.example.net/")
-    # Where the options start, as pymongo reads a URI: after the database path, else after the hosts.
-    rest = uri.partition("://")[2]
-    hosts, slash, path = rest.partition("/")
-    query = (path if slash else hosts).partition("?")[2]
+    # Where the options start, as pymongo reads a URI: at its first "?", wherever that is. Read after the
+    # first "/" instead, mongodb+srv://host?tls=false&appName=/x passed as TLS while pymongo turned it off.
+    query = uri.partition("://")[2].partition("?")[2]
     try:
         with warnings.catch_warnings():  # a repeated option: pymongo warns when the client reads it too
             warnings.simplefilter("ignore")

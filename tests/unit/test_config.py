@@ -273,6 +273,9 @@ def test_production_takes_a_mongodb_over_tls(uri: str) -> None:
         ),
         ("mongodb://mongo.internal/?tls=true&tlsCAFile=/nonexistent/ca.pem", "TLS file that cannot be read"),
         ("mongodb://mongo.internal/?tls=maybe", "options pymongo cannot read"),
+        # options before the first "/": pymongo reads them from the first "?", so must the check
+        ("mongodb+srv://cluster0.example.net?tls=false&appName=/fanout", "must use TLS"),
+        ("mongodb://mongo.internal?tlsInsecure=true&x/?appName=a&tls=true", "options pymongo cannot read"),
         ("https://tail-of-a-password@mongo.internal/", "must be a MongoDB URI"),
     ],
 )
