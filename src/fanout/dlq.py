@@ -28,6 +28,11 @@ def _clients(settings: Settings) -> tuple[Any, str, str]:
     return sqs, queues.url(sqs, settings), queues.url(sqs, settings, dlq=True)
 
 
+def _name(url: str) -> str:
+    """A queue's name: the last part of its URL."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _short(value: Any) -> str | None:
     """An id or type to show: strings only, cut short (a hostile body can hold anything)."""
     return value[:128] if isinstance(value, str) else None
@@ -108,6 +113,9 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     buckets, a check, a replay's events), at round 0. Each batch is sent before it is deleted, so a crash
     leaves a message in both queues, never in neither. Exits 1 when any message could not be moved."""
     sqs, queue, dlq = _clients(settings)
+    # Which queues, by name (a URL's last part): with no FANOUT_DLQ_URL the name finds the DLQ, which may
+    # not be the stack the operator meant.
+    print(f"redrive: from {_name(dlq)} to {_name(queue)}", file=sys.stderr)
     # Only what is there now: a message that fails again while we run comes back with a new id.
     present = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
     there = int(present["Attributes"]["ApproximateNumberOfMessages"])

@@ -64,10 +64,14 @@ def test_inspect_shows_every_message_without_its_payload(
     assert f"{len(HOSTILE)} shown" in err
 
 
-def test_redrive_moves_each_back_with_its_connections(queues: tuple[Settings, Any, str, str]) -> None:
-    """Redrive sends every message back to the queue with its connection list and round 0, and empties the DLQ."""
+def test_redrive_moves_each_back_with_its_connections(
+    queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Redrive sends every message back to the queue with its connection list and round 0, and empties the DLQ;
+    it names both queues first."""
     settings, sqs, queue, dlq_url = queues
     assert 0 == dlq.redrive(settings, 100, None)
+    assert capsys.readouterr().err.startswith(f"redrive: from {settings.dlq_name} to {settings.queue_name}\n")
     back = _drain(sqs, queue)
     assert sorted(b for b, _ in HOSTILE) == sorted(m["Body"] for m in back)
     with_ids = [m for m in back if attributes.CONNECTIONS in m.get("MessageAttributes", {})]
