@@ -241,6 +241,18 @@ def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly(closed_port: int) 
     assert "Traceback" not in bad.stderr + gone.stderr
 
 
+@pytest.mark.parametrize("args", [["flags", "list"], ["worker", "--processes", "1"]], ids=str)
+def test_a_mongodb_uri_pymongo_cannot_read_is_a_clear_error(closed_port: int, args: list[str]) -> None:
+    """A MongoDB URI whose port is out of range (pymongo's ValueError) exits 2 naming the variable, without
+    a traceback or the URI's password."""
+    env = {"FANOUT_MONGO_URI": "mongodb://fanout:tail-of-a-password@mongo.example:99999/",
+           "FANOUT_AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port}", "FANOUT_METRICS_PORT": str(free_port())}  # fmt: skip
+    result = _fanout(env, *args)
+    assert 2 == result.returncode
+    assert "bad setting FANOUT_MONGO_URI: pymongo cannot read it" in result.stderr
+    assert "Traceback" not in result.stderr and "tail-of-a" not in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -10,8 +10,10 @@ from typing import Any
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from fanout.config import Settings
+from fanout.errors import ConfigError
 from fanout.store.records import (
     PROJECTION,
     Connection,
@@ -26,16 +28,22 @@ from fanout.store.resolve import Resolver
 
 def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
     """A MongoDB client whose every operation has a deadline: a server that accepts connections but
-    answers nothing (frozen, partitioned) fails calls within ``FANOUT_MONGO_TIMEOUT_MS``."""
-    return AsyncMongoClient(
-        settings.mongo(),
-        tz_aware=True,
-        # A date past year 9999 (JavaScript's reach to 275760) comes back as DatetimeMS, which the
-        # record checks skip, instead of failing the decode of every record in the same reply.
-        datetime_conversion="DATETIME_AUTO",
-        serverSelectionTimeoutMS=settings.mongo_timeout_ms,
-        timeoutMS=settings.mongo_timeout_ms,
-    )
+    answers nothing (frozen, partitioned) fails calls within ``FANOUT_MONGO_TIMEOUT_MS``. ``ConfigError``
+    for a URI pymongo refuses with a plain ``ValueError`` (a port out of range), never quoting it."""
+    try:
+        return AsyncMongoClient(
+            settings.mongo(),
+            tz_aware=True,
+            # A date past year 9999 (JavaScript's reach to 275760) comes back as DatetimeMS, which the
+            # record checks skip, instead of failing the decode of every record in the same reply.
+            datetime_conversion="DATETIME_AUTO",
+            serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+            timeoutMS=settings.mongo_timeout_ms,
+        )
+    except PyMongoError:
+        raise  # InvalidURI and the like: each command reports those as MongoDB not answering
+    except ValueError:
+        raise ConfigError("bad setting FANOUT_MONGO_URI: pymongo cannot read it (ValueError)") from None
 
 
 class ConnectionStore(Resolver):
