@@ -8,6 +8,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -238,7 +239,26 @@ class Settings(BaseSettings):
             )
         if self.jwks_url is not None and not self.jwt_issuer:
             raise ValueError("FANOUT_JWKS_URL needs FANOUT_JWT_ISSUER: a key set alone names no issuer")
+        if self.is_dev and not self.aws_endpoint_url and (named := self._aws_queue_urls()):
+            raise ValueError(
+                f"{', '.join(named)} names a queue of AWS's own SQS, but FANOUT_ENV=dev sends every call to "
+                f"the local stack ({LOCAL_AWS_ENDPOINT}) with dummy credentials: set FANOUT_ENV=production"
+            )
         return self
+
+    def _aws_queue_urls(self) -> list[str]:
+        """The queue URL settings that name a host of AWS itself (``sqs.<region>.amazonaws.com``)."""
+        urls = {
+            "FANOUT_QUEUE_URL": self.queue_url,
+            "FANOUT_BULK_QUEUE_URL": self.bulk_queue_url,
+            "FANOUT_DLQ_URL": self.dlq_url,
+            "FANOUT_INBOUND_QUEUE_URL": self.inbound_queue_url,
+        }
+        return [
+            name
+            for name, url in urls.items()
+            if url and (urlsplit(url).hostname or "").endswith((".amazonaws.com", ".amazonaws.com.cn"))
+        ]
 
     def require(self, needs: Iterable[Literal["queue", "mongo", "jwt"]]) -> None:
         """Fail once, naming every missing setting, when a command needs what production cannot default."""

@@ -79,6 +79,21 @@ def test_bad_values_are_refused_when_built(fields: dict[str, object], message: s
         Settings(**fields)  # type: ignore[arg-type]
 
 
+AWS_QUEUE = "https://sqs.us-east-1.amazonaws.com/111122223333/fanout-events"
+
+
+@pytest.mark.parametrize("field", ["queue_url", "bulk_queue_url", "dlq_url", "inbound_queue_url"])
+def test_dev_refuses_a_queue_of_aws_itself(field: str) -> None:
+    """FANOUT_ENV left at dev (a domain service that forgot it) with a queue URL of AWS's own SQS would
+    send to the local stack with dummy credentials, each publish failing: refused at construction, naming
+    the setting; an explicit endpoint, or production, takes it."""
+    with pytest.raises(ValidationError, match=f"FANOUT_{field.upper()} names a queue of AWS's own SQS"):
+        Settings(**{field: AWS_QUEUE})  # type: ignore[arg-type]
+    Settings(**{field: AWS_QUEUE, "aws_endpoint_url": "https://sqs.us-east-1.amazonaws.com"})  # type: ignore[arg-type]
+    Settings(**{field: AWS_QUEUE, "env": "production"})  # type: ignore[arg-type]
+    Settings(**{field: "http://127.0.0.1:9324/000000000000/fanout-events"})  # type: ignore[arg-type]
+
+
 def test_local_aws_credentials_only_in_dev() -> None:
     """Dummy credentials are added against the local stack only; production uses the provider chain."""
     assert "aws_access_key_id" in Settings().aws_client_kwargs()
