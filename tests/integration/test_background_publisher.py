@@ -4,6 +4,8 @@ loses none silently, and what is still buffered goes out at exit and on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import http.server
 import json
 import os
 import signal
@@ -12,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -364,3 +367,88 @@ async def test_a_batch_sqs_refuses_whole_goes_one_by_one(moto_server: Server, ki
     assert {before.id: 1, after.id: 1} == arrived
     assert 1 == value(registry, "fanout_publisher_failed_total", reason="refused")
     assert 2 == value(registry, "fanout_publisher_sent_total")
+
+
+class SlowFront:
+    """An HTTP server in front of moto that holds the first ``SendMessageBatch`` for ``delay_s`` before it
+    hands it on (SQS slow to answer), and every other call straight through."""
+
+    def __init__(self, upstream: str, delay_s: float) -> None:
+        self.delay_s, self.batches = delay_s, 0
+        host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                    outer.batches += 1
+                    if outer.batches == 1:
+                        time.sleep(outer.delay_s)
+                up = http.client.HTTPConnection(host, int(port), timeout=10)
+                up.request(
+                    "POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                )
+                reply = up.getresponse()
+                data = reply.read()
+                up.close()
+                self.send_response(reply.status)
+                for name, value in reply.getheaders():
+                    if name.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SlowFront:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_publish_waiting_for_room_when_close_ends_is_refused_not_lost(moto_server: Server) -> None:
+    """A full buffer, a publish waiting for room, and a close() whose flush times out while the batch
+    in flight is slow: once that batch's call ends, its slot frees and the waiting publish gets room
+    after the senders have stopped. It is refused with PublisherClosed; before, it was buffered with
+    nothing left to send it, its id returned, neither sent nor counted."""
+    settings = queue_for(moto_server)
+    registry = CollectorRegistry()
+    first, second = notification(), notification()
+    outcome: list[object] = []
+
+    def publish_second() -> None:
+        try:
+            outcome.append(pub.send(second))
+        except PublisherClosed as exc:
+            outcome.append(exc)
+
+    with QueueReceiver(settings) as receiver, SlowFront(str(settings.aws_endpoint_url), 1.5) as front:
+        slow = settings.model_copy(update={"aws_endpoint_url": front.url})
+        options: dict[str, Any] = {"buffer": 1, "block_ms": 10_000, "linger_ms": 0, "sigterm": False}
+        pub = BackgroundPublisher(slow, registry=registry, **options)
+        pub.send(first)  # in flight, held 1.5 s
+        waiter = threading.Thread(target=publish_second)
+        waiter.start()
+        time.sleep(0.2)  # waiting for the one slot
+        assert 1 == pub.close(0.2)  # the first is still in flight: counted unsent
+        waiter.join(10)
+        arrived = receiver.wait_sent(1)
+    assert 1 == len(outcome) and isinstance(outcome[0], PublisherClosed), outcome
+    assert {first.id: 1} == arrived  # it was in flight; its fate was unknown at close
+    assert 0 == pub.pending

@@ -165,6 +165,9 @@ class BackgroundPublisher:
             self.metrics.failed.labels(entry.label, "buffer_full").inc()
             raise PublishBufferFull(f"{self.pending} events pending; no room within {self.block_s}s")
         with self._work:
+            if self._closed:  # closed while this waited for room: the senders may be gone already
+                self._slots.release()
+                raise PublisherClosed("the publisher is closed")
             if self._buf.add(entry):
                 self._work.notify()
         self.metrics.buffered.labels(entry.label).inc()
