@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import http.client
+import http.server
 import json
 import os
 import secrets
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -452,3 +455,59 @@ class QueueReceiver:
             return False
         with self._lock:
             return self._in_hand == 0
+
+
+class SlowFront:
+    """An HTTP server in front of moto that holds one ``SendMessageBatch`` for ``delay_s`` before it hands
+    it on (SQS slow to answer), and every other call straight through: the first whose event ids include
+    ``hold``, else the first of all."""
+
+    def __init__(self, upstream: str, delay_s: float, hold: str | None = None) -> None:
+        self.delay_s, self.batches, self.held = delay_s, 0, False
+        host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                    outer.batches += 1
+                    ids = [json.loads(e["MessageBody"])["id"] for e in json.loads(body)["Entries"]]
+                    if not outer.held and (hold is None or hold in ids):
+                        outer.held = True
+                        time.sleep(outer.delay_s)
+                up = http.client.HTTPConnection(host, int(port), timeout=10)
+                up.request(
+                    "POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                )
+                reply = up.getresponse()
+                data = reply.read()
+                up.close()
+                self.send_response(reply.status)
+                for name, value in reply.getheaders():
+                    if name.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> SlowFront:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -4,17 +4,15 @@ loses none silently, and what is still buffered goes out at exit and on SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import http.client
-import http.server
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -34,7 +32,7 @@ from fanout.local.stack import moto_argv
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher, build_event
 from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings, free_port
-from tests.helpers import QueueReceiver, sqs_client
+from tests.helpers import QueueReceiver, SlowFront, sqs_client
 
 
 def queue_for(moto: Server) -> Settings:
@@ -369,59 +367,6 @@ async def test_a_batch_sqs_refuses_whole_goes_one_by_one(moto_server: Server, ki
     assert 2 == value(registry, "fanout_publisher_sent_total")
 
 
-class SlowFront:
-    """An HTTP server in front of moto that holds the first ``SendMessageBatch`` for ``delay_s`` before it
-    hands it on (SQS slow to answer), and every other call straight through."""
-
-    def __init__(self, upstream: str, delay_s: float) -> None:
-        self.delay_s, self.batches = delay_s, 0
-        host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
-                    outer.batches += 1
-                    if outer.batches == 1:
-                        time.sleep(outer.delay_s)
-                up = http.client.HTTPConnection(host, int(port), timeout=10)
-                up.request(
-                    "POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                )
-                reply = up.getresponse()
-                data = reply.read()
-                up.close()
-                self.send_response(reply.status)
-                for name, value in reply.getheaders():
-                    if name.lower() not in (
-                        "content-length",
-                        "transfer-encoding",
-                        "connection",
-                        "date",
-                        "server",
-                    ):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SlowFront:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_publish_waiting_for_room_when_close_ends_is_refused_not_lost(moto_server: Server) -> None:
     """A full buffer, a publish waiting for room, and a close() whose flush times out while the batch
     in flight is slow: once that batch's call ends, its slot frees and the waiting publish gets room
@@ -452,3 +397,37 @@ def test_a_publish_waiting_for_room_when_close_ends_is_refused_not_lost(moto_ser
     assert 1 == len(outcome) and isinstance(outcome[0], PublisherClosed), outcome
     assert {first.id: 1} == arrived  # it was in flight; its fate was unknown at close
     assert 0 == pub.pending
+
+
+@pytest.mark.parametrize("kind", ["threads", "tasks"])
+async def test_on_a_fifo_queue_a_keys_batches_do_not_race(moto_server: Server, kind: str) -> None:
+    """Twenty events of one key on a FIFO queue, flushed at once, make two batches; SQS is slow to answer
+    the first. The second waits for it, so the key's events are in the queue in the order they were
+    published (before, the senders sent both at once and the second batch went in first: 11-20, 1-10)."""
+    suffix = secrets.token_hex(4)
+    settings = dev_settings(
+        moto_server, queue_name=f"fanout-{suffix}.fifo", dlq_name=f"fanout-dlq-{suffix}.fifo"
+    )
+    create_queues(settings)
+    bodies = [
+        build_event("notification.new", user_ids=["u1"], payload=payload("notification.new"), ordering_key="user:u1", seq=i)
+        for i in range(1, 21)
+    ]  # fmt: skip
+    with SlowFront(str(settings.aws_endpoint_url), 1.0, hold=bodies[0].id) as front:
+        slow = settings.model_copy(update={"aws_endpoint_url": front.url})
+        async with publisher(kind, slow, CollectorRegistry()) as pub:
+            for body in bodies:
+                await pub.send(body)
+            left = await pub.flush(10)
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    seqs: list[int] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+        "Messages"
+    ):
+        for message in messages:
+            seqs.append(json.loads(message["Body"])["meta"]["seq"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    sqs.close()
+    assert (0, 2) == (left, front.batches)
+    assert list(range(1, 21)) == seqs

@@ -23,7 +23,7 @@ from fanout.errors import InvalidMessage
 from fanout.publish import build_event, catalog_event
 from tests.catalog_examples import EXAMPLES
 from tests.conftest import Server, Stack, dev_settings
-from tests.helpers import connect, sqs_client, wait_for
+from tests.helpers import SlowFront, connect, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
 
 #: One build of clients/typescript per run (`built_package` builds once under a lock; xdist group too).
@@ -337,3 +337,47 @@ def test_node_sends_a_refused_batch_one_by_one_and_retries_a_missing_queue(
     assert {first, second} == {json.loads(m["Body"])["id"] for m in messages.get("Messages", [])}
     assert 2 == result["sent"]
     assert [[big, "InvalidParameterValue", 1], [lost, "QueueDoesNotExist", 3]] == result["failures"]
+
+
+FIFO_ORDER = """
+import { BatchPublisher } from "./dist-test/src/index.js";
+const [queueUrl, endpoint, region] = process.argv.slice(1);
+const credentials = { accessKeyId: "testing", secretAccessKey: "testing" };
+const batch = new BatchPublisher({ queueUrl, endpoint, region, credentials, flushOnExit: false, lingerMs: 60_000 });
+for (let seq = 1; seq <= 20; seq += 1) {
+  const id = `evt_${seq}`;
+  await batch.publish("notification.misc", { id, userIds: ["u1"], meta: { orderingKey: "user:u1", seq } });
+}
+process.stdout.write(JSON.stringify(await batch.close()));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_sends_a_keys_batches_to_a_fifo_queue_one_after_the_other(
+    built_package: list[str], moto_server: Server
+) -> None:
+    """Twenty events of one key on a FIFO queue make two batches, and SQS is slow to answer the first:
+    the BatchPublisher sends the second once the first is answered, so the key's events are in the queue
+    in the order they were published, as the Python background publishers send them (before, both went
+    at once and the second batch went in first: 11-20, 1-10)."""
+    settings = dev_settings(moto_server)
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    with SlowFront(str(settings.sqs_endpoint()), 1.0, hold="evt_1") as front:
+        stats = subprocess.run(
+            ["node", "--input-type=module", "-e", FIFO_ORDER, url, front.url, settings.region],
+            cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    seqs: list[int] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+        "Messages"
+    ):
+        for message in messages:
+            seqs.append(json.loads(message["Body"])["meta"]["seq"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    sqs.close()
+    assert (20, 0, 2) == (json.loads(stats)["sent"], json.loads(stats)["failed"], front.batches)
+    assert list(range(1, 21)) == seqs

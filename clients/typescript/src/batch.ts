@@ -4,7 +4,9 @@
  * per call), at once when a batch is full and after `lingerMs` otherwise. Entries that fail within a
  * batch, and calls that fail whole, are retried with backoff up to `maxAttempts`; an event that still
  * fails, or that SQS refuses for good, goes to `onFailure`, never silently away. The buffer is flushed
- * by `flush()`, `close()`, and on process exit (see exit.ts).
+ * by `flush()`, `close()`, and on process exit (see exit.ts). On a FIFO queue a batch stops before an
+ * event whose message group a batch being sent carries, so a group's batches go one after the other, in
+ * the order the events were published, as the Python background publishers send them.
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
@@ -41,6 +43,8 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
   private readonly opt: Required<Omit<BatchOptions, keyof SqsOptions>>;
   private readonly buffer = new Fifo<Entry>();
   private readonly inFlight = new Set<Entry>(); // taken from the buffer, not yet settled
+  private readonly fifo: boolean;
+  private readonly groupsInFlight = new Map<string, number>(); // FIFO: the groups of the batches being sent
   private readonly spaceWaiters: Waiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly sleepers = new Set<() => void>();
@@ -57,6 +61,7 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
 
   constructor(options: BatchOptions) {
     this.queueUrl = options.queueUrl;
+    this.fifo = options.queueUrl.endsWith(".fifo");
     ({ client: this.client, owned: this.owned } = openClient(options));
     this.opt = {
       lingerMs: options.lingerMs ?? 10,
@@ -193,7 +198,7 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
     const now = performance.now();
     while (this.buffer.length > 0 && this.activeBatches < this.opt.maxConcurrentBatches) {
       const due = this.forcing > 0 || this.batchReady() || now - this.buffer.at(0).bufferedAt >= this.opt.lingerMs;
-      if (!due) break;
+      if (!due || this.held(this.buffer.at(0))) break; // held: the batch of its group that ends pumps again
       this.startBatch(this.takeBatch());
     }
     this.armTimer();
@@ -203,6 +208,7 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
   private armTimer(): void {
     if (this.timer !== undefined || this.buffer.length === 0) return;
     if (this.activeBatches >= this.opt.maxConcurrentBatches) return; // a finishing batch pumps again
+    if (this.held(this.buffer.at(0))) return; // so does the batch of its group
     const wait = Math.max(1, this.buffer.at(0).bufferedAt + this.opt.lingerMs - performance.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -217,19 +223,33 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
     while (batch.length < MAX_BATCH_ENTRIES && this.buffer.length > 0) {
       const next = this.buffer.at(0);
       if (batch.length > 0 && bytes + next.bytes > this.opt.maxBatchBytes) break;
+      if (this.held(next)) break;
       this.buffer.shift();
       this.inFlight.add(next);
       batch.push(next);
       bytes += next.bytes;
     }
+    for (const entry of this.fifo ? batch : []) {
+      this.groupsInFlight.set(groupOf(entry), (this.groupsInFlight.get(groupOf(entry)) ?? 0) + 1);
+    }
     this.wakeWaiters();
     return batch;
+  }
+
+  /** On a FIFO queue: a batch being sent carries `entry`'s group, so `entry` waits for it to end. */
+  private held(entry: Entry): boolean {
+    return this.fifo && this.groupsInFlight.has(groupOf(entry));
   }
 
   private startBatch(batch: Entry[]): void {
     this.activeBatches += 1;
     void this.sendBatch(batch).finally(() => {
       this.activeBatches -= 1;
+      for (const entry of this.fifo ? batch : []) {
+        const left = (this.groupsInFlight.get(groupOf(entry)) ?? 1) - 1;
+        if (left > 0) this.groupsInFlight.set(groupOf(entry), left);
+        else this.groupsInFlight.delete(groupOf(entry));
+      }
       this.pump();
     });
   }
@@ -307,6 +327,11 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
       this.sleepers.add(wake);
     });
   }
+}
+
+/** An entry's FIFO message group, as `fifoFields` names it: its ordering key, else its id. */
+function groupOf(entry: Entry): string {
+  return entry.orderingKey || entry.id;
 }
 
 function logFailure(failure: PublishFailure): void {

@@ -95,6 +95,7 @@ class AsyncBackgroundPublisher:
         except BaseException:
             await self._stack.aclose()
             raise
+        self._buf.fifo = queues.is_fifo(self._url)  # a FIFO group goes one batch at a time
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._senders)]
         self._hooks = ExitHooks(self._on_exit, sigterm=self._sigterm)
         return self

@@ -126,7 +126,7 @@ class BackgroundPublisher:
         self.metrics = metrics_for(registry)
         self._client = sqs_client(s, senders)
         self._url = queues.url(self._client, s)
-        self._buf = Buffer(linger / 1000)
+        self._buf = Buffer(linger / 1000, fifo=queues.is_fifo(self._url))
         # One slot per event buffered or in flight; waiters are woken first come, first served.
         self._slots = threading.Semaphore(s.publish_buffer if buffer is None else buffer)
         self._backoff = Backoff()

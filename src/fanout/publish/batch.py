@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,13 +198,19 @@ def _index(value: Any, size: int) -> int | None:
 
 class Buffer:
     """Ordered events waiting to be sent, and the batches being sent. Not thread-safe; the publishers
-    bound it with a semaphore of ``FANOUT_PUBLISH_BUFFER`` slots, one per event until its fate is known."""
+    bound it with a semaphore of ``FANOUT_PUBLISH_BUFFER`` slots, one per event until its fate is known.
 
-    def __init__(self, linger_s: float) -> None:
+    ``fifo``: for a FIFO queue, a batch stops before an event whose message group is in a batch still in
+    flight, so two calls that race never carry one group: SQS would order the group by which call it
+    answered first, not by the order the events were published."""
+
+    def __init__(self, linger_s: float, fifo: bool = False) -> None:
         self.linger_s = linger_s
+        self.fifo = fifo
         self.entries: deque[Entry] = deque()
         self.bytes = 0
         self.in_flight: dict[int, list[Entry]] = {}
+        self.groups: Counter[str] = Counter()  # FIFO: the groups of the batches in flight
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -217,8 +223,9 @@ class Buffer:
         return n == 1 or n == MAX_ENTRIES or self.bytes >= MAX_BATCH_BYTES
 
     def due_in(self, now: float, hurry: bool) -> float | None:
-        """Seconds until a batch should go: 0 when one is full (or ``hurry``), None when empty."""
-        if not self.entries:
+        """Seconds until a batch should go: 0 when one is full (or ``hurry``), None when empty or when the
+        next event waits for a batch of its FIFO group to end."""
+        if not self.entries or self._held(self.entries[0]):
             return None
         if hurry or len(self.entries) >= MAX_ENTRIES or self.bytes >= MAX_BATCH_BYTES:
             return 0.0
@@ -230,17 +237,25 @@ class Buffer:
         size = 0
         while self.entries and len(batch) < MAX_ENTRIES:
             n = self.entries[0].size
-            if batch and size + n > MAX_BATCH_BYTES:
+            if (batch and size + n > MAX_BATCH_BYTES) or self._held(self.entries[0]):
                 break
             batch.append(self.entries.popleft())
             size += n
         self.bytes -= size
         self.in_flight[id(batch)] = batch
+        if self.fifo:
+            self.groups.update(e.group or e.id for e in batch)
         return batch
+
+    def _held(self, entry: Entry) -> bool:
+        """On a FIFO queue: a batch in flight carries ``entry``'s group, so ``entry`` waits for it to end."""
+        return self.fifo and self.groups[entry.group or entry.id] > 0
 
     def done(self, batch: list[Entry], retry: Sequence[Entry] = ()) -> None:
         """The batch's call ended; ``retry`` goes back to the front, in order, ahead of newer events."""
-        self.in_flight.pop(id(batch), None)
+        if self.in_flight.pop(id(batch), None) is not None and self.fifo:
+            self.groups.subtract(e.group or e.id for e in batch)
+            self.groups += Counter()  # drop the groups no batch carries any more
         for entry in reversed(retry):
             self.entries.appendleft(entry)
             self.bytes += entry.size
@@ -254,6 +269,7 @@ class Buffer:
         out = [e for batch in self.in_flight.values() for e in batch] + list(self.entries)
         self.entries.clear()
         self.in_flight.clear()
+        self.groups.clear()
         self.bytes = 0
         return out
 

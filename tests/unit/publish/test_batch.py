@@ -162,6 +162,34 @@ def test_buffer_puts_retried_entries_back_ahead_of_newer_ones() -> None:
     assert 4 * 100 == buf.bytes
 
 
+def test_on_a_fifo_queue_a_batch_waits_while_its_group_is_in_flight() -> None:
+    """On a FIFO queue two batches in flight never share a message group: the next batch stops before
+    the first event whose group a batch in flight carries, and goes once that batch's call ended. On a
+    standard queue the batches go side by side."""
+
+    def keyed(n: int, group: str) -> Entry:
+        e = entry(n)
+        e.group = group
+        return e
+
+    fifo = Buffer(linger_s=0.0, fifo=True)
+    for i, group in enumerate(["a"] * 10 + ["b", "a", "c"]):
+        fifo.add(keyed(i, group))
+    first = fifo.take()
+    assert list(range(10)) == [int(e.id[4:]) for e in first]
+    second = fifo.take()
+    assert [10] == [int(e.id[4:]) for e in second]  # b; then a's next event waits for the first batch
+    assert fifo.due_in(0.0, hurry=True) is None
+    fifo.done(first)
+    assert 0.0 == fifo.due_in(0.0, hurry=True)
+    assert [11, 12] == [int(e.id[4:]) for e in fifo.take()]
+    assert fifo.due_in(0.0, hurry=True) is None  # empty
+    plain = Buffer(linger_s=0.0)
+    for i, group in enumerate(["a"] * 12):
+        plain.add(keyed(i, group))
+    assert (10, 2) == (len(plain.take()), len(plain.take()))
+
+
 def test_drain_returns_in_flight_and_buffered_entries() -> None:
     """A last blocking send gets the batches in flight (their fate unknown) and everything buffered."""
     buf = Buffer(linger_s=0.0)
