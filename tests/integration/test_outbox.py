@@ -116,6 +116,32 @@ async def test_a_write_and_its_event_in_one_transaction_are_delivered_once(
     await mongo.close()
 
 
+async def test_a_relay_started_with_another_retention_changes_the_ttl_and_relays(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """FANOUT_OUTBOX_RETENTION_S changed after a relay ran: the next relay applies the new retention to
+    the TTL index and relays (before, creating the index again with other options failed, and the relay
+    retried that for ever with every entry left pending)."""
+    settings = outbox_settings(moto_server, mongo_server)
+    async with running(settings, "a"):
+        pass
+    shorter = settings.model_copy(update={"outbox_retention_s": 3600})
+    ids = add_events(shorter, 3)
+    with QueueReceiver(shorter) as receiver:
+        async with running(shorter, "b"):
+            await receiver.until(3, settle_s=0)
+        arrived = await receiver.until_sent(3)
+    assert dict.fromkeys(ids, 1) == arrived
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    ttl = [
+        i
+        for i in await (await mongo[settings.mongo_db].fanout_outbox.list_indexes()).to_list()
+        if i["name"] == "relayed_ttl"
+    ]
+    await mongo.close()
+    assert [3600] == [i["expireAfterSeconds"] for i in ttl]
+
+
 async def test_an_aborted_transaction_delivers_nothing(moto_server: Server, mongo_server: Server) -> None:
     """An event added in a transaction that aborts never reaches the queue; the next committed one does."""
     settings = outbox_settings(moto_server, mongo_server)

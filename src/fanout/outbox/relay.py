@@ -59,6 +59,9 @@ COUNT_CAP = 1_000_000  # count pending entries up to this many
 #: Server answers meaning "no change streams here": IllegalOperation (20), CommandNotSupported (115),
 #: an unknown $changeStream stage (40324), and a standalone server (40573).
 UNSUPPORTED = frozenset({20, 115, 40324, 40573})
+#: An index of that name exists with other options (IndexOptionsConflict 85, IndexKeySpecsConflict 86):
+#: the outbox's TTL index made with another ``FANOUT_OUTBOX_RETENTION_S``.
+INDEX_CONFLICT = frozenset({85, 86})
 
 
 def fifo_ids(doc: dict[str, Any]) -> tuple[str, str]:
@@ -154,13 +157,27 @@ class Relay:
         delay = 0.5
         while not stop.is_set():
             try:
-                await self.outbox.create_indexes(indexes(self.settings.outbox_retention_s))
+                await self._indexes()
                 self._url = await queues.aurl(self.sqs, self.settings)
                 log.info("relay_started", outbox=self.settings.outbox_collection, owner=self.owner)
                 return
             except Exception as exc:
                 await self._failed(exc, stop, delay)
                 delay = min(delay * 2, 10)
+
+    async def _indexes(self) -> None:
+        """The outbox's indexes. A retention other than the one the TTL index was made with is applied to
+        it (``collMod``): creating it again with other options fails, and the relay never started."""
+        retention_s = self.settings.outbox_retention_s
+        try:
+            await self.outbox.create_indexes(indexes(retention_s))
+        except OperationFailure as exc:
+            if exc.code not in INDEX_CONFLICT:
+                raise
+            ttl = {"name": "relayed_ttl", "expireAfterSeconds": retention_s}
+            await self.outbox.database.command("collMod", self.outbox.name, index=ttl)
+            log.info("outbox_retention_changed", retention_s=retention_s)
+            await self.outbox.create_indexes(indexes(retention_s))
 
     async def _failed(self, exc: Exception, stop: asyncio.Event, delay: float) -> None:
         # describe: a pymongo or botocore message can quote an entry's key or body
