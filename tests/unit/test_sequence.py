@@ -9,10 +9,12 @@ import secrets
 from typing import Any
 
 import boto3
+import pytest
 from prometheus_client import CollectorRegistry
 from pymongo import MongoClient
 
 from fanout import AsyncPublisher, Publisher
+from fanout.errors import InvalidMessage
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator, latest
 from fanout.store import mongo_client
@@ -78,6 +80,39 @@ def test_the_sync_publisher_allocates_seq_and_groups_by_key_on_a_fifo_queue(
         seen[i]["Attributes"]["MessageGroupId"] for i in (first, second, alone)
     ]
     assert first == seen[first]["Attributes"]["MessageDeduplicationId"]
+
+
+async def test_an_event_refused_for_its_input_takes_no_seq(mongo_server: Server, moto_server: Server) -> None:
+    """publish() with an ordering key refuses bad input before it allocates: no target, or a key SQS
+    could not take as a group, leaves the counters as they were, so the next event of the key gets the
+    next seq (before, each refusal used one up: a gap clients resync, or a counter for a key that is none)."""
+    settings = dev_settings(moto_server, mongo_server)
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name)
+    sqs.close()
+    client = mongo_client(settings)
+    mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo())
+    sync = Publisher(settings, sequences=SyncSequenceAllocator(mongo, settings.mongo_db))
+    event = {"payload": payload("chat.message"), "ordering_key": "user:u1"}
+    try:
+        async with AsyncPublisher(settings, sequences=SequenceAllocator(client, settings.mongo_db)) as pub:
+            for bad in ({"user_ids": []}, {"user_ids": ["u1"], "ordering_key": "user u1"}):
+                with pytest.raises(InvalidMessage):
+                    sync.publish("chat.message", **(event | bad))
+                with pytest.raises(InvalidMessage):
+                    await pub.publish("chat.message", **(event | bad))
+            first = sync.publish("chat.message", user_ids=["u1"], **event)
+            second = await pub.publish("chat.message", user_ids=["u1"], **event)
+        counters = await latest(client[settings.mongo_db]["fanoutsequences"], ["user:u1", "user u1"])
+        messages = _received(settings, settings.queue_name)
+    finally:
+        sync.close()
+        mongo.close()
+        await client.drop_database(settings.mongo_db)
+        await client.close()
+    seqs = {json.loads(m["Body"])["id"]: json.loads(m["Body"])["meta"]["seq"] for m in messages}
+    assert {first: 1, second: 2} == seqs
+    assert {"user:u1": 2} == counters
 
 
 async def test_the_async_publisher_allocates_seq_and_a_standard_queue_gets_no_group(

@@ -182,10 +182,13 @@ class Publisher:
 
     def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
         """Build, validate and send one event (see ``build_event`` for the arguments); returns its id.
-        With ``ordering_key`` and a sequence allocator, the event gets the key's next ``seq``."""
-        if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
-            kwargs["seq"] = self.sequences.next(ordering_key)
-        return self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
+        With ``ordering_key`` and a sequence allocator, the event gets the key's next ``seq``, once it is
+        valid: an event refused for its input takes no ``seq`` (a gap clients would resync)."""
+        body = build_event(event_type, ordering_key=ordering_key, **kwargs)
+        if ordering_key is not None and (key := _needs_seq(body, self.sequences)) is not None:
+            assert self.sequences is not None
+            body = with_seq(body, self.sequences.next(key))
+        return self.send(body)
 
     def send_event(
         self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
@@ -256,10 +259,13 @@ class AsyncPublisher:
 
     async def publish(self, event_type: str, *, ordering_key: str | None = None, **kwargs: Any) -> str:
         """Build, validate and send one event; returns its id. With ``ordering_key`` and a sequence
-        allocator, the event gets the key's next ``seq`` (a failed send leaves a gap that clients resync)."""
-        if ordering_key is not None and self.sequences is not None and kwargs.get("seq") is None:
-            kwargs["seq"] = await self.sequences.next(ordering_key)
-        return await self.send(build_event(event_type, ordering_key=ordering_key, **kwargs))
+        allocator, the event gets the key's next ``seq`` once it is valid (a failed send leaves a gap that
+        clients resync; an event refused for its input takes none)."""
+        body = build_event(event_type, ordering_key=ordering_key, **kwargs)
+        if ordering_key is not None and (key := _needs_seq(body, self.sequences)) is not None:
+            assert self.sequences is not None
+            body = with_seq(body, await self.sequences.next(key))
+        return await self.send(body)
 
     async def send_event(
         self, payload: Payload, *, meta: Mapping[str, Any] | None = None, **audience: Unpack[Audience]
