@@ -252,6 +252,8 @@ def _checked(body: QueueBody) -> QueueBody:
     check_payload(body)
     try:
         frame = body.client_frame
+    except UnicodeEncodeError:  # a str of the caller's holding a lone surrogate ("\ud800"): not UTF-8
+        raise InvalidMessage("schema", "a string of the payload holds a lone surrogate (not UTF-8)") from None
     except ValueError:  # a number JSON cannot carry (1e400 parses as inf)
         raise InvalidMessage("schema", "payload holds a number out of JSON's range") from None
     if len(frame) > MAX_FRAME_BYTES:

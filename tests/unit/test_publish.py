@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from fanout.catalog import ChatMessage, NotificationNew, Payload
 from fanout.errors import InvalidMessage
-from fanout.publish import catalog_event, revocation
+from fanout.publish import build_event, catalog_event, revocation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +52,24 @@ def test_a_revocation_is_built_for_users_and_refused_with_the_workers_reasons() 
         assert "payload_schema" == caught.value.reason
     with pytest.raises(TypeError):
         revocation(["u1"], "organization:o1")
+
+
+@pytest.mark.parametrize(
+    ("payload", "detail"),
+    [
+        ({"text": "a\ud800"}, "a string of the payload holds a lone surrogate (not UTF-8)"),
+        ({"k\udc00": 1}, "a string of the payload holds a lone surrogate (not UTF-8)"),
+        ({"n": float("inf")}, "payload holds a number out of JSON's range"),
+    ],
+)
+def test_a_payload_no_json_holds_is_refused_with_its_own_reason(
+    payload: dict[str, object], detail: str
+) -> None:
+    """A lone surrogate in a payload string is named as such, as the TypeScript publisher names it (it
+    was reported as a number out of JSON's range)."""
+    with pytest.raises(InvalidMessage) as caught:
+        build_event("notification.misc", user_ids=["u1"], payload=payload)
+    assert ("schema", f"schema: {detail}") == (caught.value.reason, str(caught.value))
 
 
 def test_a_payload_outside_the_catalog_is_refused_at_run_time() -> None:
