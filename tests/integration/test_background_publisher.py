@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -431,3 +432,50 @@ async def test_on_a_fifo_queue_a_keys_batches_do_not_race(moto_server: Server, k
     sqs.close()
     assert (0, 2) == (left, front.batches)
     assert list(range(1, 21)) == seqs
+
+
+_SILENT_SCRIPT = """
+import asyncio, sys
+from prometheus_client import CollectorRegistry
+from fanout.config import Settings
+from fanout.publish import AsyncBackgroundPublisher
+
+endpoint = sys.argv[1]
+settings = Settings(env="dev", aws_endpoint_url=endpoint, queue_url=f"{endpoint}/123456789012/q")
+
+async def main():
+    pub = await AsyncBackgroundPublisher(settings, registry=CollectorRegistry(), flush_s=1).start()
+    for i in range(30):
+        await pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"})
+    print(pub.pending, flush=True)  # the loop ends: atexit sends what is left, within flush_s
+asyncio.run(main())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_exit_flush_keeps_to_its_budget_when_sqs_does_not_answer(tmp_path: Path) -> None:
+    """SQS accepts connections and never answers: the async publisher's exit flush of three batches gives
+    up within about FANOUT_PUBLISH_FLUSH_S (1 s here) and names the 30 events it could not send. Before,
+    every batch waited out the client's 10 s read timeout in turn (31 s; the default 10,000-event buffer
+    took hours), so an orchestrator's SIGKILL came first and nothing was counted or logged."""
+    script = tmp_path / "publisher.py"
+    script.write_text(textwrap.dedent(_SILENT_SCRIPT))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections complete in the backlog; no request is ever read
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = subprocess.Popen(
+            [sys.executable, str(script), endpoint],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "FANOUT_LOG_FORMAT": "json"},
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert "30" == process.stdout.readline().strip()
+        started = time.monotonic()
+        try:
+            out, _ = process.communicate(timeout=60)
+        finally:
+            process.kill()
+        took = time.monotonic() - started
+    unsent = [line for line in out.splitlines() if "publisher_closed_unsent" in line]  # structlog's default
+    assert took < 8, f"the exit flush took {took:.1f} s"
+    assert 1 == len(unsent) and "count=30" in unsent[0], out[-2000:]

@@ -166,7 +166,7 @@ class AsyncBackgroundPublisher:
         if why == "exit":
             self._closed = True
         if entries:
-            client = sqs_client(self.settings, 1)
+            client = sqs_client(self.settings, 1, timeout_s=min(10, self.flush_s))  # a call within the budget
             try:
                 send_now(client, self._url, entries, self.metrics, self.flush_s)
             finally:

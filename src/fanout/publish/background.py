@@ -42,13 +42,14 @@ log = get_logger("fanout.publisher")
 SENDERS = 4  # batch calls in flight: SQS answers in milliseconds, so a few keep up with thousands/s
 
 
-def sqs_client(settings: Settings, senders: int = SENDERS) -> Any:
-    """A boto3 SQS client for batch sends: short timeouts, no retries of its own (the publisher retries),
-    no validation of the requests this module builds (a tenth of a call's CPU)."""
+def sqs_client(settings: Settings, senders: int = SENDERS, timeout_s: float = 10) -> Any:
+    """A boto3 SQS client for batch sends: short timeouts (``timeout_s`` to read a reply, 2 s at most to
+    connect), no retries of its own (the publisher retries), no validation of the requests this module
+    builds (a tenth of a call's CPU)."""
     config = Config(
         parameter_validation=False,
-        connect_timeout=2,
-        read_timeout=10,
+        connect_timeout=min(2, timeout_s),
+        read_timeout=timeout_s,
         max_pool_connections=senders + 1,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
@@ -79,13 +80,17 @@ def give_up(metrics: PublisherMetrics, unsent: list[Entry]) -> None:
 
 
 def send_now(client: Any, url: str, entries: list[Entry], metrics: PublisherMetrics, budget_s: float) -> int:
-    """Send ``entries`` from the calling thread, retrying within ``budget_s``; returns how many are left."""
+    """Send ``entries`` from the calling thread, retrying within ``budget_s``; returns how many are left.
+    No call starts after ``budget_s``: with SQS not answering, each would wait out its read timeout."""
     deadline = time.monotonic() + budget_s
     backoff = Backoff()
     todo = entries
     while todo and time.monotonic() < deadline:
         retry: list[Entry] = []
         for batch in split(todo):
+            if time.monotonic() >= deadline:
+                retry += batch
+                continue
             try:
                 result = send_batch(client, url, batch)
             except Exception:
