@@ -479,3 +479,49 @@ def test_the_exit_flush_keeps_to_its_budget_when_sqs_does_not_answer(tmp_path: P
     unsent = [line for line in out.splitlines() if "publisher_closed_unsent" in line]  # structlog's default
     assert took < 8, f"the exit flush took {took:.1f} s"
     assert 1 == len(unsent) and "count=30" in unsent[0], out[-2000:]
+
+
+_SIGTERM_SCRIPT = """
+import os, signal, sys, time
+from prometheus_client import CollectorRegistry
+from fanout.config import Settings
+from fanout.publish import BackgroundPublisher
+
+endpoint = sys.argv[1]
+settings = Settings(env="dev", aws_endpoint_url=endpoint, queue_url=f"{endpoint}/123456789012/q")
+first = BackgroundPublisher(settings, registry=CollectorRegistry(), flush_s=1)
+second = BackgroundPublisher(settings, registry=CollectorRegistry(), flush_s=1)  # chains to the first's hook
+for pub, count in ((first, 10), (second, 15)):
+    for i in range(count):
+        pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"})
+print("published", flush=True)
+time.sleep(60)  # the parent sends SIGTERM
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_sigterm_that_ends_the_process_names_what_could_not_be_sent(tmp_path: Path) -> None:
+    """SQS does not answer and SIGTERM keeps its default action: before the process ends, each of two
+    publishers (the second's hook chained to the first's) counts and names, by id, the events it could
+    not send within its flush budget, as at exit. Before, each only logged publisher_flush_incomplete
+    with a number, and the events went with the process, unnamed."""
+    script = tmp_path / "publisher.py"
+    script.write_text(textwrap.dedent(_SIGTERM_SCRIPT))
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections complete in the backlog; no request is ever read
+        process = subprocess.Popen(
+            [sys.executable, str(script), f"http://127.0.0.1:{silent.getsockname()[1]}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None
+        assert "published" == process.stdout.readline().strip()
+        process.send_signal(signal.SIGTERM)
+        try:
+            out, _ = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    unsent = [line for line in out.splitlines() if "publisher_closed_unsent" in line]  # structlog's default
+    assert -signal.SIGTERM == process.returncode
+    assert ["15", "10"] == [line.split("count=")[1].split()[0] for line in unsent], out[-2000:]
+    assert all(line.count("evt_") == n for line, n in zip(unsent, (15, 10), strict=True))

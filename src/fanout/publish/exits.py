@@ -3,8 +3,10 @@ application's own SIGTERM handler rather than replacing it.
 
 On SIGTERM the flush runs first, then whatever handled SIGTERM before: the application's handler is
 called; with the default action the signal is raised again, so the process still ends as it would
-have; an ignored SIGTERM stays ignored. A handler installed later replaces this one unless it chains
-too; the application then closes the publisher on its own shutdown path (atexit still flushes).
+have; an ignored SIGTERM stays ignored. When the default action follows (after other publishers' hooks
+too), the process ends as at exit, and the flush is the exit one (``"exit"``): what it could not send is
+counted and named before the end. A handler installed later replaces this one unless it chains too; the
+application then closes the publisher on its own shutdown path (atexit still flushes).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ log = get_logger("fanout.publisher")
 
 
 class ExitHooks:
-    """Calls ``flush("exit")`` at interpreter exit and ``flush("sigterm")`` on SIGTERM, until ``remove()``."""
+    """Calls ``flush("exit")`` at interpreter exit and on a SIGTERM that ends the process (the default
+    action), ``flush("sigterm")`` on one the application handles or ignores, until ``remove()``."""
 
     def __init__(self, flush: Callable[[str], Any], *, sigterm: bool = True) -> None:
         self._flush = flush
@@ -39,11 +42,11 @@ class ExitHooks:
         self._flush("exit")
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous
         try:
-            self._flush("sigterm")
+            self._flush("exit" if _ends(previous) else "sigterm")
         except Exception as exc:  # the application's own handler must run whatever happened here
             log.error("publisher_flush_failed", error=type(exc).__name__)
-        previous = self._previous
         if callable(previous):
             previous(signum, frame)
         elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not installed from Python
@@ -58,3 +61,11 @@ class ExitHooks:
                 previous = self._previous if self._previous is not None else signal.SIG_DFL
                 signal.signal(signal.SIGTERM, previous)
             self._installed = False
+
+
+def _ends(previous: Any) -> bool:
+    """Whether SIGTERM ends the process once ``previous`` ran: its default action follows, at the end of
+    a chain of other publishers' hooks if need be (an application handler or SIG_IGN lets it go on)."""
+    while isinstance(owner := getattr(previous, "__self__", None), ExitHooks):
+        previous = owner._previous
+    return not callable(previous) and previous != signal.SIG_IGN
