@@ -8,7 +8,10 @@ import json
 import os
 import re
 import secrets
+import signal
+import socket
 import subprocess
+import time
 from collections import Counter
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -381,3 +384,40 @@ def test_node_sends_a_keys_batches_to_a_fifo_queue_one_after_the_other(
     sqs.close()
     assert (20, 0, 2) == (json.loads(stats)["sent"], json.loads(stats)["failed"], front.batches)
     assert list(range(1, 21)) == seqs
+
+
+CLOSE_THEN_SIGTERM = """
+import { BatchPublisher } from "./dist-test/src/index.js";
+const [endpoint] = process.argv.slice(1);
+const report = (f) => process.stdout.write(JSON.stringify([f.id, f.code]) + "\\n");  // a pipe: written at once
+const batch = new BatchPublisher({ queueUrl: `${endpoint}/123456789012/q`, endpoint, region: "us-east-1",
+                                   shutdownTimeoutMs: 500, onFailure: report });
+process.stdout.write(JSON.stringify(await batch.publish("notification.misc", { userIds: ["u1"] })) + "\\n");
+void batch.close();  // the service's own close, without a timeout
+setTimeout(() => process.kill(process.pid, "SIGTERM"), 100);
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_ends_on_sigterm_within_its_shutdown_timeout_after_an_unbounded_close(
+    built_package: list[str], tmp_path: Path
+) -> None:
+    """SQS accepts connections and never answers; the service has called close() without a timeout when
+    SIGTERM comes. The signal's shutdownTimeoutMs (500 ms) bounds that close: the event is reported
+    (CloseTimeout) and the process ends by the signal. Before, the signal's close was the service's own,
+    unbounded one: the process never ended (Node's default exit on SIGTERM is replaced by the hook)."""
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections complete in the backlog; no request is ever read
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        run = subprocess.run(
+            ["node", "--input-type=module", "-e", CLOSE_THEN_SIGTERM, endpoint],
+            cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    event_id, *failures = [json.loads(line) for line in run.stdout.splitlines()]
+    assert -signal.SIGTERM == run.returncode, run.stderr[-2000:]
+    assert [[event_id, "CloseTimeout"]] == failures
+    assert took < 10

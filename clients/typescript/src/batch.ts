@@ -131,10 +131,17 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
 
   /**
    * Refuse new events, send what is buffered, release the client. With `timeoutMs`, events not confirmed
-   * sent by then are reported to `onFailure` with the code `CloseTimeout`. Safe to call twice.
+   * sent by then are reported to `onFailure` with the code `CloseTimeout`. Safe to call twice: a later
+   * call's `timeoutMs` bounds a close already under way (a signal's, after the service's own `close()`).
    */
   close(options: { timeoutMs?: number } = {}): Promise<BatchStats> {
-    this.closing ??= this.shutdown(options.timeoutMs);
+    const { timeoutMs } = options;
+    if (this.closing === undefined) this.closing = this.shutdown(timeoutMs);
+    else if (timeoutMs !== undefined) {
+      void within(this.closing, timeoutMs).then((done) => {
+        if (!done) this.abandon();
+      });
+    }
     return this.closing;
   }
 
