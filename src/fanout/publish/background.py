@@ -232,15 +232,18 @@ class BackgroundPublisher:
                     self._failed(f"entries failed: {result.why}", result.retry)
             report(self.metrics, batch, result)
             with self._work:
-                self._buf.done(batch, result.retry)
+                drained = self._abandon  # close() took this batch too, and counted it as unsent
+                if not drained:
+                    self._buf.done(batch, result.retry)
                 if result.retry:
                     self._backoff.failed()
                 elif self._backoff.ok():
                     log.info("publish_recovered")
                 self._done.notify_all()
             if settled := len(result.sent) + len(result.refused):
-                self._slots.release(settled)
-                self.metrics.pending.dec(settled)
+                self._slots.release(settled)  # a publish waiting for room then finds the publisher closed
+                if not drained:
+                    self.metrics.pending.dec(settled)
 
     def _next(self) -> list[Entry] | None:
         """The next batch to send, waiting for one to fill, linger or the backoff; None: stop."""
