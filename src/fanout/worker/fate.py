@@ -99,8 +99,9 @@ def before(
 def due_in(msg: Received, now: float, outage_delay_s: int = OUTAGE_DELAY_S) -> int:
     """Whole seconds until a message fanout delayed on purpose is due, 0 once it is. A FIFO queue takes no
     ``DelaySeconds``, so such a message arrives at once and is held until then: a scheduled typing stop or
-    presence check until its ``sentAt``, a remainder until its round's delay has passed since it was sent
-    (2^round s, or ``outage_delay_s`` for round 0: only an outage writes a remainder of round 0). Without
+    presence check until its ``sentAt``, a remainder until its round's delay has passed since it was sent:
+    2^round s, and at least ``outage_delay_s``, since an outage's remainder keeps its round (on a standard
+    queue it waits ``outage_delay_s`` whatever the round) and nothing received says which it is. Without
     the hold an outage's remainder came back every second or so until the event expired. A time more than
     ``MAX_DELAY_S`` ahead, which fanout never writes, counts as due."""
     routing = msg.routing
@@ -108,7 +109,7 @@ def due_in(msg: Received, now: float, outage_delay_s: int = OUTAGE_DELAY_S) -> i
         assert msg.body is not None
         ahead = msg.body.sent_at_epoch - now
     elif routing.only is not None and msg.sent_at is not None and queues.is_fifo(msg.queue_url):
-        delay = min(MAX_DELAY_S, 2**routing.round) if routing.round else outage_delay_s
+        delay = max(outage_delay_s, min(MAX_DELAY_S, 2**routing.round))
         ahead = msg.sent_at + delay - now
     else:
         return 0

@@ -302,8 +302,8 @@ def test_a_check_message_received_before_its_sent_at_waits_until_then() -> None:
 
 def test_a_remainder_received_before_its_delay_on_a_fifo_queue_waits_until_then() -> None:
     """A FIFO queue takes no DelaySeconds: a remainder received early waits out what is left of 2^round s
-    since it was sent, or the outage delay at round 0 (only an outage writes one); on a standard queue,
-    which applied the delay itself, and once it is due, it does not wait."""
+    since it was sent, and at least the outage delay (an outage's remainder keeps its round, whatever it
+    is); on a standard queue, which applied the delay itself, and once it is due, it does not wait."""
     sent = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
     def msg(round_: int, queue: str = "https://sqs/q.fifo") -> Received:
@@ -317,3 +317,10 @@ def test_a_remainder_received_before_its_delay_on_a_fifo_queue_waits_until_then(
         fate.due_in(msg(0), sent + 2, 5),
     )
     assert (0, 0) == (fate.due_in(msg(0), sent + 5), fate.due_in(msg(0, "https://sqs/q"), sent))
+    # rounds 1 and 2 (an outage's remainder keeps its round) wait the outage delay, however it is set
+    assert (5, 5, 60, 60) == (
+        fate.due_in(msg(1), sent),
+        fate.due_in(msg(2), sent),
+        fate.due_in(msg(1), sent, 60),
+        fate.due_in(msg(3), sent, 60),
+    )
