@@ -91,7 +91,7 @@ class Meta(_Wire):
         # A body parsed straight from its bytes reads NaN, Infinity and 1e400 (as inf) in the keys kept
         # as they are; refused here, the body takes parse_body's strict path and gets its reason there.
         if self.model_extra:  # rare: the common body pays this test only
-            json.dumps(self.model_extra, allow_nan=False)  # ValueError for a number JSON cannot carry
+            json.dumps(self.model_extra, allow_nan=False, default=str)  # ValueError: NaN, Infinity, 1e400
         return self
 
 

@@ -124,3 +124,23 @@ def test_mypy_refuses_a_wrong_payload(tmp_path: Path, plugin: bool) -> None:
     expected = {n for n, line in enumerate(SNIPPET.splitlines(), 1) if "# E:" in line}
     assert 5 == len(expected)
     assert expected == flagged, out + err
+
+
+def test_meta_extras_of_python_values_are_written_as_text_but_nan_is_refused() -> None:
+    """A service's own meta key may hold a UUID or a datetime (written as text, as before the check for
+    numbers JSON cannot carry); NaN or infinity there is refused like anywhere in the body."""
+    import uuid
+    from datetime import UTC, datetime
+
+    request = uuid.uuid4()
+    body = build_event(
+        "notification.new",
+        user_ids=["u1"],
+        payload={"notificationId": "n1"},
+        meta={"requestId": request, "at": datetime(2026, 1, 1, tzinfo=UTC)},
+    )
+    assert str(request) in body.to_json()
+    with pytest.raises(InvalidMessage):
+        build_event(
+            "notification.new", user_ids=["u1"], payload={"notificationId": "n1"}, meta={"x": float("nan")}
+        )

@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 from pymongo import MongoClient
 
 from fanout import AsyncPublisher, Publisher
+from fanout.envelope import MAX_FRAME_BYTES, validate
 from fanout.errors import InvalidMessage
-from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher
+from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher, build_event
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator, latest
 from fanout.store import mongo_client
 from tests.catalog_examples import EXAMPLES, payload
@@ -175,3 +176,34 @@ async def test_the_background_publishers_name_the_key_group_on_a_fifo_queue(moto
         seen[i]["MessageGroupId"] for i in (keyed, alone, later)
     ]
     assert [keyed, alone, later] == [seen[i]["MessageDeduplicationId"] for i in (keyed, alone, later)]
+
+
+def test_a_frame_without_room_for_its_seq_is_refused_before_one_is_taken(
+    mongo_server: Server, moto_server: Server
+) -> None:
+    """An event whose client frame fits in 128 KiB only without its seq is refused too_large before its
+    key's counter moves (before, it took a seq and the worker dead-lettered it too_large); one with room
+    for the seq goes, with the next seq in its body."""
+    settings = dev_settings(moto_server, mongo_server)
+    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
+    sqs.create_queue(QueueName=settings.queue_name)
+    sqs.close()
+    mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo())
+    sync = Publisher(settings, sequences=SyncSequenceAllocator(mongo, settings.mongo_db))
+    event: dict[str, Any] = {"user_ids": ["u1"], "ordering_key": "user:u1"}
+    bare = len(build_event("chat.sticker.sent", payload={"pad": ""}, **event).client_frame)
+    try:
+        with pytest.raises(InvalidMessage, match="too_large"):
+            sync.publish("chat.sticker.sent", payload={"pad": "x" * (MAX_FRAME_BYTES - bare - 10)}, **event)
+        assert mongo[settings.mongo_db]["fanoutsequences"].count_documents({}) == 0
+        sent = sync.publish(
+            "chat.sticker.sent", payload={"pad": "x" * (MAX_FRAME_BYTES - bare - 30)}, **event
+        )
+        [message] = _received(settings, settings.queue_name)
+    finally:
+        sync.close()
+        mongo.drop_database(settings.mongo_db)
+        mongo.close()
+    body = json.loads(message["Body"])
+    assert (sent, 1) == (body["id"], body["meta"]["seq"])
+    assert MAX_FRAME_BYTES >= len(validate(body).client_frame)

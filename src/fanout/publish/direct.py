@@ -19,7 +19,7 @@ from ulid import ULID
 from fanout import queues
 from fanout.catalog import ACCESS_REVOKED, CURRENT, Payload, spec_of
 from fanout.config import Settings, aio_session, boto3_session
-from fanout.envelope import MAX_BODY_BYTES, QueueBody, now_iso, validate
+from fanout.envelope import MAX_BODY_BYTES, MAX_FRAME_BYTES, QueueBody, now_iso, validate
 from fanout.errors import ConfigError, InvalidMessage
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator
 
@@ -113,15 +113,26 @@ def revocation(user_ids: Iterable[str], topics: Iterable[str], *, event_id: str 
     )
 
 
+#: What a ``seq`` adds to a client frame at most: ``,"seq":9007199254740991``.
+_SEQ_BYTES = len(',"seq":') + len(str(2**53 - 1))
+
+
 def with_seq(body: QueueBody, seq: int) -> QueueBody:
     """The event with ``meta.seq`` set (a catalog event whose key got its next ``seq``)."""
-    return body.model_copy(update={"meta": body.meta.model_copy(update={"seq": seq})})
+    seqd = body.model_copy(update={"meta": body.meta.model_copy(update={"seq": seq})})
+    seqd.__dict__.pop("client_frame", None)  # the copy's cached frame is the one without its seq
+    return seqd
 
 
 def _needs_seq(body: QueueBody, sequences: object) -> str | None:
-    """The key to allocate a ``seq`` for: the event has a key, no ``seq``, and an allocator is set."""
+    """The key to allocate a ``seq`` for: the event has a key, no ``seq``, and an allocator is set.
+    ``InvalidMessage("too_large")`` when the frame has no room for one, before any is taken."""
     key = body.meta.ordering_key
-    return key if sequences is not None and key is not None and body.meta.seq is None else None
+    if sequences is None or key is None or body.meta.seq is not None:
+        return None
+    if len(body.client_frame) + _SEQ_BYTES > MAX_FRAME_BYTES:
+        raise InvalidMessage("too_large", f"client frame with its seq over {MAX_FRAME_BYTES} bytes")
+    return key
 
 
 def fifo_fields(destination: str, body: QueueBody) -> dict[str, str]:
