@@ -202,7 +202,8 @@ class Buffer:
 
     ``fifo``: for a FIFO queue, a batch stops before an event whose message group is in a batch still in
     flight, so two calls that race never carry one group: SQS would order the group by which call it
-    answered first, not by the order the events were published."""
+    answered first, not by the order the events were published. The buffer goes out in order, so such an
+    event at its head holds every other group back too (interleaved keys: about one call at a time)."""
 
     def __init__(self, linger_s: float, fifo: bool = False) -> None:
         self.linger_s = linger_s
