@@ -160,3 +160,33 @@ async def test_fanout_js_whose_socket_goes_while_its_hello_waits_connects_again_
 
 async def _holds(local: Local, user: str, topics: list[str]) -> bool:
     return [sorted(topics)] == await local.topics(user)
+
+
+async def test_the_reference_client_whose_socket_goes_during_a_rate_limited_hello_connects_again_at_once(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fanout.client follows the same rule as fanout.js: a hello refused rate_limited (windowS 60 here)
+    waits on its socket, and when that socket goes away the wait ends with it, so the client connects
+    again after its backoff rather than once the window of a connection that is gone has passed."""
+    from fanout.client import Backoff, FanoutClient, token_url
+    from fanout.tokens import sign
+
+    hellos: list[str] = []
+    reply = handler.ACTIONS["hello"]
+
+    async def counted(services: Any, frame: Any) -> Any:
+        hellos.append(frame.connection_id)
+        return await reply(services, frame)
+
+    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
+    monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)  # every hello refused, windowS 60
+    monkeypatch.setattr(limits, "WINDOW_S", 60)
+    user = f"cp-{secrets.token_hex(4)}"
+    url = token_url(local.ws_url, lambda: sign(user, local.settings.jwt_key()))
+    async with FanoutClient(url, backoff=Backoff(0.05, 0.5)), aiohttp.ClientSession() as http:
+        await wait_for(lambda: len(hellos) == 1, timeout=10)
+        await asyncio.sleep(0.5)  # the refusal reached the client, which waits its window
+        gateway = local.ws_url.replace("ws://", "http://")
+        async with http.delete(f"{gateway}/@connections/{hellos[0]}", headers=SIGNED) as r:
+            assert r.status in (200, 204)
+        await wait_for(lambda: len(set(hellos)) == 2, timeout=5)

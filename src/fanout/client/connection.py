@@ -17,6 +17,7 @@ The rules are the protocol's (docs/client.md): a web client in TypeScript follow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import json
@@ -94,6 +95,7 @@ class FanoutClient:
         self._pending: dict[str, asyncio.Future[Frame]] = {}
         self._ids = itertools.count(1)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws_closed = asyncio.Event()  # set when the current socket's reading ends
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._asked_after_s: float | None = None  # a system.reconnect's afterMs, for the next wait
@@ -154,7 +156,7 @@ class FanoutClient:
         ``PATIENT_ACTIONS`` refused ``rate_limited`` is sent again on the same socket once the answer's
         ``windowS`` (and up to a fifth more, so tabs refused together do not return together) has
         passed, at most ``MAX_RATE_LIMITED_RETRIES`` times."""
-        ws = self._ws
+        ws, closed = self._ws, self._ws_closed
         if ws is None:
             raise RequestFailed("not connected")
         answer = await self._request_once(ws, action, fields)
@@ -164,8 +166,9 @@ class FanoutClient:
                 break
             wait *= 1 + self.backoff.rng.uniform(0, 0.2)
             log.info("client_rate_limited", action=action, wait_s=round(wait, 2))
-            await asyncio.sleep(wait)
-            if self._ws is not ws:
+            with contextlib.suppress(TimeoutError):  # the window passed; a socket that closes ends it
+                await asyncio.wait_for(closed.wait(), wait)
+            if self._ws is not ws or closed.is_set():
                 raise RequestFailed(f"{action}: not connected")
             answer = await self._request_once(ws, action, fields)
         return answer
@@ -206,7 +209,7 @@ class FanoutClient:
         assert self._session is not None
         url = await self._url()
         async with self._session.ws_connect(url, heartbeat=None) as ws:
-            self._ws = ws
+            self._ws, self._ws_closed = ws, asyncio.Event()
             reader = asyncio.create_task(self._read(ws))
             helpers: list[asyncio.Task[None]] = []
             try:
@@ -301,6 +304,7 @@ class FanoutClient:
                 if msg.type is aiohttp.WSMsgType.TEXT and not self._on_frame(msg.data):
                     return  # the socket closes, and the client reconnects
         finally:
+            self._ws_closed.set()  # a rate-limited wait on this socket ends too
             for answer in self._pending.values():
                 if not answer.done():
                     answer.set_exception(ConnectionError("connection closed"))
