@@ -527,3 +527,43 @@ def test_a_sigterm_that_ends_the_process_names_what_could_not_be_sent(tmp_path: 
     assert -signal.SIGTERM == process.returncode
     assert ["15", "10"] == [line.split("count=")[1].split()[0] for line in unsent], out[-2000:]
     assert all(line.count("evt_") == n for line, n in zip(unsent, (15, 10), strict=True))
+
+
+@pytest.mark.parametrize("kind", ["threads", "tasks"])
+async def test_a_publish_waiting_for_room_behind_unsent_events_is_refused_at_close(kind: str) -> None:
+    """SQS unreachable: the one slot holds an event that keeps failing, a second publish waits for room,
+    and close() gives up on the first. The waiting publish is refused with PublisherClosed then, not
+    after block_ms with PublishBufferFull (close() freed no slot of an event merely buffered)."""
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens: every call is refused at once
+    settings = dev_settings().model_copy(
+        update={"aws_endpoint_url": gone, "queue_url": f"{gone}/000000000000/q"}
+    )
+    options: dict[str, Any] = {"buffer": 1, "block_ms": 20_000, "linger_ms": 0, "sigterm": False}
+    first, second = notification(), notification()
+    started = time.monotonic()
+    if kind == "threads":
+        pub = BackgroundPublisher(settings, registry=CollectorRegistry(), **options)
+        pub.send(first)
+        outcome: list[object] = []
+
+        def publish_second() -> None:
+            try:
+                outcome.append(pub.send(second))
+            except Exception as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=publish_second)
+        waiter.start()
+        time.sleep(0.3)
+        assert 1 == pub.close(0.2)
+        waiter.join(15)
+        [refused] = outcome
+    else:
+        apub = AsyncBackgroundPublisher(settings, registry=CollectorRegistry(), **options)
+        await apub.send(first)
+        waiting = asyncio.create_task(apub.send(second))
+        await asyncio.sleep(0.3)
+        assert 1 == await apub.close(0.2)
+        [refused] = await asyncio.gather(waiting, return_exceptions=True)
+    assert isinstance(refused, PublisherClosed), refused
+    assert time.monotonic() - started < 15  # refused at the close, not after block_ms (20 s)

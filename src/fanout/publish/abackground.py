@@ -121,6 +121,9 @@ class AsyncBackgroundPublisher:
             self.metrics.failed.labels(entry.label, "buffer_full").inc()
             full = f"{self.pending} events pending; no room within {self.block_s}s"
             raise PublishBufferFull(full) from None
+        if self._closed:  # closed while this waited for room: its drain is done, nothing would send it
+            self._slots.release()
+            raise PublisherClosed("the publisher is closed")
         if self._buf.add(entry):
             self._work.set()
         self.metrics.buffered.labels(entry.label).inc()
@@ -152,6 +155,8 @@ class AsyncBackgroundPublisher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         unsent = self._buf.drain()
+        for _ in unsent:  # the senders are gone: a publish waiting for room then finds it closed
+            self._slots.release()
         give_up(self.metrics, unsent)
         self.metrics.pending.dec(len(unsent))
         await self._stack.aclose()

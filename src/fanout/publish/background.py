@@ -203,8 +203,11 @@ class BackgroundPublisher:
         self.flush(timeout_s)
         with self._work:
             self._abandon = True
+            buffered = len(self._buf)  # not in flight: a batch in flight frees its slots when its call ends
             unsent = self._buf.drain()
             self._work.notify_all()
+        if buffered:
+            self._slots.release(buffered)  # a publish waiting for room then finds the publisher closed
         for thread in self._threads:
             thread.join(0.1)  # a sender stuck in a call ends with its read timeout; it is a daemon
         give_up(self.metrics, unsent)

@@ -40,7 +40,11 @@ async def _all(sqs: Any, url: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while True:
         reply = await sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["MessageGroupId"],
+            VisibilityTimeout=60,
         )
         if not reply.get("Messages"):
             return out
@@ -141,6 +145,8 @@ async def test_on_fifo_queues_every_write_names_its_group_and_waits_for_no_delay
         back, dead, parts = await _drain(sqs, queue), await _drain(sqs, dlq), await _drain(sqs, bulk)
     assert (1, 1, 2) == (len(back), len(dead), len(parts))
     assert ["c1"] == json.loads(back[0]["MessageAttributes"]["fanout-connections"]["StringValue"])
+    # not the key's group (user:u1): held until due, it holds up no later event of the key
+    assert "m-1-r0" == back[0]["Attributes"]["MessageGroupId"]
     assert "forbidden" == dead[0]["MessageAttributes"]["fanout-reason"]["StringValue"]
 
 
