@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     )
     connection_ttl_s: int = Field(
         600,
-        ge=60,
+        ge=180,  # a hidden browser tab's timers run once a minute: three of its pings, at least
         le=7200,
         description="a record's expiresAt: lastSeenAt plus this; silent this long, a connection gets no post",
     )

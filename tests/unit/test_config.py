@@ -70,6 +70,7 @@ def test_require_names_every_missing_setting_at_once() -> None:
         ({"mongo_timeout_ms": -5}, "greater than or equal to 1"),
         ({"metrics_port": 99999}, "less than or equal to 65535"),
         ({"gateway_port": 0}, "greater than or equal to 1"),
+        ({"connection_ttl_s": 120}, "greater than or equal to 180"),  # a hidden tab pings once a minute
     ],
 )
 def test_bad_values_are_refused_when_built(fields: dict[str, object], message: str) -> None:
