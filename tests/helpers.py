@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import boto3
@@ -457,13 +457,25 @@ class QueueReceiver:
             return self._in_hand == 0
 
 
-class SlowFront:
-    """An HTTP server in front of moto that holds one ``SendMessageBatch`` for ``delay_s`` before it hands
-    it on (SQS slow to answer), and every other call straight through: the first whose event ids include
-    ``hold``, else the first of all."""
+def queued_seqs(sqs: Any, url: str) -> list[int]:
+    """The ``meta.seq`` of every message of a queue, in the order the queue hands them out (each deleted
+    as it comes, so a FIFO group gives its next)."""
+    seqs: list[int] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+        "Messages"
+    ):
+        for message in messages:
+            seqs.append(json.loads(message["Body"])["meta"]["seq"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return seqs
 
-    def __init__(self, upstream: str, delay_s: float, hold: str | None = None) -> None:
-        self.delay_s, self.batches, self.held = delay_s, 0, False
+
+class SqsFront:
+    """An HTTP server in front of moto (the JSON protocol) that hands every call on, except that
+    ``batch(entries)`` sees each ``SendMessageBatch`` first: it may wait (SQS slow to answer) or return
+    a reply of its own, which moto never sees (SQS failing entries for the moment)."""
+
+    def __init__(self, upstream: str) -> None:
         host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
         outer = self
 
@@ -471,20 +483,23 @@ class SlowFront:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
-                    outer.batches += 1
-                    ids = [json.loads(e["MessageBody"])["id"] for e in json.loads(body)["Entries"]]
-                    if not outer.held and (hold is None or hold in ids):
-                        outer.held = True
-                        time.sleep(outer.delay_s)
+                    own = outer.batch(json.loads(body)["Entries"])
+                    if own is not None:
+                        self._answer(
+                            200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(own).encode()
+                        )
+                        return
                 up = http.client.HTTPConnection(host, int(port), timeout=10)
                 up.request(
                     "POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 )
                 reply = up.getresponse()
-                data = reply.read()
+                self._answer(reply.status, dict(reply.getheaders()), reply.read())
                 up.close()
-                self.send_response(reply.status)
-                for name, value in reply.getheaders():
+
+            def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
                     if name.lower() not in (
                         "content-length",
                         "transfer-encoding",
@@ -504,10 +519,51 @@ class SlowFront:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> SlowFront:
+    def batch(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """A ``SendMessageBatch`` about to go to moto: None hands it on; a reply answers it instead."""
+        return None
+
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SlowFront(SqsFront):
+    """Holds one ``SendMessageBatch`` for ``delay_s`` before moto gets it (SQS slow to answer): the first
+    whose event ids include ``hold``, else the first of all."""
+
+    def __init__(self, upstream: str, delay_s: float, hold: str | None = None) -> None:
+        super().__init__(upstream)
+        self.delay_s, self.hold, self.batches, self.held = delay_s, hold, 0, False
+
+    def batch(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+        self.batches += 1
+        ids = [json.loads(e["MessageBody"])["id"] for e in entries]
+        if not self.held and (self.hold is None or self.hold in ids):
+            self.held = True
+            time.sleep(self.delay_s)
+        return None
+
+
+class ThrottlingFront(SqsFront):
+    """Answers the first ``throttle`` ``SendMessageBatch`` calls itself, every entry failed as SQS fails
+    one it cannot take for the moment (``RequestThrottled``, not the sender's fault)."""
+
+    def __init__(self, upstream: str, throttle: int) -> None:
+        super().__init__(upstream)
+        self.throttle, self.throttled, self.sent = throttle, 0, 0
+
+    def batch(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+        self.sent += 1
+        if self.throttled >= self.throttle:
+            return None
+        self.throttled += 1
+        failed = [
+            {"Id": e["Id"], "SenderFault": False, "Code": "RequestThrottled", "Message": "slow down"}
+            for e in entries
+        ]
+        return {"Successful": [], "Failed": failed}

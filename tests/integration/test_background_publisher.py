@@ -33,7 +33,7 @@ from fanout.local.stack import moto_argv
 from fanout.publish import AsyncBackgroundPublisher, BackgroundPublisher, build_event
 from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings, free_port
-from tests.helpers import QueueReceiver, SlowFront, sqs_client
+from tests.helpers import QueueReceiver, SlowFront, queued_seqs, sqs_client
 
 
 def queue_for(moto: Server) -> Settings:
@@ -424,13 +424,7 @@ async def test_on_a_fifo_queue_a_keys_batches_do_not_race(moto_server: Server, k
             left = await pub.flush(10)
     sqs = sqs_client(settings)
     url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
-    seqs: list[int] = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-        "Messages"
-    ):
-        for message in messages:
-            seqs.append(json.loads(message["Body"])["meta"]["seq"])
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    seqs = queued_seqs(sqs, url)
     sqs.close()
     assert (0, 2) == (left, front.batches)
     assert list(range(1, 21)) == seqs

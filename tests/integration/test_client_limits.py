@@ -8,6 +8,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -67,6 +68,13 @@ async def local(mongo_server: Server, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     monkeypatch.setattr(limits, "WINDOW_S", WINDOW_S)
     monkeypatch.setattr(topics, "SUBSCRIBE_TOPICS_PER_WINDOW", SUBSCRIBE_TOPICS)
     settings = dev_settings(mongo=mongo_server, topic_policy=f"{__name__}:allowed", presence=False)
+    async with serve_local(settings) as served:
+        yield served
+
+
+@asynccontextmanager
+async def serve_local(settings: Settings) -> AsyncIterator[Local]:
+    """The gateway emulator and its lifecycle in this process, on a free port, over a fresh database."""
     client = mongo_client(settings)
     store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
     await store.ensure_indexes()
@@ -75,10 +83,12 @@ async def local(mongo_server: Server, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield Local(settings, f"ws://127.0.0.1:{port}/local", store)
-    await runner.cleanup()
-    await client.drop_database(settings.mongo_db)
-    await client.close()
+    try:
+        yield Local(settings, f"ws://127.0.0.1:{port}/local", store)
+    finally:
+        await runner.cleanup()
+        await client.drop_database(settings.mongo_db)
+        await client.close()
 
 
 async def _window_start() -> None:

@@ -8,52 +8,23 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from fanout.config import Settings
-from fanout.lifecycle import Lifecycle, handler, hello, limits
-from fanout.local.emulator import Emulator
-from fanout.store import ConnectionStore, mongo_client
-from tests.conftest import Server, dev_settings, free_port
+from fanout.lifecycle import handler, hello, limits
+from tests.conftest import Server, dev_settings
 from tests.helpers import wait_for
+from tests.integration.test_client_limits import Local, serve_local
 from tests.integration.test_client_live import SIGNED, fanout_js
-
-
-@dataclass
-class Local:
-    """An emulator serving in this process, and what a client reaches it by."""
-
-    settings: Settings
-    ws_url: str
-    store: ConnectionStore
-
-    async def topics(self, user: str) -> list[list[str]]:
-        """The topics of each connection record of ``user``."""
-        records = self.store.database[self.settings.connections_collection].find({"userId": user})
-        return [sorted(doc.get("topics", [])) async for doc in records]
 
 
 @pytest.fixture
 async def local(mongo_server: Server) -> AsyncIterator[Local]:
     """The emulator in this process on a free port."""
-    settings = dev_settings(mongo=mongo_server, presence=False)
-    client = mongo_client(settings)
-    store = ConnectionStore.from_client(client, settings.mongo_db, settings.connections_collection)
-    await store.ensure_indexes()
-    port = free_port()
-    emulator = Emulator(Lifecycle(store, settings), "local", f"127.0.0.1:{port}")
-    runner = web.AppRunner(emulator.app(), access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield Local(settings, f"ws://127.0.0.1:{port}/local", store)
-    await runner.cleanup()
-    await client.drop_database(settings.mongo_db)
-    await client.close()
+    async with serve_local(dev_settings(mongo=mongo_server, presence=False)) as served:
+        yield served
 
 
 async def test_a_subscriber_added_while_the_connection_resumes_gets_its_topics(

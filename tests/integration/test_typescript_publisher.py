@@ -26,7 +26,7 @@ from fanout.errors import InvalidMessage
 from fanout.publish import build_event, catalog_event
 from tests.catalog_examples import EXAMPLES
 from tests.conftest import Server, Stack, dev_settings
-from tests.helpers import SlowFront, connect, sqs_client, wait_for
+from tests.helpers import SlowFront, connect, queued_seqs, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
 
 #: One build of clients/typescript per run (`built_package` builds once under a lock; xdist group too).
@@ -374,13 +374,7 @@ def test_node_sends_a_keys_batches_to_a_fifo_queue_one_after_the_other(
             ["node", "--input-type=module", "-e", FIFO_ORDER, url, front.url, settings.region],
             cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
         ).stdout  # fmt: skip
-    seqs: list[int] = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-        "Messages"
-    ):
-        for message in messages:
-            seqs.append(json.loads(message["Body"])["meta"]["seq"])
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    seqs = queued_seqs(sqs, url)
     sqs.close()
     assert (20, 0, 2) == (json.loads(stats)["sent"], json.loads(stats)["failed"], front.batches)
     assert list(range(1, 21)) == seqs

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import http.client
-import http.server
 import json
-import threading
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +15,7 @@ from fanout.cli.dlq import run_dlq
 from fanout.config import Settings
 from tests.conftest import Server, dev_settings
 from tests.corpus import valid
+from tests.helpers import ThrottlingFront
 
 SECRET = "s3cr3t-payload-value"  # noqa: S105 - a marker that must not be printed
 
@@ -259,71 +256,6 @@ def test_a_redrive_whose_queue_is_gone_mid_run_says_so_and_hides_nothing(
     assert sorted(b for b, _ in HOSTILE) == sorted(m["Body"] for m in _drain(sqs, dlq_url))
 
 
-class _Throttling:
-    """An HTTP server in front of moto that answers the first ``throttle`` ``SendMessageBatch`` calls
-    itself, every entry failed as SQS fails one it cannot take for the moment (``RequestThrottled``, not
-    the sender's fault), and hands every other call to moto."""
-
-    def __init__(self, upstream: str, throttle: int) -> None:
-        self.throttle, self.throttled, self.sent = throttle, 0, 0
-        host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
-                    outer.sent += 1
-                    if outer.throttled < outer.throttle:
-                        outer.throttled += 1
-                        failed = [
-                            {
-                                "Id": e["Id"],
-                                "SenderFault": False,
-                                "Code": "RequestThrottled",
-                                "Message": "slow down",
-                            }
-                            for e in json.loads(body)["Entries"]
-                        ]
-                        return self._answer(200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps({"Successful": [], "Failed": failed}).encode())  # fmt: skip
-                upstream = http.client.HTTPConnection(host, int(port), timeout=10)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                upstream.request("POST", self.path, body, headers)
-                reply = upstream.getresponse()
-                self._answer(reply.status, dict(reply.getheaders()), reply.read())
-                upstream.close()
-
-            def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    if name.lower() not in (
-                        "content-length",
-                        "transfer-encoding",
-                        "connection",
-                        "date",
-                        "server",
-                    ):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> _Throttling:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_entries_sqs_throttles_are_sent_again_within_the_run(
     queues: tuple[Settings, Any, str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -333,7 +265,7 @@ def test_entries_sqs_throttles_are_sent_again_within_the_run(
     _drain(sqs, dlq_url)
     bodies = [f"b{i}" for i in range(7)]
     _fill(sqs, dlq_url, bodies)
-    with _Throttling(str(settings.aws_endpoint_url), throttle=2) as front:
+    with ThrottlingFront(str(settings.aws_endpoint_url), throttle=2) as front:
         code = dlq.redrive(settings.model_copy(update={"aws_endpoint_url": front.url}), 100, None)
     assert (front.throttled, front.sent) == (2, 3)
     assert 0 == code
@@ -353,7 +285,7 @@ def test_entries_still_throttled_after_the_retries_stay_in_the_dlq(
     settings, sqs, queue, dlq_url = queues
     _drain(sqs, dlq_url)
     _fill(sqs, dlq_url, ["a", "b", "c"])
-    with _Throttling(str(settings.aws_endpoint_url), throttle=1_000) as front:
+    with ThrottlingFront(str(settings.aws_endpoint_url), throttle=1_000) as front:
         code = dlq.redrive(settings.model_copy(update={"aws_endpoint_url": front.url}), 100, None)
     assert (1, 3) == (code, front.sent)
     assert (
