@@ -26,6 +26,7 @@ from fanout.errors import InvalidMessage
 
 MAX_BODY_BYTES = 1024 * 1024  # SQS's limit for one message
 MAX_FRAME_BYTES = 128 * 1024  # API Gateway's limit for one WebSocket frame
+MAX_SEQ = 2**53 - 1  # the largest meta.seq: a browser's Number holds it exactly
 
 EventType = Annotated[
     str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=128)
@@ -75,7 +76,7 @@ class Meta(_Wire):
     source: str | None = None
     trace_id: str | None = None
     ordering_key: OrderingKey | None = None
-    seq: StrictInt | None = Field(None, ge=0, le=2**53 - 1)  # a browser's Number holds it exactly
+    seq: StrictInt | None = Field(None, ge=0, le=MAX_SEQ)
     expires_at: datetime | None = None
     # Left out of the body when unset, so bodies written without it stay byte for byte the same.
     payload_version: StrictInt | None = Field(None, ge=1, le=1000, exclude_if=lambda v: v is None)

@@ -72,22 +72,32 @@ async def test_fanout_js_pings_at_most_once_a_second_whatever_hello_says(
     assert [] == pings
 
 
+def _hellos(monkeypatch: pytest.MonkeyPatch, *, refused: bool, first_waits_s: float = 0) -> list[str]:
+    """The connection of each hello frame the lifecycle gets, in order; with ``refused`` every hello is
+    answered rate_limited with a 60 s window; the first waits ``first_waits_s`` for its answer."""
+    hellos: list[str] = []
+    reply = handler.ACTIONS["hello"]
+
+    async def counted(services: Any, frame: Any) -> Any:
+        hellos.append(frame.connection_id)
+        if len(hellos) == 1 and first_waits_s:
+            await asyncio.sleep(first_waits_s)
+        return await reply(services, frame)
+
+    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
+    if refused:
+        monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)
+        monkeypatch.setattr(limits, "WINDOW_S", 60)
+    return hellos
+
+
 async def test_fanout_js_closed_and_started_while_a_refused_hello_waits_connects_again_at_once(
     local: Local, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A hello refused rate_limited waits windowS (60 s here) on its socket; when that socket closes
     (close() then start(), or the server going away) the wait ends with it: the client connects again
     after its backoff, not once the window of a connection that is gone has passed."""
-    hellos: list[str] = []  # the connection of each hello frame
-    answer = handler.ACTIONS["hello"]
-
-    async def counted(services: Any, frame: Any) -> Any:
-        hellos.append(frame.connection_id)
-        return await answer(services, frame)
-
-    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
-    monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)  # every hello refused, windowS 60
-    monkeypatch.setattr(limits, "WINDOW_S", 60)
+    hellos = _hellos(monkeypatch, refused=True)
     options = {"backoffBaseMs": 50}
     async with fanout_js(local, f"cw-{secrets.token_hex(4)}", opened=False, options=options) as client:
         await wait_for(lambda: len(hellos) == 1, timeout=10)
@@ -103,19 +113,8 @@ async def test_fanout_js_whose_socket_goes_while_its_hello_waits_connects_again_
     """A socket that goes away (a deploy, API Gateway) while its hello waits, for the answer or out a
     rate_limited window, fails the hello then: the client connects again after its backoff, instead of
     waiting for the answer's timeout (10 s) or the window (60 s here) of a connection that is gone."""
-    hellos: list[str] = []  # the connection of each hello frame
-    reply = handler.ACTIONS["hello"]
-
-    async def counted(services: Any, frame: Any) -> Any:
-        hellos.append(frame.connection_id)
-        if answer == "none yet" and len(hellos) == 1:
-            await asyncio.sleep(30)
-        return await reply(services, frame)
-
-    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
-    if answer == "rate_limited":
-        monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)  # every hello refused, windowS 60
-        monkeypatch.setattr(limits, "WINDOW_S", 60)
+    refused = answer == "rate_limited"
+    hellos = _hellos(monkeypatch, refused=refused, first_waits_s=0 if refused else 30)
     options = {"backoffBaseMs": 50}
     async with (
         fanout_js(local, f"cg-{secrets.token_hex(4)}", opened=False, options=options),
@@ -142,16 +141,7 @@ async def test_the_reference_client_whose_socket_goes_during_a_rate_limited_hell
     from fanout.client import Backoff, FanoutClient, token_url
     from fanout.tokens import sign
 
-    hellos: list[str] = []
-    reply = handler.ACTIONS["hello"]
-
-    async def counted(services: Any, frame: Any) -> Any:
-        hellos.append(frame.connection_id)
-        return await reply(services, frame)
-
-    monkeypatch.setitem(handler.ACTIONS, "hello", counted)
-    monkeypatch.setattr(hello, "HELLOS_PER_WINDOW", 0)  # every hello refused, windowS 60
-    monkeypatch.setattr(limits, "WINDOW_S", 60)
+    hellos = _hellos(monkeypatch, refused=True)
     user = f"cp-{secrets.token_hex(4)}"
     url = token_url(local.ws_url, lambda: sign(user, local.settings.jwt_key()))
     async with FanoutClient(url, backoff=Backoff(0.05, 0.5)), aiohttp.ClientSession() as http:

@@ -15,12 +15,9 @@ from collections.abc import Callable
 from typing import Any, TypeGuard
 
 from fanout.catalog import policy_for
+from fanout.envelope import MAX_SEQ
 
 Frame = dict[str, Any]
-
-
-#: The largest ``seq`` (a browser's Number holds it exactly); a resume naming more is refused.
-MAX_SEQ = 2**53 - 1
 
 
 def is_seq(value: object) -> TypeGuard[int]:

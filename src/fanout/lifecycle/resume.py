@@ -17,6 +17,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from fanout.envelope import MAX_SEQ
 from fanout.history import Kept, audience
 from fanout.lifecycle import catchup, replays
 from fanout.lifecycle.access import valid_topic
@@ -33,7 +34,6 @@ MAX_EARLIER = 10
 #: ``FANOUT_HISTORY_MAX_REPLAY`` posts through the shared lanes.
 RESUMES_PER_WINDOW = 10
 _EVENT_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-_MAX_SEQ = 2**53 - 1
 
 
 def _earlier(value: Any) -> list[str] | None:
@@ -59,7 +59,7 @@ def parse(body: dict[str, Any]) -> tuple[dict[str, int], str | None, list[str]] 
             not valid_topic(key)
             or isinstance(seq, bool)
             or not isinstance(seq, int)
-            or not 0 <= seq <= _MAX_SEQ
+            or not 0 <= seq <= MAX_SEQ
         ):
             return None
     if last is not None and not (isinstance(last, str) and _EVENT_ID.fullmatch(last)):

@@ -19,7 +19,7 @@ from ulid import ULID
 from fanout import queues
 from fanout.catalog import ACCESS_REVOKED, CURRENT, Payload, spec_of
 from fanout.config import Settings, aio_session, boto3_session
-from fanout.envelope import MAX_BODY_BYTES, MAX_FRAME_BYTES, QueueBody, now_iso, validate
+from fanout.envelope import MAX_BODY_BYTES, MAX_FRAME_BYTES, MAX_SEQ, QueueBody, now_iso, validate
 from fanout.errors import ConfigError, InvalidMessage
 from fanout.sequence import SequenceAllocator, SyncSequenceAllocator
 
@@ -114,7 +114,7 @@ def revocation(user_ids: Iterable[str], topics: Iterable[str], *, event_id: str 
 
 
 #: What a ``seq`` adds to a client frame at most: ``,"seq":9007199254740991``.
-_SEQ_BYTES = len(',"seq":') + len(str(2**53 - 1))
+_SEQ_BYTES = len(',"seq":') + len(str(MAX_SEQ))
 
 
 def with_seq(body: QueueBody, seq: int) -> QueueBody:
