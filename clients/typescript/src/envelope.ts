@@ -247,10 +247,24 @@ function isDateTime(value: string): boolean {
 }
 
 function toJson(field: string, value: object): string {
+  let json: string;
   try {
-    return JSON.stringify(value);
+    json = JSON.stringify(value);
   } catch (error) {
     // BigInt values and cycles cannot travel as JSON.
     throw new InvalidEvent("schema", `${field}: not JSON-serializable (${(error as Error).message.slice(0, 100)})`);
   }
+  // JSON.stringify writes NaN and ±Infinity as null, where Python's publisher refuses them: look for
+  // them, with a replacer (about 3× the cost), only when a null was written.
+  if (json.includes("null")) JSON.stringify(value, refuseNonFinite(field));
+  return json;
+}
+
+function refuseNonFinite(field: string): (key: string, value: unknown) => unknown {
+  return (_key, value) => {
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      throw new InvalidEvent("schema", `${field} holds a number out of JSON's range`);
+    }
+    return value;
+  };
 }

@@ -16,7 +16,7 @@ describe("buildEvent", () => {
     const before = Date.now();
     const event = buildEvent("notification.new", {
       userIds: ["u1", "u2"],
-      payload: { notificationId: "n1", title: "hé", n: 1 },
+      payload: { notificationId: "n1", title: "hé", n: 1, none: null },
       meta: { seq: 7, traceId: "t-1", tenant: "acme" },
     });
     const doc = JSON.parse(event.json) as Record<string, unknown>;
@@ -81,6 +81,9 @@ describe("Publisher", () => {
       ["an array payload", () => publisher.publish("notification.new", { userIds: [userId], payload: [1] }), "schema"],
       ["a BigInt", () => publisher.publish("notification.new", { userIds: [userId], payload: { n: 1n } }), "schema"],
       ["a cycle", () => publisher.publish("notification.new", { userIds: [userId], payload: cyclic }), "schema"],
+      ["NaN in the payload", () => publisher.publish("notification.new", { userIds: [userId], payload: { n: NaN } }), "schema"],
+      ["Infinity in a list", () => publisher.publish("notification.new", { userIds: [userId], payload: { n: [null, -Infinity] } }), "schema"],
+      ["NaN in meta", () => publisher.publish("notification.new", { userIds: [userId], meta: { score: NaN } }), "schema"],
       ["a negative seq", () => publisher.publish("chat.message", { userIds: [userId], meta: { seq: -1 } }), "schema"],
       ["a bad expiresAt", () => publisher.publish("chat.message", { userIds: [userId], meta: { expiresAt: "soon" } }), "schema"],
       ["a bad id", () => publisher.publish("notification.new", { userIds: [userId], id: "has space" }), "schema"],
