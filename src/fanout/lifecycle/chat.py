@@ -57,6 +57,8 @@ async def typing(services: Services, frame: Frame) -> Response:
         started = event(ChatTypingStarted(conversation_id=conversation, user_id=user), others)
         stop = event(ChatTypingStopped(conversation_id=conversation, user_id=user), others, sent_at=due)
         sent = await emit(services, Outgoing(started), Outgoing(stop, timeout, f"typing:{token}"))
+        if not sent:  # nobody saw the start: a later stopped must not announce a stop nobody expects
+            await services.live.typing.stop(conversation, user)
     elif others and await services.live.typing.stop(conversation, user):
         sent = await emit(
             services, Outgoing(event(ChatTypingStopped(conversation_id=conversation, user_id=user), others))

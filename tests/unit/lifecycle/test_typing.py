@@ -122,6 +122,21 @@ async def test_an_explicit_stop_is_published_once_and_only_while_typing(make_liv
     assert ["chat.typing.started", "chat.typing.stopped"] == sorted(m["body"]["type"] for m in live.drain())
 
 
+async def test_a_start_the_queue_refused_leaves_the_user_not_typing(make_live: MakeLive) -> None:
+    """With the events queue gone, started is answered publish_failed and leaves no typing state: once
+    the queue is back, a stopped publishes nothing, as for a user nobody saw typing."""
+    live = await make_live(typing_timeout_s=60)
+    await live.conversation("c9", "u1", "u2")
+    await live.connect("c1", "u1")
+    live.sqs.delete_queue(QueueUrl=live.url)
+    failed = await send(live.lc, "c1", _typing("c9", "started"))
+    assert ("system.error", "publish_failed") == (failed["type"], failed["payload"]["code"])
+    await live.lc.services.events.aclose()  # a fresh container resolves the new queue's URL
+    live.url = live.sqs.create_queue(QueueName=live.lc.services.settings.queue_name)["QueueUrl"]
+    assert "chat.typing.ok" == (await send(live.lc, "c1", _typing("c9", "stopped")))["type"]
+    assert [] == live.drain()
+
+
 async def test_only_participants_may_type(make_live: MakeLive) -> None:
     """A user outside the conversation, or a conversation nobody stored, gets not_a_participant and
     nothing is published; a participant alone in a conversation publishes nothing either."""
