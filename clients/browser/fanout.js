@@ -210,9 +210,15 @@ export function rateLimitedWait(answer) {
  * tab does not speak), which is the app's to act on with a newer build: the same hello on a new
  * connection would only be asked again, per event. */
 export function reconnectAfterMs(event) {
-  if (event?.type !== "system.reconnect" || event.payload?.reason === "upgrade") return null;
+  if (event?.type !== "system.reconnect" || isUpgradeAsk(event)) return null;
   const after = event.payload?.afterMs;
   return Number.isFinite(after) && after >= 0 ? Math.min(after, MAX_RECONNECT_AFTER_MS) : 1000;
+}
+
+/** A `system.reconnect` asking to upgrade (protocol section 12): the worker posts it to one connection and
+ * keeps it in no history, so its id is never a resume's `lastEventId` (that would answer a resync). */
+export function isUpgradeAsk(event) {
+  return event?.type === "system.reconnect" && event.payload?.reason === "upgrade";
 }
 
 /** The topics of `asked` that a `forbidden_topic` refusal names: every one in its `topics`, or the one
@@ -647,7 +653,7 @@ export class FanoutClient {
 
   #handOn(events) {
     for (const event of events) {
-      this.lastEventId = event.id;
+      if (!isUpgradeAsk(event)) this.lastEventId = event.id;
       if (event.type === ACCESS_REVOKED) this.#revoked(event.payload?.topics);
       for (const sub of [...this.subs]) {
         // A filter is the app's code too: one that throws is reported, and costs no one else the event.

@@ -290,6 +290,32 @@ async def test_fanout_js_asked_to_upgrade_hands_the_ask_on_and_keeps_its_connect
         assert [first] == [s["connectionId"] for s in client.of("status") if s["status"] == "open"]
 
 
+async def test_fanout_js_resumes_after_an_upgrade_ask_without_a_resync(stack: Stack) -> None:
+    """An upgrade ask is posted by the worker, never kept in the history: taken as the last event, its id
+    made the next resume a resync (events: true), so every tab refetched everything after a deploy."""
+    user, s = f"cu-{secrets.token_hex(4)}", stack.settings
+    async with (
+        fanout_js(stack, user, options={"backoffBaseMs": 50}) as client,
+        AsyncPublisher(s) as pub,
+        aiohttp.ClientSession() as http,
+    ):
+        first = client.connection_id()
+        seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await pub.publish("chat.sticker.sent", payload={"stickerId": "s1"}, user_ids=[user], meta={"payloadVersion": 2})  # fmt: skip
+        await wait_for(
+            lambda: ["notification.new", "system.reconnect"] == [e["type"] for e in client.of("event")]
+        )
+        assert seen == client.of("event")[0]["id"]
+        url = f"{stack.gateway_url}/{s.gateway_stage}/@connections/{first}"
+        async with http.delete(url, headers=SIGNED) as r:  # the socket drops: reconnect and resume
+            assert r.status in (200, 204)
+        await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
+        after = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await wait_for(lambda: after in [e["id"] for e in client.of("event")])
+        await asyncio.sleep(0.5)
+        assert [] == client.of("resync")
+
+
 async def test_fanout_js_reconnects_when_asked_with_a_long_reason_in_any_script(stack: Stack) -> None:
     """A system.reconnect whose reason (a catalog Name, up to 256 characters) takes more than the 123
     bytes a close frame's reason may carry in UTF-8 still closes the socket, and the client reconnects."""
@@ -362,6 +388,32 @@ async def test_fanout_js_takes_no_position_from_a_seq_a_resume_would_be_refused(
         await wait_for(lambda: missed in [e["id"] for e in client.of("event")])
         await asyncio.sleep(0.5)
         assert [] == client.of("resync")
+
+
+async def test_the_reference_client_resumes_after_an_upgrade_ask_without_a_resync(stack: Stack) -> None:
+    """fanout.client takes no upgrade ask (kept in no history) as its last event, as fanout.js does: the
+    resume after a dropped socket replays what was missed instead of answering a resync."""
+    user, s = f"ck-{secrets.token_hex(4)}", stack.settings
+    url = token_url(stack.ws_url, lambda: sign(user, s.jwt_key()))
+    resyncs: list[object] = []
+    client = FanoutClient(url, backoff=Backoff(0.05, 0.5), on_resync=resyncs.append)
+    async with client, AsyncPublisher(s) as pub, aiohttp.ClientSession() as http:
+        sub = await client.subscribe(types=["system", "chat", "notification"])
+        await asyncio.wait_for(client.connected.wait(), 10)
+        first = client.connection_id
+        await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        await pub.publish("chat.sticker.sent", payload={"stickerId": "s1"}, user_ids=[user], meta={"payloadVersion": 2})  # fmt: skip
+        got = [(await asyncio.wait_for(sub.get(), 10))["type"] for _ in range(2)]
+        assert ["notification.new", "system.reconnect"] == got
+        async with http.delete(
+            f"{stack.gateway_url}/{s.gateway_stage}/@connections/{first}", headers=SIGNED
+        ) as r:
+            assert r.status in (200, 204)
+        await wait_for(lambda: client.connected.is_set() and client.connection_id != first, timeout=10)
+        after = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        assert after == (await asyncio.wait_for(sub.get(), 10))["id"]
+        await asyncio.sleep(0.5)
+        assert [] == resyncs
 
 
 async def test_the_reference_client_reconnects_when_asked_but_not_to_upgrade(stack: Stack) -> None:

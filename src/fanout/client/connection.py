@@ -340,7 +340,8 @@ class FanoutClient:
 
     def _hand_on(self, frames: list[Frame]) -> None:
         for frame in frames:
-            self.last_event_id = frame["id"]
+            if not is_upgrade_ask(frame):
+                self.last_event_id = frame["id"]
             if frame.get("type") == ACCESS_REVOKED:
                 self._revoked(frame.get("payload"))
             for sub in self._subs:
@@ -416,16 +417,22 @@ def heartbeat_of(connected: dict[str, Any], current: float) -> float:
     return current
 
 
+def is_upgrade_ask(frame: dict[str, Any]) -> bool:
+    """A ``system.reconnect`` asking to upgrade (protocol section 12): the worker posts it to one connection
+    and keeps it in no history, so its id is never a resume's ``lastEventId`` (that would be a resync)."""
+    payload = frame.get("payload")
+    upgrade = isinstance(payload, dict) and payload.get("reason") == "upgrade"
+    return frame.get("type") == "system.reconnect" and upgrade
+
+
 def reconnect_after(frame: dict[str, Any]) -> float | None:
     """The seconds within which to reconnect, when ``frame`` is a ``system.reconnect`` to follow: its
     ``afterMs`` (1 s without a sane one, at most ``MAX_RECONNECT_AFTER_S``). None for any other frame,
     and for an upgrade ask: the same ``hello`` on a new connection would be asked again by the next event
     of that version; the application gets it like any event (docs/client.md)."""
-    if frame.get("type") != "system.reconnect":
+    if frame.get("type") != "system.reconnect" or is_upgrade_ask(frame):
         return None
     payload = frame["payload"] if isinstance(frame.get("payload"), dict) else {}
-    if payload.get("reason") == "upgrade":
-        return None
     after = payload.get("afterMs")
     if isinstance(after, int | float) and not isinstance(after, bool) and after >= 0:
         return min(after / 1000, MAX_RECONNECT_AFTER_S)
