@@ -22,6 +22,7 @@ from aiobotocore.session import get_session
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.client_session import ClientSession
+from structlog.testing import capture_logs
 
 from fanout.config import Settings
 from fanout.errors import InvalidMessage
@@ -33,7 +34,7 @@ from fanout.publish import build_event
 from fanout.worker.consumer import Worker
 from tests.catalog_examples import payload
 from tests.conftest import Server, _serve, _stop, _tcp_answers, dev_settings, free_port
-from tests.helpers import QueueReceiver, sqs_client, wait_for
+from tests.helpers import QueueReceiver, SlowFront, sqs_client, wait_for
 
 
 def outbox_settings(moto: Server, mongo: Server, **fields: Any) -> Settings:
@@ -355,6 +356,23 @@ async def test_two_relays_only_one_sends_and_the_other_takes_over(
                 assert 150 == value(reg_a, "fanout_outbox_relayed_total")
         arrived = await receiver.until_sent(180)  # both relays have stopped: all they sent is counted
     assert {i: 1 for i in ids + more} == dict(arrived)
+
+
+async def test_a_call_to_sqs_is_cut_off_when_the_lease_may_lapse(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """SQS holding a batch past the lease's validity: the relay gives the call up (TimeoutError, entries
+    kept pending) and sends the batch again, rather than waiting on it (botocore's retries take up to a
+    minute) while another relay may have taken the lease and be sending after it."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=1.5)
+    with SlowFront(str(settings.aws_endpoint_url), 4.0) as front, capture_logs() as logs:
+        slow = settings.model_copy(update={"aws_endpoint_url": front.url})
+        async with running(slow, "slow") as (_, reg, _):
+            await asyncio.to_thread(add_events, settings, 1)
+            await wait_for(lambda: value(reg, "fanout_outbox_relayed_total") >= 1, timeout=3.5)
+            failed = [e.get("error") for e in logs if e["event"] == "relay_failed"]
+            assert "TimeoutError" in failed
+            assert front.batches >= 2
 
 
 async def test_without_change_streams_the_relay_polls(moto_server: Server, tmp_path: Path) -> None:

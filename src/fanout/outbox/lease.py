@@ -1,7 +1,8 @@
 """One active relay per outbox: a lease document ``{_id, owner, expiresAt}`` in MongoDB.
 
 A relay takes the lease when it is free or expired, renews it every third of its lifetime, and sends
-only while it believes it holds it: until two thirds of the lifetime after its last renewal began.
+only while it believes it holds it: until two thirds of the lifetime after its last renewal began. A
+call to SQS still under way then is cut off (``Relay._send``): its entries stay pending.
 Another relay takes over only once ``expiresAt`` has passed, so the last third is the margin for clock
 skew between hosts and for a relay paused mid-call. Times are the relays' own clocks (UTC): keep them
 synchronised (NTP; ECS tasks have Amazon Time Sync). Should a paused relay still send after that, the
@@ -38,6 +39,10 @@ class Lease:
         """Whether this relay may send now."""
         return time.monotonic() < self._valid_until
 
+    def left_s(self) -> float:
+        """Seconds this relay may still send for: a call to SQS must end within them."""
+        return max(0.0, self._valid_until - time.monotonic())
+
     async def keep(self) -> bool:
         """Take or renew the lease when due; whether this relay holds it. Raises on MongoDB errors
         (the lease then lapses on its own when ``valid()`` turns false)."""
@@ -59,7 +64,7 @@ class Lease:
         if not self.held:
             self.held = True
             log.info("relay_lease_acquired", lease=self.name, owner=self.owner)
-        return True
+        return self.valid()  # a round trip slower than the lease's validity leaves nothing to send in
 
     def _lose(self) -> None:
         if self.held:

@@ -217,7 +217,10 @@ class Relay:
         refusal that is the queue's (a missing queue, a KMS grant) keeps every entry for the next try."""
         entries = [entry_of(doc) for doc in batch]
         docs = {id(entry): doc for entry, doc in zip(entries, batch, strict=True)}
-        result = await asend_batch(self.sqs, self._url, entries)
+        # No call outlives the lease (botocore's retries take up to a minute): once it may have lapsed,
+        # another relay may send, and this one's late retries would interleave with its batches.
+        async with asyncio.timeout(self.lease.left_s()):
+            result = await asend_batch(self.sqs, self._url, entries)
         now = datetime.now(UTC)
         sent = [docs[id(entry)] for entry in result.sent]
         if sent:
