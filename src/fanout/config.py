@@ -135,7 +135,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="required iss claim; required with FANOUT_JWKS_URL")
     jwt_user_claim: str = Field("sub", min_length=1, description="claim of a JWKS token naming the user")
     jwks_cache_s: float = Field(300, gt=0, description="how long the fetched key set is used")
-    jwks_refresh_s: float = Field(30, ge=0, description="least time between refreshes for an unknown kid")
+    jwks_refresh_s: float = Field(
+        30, ge=0, description="least time between refreshes for an unknown kid, or after a failed fetch"
+    )
     jwks_timeout_s: float = Field(3, gt=0, le=10, description="timeout of one JWKS fetch")
     ticket_ttl_s: int = Field(30, ge=1, le=60, description="lifetime of a connection ticket")
     inbound_queue_name: str = "fanout-inbound"

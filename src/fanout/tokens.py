@@ -8,8 +8,10 @@ So a token signed with HS256 using the public key as its secret never meets that
 JWKS keys come from PyJWT's ``PyJWKClient``: the key set is cached for ``FANOUT_JWKS_CACHE_S``, a ``kid``
 not in it forces one refresh at most every ``FANOUT_JWKS_REFRESH_S`` (a stream of forged kids cannot
 turn into a stream of fetches), and every fetch is bounded by ``FANOUT_JWKS_TIMEOUT_S``. A fetch that fails
-or answers no key set refuses the token (``AuthError``), never the route. The fetch is blocking (urllib),
-so it runs in a thread: the emulator's loop keeps serving other sockets meanwhile.
+or answers no key set refuses the token (``AuthError``), never the route, and the provider is not asked
+again for ``FANOUT_JWKS_REFRESH_S`` either (``_KeySet``): PyJWT starts its wait after a fetch that
+succeeded only, so while the provider failed every token, a forged kid's too, fetched once more. The fetch
+is blocking (urllib), so it runs in a thread: the emulator's loop keeps serving other sockets meanwhile.
 """
 
 from __future__ import annotations
@@ -63,6 +65,40 @@ def verify(token: str | None, key: str, audience: str | None = None) -> str:
     return _user(claims, "sub")
 
 
+class _KeySet(jwt.PyJWKClient):
+    """PyJWT's JWKS client, whose wait between fetches also follows a fetch that failed.
+
+    PyJWT waits ``cooldown_duration`` before refreshing for an unknown ``kid`` only after a fetch that
+    succeeded: while the provider is down, throttles us or answers no key set, each token (a forged kid,
+    or any token once the cached set has expired) fetched again, so a stream of forged tokens became a
+    stream of requests to a provider already failing, each holding its connect for up to the timeout.
+    Here a failed fetch is not tried again for ``retry_s``: meanwhile a fetch fails at once, as the last
+    one did (unreachable, or unreadable), without a request."""
+
+    def __init__(self, uri: str, *, retry_s: float, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self._retry_s = retry_s
+        self._failed: tuple[float, type[Exception]] | None = None  # (when, what to raise meanwhile)
+
+    def fetch_data(self) -> Any:
+        failed = self._failed
+        if failed is not None and time.monotonic() - failed[0] < self._retry_s:
+            raise failed[1]("the last fetch of the key set failed; not asked again yet")
+        try:
+            data = super().fetch_data()
+        except (jwt.PyJWKClientConnectionError, OSError):
+            self._failed = (time.monotonic(), jwt.PyJWKClientConnectionError)
+            raise
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser (tokens' jwks_unreadable)
+            self._failed = (time.monotonic(), ValueError)
+            raise
+        except jwt.PyJWTError:  # JSON, but no key set
+            self._failed = (time.monotonic(), jwt.PyJWKClientError)
+            raise
+        self._failed = None
+        return data
+
+
 class Verifier:
     """Verifies connect tokens with the keys the settings allow; built once per process."""
 
@@ -73,8 +109,9 @@ class Verifier:
         self._claim = settings.jwt_user_claim
         self._jwks: jwt.PyJWKClient | None = None
         if settings.jwks_url:
-            self._jwks = jwt.PyJWKClient(
+            self._jwks = _KeySet(
                 settings.jwks_url,
+                retry_s=settings.jwks_refresh_s,
                 lifespan=settings.jwks_cache_s,
                 timeout=settings.jwks_timeout_s,
                 cooldown_duration=settings.jwks_refresh_s,

@@ -148,6 +148,29 @@ async def test_unknown_kids_refresh_the_set_at_most_once_per_interval(
     assert 1 == jwks.fetches
 
 
+async def test_a_failing_jwks_is_asked_again_at_most_once_per_interval(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """While the provider fails, tokens (forged kids, or any once no key set is cached) cause one fetch per
+    FANOUT_JWKS_REFRESH_S, not one each, and the provider is asked again once that interval has passed."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_refresh_s=0.5)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u1"), "c0")
+    jwks.raw = b"<html>down for maintenance</html>"
+    await asyncio.sleep(0.6)  # past the wait after the good fetch: a forged kid refreshes, and that fails
+    for i in range(5):
+        assert 401 == await _status(lc, ec_key(f"forged{i}").sign(uid="u1"), f"f{i}")
+    assert 200 == await _status(lc, jwks.keys[1].sign(uid="u2"), "cached")  # the cached set still serves
+    assert 2 == jwks.fetches
+    cold = await _lifecycle(make_lifecycle, jwks, jwks_refresh_s=0.5)  # nothing cached: every token fetches
+    for i in range(5):
+        assert 401 == await _status(cold, jwks.keys[i % 2].sign(uid="u1"), f"k{i}")
+    assert 3 == jwks.fetches
+    jwks.raw = None  # the provider is back: asked again once the interval has passed
+    await asyncio.sleep(0.6)
+    assert 200 == await _status(cold, jwks.keys[0].sign(uid="u1"), "back")
+    assert 4 == jwks.fetches
+
+
 @pytest.mark.parametrize(
     ("claims", "case"),
     [
@@ -245,7 +268,7 @@ async def test_a_jwks_answer_that_is_no_key_set_refuses_the_connect(
 ) -> None:
     """A JWKS answering 200 with something that is not a key set (a proxy's page, bytes that are not text,
     JSON nested past the parser) refuses the connect (401) and logs jwks_unreadable: no route error."""
-    lc = await _lifecycle(make_lifecycle, jwks)
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_refresh_s=0)  # asked again at once when it answers
     jwks.raw = raw
     with capture_logs() as logs:
         assert 401 == await _status(lc, jwks.keys[0].sign(uid="u1"))
