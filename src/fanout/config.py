@@ -139,6 +139,9 @@ class Settings(BaseSettings):
         30, ge=0, description="least time between refreshes for an unknown kid, or after a failed fetch"
     )
     jwks_timeout_s: float = Field(3, gt=0, le=10, description="timeout of one JWKS fetch")
+    jwt_leeway_s: float = Field(
+        30, ge=0, le=300, description="clock skew a token's exp, nbf and iat are allowed against ours"
+    )
     ticket_ttl_s: int = Field(30, ge=1, le=60, description="lifetime of a connection ticket")
     inbound_queue_name: str = "fanout-inbound"
     inbound_queue_url: str | None = Field(None, description="queue of client actions for the domain")

@@ -50,15 +50,21 @@ def _user(claims: dict[str, Any], claim: str) -> str:
     return user
 
 
-def verify(token: str | None, key: str, audience: str | None = None) -> str:
-    """The user id an HS256 token was issued for; ``AuthError`` when it is missing, forged or expired."""
+def verify(token: str | None, key: str, audience: str | None = None, leeway_s: float = 0) -> str:
+    """The user id an HS256 token was issued for; ``AuthError`` when it is missing, forged or expired
+    (``leeway_s`` past ``exp``, or ahead of its ``nbf`` or ``iat``)."""
     if not token:
         raise AuthError("missing token")
     if not token.isascii():  # base64url and dots only; PyJWT lets a lone surrogate's UnicodeEncodeError out
         raise AuthError("invalid token: malformed")
     try:
         claims = jwt.decode(
-            token, key, algorithms=["HS256"], audience=audience, options={"require": ["sub", "exp"]}
+            token,
+            key,
+            algorithms=["HS256"],
+            audience=audience,
+            leeway=leeway_s,
+            options={"require": ["sub", "exp"]},
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {type(exc).__name__}") from None
@@ -107,6 +113,7 @@ class Verifier:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._claim = settings.jwt_user_claim
+        self._leeway_s = settings.jwt_leeway_s  # an identity provider's clock a little ahead of ours
         self._jwks: jwt.PyJWKClient | None = None
         if settings.jwks_url:
             self._jwks = _KeySet(
@@ -131,7 +138,7 @@ class Verifier:
         except jwt.PyJWTError:
             raise AuthError("invalid token: malformed") from None
         if alg == "HS256" and self._hs256 is not None:
-            return verify(token, self._hs256, self._audience)
+            return verify(token, self._hs256, self._audience, self._leeway_s)
         if alg in JWKS_ALGORITHMS and self._jwks is not None:
             return await self._verify_jwks(token, self._jwks)
         raise AuthError(f"invalid token: algorithm {str(alg)[:16]!r} not accepted")
@@ -155,6 +162,7 @@ class Verifier:
                 algorithms=list(JWKS_ALGORITHMS),
                 audience=self._audience,
                 issuer=self._issuer,
+                leeway=self._leeway_s,
                 options={"require": ["exp", "iss", self._claim]},
             )
         except jwt.PyJWTError as exc:
