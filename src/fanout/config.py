@@ -132,7 +132,9 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_connect: bool = Field(True, description="accept JWTs at $connect; false: tickets only")
     jwks_url: str | None = Field(None, description="JWKS of the product's own tokens (RS256/ES256)")
-    jwt_issuer: str | None = Field(None, description="required iss claim; required with FANOUT_JWKS_URL")
+    jwt_issuer: str | None = Field(
+        None, description="required iss claim of JWKS tokens; required with FANOUT_JWKS_URL"
+    )
     jwt_user_claim: str = Field("sub", min_length=1, description="claim of a JWKS token naming the user")
     jwks_cache_s: float = Field(300, gt=0, description="how long the fetched key set is used")
     jwks_refresh_s: float = Field(
