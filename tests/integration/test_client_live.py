@@ -306,14 +306,7 @@ async def test_fanout_js_resumes_after_an_upgrade_ask_without_a_resync(stack: St
             lambda: ["notification.new", "system.reconnect"] == [e["type"] for e in client.of("event")]
         )
         assert seen == client.of("event")[0]["id"]
-        url = f"{stack.gateway_url}/{s.gateway_stage}/@connections/{first}"
-        async with http.delete(url, headers=SIGNED) as r:  # the socket drops: reconnect and resume
-            assert r.status in (200, 204)
-        await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
-        after = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
-        await wait_for(lambda: after in [e["id"] for e in client.of("event")])
-        await asyncio.sleep(0.5)
-        assert [] == client.of("resync")
+        await _drop_then_resume_without_resync(stack, http, pub, client, user, first)
 
 
 async def test_fanout_js_reconnects_when_asked_with_a_long_reason_in_any_script(stack: Stack) -> None:
@@ -381,13 +374,22 @@ async def test_fanout_js_takes_no_position_from_a_seq_a_resume_would_be_refused(
             assert 200 == r.status
         seen = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
         await wait_for(lambda: ["evt_odd", seen] == [e["id"] for e in client.of("event")])
-        async with http.delete(url, headers=SIGNED) as r:  # the socket drops: reconnect and resume
-            assert r.status in (200, 204)
-        await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
-        missed = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
-        await wait_for(lambda: missed in [e["id"] for e in client.of("event")])
-        await asyncio.sleep(0.5)
-        assert [] == client.of("resync")
+        await _drop_then_resume_without_resync(stack, http, pub, client, user, first)
+
+
+async def _drop_then_resume_without_resync(
+    stack: Stack, http: aiohttp.ClientSession, pub: AsyncPublisher, client: Any, user: str, first: str | None
+) -> None:
+    """Drop the tab's socket through the management API; it reconnects, resumes, gets the next event, and
+    is answered no resync."""
+    url = f"{stack.gateway_url}/{stack.settings.gateway_stage}/@connections/{first}"
+    async with http.delete(url, headers=SIGNED) as r:
+        assert r.status in (200, 204)
+    await wait_for(lambda: client.connection_id() not in (None, first), timeout=10)
+    after = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+    await wait_for(lambda: after in [e["id"] for e in client.of("event")])
+    await asyncio.sleep(0.5)
+    assert [] == client.of("resync")
 
 
 async def test_the_reference_client_resumes_after_an_upgrade_ask_without_a_resync(stack: Stack) -> None:
