@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -456,8 +457,82 @@ def _botocore_endpoints() -> list[str]:
     return sorted(k for k in os.environ if k == "AWS_ENDPOINT_URL" or k.startswith("AWS_ENDPOINT_URL_"))
 
 
+#: ``FANOUT_*`` variables that are not settings, and their prefixes: read by the bench (bench/profile.py),
+#: the CDK app (deploy/fanout_cdk/bundling.py), the tests and the TypeScript package's tests. Every other
+#: ``FANOUT_*`` name is reported by ``warn_unknown`` (tests/unit/test_config.py keeps this list complete).
+NOT_SETTINGS = frozenset(
+    {"FANOUT_CALLS_OUT", "FANOUT_DRIVER", "FANOUT_LAMBDA_BUNDLE_CACHE", "FANOUT_UPDATE_DEMO_PNG"}
+)
+NOT_SETTINGS_PREFIXES = ("FANOUT_TS_",)
+
+
+def _probable_setting(name: str) -> str | None:
+    """The setting a ``FANOUT_*`` name that is none probably means: the closest (difflib), else the longest
+    setting it starts with (``FANOUT_ENVIRONMENT``: ``env``)."""
+    fields = list(Settings.model_fields)
+    close = difflib.get_close_matches(name, fields, n=1)
+    if close:
+        return close[0]
+    return max((f for f in fields if name.startswith(f)), key=len, default=None)
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Each ``FANOUT_*`` variable of ``environ`` (the process's) that no setting reads and ``NOT_SETTINGS``
+    does not name, with the ``FANOUT_*`` setting it probably means (or None). Names only: never a value.
+    Case-insensitive, as pydantic-settings reads them."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, str | None] = {}
+    for name in sorted(environ):
+        upper = name.upper()
+        if (
+            not upper.startswith("FANOUT_")
+            or upper in NOT_SETTINGS
+            or upper.startswith(NOT_SETTINGS_PREFIXES)
+        ):
+            continue
+        setting = upper.removeprefix("FANOUT_").lower()
+        if setting not in Settings.model_fields:
+            probable = _probable_setting(setting)
+            found[name] = f"FANOUT_{probable.upper()}" if probable else None
+    return found
+
+
+def warn_unknown(environ: Mapping[str, str] | None = None) -> None:
+    """One warning line naming every unknown ``FANOUT_*`` variable (``unknown_variables``), each with the
+    setting it probably means; nothing when there is none. Each entry point calls it once its logs are
+    configured: a misspelled setting is otherwise ignored without a word."""
+    unknown = unknown_variables(environ)
+    if unknown:
+        from fanout.logging import get_logger  # here: config is imported before logging is configured
+
+        get_logger("fanout.config").warning(
+            "unknown_variables",
+            variables=[
+                f"{name} (did you mean {probable}?)" if probable else name
+                for name, probable in unknown.items()
+            ],
+            note="not settings, ignored (docs/configuration.md)",
+        )
+
+
+def _refuse_a_misspelled_env(environ: Mapping[str, str]) -> None:
+    """Without ``FANOUT_ENV`` a process runs as ``dev``: with a variable that probably means it
+    (``FANOUT_EVN=production``), which mode was meant is unknown, so nothing runs."""
+    if any(name.upper() == "FANOUT_ENV" for name in environ):
+        return
+    for name, probable in unknown_variables(environ).items():
+        if probable == "FANOUT_ENV":
+            raise ConfigError(
+                f"{name} is not a setting (FANOUT_ENV?), and without FANOUT_ENV this would run as dev: "
+                "set FANOUT_ENV=dev or FANOUT_ENV=production"
+            )
+
+
 def load(**values: Any) -> Settings:
-    """Settings from ``FANOUT_*`` (and ``values``); ``ConfigError`` with every reason, never a value."""
+    """Settings from ``FANOUT_*`` (and ``values``); ``ConfigError`` with every reason, never a value, and
+    when ``FANOUT_ENV`` is missing but a misspelling of it is set (``_refuse_a_misspelled_env``)."""
+    if "env" not in values:
+        _refuse_a_misspelled_env(os.environ)
     try:
         return Settings(**values)
     except ValidationError as exc:

@@ -229,6 +229,56 @@ def test_a_setting_refused_as_a_whole_is_a_clear_error_without_its_values(
     assert "tail-of-a" not in result.stderr
 
 
+def _unknown_variables_lines(stderr: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == "unknown_variables"]
+
+
+def test_misspelled_variables_are_named_in_one_warning_without_their_values() -> None:
+    """Every FANOUT_* variable that is no setting is named in one warning line, with the setting it
+    probably means, and never its value; variables of the bench, tests and tools are not."""
+    env = {"FANOUT_LOG_FORMAT": "json", "FANOUT_QUEUE_ULR": "https://tail-of-a-value.example/q",
+           "FANOUT_MAX_INFLIGHT": "7", "FANOUT_NOT_EVEN_CLOSE": "tail-of-a-value",
+           "FANOUT_TS_REGION": "eu-west-1", "FANOUT_DRIVER": "{}", "FANOUT_CALLS_OUT": "calls.txt"}  # fmt: skip
+    result = _fanout(env, "schema")
+    assert 0 == result.returncode, result.stderr
+    [line] = _unknown_variables_lines(result.stderr)
+    assert "warning" == line["level"]
+    assert [
+        "FANOUT_MAX_INFLIGHT (did you mean FANOUT_MAX_POSTS_IN_FLIGHT?)",
+        "FANOUT_NOT_EVEN_CLOSE",
+        "FANOUT_QUEUE_ULR (did you mean FANOUT_QUEUE_URL?)",
+    ] == line["variables"]
+    assert "tail-of-a" not in result.stderr
+
+
+def test_the_production_worker_names_a_misspelled_variable_before_it_refuses() -> None:
+    """A production worker whose MongoDB URI is misspelled says which setting it probably meant, beside
+    the error naming the missing one."""
+    env = {"FANOUT_ENV": "production", "FANOUT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q",
+           "FANOUT_MONGO_URL": "mongodb+srv://fanout:tail-of-a-password@db.example/"}  # fmt: skip
+    result = _fanout(env, "worker", "--processes", "1")
+    assert 2 == result.returncode
+    [line] = _unknown_variables_lines(result.stderr)
+    assert ["FANOUT_MONGO_URL (did you mean FANOUT_MONGO_URI?)"] == line["variables"]
+    assert "fanout: error: FANOUT_ENV=production needs FANOUT_MONGO_URI" in result.stderr
+    assert "tail-of-a" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["FANOUT_EVN", "FANOUT_ENVIRONMENT"])
+def test_a_misspelled_env_without_fanout_env_is_refused(name: str) -> None:
+    """Without FANOUT_ENV a process runs as dev: with a misspelling of it set, which mode was meant is
+    unknown, so the command exits 2 with one line instead of running against the local stack."""
+    result = _fanout({name: "production"}, "flags", "list")
+    assert (2, "") == (result.returncode, result.stdout)
+    assert f"fanout: error: {name} is not a setting (FANOUT_ENV?)" in result.stderr
+    assert "Traceback" not in result.stderr and 1 == result.stderr.count("\n")
+    beside = _fanout({name: "production", "FANOUT_ENV": "dev", "FANOUT_LOG_FORMAT": "json"}, "schema")
+    assert 0 == beside.returncode  # FANOUT_ENV given: the misspelling is only named
+    [line] = _unknown_variables_lines(beside.stderr)
+    assert [f"{name} (did you mean FANOUT_ENV?)"] == line["variables"]
+
+
 def test_flags_refuse_a_bad_key_and_an_absent_mongodb_clearly(closed_port: int) -> None:
     """`fanout flags` names a key outside the known domains (exit 2) and a MongoDB that does not answer (exit 1)."""
     env = {"FANOUT_MONGO_URI": f"mongodb://127.0.0.1:{closed_port}", "FANOUT_MONGO_TIMEOUT_MS": "300"}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import boto3
 import pytest
 from pydantic import ValidationError
 
-from fanout import queues, secrets
+from fanout import config, queues, secrets
 from fanout.config import DEV_JWT_SECRET, Settings, load
 from fanout.errors import ConfigError
 from fanout.publish import AsyncBackgroundPublisher, AsyncPublisher, Publisher, background
@@ -402,3 +403,28 @@ async def test_the_publishers_credentials_ignore_an_sts_endpoint_from_the_aws_co
         for aclient in (one._client, batched._client):
             with pytest.raises(Exception):  # noqa: B017, PT011
                 await aclient._request_signer._credentials.get_frozen_credentials()
+
+
+#: Where the repository's own FANOUT_* names are: every one is a setting or in config.NOT_SETTINGS.
+_SOURCES = ("src", "tests", "bench", "deploy", "scripts", "docs", "examples", "clients/typescript", ".ci")
+_SKIPPED = {"node_modules", "cdk.out", "__pycache__", "dist", "build"}
+_VARIABLE = re.compile(r"\bFANOUT_[A-Z0-9_]*[A-Z0-9]\b(?!_)")
+#: The misspellings the tests of the unknown-variable warning (and docs/configuration.md) set on purpose.
+_MISSPELLED = {"FANOUT_DEMO_PROT", "FANOUT_ENVIRONMENT", "FANOUT_EVN", "FANOUT_JWT_AUDEINCE",
+               "FANOUT_MAX_INFLIGHT", "FANOUT_MONGO_URL", "FANOUT_NOT_EVEN_CLOSE", "FANOUT_QUEUE_ULR"}  # fmt: skip
+
+
+def test_every_fanout_variable_of_the_repository_is_a_setting_or_allowed() -> None:
+    """A FANOUT_* name the repository uses (bench, tests, deploy, the TypeScript package) is either a
+    setting or listed in NOT_SETTINGS, so no entry point warns about a variable of our own tools."""
+    root = Path(__file__).resolve().parents[2]
+    paths = [root / name for name in ("Makefile", "Dockerfile", "README.md", "pyproject.toml")]
+    for top in _SOURCES:
+        paths += [
+            p
+            for p in (root / top).rglob("*")
+            if p.is_file() and not _SKIPPED & set(p.relative_to(root).parts) and p.suffix != ".png"
+        ]
+    names = {name for path in paths for name in _VARIABLE.findall(path.read_text(errors="replace"))}
+    assert {"FANOUT_QUEUE_URL", "FANOUT_CALLS_OUT", "FANOUT_TS_QUEUE_URL"} <= names  # the scan reads them
+    assert _MISSPELLED == set(config.unknown_variables(dict.fromkeys(names, "")))

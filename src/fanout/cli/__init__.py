@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
     config.pin_aws_endpoints(settings)
     fanout_logging.configure(settings.log_level, settings.log_format or "console")
+    config.warn_unknown()
     try:
         if args.command in _DEV_ONLY and not settings.is_dev:
             raise ConfigError(f"`fanout {args.command}` is for the local stack only (FANOUT_ENV=dev)")

@@ -44,6 +44,7 @@ def deployed_settings(environ: dict[str, str] | None = None, secrets_client: Any
     test gives one: production settings reach no local endpoint)."""
     environ = dict(os.environ if environ is None else environ)
     settings = config.load()
+    config.warn_unknown()
     if "AWS_LAMBDA_FUNCTION_NAME" in environ and settings.is_dev:
         raise ConfigError("a deployed lifecycle handler refuses FANOUT_ENV=dev")
     config.pin_aws_endpoints(settings)

@@ -139,6 +139,26 @@ def test_a_deployed_handler_refuses_development_mode(monkeypatch: pytest.MonkeyP
         aws.deployed_settings({"AWS_LAMBDA_FUNCTION_NAME": "fanout-lifecycle"})
 
 
+def test_a_container_names_a_misspelled_variable_once(
+    handler: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A container started with a misspelled setting logs one JSON warning naming it and the setting it
+    probably means, without its value, and still answers; later invocations do not repeat it."""
+    call, _ = handler
+    monkeypatch.setenv("FANOUT_JWT_AUDEINCE", "tail-of-an-audience")
+    capfd.readouterr()
+    for connection in ("w1", "w2"):
+        assert 200 == call(events.connect(connection, token=sign("u1", KEY)), None)["statusCode"]
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    [line] = [line for line in lines if line["event"] == "unknown_variables"]
+    assert ("warning", ["FANOUT_JWT_AUDEINCE (did you mean FANOUT_JWT_AUDIENCE?)"]) == (
+        line["level"],
+        line["variables"],
+    )
+    assert "tail-of-an" not in err
+
+
 def test_a_deployed_handler_needs_a_key(monkeypatch: pytest.MonkeyPatch, mongo_tls_server: Server) -> None:
     """In production without FANOUT_JWT_SECRET or its ARN the handler refuses to start."""
     monkeypatch.setenv("FANOUT_ENV", "production")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -56,6 +57,24 @@ def test_the_demo_server_exits_outside_dev_and_binds_nothing() -> None:
     assert 2 == result.returncode, result.stderr[-2000:]
     assert "the demo page is for the local stack only (FANOUT_ENV=dev, not production)" in result.stderr
     assert not _listening(port)
+
+
+def test_the_demo_server_names_a_misspelled_variable() -> None:
+    """`python -m fanout.local.demo` names a misspelled FANOUT_* variable (and the setting it probably
+    means) in a warning before it starts, here before it refuses production."""
+    result = _run(
+        "-m",
+        "fanout.local.demo",
+        FANOUT_ENV="production",
+        FANOUT_LOG_FORMAT="json",
+        FANOUT_DEMO_PROT=str(free_port()),
+        FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{free_port()}/?tls=true",
+        FANOUT_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/000000000000/never-used",
+    )
+    assert 2 == result.returncode, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    [line] = [line for line in lines if line["event"] == "unknown_variables"]
+    assert ["FANOUT_DEMO_PROT (did you mean FANOUT_DEMO_PORT?)"] == line["variables"]
 
 
 def test_fanout_dev_refuses_outside_dev() -> None:

@@ -33,7 +33,7 @@ from aiohttp import web
 from fanout import health
 from fanout import logging as fanout_logging
 from fanout.attributes import CONNECTION_ID
-from fanout.config import Settings
+from fanout.config import Settings, load, warn_unknown
 from fanout.errors import ConfigError
 from fanout.local.demo.domain import CONVERSATION, EVENT, TOPIC, Demo
 from fanout.logging import get_logger
@@ -198,8 +198,9 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     """``python -m fanout.local.demo``: serve, or exit 2 with the reason (outside dev, among others)."""
     try:
-        settings = Settings()
+        settings = load()
         fanout_logging.configure(settings.log_level, settings.log_format or "console")
+        warn_unknown()
         asyncio.run(serve(settings))
     except ConfigError as exc:
         print(f"fanout demo: error: {exc}", file=sys.stderr)
