@@ -32,6 +32,8 @@ log = get_logger("fanout.tokens")
 JWKS_ALGORITHMS = ("RS256", "ES256")
 MAX_TOKEN_CHARS = 8192  # far above any real JWT; bounds the work a hostile one causes
 MAX_USER_ID_CHARS = 256  # the record's userId, as section 2 bounds user ids
+#: The longest lifetime `fanout token` signs, a day: a token cannot be revoked short of changing the key.
+MAX_TOKEN_TTL_S = 86_400
 
 
 def sign(user_id: str, key: str, ttl_s: int = 3600, audience: str | None = None) -> str:

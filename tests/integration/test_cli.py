@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
+import jwt
 import pytest
 
 from fanout.catalog import KNOWN_TYPES
@@ -87,16 +88,27 @@ def test_a_ticket_lifetime_outside_1_to_60_seconds_exits_2(stack: Stack, ttl: st
     [
         (["", "--ttl", "60"], "a token's user id is 1 to 256 characters"),
         (["u" * 257], "a token's user id is 1 to 256 characters"),
-        (["u1", "--ttl", "0"], "a token lives at least 1 second"),
-        (["u1", "--ttl", "-5"], "a token lives at least 1 second"),
+        (["u1", "--ttl", "0"], "a token lives 1 to 86400 seconds (--ttl)"),
+        (["u1", "--ttl", "-5"], "a token lives 1 to 86400 seconds (--ttl)"),
+        (["u1", "--ttl", "86401"], "a token lives 1 to 86400 seconds (--ttl)"),
+        (["u1", "--ttl", "9" * 30], "a token lives 1 to 86400 seconds (--ttl)"),
     ],
 )
 def test_a_token_connect_would_refuse_is_not_printed(args: list[str], message: str) -> None:
-    """`fanout token` refuses a user id or lifetime that $connect would refuse (401) with a clear message
-    and exit code 2, and prints no token."""
+    """`fanout token` refuses a user id or lifetime that $connect would refuse (401), or a lifetime over a
+    day, with one line and exit code 2, and prints no token."""
     result = _fanout({"FANOUT_ENV": "dev"}, "token", *args)
     assert (2, "") == (result.returncode, result.stdout)
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert f"fanout: error: {message}\n" == result.stderr
+
+
+def test_a_token_lives_a_day_at_most() -> None:
+    """`fanout token --ttl 86400` signs a token valid for exactly a day, and --help names the bound."""
+    result = _fanout({"FANOUT_ENV": "dev"}, "token", "u1", "--ttl", "86400")
+    assert 0 == result.returncode, result.stderr
+    claims = jwt.decode(result.stdout.strip(), options={"verify_signature": False})
+    assert 86400 == claims["exp"] - claims["iat"]
+    assert "1 to 86400 (default 3600)" in _fanout({"COLUMNS": "200"}, "token", "--help").stdout
 
 
 def test_token_and_schema(stack: Stack) -> None:

@@ -17,7 +17,9 @@ def add_token(sub: Subparsers) -> None:
     """The ``token`` command's arguments and help."""
     t = sub.add_parser("token", help="print a signed development token for the local gateway")
     t.add_argument("user_id")
-    t.add_argument("--ttl", type=int, default=3600, help="seconds the token stays valid (default 3600)")
+    t.add_argument(
+        "--ttl", type=int, default=3600, help="seconds the token stays valid, 1 to 86400 (default 3600)"
+    )
 
 
 def add_ticket(sub: Subparsers) -> None:
@@ -34,13 +36,13 @@ def add_ticket(sub: Subparsers) -> None:
 
 def run_token(args: argparse.Namespace, settings: Settings) -> int:
     """Print a signed development token."""
-    from fanout.tokens import MAX_USER_ID_CHARS, sign
+    from fanout.tokens import MAX_TOKEN_TTL_S, MAX_USER_ID_CHARS, sign
 
     # what $connect would refuse is not printed: it could only ever be answered 401
     if not 0 < len(args.user_id) <= MAX_USER_ID_CHARS:
         return fail(f"a token's user id is 1 to {MAX_USER_ID_CHARS} characters")
-    if args.ttl < 1:
-        return fail("a token lives at least 1 second (--ttl)")
+    if not 0 < args.ttl <= MAX_TOKEN_TTL_S:  # and one it would take for longer than a day is not either
+        return fail(f"a token lives 1 to {MAX_TOKEN_TTL_S} seconds (--ttl)")
     print(sign(args.user_id, settings.jwt_key(), args.ttl, settings.jwt_audience))
     return 0
 
