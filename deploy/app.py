@@ -8,6 +8,9 @@ cdk.json), or directly:
 Run directly, it reads cdk.json's context as the CLI would and writes the cloud assembly (the CloudFormation
 template ``<stackName>.template.json`` and the assets) to ``deploy/cdk.out``. No AWS account or Docker is
 needed to synth: the Lambda's code is bundled by pip from this interpreter (see fanout_cdk/bundling.py).
+
+Run by the cdk CLI (``cdk synth``, ``diff``, ``deploy``) the synth is a production one: a placeholder secret
+ARN (account 123456789012, the defaults) is refused with one line; run directly it is a synth warning.
 """
 
 from __future__ import annotations
@@ -30,11 +33,17 @@ from fanout_stack import FanoutStack  # noqa: E402 - after the path set-up above
 DEFAULT_STACK_NAME = "Fanout"
 
 
+def run_by_cdk_cli() -> bool:
+    """The cdk CLI runs the app (synth, diff, deploy) with these set; ``make deploy-synth`` does not."""
+    return "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ
+
+
 def build_app(
-    context: dict[str, Any] | None = None, outdir: str | None = None
+    context: dict[str, Any] | None = None, outdir: str | None = None, *, deploying: bool | None = None
 ) -> tuple[cdk.App, FanoutStack]:
-    """The app and its stack; ``context`` is added to cdk.json's when not run by the CLI."""
-    if "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ:  # run by the cdk CLI
+    """The app and its stack; ``context`` is added to cdk.json's when not run by the CLI. ``deploying``
+    (default: run by the cdk CLI) refuses placeholder secret ARNs instead of warning about them."""
+    if run_by_cdk_cli():
         app = cdk.App()
     else:
         merged = {"aws:cdk:disable-stack-trace": True}
@@ -46,6 +55,7 @@ def build_app(
     stack = FanoutStack(
         app,
         stack_name,
+        deploying=run_by_cdk_cli() if deploying is None else deploying,
         env=env,
         description="fanout: SQS/SNS events fanned out to API Gateway WebSocket connections by ECS workers"
         + ("" if app.node.try_get_context("apiId") else ", the WebSocket API and its lifecycle Lambda"),
@@ -67,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             parser.error(f"-c expects KEY=VALUE, got {item!r}")
         context[key] = value
-    cli = "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ
+    cli = run_by_cdk_cli()
     try:
         app, stack = build_app(context, None if cli else args.outdir)
-    except ValueError as exc:  # a malformed or missing parameter (Params.check): one line, no traceback
+    except ValueError as exc:  # a malformed, missing or placeholder parameter: one line, no traceback
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     assembly = app.synth()
     if not cli:  # the cdk CLI prints these itself

@@ -24,11 +24,14 @@ from thresholds import OLDEST_MESSAGE
 class FanoutStack(Stack):
     """The real-time layer of fanout (see the module docstring)."""
 
-    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, deploying: bool = False, **kwargs: Any
+    ) -> None:
+        """``deploying``: a production synth, which refuses placeholder secret ARNs instead of warning."""
         super().__init__(scope, construct_id, **kwargs)
         p = Params.from_context(self)
         p.check()
-        p.warn_dummies(self)
+        p.check_placeholders(self, deploying)
         prefix = p.req("namePrefix")
 
         q = queues.build_queues(self, prefix, p.req("publisherPolicyName"))

@@ -1,7 +1,8 @@
 """The stack's inputs: every CDK context value (``-c key=value`` or ``cdk.json``), read and checked once.
 
-All have defaults so that ``cdk synth`` works with no AWS account; the dummy ones are flagged with a synth
-warning and must be given for a real deployment.
+All have defaults so that ``make deploy-synth`` works with no AWS account; the dummy secret ARNs (in the
+example account 123456789012) are flagged with a synth warning there, and refused when the cdk CLI runs the
+app (``cdk synth``, ``diff``, ``deploy``): see ``Params.check_placeholders``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 # Context parameters: name -> (default, description). A default of None means "optional"; the dummy ones
-# (DUMMY) let `cdk synth` run without an account and are reported as warnings.
+# (DUMMY, in PLACEHOLDER_ACCOUNT) let `make deploy-synth` run without an account and are reported as
+# warnings; the cdk CLI refuses them.
+PLACEHOLDER_ACCOUNT = "123456789012"  # the example account of AWS's documentation, and of the dummies
 DUMMY_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fanout/mongo-uri-AbCdEf"  # noqa: S105
 DUMMY_JWT_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:fanout/jwt-key-AbCdEf"  # noqa: S105
 PARAMETERS: dict[str, tuple[str | None, str]] = {
@@ -74,8 +77,6 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
     "alarmTopicArn": (None, "SNS topic for alarm notifications; omit to create one"),
     "logRetentionDays": ("30", "CloudWatch Logs retention of the worker's, the Lambda's and the API's logs"),
 }
-DUMMY_DEFAULTS = {"mongoSecretArn"}
-DUMMY_DEFAULTS_WITH_API = {"jwtSecretArn"}  # read only when the stack creates the API
 INTEGERS = ("cpu", "memory", "minTasks", "maxTasks", "backlogPerTask", "throttleRate", "throttleBurst")
 # A complete secret ARN ends in Secrets Manager's 6-character suffix; a partial one does not.
 COMPLETE_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
@@ -182,11 +183,26 @@ class Params:
             raise ValueError(f"{key} must be one of {sorted(_RETENTION)}, got {days}")
         return logs.RetentionDays[_RETENTION[days]]
 
-    def warn_dummies(self, stack: Stack) -> None:
-        """A synth warning for every required parameter left at its dummy value."""
-        dummies = DUMMY_DEFAULTS | (DUMMY_DEFAULTS_WITH_API if self.creates_api else set())
-        for key in sorted(dummies & self.defaulted):
+    def placeholders(self) -> list[str]:
+        """The secret ARNs the stack reads (the token key's only with a new API) that are in
+        ``PLACEHOLDER_ACCOUNT``: left at their dummy default, or an example copied. After ``check``."""
+        keys = ("mongoSecretArn", *(("jwtSecretArn",) if self.creates_api else ()))
+        return [key for key in keys if self.req(key).split(":")[4] == PLACEHOLDER_ACCOUNT]
+
+    def check_placeholders(self, stack: Stack, deploying: bool) -> None:
+        """Placeholder secret ARNs: refused when ``deploying`` (a production synth: the cdk CLI runs the
+        app), a synth warning each otherwise (``make deploy-synth``, the tests)."""
+        found = self.placeholders()
+        if found and deploying:
+            given = " ".join(f"-c {key}=arn:aws:secretsmanager:..." for key in found)
+            raise ValueError(
+                f"placeholder secret ARNs (account {PLACEHOLDER_ACCOUNT}) cannot be deployed: "
+                f"{', '.join(found)}; pass the real secrets' ARNs ({given})"
+            )
+        for key in found:
+            what = "not given: using a dummy value" if key in self.defaulted else "is a dummy value"
             Annotations.of(stack).add_warning_v2(
                 f"fanout:dummy-{key}",
-                f"context parameter {key!r} not given: using a dummy value; pass -c {key}=... to deploy",
+                f"context parameter {key!r} {what} (account {PLACEHOLDER_ACCOUNT}); "
+                f"pass -c {key}=... to deploy",
             )

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from typing import Any
 
 import pytest
 
 from fanout import attributes
 from fanout.config import Settings
-from tests.deploy.conftest import EXISTING, REPO_ROOT, Synth, synth, tool
+from tests.deploy.conftest import CUSTOM_API, EXISTING, REPO_ROOT, Synth, synth, tool
 
 from metrics_contract import NAMESPACE  # isort: skip - deploy/ is on sys.path through conftest, as app.py puts it
 
@@ -408,6 +410,54 @@ def test_worker_alone_needs_no_token_key(existing_synth: Synth) -> None:
     from aws_cdk.assertions import Annotations, Match
 
     Annotations.from_stack(existing_synth.stack).has_no_warning("*", Match.string_like_regexp("dummy"))
+
+
+def test_the_cdk_cli_refuses_placeholder_secret_arns(tmp_path: Any) -> None:
+    """Run as the cdk CLI runs it (`cdk synth`, `diff`, `deploy`: CDK_CONTEXT_JSON, CDK_OUTDIR), the app
+    refuses the dummy secret ARNs with one line naming them, and writes no template."""
+    context = json.loads((REPO_ROOT / "deploy" / "cdk.json").read_text())["context"]
+    cdk_env = {"CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "deploy" / "app.py")],
+        env={**os.environ, **cdk_env}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert 2 == result.returncode, result.stderr
+    assert result.stderr.startswith(
+        "app.py: error: placeholder secret ARNs (account 123456789012) cannot be deployed: "
+        "mongoSecretArn, jwtSecretArn; pass the real secrets' ARNs"
+    )
+    assert 1 == result.stderr.count("\n") and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))
+
+
+@pytest.mark.parametrize(
+    ("context", "refused"),
+    [
+        ({"mongoSecretArn": EXISTING["mongoSecretArn"]}, "jwtSecretArn"),
+        (  # an example copied: a placeholder even when given
+            CUSTOM_API | {"mongoSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:m-AbCdEf"},
+            "mongoSecretArn",
+        ),
+        ({"apiId": "a1b2c3d4e5"}, "mongoSecretArn"),
+    ],
+    ids=["token key", "copied example", "worker alone"],
+)
+def test_a_production_synth_names_each_placeholder(
+    app_module: Any, tmp_path: Any, context: dict[str, str], refused: str
+) -> None:
+    """A production synth refuses each placeholder secret ARN the stack would read, and only those."""
+    with pytest.raises(ValueError, match=f"cannot be deployed: {refused}; pass the real secrets' ARNs") as e:
+        app_module.build_app(context, str(tmp_path), deploying=True)
+    assert f"-c {refused}=" in str(e.value)
+
+
+@pytest.mark.parametrize("context", [CUSTOM_API, EXISTING], ids=["new API", "worker alone"])
+def test_a_production_synth_takes_real_secret_arns(
+    app_module: Any, tmp_path: Any, context: dict[str, str]
+) -> None:
+    """With every secret it reads given (the worker alone reads no token key), a production synth builds."""
+    _, stack = app_module.build_app(context, str(tmp_path), deploying=True)
+    assert "Fanout" == stack.stack_name
 
 
 @pytest.mark.parametrize(
