@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 import subprocess
@@ -276,3 +277,39 @@ async def test_a_worker_is_not_ready_while_its_events_queue_is_gone(lane: Lane) 
         worker.stop()
         await asyncio.wait_for(running, 30)
     assert samples and not any(samples), f"ready in {sum(samples)} of {len(samples)} samples"
+
+
+def _readiness_lines(log: Path) -> list[dict[str, Any]]:
+    return [
+        line
+        for raw in log.read_text().splitlines()
+        if raw.startswith("{") and (line := json.loads(raw)).get("event") == "readiness_changed"
+    ]
+
+
+async def test_a_worker_logs_which_dependency_it_lost_and_when_it_is_back(lane: Lane) -> None:
+    """MongoDB gone while the worker idles: no message fails, yet the log says `readiness_changed` with
+    mongo false (a pool's /readyz cannot say which, and an ECS task's is out of reach), then ready again."""
+    stack = lane.stack
+    assert stack.settings.mongo_uri is not None
+    mongo_port = int(stack.settings.mongo_uri.get_secret_value().rsplit(":", 1)[1])
+    proxy = Proxy(free_port(), mongo_port)
+    await proxy.start()
+    worker = lane.worker(
+        # directConnection: SecantusDB names its own address, which pymongo would use past the proxy
+        FANOUT_MONGO_URI=f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true",
+        FANOUT_MONGO_TIMEOUT_MS="1000",
+        FANOUT_PROBE_S="0.5", FANOUT_LOG_LEVEL="INFO",
+    )  # fmt: skip
+    try:
+        await wait_for(lambda: _is(stack, 200), timeout=30)
+        assert [] == _readiness_lines(worker.log)  # no line while nothing changes
+        await proxy.stop()
+        await wait_for(lambda: bool(_readiness_lines(worker.log)), timeout=30)
+        await proxy.start()
+        await wait_for(lambda: len(_readiness_lines(worker.log)) >= 2, timeout=30)
+    finally:
+        await proxy.stop()
+    lost, back = _readiness_lines(worker.log)[:2]
+    assert ("warning", False, False, True) == (lost["level"], lost["ready"], lost["mongo"], lost["sqs"])
+    assert ("info", True, True) == (back["level"], back["ready"], back["mongo"])

@@ -269,6 +269,7 @@ class Worker:
         timeout_s = max(1.0, self.settings.mongo_timeout_ms / 1000)
         events = self.intake.lines[queue_url]  # the events queue's line: the bulk queue's says nothing of it
         answered = events.answered
+        was_ready = True  # the worker has just connected to both
         while True:
             self.readiness.heartbeat = time.monotonic()
             try:
@@ -287,9 +288,17 @@ class Worker:
                 except Exception:
                     self.readiness.sqs = False
             answered = events.answered
+            was_ready = self._note_readiness(was_ready)
             self.metrics.ready.set(1 if self.readiness.ready else 0)
             self.metrics.posts_in_flight.set(self.deliverer.in_flight)
             await asyncio.sleep(self.settings.probe_s)
+
+    def _note_readiness(self, was_ready: bool) -> bool:
+        """Log ``readiness_changed`` (which dependency) when readiness flips; the readiness now."""
+        ready, state = self.readiness.check()
+        if ready != was_ready:
+            (log.info if ready else log.warning)("readiness_changed", **state, ready=ready)
+        return ready
 
     # ---- starting and draining
 
