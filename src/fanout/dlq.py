@@ -9,12 +9,13 @@ from collections import Counter
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from pydantic_core import from_json
 
 from fanout import attributes, queues
 from fanout.config import Settings
 from fanout.envelope import unwrap_sns
-from fanout.errors import InvalidMessage
+from fanout.errors import FanoutError, InvalidMessage
 from fanout.publish.batch import Backoff, Entry, Result, split
 from fanout.publish.send import send_batch
 
@@ -23,9 +24,23 @@ from fanout.publish.send import send_batch
 _ROUTING = (attributes.CONNECTIONS, attributes.SHARD, attributes.CHECK, attributes.REPLAY)
 
 
-def _clients(settings: Settings) -> tuple[Any, str, str]:
-    sqs = boto3.client("sqs", **settings.aws_client_kwargs())
-    return sqs, queues.url(sqs, settings), queues.url(sqs, settings, dlq=True)
+def _client(settings: Settings) -> Any:
+    return boto3.client("sqs", **settings.aws_client_kwargs())
+
+
+def _url(sqs: Any, settings: Settings, *, dlq: bool) -> str:
+    """The queue's URL; a ``FanoutError`` naming the queue and its setting when SQS has no queue of that
+    name (its own words say only "the specified queue does not exist", not which of the two)."""
+    try:
+        return queues.url(sqs, settings, dlq=dlq)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if "NonExistentQueue" not in code and "QueueDoesNotExist" not in code:
+            raise
+        name, variable = (settings.dlq_name, "DLQ") if dlq else (settings.queue_name, "QUEUE")
+        raise FanoutError(
+            f"SQS has no queue named {name} (FANOUT_{variable}_NAME; or give FANOUT_{variable}_URL)"
+        ) from None
 
 
 def _name(url: str) -> str:
@@ -84,7 +99,8 @@ def _receive(sqs: Any, dlq: str, visibility: int) -> list[dict[str, Any]]:
 
 def inspect(settings: Settings, limit: int) -> int:
     """Print one JSON line per dead-lettered message (no payloads) and a count per reason."""
-    sqs, _, dlq = _clients(settings)
+    sqs = _client(settings)
+    dlq = _url(sqs, settings, dlq=True)  # inspect needs no events queue
     seen: dict[str, dict[str, Any]] = {}
     handles = []
     while len(seen) < limit:
@@ -112,7 +128,8 @@ def redrive(settings: Settings, limit: int, reason: str | None) -> int:
     """Move messages back to the queue, keeping what routes them (a remainder's connections, a shard's
     buckets, a check, a replay's events), at round 0. Each batch is sent before it is deleted, so a crash
     leaves a message in both queues, never in neither. Exits 1 when any message could not be moved."""
-    sqs, queue, dlq = _clients(settings)
+    sqs = _client(settings)
+    queue, dlq = _url(sqs, settings, dlq=False), _url(sqs, settings, dlq=True)
     # Which queues, by name (a URL's last part): with no FANOUT_DLQ_URL the name finds the DLQ, which may
     # not be the stack the operator meant.
     print(f"redrive: from {_name(dlq)} to {_name(queue)}", file=sys.stderr)
