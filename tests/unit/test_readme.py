@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -100,3 +101,37 @@ def test_protocol_names_every_worker_message_attribute() -> None:
     attributes = set(re.findall(r'^[A-Z_]+\s*=\s*"(fanout-[a-z-]+)"', ATTRIBUTES.read_text(), re.MULTILINE))
     assert {"fanout-reason", "fanout-connections"} <= attributes
     assert [] == sorted(a for a in attributes if f"| `{a}` |" not in PROTOCOL)
+
+
+_LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
+#: How the docs' log event names end (and few other names do): each such name must be one the code logs.
+_EVENT_SHAPE = re.compile(
+    r"_(failed|died|stalled|killed|unavailable|unreachable|timed_out|changed|started|stopped|stop|done"
+    r"|summary|unsent|refused)$"
+)
+
+
+def _logged_events() -> set[str]:
+    """Every event name the code logs: the first argument of ``log.info(...)`` and its kin."""
+    found: set[str] = set()
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
+                continue
+            func = node.func  # also `(log.debug if plain else log.info)("event_done", ...)`
+            funcs = [func.body, func.orelse] if isinstance(func, ast.IfExp) else [func]
+            if all(isinstance(f, ast.Attribute) and f.attr in _LEVELS for f in funcs):
+                found.add(str(node.args[0].value))
+    return found
+
+
+def test_log_events_the_runbooks_name_are_logged() -> None:
+    """An on-call engineer searches the logs for the event names docs/operations.md and deploy/README.md
+    give (`handle_failed`, `relay_failed`, `readiness_changed` ...): each is an event the code logs."""
+    logged = _logged_events()
+    assert {"event_done", "route_failed", "worker_process_died"} <= logged
+    for doc in (ROOT / "docs" / "operations.md", ROOT / "deploy" / "README.md"):
+        named = set(re.findall(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)`", doc.read_text()))
+        events = {name for name in named if _EVENT_SHAPE.search(name)}
+        assert len(events) > (10 if doc.parent.name == "docs" else 0), doc
+        assert set() == events - logged, doc.name
