@@ -167,3 +167,19 @@ def test_every_alarm_has_a_runbook_section() -> None:
         assert path == "docs/operations.md", alarm.runbook
         assert anchor in headings, f"{alarm.cloudwatch or alarm.prometheus}: no section for #{anchor}"
         assert headings[anchor].startswith("Fanout"), headings[anchor]
+
+
+def test_readme_counts_the_alarms_the_stacks_make(default_synth: Synth, existing_synth: Synth) -> None:
+    """deploy/README.md's resource table splits the alarms into those of thresholds.py and the scaling
+    policy's, for the whole layer and the worker alone: the counts are those synthesized."""
+    text = (REPO_ROOT / "deploy" / "README.md").read_text()
+    whole = re.search(
+        r"`AWS::CloudWatch::Alarm` \| (\d+) \| (\d+) from `thresholds.py` \+ the step-scaling", text
+    )
+    alone = re.search(r"(\d+) alarms \(no socket-side ones\) \+ (\d+) scaling alarms?,", text)
+    assert whole and alone
+    for synth, (total, ours) in ((default_synth, (whole[1], whole[2])), (existing_synth, (None, alone[1]))):
+        alarms = synth.resources("AWS::CloudWatch::Alarm")
+        named = len(cloudwatch_alarms(synth))
+        assert int(ours) == named
+        assert (int(total) if total else named + int(alone[2])) == len(alarms)
