@@ -13,6 +13,7 @@ import pytest
 from fanout import attributes, dlq
 from fanout.cli.dlq import run_dlq
 from fanout.config import Settings
+from fanout.errors import FanoutError
 from tests.conftest import Server, dev_settings
 from tests.corpus import valid
 from tests.helpers import ThrottlingFront
@@ -297,26 +298,19 @@ def test_entries_still_throttled_after_the_retries_stay_in_the_dlq(
 
 
 @pytest.mark.parametrize("command", ["inspect", "redrive"])
-def test_a_queue_name_sqs_does_not_know_is_named_in_one_line(
-    moto_server: Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
-) -> None:
-    """A DLQ name SQS does not know: one line naming it and its setting, exit 1 (SQS's own words do not
-    say which queue); inspect needs only the DLQ, so a missing events queue does not stop it."""
-    from fanout.cli import main
-
+def test_a_queue_name_sqs_does_not_know_is_named_in_one_line(moto_server: Server, command: str) -> None:
+    """A DLQ name SQS does not know: one error naming it and its setting, which the CLI prints as its one
+    line (SQS's own words do not say which queue); inspect needs only the DLQ, so a missing events queue
+    does not stop it."""
     settings = dev_settings(moto_server)
     sqs = boto3.client("sqs", **settings.aws_client_kwargs())
     sqs.create_queue(QueueName=settings.queue_name)
-    monkeypatch.setenv("FANOUT_AWS_ENDPOINT_URL", moto_server.url)
-    monkeypatch.setenv("FANOUT_QUEUE_NAME", settings.queue_name)
-    monkeypatch.setenv("FANOUT_DLQ_NAME", settings.dlq_name)  # never created
-    assert 1 == main(["dlq", command])
-    err = capsys.readouterr().err
-    assert [
-        f"fanout: error: SQS has no queue named {settings.dlq_name} (FANOUT_DLQ_NAME; or give FANOUT_DLQ_URL)"
-    ] == [line for line in err.splitlines() if line.startswith("fanout:")]
+    run = {"inspect": lambda s: dlq.inspect(s, 10), "redrive": lambda s: dlq.redrive(s, 10, None)}[command]
+    with pytest.raises(FanoutError) as caught:
+        run(settings)  # the DLQ was never created
+    expected = f"SQS has no queue named {settings.dlq_name} (FANOUT_DLQ_NAME; or give FANOUT_DLQ_URL)"
+    assert expected == str(caught.value)
     if command == "inspect":  # the DLQ alone: an events queue that is not there does not matter
         sqs.create_queue(QueueName=settings.dlq_name)
-        monkeypatch.setenv("FANOUT_QUEUE_NAME", "absent-events-queue")
-        assert 0 == main(["dlq", "inspect"])
+        assert 0 == run(settings.model_copy(update={"queue_name": "absent-events-queue"}))
     sqs.close()
