@@ -470,32 +470,63 @@ def queued_seqs(sqs: Any, url: str) -> list[int]:
     return seqs
 
 
+def interleaved_key(seq: int) -> str:
+    """A hot key every other event, between 50 keys of two events each (seq 1 to 200)."""
+    return "user:hot" if seq % 2 else f"user:k{seq % 100}"
+
+
+def by_key(seqs: list[int]) -> dict[str, list[int]]:
+    """The seqs of each key (``interleaved_key``), in the order given."""
+    keys: dict[str, list[int]] = {}
+    for seq in seqs:
+        keys.setdefault(interleaved_key(seq), []).append(seq)
+    return keys
+
+
 class SqsFront:
     """An HTTP server in front of moto (the JSON protocol) that hands every call on, except that
     ``batch(entries)`` sees each ``SendMessageBatch`` first: it may wait (SQS slow to answer) or return
-    a reply of its own, which moto never sees (SQS failing entries for the moment)."""
+    a reply of its own, which moto never sees (SQS failing entries for the moment).
+
+    ``most_batches``: the most ``SendMessageBatch`` calls it had under way at once, each counted from its
+    request until its reply is ready (before it is written, so a sender's next call never overlaps it)."""
 
     def __init__(self, upstream: str) -> None:
         host, port = urllib.parse.urlsplit(upstream).netloc.split(":")
         outer = self
+        self.most_batches = 0
+        self._batches_now = 0
+        self._count = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                if not self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                    self._answer(*self._forward(body))
+                    return
+                with outer._count:
+                    outer._batches_now += 1
+                    outer.most_batches = max(outer.most_batches, outer._batches_now)
+                try:
                     own = outer.batch(json.loads(body)["Entries"])
-                    if own is not None:
-                        self._answer(
-                            200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(own).encode()
-                        )
-                        return
+                    if own is None:
+                        reply = self._forward(body)
+                    else:
+                        reply = 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(own).encode()
+                finally:
+                    with outer._count:
+                        outer._batches_now -= 1
+                self._answer(*reply)
+
+            def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 up = http.client.HTTPConnection(host, int(port), timeout=10)
                 up.request(
                     "POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 )
                 reply = up.getresponse()
-                self._answer(reply.status, dict(reply.getheaders()), reply.read())
+                answer = reply.status, dict(reply.getheaders()), reply.read()
                 up.close()
+                return answer
 
             def _answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
                 self.send_response(status)
@@ -534,14 +565,22 @@ class SqsFront:
 
 class SlowFront(SqsFront):
     """Holds one ``SendMessageBatch`` for ``delay_s`` before moto gets it (SQS slow to answer): the first
-    whose event ids include ``hold``, else the first of all."""
+    whose event ids include ``hold``, else the first of all. ``throttle_call``: the call of that number
+    (1 the first) has every entry failed for the moment, as ``ThrottlingFront`` fails them."""
 
-    def __init__(self, upstream: str, delay_s: float, hold: str | None = None) -> None:
+    def __init__(
+        self, upstream: str, delay_s: float, hold: str | None = None, throttle_call: int = 0
+    ) -> None:
         super().__init__(upstream)
         self.delay_s, self.hold, self.batches, self.held = delay_s, hold, 0, False
+        self.throttle_call = throttle_call
 
     def batch(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
-        self.batches += 1
+        with self._count:
+            self.batches += 1
+            number = self.batches
+        if number == self.throttle_call:
+            return throttled(entries)
         ids = [json.loads(e["MessageBody"])["id"] for e in entries]
         if not self.held and (self.hold is None or self.hold in ids):
             self.held = True
@@ -549,9 +588,18 @@ class SlowFront(SqsFront):
         return None
 
 
+def throttled(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``SendMessageBatch`` reply that fails every entry as SQS fails one it cannot take for the moment
+    (``RequestThrottled``, not the sender's fault)."""
+    failed = [
+        {"Id": e["Id"], "SenderFault": False, "Code": "RequestThrottled", "Message": "slow down"}
+        for e in entries
+    ]
+    return {"Successful": [], "Failed": failed}
+
+
 class ThrottlingFront(SqsFront):
-    """Answers the first ``throttle`` ``SendMessageBatch`` calls itself, every entry failed as SQS fails
-    one it cannot take for the moment (``RequestThrottled``, not the sender's fault)."""
+    """Answers the first ``throttle`` ``SendMessageBatch`` calls itself, every entry failed (``throttled``)."""
 
     def __init__(self, upstream: str, throttle: int) -> None:
         super().__init__(upstream)
@@ -562,8 +610,4 @@ class ThrottlingFront(SqsFront):
         if self.throttled >= self.throttle:
             return None
         self.throttled += 1
-        failed = [
-            {"Id": e["Id"], "SenderFault": False, "Code": "RequestThrottled", "Message": "slow down"}
-            for e in entries
-        ]
-        return {"Successful": [], "Failed": failed}
+        return throttled(entries)

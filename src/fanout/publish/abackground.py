@@ -95,7 +95,11 @@ class AsyncBackgroundPublisher:
         except BaseException:
             await self._stack.aclose()
             raise
-        self._buf.fifo = queues.is_fifo(self._url)  # a FIFO group goes one batch at a time
+        if queues.is_fifo(self._url):  # a FIFO group goes one batch at a time: a buffer of groups
+            fifo = Buffer(self._buf.linger_s, fifo=True)
+            for entry in self._buf.drain():  # events sent before the start, if any
+                fifo.add(entry)
+            self._buf = fifo
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._senders)]
         self._hooks = ExitHooks(self._on_exit, sigterm=self._sigterm)
         return self
@@ -214,7 +218,10 @@ class AsyncBackgroundPublisher:
             due = self._buf.due_in(now, hurry=bool(self._hurry) or self._closed)
             pause = self._backoff.until - now
             if due == 0 and pause <= 0:
-                return self._buf.take()
+                batch = self._buf.take()
+                if self._buf.fifo and self._buf.due_in(now, hurry=True) is not None:
+                    self._work.set()  # what this batch skipped may go beside it (see BackgroundPublisher)
+                return batch
             waits = [t for t in (due, pause if pause > 0 else None) if t is not None]
             await _wait(self._work, max(waits) if waits else None)
         return None

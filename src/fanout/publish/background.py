@@ -256,7 +256,12 @@ class BackgroundPublisher:
                 due = self._buf.due_in(now, hurry=bool(self._hurry) or self._closed)
                 pause = self._backoff.until - now
                 if due == 0 and pause <= 0:
-                    return self._buf.take()
+                    batch = self._buf.take()
+                    if self._buf.fifo and self._buf.due_in(now, hurry=True) is not None:
+                        # what this batch skipped or left may go beside it: a sender waiting for no
+                        # batch at all (every group in flight a moment ago) takes it or waits its linger
+                        self._work.notify()
+                    return batch
                 waits = [t for t in (due, pause if pause > 0 else None) if t is not None]
                 self._work.wait(max(waits) if waits else None)
         return None

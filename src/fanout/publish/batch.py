@@ -7,9 +7,10 @@ one relies on the event loop, and both decide with these functions.
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ class Entry:
     at: float = 0.0  # monotonic time it was buffered
     group: str = ""  # its FIFO message group: the ordering key, else the event id
     attrs: dict[str, dict[str, str]] = field(default_factory=dict)  # MessageAttributes (a redrive's)
+    seq: int = 0  # FIFO: its place in the buffer's order, given by ``Buffer.add``
 
     @classmethod
     def of(cls, body: QueueBody) -> Entry:
@@ -196,83 +198,211 @@ def _index(value: Any, size: int) -> int | None:
     return index if 0 <= index < size else None
 
 
+class _Group:
+    """A FIFO buffer's events of one message group, in order; ``held`` while a batch in flight carries it."""
+
+    __slots__ = ("bytes", "entries", "held")
+
+    def __init__(self) -> None:
+        self.entries: deque[Entry] = deque()
+        self.bytes = 0
+        self.held = False
+
+
 class Buffer:
     """Ordered events waiting to be sent, and the batches being sent. Not thread-safe; the publishers
     bound it with a semaphore of ``FANOUT_PUBLISH_BUFFER`` slots, one per event until its fate is known.
 
-    ``fifo``: for a FIFO queue, a batch stops before an event whose message group is in a batch still in
-    flight, so two calls that race never carry one group: SQS would order the group by which call it
-    answered first, not by the order the events were published. The buffer goes out in order, so such an
-    event at its head holds every other group back too (interleaved keys: about one call at a time)."""
+    ``fifo``: for a FIFO queue, two calls in flight never carry one group: SQS would order the group by
+    which call it answered first, not by the order the events were published. A batch takes the oldest
+    events whose group no batch in flight carries, skipping the others, so a group in flight holds back
+    only its own later events. The events wait in one queue per group, the groups that may go in a heap
+    by their oldest event: a batch costs a few heap operations, however many events are held."""
 
     def __init__(self, linger_s: float, fifo: bool = False) -> None:
         self.linger_s = linger_s
-        self.fifo = fifo
-        self.entries: deque[Entry] = deque()
+        self.fifo = fifo  # fixed once events are buffered: a FIFO buffer keeps them by group
+        self.entries: deque[Entry] = deque()  # not FIFO: the events, in order
         self.bytes = 0
         self.in_flight: dict[int, list[Entry]] = {}
-        self.groups: Counter[str] = Counter()  # FIFO: the groups of the batches in flight
+        # FIFO: the groups buffered or in flight; a heap of (seq of its oldest event, group) of each group
+        # that may go; the number and bytes of the events that may go; the number buffered; the next seq.
+        self.groups: dict[str, _Group] = {}
+        self._ready: list[tuple[int, str]] = []
+        self._ready_n = 0
+        self._ready_bytes = 0
+        self._n = 0
+        self._seq = 0
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return self._n if self.fifo else len(self.entries)
 
     def add(self, entry: Entry) -> bool:
-        """Buffer ``entry``; True when a sender should wake (first entry, or a full batch)."""
+        """Buffer ``entry``; True when a sender should wake (first entry, or a full batch; on a FIFO queue,
+        of the events that may go)."""
+        if self.fifo:
+            return self._add(entry)
         self.entries.append(entry)
         self.bytes += entry.size
         n = len(self.entries)
         return n == 1 or n == MAX_ENTRIES or self.bytes >= MAX_BATCH_BYTES
 
     def due_in(self, now: float, hurry: bool) -> float | None:
-        """Seconds until a batch should go: 0 when one is full (or ``hurry``), None when empty or when the
-        next event waits for a batch of its FIFO group to end."""
-        if not self.entries or self._held(self.entries[0]):
+        """Seconds until a batch should go: 0 when one is full (or ``hurry``), None when empty. On a FIFO
+        queue only the events whose group is not in flight count, the linger from the oldest of them;
+        None when there is none."""
+        if self.fifo:
+            if not self._ready_n:
+                return None
+            if hurry or self._ready_n >= MAX_ENTRIES or self._ready_bytes >= MAX_BATCH_BYTES:
+                return 0.0
+            return max(0.0, self._oldest().at + self.linger_s - now)
+        if not self.entries:
             return None
         if hurry or len(self.entries) >= MAX_ENTRIES or self.bytes >= MAX_BATCH_BYTES:
             return 0.0
         return max(0.0, self.entries[0].at + self.linger_s - now)
 
     def take(self) -> list[Entry]:
-        """Take the next batch (in order, within SQS's limits) and count it as in flight."""
+        """Take the next batch (in order, within SQS's limits) and count it as in flight. On a FIFO
+        queue: the oldest events whose group is not in flight, in order; their groups are then held."""
+        if self.fifo:
+            return self._take()
         batch: list[Entry] = []
         size = 0
         while self.entries and len(batch) < MAX_ENTRIES:
             n = self.entries[0].size
-            if (batch and size + n > MAX_BATCH_BYTES) or self._held(self.entries[0]):
+            if batch and size + n > MAX_BATCH_BYTES:
                 break
             batch.append(self.entries.popleft())
             size += n
         self.bytes -= size
         self.in_flight[id(batch)] = batch
-        if self.fifo:
-            self.groups.update(e.group or e.id for e in batch)
         return batch
 
-    def _held(self, entry: Entry) -> bool:
-        """On a FIFO queue: a batch in flight carries ``entry``'s group, so ``entry`` waits for it to end."""
-        return self.fifo and self.groups[entry.group or entry.id] > 0
-
     def done(self, batch: list[Entry], retry: Sequence[Entry] = ()) -> None:
-        """The batch's call ended; ``retry`` goes back to the front, in order, ahead of newer events."""
-        if self.in_flight.pop(id(batch), None) is not None and self.fifo:
-            self.groups.subtract(e.group or e.id for e in batch)
-            self.groups += Counter()  # drop the groups no batch carries any more
+        """The batch's call ended; ``retry`` goes back to the front, in order, ahead of newer events (on
+        a FIFO queue, to the front of each group, and the batch's groups may go again)."""
+        if self.fifo:
+            self._done(batch, retry)
+            return
+        self.in_flight.pop(id(batch), None)
         for entry in reversed(retry):
             self.entries.appendleft(entry)
             self.bytes += entry.size
 
     def pending(self) -> int:
         """Events buffered or being sent."""
-        return len(self.entries) + sum(len(b) for b in self.in_flight.values())
+        return len(self) + sum(len(b) for b in self.in_flight.values())
 
     def drain(self) -> list[Entry]:
         """Everything buffered or in flight, in order, removed from the buffer (for a last blocking send)."""
-        out = [e for batch in self.in_flight.values() for e in batch] + list(self.entries)
+        buffered = list(self.entries)
+        if self.fifo:
+            buffered = sorted((e for g in self.groups.values() for e in g.entries), key=lambda e: e.seq)
+        out = [e for batch in self.in_flight.values() for e in batch] + buffered
         self.entries.clear()
         self.in_flight.clear()
         self.groups.clear()
-        self.bytes = 0
+        self._ready.clear()
+        self._ready_n = self._ready_bytes = self._n = self.bytes = 0
         return out
+
+    # ---- FIFO: one queue per group
+
+    def _add(self, entry: Entry) -> bool:
+        key = entry.group or entry.id
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Group()
+        entry.seq = self._seq
+        self._seq += 1
+        group.entries.append(entry)
+        group.bytes += entry.size
+        self._n += 1
+        self.bytes += entry.size
+        if group.held:
+            return False
+        if len(group.entries) == 1:
+            heapq.heappush(self._ready, (entry.seq, key))
+        self._ready_n += 1
+        self._ready_bytes += entry.size
+        n = self._ready_n
+        return n == 1 or n == MAX_ENTRIES or self._ready_bytes >= MAX_BATCH_BYTES
+
+    def _oldest(self) -> Entry:
+        """The oldest event that may go (there is one); stale heap items on top are dropped."""
+        ready, groups = self._ready, self.groups
+        while True:
+            seq, key = ready[0]
+            group = groups.get(key)
+            if group is not None and not group.held and group.entries and group.entries[0].seq == seq:
+                return group.entries[0]
+            heapq.heappop(ready)
+
+    def _take(self) -> list[Entry]:
+        batch: list[Entry] = []
+        size = 0
+        taken: dict[str, _Group] = {}
+        ready, groups = self._ready, self.groups
+        nexts: list[tuple[int, str]] = []  # the next events of the groups taken: they may join, in turn
+        while len(batch) < MAX_ENTRIES:
+            heap = nexts if nexts and (not ready or nexts[0] < ready[0]) else ready
+            if not heap:
+                break
+            seq, key = heap[0]
+            group = groups.get(key)
+            if group is None or group.held or not group.entries or group.entries[0].seq != seq:
+                heapq.heappop(heap)  # stale (a retry after a drain moved the group's head)
+                continue
+            entry = group.entries[0]
+            if batch and size + entry.size > MAX_BATCH_BYTES:
+                break
+            group.entries.popleft()
+            group.bytes -= entry.size
+            batch.append(entry)
+            size += entry.size
+            taken[key] = group
+            heapq.heappop(heap)
+            if group.entries:
+                heapq.heappush(nexts, (group.entries[0].seq, key))
+        for group in taken.values():  # held: their later events wait for this batch
+            group.held = True
+            self._ready_n -= len(group.entries)
+            self._ready_bytes -= group.bytes
+        self._ready_n -= len(batch)
+        self._ready_bytes -= size
+        self._n -= len(batch)
+        self.bytes -= size
+        self.in_flight[id(batch)] = batch
+        return batch
+
+    def _done(self, batch: list[Entry], retry: Sequence[Entry]) -> None:
+        ours = self.in_flight.pop(id(batch), None) is not None  # not after a drain took it
+        for entry in reversed(retry):  # ahead of the group's later events (all newer: it was held)
+            key = entry.group or entry.id
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = _Group()
+            group.entries.appendleft(entry)
+            group.bytes += entry.size
+            self._n += 1
+            self.bytes += entry.size
+            if not group.held:  # its batch was drained: nothing holds it
+                heapq.heappush(self._ready, (entry.seq, key))
+                self._ready_n += 1
+                self._ready_bytes += entry.size
+        if not ours:
+            return
+        for key in {e.group or e.id for e in batch}:
+            group = self.groups[key]
+            group.held = False
+            if group.entries:
+                heapq.heappush(self._ready, (group.entries[0].seq, key))
+                self._ready_n += len(group.entries)
+                self._ready_bytes += group.bytes
+            else:
+                del self.groups[key]
 
 
 class Backoff:
