@@ -26,7 +26,7 @@ from fanout.errors import InvalidMessage
 from fanout.publish import build_event, catalog_event
 from tests.catalog_examples import EXAMPLES
 from tests.conftest import Server, Stack, dev_settings
-from tests.helpers import SlowFront, connect, queued_seqs, sqs_client, wait_for
+from tests.helpers import SlowFront, by_key, connect, interleaved_key, queued_seqs, sqs_client, wait_for
 from tests.integration.conftest import PACKAGE
 
 #: One build of clients/typescript per run (`built_package` builds once under a lock; xdist group too).
@@ -378,6 +378,51 @@ def test_node_sends_a_keys_batches_to_a_fifo_queue_one_after_the_other(
     sqs.close()
     assert (20, 0, 2) == (json.loads(stats)["sent"], json.loads(stats)["failed"], front.batches)
     assert list(range(1, 21)) == seqs
+
+
+FIFO_INTERLEAVED = """
+import { BatchPublisher } from "./dist-test/src/index.js";
+const [queueUrl, endpoint, region, ...keys] = process.argv.slice(1);
+const credentials = { accessKeyId: "testing", secretAccessKey: "testing" };
+const batch = new BatchPublisher({ queueUrl, endpoint, region, credentials, flushOnExit: false, lingerMs: 60_000,
+                                   retryDelayMs: 20 });
+for (const [i, orderingKey] of keys.entries()) {
+  const seq = i + 1;
+  await batch.publish("notification.misc", { id: `evt_${seq}`, userIds: ["u1"], meta: { orderingKey, seq } });
+}
+process.stdout.write(JSON.stringify(await batch.close()));
+"""
+
+
+@pytest.mark.timeout(120)
+def test_node_sends_other_keys_beside_a_fifo_group_being_sent(
+    built_package: list[str], moto_server: Server
+) -> None:
+    """Interleaved keys on a FIFO queue (a hot key every other event), SQS slow to answer the first batch
+    and failing every entry of the second call once: the BatchPublisher sends batches of other keys beside
+    the first, so more than one call is in flight at once, and each key's events are in the queue in
+    publish order, the retried ones included (before, the hot key at the head held every batch back)."""
+    settings = dev_settings(moto_server)
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"ts-{secrets.token_hex(4)}.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    env = {**os.environ, "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true"}
+    keys = [interleaved_key(seq) for seq in range(1, 201)]
+    with SlowFront(str(settings.sqs_endpoint()), 1.0, hold="evt_1", throttle_call=2) as front:
+        stats = subprocess.run(
+            ["node", "--input-type=module", "-e", FIFO_INTERLEAVED, url, front.url, settings.region, *keys],
+            cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+    seqs = queued_seqs(sqs, url)
+    sqs.close()
+    assert (200, 0, list(range(1, 201))) == (
+        json.loads(stats)["sent"],
+        json.loads(stats)["failed"],
+        sorted(seqs),
+    )
+    assert 1 < front.most_batches
+    assert {key: sorted(keyed) for key, keyed in by_key(seqs).items()} == by_key(seqs)
 
 
 CLOSE_THEN_SIGTERM = """

@@ -4,9 +4,10 @@
  * per call), at once when a batch is full and after `lingerMs` otherwise. Entries that fail within a
  * batch, and calls that fail whole, are retried with backoff up to `maxAttempts`; an event that still
  * fails, or that SQS refuses for good, goes to `onFailure`, never silently away. The buffer is flushed
- * by `flush()`, `close()`, and on process exit (see exit.ts). On a FIFO queue a batch stops before an
- * event whose message group a batch being sent carries, so a group's batches go one after the other, in
- * the order the events were published, as the Python background publishers send them.
+ * by `flush()`, `close()`, and on process exit (see exit.ts). On a FIFO queue a batch passes over the
+ * events whose message group a batch being sent carries and takes later events of other groups, so a
+ * group's batches go one after the other, in the order the events were published, while other groups go
+ * beside them, as the Python background publishers send them.
  */
 
 import type { SQSClient } from "@aws-sdk/client-sqs";
@@ -14,7 +15,7 @@ import type { SQSClient } from "@aws-sdk/client-sqs";
 import { catalogEvent, revocation } from "./envelope.js";
 import { BufferFullError, PublisherClosedError } from "./errors.js";
 import { installExitHooks } from "./exit.js";
-import { Fifo } from "./fifo.js";
+import { Fifo, Groups } from "./fifo.js";
 import type { BatchOptions, BatchStats, PublishFailure } from "./options.js";
 import { type Failure, MAX_BATCH_ENTRIES, openClient, sendBatchOnce, type SqsOptions } from "./sqs.js";
 import type { AnyPayloads, EventInput, EventPayloads, EventType, PreparedEvent } from "./types.js";
@@ -41,10 +42,8 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
   private readonly client: SQSClient;
   private readonly owned: boolean;
   private readonly opt: Required<Omit<BatchOptions, keyof SqsOptions>>;
-  private readonly buffer = new Fifo<Entry>();
+  private readonly buffer: Fifo<Entry> | Groups<Entry>; // on a FIFO queue, by message group
   private readonly inFlight = new Set<Entry>(); // taken from the buffer, not yet settled
-  private readonly fifo: boolean;
-  private readonly groupsInFlight = new Map<string, number>(); // FIFO: the groups of the batches being sent
   private readonly spaceWaiters: Waiter[] = [];
   private readonly idleWaiters: (() => void)[] = [];
   private readonly sleepers = new Set<() => void>();
@@ -61,7 +60,7 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
 
   constructor(options: BatchOptions) {
     this.queueUrl = options.queueUrl;
-    this.fifo = options.queueUrl.endsWith(".fifo");
+    this.buffer = options.queueUrl.endsWith(".fifo") ? new Groups<Entry>(groupOf) : new Fifo<Entry>();
     ({ client: this.client, owned: this.owned } = openClient(options));
     this.opt = {
       lingerMs: options.lingerMs ?? 10,
@@ -183,8 +182,12 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
     }
   }
 
-  /** Whether the front of the buffer fills a batch, by count or by bytes. */
+  /** Whether the front of the buffer fills a batch, by count or by bytes (on a FIFO queue, the events
+   * whose group has no batch being sent). */
   private batchReady(): boolean {
+    if (this.buffer instanceof Groups) {
+      return this.buffer.ready >= MAX_BATCH_ENTRIES || this.buffer.readyBytes > this.opt.maxBatchBytes;
+    }
     if (this.buffer.length >= MAX_BATCH_ENTRIES) return true;
     let bytes = 0;
     for (let i = 0; i < this.buffer.length; i += 1) {
@@ -204,8 +207,10 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
     this.pumpScheduled = false;
     const now = performance.now();
     while (this.buffer.length > 0 && this.activeBatches < this.opt.maxConcurrentBatches) {
-      const due = this.forcing > 0 || this.batchReady() || now - this.buffer.at(0).bufferedAt >= this.opt.lingerMs;
-      if (!due || this.held(this.buffer.at(0))) break; // held: the batch of its group that ends pumps again
+      const next = this.next();
+      if (next === undefined) break; // each buffered group has a batch being sent; the first to end pumps
+      const due = this.forcing > 0 || this.batchReady() || now - next.bufferedAt >= this.opt.lingerMs;
+      if (!due) break;
       this.startBatch(this.takeBatch());
     }
     this.armTimer();
@@ -215,8 +220,9 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
   private armTimer(): void {
     if (this.timer !== undefined || this.buffer.length === 0) return;
     if (this.activeBatches >= this.opt.maxConcurrentBatches) return; // a finishing batch pumps again
-    if (this.held(this.buffer.at(0))) return; // so does the batch of its group
-    const wait = Math.max(1, this.buffer.at(0).bufferedAt + this.opt.lingerMs - performance.now());
+    const next = this.next();
+    if (next === undefined) return; // so does the first batch to end, when every buffered group is being sent
+    const wait = Math.max(1, next.bufferedAt + this.opt.lingerMs - performance.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.pump();
@@ -224,38 +230,40 @@ export class BatchPublisher<P extends EventPayloads = AnyPayloads> {
     this.timer.unref(); // a linger never keeps the process alive: beforeExit flushes instead
   }
 
+  /** The oldest buffered event that may go now (on a FIFO queue, whose group has no batch being sent). */
+  private next(): Entry | undefined {
+    if (this.buffer instanceof Groups) return this.buffer.peek();
+    return this.buffer.length > 0 ? this.buffer.at(0) : undefined;
+  }
+
   private takeBatch(): Entry[] {
-    const batch: Entry[] = [];
-    let bytes = 0;
-    while (batch.length < MAX_BATCH_ENTRIES && this.buffer.length > 0) {
-      const next = this.buffer.at(0);
-      if (batch.length > 0 && bytes + next.bytes > this.opt.maxBatchBytes) break;
-      if (this.held(next)) break;
-      this.buffer.shift();
-      this.inFlight.add(next);
-      batch.push(next);
-      bytes += next.bytes;
-    }
-    for (const entry of this.fifo ? batch : []) {
-      this.groupsInFlight.set(groupOf(entry), (this.groupsInFlight.get(groupOf(entry)) ?? 0) + 1);
+    let batch: Entry[] = [];
+    if (this.buffer instanceof Groups) {
+      batch = this.buffer.take(MAX_BATCH_ENTRIES, this.opt.maxBatchBytes); // its groups held until it ends
+      for (const entry of batch) this.inFlight.add(entry);
+    } else {
+      let bytes = 0;
+      while (batch.length < MAX_BATCH_ENTRIES && this.buffer.length > 0) {
+        const next = this.buffer.at(0);
+        if (batch.length > 0 && bytes + next.bytes > this.opt.maxBatchBytes) break;
+        this.buffer.shift();
+        this.inFlight.add(next);
+        batch.push(next);
+        bytes += next.bytes;
+      }
     }
     this.wakeWaiters();
     return batch;
-  }
-
-  /** On a FIFO queue: a batch being sent carries `entry`'s group, so `entry` waits for it to end. */
-  private held(entry: Entry): boolean {
-    return this.fifo && this.groupsInFlight.has(groupOf(entry));
   }
 
   private startBatch(batch: Entry[]): void {
     this.activeBatches += 1;
     void this.sendBatch(batch).finally(() => {
       this.activeBatches -= 1;
-      for (const entry of this.fifo ? batch : []) {
-        const left = (this.groupsInFlight.get(groupOf(entry)) ?? 1) - 1;
-        if (left > 0) this.groupsInFlight.set(groupOf(entry), left);
-        else this.groupsInFlight.delete(groupOf(entry));
+      if (this.buffer instanceof Groups) {
+        this.buffer.release(batch);
+        clearTimeout(this.timer); // an older event may go now: the linger to wait for is its own
+        this.timer = undefined;
       }
       this.pump();
     });
