@@ -34,3 +34,8 @@ class PublishBufferFull(FanoutError):
 
 class PublisherClosed(FanoutError, RuntimeError):
     """``publish`` was called on a background publisher after ``close()``."""
+
+
+class WorkerFailed(FanoutError, RuntimeError):
+    """A task the worker cannot do without (a poller, the visibility heartbeat, the probe) ended on an
+    error: the worker stops, releasing what it holds, and exits non-zero so it is started again."""

@@ -16,8 +16,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from fanout import Publisher
+from fanout.errors import WorkerFailed
 from fanout.lifeline import die_with_parent
 from fanout.local.stack import wait_stopped
 from fanout.worker.consumer import Worker
@@ -313,3 +315,32 @@ async def test_a_worker_logs_which_dependency_it_lost_and_when_it_is_back(lane: 
     lost, back = _readiness_lines(worker.log)[:2]
     assert ("warning", False, False, True) == (lost["level"], lost["ready"], lost["mongo"], lost["sqs"])
     assert ("info", True, True) == (back["level"], back["ready"], back["mongo"])
+
+
+async def test_a_poller_that_fails_stops_the_worker_with_its_messages_released(
+    lane: Lane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that ends a poller (here: starting a received batch raises) stops the worker, which logs
+    worker_task_failed, releases what it held at once and fails (exit 1, started again), instead of
+    running on with a live /healthz while it takes no more work."""
+    import boto3
+
+    async def broken(self: Worker, line: Any, messages: list[Any]) -> None:
+        self.intake.hold(line, [m.receipt for m in messages])
+        raise RuntimeError("a bug while starting a batch")
+
+    monkeypatch.setattr(Worker, "_start_all", broken)
+    settings = lane.stack.settings.model_copy(update={"receive_wait_s": 1, "shutdown_budget_s": 1.0})
+    worker = Worker(settings, serve_health=False)
+    with capture_logs() as logs:
+        running = asyncio.create_task(worker.main())
+        await wait_for(lambda: worker.readiness.ready, timeout=30)
+        await asyncio.to_thread(_notify, lane.stack, f"bug-{secrets.token_hex(4)}", 1)
+        with pytest.raises(WorkerFailed):
+            await asyncio.wait_for(running, 30)
+    assert ["_poll"] == [e["task"].rsplit(".", 1)[-1] for e in logs if e["event"] == "worker_task_failed"]
+    sqs: Any = boto3.client("sqs", **settings.aws_client_kwargs())
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    back = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
+    sqs.close()
+    assert 1 == len(back)  # released by the drain, not left invisible for its visibility timeout

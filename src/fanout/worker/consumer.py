@@ -25,6 +25,7 @@ from pymongo.errors import PyMongoError
 from fanout import queues
 from fanout.config import Settings
 from fanout.emf import CLOUDWATCH_METRICS, SAMPLED_METRICS, EmfEmitter
+from fanout.errors import WorkerFailed
 from fanout.flags import FlagStore, LiveSwitches
 from fanout.health import Readiness, health_app, serve
 from fanout.logging import get_logger, short_id
@@ -65,6 +66,7 @@ class Worker:
         self.metrics = Metrics(self.registry)
         self.readiness = Readiness(stall_s=settings.stall_s)
         self._stop = asyncio.Event()
+        self._failed: str | None = None  # the essential task that ended on an error
         self._tasks: set[asyncio.Task[None]] = set()
         self._turns = KeyTurns()  # per ordering key: one event at a time, lowest seq first
         self.pid = os.getpid()
@@ -140,8 +142,11 @@ class Worker:
             )
             pollers = intake.pollers(self._start_all)
             heartbeat = asyncio.create_task(intake.keep_visible())
+            probe = asyncio.create_task(self._probe(clients, queue_url))
+            for task in (*pollers, heartbeat, probe):  # without one, a worker takes no work yet looks alive
+                task.add_done_callback(self._essential_ended)
             background += [
-                asyncio.create_task(self._probe(clients, queue_url)),
+                probe,
                 asyncio.create_task(self.switches.run()),
                 asyncio.create_task(self.summary.run(s.log_summary_s)),
             ]
@@ -166,7 +171,21 @@ class Worker:
             await cancel_all([heartbeat])
             self.summary.flush()
         log.info("worker_stopped", **asdict(self.tally))
+        if self._failed is not None:
+            raise WorkerFailed(f"the worker's {self._failed} task failed; see worker_task_failed")
         return self.tally
+
+    def _essential_ended(self, task: asyncio.Task[None]) -> None:
+        """A poller, the heartbeat or the probe ended while the worker runs: only a bug does that. Stop
+        (the drain releases what is held) and fail, rather than run on taking no work."""
+        if task.cancelled() or self._stop.is_set():
+            return
+        exc = task.exception()
+        self._failed = task.get_coro().__qualname__  # type: ignore[union-attr]
+        log.error(
+            "worker_task_failed", task=self._failed, error=type(exc).__name__ if exc else None, exc_info=exc
+        )
+        self._stop.set()
 
     # ---- one message
 
@@ -334,11 +353,11 @@ class Worker:
     async def _drain(self) -> None:
         """Wait for in-flight events within the budget, then cancel and release the rest, and send the
         last deletes, those calls within ``LAST_CALLS_S``."""
-        unfinished: list[tuple[Line, list[str]]] = []
+        pending: set[asyncio.Task[None]] = set()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.shutdown_budget_s)
-            unfinished = self.intake.held()
-            await cancel_all(list(pending))
+        unfinished = self.intake.held()  # before the cancelled drop theirs; a batch held, never started, too
+        await cancel_all(list(pending))
         try:
             async with asyncio.timeout(LAST_CALLS_S):
                 for line, receipts in unfinished:
