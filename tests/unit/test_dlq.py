@@ -314,3 +314,12 @@ def test_a_queue_name_sqs_does_not_know_is_named_in_one_line(moto_server: Server
         sqs.create_queue(QueueName=settings.dlq_name)
         assert 0 == run(settings.model_copy(update={"queue_name": "absent-events-queue"}))
     sqs.close()
+
+
+@pytest.mark.parametrize("command", ["inspect", "redrive"])
+def test_a_max_under_one_is_one_error_line(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--max 0 or -5 is refused in one line with exit 2, before SQS is asked (it moved nothing, exit 0)."""
+    settings = Settings(env="dev", aws_endpoint_url="http://127.0.0.1:9")  # never reached
+    for value in (0, -5):
+        assert 2 == run_dlq(argparse.Namespace(dlq_command=command, max=value, reason=None), settings)
+        assert "fanout: error: --max must be at least 1\n" == capsys.readouterr().err

@@ -29,6 +29,8 @@ def run_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from fanout import dlq
     from fanout.cli.common import fail
 
+    if args.max < 1:  # SQS is never asked: a negative --max moved nothing and exited 0
+        return fail("--max must be at least 1")
     try:
         if args.dlq_command == "inspect":
             return dlq.inspect(settings, args.max)
