@@ -501,7 +501,9 @@ class SqsFront:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if not self.headers.get("X-Amz-Target", "").endswith(".SendMessageBatch"):
+                target = self.headers.get("X-Amz-Target", "")
+                if not target.endswith(".SendMessageBatch"):
+                    outer.call(target.rpartition(".")[2])
                     self._answer(*self._forward(body))
                     return
                 with outer._count:
@@ -553,6 +555,9 @@ class SqsFront:
     def batch(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
         """A ``SendMessageBatch`` about to go to moto: None hands it on; a reply answers it instead."""
         return None
+
+    def call(self, action: str) -> None:
+        """Any other call (``SendMessage``, ``ReceiveMessage``...) about to go to moto: it may wait."""
 
     def __enter__(self) -> Self:
         self.thread.start()

@@ -34,7 +34,7 @@ from fanout.publish import build_event
 from fanout.worker.consumer import Worker
 from tests.catalog_examples import payload
 from tests.conftest import Server, _serve, _stop, _tcp_answers, dev_settings, free_port
-from tests.helpers import QueueReceiver, SlowFront, sqs_client, wait_for
+from tests.helpers import QueueReceiver, SlowFront, SqsFront, sqs_client, wait_for
 
 
 def outbox_settings(moto: Server, mongo: Server, **fields: Any) -> Settings:
@@ -373,6 +373,49 @@ async def test_a_call_to_sqs_is_cut_off_when_the_lease_may_lapse(
             failed = [e.get("error") for e in logs if e["event"] == "relay_failed"]
             assert "TimeoutError" in failed
             assert front.batches >= 2
+
+
+class _SlowSends(SqsFront):
+    """Answers each ``SendMessage`` (a batch sent one by one) ``delay_s`` late."""
+
+    def __init__(self, upstream: str, delay_s: float) -> None:
+        super().__init__(upstream)
+        self.delay_s = delay_s
+
+    def call(self, action: str) -> None:
+        if action == "SendMessage":
+            time.sleep(self.delay_s)
+
+
+async def test_a_batch_sent_one_by_one_past_the_lease_keeps_what_went_and_the_rest_leave_later(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """A batch SQS refuses whole goes one by one; when those calls outlast the lease's validity, the last
+    is cut off, and the entries sent (and refused) before it are marked, so the next round sends the rest
+    (before, the whole fallback was cut off and nothing marked: every round sent the same first entries
+    again, and the entries after them never left)."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=3)  # 1 to 2 s to send in
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": "1024"})
+    sqs.close()
+    note = payload("notification.new")
+    good = [build_event("notification.new", user_ids=["u1"], payload=note) for _ in range(5)]
+    big = build_event("notification.new", user_ids=[f"user-{i:05d}" for i in range(100)], payload=note)
+
+    def write() -> None:
+        with MongoClient(settings.mongo(), tz_aware=True) as client, client.start_session() as session:
+            outbox = Outbox(client[settings.mongo_db])
+            session.with_transaction(lambda s: [outbox.add(s, e) for e in (*good[:2], big, *good[2:])])
+
+    with _SlowSends(str(settings.aws_endpoint_url), 0.4) as front, QueueReceiver(settings) as receiver:
+        slow = settings.model_copy(update={"aws_endpoint_url": front.url})
+        async with running(slow, "slow") as (_, registry, _stop):
+            await asyncio.to_thread(write)  # one batch, refused whole: six calls of 0.4 s, over 2 s
+            marked = ("fanout_outbox_relayed_total", "fanout_outbox_refused_total")
+            await wait_for(lambda: [5, 1] == [value(registry, name) for name in marked], timeout=20)
+        arrived = await receiver.until_sent(5)
+    assert {e.id for e in good} == set(arrived)
 
 
 async def test_without_change_streams_the_relay_polls(moto_server: Server, tmp_path: Path) -> None:

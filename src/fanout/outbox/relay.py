@@ -218,9 +218,9 @@ class Relay:
         entries = [entry_of(doc) for doc in batch]
         docs = {id(entry): doc for entry, doc in zip(entries, batch, strict=True)}
         # No call outlives the lease (botocore's retries take up to a minute): once it may have lapsed,
-        # another relay may send, and this one's late retries would interleave with its batches.
-        async with asyncio.timeout(self.lease.left_s()):
-            result = await asend_batch(self.sqs, self._url, entries)
+        # another relay may send, and this one's late retries would interleave with its batches. Entries
+        # sent one by one before the cut are marked below, so the next round does not send them again.
+        result = await asend_batch(self.sqs, self._url, entries, within_s=self.lease.left_s())
         now = datetime.now(UTC)
         sent = [docs[id(entry)] for entry in result.sent]
         if sent:

@@ -11,6 +11,8 @@ other failure raises, or comes back as ``retry``, and the caller sends it again 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,20 +74,33 @@ async def asend_one(client: Any, url: str, entry: Entry) -> Result:
     return Result(sent=[entry])
 
 
-async def asend_batch(client: Any, url: str, batch: list[Entry]) -> Result:
-    """``send_batch`` with an aiobotocore client."""
+async def asend_batch(client: Any, url: str, batch: list[Entry], within_s: float | None = None) -> Result:
+    """``send_batch`` with an aiobotocore client. ``within_s``: no call outlasts that many seconds from
+    now; one still under way then is cut off (``TimeoutError``), and none starts after. Sent one by one,
+    the entries settled before the cut are kept in the result and the rest are retried; only a cut with
+    nothing settled raises."""
+    deadline = None if within_s is None else time.monotonic() + within_s
+
+    def bounded() -> asyncio.Timeout:
+        return asyncio.timeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
     if len(batch) == 1 and batch[0].size > MAX_BATCH_BYTES:
-        return await asend_one(client, url, batch[0])
+        async with bounded():
+            return await asend_one(client, url, batch[0])
     try:
-        reply = await client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch))
+        async with bounded():
+            reply = await client.send_message_batch(QueueUrl=url, Entries=request_for(url, batch))
     except ClientError as exc:
         if not batch_refused(exc):
             raise
         result = Result()
         for i, entry in enumerate(batch):
             try:
-                result.add(await asend_one(client, url, entry))
-            except Exception as failed:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError("no time left to send the rest")
+                async with bounded():
+                    result.add(await asend_one(client, url, entry))
+            except Exception as failed:  # a cut-off call's TimeoutError too
                 _rest(result, batch, i, failed)
                 break
         return result
