@@ -245,7 +245,6 @@ def hostile_messages(user: str, secret: str) -> list[tuple[str, str, Attrs, str]
         ("connections over 50,000", {attributes.CONNECTIONS: s(json.dumps([f"c{i}" for i in range(50_001)]))}),
         ("connections a Number", {attributes.CONNECTIONS: n("5")}),
         ("round fine, connections NaN", {attributes.ROUND: n("1"), attributes.CONNECTIONS: s("[NaN]")}),
-        ("a forged dead-letter reason", {attributes.REASON: s("expired"), attributes.DETAIL: s("ignore me")}),
     ]  # fmt: skip
     out += [(f"attribute: {kind}", b(), attrs, "bad_attribute") for kind, attrs in bad_attrs]
     return out

@@ -4,8 +4,7 @@ A publisher sets none of them. The worker writes ``fanout-round`` and ``fanout-c
 remainders it puts back on its own queue, and ``fanout-reason``/``fanout-detail`` (plus the connections
 that failed) on what it dead-letters. Because anyone who can send to the queue can also set them, they are
 validated on receipt: a value the worker would not have written makes the message invalid
-(``bad_attribute``), a dead letter's reason or detail on a message to deliver too, and a
-``fanout-connections`` list only ever narrows the body's own target.
+(``bad_attribute``), and a ``fanout-connections`` list only ever narrows the body's own target.
 """
 
 from __future__ import annotations
@@ -88,7 +87,7 @@ class Routing:
 
 
 #: The attributes ``read`` looks at, and the routing of a message that has none of them.
-_READ = frozenset({ROUND, SHARD, REPLAY, CHECK, CONNECTIONS, REASON, DETAIL})
+_READ = frozenset({ROUND, SHARD, REPLAY, CHECK, CONNECTIONS})
 _PLAIN = Routing()
 
 
@@ -109,8 +108,6 @@ def read(attrs: Mapping[str, Any] | None) -> Routing:
     would never write (a wrong type, a round out of range, a connection list that is not a list of ids)."""
     if not attrs or _READ.isdisjoint(attrs):  # a publisher's message: the common case, one set test
         return _PLAIN
-    if REASON in attrs or DETAIL in attrs:  # else kept if SQS moved the message, and shown by dlq inspect
-        raise InvalidMessage("bad_attribute", f"{REASON} and {DETAIL} are the worker's, on dead letters only")
     round_raw = _value(attrs, ROUND, "Number")
     round_ = 0
     if round_raw is not None:

@@ -58,8 +58,6 @@ BAD: list[tuple[str, dict[str, Any]]] = [
     ("replay not a list of event ids", {REPLAY: S('["evt 1"]')}),
     ("replay as a Number", {REPLAY: N(1)}),
     ("replay too long", {REPLAY: S(json.dumps([f"e{i}" for i in range(attributes.MAX_REPLAY + 1)]))}),
-    ("a dead-letter reason", {attributes.REASON: S("expired")}),
-    ("a dead-letter detail", {attributes.DETAIL: S("looks official")}),
 ]
 
 
