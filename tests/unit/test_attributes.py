@@ -166,3 +166,10 @@ def test_a_check_on_a_replay_is_a_bad_attribute() -> None:
     with pytest.raises(InvalidMessage) as raised:
         attributes.read(attributes.replay(["evt_1"]) | attributes.check("presence"))
     assert "bad_attribute" == raised.value.reason
+
+
+def test_a_dead_letter_moved_back_by_sqs_itself_reads_as_its_routing() -> None:
+    """SQS's own redrive (the console's) keeps a dead letter's fanout-reason and fanout-detail: the worker
+    reads the routing beside them and delivers, rather than dead-letter it again."""
+    attrs = attributes.dead_letter("handler_error", "RuntimeError", ["c1"]) | attributes.check("presence")
+    assert Routing(only=("c1",), check="presence") == attributes.read(attrs)
