@@ -58,7 +58,7 @@ async def typing(services: Services, frame: Frame) -> Response:
         stop = event(ChatTypingStopped(conversation_id=conversation, user_id=user), others, sent_at=due)
         sent = await emit(services, Outgoing(started), Outgoing(stop, timeout, f"typing:{token}"))
         if not sent:  # nobody saw the start: a later stopped must not announce a stop nobody expects
-            await services.live.typing.stop(conversation, user)
+            await services.live.typing.settle(conversation, user, token)  # if no newer start replaced it
     elif others and await services.live.typing.stop(conversation, user):
         sent = await emit(
             services, Outgoing(event(ChatTypingStopped(conversation_id=conversation, user_id=user), others))
