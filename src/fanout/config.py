@@ -516,12 +516,13 @@ def warn_unknown(environ: Mapping[str, str] | None = None) -> None:
 
 
 def _refuse_a_misspelled_env(environ: Mapping[str, str]) -> None:
-    """Without ``FANOUT_ENV`` a process runs as ``dev``: with a variable that probably means it
-    (``FANOUT_EVN=production``), which mode was meant is unknown, so nothing runs."""
+    """Without ``FANOUT_ENV`` a process runs as ``dev``: with a variable that probably means it and holds
+    a mode (``FANOUT_EVN=production``), which mode was meant is unknown, so nothing runs. A name merely
+    close to it (``FANOUT_DEV=1``) is only warned about."""
     if any(name.upper() == "FANOUT_ENV" for name in environ):
         return
     for name, probable in unknown_variables(environ).items():
-        if probable == "FANOUT_ENV":
+        if probable == "FANOUT_ENV" and environ[name].strip().lower() in ("dev", "production"):
             raise ConfigError(
                 f"{name} is not a setting (FANOUT_ENV?), and without FANOUT_ENV this would run as dev: "
                 "set FANOUT_ENV=dev or FANOUT_ENV=production"

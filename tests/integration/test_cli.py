@@ -287,6 +287,7 @@ def test_a_misspelled_env_without_fanout_env_is_refused(name: str) -> None:
     assert "Traceback" not in result.stderr and 1 == result.stderr.count("\n")
     beside = _fanout({name: "production", "FANOUT_ENV": "dev", "FANOUT_LOG_FORMAT": "json"}, "schema")
     assert 0 == beside.returncode  # FANOUT_ENV given: the misspelling is only named
+    assert 0 == _fanout({name: "1", "FANOUT_LOG_FORMAT": "json"}, "schema").returncode  # no mode: named only
     [line] = _unknown_variables_lines(beside.stderr)
     assert [f"{name} (did you mean FANOUT_ENV?)"] == line["variables"]
 
