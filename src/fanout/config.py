@@ -518,7 +518,7 @@ def warn_unknown(environ: Mapping[str, str] | None = None) -> None:
 def _refuse_a_misspelled_env(environ: Mapping[str, str]) -> None:
     """Without ``FANOUT_ENV`` a process runs as ``dev``: with a variable that probably means it and holds
     a mode (``FANOUT_EVN=production``), which mode was meant is unknown, so nothing runs. A name merely
-    close to it (``FANOUT_DEV=1``) is only warned about."""
+    close to it that holds no mode is only warned about."""
     if any(name.upper() == "FANOUT_ENV" for name in environ):
         return
     for name, probable in unknown_variables(environ).items():

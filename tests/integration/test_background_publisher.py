@@ -230,7 +230,8 @@ else:
     ids = [pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"}) for i in range(EVENTS)]
     report(ids, pub.pending)
     if mode.startswith("sigterm"):
-        time.sleep(60)  # the parent sends SIGTERM
+        for _ in range(600):  # the parent sends SIGTERM (short sleeps: see _SIGTERM_SCRIPT)
+            time.sleep(0.1)
 """
 
 
@@ -523,7 +524,8 @@ for pub, count in ((first, 10), (second, 15)):
     for i in range(count):
         pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"})
 print("published", flush=True)
-time.sleep(60)  # the parent sends SIGTERM
+for _ in range(600):  # the parent sends SIGTERM: short sleeps, so one that lands just before a sleep
+    time.sleep(0.1)   # starts is handled within 0.1 s, not once a 60 s sleep has ended
 """
 
 
