@@ -35,8 +35,10 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("hostile_input")
 @pytest.fixture(scope="module")
 def hostile_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> Iterator[Stack]:
     """A stack of its own: the tests below count every event its worker consumes. Its probe runs every
-    0.5 s, so the pool's readiness follows a dead endpoint's failures within a second."""
-    stack = start_stack(tmp_path_factory.mktemp("hostile"), stack_env(FANOUT_PROBE_S="0.5"))
+    0.5 s, so the pool's readiness follows a dead endpoint's failures within a second; a message that
+    keeps failing is dead-lettered on its third receive (after one 2 s release), not its fifth (14 s)."""
+    env = stack_env(FANOUT_PROBE_S="0.5", FANOUT_MAX_RECEIVES="3")
+    stack = start_stack(tmp_path_factory.mktemp("hostile"), env)
     yield stack
     stop_stack_later(stack)
 
