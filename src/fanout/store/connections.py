@@ -240,10 +240,11 @@ class ConnectionStore(Resolver):
 
     async def prune(self, conn: Connection) -> bool:
         """Delete a gone connection's record, and only that record: a re-used id with a newer
-        ``connectedAt`` belongs to another connection and is kept."""
-        query: dict[str, Any] = {"connectionId": conn.connection_id}
-        if conn.connected_at is not None:
-            query["connectedAt"] = {"$lte": conn.connected_at}
+        ``connectedAt`` belongs to another connection and is kept. A record read without one (another
+        writer's) is deleted only while it still has none: ``$connect`` re-using the id dates its record."""
+        # None matches a missing or null field, never a date: a record replaced meanwhile is not deleted.
+        dated = {"$lte": conn.connected_at} if conn.connected_at is not None else None
+        query: dict[str, Any] = {"connectionId": conn.connection_id, "connectedAt": dated}
         result = await self._col.delete_one(query)
         return result.deleted_count > 0
 

@@ -344,3 +344,23 @@ async def test_a_replay_stops_posting_at_its_time_budget(rig: Rig, mongo_server:
     assert 0 < len(got) < len(bodies)  # 40 posts of 100 ms each take 4 s
     assert [b.id for b in bodies[: len(got)]] == got
     assert decided.delete
+
+
+async def test_a_410_for_a_record_without_connected_at_never_prunes_the_id_reconnected_meanwhile(
+    rig: Rig,
+) -> None:
+    """A record read without connectedAt answered 410 while its id reconnected: the new record stays."""
+    await rig.store._col.insert_one(
+        {"connectionId": "reused", "userId": "u9", "domainName": rig.domain, "stage": "local",
+         "expiresAt": datetime.now(UTC) + timedelta(minutes=5)}
+    )  # fmt: skip
+    rig.emulator.faults.update(
+        {"latency_ms": 500}
+    )  # the post is in flight while $connect replaces the record
+    body = build_event("notification.new", user_ids=["u9"], payload=NOTE)
+    posting = asyncio.create_task(rig.deliverer.deliver(body, time.monotonic() + 10))
+    await asyncio.sleep(0.2)
+    await rig.store.put("reused", "u9", rig.domain, "local", ttl_s=60)
+    result = await posting
+    assert 1 == result.outcomes[Outcome.GONE]
+    assert await rig.store.get("reused") is not None
