@@ -90,8 +90,9 @@ class Deliverer:
         on_answered: Callable[[], None] | None = None,
         found: list[dict[str, Any]] | None = None,
     ) -> FanoutResult:
-        """Post ``body``'s frame once to each of its connections: retries until ``deadline`` (monotonic),
-        no post once the event ``expires_at`` (epoch seconds), even if it waited behind other work.
+        """Post ``body``'s frame once to each of its connections: posts and retries until ``deadline``
+        (monotonic; a post still waiting then is left to a later round), no post once the event
+        ``expires_at`` (epoch seconds), even if it waited behind other work.
         ``bulk`` posts go through the bulk lanes. A connection that does not speak the event's payload
         version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
         upgrade. ``on_answered`` is called once every connection has answered its first post (before

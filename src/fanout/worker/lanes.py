@@ -38,7 +38,7 @@ class Event:
     digest: str
     label: str
     sent_at: float
-    deadline: float  # monotonic: no retry after it
+    deadline: float  # monotonic: no post or retry starts after it
     expires_at: float  # epoch seconds: no post at all after it
     result: FanoutResult
     done: asyncio.Future[None]
@@ -148,6 +148,11 @@ class Lanes:
             event.answered_one()
             result.outcomes[Outcome.EXPIRED] += 1
             result.attempts[Outcome.EXPIRED] += 1
+            return
+        if time.monotonic() >= event.deadline:  # its time is up while it waited: a later round posts it
+            event.answered_one()
+            result.outcomes[Outcome.TIMEOUT] += 1  # no request made: counted in no attempt
+            result.fail(conn)
             return
         if event.once is not None and not await self._store.ask_upgrade_once(conn.connection_id, event.once):
             return  # asked before, by this event or an earlier one

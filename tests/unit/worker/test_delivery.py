@@ -364,3 +364,18 @@ async def test_a_410_for_a_record_without_connected_at_never_prunes_the_id_recon
     result = await posting
     assert 1 == result.outcomes[Outcome.GONE]
     assert await rig.store.get("reused") is not None
+
+
+async def test_no_post_starts_after_the_deadline_and_those_left_go_to_a_later_round(rig: Rig) -> None:
+    """Posts still queued at the event's deadline are not made but listed for a later round, so the
+    fan-out ends near its deadline (the worker's bound on it assumes so) rather than after every post."""
+    async with aiohttp.ClientSession() as http:
+        await _clients(rig, http, "u10", 12)
+        rig.emulator.faults.update({"latency_ms": 400})  # three fast lanes: twelve posts take 1.6 s
+        body = build_event("notification.new", user_ids=["u10"], payload=NOTE)
+        started = time.monotonic()
+        result = await rig.deliverer.deliver(body, started + 0.5)
+        took = time.monotonic() - started
+    assert took < 1.3
+    assert 12 == result.outcomes[Outcome.OK] + len(result.failed)
+    assert result.failed and rig.emulator.counts.get("delivered", 0) == result.outcomes[Outcome.OK]
