@@ -18,7 +18,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fanout import AsyncPublisher
-from fanout.client import Backoff, FanoutClient, token_url
+from fanout.client import Backoff, FanoutClient, Resync, token_url
 from fanout.config import Settings
 from fanout.tokens import sign
 from tests.catalog_examples import payload
@@ -439,3 +439,27 @@ async def test_the_reference_client_reconnects_when_asked_but_not_to_upgrade(sta
         assert asked == (await asyncio.wait_for(sub.get(), 10))["id"]
         await wait_for(lambda: client.connected.is_set() and client.connection_id != first, timeout=10)
         assert 2 == client.connects
+
+
+async def test_the_reference_client_refetches_a_refused_stream_alone(stack: Stack) -> None:
+    """fanout.client resumed with a key it may no longer follow (forbidden_stream) resumes again without it
+    and refetches that key alone, as fanout.js does, instead of refetching everything it asked."""
+    user, s = f"cf-{secrets.token_hex(4)}", stack.settings
+    url = token_url(stack.ws_url, lambda: sign(user, s.jwt_key()))
+    resyncs: list[object] = []
+    client = FanoutClient(url, backoff=Backoff(0.05, 0.5), on_resync=resyncs.append)
+    async with client, AsyncPublisher(s) as pub, aiohttp.ClientSession() as http:
+        sub = await client.subscribe(types=["notification"])
+        await asyncio.wait_for(client.connected.wait(), 10)
+        first = client.connection_id
+        client.set_position("organization:7", 5)  # no FANOUT_TOPIC_POLICY: not a stream it may follow
+        sent = await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
+        assert sent == (await asyncio.wait_for(sub.get(), 10))["id"]
+        async with http.delete(
+            f"{stack.gateway_url}/{s.gateway_stage}/@connections/{first}", headers=SIGNED
+        ) as r:
+            assert r.status in (200, 204)
+        await wait_for(lambda: client.connected.is_set() and client.connection_id != first, timeout=10)
+        await wait_for(lambda: bool(resyncs))
+        await asyncio.sleep(0.3)
+        assert [Resync({"organization:7": 5}, events=False)] == resyncs

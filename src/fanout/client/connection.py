@@ -42,6 +42,8 @@ log = get_logger("fanout.client")
 RESUMABLE = re.compile(TOPIC_PATTERN)
 MAX_RESUME_KEYS = 100
 MAX_TOPICS_PER_FRAME = 100
+#: How often a resume refused ``forbidden_stream`` is sent again without the key the server named.
+MAX_RESUME_RETRIES = 5
 #: This process's earlier connection ids a resume names: events that excluded them were its own changes.
 MAX_EARLIER_IDS = 10
 #: Actions sent again when refused ``rate_limited``: the server counted nothing of them, and each is
@@ -101,6 +103,7 @@ class FanoutClient:
         self._asked_after_s: float | None = None  # a system.reconnect's afterMs, for the next wait
         self._can_resume = True
         self._resumed_gap: dict[str, float] = {}  # key -> when its resumed gap is given up (monotonic)
+        self._unresumable: set[str] = set()  # keys the server refused to resume (forbidden_stream)
 
     async def __aenter__(self) -> FanoutClient:
         self.start()
@@ -264,30 +267,44 @@ class FanoutClient:
             topics = [t for t in topics if t not in refused]
 
     async def _resume(self, keys: list[str], *, with_events: bool) -> None:
-        positions = {k: self.reorder.positions[k] for k in keys if RESUMABLE.fullmatch(k)}
+        resumable = [k for k in keys if RESUMABLE.fullmatch(k) and k not in self._unresumable]
+        positions = {k: self.reorder.positions[k] for k in resumable}
         positions = dict(list(positions.items())[-MAX_RESUME_KEYS:])  # the freshest keys
         last = self.last_event_id if with_events else None
-        if not self._can_resume or not (positions or last):
-            await self._resync(Resync(positions, events=last is not None))
-            return
-        fields: dict[str, Any] = {"lastEventId": last} if last else {}
-        if self.connection_ids:  # the events that excluded them were this process's own changes
-            fields["connectionIds"] = self.connection_ids
-        answer = await self.request("resume", positions=positions, **fields)
-        kind, payload = answer.get("type"), answer.get("payload") or {}
-        if kind == "resume.ok":  # a gap of these keys waits for the replay, or a hold when there is none
-            wait = self.replay_wait_s if payload.get("replaying") else self.reorder.hold_s
-            self._resumed_gap |= dict.fromkeys(positions, time.monotonic() + wait)
-        if kind == "system.resync":
-            keys_: Any = payload.get("keys")
-            keys_ = keys_ if isinstance(keys_, dict) else {}
-            fresh = {k: v for k, v in keys_.items() if isinstance(k, str) and is_seq(v)}
-            await self._resync(Resync(fresh, events=payload.get("events") is True))
-        elif kind != "resume.ok":  # refused or unknown: everything asked must be refetched
-            if payload.get("code") == "unknown_action":
+        refused: dict[str, int] = {}  # keys the server would not resume: refetched, the others resumed
+        for tries in itertools.count():
+            if not self._can_resume or not (positions or last):
+                await self._resync(Resync(positions | refused, events=last is not None))
+                return
+            fields: dict[str, Any] = {"lastEventId": last} if last else {}
+            if self.connection_ids:  # the events that excluded them were this process's own changes
+                fields["connectionIds"] = self.connection_ids
+            answer = await self.request("resume", positions=positions, **fields)
+            kind, payload = answer.get("type"), answer.get("payload") or {}
+            if kind == "resume.ok":  # a gap of these keys waits for the replay, or a hold when there is none
+                wait = self.replay_wait_s if payload.get("replaying") else self.reorder.hold_s
+                self._resumed_gap |= dict.fromkeys(positions, time.monotonic() + wait)
+                if refused:
+                    await self._resync(Resync(refused))
+                return
+            if kind == "system.resync":
+                keys_: Any = payload.get("keys")
+                keys_ = keys_ if isinstance(keys_, dict) else {}
+                fresh = {k: v for k, v in keys_.items() if isinstance(k, str) and is_seq(v)}
+                await self._resync(Resync(refused | fresh, events=payload.get("events") is True))
+                return
+            # A key the connection may not follow (a topic revoked while away): resume the others, and
+            # refetch that one, rather than everything asked.
+            key = payload.get("key")
+            if payload.get("code") == "forbidden_stream" and key in positions and tries < MAX_RESUME_RETRIES:
+                self._unresumable.add(key)
+                refused[key] = positions.pop(key)
+                continue
+            if payload.get("code") == "unknown_action":  # refused or unknown: refetch everything asked
                 self._can_resume = False
             log.warning("client_resume_refused", code=payload.get("code"))
-            await self._resync(Resync(positions, events=last is not None))
+            await self._resync(Resync(positions | refused, events=last is not None))
+            return
 
     async def _resync(self, resync: Resync) -> None:
         """Move the keys to their new positions, then tell the application what to refetch."""
@@ -382,7 +399,8 @@ class FanoutClient:
                 del self._resumed_gap[key]
             for key in overdue:
                 until = self._resumed_gap.get(key)
-                if until is None and self._can_resume and RESUMABLE.fullmatch(key):
+                resumable = RESUMABLE.fullmatch(key) and key not in self._unresumable
+                if until is None and self._can_resume and resumable:
                     try:
                         await self._resume([key], with_events=False)
                     except RequestFailed:
