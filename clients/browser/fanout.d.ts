@@ -107,10 +107,10 @@ export declare class FanoutClient {
 export declare function shared(options: ClientOptions): FanoutClient;
 /** The seconds a `rate_limited` answer asks to wait (`windowS`, above 0 and at most 60); null otherwise. */
 export declare function rateLimitedWait(answer: Answer): number | null;
-/** The milliseconds within which a `system.reconnect` asks to reconnect (`afterMs`, 1 s without one, at
- * most 5 minutes); null for an upgrade ask (the app's to act on) and any other event. */
 /** A `system.reconnect` asking to upgrade: kept in no history, so never taken as the last event id. */
 export declare function isUpgradeAsk(event: { type?: unknown; payload?: unknown } | null | undefined): boolean;
+/** The milliseconds within which a `system.reconnect` asks to reconnect (`afterMs`, 1 s without one, at
+ * most 5 minutes); null for an upgrade ask (the app's to act on) and any other event. */
 export declare function reconnectAfterMs(event: { type?: unknown; payload?: unknown } | null | undefined): number | null;
 /** The topics of `asked` a `forbidden_topic` refusal names (`topics`, or an older server's `topic`). */
 export declare function refusedTopics(answer: Answer, asked: readonly string[]): Set<string>;
