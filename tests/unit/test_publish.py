@@ -144,3 +144,13 @@ def test_meta_extras_of_python_values_are_written_as_text_but_nan_is_refused() -
         build_event(
             "notification.new", user_ids=["u1"], payload={"notificationId": "n1"}, meta={"x": float("nan")}
         )
+
+
+@pytest.mark.parametrize("field", ["user_ids", "topics", "exclude_connection_ids", "connection_ids"])
+def test_one_string_for_a_list_is_refused_not_split_into_characters(field: str) -> None:
+    """A target list given as one string ("u42") is refused, never sent to users "u", "4" and "2"."""
+    audience = {"user_ids": ["u1"], field: "u42"} if field == "exclude_connection_ids" else {field: "u42"}
+    with pytest.raises(InvalidMessage) as caught:
+        build_event("notification.new", payload={"notificationId": "n1"}, **audience)  # type: ignore[arg-type]
+    assert caught.value.reason == "schema"
+    assert "not one string" in str(caught.value)

@@ -49,6 +49,15 @@ def build_event(
 ) -> QueueBody:
     """Build and validate a queue body; raises ``InvalidMessage`` with a reason on bad input.
     ``ordering_key`` and ``seq`` land in ``meta.orderingKey`` and ``meta.seq``."""
+    lists = {
+        "userIds": user_ids,
+        "topics": topics,
+        "excludeConnectionIds": exclude_connection_ids,
+        "connectionIds": connection_ids,
+    }
+    for name, given in lists.items():
+        if isinstance(given, str):  # list("u42") is ["u", "4", "2"]: other users entirely
+            raise InvalidMessage("schema", f"target.{name}: a list of strings, not one string")
     extra: dict[str, Any] = {"orderingKey": ordering_key} if ordering_key is not None else {}
     if seq is not None:
         extra["seq"] = seq
