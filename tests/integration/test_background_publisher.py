@@ -595,3 +595,42 @@ async def test_a_publish_waiting_for_room_behind_unsent_events_is_refused_at_clo
         [refused] = await asyncio.gather(waiting, return_exceptions=True)
     assert isinstance(refused, PublisherClosed), refused
     assert time.monotonic() - started < 15  # refused at the close, not after block_ms (20 s)
+
+
+_FORK_SCRIPT = """
+import json, os, sys
+from prometheus_client import CollectorRegistry
+from fanout.config import Settings
+from fanout.publish import BackgroundPublisher
+
+settings = Settings(env="dev", aws_endpoint_url=sys.argv[1], queue_name=sys.argv[2])
+pub = BackgroundPublisher(settings, registry=CollectorRegistry(), flush_s=5)  # made before the fork: --preload
+read, write = os.pipe()
+if os.fork() == 0:  # a gunicorn worker
+    ids = [pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"}) for i in range(25)]
+    unsent = pub.flush(5)
+    os.write(write, json.dumps({"ids": ids, "unsent": unsent}).encode())
+    os._exit(0)
+os.close(write)
+with os.fdopen(read) as child:
+    print(child.read(), flush=True)
+os.wait()
+pub.close()
+"""
+
+
+def test_a_publisher_made_before_a_fork_sends_from_the_child(moto_server: Server, tmp_path: Path) -> None:
+    """A BackgroundPublisher made before a fork (gunicorn --preload) sends the child's events, none lost."""
+    settings = queue_for(moto_server)
+    script = tmp_path / "preload.py"
+    script.write_text(_FORK_SCRIPT)
+    with QueueReceiver(settings) as receiver:
+        done = subprocess.run(
+            [sys.executable, str(script), moto_server.url, settings.queue_name],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert 0 == done.returncode, done.stderr[-2000:]
+        child = json.loads(done.stdout)
+        arrived = receiver.wait_sent(25)
+    assert 0 == child["unsent"]
+    assert set(child["ids"]) == set(arrived)

@@ -18,8 +18,11 @@ unsent then is counted (``reason="unsent_at_close"``), logged with its ids, and 
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
+import weakref
 from typing import Any
 
 from botocore.config import Config
@@ -129,11 +132,13 @@ class BackgroundPublisher:
         self.block_s = (s.publish_block_ms if block_ms is None else block_ms) / 1000
         self.flush_s = s.publish_flush_s if flush_s is None else flush_s
         self.metrics = metrics_for(registry)
+        self._senders = senders
         self._client = sqs_client(s, senders)
         self._url = queues.url(self._client, s)
         self._buf = Buffer(linger / 1000, fifo=queues.is_fifo(self._url))
+        self._capacity = s.publish_buffer if buffer is None else buffer
         # One slot per event buffered or in flight; waiters are woken first come, first served.
-        self._slots = threading.Semaphore(s.publish_buffer if buffer is None else buffer)
+        self._slots = threading.Semaphore(self._capacity)
         self._backoff = Backoff()
         lock = threading.RLock()  # re-entrant: the SIGTERM handler may flush while this thread publishes
         self._work = threading.Condition(lock)  # senders wait here for a batch
@@ -148,6 +153,8 @@ class BackgroundPublisher:
         for thread in self._threads:
             thread.start()
         self._hooks = ExitHooks(self._on_exit, sigterm=sigterm)
+        self._forked = False  # a child of the process that made it, its senders not started yet
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
 
     @property
     def pending(self) -> int:
@@ -166,6 +173,8 @@ class BackgroundPublisher:
         entry = Entry.of(body)
         if self._closed:
             raise PublisherClosed("the publisher is closed")
+        if self._forked:
+            self._start_in_child()
         if not self._slots.acquire(timeout=self.block_s):
             self.metrics.failed.labels(entry.label, "buffer_full").inc()
             raise PublishBufferFull(f"{self.pending} events pending; no room within {self.block_s}s")
@@ -212,8 +221,37 @@ class BackgroundPublisher:
             thread.join(0.1)  # a sender stuck in a call ends with its read timeout; it is a daemon
         give_up(self.metrics, unsent)
         self.metrics.pending.dec(len(unsent))
-        self._client.close()
+        if not self._forked:  # a child that never published leaves the parent's client alone
+            self._client.close()
         return len(unsent)
+
+    def _after_fork(self) -> None:
+        """In a forked child (gunicorn ``--preload``, multiprocessing): the sender threads stayed in the
+        parent, which also sends what it had buffered. Start empty, with fresh locks; the first publish
+        starts senders and a client of this process (an inherited one shares the parent's sockets)."""
+        self.metrics.pending.dec(self._buf.pending())  # the parent's events, counted there
+        lock = threading.RLock()
+        self._work = threading.Condition(lock)
+        self._done = threading.Condition(lock)
+        self._buf = Buffer(self._buf.linger_s, fifo=self._buf.fifo)
+        self._slots = threading.Semaphore(self._capacity)
+        self._backoff = Backoff()
+        self._hurry = 0
+        self._threads = []
+        self._forked = True
+
+    def _start_in_child(self) -> None:
+        with self._work:
+            if not self._forked:
+                return
+            self._client = sqs_client(self.settings, self._senders)
+            self._threads = [
+                threading.Thread(target=self._run, name=f"fanout-publisher-{i}", daemon=True)
+                for i in range(self._senders)
+            ]
+            for thread in self._threads:
+                thread.start()
+            self._forked = False
 
     def _on_exit(self, why: str) -> None:
         if why == "exit":
@@ -269,3 +307,9 @@ class BackgroundPublisher:
     def _failed(self, why: str, entries: list[Entry]) -> None:
         if self._backoff.failures == 0:  # once per run of failures, not once per call
             log.warning("publish_failed", why=why, events=len(entries), buffered=len(self._buf))
+
+
+def _after_fork(ref: weakref.ref[BackgroundPublisher]) -> None:
+    """Tell a publisher that outlived its fork (a weak reference: the hook never keeps it alive)."""
+    if (pub := ref()) is not None:
+        pub._after_fork()
