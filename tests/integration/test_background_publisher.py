@@ -225,6 +225,12 @@ if mode == "exit_async":
         ids = [await pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"}) for i in range(EVENTS)]
         report(ids, pub.pending)  # the loop ends here: its tasks are cancelled, atexit sends the rest
     asyncio.run(main())
+elif mode == "exit_unstarted":  # made at import, published to, never started (no lifespan, no async with)
+    pub = AsyncBackgroundPublisher(settings, registry=CollectorRegistry())
+    async def main():
+        ids = [await pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"}) for i in range(EVENTS)]
+        report(ids, pub.pending)
+    asyncio.run(main())
 else:
     pub = BackgroundPublisher(settings, registry=CollectorRegistry(), linger_ms=60_000)
     ids = [pub.publish("notification.new", user_ids=["u1"], payload={"notificationId": f"n{i}"}) for i in range(EVENTS)]
@@ -235,13 +241,12 @@ else:
 """
 
 
-@pytest.mark.parametrize("mode", ["exit", "exit_async", "sigterm_default", "sigterm_app"])
+@pytest.mark.parametrize("mode", ["exit", "exit_async", "exit_unstarted", "sigterm_default", "sigterm_app"])
 def test_buffered_events_are_sent_at_exit_and_on_sigterm(
     moto_server: Server, tmp_path: Path, mode: str
 ) -> None:
-    """A process that publishes and exits, or is sent SIGTERM (default action, or its own handler,
-    which still runs), has sent every event it buffered; only the async form's batches in flight at the
-    loop's end may go twice."""
+    """A process that publishes and exits (the async form even never started), or is sent SIGTERM, has
+    sent every event it buffered; only the async form's batches in flight at the loop's end may go twice."""
     settings = queue_for(moto_server)
     script = tmp_path / "publisher.py"
     script.write_text(textwrap.dedent(_SCRIPT))

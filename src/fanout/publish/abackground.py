@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -57,7 +58,6 @@ class AsyncBackgroundPublisher:
         self.flush_s = s.publish_flush_s if flush_s is None else flush_s
         self.metrics = metrics_for(registry)
         self._senders = senders
-        self._sigterm = sigterm
         self._buf = Buffer(linger / 1000)
         # One slot per event buffered or in flight; waiters are served first come, first served.
         self._slots = asyncio.Semaphore(s.publish_buffer if buffer is None else buffer)
@@ -69,9 +69,12 @@ class AsyncBackgroundPublisher:
         self._abandon = False
         self._stack = AsyncExitStack()
         self._tasks: list[asyncio.Task[None]] = []
-        self._hooks: ExitHooks | None = None
         self._client: Any = None
         self._url = ""
+        # From here, not from start(): events published before a start that never came go at exit too,
+        # with boto3, imported now: at exit it cannot be (its import registers an atexit of its own).
+        importlib.import_module("boto3")
+        self._hooks = ExitHooks(self._on_exit, sigterm=sigterm)
 
     async def __aenter__(self) -> AsyncBackgroundPublisher:
         return await self.start()
@@ -101,7 +104,6 @@ class AsyncBackgroundPublisher:
                 fifo.add(entry)
             self._buf = fifo
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._senders)]
-        self._hooks = ExitHooks(self._on_exit, sigterm=self._sigterm)
         return self
 
     @property
@@ -151,8 +153,7 @@ class AsyncBackgroundPublisher:
         if self._closed:
             return 0
         self._closed = True
-        if self._hooks is not None:
-            self._hooks.remove()
+        self._hooks.remove()
         await self.flush(timeout_s)
         self._abandon = True
         for task in self._tasks:
@@ -177,7 +178,12 @@ class AsyncBackgroundPublisher:
         if entries:
             client = sqs_client(self.settings, 1, timeout_s=min(10, self.flush_s))  # a call within the budget
             try:
-                send_now(client, self._url, entries, self.metrics, self.flush_s)
+                url = self._url or queues.url(client, self.settings)  # never started: resolved here
+            except Exception as exc:
+                log.error("publisher_queue_unknown", error=failure(exc))
+                give_up(self.metrics, entries)
+            else:
+                send_now(client, url, entries, self.metrics, self.flush_s)
             finally:
                 client.close()
             for _ in range(buffered):
