@@ -152,6 +152,7 @@ class Lanes:
         if time.monotonic() >= event.deadline:  # its time is up while it waited: a later round posts it
             event.answered_one()
             result.outcomes[Outcome.TIMEOUT] += 1  # no request made: counted in no attempt
+            result.unposted += 1
             result.fail(conn)
             return
         if event.once is not None and not await self._store.ask_upgrade_once(conn.connection_id, event.once):

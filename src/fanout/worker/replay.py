@@ -84,6 +84,7 @@ def _add(total: FanoutResult, one: FanoutResult) -> None:
     total.outcomes.update(one.outcomes)
     total.attempts.update(one.attempts)
     total.retries += one.retries
+    total.unposted += one.unposted
     total.failed += one.failed
     total.refused += one.refused
     total.users |= one.users

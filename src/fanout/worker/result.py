@@ -27,6 +27,7 @@ class FanoutResult:
     attempts: Counter[Outcome] = field(default_factory=Counter)  # every post attempt's answer
     reachable: set[str] = field(default_factory=set)  # endpoints that answered a post over HTTP
     unreachable: set[str] = field(default_factory=set)  # endpoints where a post ended refused at the socket
+    unposted: int = 0  # of the timeouts, connections not posted at all: the event's deadline came first
 
     @property
     def attempted(self) -> int:
@@ -38,8 +39,9 @@ class FanoutResult:
         return frozenset(self.users[c] for c in connection_ids if c in self.users)
 
     def endpoint_down(self) -> bool:
-        """Every post was refused at the socket: the management API itself is unreachable."""
-        return bool(self.attempted) and self.outcomes[Outcome.UNREACHABLE] == self.attempted
+        """Every post made was refused at the socket: the management API itself is unreachable."""
+        posted = self.attempted - self.unposted  # those left at the deadline say nothing of the endpoint
+        return bool(posted) and self.outcomes[Outcome.UNREACHABLE] == posted
 
     def fail(self, conn: Connection, refused: bool = False) -> None:
         (self.refused if refused else self.failed).append(conn.connection_id)

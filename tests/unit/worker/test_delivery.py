@@ -379,3 +379,15 @@ async def test_no_post_starts_after_the_deadline_and_those_left_go_to_a_later_ro
     assert took < 1.3
     assert 12 == result.outcomes[Outcome.OK] + len(result.failed)
     assert result.failed and rig.emulator.counts.get("delivered", 0) == result.outcomes[Outcome.OK]
+
+
+async def test_an_outage_stays_an_outage_when_the_deadline_leaves_posts_unmade(rig: Rig) -> None:
+    """Connections left unposted at the deadline of a fan-out whose every post was refused at the socket
+    do not hide the outage (its remainder keeps its round rather than running out of rounds)."""
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens: every post is refused at the socket
+    for i in range(60):
+        await rig.store.put(f"down{i}", "u11", dead, "local", ttl_s=60)
+    body = build_event("notification.new", user_ids=["u11"], payload=NOTE)
+    result = await rig.deliverer.deliver(body, time.monotonic() + 0.2)  # 60 posts with retries take longer
+    assert 0 < result.outcomes[Outcome.UNREACHABLE] < 60 == len(result.failed)  # some never posted
+    assert result.endpoint_down()
