@@ -463,3 +463,23 @@ async def test_the_reference_client_refetches_a_refused_stream_alone(stack: Stac
         await wait_for(lambda: bool(resyncs))
         await asyncio.sleep(0.3)
         assert [Resync({"organization:7": 5}, events=False)] == resyncs
+
+
+async def test_the_reference_client_refetches_a_refused_stream_after_every_reconnect(stack: Stack) -> None:
+    """A key refused forbidden_stream once is still refetched after each later reconnect, never dropped."""
+    user, s = f"cf-{secrets.token_hex(4)}", stack.settings
+    url = token_url(stack.ws_url, lambda: sign(user, s.jwt_key()))
+    resyncs: list[Resync] = []
+    client = FanoutClient(url, backoff=Backoff(0.05, 0.5), on_resync=resyncs.append)
+    async with client, aiohttp.ClientSession() as http:
+        await asyncio.wait_for(client.connected.wait(), 10)
+        client.set_position("organization:7", 5)  # no FANOUT_TOPIC_POLICY: not a stream it may follow
+        for n in (1, 2):
+            gone = client.connection_id
+            async with http.delete(
+                f"{stack.gateway_url}/{s.gateway_stage}/@connections/{gone}", headers=SIGNED
+            ) as r:
+                assert r.status in (200, 204)
+            await wait_for(lambda g=gone: client.connected.is_set() and client.connection_id != g, timeout=10)
+            await wait_for(lambda n=n: len(resyncs) >= n, timeout=5)
+        assert all("organization:7" in r.keys for r in resyncs)

@@ -271,7 +271,8 @@ class FanoutClient:
         positions = {k: self.reorder.positions[k] for k in resumable}
         positions = dict(list(positions.items())[-MAX_RESUME_KEYS:])  # the freshest keys
         last = self.last_event_id if with_events else None
-        refused: dict[str, int] = {}  # keys the server would not resume: refetched, the others resumed
+        # Keys the server would not resume (now, or before): refetched, the others resumed.
+        refused = {k: self.reorder.positions[k] for k in keys if k in self._unresumable}
         for tries in itertools.count():
             if not self._can_resume or not (positions or last):
                 await self._resync(Resync(positions | refused, events=last is not None))
