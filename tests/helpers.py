@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 
 from fanout.config import Settings
+from fanout.lifecycle import limits
 from fanout.lifeline import die_with_parent
 from fanout.store import ConnectionStore
 from fanout.tokens import sign
@@ -616,3 +617,10 @@ class ThrottlingFront(SqsFront):
             return None
         self.throttled += 1
         return throttled(entries)
+
+
+async def at_window_start(room_s: float = 6) -> None:
+    """Wait for a fresh rate window when less than ``room_s`` of this one are left: the lifecycle's
+    limits count per wall-clock window, so frames sent at once across a boundary get two windows' worth."""
+    if time.time() % limits.WINDOW_S > limits.WINDOW_S - room_s:
+        await asyncio.sleep(limits.WINDOW_S - time.time() % limits.WINDOW_S)

@@ -5,9 +5,7 @@ another connection of the same user has a window of its own."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +20,7 @@ from fanout.lifecycle.presence import MAX_QUERY, PRESENCE_USERS_PER_WINDOW
 from fanout.lifecycle.topics import MAX_TOPICS, SUBSCRIBE_TOPICS_PER_WINDOW, UNSUBSCRIBES_PER_WINDOW
 from fanout.store import ConnectionStore
 from tests.conftest import Server, dev_settings
+from tests.helpers import at_window_start
 from tests.unit.lifecycle import events
 
 CHECKED: list[str] = []
@@ -62,17 +61,10 @@ async def setup(mongo_server: Server) -> AsyncIterator[tuple[Lifecycle, Commands
     for cid in ("c1", "c2"):
         await store.put(cid, "u1", events.DOMAIN, "production", ttl_s=60)
     CHECKED.clear()
-    await _window_start()
+    await at_window_start()  # a test's frames (up to a hundred, a second or two) share one window
     yield Lifecycle(store, settings), commands
     await client.drop_database(settings.mongo_db)
     await client.close()
-
-
-async def _window_start() -> None:
-    """Wait for a fresh rate window when less than 6 s of this one are left: a test's frames (up to a
-    hundred, a second or two on a busy machine) share one."""
-    if time.time() % limits.WINDOW_S > limits.WINDOW_S - 6:
-        await asyncio.sleep(limits.WINDOW_S - time.time() % limits.WINDOW_S)
 
 
 async def _send(lc: Lifecycle, cid: str, action: str, **fields: Any) -> dict[str, Any]:

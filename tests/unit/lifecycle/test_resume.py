@@ -3,7 +3,6 @@ replay message it puts on the events queue (real MongoDB and SQS servers)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from fanout.lifecycle import Lifecycle
 from fanout.store import ConnectionStore, mongo_client
 from tests.catalog_examples import payload
 from tests.conftest import Server, dev_settings
+from tests.helpers import at_window_start
 from tests.unit.lifecycle import events
 
 
@@ -185,8 +185,7 @@ async def test_a_connection_gets_ten_resumes_a_window_and_then_rate_limited(
     lc, history, settings = setup
     for seq in range(1, 6):
         await _keep(history, "u1", "user:u1", seq)
-    if int(time.time()) % 10 >= 8:  # the window is wall-clock: start the twenty at the top of one
-        await asyncio.sleep(10 - time.time() % 10)
+    await at_window_start(room_s=2)
     answers = [await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 0}}) for _ in range(20)]
     sqs = boto3.client("sqs", **settings.aws_client_kwargs())
     url = sqs.get_queue_url(QueueName=settings.queue_name)["QueueUrl"]
