@@ -405,7 +405,9 @@ async def test_the_reference_client_resumes_after_an_upgrade_ask_without_a_resyn
         await asyncio.wait_for(client.connected.wait(), 10)
         first = client.connection_id
         await pub.publish("notification.new", payload=payload("notification.new"), user_ids=[user])
-        got = [(await asyncio.wait_for(sub.get(), 10))["type"]]  # a standard queue keeps no order: ask after it
+        got = [
+            (await asyncio.wait_for(sub.get(), 10))["type"]
+        ]  # a standard queue keeps no order: ask after it
         await pub.publish("chat.sticker.sent", payload={"stickerId": "s1"}, user_ids=[user], meta={"payloadVersion": 2})  # fmt: skip
         got.append((await asyncio.wait_for(sub.get(), 10))["type"])
         assert ["notification.new", "system.reconnect"] == got
