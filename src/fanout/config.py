@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         30, ge=0, description="least time between refreshes for an unknown kid, or after a failed fetch"
     )
     jwks_timeout_s: float = Field(3, gt=0, le=10, description="timeout of one JWKS fetch")
+    jwks_stale_s: float = Field(
+        3600,
+        ge=0,
+        le=86_400,
+        description="how long past FANOUT_JWKS_CACHE_S the last key set serves while fetches fail; 0: never",
+    )
     jwt_leeway_s: float = Field(
         30, ge=0, le=300, description="clock skew a token's exp, nbf and iat are allowed against ours"
     )

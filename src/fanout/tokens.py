@@ -8,10 +8,16 @@ So a token signed with HS256 using the public key as its secret never meets that
 JWKS keys come from PyJWT's ``PyJWKClient``: the key set is cached for ``FANOUT_JWKS_CACHE_S``, a ``kid``
 not in it forces one refresh at most every ``FANOUT_JWKS_REFRESH_S`` (a stream of forged kids cannot
 turn into a stream of fetches), and every fetch is bounded by ``FANOUT_JWKS_TIMEOUT_S``. A fetch that fails
-or answers no key set refuses the token (``AuthError``), never the route, and the provider is not asked
-again for ``FANOUT_JWKS_REFRESH_S`` either (``_KeySet``): PyJWT starts its wait after a fetch that
-succeeded only, so while the provider failed every token, a forged kid's too, fetched once more. The fetch
-is blocking (urllib), so it runs in a thread: the emulator's loop keeps serving other sockets meanwhile.
+or answers no key set, with no last set to serve (below), refuses the token (``AuthError``), never the
+route, and the provider is not asked again for ``FANOUT_JWKS_REFRESH_S`` either (``_KeySet``): PyJWT
+starts its wait after a fetch that succeeded only, so while the provider failed every token, a forged
+kid's too, fetched once more. The fetch is blocking (urllib), so it runs in a thread: the emulator's loop
+keeps serving other sockets meanwhile.
+
+A fetch that fails while the last key set fetched is at most ``FANOUT_JWKS_CACHE_S + FANOUT_JWKS_STALE_S``
+old serves that set instead (``jwks_stale``, once per failed fetch): one blip of the provider when the cache
+expires no longer refuses every JWKS connect for ``FANOUT_JWKS_REFRESH_S``. A provider that answers a key
+set is always believed: a kid it no longer serves is refused, stale or not.
 """
 
 from __future__ import annotations
@@ -73,38 +79,82 @@ def verify(token: str | None, key: str, audience: str | None = None, leeway_s: f
     return _user(claims, "sub")
 
 
+class _Stale(Exception):
+    """What ``_KeySet.fetch_data`` raises in place of a failure while the last key set may serve."""
+
+    def __init__(self, jwk_set: jwt.PyJWKSet) -> None:
+        super().__init__("the last key set serves")
+        self.jwk_set = jwk_set
+
+
 class _KeySet(jwt.PyJWKClient):
-    """PyJWT's JWKS client, whose wait between fetches also follows a fetch that failed.
+    """PyJWT's JWKS client, whose wait between fetches also follows a fetch that failed, and which serves
+    the last key set fetched while fetches fail, for ``stale_s`` past its lifespan.
 
     PyJWT waits ``cooldown_duration`` before refreshing for an unknown ``kid`` only after a fetch that
     succeeded: while the provider is down, throttles us or answers no key set, each token (a forged kid,
     or any token once the cached set has expired) fetched again, so a stream of forged tokens became a
     stream of requests to a provider already failing, each holding its connect for up to the timeout.
     Here a failed fetch is not tried again for ``retry_s``: meanwhile a fetch fails at once, as the last
-    one did (unreachable, or unreadable), without a request."""
+    one did (unreachable, or unreadable), without a request.
 
-    def __init__(self, uri: str, *, retry_s: float, **kwargs: Any) -> None:
-        super().__init__(uri, **kwargs)
+    A fetch that fails (or would, within ``retry_s``) while the last good set was fetched at most
+    ``lifespan + stale_s`` ago serves that set instead. It is not returned from ``fetch_data``: PyJWT's
+    ``get_jwk_set`` caches what that returns, dated now, so the stale set would then serve a whole lifespan
+    more with no retry, past the bound. ``fetch_data`` raises it (``_Stale``) and ``get_jwk_set`` returns it
+    uncached: the cache stays expired, every token asks ``fetch_data`` again (no request within
+    ``retry_s``), and the first fetch after ``retry_s`` that succeeds ends it."""
+
+    def __init__(self, uri: str, *, retry_s: float, stale_s: float, lifespan: float, **kwargs: Any) -> None:
+        super().__init__(uri, lifespan=lifespan, **kwargs)
         self._retry_s = retry_s
+        self._stale_until_s = lifespan + stale_s if stale_s > 0 else None  # after the last good fetch
         self._failed: tuple[float, type[Exception]] | None = None  # (when, what to raise meanwhile)
+        self._good: tuple[float, jwt.PyJWKSet] | None = None  # (when, the last key set fetched)
+
+    def get_jwk_set(self, refresh: bool = False) -> jwt.PyJWKSet:
+        with self._client_lock:
+            try:
+                return super().get_jwk_set(refresh)
+            except _Stale as stale:
+                return stale.jwk_set
 
     def fetch_data(self) -> Any:
         failed = self._failed
         if failed is not None and time.monotonic() - failed[0] < self._retry_s:
+            self._serve_stale()  # logged when that fetch failed
             raise failed[1]("the last fetch of the key set failed; not asked again yet")
         try:
             data = super().fetch_data()
-        except (jwt.PyJWKClientConnectionError, OSError):
-            self._failed = (time.monotonic(), jwt.PyJWKClientConnectionError)
+        except (jwt.PyJWKClientConnectionError, OSError) as exc:
+            self._fetch_failed(jwt.PyJWKClientConnectionError, exc)
             raise
-        except (ValueError, RecursionError):  # not JSON, or nested past the parser (tokens' jwks_unreadable)
-            self._failed = (time.monotonic(), ValueError)
+        except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser (jwks_unreadable)
+            self._fetch_failed(ValueError, exc)
             raise
-        except jwt.PyJWTError:  # JSON, but no key set
-            self._failed = (time.monotonic(), jwt.PyJWKClientError)
+        except jwt.PyJWTError as exc:  # JSON, but no key set
+            self._fetch_failed(jwt.PyJWKClientError, exc)
             raise
+        jwk_set = jwt.PyJWKSet.from_dict(data)  # PyJWT's cache just parsed it: it holds usable keys
         self._failed = None
-        return data
+        self._good = (time.monotonic(), jwk_set)
+        return jwk_set  # parsed: get_jwk_set takes it as it is
+
+    def _fetch_failed(self, kind: type[Exception], exc: BaseException) -> None:
+        """Raises ``_Stale`` when the last key set may serve instead, logging it; else returns (to fail)."""
+        self._failed = (time.monotonic(), kind)
+        self._serve_stale(exc)
+
+    def _serve_stale(self, failure: BaseException | None = None) -> None:
+        good, until_s = self._good, self._stale_until_s
+        if good is None or until_s is None:
+            return
+        age_s = time.monotonic() - good[0]
+        if age_s > until_s:
+            return
+        if failure is not None:  # once per failed fetch: the tokens meanwhile ask no one
+            log.warning("jwks_stale", age_s=round(age_s, 1), error=type(failure).__name__)
+        raise _Stale(good[1]) from None
 
 
 class Verifier:
@@ -121,6 +171,7 @@ class Verifier:
             self._jwks = _KeySet(
                 settings.jwks_url,
                 retry_s=settings.jwks_refresh_s,
+                stale_s=settings.jwks_stale_s,
                 lifespan=settings.jwks_cache_s,
                 timeout=settings.jwks_timeout_s,
                 cooldown_duration=settings.jwks_refresh_s,

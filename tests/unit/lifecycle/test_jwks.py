@@ -69,6 +69,13 @@ class Jwks:
     fetches: int = 0
     delay_s: float = 0.0
     raw: bytes | None = None  # served instead of the key set
+    status: int = 200
+    site: web.TCPSite | None = None
+
+    async def stop(self) -> None:
+        """Stop listening: fetches then meet a refused connection."""
+        assert self.site is not None
+        await self.site.stop()
 
 
 @pytest.fixture
@@ -79,6 +86,8 @@ async def jwks() -> AsyncIterator[Jwks]:
         served.fetches += 1
         if served.delay_s:
             await asyncio.sleep(served.delay_s)
+        if served.status != 200:
+            return web.Response(status=served.status, text="<html>bad gateway</html>")
         if served.raw is not None:
             return web.Response(body=served.raw, content_type="application/json")
         return web.json_response({"keys": [k.jwk() for k in served.keys]})
@@ -88,7 +97,8 @@ async def jwks() -> AsyncIterator[Jwks]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    served.site = web.TCPSite(runner, "127.0.0.1", port)
+    await served.site.start()
     served.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
     yield served
     await runner.cleanup()
@@ -168,6 +178,122 @@ async def test_a_failing_jwks_is_asked_again_at_most_once_per_interval(
     jwks.raw = None  # the provider is back: asked again once the interval has passed
     await asyncio.sleep(0.6)
     assert 200 == await _status(cold, jwks.keys[0].sign(uid="u1"), "back")
+    assert 4 == jwks.fetches
+
+
+async def _fail(jwks: Jwks, how: str) -> None:
+    """The provider fails as ``how`` says: refuses connections, answers 503, or answers no key set."""
+    if how == "unreachable":
+        await jwks.stop()
+    elif how == "503":
+        jwks.status = 503
+    elif how == "html":
+        jwks.raw = b"<html>down for maintenance</html>"
+    else:
+        jwks.raw = b'{"keys": []}'
+
+
+_FAILURES = ["unreachable", "503", "html", "no key set"]
+
+
+@pytest.mark.parametrize("how", _FAILURES)
+async def test_a_failing_jwks_serves_the_last_key_set_once_the_cache_expired(
+    make_lifecycle: MakeLifecycle, jwks: Jwks, how: str
+) -> None:
+    """The cached set has expired and the provider fails (unreachable, 503, an HTML page, no keys): tokens
+    of the last set fetched still connect, one jwks_stale line tells it (its age, not the URL), and the
+    provider is not asked again within FANOUT_JWKS_REFRESH_S. Before, each was refused for 30 s."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_cache_s=0.2, jwks_stale_s=2)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u0"), "c0")
+    await _fail(jwks, how)
+    await asyncio.sleep(0.3)  # the cached set has expired
+    with capture_logs() as logs:
+        for i in range(4):
+            assert 200 == await _status(lc, jwks.keys[i % 2].sign(uid=f"u{i}"), f"c{i + 1}")
+    assert ["jwks_stale"] == [line["event"] for line in logs]
+    assert 0.2 < logs[0]["age_s"] < 2 and "url" not in logs[0]
+    assert (1 if how == "unreachable" else 2) == jwks.fetches  # a stopped server counts nothing
+
+
+@pytest.mark.parametrize("how", ["unreachable", "html"])
+async def test_the_last_key_set_serves_no_longer_than_cache_and_stale(
+    make_lifecycle: MakeLifecycle, jwks: Jwks, how: str
+) -> None:
+    """Past FANOUT_JWKS_CACHE_S + FANOUT_JWKS_STALE_S after the last good fetch, a failing provider
+    refuses JWKS connects as it did, logged jwks_unreachable or jwks_unreadable, within the wait after a
+    failed fetch or after it."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_cache_s=0.2, jwks_stale_s=1, jwks_refresh_s=0.8)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u0"), "c0")
+    await _fail(jwks, how)
+    await asyncio.sleep(0.3)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u1"), "c1")  # stale, 0.3 s old
+    await asyncio.sleep(1)  # past 1.2 s after the good fetch, and the wait after the failed one: asked again
+    failure = "jwks_unreachable" if how == "unreachable" else "jwks_unreadable"
+    with capture_logs() as logs:
+        assert 401 == await _status(lc, jwks.keys[0].sign(uid="u2"), "c2")
+        assert 401 == await _status(lc, jwks.keys[1].sign(uid="u3"), "c3")  # within the wait: no request
+    assert [failure, failure] == [line["event"] for line in logs]
+    assert (1 if how == "unreachable" else 3) == jwks.fetches
+
+
+@pytest.mark.parametrize("how", ["unreachable", "html"])
+async def test_no_stale_key_set_serves_with_jwks_stale_s_zero(
+    make_lifecycle: MakeLifecycle, jwks: Jwks, how: str
+) -> None:
+    """FANOUT_JWKS_STALE_S=0 keeps the behaviour before it: once the cached set has expired, a failing
+    provider refuses every JWKS connect."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_cache_s=0.2, jwks_stale_s=0)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u0"), "c0")
+    await _fail(jwks, how)
+    await asyncio.sleep(0.3)
+    failure = "jwks_unreachable" if how == "unreachable" else "jwks_unreadable"
+    with capture_logs() as logs:
+        assert 401 == await _status(lc, jwks.keys[0].sign(uid="u1"), "c1")
+    assert [failure] == [line["event"] for line in logs]
+
+
+async def test_a_key_the_provider_no_longer_serves_is_refused_without_stale(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """A provider that answers a key set is believed: a kid rotated out of it is refused once the cache
+    expired, though the last set held it; no stale set serves it."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_cache_s=0.2, jwks_stale_s=1, jwks_refresh_s=0)
+    old = jwks.keys[0]
+    assert 200 == await _status(lc, old.sign(uid="u0"), "c0")
+    new = rsa_key("r2")
+    jwks.keys = [new]
+    await asyncio.sleep(0.3)
+    with capture_logs() as logs:
+        assert 401 == await _status(lc, old.sign(uid="u1"), "c1")
+        assert 200 == await _status(lc, new.sign(uid="u2"), "c2")
+    assert [] == [line["event"] for line in logs]
+
+
+async def test_a_failing_jwks_is_asked_again_each_interval_while_the_last_set_serves(
+    make_lifecycle: MakeLifecycle, jwks: Jwks
+) -> None:
+    """While the last set serves, the provider is asked again once FANOUT_JWKS_REFRESH_S has passed since
+    the failed fetch, not a whole FANOUT_JWKS_CACHE_S later: each failed fetch logs jwks_stale once, and
+    the first good answer ends it (a key rotated out then is refused)."""
+    lc = await _lifecycle(make_lifecycle, jwks, jwks_cache_s=1.5, jwks_stale_s=5, jwks_refresh_s=0.4)
+    assert 200 == await _status(lc, jwks.keys[0].sign(uid="u0"), "c0")
+    jwks.status = 503
+    await asyncio.sleep(1.6)
+    with capture_logs() as logs:
+        assert 200 == await _status(lc, jwks.keys[0].sign(uid="u1"), "c1")
+        assert 200 == await _status(lc, jwks.keys[0].sign(uid="u2"), "c2")
+        await asyncio.sleep(0.5)  # past the wait, well within a lifespan of the failed fetch
+        assert 200 == await _status(lc, jwks.keys[0].sign(uid="u3"), "c3")
+    assert ["jwks_stale", "jwks_stale"] == [line["event"] for line in logs]
+    assert 3 == jwks.fetches
+    old = jwks.keys[0]
+    jwks.status = 200
+    jwks.keys = jwks.keys[1:]  # r1 rotated out while the provider was failing
+    await asyncio.sleep(0.5)
+    with capture_logs() as logs:
+        assert 401 == await _status(lc, old.sign(uid="u4"), "c4")  # the set fetched again holds no r1
+        assert 200 == await _status(lc, jwks.keys[0].sign(uid="u5"), "c5")
+    assert [] == [line["event"] for line in logs]
     assert 4 == jwks.fetches
 
 
