@@ -72,21 +72,37 @@ async def test_an_unsupported_payload_version_is_not_posted_and_the_client_is_as
     """A version-2 event reaches the tab that declared version 2; the tab that speaks only version 1 gets
     one system.reconnect (reason upgrade) instead, however many such events follow, and is counted."""
     user, kind = _uid("v"), "chat.sticker.sent"
-    before = (await scrape(stack.metrics_url)).value("fanout_deliveries_total", outcome="unsupported_version")
+    before = await _unsupported(stack)
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         new, old = [await connect(es, http, stack.ws_url, stack.settings, user) for _ in range(2)]
         await _hello(new, payloads={kind: [1, 2]})
         await _hello(old, payloads={kind: [1]})
         sent = [await _publish(stack, kind, user_ids=[user], meta={"payloadVersion": 2}) for _ in range(2)]
         marker = await _publish(stack, "notification.new", user_ids=[user])
-        await wait_for(lambda: set(sent) <= set(new.event_ids()) and marker in old.event_ids())
+
+        # The ask waits for a MongoDB write (ask_upgrade_once) that neither the stickers' posts to the new
+        # tab nor the marker (maybe first: a standard queue) wait for; each sticker is counted after it.
+        def arrived() -> bool:
+            asked = any(e["type"] == "system.reconnect" for e in old.events())
+            return asked and set(sent) <= set(new.event_ids()) and marker in old.event_ids()
+
+        await wait_for(arrived)
+
+        async def counted() -> bool:
+            return await _unsupported(stack) - before >= 2
+
+        await wait_for(counted)
         await asyncio.sleep(0.3)  # a second reconnect, had one been sent, would have come by now
         asks = [e for e in old.events() if e["type"] == "system.reconnect"]
         assert [{"reason": "upgrade", "eventType": kind, "payloadVersion": 2}] == [a["payload"] for a in asks]
         assert not set(sent) & set(old.event_ids())
         assert {2} == {e["payloadVersion"] for e in new.events() if e["id"] in sent}
-    after = (await scrape(stack.metrics_url)).value("fanout_deliveries_total", outcome="unsupported_version")
-    assert 2 == after - before
+    assert 2 == await _unsupported(stack) - before
+
+
+async def _unsupported(stack: Stack) -> float:
+    """Posts left out for a payload version the connection does not speak (counted once its ask is done)."""
+    return (await scrape(stack.metrics_url)).value("fanout_deliveries_total", outcome="unsupported_version")
 
 
 def _inbound(stack: Stack, request_id: str) -> dict[str, Any] | None:
