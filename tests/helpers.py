@@ -462,9 +462,21 @@ def queued_seqs(sqs: Any, url: str) -> list[int]:
     """The ``meta.seq`` of every message of a queue, in the order the queue hands them out (each deleted
     as it comes, so a FIFO group gives its next)."""
     seqs: list[int] = []
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-        "Messages"
-    ):
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed"]  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        # Short polls: the queue is complete before this is called. An empty one ends the read only once the
+        # queue holds nothing (a long poll's last empty wait cost a second per call).
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages"
+        )
+        if not messages:
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+            if not any(int(attributes[name]) for name in names):
+                break
+            time.sleep(0.05)
+            continue
         for message in messages:
             seqs.append(json.loads(message["Body"])["meta"]["seq"])
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
