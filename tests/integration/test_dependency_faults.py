@@ -228,7 +228,7 @@ async def test_the_readiness_probe_asks_sqs_only_while_no_receive_answers(
 
 
 async def test_events_in_flight_counts_the_events_whose_posts_are_held(lane: Lane) -> None:
-    """Three events whose posts the emulator holds for 4 s read as three in flight, and as none once
+    """Three events whose posts the emulator holds for 2 s read as three in flight, and as none once
     they are delivered."""
     worker = Worker(lane.stack.settings, serve_health=False)
     running = asyncio.create_task(worker.main())
@@ -241,7 +241,7 @@ async def test_events_in_flight_counts_the_events_whose_posts_are_held(lane: Lan
         async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
             client = await connect(es, http, lane.stack.ws_url, lane.stack.settings, user)
             await wait_for(lambda: worker.readiness.ready, timeout=30)
-            faults(lane.stack, **{**NO_FAULTS, "latency_ms": 4000})
+            faults(lane.stack, **{**NO_FAULTS, "latency_ms": 2000})
             ids = await asyncio.to_thread(_notify, lane.stack, user, 3)
             await wait_for(lambda: in_flight() == 3, timeout=10)
             faults(lane.stack, **NO_FAULTS)
