@@ -164,7 +164,7 @@ def test_an_outage_loses_no_event_silently(moto: Moto) -> None:
     create_queues(settings)
     registry = CollectorRegistry()
     # each refused publish first waits block_ms for room, which an outage never makes: 200 of them below
-    pub = BackgroundPublisher(settings, registry=registry, buffer=300, block_ms=5, flush_s=30)
+    pub = BackgroundPublisher(settings, registry=registry, buffer=300, block_ms=1, flush_s=30)
     accepted: list[str] = []
     told = 0
 
