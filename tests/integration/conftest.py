@@ -1,5 +1,6 @@
-"""A stack without a worker, shared by the tests that run workers with settings of their own, and the
-TypeScript package built once per session for the tests that drive it with Node."""
+"""A stack without a worker, shared by the tests that run workers with settings of their own; one on a
+MongoDB of its own, for the tests that stop or freeze it; and the TypeScript package built once per
+session for the tests that drive it with Node."""
 
 from __future__ import annotations
 
@@ -8,21 +9,87 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fanout.lifeline import die_with_parent
 from fanout.local.queues import create_queues
-from tests.conftest import Stack, stack_env, start_stack, stop_stack_later
+from fanout.local.stack import wait_stopped
+from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack, stop_stack_later
 from tests.helpers import WorkerPool
 
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 NO_FAULTS = {"throttle": 0, "error": 0, "timeout": 0, "drop": 0, "latency_ms": 0}
+
+
+class Mongo:
+    """A SecantusDB process on disk, so it can be stopped and started again with its data."""
+
+    def __init__(self, path: Path, port: int) -> None:
+        self.path, self.port = path, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port),
+             "--storage-path", str(self.path), "--log-level", "WARNING"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            wait_stopped(self.process, 30, wake=self.answers)
+
+    def answers(self) -> bool:
+        with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            return True
+        return False
+
+    def until_answering(self, timeout_s: float = 60) -> None:
+        """Return once it accepts connections (or ``timeout_s`` has passed)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.answers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@contextmanager
+def stack_on_own_mongo(tmp: Path, **env: str) -> Iterator[tuple[Stack, Mongo]]:
+    """A stack whose MongoDB is a SecantusDB process the test owns (to stop or freeze), with 1 s MongoDB
+    deadlines and the FANOUT_* overrides ``env``; that MongoDB stops also when the stack did not start: no
+    process outlives its test."""
+    mongo = Mongo(tmp / "mongo", free_port())
+    mongo.start()
+    uri = f"mongodb://127.0.0.1:{mongo.port}"
+    env = stack_env(FANOUT_MONGO_URI=uri, FANOUT_MONGO_TIMEOUT_MS="1000", **env)
+    mongo.until_answering()  # `fanout dev` must find it answering, or it would start its own
+    try:
+        stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
+        yield stack, mongo
+        stop_stack(stack)
+    finally:
+        mongo.stop()
+
+
+@pytest.fixture(scope="session")
+def own_mongo_stack(
+    tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None
+) -> Iterator[tuple[Stack, Mongo]]:
+    """One stack on a MongoDB of its own for the tests that stop it (test_dependency_faults) or freeze it
+    (test_dependency_hang), in one xdist group, so it starts once a run; each leaves it answering.
+    Probe rounds every 0.5 s (2 s by default): /readyz follows MongoDB going and coming back sooner."""
+    with stack_on_own_mongo(tmp_path_factory.mktemp("own-mongo"), FANOUT_PROBE_S="0.5") as owned:
+        yield owned
 
 
 @pytest.fixture(scope="session")

@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager, suppress
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +16,10 @@ from structlog.testing import capture_logs
 
 from fanout import Publisher
 from fanout.errors import WorkerFailed
-from fanout.lifeline import die_with_parent
-from fanout.local.stack import wait_stopped
 from fanout.worker.consumer import Worker
-from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack
+from tests.conftest import Stack, free_port
 from tests.helpers import Proxy, connect, drain_queue, wait_for
-from tests.integration.conftest import NO_FAULTS, Lane, faults
-
-
-class Mongo:
-    """A SecantusDB process on disk, so it can be stopped and started again with its data."""
-
-    def __init__(self, path: Path, port: int) -> None:
-        self.path, self.port = path, port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(self.port),
-             "--storage-path", str(self.path), "--log-level", "WARNING"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            wait_stopped(self.process, 30, wake=self.answers)
-
-    def answers(self) -> bool:
-        with suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-            return True
-        return False
-
-    def until_answering(self, timeout_s: float = 60) -> None:
-        """Return once it accepts connections (or ``timeout_s`` has passed)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.answers() and time.monotonic() < deadline:
-            time.sleep(0.05)
+from tests.integration.conftest import NO_FAULTS, Lane, Mongo, faults
 
 
 def _notify(stack: Stack, user: str, count: int) -> set[str]:
@@ -81,34 +44,10 @@ async def _ready(stack: Stack) -> int:
         return 0
 
 
-@contextmanager
-def stack_on_own_mongo(tmp: Path, **env: str) -> Iterator[tuple[Stack, Mongo]]:
-    """A stack whose MongoDB is a SecantusDB process the test owns (to stop or freeze), with 1 s MongoDB
-    deadlines and the FANOUT_* overrides ``env``; that MongoDB stops also when the stack did not start: no
-    process outlives its test."""
-    mongo = Mongo(tmp / "mongo", free_port())
-    mongo.start()
-    uri = f"mongodb://127.0.0.1:{mongo.port}"
-    env = stack_env(FANOUT_MONGO_URI=uri, FANOUT_MONGO_TIMEOUT_MS="1000", **env)
-    mongo.until_answering()  # `fanout dev` must find it answering, or it would start its own
-    try:
-        stack = start_stack(tmp, env)  # finds MongoDB answering, so starts no SecantusDB of its own
-        yield stack, mongo
-        stop_stack(stack)
-    finally:
-        mongo.stop()
-
-
-@pytest.fixture
-def mongo_stack(tmp_path: Path, _isolate_aws: None) -> Iterator[tuple[Stack, Mongo]]:
-    # probe rounds every 0.5 s (2 s by default): /readyz follows MongoDB going and coming back sooner
-    with stack_on_own_mongo(tmp_path, FANOUT_PROBE_S="0.5") as owned:
-        yield owned
-
-
-async def test_mongo_outage_then_recovery_loses_no_event(mongo_stack: tuple[Stack, Mongo]) -> None:
+@pytest.mark.xdist_group("own_mongo")  # its stack is test_dependency_hang's frozen one's too
+async def test_mongo_outage_then_recovery_loses_no_event(own_mongo_stack: tuple[Stack, Mongo]) -> None:
     """With MongoDB stopped, /readyz turns 503 and events wait; once it is back, all are delivered."""
-    stack, mongo = mongo_stack
+    stack, mongo = own_mongo_stack
     user = f"outage-{secrets.token_hex(4)}"
     async with AsyncExitStack() as es, aiohttp.ClientSession() as http:
         client = await connect(es, http, stack.ws_url, stack.settings, user)

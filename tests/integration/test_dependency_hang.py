@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack, suppress
 
 import aiohttp
@@ -20,19 +19,9 @@ from fanout.publish import build_event
 from fanout.worker.consumer import Worker
 from tests.conftest import Stack, free_port
 from tests.helpers import Proxy, ReadyWatch, connect, drain_queue, scrape, sqs_client, wait_for
-from tests.integration.conftest import Lane, faults
-from tests.integration.test_dependency_faults import Mongo, stack_on_own_mongo
+from tests.integration.conftest import Lane, Mongo, faults
 
 FREEZE_S = 6.0
-
-
-@pytest.fixture(scope="module")
-def frozen_stack(
-    tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None
-) -> Iterator[tuple[Stack, Mongo]]:
-    """A stack whose MongoDB is a SecantusDB process this module owns, with 1 s MongoDB deadlines."""
-    with stack_on_own_mongo(tmp_path_factory.mktemp("hang")) as owned:
-        yield owned
 
 
 def _publish(stack: Stack, bodies: list[str]) -> None:
@@ -44,12 +33,13 @@ def _publish(stack: Stack, bodies: list[str]) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.xdist_group("own_mongo")  # its stack is test_dependency_faults' MongoDB outage one's too
 async def test_a_frozen_mongodb_is_seen_within_seconds_and_no_event_is_lost(
-    frozen_stack: tuple[Stack, Mongo],
+    own_mongo_stack: tuple[Stack, Mongo],
 ) -> None:
     """SIGSTOP MongoDB for 6 s while events flow to three clients: /readyz turns 503 within a few
     seconds and 200 again soon after SIGCONT; every event published before, during and after arrives."""
-    stack, mongo = frozen_stack
+    stack, mongo = own_mongo_stack
     assert mongo.process is not None
     users = [f"hang-{i}-{secrets.token_hex(3)}" for i in range(3)]
     ids: set[str] = set()
