@@ -10,7 +10,7 @@ import gc
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +58,8 @@ class Rig:
     domain: str
     ws_url: str
     key: str
+    #: every client socket a test opened: one no longer referenced is closed by the garbage collector
+    sockets: list[aiohttp.ClientWebSocketResponse] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -94,6 +96,7 @@ async def _clients(
     for _ in range(n):
         ws = await http.ws_connect(rig.ws_url, params={"token": sign(user, rig.key)})
         out.append(ws)
+    rig.sockets += out  # open until the test ends, whether it holds them or not
     return out
 
 
