@@ -174,9 +174,10 @@ async def test_no_retry_starts_after_the_event_expired(rig: Rig) -> None:
     connection ends as expired after its one attempt, however much of the retry budget is left."""
     async with aiohttp.ClientSession() as http:
         await _clients(rig, http, "u6", 1)
-        rig.emulator.faults.update({"error": 1.0, "latency_ms": 300})
+        # The post starts before the expiry (the lookup has 0.6 s) and its answer comes after it.
+        rig.emulator.faults.update({"error": 1.0, "latency_ms": 1000})
         body = build_event("notification.new", user_ids=["u6"], payload=NOTE)
-        result = await rig.deliverer.deliver(body, time.monotonic() + 10, expires_at=time.time() + 0.1)
+        result = await rig.deliverer.deliver(body, time.monotonic() + 10, expires_at=time.time() + 0.6)
     assert (1, 0, "expired") == (
         result.attempts[Outcome.SERVER_ERROR],
         result.retries,
