@@ -15,6 +15,7 @@ from aiohttp import web
 from fanout.gateway.client import ManagementClient, Outcome
 from fanout.gateway.http import HttpClient, ProtocolError, frame
 from fanout.store import Connection
+from tests.helpers import wait_for
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -139,7 +140,7 @@ async def test_a_cancelled_request_closes_its_connection() -> None:
     async with serving(Server(answer_after(0.3, only="/slow"))) as server:
         origin = http.origin("http", "127.0.0.1", server.port)
         task = asyncio.create_task(origin.request(request("/slow")))
-        await asyncio.sleep(0.1)
+        await wait_for(lambda: bool(server.ports))  # the request is in, its answer 0.3 s away
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
