@@ -631,8 +631,9 @@ class ThrottlingFront(SqsFront):
         return throttled(entries)
 
 
-async def at_window_start(room_s: float = 6) -> None:
+async def at_window_start(room_s: float = 6, window_s: float = limits.WINDOW_S) -> None:
     """Wait for a fresh rate window when less than ``room_s`` of this one are left: the lifecycle's
-    limits count per wall-clock window, so frames sent at once across a boundary get two windows' worth."""
-    if time.time() % limits.WINDOW_S > limits.WINDOW_S - room_s:
-        await asyncio.sleep(limits.WINDOW_S - time.time() % limits.WINDOW_S)
+    limits count per wall-clock window (``window_s``; FANOUT_FORWARD_WINDOW_S for forwarded frames), so
+    frames sent at once across a boundary get two windows' worth."""
+    if time.time() % window_s > window_s - room_s:
+        await asyncio.sleep(window_s - time.time() % window_s)

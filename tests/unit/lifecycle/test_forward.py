@@ -16,6 +16,7 @@ from fanout.inbound import InboundMessage
 from fanout.lifecycle import Lifecycle
 from fanout.tokens import sign
 from tests.conftest import Server
+from tests.helpers import at_window_start
 from tests.unit.lifecycle import events
 from tests.unit.lifecycle.conftest import MakeLifecycle, send
 
@@ -95,6 +96,7 @@ async def test_forwarded_frames_are_rate_limited_per_connection_atomically(
     """With a rate of 3 per window, ten frames sent at once let exactly three through; the others get
     rate_limited with the limit and window; another connection has a window of its own."""
     lc, sqs, url = await _ready(make_lifecycle, moto_server, forward_rate=3, forward_window_s=3600)
+    await at_window_start(room_s=3, window_s=3600)  # the window is the clock's hour: not its last seconds
     frames = [send(lc, "c1", {"action": "chat.send", "id": f"f{i}", "text": "x"}) for i in range(10)]
     answers = await asyncio.gather(*frames)
     assert 3 == sum(a["type"] == "system.accepted" for a in answers)
