@@ -211,16 +211,21 @@ class ConnectionStore(Resolver):
         topics or users a frame names) in the connection's current rate window (``window``: the window's
         number); False when they would take the window past ``limit``, and then nothing is counted. Each
         step is one atomic update on the record (``<kind>Window``, ``<kind>Count``), so concurrent frames
-        (several Lambda containers) cannot pass more than ``limit`` together."""
+        (several Lambda containers) cannot pass more than ``limit`` together.
+
+        Windows only move forward: a frame whose window is older than the record's (a container whose
+        clock is a little behind, a frame computed just before the boundary) counts in the record's newer
+        window rather than opening its own again, which let frames alternating between two windows each
+        reset the count."""
         if cost > limit:
             return False
         field_window, field_count = f"{kind}Window", f"{kind}Count"
-        count = ({"connectionId": connection_id, field_window: window, field_count: {"$lte": limit - cost}},
-                 {"$inc": {field_count: cost}})  # fmt: skip
+        count = ({"connectionId": connection_id, field_window: {"$gte": window},
+                  field_count: {"$lte": limit - cost}}, {"$inc": {field_count: cost}})  # fmt: skip
         if (await self._col.update_one(*count)).matched_count:
             return True
-        opened = await self._col.update_one(
-            {"connectionId": connection_id, field_window: {"$ne": window}},
+        opened = await self._col.update_one(  # no window yet, an older one, or one that is no number
+            {"connectionId": connection_id, field_window: {"$not": {"$gte": window}}},
             {"$set": {field_window: window, field_count: cost}},
         )
         if opened.matched_count:

@@ -34,6 +34,21 @@ async def test_prune_never_deletes_a_newer_connection_with_the_same_id(store: Co
     assert await store.get("p1") is None
 
 
+async def test_a_rate_window_only_moves_forward(store: ConnectionStore) -> None:
+    """A frame whose window is older than the record's (a container's clock a little behind, frames on
+    either side of a boundary) counts in the record's newer window: frames alternating between windows
+    100 and 101 each opened theirs again and reset the count, so a limit of 1 passed them all. A record
+    whose window is no number (hostile or corrupt) is opened afresh rather than refusing for ever."""
+    await store.put("w1", "u1", "h", "s", ttl_s=60)
+    assert [True, False, False, False] == [
+        await store.take_slot("w1", "typing", window, limit=1) for window in (101, 100, 101, 100)
+    ]
+    assert await store.take_slot("w1", "typing", 102, limit=1)
+    await store._col.update_one({"connectionId": "w1"}, {"$set": {"typingWindow": "x", "typingCount": 9}})
+    assert [True, False] == [await store.take_slot("w1", "typing", 103, limit=1) for _ in range(2)]
+    assert not await store.take_slot("missing", "typing", 103, limit=1)
+
+
 async def test_touch_refreshes_expiry(store: ConnectionStore) -> None:
     """A ping moves expiresAt forward; an unknown connection reports False."""
     await store.put("x1", "u1", "h", "s", ttl_s=10)
