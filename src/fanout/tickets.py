@@ -34,11 +34,16 @@ def digest(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
 
-def _new(user_id: str, ttl_s: int) -> tuple[str, dict[str, Any]]:
+def _check(user_id: str, ttl_s: int) -> None:
+    """``ValueError`` for what no ticket may carry, before MongoDB is asked anything."""
     if not isinstance(user_id, str) or not 0 < len(user_id) <= 256:
         raise ValueError("a ticket's user id is 1 to 256 characters")
     if not 0 < ttl_s <= MAX_TTL_S:
         raise ValueError(f"a ticket lives 1 to {MAX_TTL_S} seconds")
+
+
+def _new(user_id: str, ttl_s: int) -> tuple[str, dict[str, Any]]:
+    _check(user_id, ttl_s)
     ticket = PREFIX + secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=ttl_s)
@@ -108,7 +113,10 @@ class Tickets:
 
 def mint(user_id: str, *, settings: Settings | None = None, ttl_s: int | None = None) -> str:
     """One ticket for ``user_id``, with a MongoDB client opened for this call (scripts, ``fanout ticket``);
-    a service mints many through one ``Tickets`` instead."""
+    a service mints many through one ``Tickets`` instead. A bad user id or lifetime is refused before
+    the client is opened (opening and closing one takes about a second)."""
+    settings = settings or Settings()
+    _check(user_id, settings.ticket_ttl_s if ttl_s is None else ttl_s)
     tickets = Tickets(settings)
     try:
         return tickets.mint(user_id, ttl_s)
