@@ -376,19 +376,22 @@ async def test_a_batch_sqs_refuses_whole_goes_one_by_one(moto_server: Server, ki
 
 def test_a_publish_waiting_for_room_when_close_ends_is_refused_not_lost(moto_server: Server) -> None:
     """A full buffer, a publish waiting for room, and a close() whose flush times out while the batch
-    in flight is slow: once that batch's call ends, its slot frees and the waiting publish gets room
-    after the senders have stopped. It is refused with PublisherClosed; before, it was buffered with
-    nothing left to send it, its id returned, neither sent nor counted."""
+    in flight is slow: the waiting publish is refused with PublisherClosed at the close, while that
+    batch's call is still held. Before, it was buffered with nothing left to send it, its id returned,
+    neither sent nor counted; then it waited for the call to end, or for block_ms when the call failed
+    (its retry freed no slot: CI saw it wait 15 s)."""
     settings = queue_for(moto_server)
     registry = CollectorRegistry()
     first, second = notification(), notification()
     outcome: list[object] = []
+    held: list[int] = []  # SendMessageBatch calls under way when the waiting publish was answered
 
     def publish_second() -> None:
         try:
             outcome.append(pub.send(second))
         except PublisherClosed as exc:
             outcome.append(exc)
+        held.append(front._batches_now)
 
     with QueueReceiver(settings) as receiver, SlowFront(str(settings.aws_endpoint_url), 1.5) as front:
         slow = settings.model_copy(update={"aws_endpoint_url": front.url})
@@ -402,6 +405,7 @@ def test_a_publish_waiting_for_room_when_close_ends_is_refused_not_lost(moto_ser
         waiter.join(10)
         arrived = receiver.wait_sent(1)
     assert 1 == len(outcome) and isinstance(outcome[0], PublisherClosed), outcome
+    assert [1] == held  # refused at the close, not once the call ended
     assert {first.id: 1} == arrived  # it was in flight; its fate was unknown at close
     assert 0 == pub.pending
     # counted once, at the close: the call that ended after it does not count it again (it read -1)

@@ -211,12 +211,11 @@ class BackgroundPublisher:
         self._hooks.remove()
         self.flush(timeout_s)
         with self._work:
-            self._abandon = True
-            buffered = len(self._buf)  # not in flight: a batch in flight frees its slots when its call ends
-            unsent = self._buf.drain()
+            self._abandon = True  # a batch in flight now leaves its slots to this, when its call ends
+            unsent = self._buf.drain()  # buffered and in flight
             self._work.notify_all()
-        if buffered:
-            self._slots.release(buffered)  # a publish waiting for room then finds the publisher closed
+        if unsent:  # a publish waiting for room then finds the publisher closed, at once
+            self._slots.release(len(unsent))
         for thread in self._threads:
             thread.join(0.1)  # a sender stuck in a call ends with its read timeout; it is a daemon
         give_up(self.metrics, unsent)
@@ -281,10 +280,9 @@ class BackgroundPublisher:
                 elif self._backoff.ok():
                     log.info("publish_recovered")
                 self._done.notify_all()
-            if settled := len(result.sent) + len(result.refused):
-                self._slots.release(settled)  # a publish waiting for room then finds the publisher closed
-                if not drained:
-                    self.metrics.pending.dec(settled)
+            if not drained and (settled := len(result.sent) + len(result.refused)):
+                self._slots.release(settled)
+                self.metrics.pending.dec(settled)
 
     def _next(self) -> list[Entry] | None:
         """The next batch to send, waiting for one to fill, linger or the backoff; None: stop."""
