@@ -9,13 +9,12 @@ state between invocations, so the rate window lives on the connection record, co
 
 from __future__ import annotations
 
-import time
-
 from ulid import ULID
 
 from fanout.envelope import now_iso
 from fanout.inbound import InboundMessage
 from fanout.lifecycle.context import Frame, Services
+from fanout.lifecycle.limits import window_start
 from fanout.lifecycle.replies import Response, error, reply
 from fanout.logging import get_logger, short_id
 
@@ -35,7 +34,7 @@ async def forward(services: Services, frame: Frame) -> Response:
     s = services.settings
     if frame.size > s.forward_max_bytes:
         return error("frame_too_large", frame.reply_to, max=s.forward_max_bytes)
-    window = int(time.time() // s.forward_window_s)
+    window = window_start(s.forward_window_s)
     if not await services.store.take_slot(frame.connection_id, "forward", window, s.forward_rate):
         return error("rate_limited", frame.reply_to, max=s.forward_rate, windowS=s.forward_window_s)
     message = InboundMessage(

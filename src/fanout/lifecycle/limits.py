@@ -22,11 +22,19 @@ from fanout.lifecycle.replies import Response, error
 WINDOW_S = 10
 
 
+def window_start(window_s: int) -> int:
+    """The current rate window of ``window_s`` seconds, as the record holds it: its start, in seconds since
+    the epoch. Windows of different lengths then compare (``take_slot`` moves them forward only): a
+    window's number would put a 10 s window's far ahead of every 60 s window's, and a connection open
+    while ``FANOUT_FORWARD_WINDOW_S`` grew was refused until it reconnected."""
+    return int(time.time() // window_s) * window_s
+
+
 async def limited(services: Services, frame: Frame, kind: str, limit: int, cost: int = 1) -> Response | None:
     """``rate_limited`` when ``cost`` more units of ``kind`` (frames, topics, users) would take the
     connection past ``limit`` in this window; None, and the units counted, otherwise."""
     window_s = WINDOW_S
-    window = int(time.time() // window_s)
+    window = window_start(window_s)
     if await services.store.take_slot(frame.connection_id, kind, window, limit, max(1, cost)):
         return None
     return error("rate_limited", frame.reply_to, max=limit, windowS=window_s)

@@ -208,10 +208,11 @@ class ConnectionStore(Resolver):
 
     async def take_slot(self, connection_id: str, kind: str, window: int, limit: int, cost: int = 1) -> bool:
         """Count ``cost`` units of ``kind`` (``forward``, ``typing``, ``subscribe``...: frames, or the
-        topics or users a frame names) in the connection's current rate window (``window``: the window's
-        number); False when they would take the window past ``limit``, and then nothing is counted. Each
-        step is one atomic update on the record (``<kind>Window``, ``<kind>Count``), so concurrent frames
-        (several Lambda containers) cannot pass more than ``limit`` together.
+        topics or users a frame names) in the connection's current rate window (``window``: its start, in
+        seconds since the epoch, so windows of different lengths compare); False when they would take the
+        window past ``limit``, and then nothing is counted. Each step is one atomic update on the record
+        (``<kind>Window``, ``<kind>Count``), so concurrent frames (several Lambda containers) cannot pass
+        more than ``limit`` together.
 
         Windows only move forward: a frame whose window is older than the record's (a container whose
         clock is a little behind, a frame computed just before the boundary) counts in the record's newer

@@ -128,6 +128,26 @@ async def test_a_new_window_lets_frames_through_again(
     sqs.close()
 
 
+async def test_a_longer_forward_window_leaves_live_connections_a_window_of_it(
+    make_lifecycle: MakeLifecycle, moto_server: Server
+) -> None:
+    """FANOUT_FORWARD_WINDOW_S raised while connections are open (a container of the new setting meets a
+    record an older one counted on): the connection forwards again once a window of the new length
+    begins, and the new limit holds in it. Windows were numbered per length, so a 1 s window's number
+    (about 1.8e9) stayed ahead of every 2 s window's (about 9e8): as windows only move forward, the
+    connection was rate_limited until it reconnected."""
+    lc, sqs, url = await _ready(make_lifecycle, moto_server, forward_rate=1, forward_window_s=1)
+    assert "system.accepted" == (await send(lc, "c1", {"action": "chat.send"}))["type"]
+    s = lc.services.settings
+    same = {"mongo_db": s.mongo_db, "inbound_queue_name": s.inbound_queue_name}
+    longer = await make_lifecycle(moto=moto_server, forward_rate=1, forward_window_s=2, **same)
+    await asyncio.sleep(2 - time.time() % 2 + 0.05)  # a 2 s window, begun after the 1 s one counted in
+    answers = [(await send(longer, "c1", {"action": "chat.send"}))["type"] for _ in range(2)]
+    assert ["system.accepted", "system.error"] == answers
+    assert 2 == len(_drain(sqs, url))
+    sqs.close()
+
+
 async def test_a_missing_inbound_queue_is_answered_not_raised(
     make_lifecycle: MakeLifecycle, moto_server: Server
 ) -> None:
