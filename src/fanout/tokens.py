@@ -129,7 +129,8 @@ class _KeySet(jwt.PyJWKClient):
         except (jwt.PyJWKClientConnectionError, OSError) as exc:
             self._fetch_failed(jwt.PyJWKClientConnectionError, exc)
             raise
-        except (ValueError, RecursionError) as exc:  # not JSON, or nested past the parser (jwks_unreadable)
+        # not JSON, nested past the parser, or a key of the wrong shape ("alg": [...]): jwks_unreadable
+        except (ValueError, RecursionError, TypeError) as exc:
             self._fetch_failed(ValueError, exc)
             raise
         except jwt.PyJWTError as exc:  # JSON, but no key set
@@ -202,8 +203,9 @@ class Verifier:
         except (jwt.PyJWKClientConnectionError, OSError):  # OSError: reset while the answer was read
             log.warning("jwks_unreachable")  # every JWKS connect fails until it answers again
             raise AuthError("JWKS unreachable") from None
-        except (ValueError, RecursionError) as exc:  # PyJWT lets these out of an answer that is no key
-            # set: a proxy's page, bytes that are not text, JSON nested past the parser's depth
+        except (ValueError, RecursionError, TypeError) as exc:  # PyJWT lets these out of an answer that
+            # is no key set: a proxy's page, bytes that are not text, JSON nested past the parser's depth,
+            # a key of the wrong shape ("alg": [...])
             log.warning("jwks_unreadable", error=type(exc).__name__)
             raise AuthError("JWKS unreadable") from None
         except jwt.PyJWTError as exc:  # unknown kid (after the allowed refresh), a bad key set

@@ -397,14 +397,16 @@ async def test_an_unreachable_or_slow_jwks_refuses_within_its_timeout(
         b"<html>down for maintenance</html>",
         b"\xff\xfe\x00",
         b'{"keys":' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"keys": [{"kty": "RSA", "kid": "r1", "alg": ["RS256"], "n": "x", "e": "AQAB"}]}',
     ],
-    ids=["html", "not-text", "nested"],
+    ids=["html", "not-text", "nested", "alg-a-list"],
 )
 async def test_a_jwks_answer_that_is_no_key_set_refuses_the_connect(
     make_lifecycle: MakeLifecycle, jwks: Jwks, raw: bytes
 ) -> None:
     """A JWKS answering 200 with something that is not a key set (a proxy's page, bytes that are not text,
-    JSON nested past the parser) refuses the connect (401) and logs jwks_unreadable: no route error."""
+    JSON nested past the parser, a key whose alg is a list: PyJWT's TypeError) refuses the connect (401)
+    and logs jwks_unreadable: no route error."""
     lc = await _lifecycle(make_lifecycle, jwks, jwks_refresh_s=0)  # asked again at once when it answers
     jwks.raw = raw
     with capture_logs() as logs:
