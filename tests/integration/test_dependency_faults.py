@@ -264,7 +264,13 @@ async def test_a_poller_that_fails_stops_the_worker_with_its_messages_released(
     running on with a live /healthz while it takes no more work."""
     import boto3
 
+    start_all = Worker._start_all
+    batches: list[list[Any]] = []
+
     async def broken(self: Worker, line: Any, messages: list[Any]) -> None:
+        batches.append(messages)
+        if len(batches) > 1:  # the other poller's receive, open at the stop, got the released message
+            return await start_all(self, line, messages)  # the real code releases it: the worker stops
         self.intake.hold(line, [m.receipt for m in messages])
         raise RuntimeError("a bug while starting a batch")
 
