@@ -29,7 +29,14 @@ from tests.conftest import Stack, free_port, stack_env, start_stack, stop_stack,
 from tests.helpers import WorkerPool
 
 PACKAGE = Path(__file__).resolve().parents[2] / "clients" / "typescript"
-NO_FAULTS = {"throttle": 0, "error": 0, "timeout": 0, "drop": 0, "latency_ms": 0}
+NO_FAULTS: dict[str, float | str] = {
+    "throttle": 0,
+    "error": 0,
+    "timeout": 0,
+    "drop": 0,
+    "latency_ms": 0,
+    "only": "",
+}
 
 
 class Mongo:
@@ -100,7 +107,7 @@ def bare_stack(tmp_path_factory: pytest.TempPathFactory, _isolate_aws: None) -> 
     stop_stack_later(stack)
 
 
-def faults(stack: Stack, **values: float) -> dict[str, Any]:
+def faults(stack: Stack, **values: float | str) -> dict[str, Any]:
     """Set the emulator's injected faults (``PUT /_emulator/faults``)."""
     url = f"{stack.gateway_url}/_emulator/faults"
     request = urllib.request.Request(url, json.dumps(values).encode(), method="PUT")  # noqa: S310 - local

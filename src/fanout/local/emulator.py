@@ -3,7 +3,8 @@
 WebSocket clients connect at ``ws://HOST:PORT/{stage}``; every lifecycle step is an API-Gateway-shaped
 event handed to the same ``Lifecycle`` a Lambda would run. The management API answers as API Gateway
 does (410 GoneException, 413 PayloadTooLargeException, 403 for a wrong stage or a request without
-SigV4 credentials) and can inject faults for tests and benchmarks.
+SigV4 credentials) and can inject faults for tests and benchmarks (``PUT /_emulator/faults``; ``only``
+narrows them to the posts whose frame contains a text, such as one event's id).
 
 Virtual connections stand in for sockets this machine cannot hold (a 100,000-connection broadcast
 against a 20,000 file limit): a POST to an id starting with ``virt.`` (API Gateway's ids and the
@@ -67,16 +68,25 @@ class Faults:
     drop: float = 0.0  # close the socket abruptly without $disconnect: a stale record stays
     latency_ms: float = 0.0
     hang_s: float = 10.0
+    only: str = ""  # when set, faults (latency too) apply only to posts whose frame contains this text
 
     def update(self, values: dict[str, Any]) -> None:
         names = {f.name for f in fields(self)}
         for key, value in values.items():
             if key not in names:
                 raise ValueError(f"unknown fault {key!r}; known: {sorted(names)}")
+            if key == "only":
+                if not isinstance(value, str):
+                    raise ValueError(f"only must be a string: {value!r}")
+                self.only = value
+                continue
             number = float(value)
             if number < 0 or (key not in ("latency_ms", "hang_s") and number > 1):
                 raise ValueError(f"{key} out of range: {value!r}")
             setattr(self, key, number)
+
+
+_NO_FAULTS = Faults()
 
 
 @dataclass
@@ -262,6 +272,8 @@ class Emulator:
             self._count("too_large")
             return _error(413, "PayloadTooLargeException", "Request entity too large")
         faults = self.faults
+        if faults.only and faults.only.encode() not in body:  # a test's faults for one frame: not this one
+            faults = _NO_FAULTS
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         roll = random.random()

@@ -12,21 +12,24 @@ different audiences never replace each other. "Newer" is ``meta.seq`` when the p
 ``sentAt``. Each process keeps its own windows; across the pool a high-water mark per key in MongoDB
 (``fanoutlatest``, claimed by the event about to be posted) keeps an older value from being posted after a
 newer one, so the last frame a client gets carries the final value. A remainder or shard of an older
-value is dropped once a newer one was claimed.
+value is dropped once a newer one was claimed, and so is a retry of one of its posts (``Claim``): a 429 or
+5xx retried after the newer value was posted would leave the older one as the client's last frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fanout.catalog import Policy, lookup, policy_for
 from fanout.envelope import QueueBody
@@ -61,6 +64,11 @@ class _Slot:
     last: float = float("-inf")  # loop time of the last post admitted
     waiting: tuple[float, asyncio.Future[bool]] | None = None  # (order, answer) of the event that waits
     timer: asyncio.TimerHandle | None = None
+    claimed: float = float("-inf")  # the newest value this process claimed
+
+
+#: An admitted value's question before a retry of one of its posts: was a newer value of its key claimed?
+Claim = Callable[[], Awaitable[bool]]
 
 
 class Conflator:
@@ -77,8 +85,10 @@ class Conflator:
         or a newer value would wait behind the one it is about to replace."""
         return self.window > 0 and policy_for(body.type).latest_only and key_of(body) is not None
 
-    async def admit(self, msg: Received, policy: Policy) -> bool:
-        """True: post the event now. False: a newer value of its key is, or was, posted instead."""
+    async def admit(self, msg: Received, policy: Policy) -> bool | Claim:
+        """True: post the event now. False: a newer value of its key is, or was, posted instead. A
+        ``Claim``: post this value of a conflated key now, and before retrying a post, ask the claim
+        whether a newer value was claimed since (then the retry is not made)."""
         body = msg.body
         if self.window <= 0 or policy.priority != "bulk" or body is None:
             return True
@@ -87,8 +97,23 @@ class Conflator:
             return True
         order = order_of(body)
         if msg.routing.is_part:  # a remainder or a shard: never held back, but never older than what went
-            return not await self._newer(key, order)
-        return await self.turn(key, order) and await self._claim(key, order)
+            if await self._newer(key, order):
+                return False
+        elif not (await self.turn(key, order) and await self._claim(key, order)):
+            return False
+        return functools.partial(self.superseded, key, order)
+
+    async def superseded(self, key: str, order: float) -> bool:
+        """A newer value of ``key`` than ``order`` was claimed: by this process (known here, no query), or
+        by any process of the pool (the high-water mark). Asked only before a retry. A MongoDB error
+        answers False: the retry goes ahead, as it did before this question was asked."""
+        slot = self._slots.get(key)
+        if slot is not None and slot.claimed > order:
+            return True
+        try:
+            return await self._newer(key, order)
+        except PyMongoError:
+            return False
 
     async def turn(self, key: str, order: float) -> bool:
         """Wait for the key's window: True when this event is the one to post, False when superseded."""
@@ -128,6 +153,7 @@ class Conflator:
     async def _claim(self, key: str, order: float) -> bool:
         """Raise the key's high-water mark to ``order``; False when a newer event was claimed already."""
         if self._latest is None:
+            self._claimed(key, order)
             return True
         if not self._indexed:
             await self._latest.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
@@ -141,7 +167,13 @@ class Conflator:
             )
         except DuplicateKeyError:
             return False
+        self._claimed(key, order)
         return True
+
+    def _claimed(self, key: str, order: float) -> None:
+        slot = self._slots.get(key)
+        if slot is not None and order > slot.claimed:
+            slot.claimed = order
 
     async def _newer(self, key: str, order: float) -> bool:
         if self._latest is None:

@@ -107,7 +107,8 @@ class Decider:
             return fate.Fate("released", delete=False, release_after_s=wait)
         if msg.routing.check is not None and not await self.checks.confirm(msg.body, msg.routing.check):
             return fate.Fate("superseded")  # a typing stop or presence check that no longer holds
-        if not await self.conflator.admit(msg, policy):  # hot counters: the latest value per key and window
+        admitted = await self.conflator.admit(msg, policy)  # hot counters: the latest value per key, window
+        if not admitted:
             return fate.Fate("conflated")
         # The history write comes before the lookup (and the shards'): history.py.
         found = None  # the records of its users, when read with its history write
@@ -132,6 +133,7 @@ class Decider:
                 bulk=bulk,
                 on_answered=release,
                 found=found,
+                claim=None if admitted is True else admitted,
             )
         self._observe(msg, result)
         return fate.after(msg, policy, result, self.settings.outage_delay_s)

@@ -18,6 +18,7 @@ from fanout.gateway.client import ManagementClient, Outcome
 from fanout.logging import get_logger
 from fanout.metrics import Metrics
 from fanout.store import Connection, ConnectionStore
+from fanout.worker.conflate import Claim
 from fanout.worker.lanes import Event, Lanes
 from fanout.worker.limiter import AdaptiveLimiter
 from fanout.worker.result import FanoutResult
@@ -89,6 +90,7 @@ class Deliverer:
         bulk: bool = False,
         on_answered: Callable[[], None] | None = None,
         found: list[dict[str, Any]] | None = None,
+        claim: Claim | None = None,
     ) -> FanoutResult:
         """Post ``body``'s frame once to each of its connections: posts and retries until ``deadline``
         (monotonic; a post still waiting then is left to a later round), no post once the event
@@ -97,7 +99,8 @@ class Deliverer:
         version gets no post (``unsupported_version``) but, once, a ``system.reconnect`` asking it to
         upgrade. ``on_answered`` is called once every connection has answered its first post (before
         any retry), or when there was none to post to. ``found``: the records of the target's users, read
-        already (``ConnectionStore.find_users``)."""
+        already (``ConnectionStore.find_users``). ``claim``: a conflated value's (``Conflator.admit``), asked
+        before each retry of a post whether a newer value of its key was claimed since."""
         lanes = self._lanes
         lanes.start()
         jobs = lanes.bulk if bulk else lanes.jobs
@@ -112,6 +115,7 @@ class Deliverer:
             FanoutResult(),
             asyncio.get_running_loop().create_future(),
             on_answered=on_answered,
+            claim=claim,
         )
         version = body.payload_version
         upgrade: Event | None = None  # system.reconnect to connections that do not speak the version

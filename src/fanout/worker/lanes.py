@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fanout.gateway.client import ManagementClient, Outcome, sleep_backoff
@@ -47,6 +47,8 @@ class Event:
     once: str | None = None  # post to a connection only if the store has not recorded this key for it
     unanswered: int = 1  # connections whose first post has no answer yet, and deliver() itself
     on_answered: Callable[[], None] | None = None  # called once every first post has an answer
+    # A conflated value's (conflate.Claim): asked before each retry whether a newer value was claimed since.
+    claim: Callable[[], Awaitable[bool]] | None = None
 
     def answered_one(self) -> None:
         self.unanswered -= 1
@@ -158,6 +160,9 @@ class Lanes:
         if event.once is not None and not await self._store.ask_upgrade_once(conn.connection_id, event.once):
             return  # asked before, by this event or an earlier one
         outcome = await self._post_with_retries(conn, event)
+        if outcome is None:  # its retry was not made: a newer value of its key was claimed (conflate.py)
+            result.conflated += 1
+            return
         result.outcomes[outcome] += 1
         if outcome in _ANSWERED:
             result.reachable.add(conn.endpoint)
@@ -178,7 +183,10 @@ class Lanes:
         elif outcome is Outcome.TOO_LARGE:
             result.too_large = True
 
-    async def _post_with_retries(self, conn: Connection, event: Event) -> Outcome:
+    async def _post_with_retries(self, conn: Connection, event: Event) -> Outcome | None:
+        """The last attempt's outcome; None when a retry was not made because a newer value of a
+        conflated event's key was claimed since: posted after that value, it would replace it on the
+        client (an older counter as the last frame)."""
         result = event.result
         limiter = self.limiter
         post_latency = self._post_latency(event.label)
@@ -204,6 +212,8 @@ class Lanes:
             if time.time() > event.expires_at:  # it expired during the backoff: no retry past its expiry
                 result.attempts[Outcome.EXPIRED] += 1
                 return Outcome.EXPIRED
+            if event.claim is not None and await event.claim():  # never asked before the first attempt
+                return None
             result.retries += 1
 
     @staticmethod

@@ -28,11 +28,17 @@ class FanoutResult:
     reachable: set[str] = field(default_factory=set)  # endpoints that answered a post over HTTP
     unreachable: set[str] = field(default_factory=set)  # endpoints where a post ended refused at the socket
     unposted: int = 0  # of the timeouts, connections not posted at all: the event's deadline came first
+    conflated: int = 0  # posts not retried: a newer value of the live counter's key was claimed since
 
     @property
     def attempted(self) -> int:
         outcomes = self.outcomes  # .get: a missing key would cost a Counter.__missing__ call
-        return sum(outcomes.values()) - outcomes.get(Outcome.EXPIRED, 0) - outcomes.get(_UNSUPPORTED, 0)
+        return (
+            sum(outcomes.values())
+            + self.conflated
+            - outcomes.get(Outcome.EXPIRED, 0)
+            - outcomes.get(_UNSUPPORTED, 0)
+        )
 
     def users_of(self, connection_ids: tuple[str, ...]) -> frozenset[str]:
         """The users of some failed or refused connections."""
@@ -52,5 +58,6 @@ class FanoutResult:
         if not self.attempted:
             return "expired" if self.outcomes[Outcome.EXPIRED] else "no_connections"
         if not (self.failed or self.refused or self.too_large):
-            return "delivered"
+            # Not one connection took it, and some were spared its retries by a newer value of its key.
+            return "conflated" if self.conflated and not self.outcomes[Outcome.OK] else "delivered"
         return "partial" if self.outcomes[Outcome.OK] else "failed"

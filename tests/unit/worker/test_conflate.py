@@ -129,3 +129,27 @@ def test_only_events_the_conflator_may_hold_are_kept_out_of_per_key_turns() -> N
         Conflator(None, 0).conflates(_counter(1)),
     )
     assert not Conflator(None, WINDOW_S).conflates(note)
+
+
+async def test_a_retry_asks_whether_a_newer_value_was_claimed_here_or_by_another_process(latest: Any) -> None:
+    """An admitted value's claim answers True once a newer value of its key was claimed: by this process
+    (known without a query) or by another one (its high-water mark); an equal or older claim leaves it
+    to retry. A value that was admitted without conflation (a notification) has no claim."""
+    first, second = Conflator(latest, WINDOW_S), Conflator(latest, WINDOW_S)
+    three = await first.admit(_received(_counter(30, seq=3)), ATTENDANCE)
+    assert callable(three)
+    assert not await three()
+    again = await second.admit(_received(_counter(30, seq=3), part=True), ATTENDANCE)
+    assert callable(again) and not await again()
+    await asyncio.sleep(WINDOW_S)
+    assert await first.admit(_received(_counter(40, seq=4)), ATTENDANCE)
+    assert await three()  # this process claimed seq 4
+    assert await again()  # the other one's claim, read from the high-water mark
+    note = build_event("notification.new", user_ids=["u1"], payload={"notificationId": "n1"})
+    assert True is await first.admit(_received(note), policy_for(note.type))
+    alone = Conflator(None, WINDOW_S)  # without MongoDB: what this process claimed
+    five = await alone.admit(_received(_counter(50, seq=5)), ATTENDANCE)
+    assert callable(five) and not await five()
+    await asyncio.sleep(WINDOW_S)
+    assert await alone.admit(_received(_counter(60, seq=6)), ATTENDANCE)
+    assert await five()

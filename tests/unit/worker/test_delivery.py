@@ -186,6 +186,33 @@ async def test_no_retry_starts_after_the_event_expired(rig: Rig) -> None:
     assert ([], 1) == (result.failed, result.outcomes[Outcome.EXPIRED])
 
 
+async def test_a_conflated_value_is_not_retried_once_a_newer_one_was_claimed(rig: Rig) -> None:
+    """A live counter's post answered 429 asks its claim before each retry, never before the first
+    attempt: once a newer value was claimed, no retry is made, nothing fails, and the event whose
+    connections all went that way is ``conflated``."""
+    asked: list[int] = []
+
+    async def claim() -> bool:  # a newer value was claimed from the second retry on
+        asked.append(rig.emulator.counts.get("throttled", 0))
+        return len(asked) >= 2
+
+    async with aiohttp.ClientSession() as http:
+        await _clients(rig, http, "u7", 2)
+        rig.emulator.faults.update({"throttle": 1.0})
+        body = build_event(
+            "event.attendance.updated", user_ids=["u7"], payload={"eventId": "42", "checkedInCount": 3}
+        )
+        result = await rig.deliverer.deliver(body, time.monotonic() + 10, claim=claim)
+    assert asked and min(asked) >= 1  # asked only once a first attempt had been answered
+    assert ([], 2, 0, "conflated") == (
+        result.failed,
+        result.conflated,
+        result.outcomes[Outcome.THROTTLED],
+        result.event_outcome(),
+    )
+    assert (2, len(asked) - 2) == (result.attempted, result.retries)  # two asks answered "retry"
+
+
 async def _maybe(ws: aiohttp.ClientWebSocketResponse) -> str | None:
     try:
         return str(json.loads(await ws.receive_str(timeout=1))["id"])
