@@ -292,6 +292,14 @@ class Scrape:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
         )
 
+    def by(self, label: str, name: str, **labels: str) -> collections.Counter[str]:
+        """The samples of ``name`` that match ``labels``, summed by their ``label`` (e.g. outcome)."""
+        summed: collections.Counter[str] = collections.Counter()
+        for s in self.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                summed[s.labels[label]] += int(s.value)
+        return summed
+
 
 async def scrape(metrics_url: str) -> Scrape:
     async with aiohttp.ClientSession() as http, http.get(f"{metrics_url}/metrics") as r:

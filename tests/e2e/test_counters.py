@@ -91,10 +91,4 @@ CONFLATED, DELIVERED = "conflated", "delivered"
 async def _outcomes(stack: Stack) -> Counter[str]:
     """The worker's outcomes of attendance updates so far (other tests share the stack)."""
     figures = await scrape(stack.metrics_url)
-    return Counter(
-        {
-            s.labels["outcome"]: int(s.value)
-            for s in figures.samples
-            if s.name == "fanout_events_total" and s.labels.get("event_type") == "event.attendance.updated"
-        }
-    )
+    return figures.by("outcome", "fanout_events_total", event_type="event.attendance.updated")

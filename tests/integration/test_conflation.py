@@ -34,13 +34,7 @@ def _publish(stack: Stack, body: QueueBody) -> None:
 
 async def _outcomes(stack: Stack) -> Counter[str]:
     figures = await scrape(stack.metrics_url)
-    return Counter(
-        {
-            s.labels["outcome"]: int(s.value)
-            for s in figures.samples
-            if s.name == "fanout_events_total" and s.labels.get("event_type") == "event.attendance.updated"
-        }
-    )
+    return figures.by("outcome", "fanout_events_total", event_type="event.attendance.updated")
 
 
 async def test_a_refused_older_counter_value_is_not_retried_after_a_newer_one(lane: Lane) -> None:
