@@ -161,7 +161,6 @@ class Lanes:
             return  # asked before, by this event or an earlier one
         outcome = await self._post_with_retries(conn, event)
         if outcome is None:  # its retry was not made: a newer value of its key was claimed (conflate.py)
-            result.conflated += 1
             return
         result.outcomes[outcome] += 1
         if outcome in _ANSWERED:
@@ -213,6 +212,12 @@ class Lanes:
                 result.attempts[Outcome.EXPIRED] += 1
                 return Outcome.EXPIRED
             if event.claim is not None and await event.claim():  # never asked before the first attempt
+                result.conflated += 1  # its last answer still tells of the endpoint (endpoint_down)
+                if outcome is Outcome.UNREACHABLE:
+                    result.conflated_unreachable += 1
+                    result.unreachable.add(conn.endpoint)
+                elif outcome in _ANSWERED:
+                    result.reachable.add(conn.endpoint)
                 return None
             result.retries += 1
 

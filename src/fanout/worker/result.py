@@ -29,6 +29,7 @@ class FanoutResult:
     unreachable: set[str] = field(default_factory=set)  # endpoints where a post ended refused at the socket
     unposted: int = 0  # of the timeouts, connections not posted at all: the event's deadline came first
     conflated: int = 0  # posts not retried: a newer value of the live counter's key was claimed since
+    conflated_unreachable: int = 0  # of those, the ones whose last attempt was refused at the socket
 
     @property
     def attempted(self) -> int:
@@ -47,7 +48,9 @@ class FanoutResult:
     def endpoint_down(self) -> bool:
         """Every post made was refused at the socket: the management API itself is unreachable."""
         posted = self.attempted - self.unposted  # those left at the deadline say nothing of the endpoint
-        return bool(posted) and self.outcomes[Outcome.UNREACHABLE] == posted
+        # A post spared its retries by a newer value (``conflated``) counts by its last attempt's answer.
+        unreachable = self.outcomes[Outcome.UNREACHABLE] + self.conflated_unreachable
+        return bool(posted) and unreachable == posted
 
     def fail(self, conn: Connection, refused: bool = False) -> None:
         (self.refused if refused else self.failed).append(conn.connection_id)

@@ -213,6 +213,28 @@ async def test_a_conflated_value_is_not_retried_once_a_newer_one_was_claimed(rig
     assert (2, len(asked) - 2) == (result.attempted, result.retries)  # two asks answered "retry"
 
 
+async def test_an_outage_stays_an_outage_when_a_conflated_value_skips_some_retries(rig: Rig) -> None:
+    """A live counter's posts all refused at the socket are an outage though a newer value, claimed
+    meanwhile, spared some of them their retries: those were refused too (before, they would have been
+    retried and refused again). One connection runs out of attempts (failed), the other is conflated."""
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens: every post is refused at the socket
+    for i in range(2):
+        await rig.store.put(f"cdown{i}", "u12", dead, "local", ttl_s=60)
+    asked: list[bool] = []
+
+    async def claim() -> bool:  # the first ask retries (its last attempt), the second is superseded
+        asked.append(True)
+        return len(asked) >= 2
+
+    rig.deliverer._lanes._attempts = 2  # the first asker's retry is its last attempt
+    body = build_event(
+        "event.attendance.updated", user_ids=["u12"], payload={"eventId": "43", "checkedInCount": 5}
+    )
+    result = await rig.deliverer.deliver(body, time.monotonic() + 10, claim=claim)
+    assert (1, 1, 1) == (len(result.failed), result.conflated, result.outcomes[Outcome.UNREACHABLE])
+    assert result.endpoint_down()
+
+
 async def _maybe(ws: aiohttp.ClientWebSocketResponse) -> str | None:
     try:
         return str(json.loads(await ws.receive_str(timeout=1))["id"])
