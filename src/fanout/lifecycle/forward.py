@@ -35,7 +35,9 @@ async def forward(services: Services, frame: Frame) -> Response:
     if frame.size > s.forward_max_bytes:
         return error("frame_too_large", frame.reply_to, max=s.forward_max_bytes)
     window = window_start(s.forward_window_s)
-    if not await services.store.take_slot(frame.connection_id, "forward", window, s.forward_rate):
+    if not await services.store.take_slot(
+        frame.connection_id, "forward", window, s.forward_rate, window_s=s.forward_window_s
+    ):
         return error("rate_limited", frame.reply_to, max=s.forward_rate, windowS=s.forward_window_s)
     message = InboundMessage(
         request_id=new_request_id(),

@@ -35,6 +35,8 @@ async def limited(services: Services, frame: Frame, kind: str, limit: int, cost:
     connection past ``limit`` in this window; None, and the units counted, otherwise."""
     window_s = WINDOW_S
     window = window_start(window_s)
-    if await services.store.take_slot(frame.connection_id, kind, window, limit, max(1, cost)):
+    if await services.store.take_slot(
+        frame.connection_id, kind, window, limit, max(1, cost), window_s=window_s
+    ):
         return None
     return error("rate_limited", frame.reply_to, max=limit, windowS=window_s)

@@ -206,28 +206,38 @@ class ConnectionStore(Resolver):
         )
         return result.modified_count > 0
 
-    async def take_slot(self, connection_id: str, kind: str, window: int, limit: int, cost: int = 1) -> bool:
+    async def take_slot(
+        self, connection_id: str, kind: str, window: int, limit: int, cost: int = 1, *, window_s: int
+    ) -> bool:
         """Count ``cost`` units of ``kind`` (``forward``, ``typing``, ``subscribe``...: frames, or the
         topics or users a frame names) in the connection's current rate window (``window``: its start, in
-        seconds since the epoch, so windows of different lengths compare); False when they would take the
-        window past ``limit``, and then nothing is counted. Each step is one atomic update on the record
-        (``<kind>Window``, ``<kind>Count``), so concurrent frames (several Lambda containers) cannot pass
-        more than ``limit`` together.
+        seconds since the epoch, so windows of different lengths compare; ``window_s``: its length);
+        False when they would take the window past ``limit``, and then nothing is counted. Each step is
+        one atomic update on the record (``<kind>Window``, ``<kind>Count``), so concurrent frames (several
+        Lambda containers) cannot pass more than ``limit`` together.
 
         Windows only move forward: a frame whose window is older than the record's (a container whose
         clock is a little behind, a frame computed just before the boundary) counts in the record's newer
         window rather than opening its own again, which let frames alternating between two windows each
-        reset the count."""
+        reset the count. A record's window more than ``window_s`` ahead, or a count that is no number
+        (a clock far ahead, a corrupt or hostile record), is opened afresh: it would refuse the connection
+        until the clock got there, or fail the count's ``$inc``."""
         if cost > limit:
             return False
         field_window, field_count = f"{kind}Window", f"{kind}Count"
-        count = ({"connectionId": connection_id, field_window: {"$gte": window},
-                  field_count: {"$lte": limit - cost}}, {"$inc": {field_count: cost}})  # fmt: skip
+        current = {"$gte": window, "$lte": window + window_s}
+        count = ({"connectionId": connection_id, field_window: current,
+                  field_count: {"$lte": limit - cost, "$not": {"$type": "array"}}},
+                 {"$inc": {field_count: cost}})  # fmt: skip
         if (await self._col.update_one(*count)).matched_count:
             return True
-        opened = await self._col.update_one(  # no window yet, an older one, or one that is no number
-            {"connectionId": connection_id, field_window: {"$not": {"$gte": window}}},
-            {"$set": {field_window: window, field_count: cost}},
+        stale = [  # no window yet, an older one, one far ahead or no number; a count that is no number
+            {field_window: {"$not": current}},
+            {field_count: {"$not": {"$type": "number"}}},
+            {field_count: {"$type": "array"}},
+        ]
+        opened = await self._col.update_one(
+            {"connectionId": connection_id, "$or": stale}, {"$set": {field_window: window, field_count: cost}}
         )
         if opened.matched_count:
             return True

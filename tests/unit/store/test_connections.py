@@ -41,12 +41,36 @@ async def test_a_rate_window_only_moves_forward(store: ConnectionStore) -> None:
     whose window is no number (hostile or corrupt) is opened afresh rather than refusing for ever."""
     await store.put("w1", "u1", "h", "s", ttl_s=60)
     assert [True, False, False, False] == [
-        await store.take_slot("w1", "typing", window, limit=1) for window in (101, 100, 101, 100)
+        await store.take_slot("w1", "typing", window, limit=1, window_s=1) for window in (101, 100, 101, 100)
     ]
-    assert await store.take_slot("w1", "typing", 102, limit=1)
+    assert await store.take_slot("w1", "typing", 102, limit=1, window_s=1)
     await store._col.update_one({"connectionId": "w1"}, {"$set": {"typingWindow": "x", "typingCount": 9}})
-    assert [True, False] == [await store.take_slot("w1", "typing", 103, limit=1) for _ in range(2)]
-    assert not await store.take_slot("missing", "typing", 103, limit=1)
+    assert [True, False] == [
+        await store.take_slot("w1", "typing", 103, limit=1, window_s=1) for _ in range(2)
+    ]
+    assert not await store.take_slot("missing", "typing", 103, limit=1, window_s=1)
+
+
+async def test_a_rate_window_far_ahead_or_a_count_that_is_no_number_is_opened_afresh(
+    store: ConnectionStore,
+) -> None:
+    """A record whose window lies more than one window ahead (a clock far ahead, a corrupt value) refused
+    the connection until the clock reached it; a count holding an array matched ``$lte`` by an element and
+    then failed the ``$inc`` (a 500 for the frame). Both are opened afresh in the frame's window; a window
+    one ahead still counts (the clock a little behind)."""
+    await store.put("w2", "u1", "h", "s", ttl_s=60)
+    await store._col.update_one({"connectionId": "w2"}, {"$set": {"typingWindow": 10**9, "typingCount": 5}})
+    assert [True, False] == [
+        await store.take_slot("w2", "typing", 100, limit=1, window_s=10) for _ in range(2)
+    ]
+    assert 100 == (await store._col.find_one({"connectionId": "w2"}))["typingWindow"]
+    for hostile in ([0], [0, 99], "x", None):
+        await store._col.update_one({"connectionId": "w2"}, {"$set": {"typingCount": hostile}})
+        assert await store.take_slot("w2", "typing", 100, limit=2, window_s=10), hostile
+        assert 1 == (await store._col.find_one({"connectionId": "w2"}))["typingCount"]
+    await store._col.update_one({"connectionId": "w2"}, {"$set": {"typingWindow": 110, "typingCount": 1}})
+    assert not await store.take_slot("w2", "typing", 100, limit=1, window_s=10)
+    assert 110 == (await store._col.find_one({"connectionId": "w2"}))["typingWindow"]
 
 
 async def test_touch_refreshes_expiry(store: ConnectionStore) -> None:
