@@ -130,7 +130,9 @@ class Census:
         for start in range(0, len(ids), _CHUNK):
             query = {"connectionId": {"$in": ids[start : start + _CHUNK]}}
             async for doc in self._records.find(query, {"_id": 0, "connectionId": 1, "expiresAt": 1}):
-                present[doc["connectionId"]] = _utc(doc.get("expiresAt"))
+                cid = doc.get("connectionId")
+                if isinstance(cid, str):  # $in matches an array of ids by an element: no record of one
+                    present[cid] = _utc(doc.get("expiresAt"))
         gone = sum(1 for cid, (expires, _, _) in self._due.items() if cid not in present and expires <= now)
         lapsed: dict[str, datetime] = {}
         for cid, (expires, user, seen) in self._due.items():

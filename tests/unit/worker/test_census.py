@@ -131,3 +131,17 @@ async def test_users_whose_records_lapsed_are_told_to_presence(db: Db) -> None:
     [users] = told
     assert ["a", "b"] == sorted(users)
     assert seen == users["a"]
+
+
+async def test_a_record_whose_connection_id_is_a_list_does_not_stop_the_census(db: Db) -> None:
+    """A hostile record whose connectionId is an array naming a noted id (``$in`` matches it by its
+    element) is no record of that id: the noted record gone counts as expired and the sample completes
+    (it raised TypeError on every sample, for as long as the record lasted: no gauge, no expiries)."""
+    col = db.websocketconnections
+    await col.insert_many([_record("stale", -5), _record("live", 600)])
+    census, metrics = _census(db, interval_s=600)
+    assert await census.sample()
+    await col.insert_one({"connectionId": ["stale", "other"], "userId": "u"})
+    await col.delete_one({"connectionId": "stale"})
+    assert await census.sample()
+    assert 1 == _value(metrics, "fanout_connections_expired")
