@@ -32,12 +32,15 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from fanout.catalog import Policy, lookup, policy_for
-from fanout.envelope import QueueBody
+from fanout.envelope import MAX_SEQ, QueueBody
 from fanout.worker.received import Received
 
 LATEST = "fanoutlatest"
 KEEP_S = 86400  # a key's high-water mark outlives its last event by this much (TTL)
 _IDLE_SLOTS = 4096  # past this many keys, the idle ones are forgotten
+#: The largest order a value can have: a ``meta.seq`` is at most 2^53-1, a ``sentAt`` of year 9999 less. A
+#: mark beyond it, NaN or no number at all was not written by a claim (a corrupt or hostile document).
+MAX_ORDER = float(MAX_SEQ)
 
 
 def key_of(body: QueueBody) -> str | None:
@@ -159,9 +162,16 @@ class Conflator:
             await self._latest.create_index([("expiresAt", ASCENDING)], expireAfterSeconds=0)
             self._indexed = True
         expires = datetime.now(UTC) + timedelta(seconds=KEEP_S)
-        try:  # an equal mark passes: the same event received twice is posted again (at least once)
+        # An equal mark passes: the same event received twice is posted again (at least once). So does a
+        # corrupt one, which would otherwise drop every value of the key for as long as it lasts.
+        claimable = [
+            {"order": {"$lte": order}},
+            {"order": {"$gt": MAX_ORDER}},
+            {"order": {"$not": {"$gte": float("-inf")}}},  # missing, null, not a number, NaN
+        ]
+        try:
             await self._latest.update_one(
-                {"_id": key, "order": {"$lte": order}},
+                {"_id": key, "$or": claimable},
                 {"$set": {"order": order, "expiresAt": expires}},
                 upsert=True,
             )
@@ -178,4 +188,5 @@ class Conflator:
     async def _newer(self, key: str, order: float) -> bool:
         if self._latest is None:
             return False
-        return await self._latest.find_one({"_id": key, "order": {"$gt": order}}, {"_id": 1}) is not None
+        newer = {"_id": key, "order": {"$gt": order, "$lte": MAX_ORDER}}  # a corrupt mark is none
+        return await self._latest.find_one(newer, {"_id": 1}) is not None

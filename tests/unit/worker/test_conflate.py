@@ -153,3 +153,25 @@ async def test_a_retry_asks_whether_a_newer_value_was_claimed_here_or_by_another
     await asyncio.sleep(WINDOW_S)
     assert await alone.admit(_received(_counter(60, seq=6)), ATTENDANCE)
     assert await five()
+
+
+@pytest.mark.parametrize(
+    "mark",
+    [{"order": "x"}, {"order": None}, {}, {"order": float("nan")}, {"order": float("inf")}, {"order": 1e300}],
+    ids=["text", "null", "missing", "nan", "infinity", "beyond-any-order"],
+)
+async def test_a_corrupt_high_water_mark_is_claimed_over(latest: Any, mark: dict[str, Any]) -> None:
+    """A key's mark whose order is no number, NaN, or beyond any order a value can have (a seq is at most
+    2^53-1, a sentAt year 9999) is no newer value: the next value claims it and is posted. Before, every
+    value of the key was dropped as conflated for as long as the document lasted (without a date
+    expiresAt, for good), and so was every remainder of a value below it; a real newer mark still wins."""
+    key = key_of(_counter(1, seq=5))
+    await latest.insert_one({"_id": key, **mark})
+    conflator = Conflator(latest, WINDOW_S)
+    assert await conflator.admit(_received(_counter(50, seq=5), part=True), ATTENDANCE)
+    assert await conflator.admit(_received(_counter(50, seq=5)), ATTENDANCE)
+    stored = await latest.find_one({"_id": key})
+    assert (5.0, True) == (stored["order"], "expiresAt" in stored)
+    assert not await conflator.admit(_received(_counter(40, seq=4), part=True), ATTENDANCE)
+    await asyncio.sleep(WINDOW_S)
+    assert not await Conflator(latest, WINDOW_S).admit(_received(_counter(40, seq=4)), ATTENDANCE)
