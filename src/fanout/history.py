@@ -36,6 +36,9 @@ from fanout import sequence
 from fanout.coalesce import Coalescer
 from fanout.config import Settings
 from fanout.envelope import QueueBody
+from fanout.logging import get_logger, short_id
+
+log = get_logger("fanout.history")
 
 #: Users recorded with one event; an event for more is kept as ``wide`` (a resume that meets one cannot
 #: tell whether it was the client's, so it asks the client to refetch) and the document stays small.
@@ -112,17 +115,27 @@ def _kept_now() -> dict[str, Any]:
     return {"expiresAt": {"$gt": datetime.now(UTC)}}
 
 
-def _kept(doc: dict[str, Any]) -> Kept:
-    key, seq = doc.get("key"), doc.get("seq")
+def _kept(doc: dict[str, Any]) -> Kept | None:
+    """A document as a resume plans with it; None (logged) when its ``at`` or ``until`` is no date:
+    another writer's or a corrupt document, skipped like one never kept (the worker's replay never posts
+    one whose ``until`` is no date either)."""
+    key, seq, at, until = doc.get("key"), doc.get("seq"), doc.get("at"), doc.get("until")
+    if not isinstance(at, datetime) or not (until is None or isinstance(until, datetime)):
+        log.warning("history_document_invalid", document=short_id(str(doc.get("_id"))))
+        return None
     return Kept(
         str(doc["_id"]),
-        doc["at"],
+        at,
         key if isinstance(key, str) else None,
         seq if isinstance(seq, int) else None,
         doc.get("wide") is True,
-        doc.get("until"),
+        until,
         str(doc.get("type", "")),
     )
+
+
+def _usable(docs: list[dict[str, Any]]) -> list[Kept]:
+    return [k for d in docs if (k := _kept(d)) is not None]
 
 
 class History:
@@ -189,17 +202,21 @@ class History:
     ) -> list[Kept]:
         """Kept events for ``who`` recorded from ``OVERLAP_S`` before ``at``, oldest first, less those
         that excluded one of the connections ``mine`` (the resuming tab's own changes)."""
-        query = {"at": {"$gte": at - timedelta(seconds=OVERLAP_S)}} | _kept_now() | who
+        try:
+            start = at - timedelta(seconds=OVERLAP_S)
+        except OverflowError:  # a (corrupt) document kept in the first seconds of year 1
+            start = at
+        query = {"at": {"$gte": start}} | _kept_now() | who
         if mine:
             query["exclude"] = {"$nin": mine}
         cursor = self._col.find(query, _PLAN_FIELDS).sort([("at", ASCENDING), ("_id", ASCENDING)])
-        return [_kept(d) for d in await cursor.limit(limit).to_list(None)]
+        return _usable(await cursor.limit(limit).to_list(None))
 
     async def of_key(self, key: str, from_seq: int, who: dict[str, Any], limit: int) -> list[Kept]:
         """Kept events of ``key`` for ``who`` from ``seq`` ``from_seq`` on, in ``seq`` order."""
         query = {"key": key, "seq": {"$gte": from_seq}} | _kept_now() | who
         cursor = self._col.find(query, _PLAN_FIELDS).sort("seq", ASCENDING)
-        return [_kept(d) for d in await cursor.limit(limit).to_list(None)]
+        return _usable(await cursor.limit(limit).to_list(None))
 
     async def latest(self, keys: Iterable[str]) -> dict[str, int]:
         """The last ``seq`` allocated for each key."""

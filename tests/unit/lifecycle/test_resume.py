@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -58,6 +59,14 @@ def _queued(settings: Settings) -> list[dict[str, Any]]:
     reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
     sqs.close()
     return list(reply.get("Messages", []))
+
+
+def _replayed(settings: Settings) -> list[str]:
+    """The event ids of every replay message on the queue (taken off it)."""
+    ids: list[str] = []
+    for message in _queued(settings):
+        ids += attributes.read(message["MessageAttributes"]).replay or ()
+    return ids
 
 
 async def _keep(history: History, user: str, key: str | None, seq: int | None) -> str:
@@ -194,3 +203,36 @@ async def test_a_connection_gets_ten_resumes_a_window_and_then_rate_limited(
     codes = [a["payload"].get("code") for a in answers if a["type"] == "system.error"]
     assert ["rate_limited"] * 10 == codes
     assert "10" == queued["Attributes"]["ApproximateNumberOfMessages"]
+
+
+@pytest.mark.parametrize(
+    ("change", "skipped"),
+    [
+        ({"$unset": {"at": ""}}, True),
+        ({"$set": {"at": "yesterday"}}, True),
+        ({"$set": {"until": "tomorrow"}}, True),
+        ({"$set": {"at": datetime(1, 1, 1, tzinfo=UTC)}}, None),
+    ],
+    ids=["no-at", "text-at", "text-until", "year-1-at"],
+)
+async def test_a_corrupt_history_document_is_skipped_not_a_500(
+    setup: tuple[Lifecycle, History, Settings], change: dict[str, Any], skipped: bool | None
+) -> None:
+    """A kept document of the user's whose at is missing or no date, or whose until is no date, is
+    skipped like one never kept, whether asked by a key's position or by a last event id naming it or an
+    earlier one; an at of year 1 (a date) named as the last event id replays from there. Each answered 500
+    (KeyError, TypeError, OverflowError) on every try, for as long as the document was kept."""
+    lc, history, settings = setup
+    ids = [await _keep(history, "u1", "user:u1", s) for s in (1, 2, 3)]
+    await history._col.update_one({"_id": ids[1]}, change)
+    frames = [
+        {"positions": {"user:u1": 0}},
+        {"positions": {"user:u1": 1}},
+        {"lastEventId": ids[0]},
+        {"lastEventId": ids[1]},
+    ]
+    for frame in frames:
+        answer = await _send(lc, "c1", {"action": "resume", "id": "r", **frame})
+        assert answer["type"] in ("resume.ok", "system.resync"), (frame, answer)
+        replayed = _replayed(settings)
+        assert skipped is None or skipped is (ids[1] not in replayed)
