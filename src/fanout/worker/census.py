@@ -64,9 +64,16 @@ class Lease:
     async def hold(self) -> bool:
         """Take or renew the lease; False while another holder's has not lapsed."""
         now = datetime.now(UTC)
-        try:  # matches our own lease or a lapsed one; else the upsert collides on _id
+        takeable = [
+            {"holder": self.holder},
+            {"until": {"$lt": now}},
+            # No holder writes these; as they never lapse, such a lease would be refused to all for good.
+            {"until": {"$gt": now + 2 * self.ttl}},
+            {"until": {"$not": {"$type": "date"}}},
+        ]
+        try:  # matches our own lease, a lapsed or a corrupt one; else the upsert collides on _id
             await self._col.update_one(
-                {"_id": self.name, "$or": [{"holder": self.holder}, {"until": {"$lt": now}}]},
+                {"_id": self.name, "$or": takeable},
                 {"$set": {"holder": self.holder, "until": now + self.ttl}},
                 upsert=True,
             )

@@ -145,3 +145,21 @@ async def test_a_record_whose_connection_id_is_a_list_does_not_stop_the_census(d
     await col.delete_one({"connectionId": "stale"})
     assert await census.sample()
     assert 1 == _value(metrics, "fanout_connections_expired")
+
+
+@pytest.mark.parametrize(
+    "until",
+    ["soon", None, datetime(9999, 1, 1, tzinfo=UTC)],
+    ids=["text", "null", "year-9999"],
+)
+async def test_a_corrupt_lease_is_taken_over(db: Db, until: object) -> None:
+    """A lease whose until is no date, or further ahead than any holder renews it (twice its ttl), never
+    lapses: it is taken over like a lapsed one, so the census goes on. Before, every process was refused
+    the lease for as long as the document lasted (no date, no TTL: for good)."""
+    await db[LEASES].insert_one({"_id": "census", "holder": "someone", "until": until})
+    await db.websocketconnections.insert_many([_record(f"c{i}", 600) for i in range(2)])
+    census, metrics = _census(db)
+    assert await census.sample()
+    assert 2 == _value(metrics, "fanout_active_connections")
+    other, _ = _census(db)
+    assert not await other.sample()  # the lease it took is a lease like any other
