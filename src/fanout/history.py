@@ -33,6 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from fanout import sequence
+from fanout.attributes import EVENT_ID
 from fanout.coalesce import Coalescer
 from fanout.config import Settings
 from fanout.envelope import QueueBody
@@ -116,15 +117,21 @@ def _kept_now() -> dict[str, Any]:
 
 
 def _kept(doc: dict[str, Any]) -> Kept | None:
-    """A document as a resume plans with it; None (logged) when its ``at`` or ``until`` is no date:
-    another writer's or a corrupt document, skipped like one never kept (the worker's replay never posts
-    one whose ``until`` is no date either)."""
-    key, seq, at, until = doc.get("key"), doc.get("seq"), doc.get("at"), doc.get("until")
-    if not isinstance(at, datetime) or not (until is None or isinstance(until, datetime)):
-        log.warning("history_document_invalid", document=short_id(str(doc.get("_id"))))
+    """A document as a resume plans with it; None (logged) when its ``_id`` is no event id (the worker
+    refuses a replay naming one, whole) or its ``at`` or ``until`` is no date: another writer's or a
+    corrupt document, skipped like one never kept (the worker's replay never posts one whose ``until`` is
+    no date either)."""
+    event_id, at, until = doc.get("_id"), doc.get("at"), doc.get("until")
+    key, seq = doc.get("key"), doc.get("seq")
+    if (
+        not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id))
+        or not isinstance(at, datetime)
+        or not (until is None or isinstance(until, datetime))
+    ):
+        log.warning("history_document_invalid", document=short_id(str(event_id)))
         return None
     return Kept(
-        str(doc["_id"]),
+        event_id,
         at,
         key if isinstance(key, str) else None,
         seq if isinstance(seq, int) else None,
