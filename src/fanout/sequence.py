@@ -18,6 +18,8 @@ from pymongo import AsyncMongoClient, MongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from fanout.envelope import MAX_SEQ
+
 DEFAULT_COLLECTION = "fanoutsequences"
 #: Keys whose counter this allocator knows to exist (bounded; forgetting one costs one more write).
 KNOWN_KEYS = 10_000
@@ -108,6 +110,10 @@ async def latest(col: AsyncCollection[dict[str, Any]], keys: Iterable[str]) -> d
     if not wanted:
         return {}
     docs = await col.find({"_id": {"$in": wanted}}).to_list(None)
+    # A counter that is no seq (a boolean, negative, past 2^53-1: corrupt, none can be allocated from it)
+    # is no counter: a resync must never name a value the clients drop.
     return {
-        d["_id"]: d["seq"] for d in docs if isinstance(d.get("_id"), str) and isinstance(d.get("seq"), int)
+        d["_id"]: d["seq"]
+        for d in docs
+        if isinstance(d.get("_id"), str) and type(d.get("seq")) is int and 0 <= d["seq"] <= MAX_SEQ
     }

@@ -253,3 +253,22 @@ async def test_a_kept_document_whose_id_is_no_event_id_is_left_out_of_the_replay
     answer = await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 0}})
     assert answer["type"] in ("resume.ok", "system.resync")
     assert ids == _replayed(settings)
+
+
+@pytest.mark.parametrize(
+    "seq", [True, 2**60, -5, 2.5], ids=["boolean", "beyond-2^53", "negative", "fraction"]
+)
+async def test_a_corrupt_sequence_counter_is_no_latest_seq(
+    setup: tuple[Lifecycle, History, Settings], seq: object
+) -> None:
+    """A fanoutsequences counter that is no seq (a boolean, beyond 2^53-1, negative, a fraction) is no
+    counter, as none can be allocated from it: a key with nothing kept is covered, and one whose kept
+    events skip its position is resynced to the last seq kept. Before, a boolean or a huge counter was
+    named as the key's seq in system.resync (true, 2^60), a value the clients drop: nothing refetched."""
+    lc, history, _ = setup
+    await history._sequences.insert_one({"_id": "user:u1", "seq": seq})
+    answer = await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 4}})
+    assert ("resume.ok", {"replaying": 0}) == (answer["type"], answer["payload"])
+    await _keep(history, "u1", "user:u1", 7)
+    answer = await _send(lc, "c1", {"action": "resume", "positions": {"user:u1": 4}})
+    assert ("system.resync", {"user:u1": 7}) == (answer["type"], answer["payload"]["keys"])
