@@ -22,10 +22,11 @@ of a split audience are queued after the write too.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from pymongo import ASCENDING, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
@@ -49,6 +50,9 @@ MAX_USERS = 10_000
 OVERLAP_S = 10.0
 _DUPLICATE_KEY = 11000
 WRITE_BATCH = 100  # history documents per insert_many at most
+#: An event type as the envelope accepts one (``envelope.EventType``). A kept document's type is asked for its
+#: policy and its flag, which split it into every dotted prefix: quadratic in a hostile one's length.
+_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 _PLAN_FIELDS = {"_id": 1, "type": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
 
 
@@ -116,15 +120,20 @@ def _kept_now() -> dict[str, Any]:
     return {"expiresAt": {"$gt": datetime.now(UTC)}}
 
 
+def _event_type(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and len(value) <= 128 and _EVENT_TYPE.fullmatch(value) is not None
+
+
 def _kept(doc: dict[str, Any]) -> Kept | None:
     """A document as a resume plans with it; None (logged) when its ``_id`` is no event id (the worker
-    refuses a replay naming one, whole) or its ``at`` or ``until`` is no date: another writer's or a
-    corrupt document, skipped like one never kept (the worker's replay never posts one whose ``until`` is
-    no date either)."""
+    refuses a replay naming one, whole), its type no event type, or its ``at`` or ``until`` no date:
+    another writer's or a corrupt document, skipped like one never kept (the worker's replay never posts
+    one whose ``until`` or type is not one either)."""
     event_id, at, until = doc.get("_id"), doc.get("at"), doc.get("until")
-    key, seq = doc.get("key"), doc.get("seq")
+    key, seq, event_type = doc.get("key"), doc.get("seq"), doc.get("type")
     if (
         not (isinstance(event_id, str) and EVENT_ID.fullmatch(event_id))
+        or not _event_type(event_type)
         or not isinstance(at, datetime)
         or not (until is None or isinstance(until, datetime))
     ):
@@ -137,7 +146,7 @@ def _kept(doc: dict[str, Any]) -> Kept | None:
         seq if isinstance(seq, int) else None,
         doc.get("wide") is True,
         until,
-        str(doc.get("type", "")),
+        event_type,
     )
 
 
@@ -236,7 +245,7 @@ class History:
         docs = await self._col.find(query, {"type": 1, "frame": 1, "version": 1}).to_list(None)
         found: dict[str, KeptFrame] = {}
         for d in docs:
-            version = d.get("version", 1)
-            if isinstance(d.get("frame"), str) and isinstance(version, int):
-                found[d["_id"]] = KeptFrame(d["_id"], str(d.get("type", "")), d["frame"].encode(), version)
+            version, event_type = d.get("version", 1), d.get("type")
+            if isinstance(d.get("frame"), str) and isinstance(version, int) and _event_type(event_type):
+                found[d["_id"]] = KeptFrame(d["_id"], event_type, d["frame"].encode(), version)
         return [found[i] for i in event_ids if i in found]

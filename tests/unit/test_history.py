@@ -157,3 +157,19 @@ async def test_no_window_keeps_nothing(mongo_server: Server) -> None:
         assert 0 == await client[settings.mongo_db][settings.history_collection].count_documents({})
     finally:
         await client.close()
+
+
+async def test_a_frame_whose_type_is_no_event_type_is_not_replayed(history: tuple[History, Any]) -> None:
+    """The worker's replay reads only kept frames of an event type: one of another writer's (a text of
+    dotted parts the flags would split into every prefix, a number) is left out, the others kept."""
+    kept, col = history
+    bodies = [
+        build_event("notification.new", payload=payload("notification.new"), user_ids=["u1"])
+        for _ in range(3)
+    ]
+    for body in bodies:
+        await kept.record(body, time.time() + 60)
+    await col.update_one({"_id": bodies[0].id}, {"$set": {"type": "a." * 40_000}})
+    await col.update_one({"_id": bodies[1].id}, {"$set": {"type": 7}})
+    frames = await kept.frames([b.id for b in bodies], audience("u1", [], wide=False))
+    assert [bodies[2].id] == [f.id for f in frames]
