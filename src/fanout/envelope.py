@@ -28,9 +28,9 @@ MAX_BODY_BYTES = 1024 * 1024  # SQS's limit for one message
 MAX_FRAME_BYTES = 128 * 1024  # API Gateway's limit for one WebSocket frame
 MAX_SEQ = 2**53 - 1  # the largest meta.seq: a browser's Number holds it exactly
 
-EventType = Annotated[
-    str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=128)
-]
+#: An event type: dotted lower-case words (``notification.new``), at most 128 characters.
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+EventType = Annotated[str, StringConstraints(pattern=EVENT_TYPE_PATTERN, max_length=128)]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]+$", min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 #: Topics are ``kind:id`` (``fanout.catalog.TOPIC_PATTERN``: payloads name topics too).

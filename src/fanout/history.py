@@ -37,7 +37,7 @@ from fanout import sequence
 from fanout.attributes import EVENT_ID
 from fanout.coalesce import Coalescer
 from fanout.config import Settings
-from fanout.envelope import QueueBody
+from fanout.envelope import EVENT_TYPE_PATTERN, QueueBody
 from fanout.logging import get_logger, short_id
 
 log = get_logger("fanout.history")
@@ -50,9 +50,9 @@ MAX_USERS = 10_000
 OVERLAP_S = 10.0
 _DUPLICATE_KEY = 11000
 WRITE_BATCH = 100  # history documents per insert_many at most
-#: An event type as the envelope accepts one (``envelope.EventType``). A kept document's type is asked for its
-#: policy and its flag, which split it into every dotted prefix: quadratic in a hostile one's length.
-_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+#: An event type as the envelope accepts one. A kept document's type is asked for its policy and its
+#: flag, which split it into every dotted prefix: quadratic in a hostile one's length.
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _PLAN_FIELDS = {"_id": 1, "type": 1, "at": 1, "key": 1, "seq": 1, "wide": 1, "until": 1}
 
 
