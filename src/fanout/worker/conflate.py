@@ -22,6 +22,7 @@ import asyncio
 import functools
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,9 @@ _IDLE_SLOTS = 4096  # past this many keys, the idle ones are forgotten
 #: The largest order a value can have: a ``meta.seq`` is at most 2^53-1, a ``sentAt`` of year 9999 less. A
 #: mark beyond it, NaN or no number at all was not written by a claim (a corrupt or hostile document).
 MAX_ORDER = float(MAX_SEQ)
+#: A ``sentAt`` further ahead of this process's clock is no order (a publisher's clock or bug): claimed, it
+#: would conflate every later value of its key until the clock got there, for up to a day (``KEEP_S``).
+AHEAD_S = 300
 
 
 def key_of(body: QueueBody) -> str | None:
@@ -99,6 +103,8 @@ class Conflator:
         if key is None:
             return True
         order = order_of(body)
+        if body.meta.seq is None and order > time.time() + AHEAD_S:
+            return True  # posted as it is, unconflated: it claims nothing, so it silences no later value
         if msg.routing.is_part:  # a remainder or a shard: never held back, but never older than what went
             if await self._newer(key, order):
                 return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -175,3 +176,18 @@ async def test_a_corrupt_high_water_mark_is_claimed_over(latest: Any, mark: dict
     assert not await conflator.admit(_received(_counter(40, seq=4), part=True), ATTENDANCE)
     await asyncio.sleep(WINDOW_S)
     assert not await Conflator(latest, WINDOW_S).admit(_received(_counter(40, seq=4)), ATTENDANCE)
+
+
+async def test_a_value_dated_far_ahead_is_posted_unconflated_and_claims_nothing(latest: Any) -> None:
+    """A counter without ``meta.seq`` whose ``sentAt`` lies a year ahead (a publisher's clock or bug) is
+    posted as it is and writes no mark: claimed, its order conflated every later value of the key for a
+    day. A value a little ahead (a clock a few seconds fast) is still conflated by its ``sentAt``."""
+    ahead = _counter(50).model_copy(update={"sent_at": "2999-01-01T00:00:00Z"})
+    conflator = Conflator(latest, WINDOW_S)
+    assert True is await conflator.admit(_received(ahead), ATTENDANCE)
+    assert [] == await latest.find().to_list(None)
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    fast = _counter(60).model_copy(update={"sent_at": soon.isoformat()})
+    assert callable(await conflator.admit(_received(fast), ATTENDANCE))
+    await asyncio.sleep(WINDOW_S)
+    assert not await Conflator(latest, WINDOW_S).admit(_received(_counter(70)), ATTENDANCE)  # 5 s older
