@@ -14,10 +14,12 @@ connection does not speak its payload version (logged as ``unsupported``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+from typing import Any
 
 from fanout.gateway.client import Outcome
-from fanout.history import audience
+from fanout.history import History, KeptFrame, audience
 from fanout.logging import get_logger, short_id
 from fanout.worker import fate
 from fanout.worker.clients import Clients
@@ -26,6 +28,9 @@ from fanout.worker.received import Received
 from fanout.worker.result import FanoutResult
 
 log = get_logger("fanout.worker")
+
+#: Kept frames a replay loads at once: a forged replay naming 5,000 large events holds at most this many.
+FRAMES_AT_ONCE = 100
 
 
 async def replay(
@@ -48,25 +53,26 @@ async def replay(
     if holder is None:
         return fate.Fate("no_connections")
     conn, topics = holder
-    frames = await clients.history.frames(
-        list(msg.routing.replay), audience(conn.user_id, topics, wide=False)
-    )
+    ids, who = list(msg.routing.replay), audience(conn.user_id, topics, wide=False)
     deadline = time.monotonic() + step.budget_s
     result = FanoutResult()
-    cut = 0  # frames left unposted at the deadline
-    for i, kept in enumerate(frames):  # one after another: the client gets them in this order
-        if time.monotonic() >= deadline:  # a slow endpoint: the rest waits for the client's next resume
-            cut = len(frames) - i  # (the body's expiry bounds a real replay; a forged one may name years)
-            break
-        if not enabled(kept.type):
-            continue
-        if (kept.version != 1 or conn.payloads is not None) and not conn.speaks(kept.type, kept.version):
-            result.outcomes[Outcome.UNSUPPORTED_VERSION] += 1  # logged below; the client refetches
-            continue
-        one = await deliverer.post_frame(conn, kept.type, kept.frame, deadline, step.expires_at)
-        _add(result, one)
-        if one.outcomes[Outcome.OK] != 1:
-            break  # the connection is gone or still failing: the client resumes again when it is back
+    cut = 0  # listed events not reached by the deadline
+    async with aclosing(_listed(clients.history, ids, who)) as listed:
+        async for place, kept in listed:  # one after another: the client gets them in this order
+            if time.monotonic() >= deadline:  # a slow endpoint: the rest waits for the client's next resume
+                cut = (
+                    len(ids) - place
+                )  # (the body's expiry bounds a real replay; a forged one may name years)
+                break
+            if not enabled(kept.type):
+                continue
+            if (kept.version != 1 or conn.payloads is not None) and not conn.speaks(kept.type, kept.version):
+                result.outcomes[Outcome.UNSUPPORTED_VERSION] += 1  # logged below; the client refetches
+                continue
+            one = await deliverer.post_frame(conn, kept.type, kept.frame, deadline, step.expires_at)
+            _add(result, one)
+            if one.outcomes[Outcome.OK] != 1:
+                break  # the connection is gone or still failing: the client resumes again when it is back
     log.info(
         "replay_done",
         connection=short_id(connection_id),
@@ -77,6 +83,16 @@ async def replay(
         outcome=result.event_outcome(),
     )
     return fate.replayed(msg, result, max_receives=max_receives, outage_delay_s=outage_delay_s)
+
+
+async def _listed(
+    history: History, ids: list[str], who: dict[str, Any]
+) -> AsyncGenerator[tuple[int, KeptFrame]]:
+    """The kept frames of the listed events that ``who`` may get, in the listed order, each with its place
+    in the list; loaded ``FRAMES_AT_ONCE`` at a time, so a replay holds a bounded number of frames."""
+    for start in range(0, len(ids), FRAMES_AT_ONCE):
+        for kept in await history.frames(ids[start : start + FRAMES_AT_ONCE], who):
+            yield ids.index(kept.id, start), kept
 
 
 def _add(total: FanoutResult, one: FanoutResult) -> None:

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from botocore.credentials import Credentials
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import PyMongoError
 
 from fanout import attributes
@@ -35,6 +35,7 @@ from fanout.metrics import Metrics
 from fanout.publish import build_event
 from fanout.store import ConnectionStore, mongo_client
 from fanout.tokens import sign
+from fanout.worker import replay as replay_module
 from fanout.worker.clients import Clients
 from fanout.worker.delivery import Deliverer
 from fanout.worker.fate import Deliver
@@ -366,36 +367,93 @@ async def test_only_connections_that_asked_are_looked_at_for_versions(rig: Rig) 
     assert 3 == result.outcomes[Outcome.OK]
 
 
+def _replay_message(connection_id: str, event_ids: list[str]) -> Any:
+    """A replay of ``event_ids`` to one connection, its body expiring in years (as a forged one can)."""
+    body = replay_body(connection_id).model_copy(update={"meta": Meta(expires_at=datetime(2099, 1, 1, tzinfo=UTC))})  # fmt: skip
+    return parse(
+        {
+            "ReceiptHandle": "r",
+            "MessageId": "m",
+            "Body": body.to_json(),
+            "MessageAttributes": attributes.replay(event_ids),
+            "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+        }
+    )
+
+
+async def _kept(history: History, user: str, count: int) -> list[str]:
+    await history.ensure_indexes()
+    bodies = [build_event("notification.new", user_ids=[user], payload={"notificationId": f"n{i}"}) for i in range(count)]  # fmt: skip
+    for body in bodies:
+        await history.record(body, time.time() + 600)
+    return [b.id for b in bodies]
+
+
 async def test_a_replay_stops_posting_at_its_time_budget(rig: Rig, mongo_server: Server) -> None:
     """A replay naming many kept events, against an endpoint slow to answer, stops at its budget (its
     body's expiry bounds a real one; anyone who can send to the queue can forge one expiring in years):
     the frames it posted arrive in order, the rest waits for the client's next resume, and the worker's
     slot is not held for the whole list."""
-    settings = dev_settings(mongo=mongo_server)
-    history = History(rig.store._col.database, settings)
-    await history.ensure_indexes()
-    bodies = [build_event("notification.new", user_ids=["r1"], payload={"notificationId": f"n{i}"}) for i in range(40)]  # fmt: skip
-    for body in bodies:
-        await history.record(body, time.time() + 600)
+    history = History(rig.store._col.database, dev_settings(mongo=mongo_server))
+    ids = await _kept(history, "r1", 40)
     async with aiohttp.ClientSession() as http:
         [ws] = await _clients(rig, http, "r1", 1)
         [record] = await rig.store._col.find({"userId": "r1"}).to_list()
-        body = replay_body(record["connectionId"]).model_copy(update={"meta": Meta(expires_at=datetime(2099, 1, 1, tzinfo=UTC))})  # fmt: skip
-        msg = parse(
-            {
-                "ReceiptHandle": "r",
-                "MessageId": "m",
-                "Body": body.to_json(),
-                "MessageAttributes": attributes.replay([b.id for b in bodies]),
-                "Attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
-            }
-        )
         rig.emulator.faults.update({"latency_ms": 100})
         clients = Clients(None, None, None, rig.store, None, history)  # type: ignore[arg-type]
+        msg = _replay_message(record["connectionId"], ids)
         decided = await replay(msg, clients, rig.deliverer, Deliver(1.0, time.time() + 3600), max_receives=5)
         got = [(await _frame(ws))["id"] for _ in range(rig.emulator.counts.get("delivered", 0))]
-    assert 0 < len(got) < len(bodies)  # 40 posts of 100 ms each take 4 s
-    assert [b.id for b in bodies[: len(got)]] == got
+    assert 0 < len(got) < len(ids)  # 40 posts of 100 ms each take 4 s
+    assert ids[: len(got)] == got
+    assert decided.delete
+
+
+class FrameFinds(monitoring.CommandListener):
+    """The number of event ids in every ``find`` of kept frames a client sends."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and "$in" in event.command["filter"].get("_id", {}):
+            self.sizes.append(len(event.command["filter"]["_id"]["$in"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_replay_loads_its_kept_frames_a_chunk_at_a_time(
+    rig: Rig, mongo_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay reads the frames it posts ``FRAMES_AT_ONCE`` ids at a time: one naming 5,000 kept events
+    of up to 128 KiB each loaded them all at once (hundreds of MB for one forged message). Every kept
+    event still arrives, in the listed order, across the chunks; ids nothing was kept for are skipped."""
+    monkeypatch.setattr(replay_module, "FRAMES_AT_ONCE", 3)
+    finds = FrameFinds()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_server.url, tz_aware=True, event_listeners=[finds]
+    )
+    history = History(client[rig.store._col.database.name], dev_settings(mongo=mongo_server))
+    ids = await _kept(history, "r2", 7)
+    listed = [*ids[:2], "evt_none_1", *ids[2:], "evt_none_2"]
+    try:
+        async with aiohttp.ClientSession() as http:
+            [ws] = await _clients(rig, http, "r2", 1)
+            [record] = await rig.store._col.find({"userId": "r2"}).to_list()
+            clients = Clients(None, None, None, rig.store, None, history)  # type: ignore[arg-type]
+            msg = _replay_message(record["connectionId"], listed)
+            decided = await replay(
+                msg, clients, rig.deliverer, Deliver(30.0, time.time() + 3600), max_receives=5
+            )
+            got = [(await _frame(ws))["id"] for _ in ids]
+    finally:
+        await client.close()
+    assert ids == got
+    assert [3, 3, 3] == finds.sizes
     assert decided.delete
 
 
