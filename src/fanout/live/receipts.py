@@ -4,7 +4,8 @@
 its state (``delivered`` 1, ``read`` 2). An acknowledgement raises it with one conditional upsert: the
 filter matches only a lower rank, so a duplicate or a regression (``delivered`` after ``read``) collides
 on ``_id`` and changes nothing. Only a real increase is announced; one that could not be announced is
-undone. Documents are kept ``KEEP_S`` (TTL).
+undone. Documents are kept ``KEEP_S`` (TTL). A document whose ``rank`` is no rank (missing, text, NaN, a
+boolean, an array, any number but 1 or 2) holds no receipt and is raised over like a lower one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ COLLECTION = "fanoutreceipts"
 KEEP_S = 30 * 86400
 AckState = Literal["delivered", "read"]
 RANKS: dict[AckState, int] = {"delivered": 1, "read": 2}
+STATES: dict[int, AckState] = {rank: state for state, rank in RANKS.items()}
 
 
 class ReceiptStore:
@@ -43,7 +45,14 @@ class ReceiptStore:
         rank = RANKS[state]
         try:
             await self._col.update_one(
-                {"_id": key, "rank": {"$lt": rank}},
+                {
+                    "_id": key,
+                    "$or": [  # a lower rank, or none (an array matched $lt and $in by an element)
+                        {"rank": {"$lt": rank}},
+                        {"rank": {"$not": {"$in": list(STATES)}}},
+                        {"rank": {"$type": "array"}},
+                    ],
+                },
                 {
                     "$set": {
                         "rank": rank,
@@ -54,10 +63,11 @@ class ReceiptStore:
                 },
                 upsert=True,
             )
-        except DuplicateKeyError:  # the receipt already holds this state or a higher one
-            doc = await self._col.find_one({"_id": key}, {"state": 1})
-            held = doc.get("state") if doc is not None else None
-            return (held if held in RANKS else state), None
+        except DuplicateKeyError:  # the receipt already holds this state or a higher one: its rank says which
+            doc = await self._col.find_one({"_id": key}, {"rank": 1})
+            held = doc.get("rank") if doc is not None else None
+            rank_held = held if isinstance(held, int | float) and not isinstance(held, bool) else 0
+            return (STATES[int(rank_held)] if rank_held in STATES else state), None
         return state, now
 
     async def undo(self, conversation_id: str, message_id: str, user_id: str, at: datetime) -> None:

@@ -148,3 +148,37 @@ async def test_a_receipt_the_queue_refused_is_heard_when_sent_again(make_live: M
     assert [("u1", "read")] == [
         (m["body"]["payload"]["userId"], m["body"]["payload"]["state"]) for m in live.drain()
     ]
+
+
+async def test_a_corrupt_receipt_is_raised_over(make_live: MakeLive) -> None:
+    """A fanoutreceipts document whose rank is no rank (text, null, missing, NaN, a boolean, 99, an array)
+    is no receipt held: a read is raised over it and reaches the sender, and the document holds read with
+    an expiry again. Its own state field is never answered: only a rank held counts."""
+    live = await make_live()
+    await live.conversation("c9", "u1", "u2")
+    await live.connect("c1", "u1")
+    corrupt: list[dict[str, Any]] = [
+        {"rank": "2", "state": "read"},
+        {"rank": None, "state": "zzz"},
+        {"state": "delivered"},
+        {"rank": float("nan"), "state": "delivered"},
+        {"rank": True, "state": "delivered"},
+        {"rank": 99, "state": "read"},
+        {"rank": [2, 5], "state": "read"},
+    ]
+    db = live.lc.services.store.database
+    for i, doc in enumerate(corrupt):
+        await db.fanoutreceipts.insert_one({"_id": f'["c9","m{i}","u1"]', **doc})
+    answers = [(await send(live.lc, "c1", _ack("read", f"m{i}")))["payload"] for i in range(len(corrupt))]
+    assert ["read"] * len(corrupt) == [a.get("state") for a in answers]
+    published = sorted(
+        (m["body"]["payload"]["messageId"], m["body"]["payload"]["state"]) for m in live.drain()
+    )
+    assert [(f"m{i}", "read") for i in range(len(corrupt))] == published
+    kept = [d async for d in db.fanoutreceipts.find({}, {"rank": 1, "expiresAt": 1})]
+    assert [(2, True)] * len(corrupt) == [(d["rank"], isinstance(d["expiresAt"], datetime)) for d in kept]
+    # A proper receipt held at read is still a duplicate, answered read and published to nobody.
+    assert ["read", "read"] == [
+        (await send(live.lc, "c1", _ack(s, "m0")))["payload"]["state"] for s in ("read", "delivered")
+    ]
+    assert [] == live.drain()
