@@ -17,8 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 COLLECTION = "fanoutpresence"
+#: An epoch is a whole count below this: past it ``$inc`` stops changing a double and overflows an int64.
+MAX_EPOCH = 2**53 - 1
+#: An epoch a ``$connect`` counts on: none yet, or a number of the counter's range (NaN is none).
+_COUNTED = {"$or": [{"epoch": {"$exists": False}},
+                    {"epoch": {"$gte": 0, "$lt": MAX_EPOCH, "$not": {"$type": "array"}}}]}  # fmt: skip
 
 
 def iso(at: datetime) -> str:
@@ -35,13 +41,20 @@ class PresenceStore:
         self._records = records
 
     async def online(self, user_id: str) -> bool:
-        """Mark the user online (a ``$connect``); True when they were not online before."""
-        before = await self._col.find_one_and_update(
-            {"_id": user_id},
-            {"$inc": {"epoch": 1}, "$set": {"status": "online", "onlineAt": datetime.now(UTC)}},
-            projection={"status": 1},
-            upsert=True,
-        )
+        """Mark the user online (a ``$connect``); True when they were not online before. An epoch that is
+        no counter (text, an array, NaN, negative, past ``MAX_EPOCH``: a corrupt or hostile document) is
+        set to 0 first and then counted: it failed every ``$inc`` (no online, no offline, for good) or
+        stopped changing (NaN, 2^53: the offline check's guard against a racing connect)."""
+        update = {"$inc": {"epoch": 1}, "$set": {"status": "online", "onlineAt": datetime.now(UTC)}}
+        try:
+            before = await self._col.find_one_and_update(
+                {"_id": user_id} | _COUNTED, update, projection={"status": 1}, upsert=True
+            )
+        except DuplicateKeyError:  # the document's epoch is no counter: start it afresh, then count it
+            await self._col.update_one({"_id": user_id, "$nor": [_COUNTED]}, {"$set": {"epoch": 0}})
+            before = await self._col.find_one_and_update(
+                {"_id": user_id} | _COUNTED, update, projection={"status": 1}, upsert=True
+            )
         return before is None or before.get("status") != "online"
 
     async def left(self, user_id: str, at: datetime) -> bool:

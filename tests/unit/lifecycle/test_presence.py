@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bson.int64 import Int64
+
 from tests.unit.lifecycle.conftest import send
 from tests.unit.lifecycle.live import MakeLive
 
@@ -141,3 +143,30 @@ async def test_hostile_presence_queries_are_bad_requests(make_live: MakeLive) ->
         assert {"code": "bad_request", "field": "userIds", "max": 100} == (await send(live.lc, "c1", frame))[
             "payload"
         ]
+
+
+async def test_a_corrupt_epoch_is_counted_afresh(make_live: MakeLive) -> None:
+    """A fanoutpresence document whose epoch is no counter (text, null, an array, an object, NaN, past
+    2^53 or at int64's end, negative) is started afresh by the next $connect: that connect is announced
+    and counts the epoch, every later connect changes it (the guard of the offline check), and the last
+    disconnect's check holds."""
+    live = await make_live(presence=True, presence_grace_s=0)
+    corrupt = ["x", None, [1, 2], {"n": 1}, float("nan"), 2.0**53, Int64(2**63 - 1), -5]
+    db = live.lc.services.store.database
+    presence = live.lc.services.live.presence
+    for i, epoch in enumerate(corrupt):
+        user = f"u{i}"
+        await live.conversation(f"c{i}", user, "w")
+        await db.fanoutpresence.insert_one({"_id": user, "status": "offline", "epoch": epoch})
+        await live.connect(f"a{i}", user)
+        first = (await db.fanoutpresence.find_one({"_id": user}))["epoch"]
+        await live.connect(f"b{i}", user)
+        second = (await db.fanoutpresence.find_one({"_id": user}))["epoch"]
+        assert (type(first), type(second)) == (int, int) and first != second, (epoch, first, second)
+        assert [(user, "online", None)] == [
+            (m["body"]["payload"]["userId"], m["body"]["payload"]["status"], m["check"]) for m in live.drain()
+        ]
+        await live.disconnect(f"a{i}")
+        await live.disconnect(f"b{i}")
+        [check] = live.drain(wait_s=2)
+        assert await presence.offline(user, datetime.now(UTC), check["body"]["id"]), epoch
