@@ -66,8 +66,12 @@ class PresenceStore:
         return True
 
     async def has_live(self, user_id: str) -> bool:
-        """Whether the user has a connection record that has not expired."""
-        query = {"userId": user_id, "expiresAt": {"$gt": datetime.now(UTC)}}
+        """Whether the user has a connection record that has not expired. A record whose ``userId`` is an
+        array (equality and ``$in`` match it by any element) is no user's, as every lookup takes it."""
+        query = {
+            "userId": {"$eq": user_id, "$not": {"$type": "array"}},
+            "expiresAt": {"$gt": datetime.now(UTC)},
+        }
         return await self._records.count_documents(query, limit=1) > 0
 
     async def offline(self, user_id: str, last_seen: datetime, check_id: str | None = None) -> bool:
@@ -97,7 +101,7 @@ class PresenceStore:
         document can lag behind them by the grace period); ``lastSeenAt`` is null for an online user
         and for one never seen."""
         now = datetime.now(UTC)
-        query = {"userId": {"$in": user_ids}, "expiresAt": {"$gt": now}}
+        query = {"userId": {"$in": user_ids, "$not": {"$type": "array"}}, "expiresAt": {"$gt": now}}
         live = set(await self._records.distinct("userId", query))
         seen: dict[str, Any] = {}
         async for doc in self._col.find({"_id": {"$in": [u for u in user_ids if u not in live]}}):

@@ -170,3 +170,30 @@ async def test_a_corrupt_epoch_is_counted_afresh(make_live: MakeLive) -> None:
         await live.disconnect(f"b{i}")
         [check] = live.drain(wait_s=2)
         assert await presence.offline(user, datetime.now(UTC), check["body"]["id"]), epoch
+
+
+async def test_a_record_whose_user_id_is_an_array_is_no_users_connection(make_live: MakeLive) -> None:
+    """A connection record whose userId is an array (which equality and $in match by any element) is a
+    record of no user, as delivery and the connection limit take it: presence.query answers its users
+    offline, and their last disconnect still schedules the offline check, which holds."""
+    live = await make_live(presence=True, presence_grace_s=0)
+    await live.conversation("c9", "u1", "u3")
+    now = datetime.now(UTC)
+    await live.lc.services.store.database[live.lc.services.settings.connections_collection].insert_one(
+        {
+            "connectionId": "forged",
+            "userId": ["x", "u3"],
+            "domainName": "d",
+            "stage": "s",
+            "connectedAt": now,
+            "expiresAt": now + timedelta(days=1),
+        }  # fmt: skip
+    )
+    await live.connect("c1", "u1")
+    [row] = (await send(live.lc, "c1", _query("u3")))["payload"]["users"]
+    assert ("u3", "offline") == (row["userId"], row["status"])
+    await live.connect("c3", "u3")
+    await live.disconnect("c3")
+    checks = [m for m in live.drain(wait_s=2, at_least=3) if m["check"] == "presence"]
+    assert ["u3"] == [m["body"]["payload"]["userId"] for m in checks]
+    assert await live.lc.services.live.presence.offline("u3", datetime.now(UTC), checks[0]["body"]["id"])
