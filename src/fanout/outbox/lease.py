@@ -4,9 +4,10 @@ A relay takes the lease when it is free or expired, renews it every third of its
 only while it believes it holds it: until two thirds of the lifetime after its last renewal began. A
 call to SQS still under way then is cut off (``Relay._send``): its entries stay pending.
 Another relay takes over only once ``expiresAt`` has passed, so the last third is the margin for clock
-skew between hosts and for a relay paused mid-call. Times are the relays' own clocks (UTC): keep them
-synchronised (NTP; ECS tasks have Amazon Time Sync). Should a paused relay still send after that, the
-events go twice with the same ids, which clients drop.
+skew between hosts and for a relay paused mid-call; a corrupt lease (``expiresAt`` no date, or further ahead
+than any relay renews it) is taken over at once, as it would never lapse. Times are the relays' own
+clocks (UTC): keep them synchronised (NTP; ECS tasks have Amazon Time Sync). Should a paused relay still
+send after that, the events go twice with the same ids, which clients drop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from pymongo.errors import DuplicateKeyError
 from fanout.logging import get_logger
 
 log = get_logger("fanout.relay")
+
+#: The longest lease a relay takes (``FANOUT_RELAY_LEASE_S``'s bound): one ending further ahead than twice
+#: that was written by no relay, and would never lapse.
+MAX_TTL_S = 300
 
 
 class Lease:
@@ -51,8 +56,15 @@ class Lease:
             return True
         now = datetime.now(UTC)
         try:
+            takeable = [
+                {"owner": self.owner},
+                {"expiresAt": {"$lte": now}},
+                # No relay writes these; as they never lapse, such a lease would be refused to all for good.
+                {"expiresAt": {"$gt": now + timedelta(seconds=2 * MAX_TTL_S)}},
+                {"expiresAt": {"$not": {"$type": "date"}}},
+            ]
             await self._col.find_one_and_update(
-                {"_id": self.name, "$or": [{"owner": self.owner}, {"expiresAt": {"$lte": now}}]},
+                {"_id": self.name, "$or": takeable},
                 {"$set": {"owner": self.owner, "expiresAt": now + timedelta(seconds=self.ttl_s)}},
                 upsert=True,
             )
