@@ -240,6 +240,32 @@ async def test_an_entry_another_writer_malformed_is_marked_and_the_entries_after
     assert {"malformed_entry"} == {m.get("error") for m in marks} and all(m.get("relayedAt") for m in marks)
 
 
+async def test_an_entry_whose_body_nests_past_the_parser_does_not_hold_back_the_rest(
+    moto_server: Server, mongo_server: Server
+) -> None:
+    """A body another writer nested deeper than Python's JSON parser goes (200,000 brackets) is sent like
+    any other text (the worker refuses it with a reason), and the entry after it leaves. Before, reading
+    its ordering key raised RecursionError on every round: relay_failed for ever, nothing after it sent."""
+    settings = outbox_settings(moto_server, mongo_server, relay_lease_s=30)
+    good = build_event("notification.new", user_ids=["u1"], payload=payload("notification.new"))
+    nested = {"eventId": "evt_nested", "type": "notification.new", "body": "[" * 200_000,
+              "createdAt": datetime.now(UTC)}  # fmt: skip
+
+    def write() -> None:
+        with MongoClient(settings.mongo(), tz_aware=True) as client:
+            client[settings.mongo_db].fanout_outbox.insert_one(nested)
+            with client.start_session() as session:
+                session.with_transaction(lambda s: Outbox(client[settings.mongo_db]).add(s, good))
+
+    await asyncio.to_thread(write)
+    async with running(settings, "a") as (_, registry, _stop):
+        await wait_for(lambda: value(registry, "fanout_outbox_relayed_total") == 2, timeout=10)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo(), tz_aware=True)
+    left = await mongo[settings.mongo_db].fanout_outbox.count_documents({"relayedAt": None})
+    await mongo.close()
+    assert 0 == left
+
+
 async def test_a_batch_sqs_refuses_whole_goes_one_by_one_and_the_rest_leave(
     moto_server: Server, mongo_server: Server
 ) -> None:

@@ -70,7 +70,7 @@ def fifo_ids(doc: dict[str, Any]) -> tuple[str, str]:
     event_id = str(doc.get("eventId") or doc["_id"])
     try:
         meta = json.loads(doc["body"]).get("meta")
-    except (ValueError, AttributeError, TypeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):  # RecursionError: nested past the parser
         meta = None
     key = meta.get("orderingKey") if isinstance(meta, dict) else None
     return (key if isinstance(key, str) and key else event_id), event_id
