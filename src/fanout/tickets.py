@@ -22,6 +22,7 @@ from pymongo import ASCENDING, MongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from fanout.config import Settings
+from fanout.tokens import MAX_USER_ID_CHARS  # a ticket's user id is bounded as a token's
 
 PREFIX = "fot_"
 MAX_TTL_S = 60
@@ -36,7 +37,7 @@ def digest(ticket: str) -> str:
 
 def _check(user_id: str, ttl_s: int) -> None:
     """``ValueError`` for what no ticket may carry, before MongoDB is asked anything."""
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= 256:
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID_CHARS:
         raise ValueError("a ticket's user id is 1 to 256 characters")
     if not 0 < ttl_s <= MAX_TTL_S:
         raise ValueError(f"a ticket lives 1 to {MAX_TTL_S} seconds")
@@ -75,11 +76,22 @@ class TicketStore:
         """The user of a valid ticket, which is used up; None for an unknown, used or expired one."""
         if not isinstance(ticket, str) or not _TICKET.fullmatch(ticket):
             return None
+        now = datetime.now(UTC)
         doc = await self._col.find_one_and_delete(
-            {"_id": digest(ticket), "expiresAt": {"$gt": datetime.now(UTC)}}, projection={"userId": 1}
+            {"_id": digest(ticket), "expiresAt": {"$gt": now}}, projection={"userId": 1, "expiresAt": 1}
         )
-        user = doc.get("userId") if doc else None
-        return user if isinstance(user, str) and user else None
+        if doc is None:
+            return None
+        # A document mint() never writes is used up and refused: an expiresAt that is an array ($gt matched
+        # any element) or further ahead than a ticket lives (the TTL index would keep it as long), a user id
+        # a token's sub could not be either.
+        expires, user = doc.get("expiresAt"), doc.get("userId")
+        if not isinstance(expires, datetime):
+            return None
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)  # a client without tz_aware
+        if expires > now + timedelta(seconds=2 * MAX_TTL_S):  # MAX_TTL_S more for the minter's clock
+            return None
+        return user if isinstance(user, str) and 0 < len(user) <= MAX_USER_ID_CHARS else None
 
 
 class Tickets:

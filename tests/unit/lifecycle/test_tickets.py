@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo import MongoClient
 
 from fanout.lifecycle import Lifecycle
-from fanout.tickets import Tickets, TicketStore, mint
+from fanout.tickets import Tickets, TicketStore, digest, mint
 from fanout.tokens import sign
 from tests.unit.lifecycle import events
 from tests.unit.lifecycle.conftest import MakeLifecycle
@@ -131,3 +132,37 @@ def test_tickets_reuse_a_client_they_are_given(mongo_server: object) -> None:
     assert 1 == client[settings.mongo_db][settings.tickets_collection].count_documents({})
     client.drop_database(settings.mongo_db)
     client.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "expires_in"),
+    [
+        ("u" * 257, timedelta(seconds=30)),
+        ("u1", timedelta(days=365)),
+        ("u1", [timedelta(seconds=-30), timedelta(days=365)]),
+        ("u1", [timedelta(seconds=30)]),
+        ("u1", "tomorrow"),
+    ],
+    ids=["user-id-too-long", "a-year-ahead", "array-past-and-ahead", "array", "text"],
+)
+async def test_a_ticket_document_no_mint_writes_is_refused(
+    make_lifecycle: MakeLifecycle, user: str, expires_in: object
+) -> None:
+    """A ticket document of a shape mint() never writes (a user id over 256 characters, which a token's
+    sub may not be either; an expiry further ahead than a ticket lives, which the TTL index would keep for
+    as long; an expiresAt that is an array, which MongoDB's $gt matches by any element) is used up and
+    refused with 401, never connected."""
+    lc = await make_lifecycle()
+    ticket = "fot_" + "C" * 43
+    now = datetime.now(UTC)
+    expires = (
+        [now + e for e in expires_in]
+        if isinstance(expires_in, list)
+        else now + expires_in
+        if isinstance(expires_in, timedelta)
+        else expires_in
+    )
+    doc = {"_id": digest(ticket), "userId": user, "createdAt": now, "expiresAt": expires}
+    await lc.services.tickets._col.insert_one(doc)
+    assert 401 == await _connect(lc, "c1", ticket=ticket)
+    assert await lc.services.store.get("c1") is None
