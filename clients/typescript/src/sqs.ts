@@ -13,12 +13,31 @@ export interface SqsOptions {
   client?: SQSClient;
   /** More settings for the client this package creates (credentials, maxAttempts, requestHandler...). */
   clientConfig?: SQSClientConfig;
+  /**
+   * How long one call to SQS may take, connecting included, before it fails with `TimeoutError` (and the
+   * SDK tries again, up to its `maxAttempts`); default 10 s, the Python publishers' read timeout. Applies to
+   * the client this package creates, unless `clientConfig.requestHandler` is given.
+   */
+  timeoutMs?: number;
 }
+
+/** One call's bound by default: the SDK's own is its socket's 15 minutes of silence. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
 
 /** The client to use and whether `close()` must destroy it. */
 export function openClient(options: SqsOptions): { client: SQSClient; owned: boolean } {
   if (options.client) return { client: options.client, owned: false };
   const config: SQSClientConfig = { ...options.clientConfig };
+  if (config.requestHandler === undefined) {
+    // Without a bound an SQS that takes the connection and never answers held each call for the SDK's
+    // 15 minutes of socket silence, every attempt: a send, a flush and a close without timeoutMs hung.
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    config.requestHandler = {
+      connectionTimeout: Math.min(2_000, timeoutMs),
+      requestTimeout: timeoutMs,
+      throwOnRequestTimeout: true,
+    };
+  }
   if (options.endpoint !== undefined) config.endpoint = options.endpoint;
   if (options.region !== undefined) config.region = options.region;
   return { client: new SQSClient(config), owned: true };
