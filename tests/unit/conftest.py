@@ -6,16 +6,19 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 import structlog
+from pymongo import AsyncMongoClient
 from structlog._config import BoundLoggerLazyProxy
 
 from fanout import logging as fanout_logging
+from tests.conftest import Server, dev_settings
 
 ReadLogs = Callable[[], list[dict[str, Any]]]
+Db = Any  # a database of the test MongoDB
 
 
 def _uncache_module_loggers() -> None:
@@ -46,3 +49,13 @@ def json_logs() -> Iterator[ReadLogs]:
     for handler in [h for h in root.handlers if isinstance(h, fanout_logging._Handler)]:
         root.removeHandler(handler)
     root.setLevel(logging.WARNING)
+
+
+@pytest.fixture
+async def db(mongo_server: Server) -> AsyncIterator[Db]:
+    """A fresh database of the test MongoDB."""
+    settings = dev_settings(mongo=mongo_server)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
+    yield client[settings.mongo_db]
+    await client.drop_database(settings.mongo_db)
+    await client.close()

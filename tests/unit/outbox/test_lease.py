@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from fanout.outbox.lease import Lease
-from tests.conftest import Server, dev_settings
 
 Db = Any
-
-
-@pytest.fixture
-async def db(mongo_server: Server) -> AsyncIterator[Db]:
-    """A fresh database of the test MongoDB."""
-    settings = dev_settings(mongo=mongo_server)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
-    yield client[settings.mongo_db]
-    await client.drop_database(settings.mongo_db)
-    await client.close()
 
 
 @pytest.mark.parametrize(

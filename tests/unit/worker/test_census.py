@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 
 from fanout.metrics import Metrics
 from fanout.worker.census import LEASES, Census, Lease
-from tests.conftest import Server, dev_settings
 
 Db = Any
-
-
-@pytest.fixture
-async def db(mongo_server: Server) -> AsyncIterator[Db]:
-    """A fresh database of the test MongoDB."""
-    settings = dev_settings(mongo=mongo_server)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_server.url, tz_aware=True)
-    yield client[settings.mongo_db]
-    await client.drop_database(settings.mongo_db)
-    await client.close()
 
 
 def _census(db: Db, interval_s: float = 30) -> tuple[Census, Metrics]:
